@@ -1,0 +1,64 @@
+# puyu-lab: `make lab` sets up and starts JupyterLab; `make test` sets up and runs every test.
+# Setup is idempotent: a second run only checks a stamp (seconds).
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.puyu-setup
+PORT ?= 8888
+PROFILE ?= quick
+# llama.cpp is built from source; build it portably (a native build can use CPU features,
+# such as AMX, that crash elsewhere: see the README).
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
+LLAMA_SPEC := llama-cpp-python[server]==0.3.36
+TORCH_CPU := torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: setup lab test test-fast chain bench doctor status clean-workspace clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip wheel
+	@# CPU machines: the CPU build of torch first, or pip pulls a multi-GB CUDA build.
+	@if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(PY) -c "import torch" 2>/dev/null; then \
+	  echo "no CUDA here: installing the CPU build of torch"; $(PIP) install -q $(TORCH_CPU); fi
+	@if ! $(PY) -c "import llama_cpp" 2>/dev/null; then \
+	  echo "building llama-cpp-python from source (about 9 minutes on 2 cores the first time; pip caches it)"; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q "$(LLAMA_SPEC)"; fi
+	$(PIP) install -q -e '.[llama,dev]'
+	@if [ -d extensions ] && ls extensions/*/pyproject.toml >/dev/null 2>&1; then \
+	  for e in extensions/*/; do $(PIP) install -q -e "$$e"; done; fi
+	@touch $@
+	@echo "setup done: $(VENV)"
+
+lab: setup
+	$(PY) -m puyu_lab lab --port $(PORT) $(LAB_ARGS)
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# unit tests only (no notebooks, no servers): seconds
+test-fast: setup
+	$(PY) -m pytest -q -m "not notebook and not server" $(PYTEST_ARGS)
+
+chain: setup
+	$(PY) -m puyu_lab chain --profile $(PROFILE)
+
+bench: setup
+	$(PY) benchmarks/run.py
+
+doctor: setup
+	$(PY) -m puyu_lab doctor
+
+status: setup
+	$(PY) -m puyu_lab status
+
+clean-workspace:
+	rm -rf workspace
+
+clean:
+	rm -rf $(VENV) workspace .pytest_cache

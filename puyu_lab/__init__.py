@@ -1,0 +1,34 @@
+"""puyu-lab: the InternLM (书生·浦语) chain, run for real in Jupyter.
+
+Engines live in ``puyu_lab.<stage>`` (plain Python); views live in ``puyu_lab.panels``.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .i18n import get_language, set_language, t  # noqa: E402
+from .profiles import get_profile  # noqa: E402
+from .workspace import Workspace  # noqa: E402
+
+__all__ = ["__version__", "Workspace", "get_profile", "set_language", "get_language", "t", "setup"]
+
+
+def setup(profile: str | None = None, language: str | None = None, home: str | None = None):
+    """What a lab's first cell calls: choose profile and language, open the workspace.
+
+    Returns ``(profile, workspace)``. ``home`` defaults to ``$PUYU_LAB_HOME`` or the
+    ``workspace/`` folder of the project (found from the notebook's folder upwards).
+    """
+    import os
+    from pathlib import Path
+
+    if language:
+        set_language(language)
+    prof = get_profile(profile)
+    if home is None and not os.environ.get("PUYU_LAB_HOME"):
+        here = Path.cwd()
+        for folder in (here, *here.parents):
+            if (folder / "labs").is_dir() and (folder / "pyproject.toml").is_file():
+                home = str(folder / "workspace")
+                break
+    return prof, Workspace(home)

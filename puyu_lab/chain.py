@@ -1,0 +1,165 @@
+"""Run the labs headless, in order, and report: what ``make chain`` and the notebook tests use.
+
+Each lab is executed with papermill (its ``parameters`` cell receives ``profile``), its executed
+copy and an HTML rendering are saved under ``<workspace>/chain/``, and ``report.html`` there
+sums up the run: one row per lab with its wall time and key figures. A lab records its key
+figures with :func:`record_figures`.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .events import Emitter, Event
+from .workspace import Workspace
+
+FIGURES_ENV = "PUYU_LAB_FIGURES"
+LAB_RE = re.compile(r"^\d\d_[A-Za-z0-9_]+\.ipynb$")
+
+
+def project_root() -> Path:
+    """The checkout this package runs from (where ``labs/`` lives)."""
+    here = Path(__file__).resolve().parent.parent
+    if (here / "labs").is_dir():
+        return here
+    cwd = Path.cwd()
+    for folder in (cwd, *cwd.parents):
+        if (folder / "labs").is_dir():
+            return folder
+    raise FileNotFoundError("cannot find the labs/ folder: run from the puyu-lab checkout")
+
+
+def discover(labs_dir: Path | None = None) -> list[Path]:
+    """Every lab notebook (``NN_name.ipynb``) in order. New labs are picked up automatically."""
+    labs_dir = labs_dir or project_root() / "labs"
+    return sorted(p for p in labs_dir.glob("*.ipynb") if LAB_RE.match(p.name))
+
+
+def record_figures(**figures: Any) -> dict[str, Any]:
+    """Called by a lab's last cell: its key figures, for the chain's summary line and report."""
+    path = os.environ.get(FIGURES_ENV)
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(figures, ensure_ascii=False, default=str, indent=1), encoding="utf-8")
+    return figures
+
+
+@dataclass
+class LabResult:
+    lab: str
+    ok: bool
+    seconds: float
+    figures: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    executed: Path | None = None
+
+    def line(self) -> str:
+        figs = ", ".join(f"{k}={_short(v)}" for k, v in self.figures.items())
+        state = "ok  " if self.ok else "FAIL"
+        return f"{state} {self.lab:<22} {self.seconds:7.1f}s  {figs if self.ok else self.error}"
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+class ChainError(RuntimeError):
+    pass
+
+
+def run_lab(nb: Path, out_dir: Path, *, profile: str, workspace: Workspace,
+            parameters: dict[str, Any] | None = None, timeout: int = 1800) -> LabResult:
+    import papermill as pm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    executed = out_dir / nb.name
+    figures_path = out_dir / f"{nb.stem}.figures.json"
+    figures_path.unlink(missing_ok=True)
+    env_before = {k: os.environ.get(k) for k in ("PUYU_LAB_HOME", FIGURES_ENV, "PUYU_LAB_PROFILE")}
+    os.environ["PUYU_LAB_HOME"] = str(workspace.root.resolve())
+    os.environ[FIGURES_ENV] = str(figures_path.resolve())
+    os.environ["PUYU_LAB_PROFILE"] = profile
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(
+            str(nb), str(executed), parameters={"profile": profile, **(parameters or {})},
+            kernel_name="python3", cwd=str(nb.parent), progress_bar=False, log_output=False,
+            execution_timeout=timeout,
+        )
+        ok, error = True, ""
+    except pm.PapermillExecutionError as exc:
+        ok = False
+        error = (f"cell {exc.cell_index} (execution count {exc.exec_count}): {exc.ename}: "
+                 f"{str(exc.evalue)[:500]} — executed copy: {executed}")
+    finally:
+        for k, v in env_before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    seconds = time.perf_counter() - t0
+    figures = json.loads(figures_path.read_text(encoding="utf-8")) if figures_path.exists() else {}
+    _to_html(executed)
+    return LabResult(nb.name, ok, seconds, figures, error, executed)
+
+
+def _to_html(executed: Path) -> None:
+    if not executed.exists():
+        return
+    try:
+        import nbformat
+        from nbconvert import HTMLExporter
+
+        body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(executed), as_version=4))
+        executed.with_suffix(".html").write_text(body, encoding="utf-8")
+    except Exception as exc:  # the report is a convenience; never hide the lab's own result
+        executed.with_suffix(".html").write_text(f"<pre>could not render: {html.escape(str(exc))}</pre>")
+
+
+def write_report(results: list[LabResult], out_dir: Path, profile: str) -> Path:
+    rows = []
+    for r in results:
+        figs = "<br>".join(f"{html.escape(k)} = {html.escape(_short(v))}" for k, v in r.figures.items())
+        link = f'<a href="{html.escape(r.lab[:-6])}.html">{html.escape(r.lab)}</a>'
+        status = '<b style="color:#1e8e3e">ok</b>' if r.ok else f'<b style="color:#c5221f">failed</b><br>{html.escape(r.error)}'
+        rows.append(f"<tr><td>{link}</td><td>{status}</td><td>{r.seconds:.1f}</td><td>{figs}</td></tr>")
+    total = sum(r.seconds for r in results)
+    page = f"""<!doctype html><meta charset="utf-8"><title>puyu-lab chain report</title>
+<style>body{{font-family:sans-serif;margin:2em}} td,th{{border-bottom:1px solid #ddd;padding:4px 10px;text-align:left;vertical-align:top}}</style>
+<h1>书生·浦语 puyu-lab — chain report</h1>
+<p>profile <b>{html.escape(profile)}</b>, {len(results)} lab(s), {total:.1f} s in all, {time.strftime('%Y-%m-%d %H:%M:%S')}</p>
+<table><tr><th>Lab</th><th>Status</th><th>Wall time (s)</th><th>Key figures</th></tr>{''.join(rows)}</table>"""
+    path = out_dir / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def run_chain(*, profile: str = "quick", workspace: Workspace | None = None, labs_dir: Path | None = None,
+              only: list[str] | None = None, on_event: Callable[[Event], None] | None = None) -> list[LabResult]:
+    """Run every lab in order; stop at the first failure (later labs need its artifact)."""
+    ws = workspace or Workspace()
+    out_dir = ws.root / "chain"
+    em = Emitter("chain", on_event)
+    labs = discover(labs_dir)
+    if only:
+        labs = [nb for nb in labs if any(nb.stem.startswith(o) or nb.name == o for o in only)]
+        if not labs:
+            raise ChainError(f"no lab matches {only}; labs are: {[p.name for p in discover(labs_dir)]}")
+    results: list[LabResult] = []
+    for nb in labs:
+        em.emit("start", lab=nb.name)
+        res = run_lab(nb, out_dir, profile=profile, workspace=ws)
+        results.append(res)
+        em.emit("done", lab=nb.name, ok=res.ok, line=res.line())
+        if not res.ok:
+            break
+    write_report(results, out_dir, profile)
+    return results

@@ -1,0 +1,85 @@
+"""Profiles: one setting that sizes every stage of the chain.
+
+``quick``  CPU, the whole chain in about ten minutes on 2 cores (the default).
+``full``   CPU, better quality, about an hour.
+``gpu``    a real chat model (e.g. InternLM2-chat-1.8B) from a local path or the hub, QLoRA;
+           requires CUDA and says so clearly without it.
+
+Chosen by a notebook's ``parameters`` cell or ``$PUYU_LAB_PROFILE``. Each stage reads its own
+section (``profile.data`` …); a stage adds its section here when it lands.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+
+
+class ProfileError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    # documents taken from each built-in source (None = all of it)
+    max_docs_per_source: int | None = 4000
+    heldout_fraction: float = 0.05
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    device: str  # "cpu" or "cuda"
+    minutes: str  # the wall time a learner should expect for the whole chain
+    data: DataSettings = field(default_factory=DataSettings)
+    base_model: str | None = None  # gpu profile: a local path or hub id of a real chat model
+
+    def with_data(self, **changes) -> "Profile":
+        return replace(self, data=replace(self.data, **changes))
+
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile(
+        "quick", "CPU, a tiny model, the whole chain in about 10 minutes on 2 cores", "cpu", "≈10",
+        data=DataSettings(max_docs_per_source=4000),
+    ),
+    "full": Profile(
+        "full", "CPU, more data and a larger tiny model, about an hour on 2 cores", "cpu", "≈60",
+        data=DataSettings(max_docs_per_source=None),
+    ),
+    "gpu": Profile(
+        "gpu", "CUDA GPU, a real chat model (InternLM2-chat-1.8B) fine-tuned with QLoRA", "cuda", "≈20",
+        data=DataSettings(max_docs_per_source=None),
+        base_model=os.environ.get("PUYU_LAB_GPU_MODEL", "internlm/internlm2-chat-1_8b"),
+    ),
+}
+
+DEFAULT = "quick"
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def get_profile(name: str | None = None, *, check: bool = True) -> Profile:
+    """The profile ``name`` (default: ``$PUYU_LAB_PROFILE`` or ``quick``).
+
+    With ``check`` a profile that needs hardware this machine lacks fails here, clearly,
+    instead of half-way through a lab.
+    """
+    name = (name or os.environ.get("PUYU_LAB_PROFILE") or DEFAULT).strip().lower()
+    if name not in PROFILES:
+        raise ProfileError(f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)}")
+    profile = PROFILES[name]
+    if check and profile.device == "cuda" and not cuda_available():
+        raise ProfileError(
+            "the 'gpu' profile needs a CUDA GPU and a CUDA build of torch, and this machine has none "
+            "(torch.cuda.is_available() is False). Use profile 'quick' or 'full' here, or run the "
+            "labs on a GPU machine (see README: Running on a GPU)."
+        )
+    return profile

@@ -1,0 +1,51 @@
+"""The six stages of the chain: who produces which artifact, and in which lab.
+
+This table is the one place that knows the chain's shape. The workspace uses it to name the
+lab that produces a missing input, the tour and ``puyu-lab status`` use it to draw the chain map.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Stage:
+    key: str
+    zh: str  # the ecosystem's own name for the stage
+    en: str
+    lab: str  # notebook in labs/
+    produces: tuple[str, ...]  # artifact names (or name prefixes ending in "/")
+    needs: tuple[str, ...] = ()
+
+    @property
+    def title(self) -> str:
+        return f"{self.zh} · {self.en}"
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("data", "书生·万卷", "Data", "01_data.ipynb", ("corpus/",)),
+    Stage("pretrain", "InternLM-Train", "Pretrain", "02_pretrain.ipynb",
+          ("tokenizer/", "model/base"), ("corpus/clean",)),
+    Stage("finetune", "XTuner", "Fine-tune", "03_finetune.ipynb",
+          ("model/sft", "adapter/", "sft/"), ("model/base", "tokenizer/spm")),
+    Stage("deploy", "LMDeploy", "Deploy", "04_deploy.ipynb",
+          ("gguf/", "quant/"), ("model/sft",)),
+    Stage("eval", "OpenCompass", "Evaluate", "05_eval.ipynb", ("eval/",), ("model/base", "model/sft")),
+    Stage("agent", "Lagent / AgentLego", "Apply", "06_agent.ipynb", ("agent/",), ("model/sft",)),
+)
+
+
+def stage_for_artifact(name: str) -> Stage | None:
+    """The stage whose lab produces the artifact ``name`` (``None`` if no stage claims it)."""
+    for stage in STAGES:
+        for p in stage.produces:
+            if name == p or (p.endswith("/") and name.startswith(p)):
+                return stage
+    return None
+
+
+def get_stage(key: str) -> Stage:
+    for stage in STAGES:
+        if stage.key == key:
+            return stage
+    raise KeyError(f"unknown stage {key!r}; stages are: {', '.join(s.key for s in STAGES)}")

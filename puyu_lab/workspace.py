@@ -1,0 +1,309 @@
+"""The workspace: an artifact registry on disk, the only hand-off between stages.
+
+Layout under the root (``$PUYU_LAB_HOME``, default ``./workspace``)::
+
+    corpus/clean -> .store/corpus__clean.<id>      # a symlink per artifact name
+    .store/corpus__clean.<id>/manifest.json        # kind, stage, created, params, metrics, parents
+    .store/corpus__clean.<id>/...                  # the artifact's files
+
+A writer fills a ``.partial`` directory and, once everything (manifest last) is on disk,
+swaps the name's symlink with one atomic ``rename``. A reader therefore sees either the old
+complete artifact or the new complete one, never half of one; a writer killed mid-write leaves
+only a ``.partial`` directory, which no listing shows and :meth:`Workspace.gc` removes.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .stages import stage_for_artifact
+
+MANIFEST = "manifest.json"
+STORE = ".store"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-]*)*$")
+
+
+class WorkspaceError(Exception):
+    pass
+
+
+class MissingArtifact(WorkspaceError, FileNotFoundError):
+    """An input artifact does not exist; the message names the lab that produces it."""
+
+
+def _package_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name) or name.startswith(STORE):
+        raise WorkspaceError(
+            f"invalid artifact name {name!r}: use slash-separated parts of letters, digits, "
+            "'_', '-' and '.', such as 'corpus/clean' or 'gguf/Q4_K_M'"
+        )
+    return name
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("PUYU_LAB_HOME") or "workspace").expanduser()
+
+
+@dataclass
+class Artifact:
+    """A complete artifact: its directory and its manifest."""
+
+    name: str
+    path: Path
+    manifest: dict[str, Any]
+
+    kind = property(lambda self: self.manifest.get("kind", ""))
+    stage = property(lambda self: self.manifest.get("stage", ""))
+    id = property(lambda self: self.manifest.get("id", ""))
+    created = property(lambda self: self.manifest.get("created", ""))
+    params = property(lambda self: self.manifest.get("params", {}))
+    metrics = property(lambda self: self.manifest.get("metrics", {}))
+    parents = property(lambda self: self.manifest.get("parents", []))
+
+    def file(self, relpath: str) -> Path:
+        p = self.path / relpath
+        if not p.exists():
+            raise WorkspaceError(f"artifact {self.name!r} has no file {relpath!r} (in {self.path})")
+        return p
+
+
+@dataclass
+class ArtifactWriter:
+    """What :meth:`Workspace.write` yields: fill ``path``; set ``metrics``/``params`` freely."""
+
+    name: str
+    path: Path
+    kind: str
+    stage: str
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    parents: list[dict[str, str]] = field(default_factory=list)
+
+
+class Workspace:
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root).expanduser() if root is not None else default_root()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"
+
+    @property
+    def store(self) -> Path:
+        return self.root / STORE
+
+    # ---- reading ------------------------------------------------------------------------
+    def link(self, name: str) -> Path:
+        return self.root / _check_name(name)
+
+    def exists(self, name: str) -> bool:
+        return (self.link(name) / MANIFEST).is_file()
+
+    def get(self, name: str) -> Artifact:
+        """The artifact ``name``, or :class:`MissingArtifact` naming the lab that makes it."""
+        link = self.link(name)
+        try:
+            target = Path(os.path.realpath(link))  # resolve once: later swaps do not affect us
+            manifest = json.loads((target / MANIFEST).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            stage = stage_for_artifact(name)
+            hint = (
+                f"Run labs/{stage.lab} ({stage.title}) first to produce it"
+                if stage else "No lab produces this name; check its spelling"
+            )
+            raise MissingArtifact(
+                f"artifact {name!r} not found in workspace {self.root}. {hint}, "
+                "or point PUYU_LAB_HOME at a workspace that has it."
+            ) from None
+        except json.JSONDecodeError as exc:
+            raise WorkspaceError(f"{target / MANIFEST}: corrupt manifest ({exc}); rerun the lab that made it") from None
+        return Artifact(name, target, manifest)
+
+    def require(self, *names: str) -> list[Artifact]:
+        return [self.get(n) for n in names]
+
+    def list(self, kind: str | None = None, stage: str | None = None, prefix: str = "") -> list[Artifact]:
+        if not self.root.is_dir():
+            return []
+        found = []
+        for name in self._names():
+            if not name.startswith(prefix):
+                continue
+            try:
+                art = self.get(name)
+            except WorkspaceError:
+                continue
+            if (kind is None or art.kind == kind) and (stage is None or art.stage == stage):
+                found.append(art)
+        return found
+
+    def _names(self) -> list[str]:
+        """Every artifact name: the symlinks under the root (the store itself is skipped)."""
+        names = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            if Path(dirpath) == self.root and STORE in dirnames:
+                dirnames.remove(STORE)
+            for entry in dirnames + filenames:
+                p = Path(dirpath) / entry
+                if p.is_symlink() and not entry.startswith("."):
+                    names.append(p.relative_to(self.root).as_posix())
+        return sorted(names)
+
+    def _live_targets(self) -> set[Path]:
+        return {Path(os.path.realpath(self.root / n)) for n in self._names()}
+
+    def is_stale(self, art: Artifact) -> bool:
+        """True when a parent has been rewritten since ``art`` was made from it."""
+        for parent in art.parents:
+            try:
+                if self.get(parent["name"]).id != parent.get("id"):
+                    return True
+            except MissingArtifact:
+                return True
+        return False
+
+    # ---- writing ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def write(
+        self,
+        name: str,
+        *,
+        kind: str,
+        stage: str,
+        params: dict[str, Any] | None = None,
+        parents: list[str | Artifact] | None = None,
+    ) -> Iterator[ArtifactWriter]:
+        """Write artifact ``name`` atomically: it appears complete when the block ends, or not at all."""
+        _check_name(name)
+        self.store.mkdir(parents=True, exist_ok=True)
+        art_id = uuid.uuid4().hex[:12]
+        slug = name.replace("/", "__")
+        tmp = self.store / f"{slug}.{art_id}.partial"
+        tmp.mkdir()
+        parent_refs = []
+        for p in parents or []:
+            art = p if isinstance(p, Artifact) else self.get(p)
+            parent_refs.append({"name": art.name, "id": art.id})
+        writer = ArtifactWriter(name, tmp, kind, stage, dict(params or {}), {}, parent_refs)
+        try:
+            yield writer
+            manifest = {
+                "name": name,
+                "id": art_id,
+                "kind": kind,
+                "stage": stage,
+                "created": _now(),
+                "params": writer.params,
+                "metrics": writer.metrics,
+                "parents": writer.parents,
+                "package_version": _package_version(),
+            }
+            data = json.dumps(manifest, indent=2, ensure_ascii=False, default=_json_default)
+            with open(tmp / MANIFEST, "w", encoding="utf-8") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            final = self.store / f"{slug}.{art_id}"
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self._publish(name, final)
+
+    def _publish(self, name: str, target: Path) -> None:
+        link = self.link(name)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.exists() and not link.is_symlink():
+            raise WorkspaceError(f"{link} is a plain directory, not an artifact link; move it away")
+        old = Path(os.path.realpath(link)) if link.is_symlink() else None
+        tmp_link = link.with_name(f".{link.name}.{uuid.uuid4().hex[:8]}.link")
+        os.symlink(os.path.relpath(target, link.parent), tmp_link)
+        os.replace(tmp_link, link)  # the atomic swap
+        if old is not None and old != target:
+            self._retire(old)
+
+    def _retire(self, old: Path) -> None:
+        # Keep the version just replaced for a minute, for a reader that resolved it; older go.
+        cutoff = time.time() - 60
+        slug = old.name.rsplit(".", 1)[0]
+        live = self._live_targets()
+        for version in self.store.glob(f"{slug}.*"):
+            if version.suffix == ".partial" or version in live:
+                continue
+            if version.stat().st_mtime < cutoff:
+                shutil.rmtree(version, ignore_errors=True)
+
+    def remove(self, name: str) -> None:
+        link = self.link(name)
+        if not link.is_symlink():
+            raise MissingArtifact(f"artifact {name!r} not found in workspace {self.root}")
+        target = Path(os.path.realpath(link))
+        link.unlink()
+        shutil.rmtree(target, ignore_errors=True)
+
+    def gc(self, older_than_s: float = 3600) -> int:
+        """Remove abandoned ``.partial`` directories and unreferenced versions. Returns the count."""
+        if not self.store.is_dir():
+            return 0
+        live = self._live_targets()
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for version in self.store.iterdir():
+            if version in live or version.stat().st_mtime >= cutoff:
+                continue
+            shutil.rmtree(version, ignore_errors=True)
+            removed += 1
+        return removed
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per stage's expected artifacts: what ``puyu-lab status`` and the tour show."""
+        from .stages import STAGES
+
+        arts = self.list()
+        rows = []
+        for stage in STAGES:
+            mine = [a for a in arts if stage_for_artifact(a.name) is stage]
+            if not mine:
+                rows.append({"stage": stage.title, "lab": stage.lab, "artifact": "—", "status": "missing",
+                             "created": "", "figures": ""})
+            for a in mine:
+                rows.append({
+                    "stage": stage.title, "lab": stage.lab, "artifact": a.name,
+                    "status": "stale" if self.is_stale(a) else "present", "created": a.created,
+                    "figures": ", ".join(f"{k}={_fmt(v)}" for k, v in list(a.metrics.items())[:4]),
+                })
+        return rows
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):  # numpy scalars
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    raise TypeError(f"cannot store {type(o).__name__} in a manifest")

@@ -1,0 +1,127 @@
+"""Profiles, events, throttling, i18n, doctor, CLI, and the environment.yml/pyproject match."""
+import importlib.metadata as md
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+
+import pytest
+import yaml
+
+import puyu_lab
+from puyu_lab import doctor
+from puyu_lab.events import Emitter, StopFlag, Stopped, progress
+from puyu_lab.panels.base import Throttle
+from puyu_lab.profiles import PROFILES, ProfileError, get_profile
+
+from .conftest import ROOT
+
+
+def test_profiles(monkeypatch):
+    assert get_profile().name == "quick"
+    monkeypatch.setenv("PUYU_LAB_PROFILE", "full")
+    assert get_profile().name == "full"
+    assert get_profile("quick").name == "quick"
+    with pytest.raises(ProfileError, match="unknown profile"):
+        get_profile("huge")
+    assert set(PROFILES) == {"quick", "full", "gpu"}
+
+
+def test_gpu_profile_fails_clearly_without_cuda():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ProfileError, match="CUDA"):
+        get_profile("gpu")
+
+
+def test_emitter_isolates_listener_errors():
+    seen = []
+    em = Emitter("data", seen.append)
+    em.subscribe(lambda e: 1 / 0)
+    em.emit("progress", done=1, total=2)
+    assert seen[0].kind == "progress" and seen[0]["done"] == 1 and seen[0].stage == "data"
+    assert len(em.errors) == 1
+
+
+def test_progress_honours_stop():
+    stop = StopFlag()
+    got = []
+    with pytest.raises(Stopped):
+        for i in progress(range(10), stop=stop, show=False):
+            got.append(i)
+            if i == 3:
+                stop.set()
+    assert got == [0, 1, 2, 3]
+
+
+def test_throttle_caps_rate_and_keeps_last():
+    calls = []
+    th = Throttle(calls.append, hz=5)
+    t0 = time.monotonic()
+    for i in range(200):
+        th(i)
+        time.sleep(0.005)  # ~1 s of updates at 200 Hz
+    elapsed = time.monotonic() - t0
+    th.flush()
+    assert calls[-1] == 199, "the final state is always drawn"
+    assert len(calls) <= 5 * elapsed + 2, f"{len(calls)} draws in {elapsed:.2f}s"
+
+
+def test_language_switch():
+    puyu_lab.set_language("zh")
+    assert puyu_lab.t("funnel") == "清洗漏斗"
+    puyu_lab.set_language("en")
+    assert puyu_lab.t("funnel") == "Cleaning funnel"
+    with pytest.raises(ValueError):
+        puyu_lab.set_language("fr")
+
+
+def test_doctor_ok_here():
+    out = subprocess.run([sys.executable, "-m", "puyu_lab", "doctor"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "ready" in out.stdout and "llama.cpp" in out.stdout and "profiles that fit" in out.stdout
+
+
+def test_doctor_names_a_missing_package_and_the_fix(monkeypatch):
+    real = md.version
+
+    def fake(dist):
+        if dist == "sentencepiece":
+            raise md.PackageNotFoundError(dist)
+        return real(dist)
+
+    monkeypatch.setattr(doctor.md, "version", fake)
+    report = doctor.run()
+    assert not report.ok
+    bad = report.failures[0]
+    assert "sentencepiece" in bad.value and "make lab" in bad.fix
+    assert "NOT ready" in report.text()
+
+
+def test_cli_status_and_errors(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "puyu_lab", "status", "--home", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "书生·万卷" in out.stdout and "missing" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "puyu_lab", "chain", "--profile", "huge"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stderr.startswith("error: unknown profile")
+
+
+def _req_name(r: str) -> str:
+    import re
+
+    return re.split(r"[\s<>=!~;]", r, maxsplit=1)[0].lower()
+
+
+def test_environment_yml_matches_pyproject():
+    py = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pyver = py["requires-python"]
+    conda_python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
+    assert conda_python == "python=3.11" and "<3.13" in pyver
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    wanted = py["dependencies"] + py["optional-dependencies"]["llama"] + py["optional-dependencies"]["dev"]
+    assert sorted(pip_section) == sorted(wanted), "environment.yml pip section must list exactly pyproject's packages"
