@@ -6,6 +6,7 @@ threshold here and the same threshold in datatrove keep the same documents.
 """
 from __future__ import annotations
 
+import bisect
 import re
 from collections import Counter
 from functools import lru_cache
@@ -77,33 +78,37 @@ def _find_duplicates(items: list[str]) -> tuple[int, int]:
 
 
 def _all_duplicate_chars(keys: np.ndarray, lens: np.ndarray, n: int) -> int:
-    """datatrove's find_all_duplicate: scan n-grams left to right; a key seen at an earlier
-    *visited* position counts its characters and jumps n ahead (the jumped-over are not seen).
-
-    Same result, less Python: stretches with no repeated key are marked seen in bulk, and the
-    loop runs only over positions whose key occurred before.
-    """
+    """datatrove's find_all_duplicate over one document's n-gram keys (see :func:`_dup_scan`)."""
     m = len(keys)
     if m == 0:
         return 0
-    uniq, first, inv = np.unique(keys, return_index=True, return_inverse=True)
-    if len(uniq) == m:
-        return 0
-    cand = np.flatnonzero(first[inv] < np.arange(m))  # positions whose key occurred earlier
-    seen = np.zeros(len(uniq), dtype=bool)
-    rep, idx, ci, nc = 0, 0, 0, len(cand)
-    inv_l = inv.tolist()
-    cand_l = cand.tolist()
-    while idx < m:
-        while ci < nc and cand_l[ci] < idx:
+    _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+    cand = np.flatnonzero(first[inv] < np.arange(m))
+    return _dup_scan(inv, cand.tolist(), 0, m, lens, n, np.zeros(len(first), dtype=bool))
+
+
+def _dup_scan(inv: np.ndarray, cand: list[int], lo: int, hi: int, lens: np.ndarray, n: int,
+              seen: np.ndarray) -> int:
+    """datatrove's find_all_duplicate on positions ``lo:hi``: scan n-grams left to right; a key
+    seen at an earlier *visited* position counts its characters and jumps n ahead (jumped-over
+    positions are not marked seen).
+
+    Same result, less Python: ``cand`` (sorted) lists the positions whose key occurred earlier;
+    the stretches between them hold first occurrences only and are marked seen in bulk.
+    """
+    rep, idx = 0, lo
+    ci = bisect.bisect_left(cand, lo)
+    nc = len(cand)
+    while idx < hi:
+        while ci < nc and cand[ci] < idx:
             ci += 1
-        c = cand_l[ci] if ci < nc else m
-        if c > idx:  # first occurrences only: all become seen
+        c = cand[ci] if ci < nc and cand[ci] < hi else hi
+        if c > idx:
             seen[inv[idx:c]] = True
             idx = c
-            if idx >= m:
+            if idx >= hi:
                 break
-        k = inv_l[idx]
+        k = inv[idx]
         if seen[k]:
             rep += int(lens[idx])
             idx += n
@@ -113,48 +118,118 @@ def _all_duplicate_chars(keys: np.ndarray, lens: np.ndarray, n: int) -> int:
     return rep
 
 
-def repetition_signals(text: str, ws: list[str], ids: np.ndarray) -> dict[str, float]:
-    out: dict[str, float] = {}
+def line_repetition_signals(text: str) -> dict[str, float]:
+    """Gopher's duplicate paragraph and line fractions."""
     n_text = len(text)
     paragraphs = _PARA_RE.split(text.strip())
     d_n, d_c = _find_duplicates(paragraphs)
-    out["dup_para_frac"] = d_n / len(paragraphs)
-    out["dup_para_char_frac"] = d_c / n_text if n_text else 0.0
+    out = {"dup_para_frac": d_n / len(paragraphs), "dup_para_char_frac": d_c / n_text if n_text else 0.0}
     lines = _LINE_RE.split(text)
     d_n, d_c = _find_duplicates(lines)
     out["dup_line_frac"] = d_n / len(lines)
     out["dup_line_char_frac"] = d_c / n_text if n_text else 0.0
-    nw = len(ws)
-    if nw:
-        wlen = _VOCAB.length[ids]
-        joined = "".join(ws)
-        codes = codepoints(joined)
-        offs = np.zeros(nw + 1, dtype=np.int64)
-        np.cumsum(wlen, out=offs[1:])
+    return out
+
+
+_MASK32 = (1 << 32) - 1
+
+
+def batch_word_signals(ids_list: list[np.ndarray], words_flat: list[str], n_chars: np.ndarray,
+                       rule_langs: list[str]) -> dict[str, np.ndarray]:
+    """The word-based signals of many documents at once (vectorized over the whole batch).
+
+    ``ids_list`` holds each document's token ids, ``words_flat`` all tokens in order. Gives
+    Gopher quality's word counts, mean word length, alpha-word ratio and stop words, and Gopher
+    repetition's top n-gram (n = 2..4, keyed like ``" ".join``) and duplicated n-gram
+    (n = 5..10, keyed like ``"".join``) fractions.
+    """
+    D = len(ids_list)
+    lens = np.fromiter((len(x) for x in ids_list), dtype=np.int64, count=D)
+    total = int(lens.sum())
+    ids = np.concatenate(ids_list) if total else np.zeros(0, dtype=np.int64)
+    doc = np.repeat(np.arange(D), lens)
+    tok0 = np.zeros(D + 1, dtype=np.int64)
+    np.cumsum(lens, out=tok0[1:])
+    out: dict[str, np.ndarray] = {"n_words": lens}
+    V = _VOCAB
+    sym = V.is_symbol[ids]
+    wl = V.length[ids]
+    n_ns = np.bincount(doc, weights=~sym, minlength=D)
+    out["n_non_symbol_words"] = n_ns.astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["avg_word_length"] = np.bincount(doc, weights=wl * ~sym, minlength=D) / np.where(n_ns > 0, n_ns, np.nan)
+        out["alpha_words_ratio"] = np.bincount(doc, weights=V.has_alpha[ids], minlength=D) / np.where(lens > 0, lens, np.nan)
+    is_zh = np.array([rl == "zh" for rl in rule_langs], dtype=bool)
+    stop = np.where(is_zh[doc], V.stop_zh[ids], V.stop_en[ids])
+    pairs = np.unique(doc[stop] * np.int64(V.capacity) + ids[stop])
+    out["stop_words"] = np.bincount(pairs // V.capacity, minlength=D).astype(np.int64)
+
+    # token n-gram keys: position-independent hashes, salted with the document so that
+    # equal n-grams of different documents never meet
+    coff = np.zeros(total + 1, dtype=np.int64)
+    np.cumsum(wl, out=coff[1:])
+    codes = codepoints("".join(words_flat))
+    salt = mix_doc(doc)
+    pos_in_doc = np.arange(total) - tok0[doc]
+    left = lens[doc] - pos_in_doc  # tokens from here to the end of the document
+    uids = ids.astype(np.uint64)
     for n in TOP_NGRAMS:
-        frac = 0.0
-        if nw >= n:
-            # " ".join(words[i:i+n]) differ iff the word sequences differ (words hold no spaces)
-            starts = offs[: nw - n + 1]
-            ends = offs[n:]
-            keys = substring_hashes(ids.astype(np.uint64), np.arange(0, nw - n + 1), np.arange(n, nw + 1))
-            _, first, counts = np.unique(keys, return_index=True, return_counts=True)
-            best = counts.max()
-            # Counter.most_common(1): among the most frequent, the first one seen
-            pos = first[counts == best].min()
-            top_len = int(ends[pos] - starts[pos]) + (n - 1)
-            frac = top_len * int(best) / n_text
+        frac = np.zeros(D)
+        st = np.flatnonzero(left >= n)
+        if len(st):
+            keys = substring_hashes(uids, st, st + n) ^ salt[st]
+            _, first, counts, _ = _group(keys)
+            g_pos = st[first]  # global token index of each distinct n-gram's first occurrence
+            g_doc = doc[g_pos]
+            # per document: the most frequent n-gram, ties to the one seen first (Counter.most_common)
+            score = counts.astype(np.int64) << 32 | (_MASK32 - (g_pos - tok0[g_doc]))
+            best = np.full(D, -1, dtype=np.int64)
+            np.maximum.at(best, g_doc, score)
+            has = best >= 0
+            cnt = best >> 32
+            p0 = tok0[:-1] + (_MASK32 - (best & _MASK32))
+            p0 = np.where(has, p0, 0)
+            top_len = coff[np.minimum(p0 + n, total)] - coff[p0] + (n - 1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                frac = np.where(has, top_len * cnt / np.maximum(n_chars, 1), 0.0)
         out[f"top_{n}_gram_frac"] = frac
     for n in DUP_NGRAMS:
-        frac = 0.0
-        if nw >= n:
-            starts = offs[: nw - n + 1]
-            ends = offs[n:]
-            # datatrove keys these n-grams by "".join(words): hash the concatenated characters
-            keys = substring_hashes(codes, starts, ends)
-            frac = _all_duplicate_chars(keys, ends - starts, n) / n_text
-        out[f"dup_{n}_gram_frac"] = frac
+        rep = np.zeros(D)
+        st = np.flatnonzero(left >= n)
+        if len(st):
+            keys = substring_hashes(codes, coff[st], coff[st + n]) ^ salt[st]
+            inv, first, counts, is_first = _group(keys)
+            # keys are salted per document, so a repeat is always within one document; only
+            # documents holding one need datatrove's sequential scan
+            cand = np.flatnonzero(~is_first)
+            if len(cand):
+                seen = np.zeros(len(first), dtype=bool)
+                cand_l = cand.tolist()
+                span = coff[st + n] - coff[st]
+                for d in np.unique(doc[st[cand]]):
+                    lo, hi = np.searchsorted(st, [tok0[d], tok0[d + 1]])
+                    rep[d] = _dup_scan(inv, cand_l, int(lo), int(hi), span, n, seen)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"dup_{n}_gram_frac"] = np.where(n_chars > 0, rep / np.maximum(n_chars, 1), 0.0)
     return out
+
+
+def _group(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Hash-group equal keys (no sort): codes in order of first appearance, each code's first
+    position and count, and whether each position is its key's first appearance."""
+    codes, _ = pd.factorize(keys)
+    counts = np.bincount(codes)
+    is_first = np.empty(len(codes), dtype=bool)
+    if len(codes):
+        is_first[0] = True
+        is_first[1:] = codes[1:] > np.maximum.accumulate(codes)[:-1]
+    return codes, np.flatnonzero(is_first), counts, is_first
+
+
+def mix_doc(doc: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        x = (doc.astype(np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+        return x ^ (x >> np.uint64(29))
 
 
 class Vocab:
@@ -166,13 +241,14 @@ class Vocab:
         self.is_symbol = np.zeros(0, dtype=bool)
         self.has_alpha = np.zeros(0, dtype=bool)
         self.length = np.zeros(0, dtype=np.int64)
-        self.stop_ids = {lang: self.ids(sorted(ws)) for lang, ws in STOP_WORDS.items()}
+        self.stop_en = np.zeros(0, dtype=bool)
+        self.stop_zh = np.zeros(0, dtype=bool)
 
     def _grow(self, need: int) -> None:
         cap = max(1024, self._cap)
         while cap < need:
             cap *= 2
-        for name in ("is_symbol", "has_alpha", "length"):
+        for name in ("is_symbol", "has_alpha", "length", "stop_en", "stop_zh"):
             old = getattr(self, name)
             new = np.zeros(cap, dtype=old.dtype)
             new[: len(old)] = old
@@ -187,7 +263,13 @@ class Vocab:
         self.is_symbol[i] = all(ch in PUNCTUATION_SET for ch in w)
         self.has_alpha[i] = any(c.isalpha() for c in w)
         self.length[i] = len(w)
+        self.stop_en[i] = w in STOP_WORDS["en"]
+        self.stop_zh[i] = w in STOP_WORDS["zh"]
         return i
+
+    @property
+    def capacity(self) -> int:
+        return max(self._cap, 1)
 
     def ids(self, ws: list[str]) -> np.ndarray:
         get, add = self.index.get, self._add
@@ -197,22 +279,15 @@ class Vocab:
 _VOCAB = Vocab()
 
 
-def quality_signals(text: str, ws: list[str], ids: np.ndarray, lang: str) -> dict[str, float]:
-    nw = len(ws)
-    non_symbol = ~_VOCAB.is_symbol[ids]
-    n_ns = int(non_symbol.sum())
+def line_quality_signals(text: str, nw: int) -> dict[str, float]:
+    """Gopher quality's character and line counts (its word counts come from the batch)."""
     lines = text.splitlines()
     n_lines = len(lines) or 1
     return {
-        "n_words": nw,
-        "n_non_symbol_words": n_ns,
-        "avg_word_length": float(_VOCAB.length[ids][non_symbol].mean()) if n_ns else np.nan,
         "hash_ratio": text.count("#") / nw if nw else np.nan,
         "ellipsis_ratio": (text.count("...") + text.count("…")) / nw if nw else np.nan,
         "bullet_lines_ratio": sum(s.lstrip().startswith(("•", "-")) for s in lines) / n_lines,
         "end_ellipsis_lines_ratio": sum(s.rstrip().endswith(("...", "…")) for s in lines) / n_lines,
-        "alpha_words_ratio": float(_VOCAB.has_alpha[ids].mean()) if nw else np.nan,
-        "stop_words": int(np.isin(_VOCAB.stop_ids[lang], ids).sum()),
     }
 
 
@@ -275,31 +350,62 @@ def general_signals(text: str) -> dict[str, float]:
     }
 
 
+def batch_signals(texts: list[str]) -> pd.DataFrame:
+    """Every signal for a batch of documents: per-document string work, then one vectorized pass."""
+    rows, ids_list, flat, rls = [], [], [], []
+    for text in texts:
+        lang, score = language(text)
+        rl = rule_language(lang)
+        ws = words(text)
+        sig = {"lang": lang, "lang_score": score, "rule_lang": rl}
+        sig.update(general_signals(text))
+        sig.update(line_quality_signals(text, len(ws)))
+        sig.update(line_repetition_signals(text))
+        sig.update(fineweb_signals(text, ws))
+        sig.update(c4_signals(text, rl))
+        sig.update(pii.count(text))
+        rows.append(sig)
+        ids_list.append(_VOCAB.ids(ws))
+        flat.extend(ws)
+        rls.append(rl)
+    df = pd.DataFrame(rows)
+    for k, v in batch_word_signals(ids_list, flat, df["n_chars"].to_numpy() if len(df) else np.zeros(0), rls).items():
+        df[k] = v
+    return df[COLUMNS] if len(df) else pd.DataFrame(columns=COLUMNS)
+
+
 def doc_signals(text: str) -> dict:
-    lang, score = language(text)
-    rl = rule_language(lang)
-    ws = words(text)
-    ids = _VOCAB.ids(ws)
-    sig = {"lang": lang, "lang_score": score, "rule_lang": rl}
-    sig.update(general_signals(text))
-    sig.update(quality_signals(text, ws, ids, rl))
-    sig.update(repetition_signals(text, ws, ids) if text else {})
-    sig.update(fineweb_signals(text, ws))
-    sig.update(c4_signals(text, rl))
-    sig.update(pii.count(text))
-    return sig
+    """The signals of one document (a batch of one)."""
+    return batch_signals([text]).iloc[0].to_dict()
 
 
 def compute_signals(raw: pd.DataFrame, *, on_event: Callable[[Event], None] | None = None,
-                    stop: StopFlag | None = None, show_progress: bool = True) -> pd.DataFrame:
+                    stop: StopFlag | None = None, show_progress: bool = True, batch: int = 256) -> pd.DataFrame:
     """One row of signals per raw document, index aligned with ``raw``."""
     em = Emitter("data", on_event)
-    em.emit("start", step="signals", total=len(raw))
-    rows = [doc_signals(t) for t in progress(raw["text"].tolist(), desc="signals", emitter=em, stop=stop,
-                                              every=max(1, len(raw) // 100), show=show_progress)]
-    sig = pd.DataFrame(rows, index=raw.index)
-    em.emit("done", step="signals", total=len(raw))
+    texts = raw["text"].tolist()
+    em.emit("start", step="signals", total=len(texts))
+    parts = []
+    starts = range(0, len(texts), batch)
+    for i in progress(starts, desc="signals", emitter=em, stop=stop, show=show_progress):
+        parts.append(batch_signals(texts[i:i + batch]))
+        em.emit("progress", step="signals", done=min(i + batch, len(texts)), total=len(texts))
+    sig = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
+    sig.index = raw.index
+    em.emit("done", step="signals", total=len(texts))
     return sig
+
+
+COLUMNS = [
+    "lang", "lang_score", "rule_lang", "n_chars", "n_lines", "cjk_ratio", "digit_ratio", "symbol_ratio",
+    "n_words", "n_non_symbol_words", "avg_word_length", "hash_ratio", "ellipsis_ratio", "bullet_lines_ratio",
+    "end_ellipsis_lines_ratio", "alpha_words_ratio", "stop_words",
+    "dup_para_frac", "dup_para_char_frac", "dup_line_frac", "dup_line_char_frac",
+    *(f"top_{n}_gram_frac" for n in TOP_NGRAMS), *(f"dup_{n}_gram_frac" for n in DUP_NGRAMS),
+    "fw_empty", "line_punct_ratio", "short_line_ratio", "char_dup_ratio", "list_ratio",
+    "c4_lorem_at", "c4_curly_at", "c4_sentences", "c4_text",
+    "pii_email", "pii_ip", "pii_phone", "pii_id_number",
+]
 
 
 def signal_counts(sig: pd.DataFrame) -> Counter:
