@@ -1,3 +1,11 @@
 """Views over the engines: widgets and HTML that subscribe to engine events and draw."""
 from .base import HTMLView, Throttle, html_table, run_in_thread  # noqa: F401
 from .chain_map import chain_map, doctor_view, profiles_view  # noqa: F401
+
+
+def __getattr__(name):  # widgets load only when a panel is asked for
+    if name == "DataCleaningPanel":
+        from .data_panel import DataCleaningPanel
+
+        return DataCleaningPanel
+    raise AttributeError(name)

@@ -1,0 +1,59 @@
+"""The cleaning panel is a view: after a slider move its funnel shows the engine's counts."""
+import time
+
+import pytest
+
+from puyu_lab.data.pipeline import prepare
+from puyu_lab.data.sources import load_sources
+
+
+@pytest.fixture(scope="module")
+def run():
+    return prepare(raw=load_sources(limit_per_source=300, seed=3), show_progress=False)
+
+
+def test_slider_moves_funnel_to_engine_counts(run):
+    from puyu_lab.panels.data_panel import DataCleaningPanel
+
+    panel = DataCleaningPanel(run)
+    before = [n for _, n in panel.funnel]
+    assert before == run.verdict(panel.recipe).funnel.documents.tolist()
+
+    panel.set_threshold("gopher_short_doc", 200, "zh")  # demand 200 characters of Chinese
+    panel.flush()
+    after = [n for _, n in panel.funnel]
+    engine = run.verdict(panel.recipe).funnel.documents.tolist()
+    assert after == engine
+    assert after[-1] < before[-1], "a stricter rule keeps fewer documents"
+    assert panel.recipe.threshold("gopher_short_doc", "zh") == 200
+    assert panel.recipe is run.recipe, "the panel edits the engine's recipe, not a copy"
+
+    panel.group_boxes["gopher_quality"].value = False  # switch a whole rule group off
+    panel.flush()
+    assert [n for _, n in panel.funnel] == run.verdict(panel.recipe).funnel.documents.tolist()
+    assert "gopher_short_doc" not in set(panel.verdict.reason)
+
+    panel.set_threshold("top_2_gram", None, "en")  # a rule's checkbox off
+    assert panel.recipe.threshold("top_2_gram", "en") is None
+
+
+def test_panel_views_and_export(run, ws):
+    from puyu_lab.panels.data_panel import DataCleaningPanel
+
+    panel = DataCleaningPanel(run, ws)
+    panel.flush()
+    assert panel.reason_pick.options, "dropped reasons are listed"
+    panel.reason_pick.value = panel.reason_pick.options[0][1]
+    assert "<pre" in panel.samples.value
+    assert "Jaccard" in panel.clusters.value or "no near-duplicate" in panel.clusters.value
+    hist_total = len(panel.fig.data[1].x) + len(panel.fig.data[2].x)
+    assert hist_total == int((run.signals.rule_lang == panel.lang.value).sum())
+    panel.export_btn.click()
+    deadline = time.time() + 60
+    while not ws.exists("corpus/clean") and time.time() < deadline:
+        time.sleep(0.2)
+    while panel.export_btn.disabled and time.time() < deadline:
+        time.sleep(0.1)
+    art = ws.get("corpus/clean")
+    assert art.metrics["documents"] == panel.verdict.n_kept
+    assert "corpus/clean" in panel.export_status.value
