@@ -98,3 +98,34 @@ def test_failed_export_leaves_no_artifact(ws, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         run.export(ws)
     assert not ws.exists("corpus/clean") and ws.list() == []
+
+
+def test_hub_dataset_offline_says_so(monkeypatch):
+    from puyu_lab.data.sources import load_hf
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(InputError, match="offline.*built-in sources"):
+        load_hf("wikitext")
+
+
+def test_cli_clean_on_a_local_file(tmp_path):
+    import subprocess
+    import sys
+
+    src = tmp_path / "mine.jsonl"
+    src.write_text("\n".join(json.dumps({"text": t}, ensure_ascii=False) for t in [
+        "北京的冬天很冷，但是人们的生活依然丰富多彩。每到周末，很多家庭都会去公园散步，或者去博物馆参观。",
+        "孩子们在冰面上滑冰，老人们在湖边下棋，年轻人则喜欢在咖啡馆里读书和聊天，这座城市有着悠久的历史。",
+    ]) + "\n", encoding="utf-8")
+    home = tmp_path / "ws"
+    out = subprocess.run([sys.executable, "-m", "puyu_lab", "data", "clean", "--sources", str(src), "--home", str(home)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "wrote corpus/clean" in out.stdout
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\n{oops\n', encoding="utf-8")
+    out = subprocess.run([sys.executable, "-m", "puyu_lab", "data", "clean", "--sources", str(bad), "--home",
+                          str(tmp_path / "ws2")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "bad.jsonl:2: malformed JSON" in out.stderr
+    assert not (tmp_path / "ws2" / "corpus").exists()

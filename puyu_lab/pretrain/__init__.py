@@ -1,0 +1,1 @@
+"""InternLM-Train stage: a sentencepiece tokenizer and a tiny InternLM2-style model, trained from scratch."""

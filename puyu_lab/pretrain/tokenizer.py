@@ -1,0 +1,157 @@
+"""The tokenizer: sentencepiece BPE with byte fallback and identity normalization.
+
+These are the settings of Llama and InternLM2, and what keeps the token ids of transformers and
+llama.cpp identical (llama.cpp's converter reads ``tokenizer.model`` directly). The chat and
+tool-call special tokens of InternLM2 are reserved from the start, so the fine-tune and agent
+stages need no resizing.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from ..errors import InputError
+
+SPECIAL_TOKENS = ["<|im_start|>", "<|im_end|>", "<|action_start|>", "<|action_end|>", "<|plugin|>",
+                  "<|interpreter|>"]
+BOS, EOS, UNK, PAD = "<s>", "</s>", "<unk>", "<pad>"
+
+
+@dataclass
+class TokenizerSettings:
+    vocab_size: int = 8000
+    character_coverage: float = 0.9995
+    max_sentence_length: int = 4096
+    input_sentence_size: int = 200_000
+    seed: int = 0
+
+
+def _sentences(texts: Iterable[str], max_len: int) -> Iterable[str]:
+    """sentencepiece trains on lines: split documents into their lines, long lines into chunks."""
+    for doc in texts:
+        for line in doc.split("\n"):
+            line = line.strip()
+            for i in range(0, len(line), max_len):
+                if line[i:i + max_len]:
+                    yield line[i:i + max_len]
+
+
+def train_sentencepiece(texts: Iterable[str], out_dir: Path, settings: TokenizerSettings | None = None) -> Path:
+    """Train ``tokenizer.model`` into ``out_dir`` and write the transformers files beside it."""
+    import sentencepiece as spm
+
+    s = settings or TokenizerSettings()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(_sentences(texts, s.max_sentence_length)), model_writer=model,
+        model_type="bpe", vocab_size=s.vocab_size, character_coverage=s.character_coverage,
+        byte_fallback=True, normalization_rule_name="identity", remove_extra_whitespaces=False,
+        add_dummy_prefix=False,
+        split_digits=True, allow_whitespace_only_pieces=True, max_sentence_length=s.max_sentence_length,
+        input_sentence_size=s.input_sentence_size, shuffle_input_sentence=True, seed_sentencepiece_size=200_000,
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, user_defined_symbols=SPECIAL_TOKENS,
+        train_extremely_large_corpus=False, minloglevel=2, num_threads=os.cpu_count() or 1,
+    )
+    (out_dir / "tokenizer.model").write_bytes(model.getvalue())
+    write_hf_files(out_dir)
+    return out_dir
+
+
+def write_hf_files(out_dir: Path) -> None:
+    """tokenizer_config.json and special_tokens_map.json, then the fast tokenizer.json built from them."""
+    added = {str(i + 3): {"content": tok, "lstrip": False, "normalized": False, "rstrip": False,
+                          "single_word": False, "special": True} for i, tok in enumerate(SPECIAL_TOKENS)}
+    config = {
+        "tokenizer_class": "LlamaTokenizer", "bos_token": BOS, "eos_token": EOS, "unk_token": UNK,
+        "pad_token": EOS, "add_bos_token": True, "add_eos_token": False, "legacy": True,
+        "add_prefix_space": False, "clean_up_tokenization_spaces": False, "model_max_length": 4096,
+        "additional_special_tokens": SPECIAL_TOKENS, "added_tokens_decoder": added,
+    }
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8")
+    (out_dir / "special_tokens_map.json").write_text(json.dumps(
+        {"bos_token": BOS, "eos_token": EOS, "unk_token": UNK, "pad_token": EOS,
+         "additional_special_tokens": SPECIAL_TOKENS}, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def load_tokenizer(path: str | os.PathLike):
+    """An ``AutoTokenizer`` from a tokenizer directory, with one clear error when it is broken."""
+    from transformers import AutoTokenizer
+
+    path = Path(path)
+    model = path / "tokenizer.model"
+    if not model.is_file():
+        raise InputError(f"{path}: no tokenizer.model here; run labs/02_pretrain.ipynb (the tokenizer step) "
+                         "or point at a tokenizer directory")
+    check_sentencepiece(model)
+    try:
+        return AutoTokenizer.from_pretrained(str(path))
+    except Exception as exc:
+        raise InputError(f"{path}: transformers cannot load this tokenizer ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:200]}); retrain it in labs/02_pretrain.ipynb") from None
+
+
+def check_sentencepiece(model: Path):
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor()
+    try:
+        sp.load(str(model))
+    except Exception as exc:
+        raise InputError(f"{model}: not a valid sentencepiece model ({str(exc).splitlines()[0][:160]}); "
+                         "the file is corrupt or truncated — retrain the tokenizer in labs/02_pretrain.ipynb") from None
+    return sp
+
+
+# ---- inspection -------------------------------------------------------------------------------
+def chars_per_token(tok, texts: list[str]) -> float:
+    n_chars = sum(len(t) for t in texts)
+    n_tok = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts)
+    return n_chars / max(1, n_tok)
+
+
+def byte_fallback_rate(tok, texts: list[str]) -> float:
+    """Share of tokens that are raw bytes (<0x..>): characters the vocabulary does not cover."""
+    total = bytes_ = 0
+    for t in texts:
+        pieces = tok.convert_ids_to_tokens(tok(t, add_special_tokens=False)["input_ids"])
+        total += len(pieces)
+        bytes_ += sum(p.startswith("<0x") and p.endswith(">") for p in pieces)
+    return bytes_ / max(1, total)
+
+
+def vocab_report(tok, texts: list[str], k: int = 15) -> dict:
+    """The longest pieces, the most frequent pieces in ``texts``, and how many pieces get used."""
+    vocab = tok.get_vocab()
+    pieces = [p for p in vocab if not (p.startswith("<") and p.endswith(">"))]
+    longest = sorted(pieces, key=lambda p: (-len(p.replace("▁", " ")), p))[:k]
+    counts: Counter = Counter()
+    for t in texts:
+        counts.update(tok.convert_ids_to_tokens(tok(t, add_special_tokens=False)["input_ids"]))
+    return {"vocab_size": len(vocab), "used_pieces": len(counts), "coverage": len(counts) / max(1, len(vocab)),
+            "longest": longest, "most_frequent": counts.most_common(k)}
+
+
+def colored_tokens_html(tok, text: str) -> str:
+    """The text coloured piece by piece (the inspection view)."""
+    import html
+
+    colors = ["#fde2e4", "#e2f0cb", "#cde7f0", "#fff1c1", "#e4d9f5", "#d7f2e3"]
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    spans = []
+    for i, tid in enumerate(ids):
+        piece = tok.convert_ids_to_tokens(tid)
+        shown = tok.decode([tid]) if not piece.startswith("<0x") else piece
+        spans.append(f'<span title="{tid} {html.escape(piece)}" style="background:{colors[i % len(colors)]};'
+                     f'padding:1px 0;border-right:1px solid #fff">{html.escape(shown)}</span>')
+    return (f'<div style="line-height:1.9;font-size:14px">{"".join(spans)}</div>'
+            f'<div style="color:#666">{len(text)} characters → {len(ids)} tokens</div>')
