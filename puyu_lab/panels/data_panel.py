@@ -40,12 +40,14 @@ def _label(key: str) -> str:
 
 
 def _slider_range(values: np.ndarray, default: float | None) -> tuple[float, float, float]:
+    """Slider bounds and a step that every default threshold is a multiple of (the browser
+    snaps a slider's value to its step, which must not move a threshold by itself)."""
     v = values[np.isfinite(values)]
     hi = float(np.nanpercentile(v, 99.5)) if len(v) else 1.0
     hi = max(hi, (default or 0) * 2, 1e-6)
-    if hi > 10:
+    if hi > 5:
         return 0.0, float(np.ceil(hi)), 1.0
-    return 0.0, round(hi, 3), round(hi / 200, 4) or 0.001
+    return 0.0, round(float(np.ceil(hi * 100) / 100), 2), 0.001
 
 
 class DataCleaningPanel:
@@ -117,9 +119,10 @@ class DataCleaningPanel:
                          marker_color=PALETTE[0], row=1, col=1, text=[""] * len(stages), textposition="auto")
         self.fig.add_histogram(x=[], name=t("kept"), marker_color=PALETTE[2], opacity=0.75, nbinsx=60, row=1, col=2)
         self.fig.add_histogram(x=[], name=t("dropped"), marker_color=PALETTE[3], opacity=0.6, nbinsx=60, row=1, col=2)
-        self.fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=30), barmode="overlay",
-                               legend=dict(orientation="h", y=-0.12), bargap=0.05)
+        self.fig.update_layout(height=400, margin=dict(l=10, r=10, t=40, b=40), barmode="overlay",
+                               legend=dict(orientation="h", y=-0.25), bargap=0.05)
         self.fig.update_yaxes(autorange="reversed", row=1, col=1)
+        self.fig.update_xaxes(title_text=f"{t('documents')} · % {t('characters')}", row=1, col=1)
 
         self.status = W.HTML()
         self.reason_pick = W.Dropdown(description=t("reason"), options=[])
@@ -167,6 +170,9 @@ class DataCleaningPanel:
         def handler(change):
             if getattr(self, "_syncing", False):
                 return
+            current = self.recipe.threshold(name, self.lang.value)
+            if current is not None and abs(float(change["new"]) - current) < self.sliders[name].step / 2:
+                return  # the browser echoing the value back (float rounding), not a move
             self.recipe.set(name, float(change["new"]), self.lang.value)
             self.focus.value = name
             self.apply()
@@ -242,8 +248,7 @@ class DataCleaningPanel:
         with self.fig.batch_update():
             bar = self.fig.data[0]
             bar.x = f.documents.tolist()
-            bar.text = [f"{d:,} · {c / max(raw_chars, 1):.0%} {t('characters')}" for d, c in
-                        zip(f.documents, f.characters)]
+            bar.text = [f"{d:,} · {c / max(raw_chars, 1):.0%}" for d, c in zip(f.documents, f.characters)]
             self.fig.data[1].x = vals[sel & ~dropped_by_rule]
             self.fig.data[2].x = vals[sel & dropped_by_rule]
             self.fig.layout.shapes = () if thr is None else (dict(
@@ -254,11 +259,10 @@ class DataCleaningPanel:
                              f" · {self.last_ms:.1f} ms</span>")
         reasons = v.reasons()
         opts = [(f"{r} ({n:,})", r) for r, n in reasons.items()]
-        if [o[1] for o in opts] != list(self.reason_pick.options and [o[1] for o in self.reason_pick.options]):
+        if opts != list(self.reason_pick.options):
             cur = self.reason_pick.value
             self.reason_pick.options = opts
-            if cur in reasons.index:
-                self.reason_pick.value = cur
+            self.reason_pick.value = cur if cur in reasons.index else (opts[0][1] if opts else None)
         self._draw_samples()
 
     def _draw_samples(self) -> None:

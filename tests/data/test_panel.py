@@ -33,6 +33,15 @@ def test_slider_moves_funnel_to_engine_counts(run):
     assert [n for _, n in panel.funnel] == run.verdict(panel.recipe).funnel.documents.tolist()
     assert "gopher_short_doc" not in set(panel.verdict.reason)
 
+    # the browser echoing a value back with float rounding is not a slider move
+    panel.lang.value = "en"
+    panel.sliders["dup_para_frac"].value = 0.30000000000000004
+    assert panel.recipe.threshold("dup_para_frac", "en") == 0.3
+    for name, s in panel.sliders.items():  # every default threshold sits on its slider's step grid
+        v = panel.recipe.threshold(name, "en")
+        if v is not None and not s.disabled:
+            assert abs(round(v / s.step) * s.step - v) < 1e-9, name
+
     panel.set_threshold("top_2_gram", None, "en")  # a rule's checkbox off
     assert panel.recipe.threshold("top_2_gram", "en") is None
 
