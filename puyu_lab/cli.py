@@ -96,8 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     lab.set_defaults(fn=cmd_lab)
 
     from .data.cli import add_data_commands
+    from .pretrain.cli import add_pretrain_commands
 
     add_data_commands(sub)
+    add_pretrain_commands(sub)
 
     args = p.parse_args(argv)
     try:

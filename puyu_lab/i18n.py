@@ -48,6 +48,18 @@ STRINGS: dict[str, tuple[str, str]] = {
     "est_jaccard": ("estimated Jaccard", "估计 Jaccard"),
     "true_jaccard": ("true Jaccard", "真实 Jaccard"),
     "stage_raw": ("raw", "原始"),
+    "loss": ("Loss", "损失"),
+    "train_loss": ("train loss", "训练损失"),
+    "eval_loss": ("held-out loss", "验证损失"),
+    "learning_rate": ("Learning rate", "学习率"),
+    "step": ("step", "步"),
+    "resume": ("Resume", "继续"),
+    "samples_gen": ("Generations from fixed prompts", "固定提示词的生成"),
+    "training": ("training", "训练中"),
+    "stopping": ("stopping at the next step, with a checkpoint", "将在下一步停止并保存检查点"),
+    "stopped": ("stopped", "已停止"),
+    "finished": ("finished", "已完成"),
+    "replay": ("replay of a finished run", "回放已完成的训练"),
 }
 
 

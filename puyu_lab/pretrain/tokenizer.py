@@ -51,10 +51,12 @@ def train_sentencepiece(texts: Iterable[str], out_dir: Path, settings: Tokenizer
     s = settings or TokenizerSettings()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    sentences = list(_sentences(texts, s.max_sentence_length))
+    coverage = fit_character_coverage(sentences, s.vocab_size, s.character_coverage)
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_sentences(texts, s.max_sentence_length)), model_writer=model,
-        model_type="bpe", vocab_size=s.vocab_size, character_coverage=s.character_coverage,
+        sentence_iterator=iter(sentences), model_writer=model,
+        model_type="bpe", vocab_size=s.vocab_size, character_coverage=coverage,
         byte_fallback=True, normalization_rule_name="identity", remove_extra_whitespaces=False,
         add_dummy_prefix=False,
         split_digits=True, allow_whitespace_only_pieces=True, max_sentence_length=s.max_sentence_length,
@@ -65,6 +67,29 @@ def train_sentencepiece(texts: Iterable[str], out_dir: Path, settings: Tokenizer
     (out_dir / "tokenizer.model").write_bytes(model.getvalue())
     write_hf_files(out_dir)
     return out_dir
+
+
+def fit_character_coverage(sentences: list[str], vocab_size: int, wanted: float) -> float:
+    """The character coverage to train with: ``wanted``, lowered (not below sentencepiece's 0.98)
+    until the characters it keeps leave room for merges in a small vocabulary. Rarer characters
+    are spelled in UTF-8 bytes (byte fallback), never lost."""
+    counts = Counter()
+    for line in sentences:
+        counts.update(line)
+    freqs = sorted(counts.values(), reverse=True)
+    total = sum(freqs) or 1
+    fixed = 3 + len(SPECIAL_TOKENS) + 256  # <unk> <s> </s>, the reserved tokens, 256 byte pieces
+    room = int(vocab_size * 0.85) - fixed  # keep at least 15 % of the vocabulary for merges
+    if room <= 0:
+        raise InputError(f"vocab_size {vocab_size} is too small: {fixed} pieces are fixed (bytes and special "
+                         "tokens); use at least 1000")
+    covered = sum(freqs[:room]) / total
+    coverage = min(wanted, covered)
+    if coverage < 0.98:
+        need = next(i for i in range(len(freqs) + 1) if sum(freqs[:i]) / total >= 0.98)
+        raise InputError(f"vocab_size {vocab_size} is too small for this corpus: 98 % of its text needs {need} "
+                         f"distinct characters; use vocab_size ≥ {int((need + fixed) / 0.85) + 1}")
+    return coverage
 
 
 def write_hf_files(out_dir: Path) -> None:

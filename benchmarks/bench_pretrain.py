@@ -1,0 +1,102 @@
+"""InternLM-Train stage: training throughput on this CPU.
+
+1. What helps here: a plain PyTorch loop in fp32 vs bf16 autocast (same model, same data).
+2. The HF Trainer vs that plain loop (bf16 both) — the cost of the Trainer's machinery.
+3. The Trainer with the TrainingPanel attached vs without — the panel must cost ≤ 3 %.
+All rows train the quick profile's model on the same packed blocks, one after the other.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import replace
+
+import numpy as np
+
+STEPS = 24
+WARM = 4
+
+
+def plain_loop(arr, preset, bf16: bool, batch: int) -> float:
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from puyu_lab.pretrain.model import llama_config
+
+    torch.manual_seed(0)
+    m = LlamaForCausalLM(llama_config(preset))
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
+    rng = np.random.default_rng(0)
+    for i in range(WARM + STEPS):
+        if i == WARM:
+            t0 = time.perf_counter()
+        x = torch.from_numpy(arr[rng.integers(0, len(arr), batch)])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = m(input_ids=x, labels=x).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad()
+    return STEPS * batch * preset.block_size / (time.perf_counter() - t0)
+
+
+def trainer_run(ws, cfg, panel: bool) -> float:
+    from puyu_lab.pretrain.train import pretrain
+
+    rates = []
+
+    def listen(e):
+        if e.kind == "log" and e["step"] > WARM:
+            rates.append(e["tokens_per_s"])
+
+    if panel:
+        from puyu_lab.panels.training import TrainingPanel
+
+        p = TrainingPanel()
+
+        def on_event(e):
+            p(e)
+            listen(e)
+    else:
+        on_event = listen
+    pretrain(ws, cfg, on_event=on_event)
+    return rates[-1]
+
+
+def main() -> str:
+    from puyu_lab.data.pipeline import prepare
+    from puyu_lab.data.sources import load_sources
+    from puyu_lab.pretrain.train import PretrainConfig, load_corpus, pack, train_tokenizer
+    from puyu_lab.pretrain.tokenizer import load_tokenizer
+    from puyu_lab.profiles import get_profile
+    from puyu_lab.pretrain.train import config_for_profile
+    from puyu_lab.workspace import Workspace
+
+    cfg = config_for_profile(get_profile("quick"))
+    with tempfile.TemporaryDirectory() as d:
+        ws = Workspace(d)
+        prepare(raw=load_sources(["news-zh"], limit_per_source=1500), show_progress=False).export(ws)
+        tok = load_tokenizer(train_tokenizer(ws, cfg.preset.vocab_size).path)
+        arr, _ = pack(tok, load_corpus(ws, "train")["text"], cfg.preset.block_size)
+        rows = [("plain loop, fp32", plain_loop(arr, cfg.preset, False, cfg.batch_size)),
+                ("plain loop, bf16 autocast", plain_loop(arr, cfg.preset, True, cfg.batch_size))]
+        tcfg = replace(cfg, max_steps=WARM + STEPS, eval_every=10_000, save_every=10_000, sample_every=0,
+                       progress_bar=False, bf16=True)
+        no_panel = trainer_run(ws, tcfg, panel=False)
+        with_panel = trainer_run(ws, tcfg, panel=True)
+        no_panel2 = trainer_run(ws, tcfg, panel=False)  # again, to see the noise
+        rows += [("HF Trainer, bf16", no_panel), ("HF Trainer, bf16 + TrainingPanel", with_panel),
+                 ("HF Trainer, bf16 (again)", no_panel2)]
+    base = rows[1][1]
+    lines = [f"model: quick preset ({cfg.preset.hidden_size}d × {cfg.preset.num_layers} layers), "
+             f"batch {cfg.batch_size} × {cfg.preset.block_size} tokens, {STEPS} timed steps after {WARM}",
+             f"{'setup':<36}{'tokens/s':>10}{'vs plain bf16':>15}"]
+    for name, r in rows:
+        lines.append(f"{name:<36}{r:>10,.0f}{r / base:>15.2f}")
+    lines.append(f"panel attached / not attached: {with_panel / np.mean([no_panel, no_panel2]):.3f} (aim ≥ 0.97)")
+    lines.append(f"HF Trainer / plain loop (bf16): {np.mean([no_panel, no_panel2]) / base:.3f}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(main())

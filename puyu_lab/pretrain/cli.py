@@ -1,0 +1,64 @@
+"""``puyu-lab pretrain …``: train the tokenizer, train the model (also under ``accelerate launch``)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def config_from_dict(d: dict):
+    from .model import ModelPreset
+    from .train import PretrainConfig
+
+    d = dict(d)
+    if isinstance(d.get("preset"), dict):
+        d["preset"] = ModelPreset(**d["preset"])
+    if "prompts" in d:
+        d["prompts"] = tuple(d["prompts"])
+    return PretrainConfig(**d)
+
+
+def cmd_tokenizer(args: argparse.Namespace) -> int:
+    from ..profiles import get_profile
+    from ..workspace import Workspace
+    from .train import config_for_profile, train_tokenizer
+
+    cfg = config_for_profile(get_profile(args.profile, check=False))
+    art = train_tokenizer(Workspace(args.home), args.vocab_size or cfg.preset.vocab_size)
+    print(f"wrote {art.name}: {art.metrics}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ..profiles import get_profile
+    from ..workspace import Workspace
+    from .train import config_for_profile, pretrain
+
+    if args.config:
+        cfg = config_from_dict(json.loads(Path(args.config).read_text(encoding="utf-8")))
+    else:
+        cfg = config_for_profile(get_profile(args.profile))
+    if args.max_steps:
+        cfg = replace(cfg, max_steps=args.max_steps)
+    res = pretrain(Workspace(args.home), cfg, resume=args.resume)
+    print(f"{'stopped' if res.stopped else 'finished'} at step {res.steps}/{res.max_steps}: {res.artifact.metrics}")
+    return 0
+
+
+def add_pretrain_commands(sub) -> None:
+    p = sub.add_parser("pretrain", help="InternLM-Train stage: tokenizer and tiny model from corpus/clean")
+    ps = p.add_subparsers(dest="pretrain_cmd", required=True)
+    t = ps.add_parser("tokenizer", help="train tokenizer/spm on corpus/clean")
+    t.add_argument("--profile", default=None)
+    t.add_argument("--vocab-size", type=int, default=None)
+    t.add_argument("--home", default=None)
+    t.set_defaults(fn=cmd_tokenizer)
+    tr = ps.add_parser("train", help="train model/base (works under accelerate launch / torchrun)")
+    tr.add_argument("--profile", default=None)
+    tr.add_argument("--config", default=None, help="a PretrainConfig as JSON")
+    tr.add_argument("--max-steps", type=int, default=None)
+    tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    tr.add_argument("--home", default=None)
+    tr.set_defaults(fn=cmd_train)

@@ -1,0 +1,137 @@
+"""Tokenizer ids, stop/resume on one curve, clear errors, the panel as a Trainer listener."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from puyu_lab.data.pipeline import prepare
+from puyu_lab.data.sources import load_sources
+from puyu_lab.errors import InputError
+from puyu_lab.events import StopFlag
+from puyu_lab.pretrain.model import ModelPreset
+from puyu_lab.data.pipeline import load_corpus
+from puyu_lab.pretrain.tokenizer import SPECIAL_TOKENS, TokenizerSettings, load_tokenizer, train_sentencepiece
+from puyu_lab.pretrain.train import PretrainConfig, pretrain, train_tokenizer
+from puyu_lab.workspace import MissingArtifact, Workspace
+
+pytestmark = pytest.mark.slow
+
+TINY = ModelPreset(hidden_size=256, num_layers=1, num_heads=4, num_kv_heads=2, intermediate_size=256,
+                   vocab_size=3072, block_size=64)
+
+
+def tiny_cfg(**kw) -> PretrainConfig:
+    base = dict(preset=TINY, batch_size=4, max_steps=8, warmup_steps=2, eval_every=4, save_every=4, log_every=1,
+                sample_every=4, sample_tokens=4, eval_blocks=4, progress_bar=False, bf16=False)
+    base.update(kw)
+    return PretrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    ws = Workspace(tmp_path_factory.mktemp("pre") / "ws")
+    run = prepare(raw=load_sources(["news-zh", "reviews-zh"], limit_per_source=400, seed=1), show_progress=False)
+    run.export(ws)
+    train_tokenizer(ws, 3072)
+    return ws
+
+
+MIXED = ["北京的冬天很冷，但是人们的生活依然丰富多彩。", "The quick brown fox jumps over 13 lazy dogs.",
+         "混合 mixed 文本 text 😀 ｘ１２３ and emoji 🚀", "  leading spaces and\nnewlines\n\n  trailing  ",
+         "<|im_start|>user\n你好，你是谁？<|im_end|>\n<|im_start|>assistant\n", "价格：￥１２９９．００元（含税）",
+         "a  b   c\t\td", "Ünïcödé çafé naïve — “quotes” ‘single’", "数学公式 E=mc^2 与 x≤y≥z"]
+
+
+def test_hf_ids_equal_sentencepiece_ids(ws):
+    import sentencepiece as spm
+
+    art = ws.get("tokenizer/spm")
+    tok = load_tokenizer(art.path)
+    sp = spm.SentencePieceProcessor(model_file=str(art.path / "tokenizer.model"))
+    for text in MIXED:
+        assert tok(text, add_special_tokens=False)["input_ids"] == sp.encode(text), text
+        assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
+    for i, special in enumerate(SPECIAL_TOKENS):
+        assert tok.convert_tokens_to_ids(special) == i + 3 == sp.piece_to_id(special)
+    assert tok.bos_token_id == 1 and tok.eos_token_id == 2
+    assert art.metrics["vocab_size"] == 3072 and art.metrics["chars_per_token_zh"] > 1
+
+
+def test_too_small_vocabulary_says_how_large(ws, tmp_path):
+    texts = load_corpus(ws)["text"]
+    with pytest.raises(InputError, match=r"vocab_size 1500 is too small for this corpus.*use vocab_size ≥ \d+"):
+        train_sentencepiece(texts, tmp_path / "t", TokenizerSettings(vocab_size=1500))
+
+
+def test_missing_corpus_names_the_data_lab(tmp_path):
+    with pytest.raises(MissingArtifact, match=r"01_data\.ipynb"):
+        train_tokenizer(Workspace(tmp_path / "empty"), 2000)
+    with pytest.raises(MissingArtifact, match=r"01_data\.ipynb"):
+        pretrain(Workspace(tmp_path / "empty"), tiny_cfg())
+
+
+def test_corrupt_tokenizer_is_a_clear_error(ws, tmp_path):
+    import shutil
+
+    bad = tmp_path / "tok"
+    shutil.copytree(ws.get("tokenizer/spm").path, bad)
+    data = (bad / "tokenizer.model").read_bytes()
+    (bad / "tokenizer.model").write_bytes(data[: len(data) // 3])
+    with pytest.raises(InputError, match="not a valid sentencepiece model.*retrain"):
+        load_tokenizer(bad)
+    (bad / "tokenizer.model").unlink()
+    with pytest.raises(InputError, match="no tokenizer.model"):
+        load_tokenizer(bad)
+
+
+def test_stop_then_resume_continues_the_same_curve(ws):
+    stop = StopFlag()
+    events = []
+
+    def listener(e):
+        events.append(e)
+        if e.kind == "log" and e["step"] >= 3:
+            stop.set()  # what the Stop button does
+
+    first = pretrain(ws, tiny_cfg(), on_event=listener, stop=stop)
+    assert first.stopped and first.steps in (3, 4), "training stops at the next step after the request"
+    assert first.checkpoint and first.checkpoint.endswith(f"checkpoint-{first.steps}"), "Stop saves a checkpoint"
+    assert ws.get("model/base").metrics["stopped"] is True
+    steps_first = [h["step"] for h in first.history if "loss" in h]
+
+    second = pretrain(ws, tiny_cfg(), resume=True, on_event=events.append, stop=StopFlag())
+    assert not second.stopped and second.steps == 8
+    steps = [h["step"] for h in second.history if "loss" in h]
+    assert steps[: len(steps_first)] == steps_first, "the resumed run keeps the first part of the curve"
+    assert steps == sorted(steps) and steps[-1] == 8 and len(set(steps)) == len(steps), "one curve, no restart"
+    begin = [e for e in events if e.kind == "begin"]
+    assert begin[-1]["step"] == first.steps and any("loss" in h for h in begin[-1]["history"])
+    assert ws.get("model/base").metrics["steps"] == 8
+
+
+def test_training_panel_draws_from_engine_events(ws):
+    from puyu_lab.panels.training import TrainingPanel
+
+    panel = TrainingPanel()
+    panel.start(lambda on_event, stop: pretrain(ws, tiny_cfg(max_steps=6), on_event=on_event, stop=stop))
+    result = panel.wait(timeout=300)
+    assert result.steps == 6
+    pts = panel.points
+    assert pts["train"] == len([h for h in result.history if "loss" in h])
+    assert pts["eval"] >= 1 and pts["lr"] == pts["train"]
+    assert "tokens/s" in panel.stats.value and panel.progress.value == 6
+    assert panel.samples, "generations from fixed prompts are shown"
+    replay = TrainingPanel.replay(str(ws.get("model/base").path / "curve.json"))
+    assert replay.points["train"] == pts["train"]
+
+
+def test_cli_runs_under_accelerate_launch(ws, tmp_path):
+    """The same entry point a multi-GPU user runs with accelerate, here with one CPU process."""
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps(tiny_cfg(max_steps=2, sample_every=0).to_dict()))
+    out = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
+                          "-m", "puyu_lab", "pretrain", "train", "--home", str(ws.root), "--config", str(cfg)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert ws.get("model/base").metrics["steps"] == 2
