@@ -74,7 +74,7 @@ class ByLanguage(BaseFilter):
 
 
 class PIIScrubber(PipelineStep):
-    """E-mails, IPs, mainland mobile numbers and resident ID numbers → placeholders."""
+    """E-mails, IPs, mainland mobile numbers and resident ID numbers → tags such as ``<PHONE>``."""
 
     name = "🔒 PII (puyu-lab rules)"
     type = "✂️ - FORMAT"

@@ -1,5 +1,5 @@
 """PII scrubbing: e-mails, IP addresses, mainland China mobile numbers and resident ID numbers
-are replaced by placeholders. Counted per document as signals; replaced on export."""
+are replaced by tags such as ``<EMAIL>``. Counted per document as signals; replaced on export."""
 from __future__ import annotations
 
 import re
@@ -15,8 +15,8 @@ ID_RE = re.compile(r"(?<![0-9])[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2]
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 
-PLACEHOLDERS = {"email": "<EMAIL>", "ip": "<IP_ADDRESS>", "phone": "<PHONE>", "id_number": "<ID_NUMBER>"}
-KINDS = tuple(PLACEHOLDERS)
+TAGS = {"email": "<EMAIL>", "ip": "<IP_ADDRESS>", "phone": "<PHONE>", "id_number": "<ID_NUMBER>"}
+KINDS = tuple(TAGS)
 
 
 def id_checksum_ok(s: str) -> bool:
@@ -39,7 +39,7 @@ _ANY_DIGIT = re.compile(r"[0-9]")
 
 
 def scrub(text: str) -> tuple[str, dict[str, int]]:
-    """Replace PII with placeholders; returns the new text and the counts replaced."""
+    """Replace PII with its tags; returns the new text and the counts replaced."""
     counts = dict.fromkeys(KINDS, 0)
 
     def sub(kind: str, pattern: re.Pattern, t: str, check=None) -> str:
@@ -47,7 +47,7 @@ def scrub(text: str) -> tuple[str, dict[str, int]]:
             if check is not None and not check(m.group()):
                 return m.group()
             counts[kind] += 1
-            return PLACEHOLDERS[kind]
+            return TAGS[kind]
         return pattern.sub(repl, t)
 
     text = sub("email", EMAIL_RE, text)

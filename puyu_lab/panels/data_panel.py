@@ -20,24 +20,6 @@ from ..i18n import t
 from ..workspace import Workspace
 from .base import CSS, PALETTE, Throttle, esc, run_in_thread
 
-GROUP_LABELS = {
-    "language": ("语言识别", "Language ID"),
-    "gopher_repetition": ("Gopher 重复", "Gopher repetition"),
-    "gopher_quality": ("Gopher 质量", "Gopher quality"),
-    "fineweb": ("FineWeb 质量", "FineWeb quality"),
-    "c4": ("C4 质量", "C4 quality"),
-    "exact_dedup": ("精确去重", "Exact dedup"),
-    "near_dedup": ("MinHash 近似去重", "Near dedup (MinHash)"),
-    "raw": ("原始", "Raw"),
-}
-
-
-def _label(key: str) -> str:
-    zh, en = GROUP_LABELS.get(key, (key, key))
-    from ..i18n import get_language
-
-    return zh if get_language() == "zh" else en
-
 
 def _slider_range(values: np.ndarray, default: float | None) -> tuple[float, float, float]:
     """Slider bounds and a step that every default threshold is a multiple of (the browser
@@ -76,7 +58,7 @@ class DataCleaningPanel:
         self.sliders: dict[str, W.FloatSlider] = {}
         sections = []
         for group in GROUPS:
-            gb = W.Checkbox(value=self.recipe.groups.get(group, True), description=_label(group), indent=False)
+            gb = W.Checkbox(value=self.recipe.groups.get(group, True), description=t(group), indent=False)
             gb.observe(self._on_group(group), names="value")
             self.group_boxes[group] = gb
             rows = [gb]
@@ -101,10 +83,10 @@ class DataCleaningPanel:
                 self.sliders[rule.name], self.rule_boxes[rule.name] = s, cb
                 rows.append(W.HBox([cb, s]))
             sections.append(W.VBox(rows))
-        self.rules_ui = W.Accordion(children=sections, titles=tuple(_label(g) for g in GROUPS))
+        self.rules_ui = W.Accordion(children=sections, titles=tuple(t(g) for g in GROUPS))
         self.dedup_boxes = {}
         for attr in ("pii", "exact_dedup", "near_dedup"):
-            cb = W.Checkbox(value=getattr(self.recipe, attr), description={"pii": t("pii")}.get(attr, _label(attr)),
+            cb = W.Checkbox(value=getattr(self.recipe, attr), description=t("pii_scrub" if attr == "pii" else attr),
                             indent=False)
             cb.observe(self._on_flag(attr), names="value")
             self.dedup_boxes[attr] = cb
@@ -114,7 +96,7 @@ class DataCleaningPanel:
 
         self.fig = go.FigureWidget(make_subplots(rows=1, cols=2, column_widths=[0.45, 0.55],
                                                  subplot_titles=(t("funnel"), t("histogram"))))
-        stages = [_label(s) for s in STAGES]
+        stages = [t(s) for s in STAGES]
         self.fig.add_bar(y=stages, x=[0] * len(stages), orientation="h", name=t("documents"),
                          marker_color=PALETTE[0], row=1, col=1, text=[""] * len(stages), textposition="auto")
         self.fig.add_histogram(x=[], name=t("kept"), marker_color=PALETTE[2], opacity=0.75, nbinsx=60, row=1, col=2)
