@@ -43,9 +43,3 @@ def stage_for_artifact(name: str) -> Stage | None:
                 return stage
     return None
 
-
-def get_stage(key: str) -> Stage:
-    for stage in STAGES:
-        if stage.key == key:
-            return stage
-    raise KeyError(f"unknown stage {key!r}; stages are: {', '.join(s.key for s in STAGES)}")

@@ -2,7 +2,6 @@
 import importlib.metadata as md
 import subprocess
 import sys
-import threading
 import time
 import tomllib
 

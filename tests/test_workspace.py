@@ -1,11 +1,9 @@
 import json
 import multiprocessing as mp
-import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 

@@ -19,7 +19,7 @@ from ..events import Emitter, Event, StopFlag
 from ..workspace import Artifact, Workspace
 from . import pii
 from .dedup import DedupResult, compute_dedup, estimated_jaccard, shingles, true_jaccard
-from .filters import RULES, Recipe, Verdict, apply
+from .filters import Recipe, Verdict, apply
 from .signals import compute_signals
 from .sources import DEFAULT_SOURCES, load_sources
 
@@ -174,5 +174,3 @@ def load_corpus(ws: Workspace, split: str = "train", name: str = ARTIFACT):
     art = ws.get(name)
     return datasets.load_from_disk(str(art.file("dataset")))[split]
 
-
-RULE_NAMES = [r.name for r in RULES]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections import Counter
 from functools import lru_cache
 from typing import Callable
 
@@ -75,16 +74,6 @@ def _find_duplicates(items: list[str]) -> tuple[int, int]:
         else:
             seen.add(x)
     return dup_n, dup_chars
-
-
-def _all_duplicate_chars(keys: np.ndarray, lens: np.ndarray, n: int) -> int:
-    """datatrove's find_all_duplicate over one document's n-gram keys (see :func:`_dup_scan`)."""
-    m = len(keys)
-    if m == 0:
-        return 0
-    _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
-    cand = np.flatnonzero(first[inv] < np.arange(m))
-    return _dup_scan(inv, cand.tolist(), 0, m, lens, n, np.zeros(len(first), dtype=bool))
 
 
 def _dup_scan(inv: np.ndarray, cand: list[int], lo: int, hi: int, lens: np.ndarray, n: int,
@@ -406,7 +395,3 @@ COLUMNS = [
     "c4_lorem_at", "c4_curly_at", "c4_sentences", "c4_text",
     "pii_email", "pii_ip", "pii_phone", "pii_id_number",
 ]
-
-
-def signal_counts(sig: pd.DataFrame) -> Counter:
-    return Counter(sig["lang"])

@@ -2,10 +2,17 @@
 from .base import HTMLView, Throttle, html_table, run_in_thread  # noqa: F401
 from .chain_map import chain_map, doctor_view, profiles_view  # noqa: F401
 
+__all__ = ["HTMLView", "Throttle", "html_table", "run_in_thread", "chain_map", "doctor_view", "profiles_view",
+           "DataCleaningPanel", "TrainingPanel"]
+
 
 def __getattr__(name):  # widgets load only when a panel is asked for
     if name == "DataCleaningPanel":
         from .data_panel import DataCleaningPanel
 
         return DataCleaningPanel
+    if name == "TrainingPanel":
+        from .training import TrainingPanel
+
+        return TrainingPanel
     raise AttributeError(name)

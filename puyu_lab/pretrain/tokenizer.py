@@ -10,9 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
-import tempfile
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
