@@ -17,7 +17,22 @@ STEPS = 24
 WARM = 4
 
 
-def plain_loop(arr, preset, bf16: bool, batch: int, compile: bool = False) -> float:
+def plain_loop(arr, preset, bf16: bool, batch: int, compile: bool = False, threads: int | None = None) -> float:
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from puyu_lab.pretrain.model import llama_config
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _loop(arr, preset, bf16, batch, compile)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _loop(arr, preset, bf16: bool, batch: int, compile: bool) -> float:
     import torch
     from transformers import LlamaForCausalLM
 
@@ -40,6 +55,12 @@ def plain_loop(arr, preset, bf16: bool, batch: int, compile: bool = False) -> fl
         opt.step()
         opt.zero_grad()
     return STEPS * batch * preset.block_size / (time.perf_counter() - t0)
+
+
+def pack_shape(arr: np.ndarray, length: int) -> np.ndarray:
+    flat = arr.reshape(-1)
+    n = len(flat) // length
+    return flat[: n * length].reshape(n, length)
 
 
 def trainer_run(ws, cfg, panel: bool) -> float:
@@ -81,24 +102,30 @@ def main() -> str:
         arr, _ = pack(tok, load_corpus(ws, "train")["text"], cfg.preset.block_size)
         rows = [("plain loop, fp32", plain_loop(arr, cfg.preset, False, cfg.batch_size)),
                 ("plain loop, bf16 autocast", plain_loop(arr, cfg.preset, True, cfg.batch_size))]
+        rows.append(("plain loop, bf16, 1 thread", plain_loop(arr, cfg.preset, True, cfg.batch_size, threads=1)))
+        for b, L in ((16, 128), (4, 512)):  # the same tokens per step, other shapes
+            shaped = pack_shape(arr, L)
+            rows.append((f"plain loop, bf16, {b} x {L}", plain_loop(shaped, replace(cfg.preset, block_size=L), True, b)))
         t0 = time.perf_counter()
         rows.append(("plain loop, bf16 + torch.compile", plain_loop(arr, cfg.preset, True, cfg.batch_size, True)))
         compile_s = time.perf_counter() - t0
         tcfg = replace(cfg, max_steps=WARM + STEPS, eval_every=10_000, save_every=10_000, sample_every=0,
                        progress_bar=False, bf16=True)
-        no_panel = trainer_run(ws, tcfg, panel=False)
-        with_panel = trainer_run(ws, tcfg, panel=True)
-        no_panel2 = trainer_run(ws, tcfg, panel=False)  # again, to see the noise
-        rows += [("HF Trainer, bf16", no_panel), ("HF Trainer, bf16 + TrainingPanel", with_panel),
-                 ("HF Trainer, bf16 (again)", no_panel2)]
+        without, with_ = [], []
+        for _ in range(3):  # alternate, three times each: the machine is noisy
+            without.append(trainer_run(ws, tcfg, panel=False))
+            with_.append(trainer_run(ws, tcfg, panel=True))
+        no_panel, with_panel = float(np.median(without)), float(np.median(with_))
+        rows += [("HF Trainer, bf16 (median of 3)", no_panel), ("HF Trainer, bf16 + TrainingPanel (median of 3)", with_panel)]
     base = rows[1][1]
     lines = [f"model: quick preset ({cfg.preset.hidden_size}d × {cfg.preset.num_layers} layers), "
-             f"batch {cfg.batch_size} × {cfg.preset.block_size} tokens, {STEPS} timed steps after {WARM}",
-             f"{'setup':<36}{'tokens/s':>10}{'vs plain bf16':>15}"]
+             f"batch {cfg.batch_size} × {cfg.preset.block_size} tokens unless named, {STEPS} timed steps after {WARM}",
+             f"{'setup':<48}{'tokens/s':>10}{'vs plain bf16':>15}"]
     for name, r in rows:
-        lines.append(f"{name:<36}{r:>10,.0f}{r / base:>15.2f}")
-    lines.append(f"panel attached / not attached: {with_panel / np.mean([no_panel, no_panel2]):.3f} (aim ≥ 0.97)")
-    lines.append(f"HF Trainer / plain loop (bf16): {np.mean([no_panel, no_panel2]) / base:.3f}")
+        lines.append(f"{name:<48}{r:>10,.0f}{r / base:>15.2f}")
+    lines.append(f"panel attached / not attached: {with_panel / no_panel:.3f} (aim ≥ 0.97); "
+                 f"runs: {', '.join(f'{a:,.0f}/{b:,.0f}' for a, b in zip(with_, without))}")
+    lines.append(f"HF Trainer / plain loop (bf16): {no_panel / base:.3f}")
     lines.append(f"the torch.compile row took {compile_s:.0f} s in all, compilation included (about 45 s with a "
                  f"cold inductor cache); the quick run trains for ~3 minutes, so eager bf16 stays its default")
     return "\n".join(lines)

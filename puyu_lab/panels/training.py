@@ -118,10 +118,13 @@ class TrainingPanel:
                 "lr": len(self.fig.data[2].x or ())}
 
     def _redraw(self) -> None:
-        with self.fig.batch_update():
-            for trace, pts in zip(self.fig.data, (self.train_pts, self.eval_pts, self.lr_pts)):
-                trace.x = [p[0] for p in pts]
-                trace.y = [p[1] for p in pts]
+        counts = (len(self.train_pts), len(self.eval_pts), len(self.lr_pts))
+        if counts != getattr(self, "_drawn", None):  # the curves only change when points arrive
+            with self.fig.batch_update():
+                for trace, pts in zip(self.fig.data, (self.train_pts, self.eval_pts, self.lr_pts)):
+                    trace.x = [p[0] for p in pts]
+                    trace.y = [p[1] for p in pts]
+            self._drawn = counts
         L = self.last
         step = L.get("step", 0)
         self.progress.max = max(1, self.max_steps)
