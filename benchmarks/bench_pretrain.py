@@ -19,9 +19,6 @@ WARM = 4
 
 def plain_loop(arr, preset, bf16: bool, batch: int, compile: bool = False, threads: int | None = None) -> float:
     import torch
-    from transformers import LlamaForCausalLM
-
-    from puyu_lab.pretrain.model import llama_config
 
     before = torch.get_num_threads()
     if threads:

@@ -46,8 +46,9 @@ class Py3LangIDFilter(BaseFilter):
     name = "🌐 Language ID (py3langid)"
 
     def __init__(self, languages=("zh", "en"), min_score: float = 0.65, exclusion_writer=None):
+        """``languages=None`` tags every document and keeps it (the language rule switched off)."""
         super().__init__(exclusion_writer)
-        self.languages = set(languages)
+        self.languages = None if languages is None else set(languages)
         self.min_score = min_score
 
     def filter(self, doc: Document):
@@ -56,7 +57,7 @@ class Py3LangIDFilter(BaseFilter):
         lang, score = language(doc.text)
         doc.metadata["language"] = lang
         doc.metadata["language_score"] = score
-        if lang not in self.languages or score < self.min_score:
+        if self.languages is not None and (lang not in self.languages or score < self.min_score):
             return False, "language"
         return True
 
@@ -96,11 +97,8 @@ def _th(recipe: Recipe, rule: str, lang: str):
 def filter_steps(recipe: Recipe) -> list[BaseFilter]:
     """The recipe's rule filters as datatrove steps, in puyu-lab's order."""
     steps: list[BaseFilter] = []
-    if recipe.groups.get("language", True):
-        steps.append(Py3LangIDFilter(recipe.languages, recipe.min_lang_score))
-    else:
-        steps.append(Py3LangIDFilter(languages=(), min_score=-1.0))  # tag only
-        steps[-1].languages = _AnyLanguage()
+    on = recipe.groups.get("language", True)
+    steps.append(Py3LangIDFilter(recipe.languages if on else None, recipe.min_lang_score))
     g = recipe.groups
 
     def per_lang(make):
@@ -140,11 +138,6 @@ def filter_steps(recipe: Recipe) -> list[BaseFilter]:
             filter_lorem_ipsum=recipe.c4_lorem_ipsum, filter_curly_bracket=recipe.c4_curly_bracket,
             language=TOKENIZER)))
     return steps
-
-
-class _AnyLanguage:
-    def __contains__(self, item) -> bool:
-        return True
 
 
 __all__ = ["PuyuWordTokenizer", "Py3LangIDFilter", "ByLanguage", "PIIScrubber", "filter_steps", "RULES"]

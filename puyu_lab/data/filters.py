@@ -117,11 +117,16 @@ class Recipe:
         return self.thresholds[rule][lang]
 
     def set(self, rule: str, value: float | None, lang: str | None = None) -> None:
-        """Set a rule's threshold for one language, or both."""
+        """Set a rule's threshold for one language, or both. Rules that share one datatrove
+        parameter (the '#' and ellipsis ratios: ``max_symbol_word_ratio``) move together, so the
+        exported pipeline always means the same recipe."""
         if rule not in RULES_BY_NAME:
             raise KeyError(f"unknown rule {rule!r}; rules: {', '.join(RULES_BY_NAME)}")
-        for lg in ([lang] if lang else ["en", "zh"]):
-            self.thresholds[rule][lg] = value
+        param = RULES_BY_NAME[rule].param
+        for r in RULES:
+            if r.param == param and r.group == RULES_BY_NAME[rule].group:
+                for lg in ([lang] if lang else ["en", "zh"]):
+                    self.thresholds[r.name][lg] = value
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -149,6 +149,7 @@ def prepare(sources=DEFAULT_SOURCES, *, limit_per_source: int | None = None, see
     em = Emitter("data", on_event)
     timings = {}
     t = time.perf_counter()
+    used = tuple(str(s) for s in sources) if raw is None else tuple(sorted(raw["source"].unique()))
     if raw is None:
         em.emit("start", step="load")
         raw = load_sources(sources, limit_per_source=limit_per_source, seed=seed)
@@ -164,7 +165,7 @@ def prepare(sources=DEFAULT_SOURCES, *, limit_per_source: int | None = None, see
                        rows=r.minhash_rows, seed=r.minhash_seed, on_event=on_event, stop=stop,
                        show_progress=show_progress)
     timings["minhash"] = time.perf_counter() - t
-    return CleaningRun(raw, sig, dd, r, tuple(str(s) for s in sources) if raw is not None else (), timings)
+    return CleaningRun(raw, sig, dd, r, used, timings)
 
 
 def load_corpus(ws: Workspace, split: str = "train", name: str = ARTIFACT):

@@ -135,12 +135,6 @@ class Blocks:
 
 
 # ---- events from the Trainer ----------------------------------------------------------------------
-def _transformers_callback_base():
-    from transformers import TrainerCallback
-
-    return TrainerCallback
-
-
 def generate_samples(model, tok, prompts, max_new_tokens: int = 32, seed: int = 0) -> list[str]:
     """Sampled continuations of fixed prompts (temperature 0.8, top-k 40, fixed seed)."""
     import torch
@@ -168,9 +162,9 @@ def generate_samples(model, tok, prompts, max_new_tokens: int = 32, seed: int = 
 def make_event_callback(emitter: Emitter, cfg: PretrainConfig, tok=None, stop: StopFlag | None = None,
                         tokens_per_byte: float | None = None):
     """A TrainerCallback that turns the Trainer's hooks into events (and honours ``stop``)."""
-    Base = _transformers_callback_base()
+    from transformers import TrainerCallback
 
-    class EventCallback(Base):
+    class EventCallback(TrainerCallback):
         def __init__(self):
             self.t_start = None
             self.step_start = 0

@@ -102,6 +102,15 @@ def test_language_rule_and_toggles():
     assert reason_of(GOOD_EN + "In code you write a block as { x = 1 } and it is a dict in the Python language.\n", r) == ""
 
 
+def test_rules_sharing_a_datatrove_parameter_move_together():
+    r = Recipe()
+    r.set("gopher_too_many_ellipsis", 0.25, "en")  # both are datatrove's max_symbol_word_ratio
+    assert r.threshold("gopher_too_many_hashes", "en") == 0.25
+    assert r.threshold("gopher_too_many_hashes", "zh") == 0.1
+    r.set("top_2_gram", 0.5)
+    assert r.threshold("top_3_gram", "en") == 0.18, "distinct parameters stay independent"
+
+
 def test_threshold_moves_verdict():
     text = GOOD_EN + " " + " ".join(["of the"] * 80)
     r = Recipe()
