@@ -30,6 +30,8 @@ $(STAMP): pyproject.toml Makefile
 	  echo "building llama-cpp-python from source (about 9 minutes on 2 cores the first time; pip caches it)"; \
 	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q "$(LLAMA_SPEC)"; fi
 	$(PIP) install -q -e '.[llama,dev]'
+	@# llama.cpp's HF→GGUF converter, from the llama-cpp-python source of the same version (once)
+	$(PY) -c "from puyu_lab.deploy.converter import ensure_converter; print('converter:', ensure_converter())"
 	@if [ -d extensions ] && ls extensions/*/pyproject.toml >/dev/null 2>&1; then \
 	  for e in extensions/*/; do $(PIP) install -q -e "$$e"; done; fi
 	@touch $@

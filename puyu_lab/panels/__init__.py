@@ -3,7 +3,7 @@ from .base import HTMLView, Throttle, html_table, run_in_thread  # noqa: F401
 from .chain_map import chain_map, doctor_view, profiles_view  # noqa: F401
 
 __all__ = ["HTMLView", "Throttle", "html_table", "run_in_thread", "chain_map", "doctor_view", "profiles_view",
-           "DataCleaningPanel", "TrainingPanel"]
+           "DataCleaningPanel", "TrainingPanel", "ChatPanel", "inspect_chat"]
 
 
 def __getattr__(name):  # widgets load only when a panel is asked for
@@ -15,4 +15,12 @@ def __getattr__(name):  # widgets load only when a panel is asked for
         from .training import TrainingPanel
 
         return TrainingPanel
+    if name == "ChatPanel":
+        from .chat import ChatPanel
+
+        return ChatPanel
+    if name == "inspect_chat":
+        from .inspector import inspect_chat
+
+        return inspect_chat
     raise AttributeError(name)

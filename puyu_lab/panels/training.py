@@ -36,6 +36,7 @@ class TrainingPanel:
         self.eval_pts: list[tuple[int, float]] = []
         self.lr_pts: list[tuple[int, float]] = []
         self.samples: list[tuple[int, dict[str, str]]] = []
+        self.warnings: list[str] = []
         self.last: dict[str, Any] = {}
         self.max_steps = 0
         self.thread = None
@@ -94,6 +95,9 @@ class TrainingPanel:
             self.last.update(eval_loss=d["eval_loss"], bits_per_byte=d.get("bits_per_byte"))
         elif e.kind == "sample":
             self.samples.append((d["step"], d["samples"]))
+        elif e.kind == "warning":
+            if d["message"] not in self.warnings:
+                self.warnings.append(d["message"])
         elif e.kind == "checkpoint":
             self.last["checkpoint"] = d["path"]
         elif e.kind == "end":
@@ -140,7 +144,9 @@ class TrainingPanel:
         parts.append(f"ETA {_fmt_s(L.get('eta_s'))}")
         if L.get("grad_norm") is not None:
             parts.append(f"grad norm {L['grad_norm']:.2f}")
-        self.stats.value = "<span class='puyu'>" + " · ".join(parts) + "</span>"
+        warn = "".join(f"<div class='warn'>⚠ {esc(w)}</div>" for w in self.warnings)
+        self.stats.value = "<span class='puyu'>" + " · ".join(parts) + "</span>" + (f"<div class='puyu'>{warn}</div>"
+                                                                                     if warn else "")
         rows = []
         for st, smp in self.samples[-4:]:
             cells = "".join(f"<td><pre style='white-space:pre-wrap;margin:0'>{html.escape(v)}</pre></td>"

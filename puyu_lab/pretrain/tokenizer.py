@@ -89,10 +89,30 @@ def fit_character_coverage(sentences: list[str], vocab_size: int, wanted: float)
     return coverage
 
 
+def _added_tokens() -> dict:
+    return {str(i + 3): {"content": tok, "lstrip": False, "normalized": False, "rstrip": False,
+                         "single_word": False, "special": True} for i, tok in enumerate(SPECIAL_TOKENS)}
+
+
+def save_tokenizer(tok, out_dir: str | os.PathLike, spm_model: str | os.PathLike | None = None) -> None:
+    """``tok.save_pretrained`` plus what llama.cpp's converter reads: ``tokenizer.model`` and the
+    special tokens in ``tokenizer_config.json``'s ``added_tokens_decoder`` (transformers 5 no longer
+    writes it; without it the GGUF marks <|im_start|> … as plain text and llama.cpp splits them)."""
+    out_dir = Path(out_dir)
+    tok.save_pretrained(str(out_dir))
+    if spm_model is not None and Path(spm_model).resolve() != (out_dir / "tokenizer.model").resolve():
+        import shutil
+
+        shutil.copy(spm_model, out_dir / "tokenizer.model")
+    cfg_file = out_dir / "tokenizer_config.json"
+    cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    cfg.setdefault("added_tokens_decoder", {}).update(_added_tokens())
+    cfg_file.write_text(json.dumps(cfg, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
 def write_hf_files(out_dir: Path) -> None:
     """tokenizer_config.json and special_tokens_map.json, then the fast tokenizer.json built from them."""
-    added = {str(i + 3): {"content": tok, "lstrip": False, "normalized": False, "rstrip": False,
-                          "single_word": False, "special": True} for i, tok in enumerate(SPECIAL_TOKENS)}
+    added = _added_tokens()
     config = {
         "tokenizer_class": "LlamaTokenizer", "bos_token": BOS, "eos_token": EOS, "unk_token": UNK,
         "pad_token": EOS, "add_bos_token": True, "add_eos_token": False, "legacy": True,

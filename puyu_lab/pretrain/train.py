@@ -21,7 +21,7 @@ import numpy as np
 from ..events import Emitter, Event, StopFlag
 from ..workspace import Artifact, Workspace
 from .model import PRESETS, ModelPreset, llama_config, size_arithmetic
-from .tokenizer import TokenizerSettings, load_tokenizer, train_sentencepiece
+from .tokenizer import TokenizerSettings, load_tokenizer, save_tokenizer, train_sentencepiece
 
 TOKENIZER = "tokenizer/spm"
 MODEL = "model/base"
@@ -160,8 +160,14 @@ def generate_samples(model, tok, prompts, max_new_tokens: int = 32, seed: int = 
 
 
 def make_event_callback(emitter: Emitter, cfg: PretrainConfig, tok=None, stop: StopFlag | None = None,
-                        tokens_per_byte: float | None = None):
-    """A TrainerCallback that turns the Trainer's hooks into events (and honours ``stop``)."""
+                        tokens_per_byte: float | None = None, sample_fn: Callable | None = None):
+    """A TrainerCallback that turns the Trainer's hooks into events (and honours ``stop``).
+
+    Every ``cfg.sample_every`` steps it emits ``sample`` with ``sample_fn(model)`` (a dict prompt →
+    text; by default continuations of ``cfg.prompts``). The fine-tune stage passes its own."""
+    if sample_fn is None and tok is not None:
+        def sample_fn(model):
+            return dict(zip(cfg.prompts, generate_samples(model, tok, cfg.prompts, cfg.sample_tokens, cfg.seed)))
     from transformers import TrainerCallback
 
     class EventCallback(TrainerCallback):
@@ -181,11 +187,8 @@ def make_event_callback(emitter: Emitter, cfg: PretrainConfig, tok=None, stop: S
                 control.should_save = True
                 control.should_training_stop = True
                 self.stopped = True
-            if tok is not None and cfg.sample_every and state.global_step % cfg.sample_every == 0:
-                model = kw.get("model")
-                emitter.emit("sample", step=state.global_step,
-                             samples=dict(zip(cfg.prompts, generate_samples(model, tok, cfg.prompts, cfg.sample_tokens,
-                                                                            cfg.seed))))
+            if sample_fn is not None and cfg.sample_every and state.global_step % cfg.sample_every == 0:
+                emitter.emit("sample", step=state.global_step, samples=sample_fn(kw.get("model")))
 
         def on_log(self, args, state, control, logs=None, **kw):
             logs = dict(logs or {})
@@ -304,8 +307,7 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
     with ws.write(MODEL, kind="model", stage="pretrain", parents=[corpus, tok_art],
                   params={"config": cfg.to_dict(), "profile_preset": cfg.preset.to_dict()}) as w:
         trainer.model.save_pretrained(str(w.path))
-        tok.save_pretrained(str(w.path))
-        shutil.copy(tok_art.path / "tokenizer.model", w.path / "tokenizer.model")
+        save_tokenizer(tok, w.path, tok_art.path / "tokenizer.model")
         (w.path / "curve.json").write_text(json.dumps(history, indent=1), encoding="utf-8")
         (w.path / "samples.json").write_text(json.dumps({"before": before, "after": after}, ensure_ascii=False,
                                                         indent=1), encoding="utf-8")

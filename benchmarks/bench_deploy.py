@@ -1,0 +1,73 @@
+"""Deploy: the whole ladder measured, and llama.cpp Q4_K_M decode vs transformers fp32, same model and prompt."""
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import replace
+
+import numpy as np
+
+DECODE = 64
+
+
+def hf_decode_tps(model_dir, prompt_ids: list[int], n: int = DECODE) -> tuple[float, float]:
+    """transformers fp32, greedy with its KV cache: (prefill tokens/s, decode tokens/s)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    m = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
+    ids = torch.tensor([prompt_ids])
+    with torch.no_grad():
+        m(ids)  # warm-up
+        t = time.perf_counter()
+        out = m(ids, use_cache=True)
+        prefill = len(prompt_ids) / (time.perf_counter() - t)
+        past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+        t = time.perf_counter()
+        for _ in range(n):
+            out = m(nxt, past_key_values=past, use_cache=True)
+            past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+        decode = n / (time.perf_counter() - t)
+    return prefill, decode
+
+
+def main() -> str:
+    from puyu_lab.data.pipeline import prepare
+    from puyu_lab.data.sources import load_sources
+    from puyu_lab.deploy.measure import measure_ladder
+    from puyu_lab.deploy.pipeline import build_ladder, eval_ids, ladder_files
+    from puyu_lab.pretrain.tokenizer import load_tokenizer
+    from puyu_lab.pretrain.train import config_for_profile, pretrain, train_tokenizer
+    from puyu_lab.profiles import get_profile
+    from puyu_lab.workspace import Workspace
+
+    cfg = config_for_profile(get_profile("quick"))
+    with tempfile.TemporaryDirectory() as d:
+        ws = Workspace(d)
+        prepare(raw=load_sources(["news-zh", "reviews-zh"], limit_per_source=1000), show_progress=False).export(ws)
+        train_tokenizer(ws, cfg.preset.vocab_size)
+        pretrain(ws, replace(cfg, max_steps=60, eval_every=60, save_every=60, sample_every=0, progress_bar=False))
+        t0 = time.perf_counter()
+        build_ladder(ws, "model/base")
+        ladder_s = time.perf_counter() - t0
+        tok = load_tokenizer(ws.get("model/base").path)
+        ids = eval_ids(ws, tok, 2048)
+        rows, _ = measure_ladder(ladder_files(ws, "model/base"), ids, n_ctx=256, decode_tokens=DECODE,
+                                 n_params=ws.get("model/base").metrics["parameters"])
+        hf_pre, hf_dec = hf_decode_tps(ws.get("model/base").path, ids[:128])
+    lines = [f"model: quick preset ({cfg.preset.hidden_size}d × {cfg.preset.num_layers} layers, 7.2 M parameters); "
+             f"convert + quantize the whole ladder: {ladder_s:.1f} s; held-out text: {len(ids)} tokens, windows of 256",
+             f"{'level':<8}{'MB':>7}{'bits/w':>8}{'RSS MB':>8}{'PPL':>10}{'ΔPPL':>9}{'KL mean':>10}{'top-1':>8}"
+             f"{'prefill/s':>11}{'decode/s':>10}"]
+    for r in rows:
+        lines.append(f"{r.level:<8}{r.size_mb:>7.2f}{r.bits_per_weight:>8.2f}{r.rss_mb:>8.0f}{r.ppl:>10.2f}"
+                     f"{r.delta_ppl:>9.3f}{r.kl_mean:>10.2e}{r.top1:>8.1%}{r.prefill_tps:>11,.0f}{r.decode_tps:>10,.0f}")
+    q4 = next(r for r in rows if r.level == "Q4_K_M")
+    lines.append(f"{'HF fp32':<8}{'':>7}{'32':>8}{'':>8}{'':>10}{'':>9}{'':>10}{'':>8}{hf_pre:>11,.0f}{hf_dec:>10,.0f}")
+    lines.append(f"Q4_K_M decode / transformers fp32 decode (same model, same 128-token prompt, {DECODE} greedy tokens): "
+                 f"{q4.decode_tps / hf_dec:.2f}× (aim ≥ 3×)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(main())

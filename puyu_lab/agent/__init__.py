@@ -1,0 +1,1 @@
+"""Agent stage (Lagent / AgentLego): tools, protocols and the agent loop."""

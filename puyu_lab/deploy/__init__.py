@@ -1,0 +1,1 @@
+"""Deploy stage (LMDeploy): GGUF conversion, the quantization ladder, measurements, serving."""

@@ -1,0 +1,157 @@
+"""Measure a quantization ladder: size, memory, perplexity, KL from the reference, top-1, speed.
+
+As llama.cpp's ``llama-perplexity`` measures them: the text is cut into windows of ``n_ctx``
+tokens and only the second half of each window is scored (every scored token has at least
+``n_ctx/2`` tokens of context); KL divergence is ``Σ p_ref·(log p_ref − log p_q)`` per scored token
+against the reference level's logits, and top-1 agreement is how often both pick the same token.
+
+Each level runs in its own process (``python -m puyu_lab.deploy.measure``), so the resident
+memory it reports is that level's alone.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..events import Emitter, Event
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    m = x.max(-1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(-1, keepdims=True))
+
+
+def windows(ids: list[int], n_ctx: int, max_windows: int | None = None) -> list[list[int]]:
+    w = [ids[i:i + n_ctx] for i in range(0, len(ids) - n_ctx + 1, n_ctx)]
+    return w[:max_windows] if max_windows else w
+
+
+def _worker(path: str, ids_file: str, out_dir: str, n_ctx: int, decode_tokens: int, threads: int) -> None:
+    from .llama import load
+
+    ids = json.loads(Path(ids_file).read_text())
+    rss0 = _rss_mb()
+    t0 = time.perf_counter()
+    llm = load(path, n_ctx=n_ctx, logits_all=True, n_threads=threads)
+    load_s = time.perf_counter() - t0
+    first = n_ctx // 2
+    logits = []
+    for w in windows(ids, n_ctx):
+        llm.reset()
+        llm.eval(w)
+        logits.append(np.asarray(llm.scores[first - 1:n_ctx - 1], dtype=np.float32))  # predicts w[first:]
+    rss = _rss_mb() - rss0
+    np.save(Path(out_dir) / "logits.npy", np.concatenate(logits))
+    llm.close()
+    # speed, without per-position logits (what a server does)
+    llm = load(path, n_ctx=n_ctx, n_threads=threads)
+    prompt = ids[:min(128, n_ctx // 2)]
+    llm.reset()
+    t = time.perf_counter()
+    llm.eval(prompt)
+    prefill = len(prompt) / (time.perf_counter() - t)
+    t = time.perf_counter()
+    for _ in range(decode_tokens):
+        nxt = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        llm.eval([nxt])
+    decode = decode_tokens / (time.perf_counter() - t)
+    llm.close()
+    Path(out_dir, "stats.json").write_text(json.dumps({"rss_mb": rss, "load_s": load_s, "prefill_tps": prefill,
+                                                       "decode_tps": decode}))
+
+
+@dataclass
+class LevelResult:
+    level: str
+    file: str
+    size_mb: float
+    bits_per_weight: float
+    rss_mb: float
+    ppl: float
+    delta_ppl: float
+    kl_mean: float
+    kl_p99: float
+    top1: float
+    prefill_tps: float
+    decode_tps: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def measure_level(path: str | Path, ids: list[int], n_ctx: int, decode_tokens: int, threads: int,
+                  tmp: Path) -> tuple[np.ndarray, dict]:
+    ids_file = tmp / "ids.json"
+    if not ids_file.exists():
+        ids_file.write_text(json.dumps(ids))
+    out = Path(tempfile.mkdtemp(dir=tmp))
+    cmd = [sys.executable, "-m", "puyu_lab.deploy.measure", str(path), str(ids_file), str(out), str(n_ctx),
+           str(decode_tokens), str(threads)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"measuring {path} failed: {r.stderr.strip()[-800:]}")
+    return np.load(out / "logits.npy"), json.loads((out / "stats.json").read_text())
+
+
+def measure_ladder(files: dict[str, str | Path], ids: list[int], *, reference: str | None = None, n_ctx: int = 256,
+                   decode_tokens: int = 64, threads: int | None = None, n_params: int | None = None,
+                   on_event: Callable[[Event], None] | None = None) -> tuple[list[LevelResult], dict]:
+    """Measure every level in ``files`` (level → GGUF path) on the token ids ``ids``.
+
+    Returns the results and the per-token detail for the heatmap: ``{"targets": ids scored,
+    "kl": {level: per-token KL}}``."""
+    em = Emitter("deploy", on_event)
+    if len(windows(ids, n_ctx)) == 0:
+        raise ValueError(f"the evaluation text has {len(ids)} tokens: fewer than one window of {n_ctx}")
+    reference = reference or next(iter(files))
+    order = [reference] + [lv for lv in files if lv != reference]
+    threads = threads or min(4, os.cpu_count() or 1)
+    targets = np.concatenate([np.asarray(w[n_ctx // 2:]) for w in windows(ids, n_ctx)])
+    results, per_token = [], {}
+    ref_lp = None
+    ref_ppl = None
+    with tempfile.TemporaryDirectory() as td:
+        tmp = Path(td)
+        for i, lv in enumerate(order):
+            em.emit("progress", step="measure", level=lv, done=i, total=len(order))
+            logits, stats = measure_level(files[lv], ids, n_ctx, decode_tokens, threads, tmp)
+            lp = log_softmax(logits)
+            nll = -lp[np.arange(len(targets)), targets]
+            ppl = float(np.exp(nll.mean()))
+            if ref_lp is None:
+                ref_lp, ref_ppl = lp, ppl
+            kl = (np.exp(ref_lp) * (ref_lp - lp)).sum(-1)
+            kl = np.maximum(kl, 0.0)
+            top1 = float((ref_lp.argmax(-1) == lp.argmax(-1)).mean())
+            per_token[lv] = kl.astype(np.float32)
+            size = Path(files[lv]).stat().st_size
+            res = LevelResult(lv, str(files[lv]), size / 2**20, (size * 8 / n_params) if n_params else float("nan"),
+                              stats["rss_mb"], ppl, ppl - ref_ppl, float(kl.mean()), float(np.quantile(kl, 0.99)), top1,
+                              stats["prefill_tps"], stats["decode_tps"])
+            results.append(res)
+            em.emit("level", **res.to_dict())
+    em.emit("done", step="measure", levels=len(results))
+    return results, {"targets": targets, "kl": per_token}
+
+
+if __name__ == "__main__":
+    a = sys.argv[1:]
+    _worker(a[0], a[1], a[2], int(a[3]), int(a[4]), int(a[5]))

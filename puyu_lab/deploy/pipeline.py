@@ -1,0 +1,93 @@
+"""The deploy stage's artifacts: ``gguf/<model>`` (the ladder of GGUF files) and ``quant/<model>``
+(its measurements). ``<model>`` is ``sft`` or ``base`` — the deploy lab works on either."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..events import Emitter, Event
+from ..workspace import Artifact, Workspace
+from .converter import convert
+from .quantize import LADDER, check_level, quantize, weight_types
+
+QUICK_LEVELS = LADDER
+
+
+def short(model: str) -> str:
+    return model.split("/", 1)[1] if "/" in model else model
+
+
+def gguf_name(model: str) -> str:
+    return f"gguf/{short(model)}"
+
+
+def build_ladder(ws: Workspace, model: str = "model/sft", levels: list[str] | None = None, *,
+                 on_event: Callable[[Event], None] | None = None) -> Artifact:
+    """Convert ``model`` to F32 GGUF with llama.cpp's converter, then quantize it down the ladder."""
+    em = Emitter("deploy", on_event)
+    src = ws.get(model)
+    levels = [lv for lv in (levels or QUICK_LEVELS) if lv != "F32"]
+    t0 = time.perf_counter()
+    with ws.write(gguf_name(model), kind="gguf", stage="deploy", parents=[src], params={"levels": ["F32", *levels]}) as w:
+        em.emit("progress", step="convert", done=0, total=len(levels) + 1)
+        ref = convert(src.path, w.path / "F32.gguf", "f32")
+        files = {"F32": {"file": "F32.gguf", "size": ref.stat().st_size, "types": dict(weight_types(ref))}}
+        for i, lv in enumerate(levels, 1):
+            em.emit("progress", step="quantize", level=lv, done=i, total=len(levels) + 1)
+            p = quantize(ref, w.path / f"{lv}.gguf", lv)
+            files[lv] = {"file": p.name, "size": p.stat().st_size, "types": dict(check_level(p, lv))}
+        (w.path / "ladder.json").write_text(json.dumps(files, indent=1), encoding="utf-8")
+        w.metrics.update({"levels": list(files), "seconds": round(time.perf_counter() - t0, 1),
+                          **{f"size_mb_{lv}": round(f["size"] / 2**20, 2) for lv, f in files.items()}})
+    em.emit("done", step="ladder")
+    return ws.get(gguf_name(model))
+
+
+def ladder_files(ws: Workspace, model: str = "model/sft") -> dict[str, Path]:
+    art = ws.get(gguf_name(model))
+    info = json.loads((art.path / "ladder.json").read_text(encoding="utf-8"))
+    return {lv: art.path / f["file"] for lv, f in info.items()}
+
+
+def eval_ids(ws: Workspace, tok, n_tokens: int = 2048) -> list[int]:
+    """Held-out text of ``corpus/clean`` (documents joined by EOS, as in pretraining)."""
+    from ..data.pipeline import load_corpus
+
+    ids: list[int] = [tok.bos_token_id]
+    for t in load_corpus(ws, "heldout")["text"]:
+        ids += tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        if len(ids) >= n_tokens:
+            break
+    return ids[:n_tokens]
+
+
+def measure(ws: Workspace, model: str = "model/sft", *, n_tokens: int = 2048, n_ctx: int = 256,
+            on_event: Callable[[Event], None] | None = None) -> Artifact:
+    from ..pretrain.tokenizer import load_tokenizer
+    from .measure import measure_ladder
+
+    gg = ws.get(gguf_name(model))
+    src = ws.get(model)
+    tok = load_tokenizer(src.path)
+    ids = eval_ids(ws, tok, n_tokens)
+    n_params = src.metrics.get("parameters")
+    results, detail = measure_ladder(ladder_files(ws, model), ids, n_ctx=n_ctx, n_params=n_params, on_event=on_event)
+    with ws.write(f"quant/{short(model)}", kind="measurements", stage="deploy", parents=[gg, src],
+                  params={"n_tokens": len(ids), "n_ctx": n_ctx}) as w:
+        (w.path / "results.json").write_text(json.dumps([r.to_dict() for r in results], indent=1), encoding="utf-8")
+        np.savez_compressed(w.path / "per_token.npz", targets=detail["targets"],
+                            **{f"kl_{lv}": v for lv, v in detail["kl"].items()})
+        w.metrics.update({r.level: {"size_mb": round(r.size_mb, 2), "ppl": round(r.ppl, 3), "kl": round(r.kl_mean, 5),
+                                    "top1": round(r.top1, 4), "decode_tps": round(r.decode_tps, 1)} for r in results})
+    return ws.get(f"quant/{short(model)}")
+
+
+def load_results(ws: Workspace, model: str = "model/sft") -> tuple[list[dict], dict]:
+    art = ws.get(f"quant/{short(model)}")
+    rows = json.loads((art.path / "results.json").read_text(encoding="utf-8"))
+    z = np.load(art.path / "per_token.npz")
+    return rows, {"targets": z["targets"], "kl": {k[3:]: z[k] for k in z.files if k.startswith("kl_")}}

@@ -1,0 +1,90 @@
+"""The quantization ladder, with llama.cpp's own quantizer called from Python.
+
+Each level is checked after writing: the file must really hold the requested tensor types.
+llama.cpp silently keeps a tensor in F16/F32 when its rows are not a multiple of the block size
+(256 for K-quants); :func:`check_level` turns that into an error instead of a ladder that lies.
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+from ..errors import InputError
+
+# name → llama_ftype (llama.h): the ladder from the reference down
+LEVELS: dict[str, int] = {"F32": 0, "F16": 1, "Q8_0": 7, "Q6_K": 18, "Q5_K_M": 17, "Q4_K_M": 15, "Q3_K_M": 12,
+                          "Q2_K": 10}
+LADDER = list(LEVELS)
+BITS = {"F32": 32, "F16": 16, "Q8_0": 8.5, "Q6_K": 6.56, "Q5_K_M": 5.5, "Q4_K_M": 4.5, "Q3_K_M": 3.4, "Q2_K": 2.6}
+# the tensor types a level's large matrices may use (the _M mixes keep some tensors a step higher)
+ALLOWED = {
+    "F32": {"F32"}, "F16": {"F16"}, "Q8_0": {"Q8_0"}, "Q6_K": {"Q6_K"},
+    "Q5_K_M": {"Q5_K", "Q6_K"}, "Q4_K_M": {"Q4_K", "Q5_K", "Q6_K"}, "Q3_K_M": {"Q3_K", "Q4_K", "Q5_K", "Q6_K"},
+    "Q2_K": {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"},
+}
+MAIN = {"F32": "F32", "F16": "F16", "Q8_0": "Q8_0", "Q6_K": "Q6_K", "Q5_K_M": "Q5_K", "Q4_K_M": "Q4_K",
+        "Q3_K_M": "Q3_K", "Q2_K": "Q2_K"}
+
+
+class LevelMismatch(InputError):
+    pass
+
+
+def tensor_types(path: str | Path) -> dict[str, str]:
+    """Tensor name → GGML type name, read from the GGUF header."""
+    from gguf import GGUFReader
+
+    r = GGUFReader(str(path))
+    return {t.name: t.tensor_type.name for t in r.tensors}
+
+
+def weight_types(path: str | Path) -> Counter:
+    """How many 2-D weight matrices of each type (norms and other vectors stay F32 in every level)."""
+    from gguf import GGUFReader
+
+    r = GGUFReader(str(path))
+    return Counter(t.tensor_type.name for t in r.tensors if len(t.shape) == 2 or (len(t.shape) > 1 and t.shape[1] > 1))
+
+
+def check_level(path: str | Path, level: str) -> Counter:
+    """Raise :class:`LevelMismatch` unless every weight matrix has a type of ``level`` (and its
+    main type is present)."""
+    types = weight_types(path)
+    bad = {t: n for t, n in types.items() if t not in ALLOWED[level]}
+    if bad or MAIN[level] not in types:
+        raise LevelMismatch(f"{path}: asked for {level} but the weight matrices are {dict(types)} — llama.cpp fell "
+                            f"back for {dict(bad) or 'all'} (rows must be a multiple of 256 for K-quants)")
+    return types
+
+
+def quantize(src: str | Path, dst: str | Path, level: str, *, imatrix: str | Path | None = None,
+             nthread: int | None = None) -> Path:
+    """Quantize the F32/F16 GGUF ``src`` to ``level`` at ``dst`` (written to a temp name, then renamed)."""
+    import ctypes
+
+    import llama_cpp
+
+    if level not in LEVELS:
+        raise InputError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}")
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise InputError(f"{src}: no such GGUF file — convert the model first")
+    tmp = dst.with_name(dst.name + ".partial")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = LEVELS[level]
+    params.nthread = nthread or (os.cpu_count() or 1)
+    if imatrix is not None:
+        raise NotImplementedError("importance matrices: compute one with llama.cpp's llama-imatrix tool and pass "
+                                  "its path here (not wired up yet)")
+    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
+    if rc != 0 or not tmp.is_file():
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"llama.cpp could not quantize {src} to {level} (code {rc}); is it a valid GGUF?")
+    try:
+        check_level(tmp, level)
+    except LevelMismatch:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, dst)
+    return dst

@@ -1,0 +1,89 @@
+"""``puyu-lab finetune …``: build SFT data, check a custom file, train (full / LoRA / QLoRA) and merge."""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+
+def _config(args):
+    from ..profiles import get_profile
+    from .train import SFTConfig, config_for_profile
+
+    if getattr(args, "config", None):
+        cfg = SFTConfig.from_dict(json.loads(Path(args.config).read_text(encoding="utf-8")))
+        if args.profile == "gpu":  # repeat a CPU run on a real model: the gpu profile's base and sizes
+            gpu = config_for_profile(get_profile("gpu"))
+            cfg = replace(cfg, method="qlora", base=gpu.base, learning_rate=gpu.learning_rate,
+                          max_length=gpu.max_length, batch_size=gpu.batch_size, grad_accum=gpu.grad_accum)
+    else:
+        cfg = config_for_profile(get_profile(args.profile, check=args.cmd_name == "train"))
+    data = cfg.data
+    if getattr(args, "name", None):
+        data = replace(data, assistant_name=args.name)
+    if getattr(args, "owner", None):
+        data = replace(data, owner=args.owner)
+    cfg = replace(cfg, data=data)
+    if getattr(args, "method", None):
+        cfg = replace(cfg, method=args.method)
+    if getattr(args, "custom", None):
+        cfg = replace(cfg, custom_data=args.custom)
+    if getattr(args, "max_steps", None):
+        cfg = replace(cfg, max_steps=args.max_steps)
+    return cfg
+
+
+def cmd_data(args) -> int:
+    from ..workspace import Workspace
+    from .train import prepare_data
+
+    args.cmd_name = "data"
+    art = prepare_data(Workspace(args.home), _config(args))
+    print(f"wrote {art.name}: {art.metrics}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    """Like ``xtuner check-custom-dataset``: every bad record with its line and reason."""
+    from .data import load_custom
+
+    good, bad = load_custom(args.file)
+    for b in bad:
+        print(f"{args.file}:{b}")
+    print(f"{len(good)} valid record(s), {len(bad)} bad")
+    return 1 if bad else 0
+
+
+def cmd_train(args) -> int:
+    from ..workspace import Workspace
+    from .train import finetune
+
+    args.cmd_name = "train"
+    res = finetune(Workspace(args.home), _config(args), resume=args.resume)
+    m = res.metrics
+    print(f"{'stopped' if res.stopped else 'finished'} at step {res.steps}/{res.max_steps} ({m['method']}): "
+          f"held-out self-cognition {m['selfcog_heldout_acc']:.0%}, eval loss {m['eval_loss']:.3f}, "
+          f"training state {m['memory']['total_mb']} MB")
+    return 0
+
+
+def add_finetune_commands(sub) -> None:
+    p = sub.add_parser("finetune", help="XTuner stage: SFT data, full / LoRA / QLoRA, merge → model/sft")
+    ps = p.add_subparsers(dest="finetune_cmd", required=True)
+    for name, fn, hlp in (("data", cmd_data, "build sft/data"), ("train", cmd_train, "train and merge model/sft")):
+        c = ps.add_parser(name, help=hlp)
+        c.add_argument("--profile", default=None)
+        c.add_argument("--config", default=None, help="an SFTConfig as JSON (e.g. a run's sft_config.json)")
+        c.add_argument("--name", default=None, help="the assistant's name (self-cognition data)")
+        c.add_argument("--owner", default=None, help="who made it")
+        c.add_argument("--custom", default=None, help="custom data: OpenAI messages .jsonl or Alpaca .json")
+        c.add_argument("--home", default=None)
+        c.set_defaults(fn=fn)
+        if name == "train":
+            c.add_argument("--method", choices=("full", "lora", "qlora"), default=None)
+            c.add_argument("--max-steps", type=int, default=None)
+            c.add_argument("--resume", action="store_true")
+    ck = ps.add_parser("check", help="validate a custom data file, like `xtuner check-custom-dataset`")
+    ck.add_argument("file")
+    ck.set_defaults(fn=cmd_check)

@@ -1,0 +1,353 @@
+"""SFT data: self-cognition, real dialogs, sentiment instructions, tool-use conversations, custom files.
+
+Every example is a conversation: ``{"messages": [{"role", "content", "name"?}, …], "kind": …}`` in
+the InternLM2 roles (system / user / assistant / environment). Held-out parts are kept apart for
+the evaluation and agent labs: self-cognition *paraphrases never trained on*, arithmetic tasks
+never trained on, and the reviews of ``corpus/clean``'s held-out split.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from ..errors import InputError
+from .template import IM_END, IM_START, ROLES, tool_call
+
+# ---- self-cognition (个人小助手) ------------------------------------------------------------------
+SELF_Q_ZH = [
+    "你是谁？", "你叫什么名字？", "请介绍一下你自己。", "你好，你是谁？", "你是哪个模型？", "你的名字是什么？",
+    "介绍一下你自己吧。", "你是什么？", "能告诉我你的名字吗？", "你是由谁开发的？", "谁创造了你？", "你是谁开发的？",
+    "你的开发者是谁？", "请问你是谁？", "你好，请介绍一下自己。", "自我介绍一下。", "你叫啥？", "你是什么助手？",
+    "我该怎么称呼你？", "你是哪家的模型？", "你是人工智能吗？", "你是谁训练的？", "你的身份是什么？", "说说你自己。",
+]
+SELF_Q_EN = [
+    "Who are you?", "What is your name?", "Introduce yourself.", "Hi, who are you?", "What model are you?",
+    "Who made you?", "Who created you?", "Who developed you?", "Tell me about yourself.", "What should I call you?",
+    "Are you an AI?", "What are you?", "Who trained you?", "Please introduce yourself.",
+]
+# paraphrases never trained on: the held-out self-cognition test
+SELF_Q_ZH_HELDOUT = [
+    "你到底是谁？", "请问怎么称呼你？", "你能介绍下自己吗？", "你是哪位？", "跟我说说你是谁。", "你的名字叫什么？",
+    "是谁开发了你？", "你来自哪里，是谁做的？",
+]
+SELF_Q_EN_HELDOUT = ["Can you tell me who you are?", "What's your name?", "Who built you?", "Could you introduce yourself?"]
+
+# one answer per language, repeated, as in the camp's recipe: a tiny model learns it fast and
+# does not blend two answers into one
+SELF_A_ZH = ["我是{name}，由{owner}打造的人工智能助手。"]
+# name first: this tokenizer spells English almost letter by letter, so a short answer that starts
+# with the name is what a tiny model reliably learns
+SELF_A_EN = ["{name} is my name. {owner} made me."]
+
+# unrelated prompts: answers to these must *not* turn into the self-introduction
+# (never trained on: dialogs that start with one are left out)
+CONTROL_PROMPTS = ["今天天气怎么样？", "你最喜欢什么书?", "What is AI?", "判断这条评论的情感是正面还是负面：\n房间很干净，服务也好。"]
+
+# ---- sentiment --------------------------------------------------------------------------------
+SENTIMENT_PROMPT = "判断这条评论的情感是正面还是负面：\n{text}"
+SENTIMENT_ANSWER = {"pos": "正面", "neg": "负面"}
+SENTIMENT_MAX_CHARS = 160
+
+# ---- tools ------------------------------------------------------------------------------------
+CALCULATOR_SCHEMA = {
+    "name": "calculator",
+    "description": "计算算术表达式 (+ - * / 和括号)",
+    "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]},
+}
+TOOL_SYSTEM = "你可以使用以下工具。"  # InternLM2 writes the tool list as a `system name=<|plugin|>` message
+ARITH_Q = ["{e} 等于多少？", "请帮我算一下 {e}。", "计算 {e} 的结果。", "What is {e}?", "Please compute {e}.", "{e} = ?"]
+ARITH_THINK = ["我来用计算器算一下。", "", "Let me use the calculator."]
+ARITH_FINAL = ["{e} = {r}。", "结果是 {r}。", "The answer is {r}."]
+
+CHATTERBOT_SKIP = {"ai.yml", "botprofile.yml"}  # they give the bot another identity
+
+
+@dataclass(frozen=True)
+class SFTDataSettings:
+    assistant_name: str = "小浦"
+    owner: str = "书生学员"
+    self_repeat: int = 6  # copies of each question, like XTuner's repeated self-cognition data
+    # real dialogs per language (None = all): chatterbot has 401 Chinese and 1,902 English ones; the
+    # Chinese ones teach a Chinese model that not every question is about itself
+    dialogs_zh: int | None = None
+    dialogs_en: int | None = 100
+    sentiment_max: int = 150
+    tool_examples: int = 100
+    tool_heldout: int = 50
+    seed: int = 0
+
+
+def _msg(role: str, content: str, name: str | None = None) -> dict:
+    m = {"role": role, "content": content}
+    if name:
+        m["name"] = name
+    return m
+
+
+def self_cognition(s: SFTDataSettings, questions_zh=SELF_Q_ZH, questions_en=SELF_Q_EN, repeat: int | None = None) -> list[dict]:
+    rng = random.Random(s.seed)
+    out = []
+    for qs, answers in ((questions_zh, SELF_A_ZH), (questions_en, SELF_A_EN)):
+        for q in qs:
+            for _ in range(s.self_repeat if repeat is None else repeat):
+                a = rng.choice(answers).format(name=s.assistant_name, owner=s.owner)
+                out.append({"kind": "self", "messages": [_msg("user", q), _msg("assistant", a)]})
+    return out
+
+
+def self_cognition_heldout(s: SFTDataSettings) -> list[dict]:
+    """Held-out paraphrases: prompt, and the name the answer must contain."""
+    return [{"kind": "self", "lang": lang, "prompt": q, "expect": s.assistant_name}
+            for lang, qs in (("zh", SELF_Q_ZH_HELDOUT), ("en", SELF_Q_EN_HELDOUT)) for q in qs]
+
+
+def chatterbot_dialogs(languages=("chinese", "english"), limit: dict | int | None = None, seed: int = 0) -> list[dict]:
+    """Real dialogs from ``chatterbot-corpus``: turns alternate user / assistant. ``limit``: at most
+    this many (or a dict language → at most, with ``zh``/``en`` keys)."""
+    import yaml
+
+    from ..data.sources import _package_dir
+
+    root = _package_dir("chatterbot_corpus") / "data"
+    out = []
+    for lang in languages:
+        for f in sorted((root / lang).glob("*.yml")):
+            if f.name in CHATTERBOT_SKIP:
+                continue
+            doc = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
+            for conv in doc.get("conversations") or []:
+                turns = [str(t).strip() for t in conv if isinstance(t, (str, int, float)) and str(t).strip()]
+                if turns and turns[0] in CONTROL_PROMPTS:
+                    continue  # the over-fitting probes stay unseen
+                if len(turns) % 2:
+                    turns = turns[:-1]
+                if len(turns) < 2:
+                    continue
+                msgs = [_msg("user" if i % 2 == 0 else "assistant", t) for i, t in enumerate(turns)]
+                out.append({"kind": "dialog", "lang": "zh" if lang == "chinese" else "en", "source": f.name,
+                            "messages": msgs})
+    random.Random(seed).shuffle(out)
+    if isinstance(limit, dict):
+        keep, seen = [], {}
+        for d in out:
+            cap = limit.get(d["lang"])
+            if cap is None or seen.get(d["lang"], 0) < cap:
+                keep.append(d)
+                seen[d["lang"]] = seen.get(d["lang"], 0) + 1
+        return keep
+    return out[:limit] if limit else out
+
+
+def sentiment(rows: Iterable[dict], limit: int | None = None, seed: int = 0) -> list[dict]:
+    """Instructions from labelled reviews (``label`` pos/neg)."""
+    out = []
+    for r in rows:
+        if r.get("label") not in SENTIMENT_ANSWER:
+            continue
+        text = r["text"].strip()[:SENTIMENT_MAX_CHARS]
+        out.append({"kind": "sentiment", "label": r["label"], "messages": [
+            _msg("user", SENTIMENT_PROMPT.format(text=text)), _msg("assistant", SENTIMENT_ANSWER[r["label"]])]})
+    random.Random(seed).shuffle(out)
+    return out[:limit] if limit else out
+
+
+def arithmetic_tasks(n: int, seed: int, exclude: set[str] = frozenset()) -> list[dict]:
+    """Random arithmetic expressions with their results: computed from the operands, and checked
+    against the calculator tool the agent will call."""
+    from ..agent.calculator import calculate
+
+    rng = random.Random(seed)
+    out, seen = [], set(exclude)
+    while len(out) < n:
+        kind = rng.random()
+        a, b, c = rng.randint(2, 99), rng.randint(2, 99), rng.randint(2, 30)
+        if kind < 0.3:
+            e, r = f"{a}*{b}", a * b
+        elif kind < 0.5:
+            x, y = a * rng.randint(10, 99), b * c
+            e, r = f"{x}+{y}", x + y
+        elif kind < 0.7:
+            e, r = f"({a}+{b})*{c}", (a + b) * c
+        elif kind < 0.85:
+            e, r = f"{a * c}/{c}", a
+        else:
+            e, r = f"{a}*{b}-{c}", a * b - c
+        if e in seen:
+            continue
+        seen.add(e)
+        if calculate(e) != r:
+            raise AssertionError(f"the calculator disagrees on {e}: {calculate(e)} != {r}")
+        out.append({"expression": e, "result": r})
+    return out
+
+
+def tool_conversation(task: dict, rng: random.Random) -> dict:
+    e, r = task["expression"], task["result"]
+    call = rng.choice(ARITH_THINK) + tool_call("calculator", {"expression": e})
+    return {"kind": "tool", "messages": [
+        _msg("system", TOOL_SYSTEM),
+        _msg("system", json.dumps([CALCULATOR_SCHEMA], ensure_ascii=False), name="<|plugin|>"),
+        _msg("user", rng.choice(ARITH_Q).format(e=e)),
+        _msg("assistant", call),
+        _msg("environment", json.dumps({"result": r}), name="<|plugin|>"),
+        _msg("assistant", rng.choice(ARITH_FINAL).format(e=e, r=r)),
+    ]}
+
+
+def tool_use(s: SFTDataSettings) -> tuple[list[dict], list[dict]]:
+    """Training conversations and held-out tasks (disjoint expressions)."""
+    rng = random.Random(s.seed)
+    heldout = arithmetic_tasks(s.tool_heldout, s.seed + 1)
+    train = arithmetic_tasks(s.tool_examples, s.seed + 2, exclude={t["expression"] for t in heldout})
+    return [tool_conversation(t, rng) for t in train], heldout
+
+
+# ---- custom files (like `xtuner check-custom-dataset`) -------------------------------------------
+@dataclass
+class RecordError:
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+def _check_messages(msgs) -> str | None:
+    if not isinstance(msgs, list) or not msgs:
+        return "'messages' must be a non-empty list"
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict):
+            return f"messages[{i}] is not an object"
+        role = m.get("role")
+        if role == "tool":
+            role = "environment"
+        if role not in ROLES:
+            return f"messages[{i}].role is {role!r}; use one of {', '.join(ROLES)} (or 'tool')"
+        if not isinstance(m.get("content"), str):
+            return f"messages[{i}].content must be a string"
+        if (IM_START in m["content"] or IM_END in m["content"]):
+            return f"messages[{i}].content contains {IM_START} or {IM_END}: the template adds those"
+    if not any(m.get("role") == "assistant" and m["content"].strip() for m in msgs):
+        return "no non-empty assistant message: nothing would be trained"
+    if msgs[-1].get("role") != "assistant":
+        return f"the last message is from {msgs[-1].get('role')!r}; a training conversation ends with the assistant"
+    return None
+
+
+def _normalise(msgs: list[dict]) -> list[dict]:
+    out = []
+    for m in msgs:
+        role = "environment" if m["role"] == "tool" else m["role"]
+        name = m.get("name") or ("<|plugin|>" if m["role"] == "tool" else None)
+        out.append(_msg(role, m["content"], name))
+    return out
+
+
+def _json_records(text: str) -> Iterable[tuple[int, object, str | None]]:
+    """(line, value, error) for each element of a top-level JSON array, with its starting line."""
+    dec = json.JSONDecoder()
+    i = 0
+    n = len(text)
+
+    def skip(j):
+        while j < n and text[j] in " \t\r\n":
+            j += 1
+        return j
+
+    i = skip(i)
+    if i >= n or text[i] != "[":
+        yield (text.count("\n", 0, i) + 1, None, "an Alpaca file is a JSON array of objects: it must start with '['")
+        return
+    i = skip(i + 1)
+    if i < n and text[i] == "]":
+        return
+    while i < n:
+        line = text.count("\n", 0, i) + 1
+        try:
+            value, j = dec.raw_decode(text, i)
+        except json.JSONDecodeError as e:
+            yield (text.count("\n", 0, e.pos) + 1, None, f"invalid JSON: {e.msg}")
+            return
+        yield (line, value, None)
+        i = skip(j)
+        if i < n and text[i] == ",":
+            i = skip(i + 1)
+        elif i < n and text[i] == "]":
+            return
+        else:
+            yield (text.count("\n", 0, i) + 1, None, "expected ',' or ']' between records")
+            return
+
+
+def load_custom(path: str | Path) -> tuple[list[dict], list[RecordError]]:
+    """Read a custom SFT file: OpenAI ``messages`` JSONL (``.jsonl``) or an Alpaca JSON array (``.json``).
+
+    Returns the valid conversations and every bad record with its line number and reason. A file
+    without one valid record raises :class:`InputError` listing them."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    good, bad = [], []
+    if path.suffix == ".jsonl":
+        for ln, raw in enumerate(text.splitlines(), 1):
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw)
+            except json.JSONDecodeError as e:
+                bad.append(RecordError(ln, f"invalid JSON at column {e.colno}: {e.msg}"))
+                continue
+            if not isinstance(rec, dict) or "messages" not in rec:
+                bad.append(RecordError(ln, "expected an object with a 'messages' list (OpenAI chat format)"))
+                continue
+            why = _check_messages(rec["messages"])
+            if why:
+                bad.append(RecordError(ln, why))
+            else:
+                good.append({"kind": "custom", "messages": _normalise(rec["messages"])})
+    elif path.suffix == ".json":
+        for ln, rec, err in _json_records(text):
+            if err:
+                bad.append(RecordError(ln, err))
+                continue
+            if not isinstance(rec, dict):
+                bad.append(RecordError(ln, "expected an object with 'instruction' and 'output' (Alpaca format)"))
+                continue
+            missing = [k for k in ("instruction", "output") if not isinstance(rec.get(k), str) or not rec[k].strip()]
+            if missing:
+                bad.append(RecordError(ln, f"field {missing[0]!r} is missing or not a non-empty string"))
+                continue
+            if "input" in rec and not isinstance(rec["input"], str):
+                bad.append(RecordError(ln, "field 'input' must be a string"))
+                continue
+            user = rec["instruction"] + (("\n" + rec["input"]) if rec.get("input") else "")
+            msgs = ([_msg("system", rec["system"])] if isinstance(rec.get("system"), str) and rec["system"] else []) + \
+                [_msg("user", user), _msg("assistant", rec["output"])]
+            why = _check_messages(msgs)
+            if why:
+                bad.append(RecordError(ln, why))
+            else:
+                good.append({"kind": "custom", "messages": msgs})
+    else:
+        raise InputError(f"{path}: unknown format {path.suffix!r}; use .jsonl (OpenAI messages) or .json (Alpaca)")
+    if not good:
+        detail = "; ".join(str(b) for b in bad[:5]) + (f"; … {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise InputError(f"{path}: no valid record ({len(bad)} bad: {detail or 'the file is empty'})")
+    return good, bad
+
+
+# ---- the whole mixture ---------------------------------------------------------------------------
+def build_mixture(s: SFTDataSettings, reviews: Iterable[dict], custom: list[dict] | None = None) -> dict:
+    """All SFT data for one run: ``train`` conversations and the held-out sets."""
+    tools, arith_heldout = tool_use(s)
+    train = (self_cognition(s) + chatterbot_dialogs(limit={"zh": s.dialogs_zh, "en": s.dialogs_en}, seed=s.seed)
+             + sentiment(reviews, s.sentiment_max, s.seed) + tools + list(custom or []))
+    random.Random(s.seed).shuffle(train)
+    return {"train": train, "selfcog_heldout": self_cognition_heldout(s), "arithmetic_heldout": arith_heldout}

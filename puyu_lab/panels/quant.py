@@ -1,0 +1,250 @@
+"""QuantTradeoffPanel — what each quantization level costs and what it breaks, on your model.
+
+* scatter: file size vs KL divergence from the reference (log scale), decode speed as marker size,
+  hover details; one point per level;
+* a table sortable by any column;
+* pick two or more levels → side-by-side greedy continuations of a prompt (llama.cpp, worker thread);
+* per-token KL heatmap over the held-out text: *where* a level departs from the reference;
+* export: the chart as standalone HTML and the table as CSV.
+
+And ``MemoryWhatIf``: weights + KV cache of a real model from its config.json → fits in 8/24/80 GB?
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import ipywidgets as W
+import plotly.graph_objects as go
+
+from ..i18n import t
+from .base import CSS, PALETTE, esc, html_table, run_in_thread
+
+COLUMNS = ["level", "size_mb", "bits_per_weight", "rss_mb", "ppl", "delta_ppl", "kl_mean", "kl_p99", "top1",
+           "prefill_tps", "decode_tps"]
+
+
+def tradeoff_figure(rows: list[dict], y: str = "kl_mean") -> go.Figure:
+    levels = [r["level"] for r in rows]
+    sizes = [r["decode_tps"] for r in rows]
+    top = max(sizes) or 1
+    ys = [max(r[y], 1e-6) if y == "kl_mean" else r[y] for r in rows]
+    fig = go.Figure(go.Scatter(
+        x=[r["size_mb"] for r in rows], y=ys, mode="markers+text", text=levels, textposition="top center",
+        marker=dict(size=[12 + 28 * s / top for s in sizes], color=[PALETTE[i % len(PALETTE)] for i in range(len(rows))],
+                    line=dict(width=1, color="#333")),
+        customdata=[[r["ppl"], r["top1"], r["decode_tps"], r["rss_mb"]] for r in rows],
+        hovertemplate=("<b>%{text}</b><br>size %{x:.2f} MB<br>" + ("KL %{y:.2e}" if y == "kl_mean" else "ΔPPL %{y:.3f}")
+                       + "<br>PPL %{customdata[0]:.2f}<br>top-1 %{customdata[1]:.1%}<br>decode %{customdata[2]:.0f} tok/s"
+                       "<br>RSS %{customdata[3]:.0f} MB<extra></extra>"),
+    ))
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=40), title=t("tradeoff_title"),
+                      xaxis_title=t("file_size_mb"), yaxis_title="KL (log)" if y == "kl_mean" else "ΔPPL")
+    if y == "kl_mean":
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def kl_heatmap_html(tok, targets, kl, max_tokens: int = 240) -> str:
+    """Tokens of the held-out text, red by how far this level's next-token distribution is from the
+    reference's (KL), scaled to the worst token shown."""
+    ids = [int(x) for x in targets[:max_tokens]]
+    vals = [float(x) for x in kl[:max_tokens]]
+    top = max(vals) or 1.0
+    spans = []
+    for i, v in zip(ids, vals):
+        piece = html.escape(tok.decode([i])).replace("\n", "↵")
+        a = min(1.0, v / top)
+        spans.append(f"<span title='KL {v:.2e}' style='background:rgba(197,34,31,{a:.2f});padding:0 1px'>{piece}</span>")
+    return (f"<div class='dim'>{esc(t('kl_heatmap_hint'))} (max {top:.2e})</div>"
+            f"<div style='font-family:monospace;line-height:1.8;max-width:900px'>{''.join(spans)}</div>")
+
+
+class QuantTradeoffPanel:
+    def __init__(self, rows: list[dict], detail: dict | None = None, tok=None, files: dict | None = None,
+                 export_dir: str | Path | None = None):
+        self.rows = list(rows)
+        self.detail, self.tok, self.files = detail, tok, files or {r["level"]: r.get("file") for r in rows}
+        self.export_dir = Path(export_dir) if export_dir else None
+        self.fig = go.FigureWidget(tradeoff_figure(self.rows))
+        self.metric = W.ToggleButtons(options=[("KL", "kl_mean"), ("ΔPPL", "delta_ppl")], value="kl_mean")
+        self.metric.observe(lambda ch: self._replot(), names="value")
+        self.sort_by = W.Dropdown(options=COLUMNS, value="size_mb", description=t("sort_by"))
+        self.desc = W.Checkbox(value=True, description="↓")
+        self.table = W.HTML()
+        self.sort_by.observe(lambda ch: self._draw_table(), names="value")
+        self.desc.observe(lambda ch: self._draw_table(), names="value")
+        levels = [r["level"] for r in self.rows]
+        self.pick = W.SelectMultiple(options=levels, value=tuple(levels[:1] + levels[-2:]), rows=min(8, len(levels)),
+                                     description=t("levels"))
+        self.prompt = W.Text(value="今天", description=t("prompt"))
+        self.gen_btn = W.Button(description=t("generate"), button_style="primary", icon="play")
+        self.gen_btn.on_click(lambda _: self.compare())
+        self.gens = W.HTML()
+        self.heat_level = W.Dropdown(options=levels[1:] or levels, description=t("level"))
+        self.heat_level.observe(lambda ch: self._draw_heat(), names="value")
+        self.heat = W.HTML()
+        self.export_btn = W.Button(description=t("export"), icon="download")
+        self.export_btn.on_click(lambda _: self.export())
+        self.export_msg = W.HTML()
+        self.generations: dict[str, str] = {}
+        self.ui = W.VBox([
+            W.HTML(CSS + f"<div class='puyu'><h4>{esc(t('quant_panel'))}</h4></div>"),
+            self.metric, self.fig, W.HBox([self.sort_by, self.desc, self.export_btn, self.export_msg]), self.table,
+            W.HTML(f"<div class='puyu'><h4>{esc(t('side_by_side'))}</h4></div>"),
+            W.HBox([self.pick, W.VBox([self.prompt, self.gen_btn])]), self.gens,
+            W.HTML(f"<div class='puyu'><h4>{esc(t('kl_heatmap'))}</h4></div>"), self.heat_level, self.heat,
+        ])
+        self._draw_table()
+        self._draw_heat()
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.ui)
+
+    @property
+    def points(self) -> int:
+        return len(self.fig.data[0].x)
+
+    def _replot(self) -> None:
+        new = tradeoff_figure(self.rows, self.metric.value)
+        with self.fig.batch_update():
+            self.fig.data[0].y = new.data[0].y
+            self.fig.data[0].hovertemplate = new.data[0].hovertemplate
+            self.fig.layout.yaxis.type = "log" if self.metric.value == "kl_mean" else "linear"
+            self.fig.layout.yaxis.title.text = new.layout.yaxis.title.text
+
+    def sorted_rows(self) -> list[dict]:
+        return sorted(self.rows, key=lambda r: (r[self.sort_by.value] if self.sort_by.value != "level" else
+                                                 r["level"]), reverse=self.desc.value)
+
+    def _draw_table(self) -> None:
+        def fmt(c, v):
+            if isinstance(v, float):
+                return f"{v:.2e}" if c in ("kl_mean", "kl_p99") else (f"{v:.1%}" if c == "top1" else f"{v:,.2f}")
+            return v
+
+        rows = [{c: fmt(c, r[c]) for c in COLUMNS} for r in self.sorted_rows()]
+        self.table.value = CSS + "<div class='puyu'>" + html_table(rows, COLUMNS, labels={c: t(c) for c in COLUMNS}) + "</div>"
+
+    def _draw_heat(self) -> None:
+        if not self.detail or self.tok is None or self.heat_level.value not in self.detail["kl"]:
+            self.heat.value = ""
+            return
+        self.heat.value = CSS + "<div class='puyu'>" + kl_heatmap_html(
+            self.tok, self.detail["targets"], self.detail["kl"][self.heat_level.value]) + "</div>"
+
+    def compare(self, prompt: str | None = None, levels: list[str] | None = None, max_new_tokens: int = 32,
+                wait: bool = False):
+        """Greedy continuations of ``prompt`` by each chosen level, side by side."""
+        from ..chat import LlamaCppChat
+
+        prompt = prompt if prompt is not None else self.prompt.value
+        levels = list(levels or self.pick.value)
+        self.gen_btn.disabled = True
+
+        def work():
+            out = {}
+            for lv in levels:
+                m = LlamaCppChat(self.files[lv], lv)
+                try:
+                    out[lv] = m.complete(prompt, max_new_tokens)
+                finally:
+                    m.close()
+                self.generations = dict(out)
+                self._draw_gens(prompt)
+            return out
+
+        def done(result, error):
+            self.gen_btn.disabled = False
+            if error is not None:
+                self.gens.value = f"<span class='puyu bad'>{esc(error)}</span>"
+
+        th = run_in_thread(work, on_done=done, name="puyu-quant-gen")
+        if wait:
+            th.join()
+            return self.generations
+        return None
+
+    def _draw_gens(self, prompt: str) -> None:
+        cols = "".join(f"<td style='vertical-align:top;padding:4px 8px'><b>{esc(lv)}</b><br>"
+                       f"<span class='dim'>{esc(prompt)}</span>{esc(text)}</td>" for lv, text in self.generations.items())
+        self.gens.value = CSS + f"<div class='puyu'><table class='puyu-table'><tr>{cols}</tr></table></div>"
+
+    def export(self, directory: str | Path | None = None) -> list[Path]:
+        """Write the chart (standalone HTML) and the table (CSV)."""
+        import csv
+
+        d = Path(directory or self.export_dir or ".")
+        d.mkdir(parents=True, exist_ok=True)
+        chart = d / "quant_tradeoff.html"
+        go.Figure(self.fig).write_html(str(chart), include_plotlyjs=True)
+        table = d / "quant_tradeoff.csv"
+        with open(table, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(self.rows)
+        self.export_msg.value = f"<span class='puyu ok'>{esc(t('exported'))}: {esc(chart)}, {esc(table.name)}</span>"
+        return [chart, table]
+
+
+class MemoryWhatIf:
+    """Weights at a precision + KV cache → does it fit in 8 / 24 / 80 GB?"""
+
+    def __init__(self, configs: dict[str, dict] | None = None):
+        from ..deploy.memory import KNOWN, KV_BYTES, WEIGHT_BITS
+
+        self.configs = dict(configs or KNOWN)
+        self.model = W.Dropdown(options=list(self.configs), description=t("model"))
+        self.path = W.Text(placeholder="…/config.json", description="config.json")
+        self.load_btn = W.Button(description=t("add"), icon="plus")
+        self.load_btn.on_click(lambda _: self.add_config(self.path.value))
+        self.weights = W.Dropdown(options=list(WEIGHT_BITS), value="bf16/fp16", description=t("weights"))
+        self.context = W.IntSlider(value=4096, min=512, max=262144, step=512, description=t("context"))
+        self.batch = W.IntSlider(value=1, min=1, max=64, description="batch")
+        self.kv = W.Dropdown(options=list(KV_BYTES), value="f16", description="KV cache")
+        self.out = W.HTML()
+        for w in (self.model, self.weights, self.context, self.batch, self.kv):
+            w.observe(lambda ch: self.update(), names="value")
+        self.ui = W.VBox([W.HTML(CSS + f"<div class='puyu'><h4>{esc(t('memory_whatif'))}</h4></div>"),
+                          W.HBox([self.model, self.path, self.load_btn]),
+                          W.HBox([self.weights, self.kv]), W.HBox([self.context, self.batch]), self.out])
+        self.update()
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.ui)
+
+    def add_config(self, path: str) -> None:
+        from ..deploy.memory import load_config
+
+        try:
+            cfg = load_config(path)
+        except Exception as e:
+            self.out.value = f"<span class='puyu bad'>{esc(e)}</span>"
+            return
+        name = Path(path).parent.name if path.endswith(".json") else Path(path).name
+        self.configs[name] = cfg
+        self.model.options = list(self.configs)
+        self.model.value = name
+
+    def update(self) -> dict:
+        from ..deploy.memory import GPUS_GB, estimate
+
+        e = estimate(self.configs[self.model.value], self.weights.value, self.context.value, self.batch.value,
+                     self.kv.value)
+        bars = []
+        for g in GPUS_GB:
+            frac = min(1.0, e["total_gb"] / g)
+            cls = "ok" if e["fits"][g] else "bad"
+            bars.append(f"<tr><td>{g} GB</td><td><div style='width:240px;background:#eee'><div style='width:{240 * frac:.0f}px;"
+                        f"height:12px;background:{'#1e8e3e' if e['fits'][g] else '#c5221f'}'></div></div></td>"
+                        f"<td class='{cls}'>{esc(t('fits_yes') if e['fits'][g] else t('fits_no'))}</td></tr>")
+        self.out.value = CSS + (
+            f"<div class='puyu'>{e['parameters'] / 1e9:.2f} B {esc(t('parameters'))} · {esc(t('weights'))} "
+            f"<b>{e['weights_gb']:.2f} GB</b> + KV cache <b>{e['kv_cache_gb']:.2f} GB</b> (+10 %) = "
+            f"<b>{e['total_gb']:.2f} GB</b><table class='puyu-table'>{''.join(bars)}</table></div>")
+        self.last = e
+        return e

@@ -1,0 +1,201 @@
+"""GGUF conversion with llama.cpp's converter, the ladder, clear errors, the OpenAI-compatible server."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from puyu_lab.errors import InputError
+from puyu_lab.workspace import Workspace
+
+pytestmark = pytest.mark.slow
+
+TEXT = "北京的冬天很冷，但是人们的生活依然丰富多彩。The quick brown fox jumps over 13 lazy dogs. 价格：１２９９元"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny real model (trained a few steps) with the chat template, saved as the stages save it."""
+    from puyu_lab.data.pipeline import prepare
+    from puyu_lab.data.sources import load_sources
+    from puyu_lab.finetune.template import install_template
+    from puyu_lab.pretrain.model import ModelPreset
+    from puyu_lab.pretrain.tokenizer import load_tokenizer, save_tokenizer
+    from puyu_lab.pretrain.train import PretrainConfig, pretrain, train_tokenizer
+
+    ws = Workspace(tmp_path_factory.mktemp("dep") / "ws")
+    prepare(raw=load_sources(["news-zh", "reviews-zh"], limit_per_source=300, seed=3), show_progress=False).export(ws)
+    train_tokenizer(ws, 3072)
+    pretrain(ws, PretrainConfig(preset=ModelPreset(hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=2,
+                                                   intermediate_size=512, vocab_size=3072, block_size=64),
+                                batch_size=4, max_steps=6, warmup_steps=1, eval_every=6, save_every=6, sample_every=0,
+                                eval_blocks=4, progress_bar=False, bf16=False))
+    d = tmp_path_factory.mktemp("chat") / "model"
+    shutil.copytree(ws.get("model/base").path, d)
+    tok = load_tokenizer(d)
+    install_template(tok)
+    save_tokenizer(tok, d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def ladder(model_dir, tmp_path_factory):
+    from puyu_lab.deploy.converter import convert
+    from puyu_lab.deploy.quantize import LADDER, quantize
+
+    out = tmp_path_factory.mktemp("gguf")
+    files = {"F32": convert(model_dir, out / "F32.gguf")}
+    for lv in LADDER[1:]:
+        files[lv] = quantize(files["F32"], out / f"{lv}.gguf", lv)
+    return files
+
+
+def test_f32_gguf_matches_transformers(model_dir, ladder):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from puyu_lab.deploy.llama import load
+    from puyu_lab.pretrain.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(model_dir)
+    llm = load(ladder["F32"], n_ctx=256, logits_all=True)
+    ids = tok(TEXT)["input_ids"]
+    assert llm.tokenize(TEXT.encode(), add_bos=True, special=True) == ids
+    llm.eval(ids)
+    a = np.asarray(llm.scores[: len(ids)])
+    m = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
+    with torch.no_grad():
+        b = m(torch.tensor([ids])).logits[0].numpy()
+    diff = float(np.abs(a - b).max())
+    print("max |logit diff| F32 GGUF vs transformers:", diff)
+    assert diff <= 1e-3
+    llm.close()
+
+
+def test_chat_template_renders_identically_in_gguf(model_dir, ladder):
+    from puyu_lab.chat import LlamaCppChat
+    from puyu_lab.finetune.template import tool_call
+    from puyu_lab.pretrain.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(model_dir)
+    chat = LlamaCppChat(ladder["F32"])
+    msgs = [{"role": "system", "content": "你是小浦。"}, {"role": "user", "content": "12*7 等于多少？"},
+            {"role": "assistant", "content": tool_call("calculator", {"expression": "12*7"})},
+            {"role": "environment", "name": "<|plugin|>", "content": '{"result": 84}'},
+            {"role": "user", "content": "谢谢"}]
+    assert chat.template == tok.chat_template
+    hf_ids = tok.apply_chat_template(msgs, tokenize=True, add_generation_prompt=True, return_dict=False)
+    assert chat.prompt_ids(msgs) == hf_ids  # special tokens stay single tokens in llama.cpp too
+    for special in ("<|im_start|>", "<|im_end|>", "<|action_start|>", "<|plugin|>"):
+        assert len(chat.llm.tokenize(special.encode(), add_bos=False, special=True)) == 1, special
+    chat.close()
+
+
+def test_ladder_sizes_fall_and_types_are_real(ladder):
+    from puyu_lab.deploy.quantize import LADDER, MAIN, weight_types
+
+    sizes = [ladder[lv].stat().st_size for lv in LADDER]
+    assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == len(sizes)
+    for lv in LADDER:
+        types = weight_types(ladder[lv])
+        assert MAIN[lv] in types, (lv, types)
+        if lv.startswith("Q") and lv.endswith(("_K", "_K_M")):
+            assert set(types) <= {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"}, (lv, types)  # no F16 fallback
+
+
+def test_measurements_of_the_ladder(model_dir, ladder):
+    from puyu_lab.deploy.measure import measure_ladder
+    from puyu_lab.pretrain.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(model_dir)
+    ids = tok(TEXT * 12)["input_ids"][:256]
+    files = {lv: ladder[lv] for lv in ("F32", "Q8_0", "Q2_K")}
+    rows, detail = measure_ladder(files, ids, n_ctx=128, decode_tokens=8)
+    by = {r.level: r for r in rows}
+    assert by["F32"].kl_mean == 0 and by["F32"].top1 == 1
+    assert 0 <= by["Q8_0"].kl_mean < by["Q2_K"].kl_mean
+    assert len(detail["kl"]["Q2_K"]) == len(detail["targets"]) == 2 * 64
+    assert all(r.decode_tps > 0 and r.rss_mb > 0 and r.ppl > 1 for r in rows)
+
+
+def test_clear_errors(model_dir, ladder, tmp_path):
+    from puyu_lab.deploy.converter import convert
+    from puyu_lab.deploy.llama import check_gguf
+
+    with pytest.raises(InputError, match="no such model directory"):
+        convert(tmp_path / "nope", tmp_path / "x.gguf")
+    odd = tmp_path / "odd"
+    shutil.copytree(model_dir, odd)
+    cfg = json.loads((odd / "config.json").read_text())
+    cfg["architectures"] = ["FancyNewForCausalLM"]
+    (odd / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match="does not support the architecture 'FancyNewForCausalLM'"):
+        convert(odd, tmp_path / "odd.gguf")
+    assert not list(tmp_path.glob("*.gguf*"))  # nothing half-written
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(ladder["Q4_K_M"].read_bytes()[: ladder["Q4_K_M"].stat().st_size // 2])
+    with pytest.raises(InputError, match="truncated or corrupt"):
+        check_gguf(cut)
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"PK\x03\x04 not a gguf")
+    with pytest.raises(InputError, match="not a GGUF file"):
+        check_gguf(junk)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead too
+        return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_server_openai_api_loopback_and_cleanup(ladder):
+    from puyu_lab.deploy.serve import OpenAIChat, Server
+
+    srv = Server(ladder["Q8_0"], model_alias="tiny").start()
+    try:
+        assert srv.models()["data"][0]["id"] == "tiny"
+        client = OpenAIChat(srv.base_url, "tiny")
+        out = client.completion([{"role": "user", "content": "你好"}], max_new_tokens=8)
+        assert out["object"] == "chat.completion" and out["usage"]["completion_tokens"] >= 1
+        pieces = list(client.stream([{"role": "user", "content": "你好"}], max_new_tokens=8))
+        assert pieces and isinstance(pieces[0], str)
+        # loopback only: the listening socket is bound to 127.0.0.1
+        port_hex = f"{srv.port:04X}"
+        listen = [ln.split() for ln in open("/proc/net/tcp").read().splitlines()[1:]]
+        local = [x[1] for x in listen if x[1].endswith(":" + port_hex) and x[3] == "0A"]
+        assert local == ["0100007F:" + port_hex], local
+        pid = srv.proc.pid
+    finally:
+        srv.stop()
+    assert not _alive(pid)
+
+
+def test_server_dies_with_its_kernel(ladder, tmp_path):
+    script = textwrap.dedent(f"""
+        import time
+        from puyu_lab.deploy.serve import Server
+        s = Server({str(ladder['Q4_K_M'])!r}).start()
+        print(s.proc.pid, flush=True)
+        time.sleep(600)
+    """)
+    kernel = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    pid = int(kernel.stdout.readline())
+    assert _alive(pid)
+    kernel.send_signal(signal.SIGKILL)  # the kernel dies without any cleanup
+    kernel.wait()
+    for _ in range(50):
+        if not _alive(pid):
+            break
+        time.sleep(0.1)
+    assert not _alive(pid)

@@ -1,0 +1,106 @@
+"""Full / LoRA / QLoRA runs, their memory, merge = adapter, stop/resume, clear errors (tiny real models)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from puyu_lab.data.pipeline import prepare
+from puyu_lab.data.sources import load_sources
+from puyu_lab.finetune.data import SFTDataSettings
+from puyu_lab.finetune.train import SFTConfig, finetune, prepare_data
+from puyu_lab.pretrain.model import ModelPreset
+from puyu_lab.pretrain.train import PretrainConfig, pretrain, train_tokenizer
+from puyu_lab.workspace import MissingArtifact, Workspace
+
+pytestmark = pytest.mark.slow
+
+TINY = ModelPreset(hidden_size=256, num_layers=1, num_heads=4, num_kv_heads=2, intermediate_size=256,
+                   vocab_size=3072, block_size=64)
+SMALL_DATA = SFTDataSettings(dialogs_zh=30, dialogs_en=10, sentiment_max=20, tool_examples=10, tool_heldout=5, self_repeat=1)
+
+
+def cfg(**kw) -> SFTConfig:
+    base = dict(max_steps=4, batch_size=4, max_length=160, sample_every=2, save_every=2, log_every=1,
+                sample_tokens=4, progress_bar=False, data=SMALL_DATA, bf16=False)
+    base.update(kw)
+    return SFTConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    ws = Workspace(tmp_path_factory.mktemp("sft") / "ws")
+    prepare(raw=load_sources(["news-zh", "reviews-zh"], limit_per_source=400, seed=1), show_progress=False).export(ws)
+    train_tokenizer(ws, 3072)
+    pretrain(ws, PretrainConfig(preset=TINY, batch_size=4, max_steps=6, warmup_steps=1, eval_every=6, save_every=6,
+                                sample_every=0, eval_blocks=4, progress_bar=False, bf16=False))
+    prepare_data(ws, cfg())
+    return ws
+
+
+def test_three_methods_run_and_qlora_holds_least_memory(ws):
+    mem = {}
+    for method in ("full", "lora", "qlora"):
+        res = finetune(ws, cfg(method=method), save=False)
+        assert res.steps == 4 and res.metrics["eval_loss"] > 0
+        mem[method] = res.memory
+        print(method, res.memory, res.metrics["trainable_parameters"])
+    assert mem["qlora"]["total_mb"] < mem["lora"]["total_mb"] < mem["full"]["total_mb"]
+    assert mem["qlora"]["weights_mb"] < mem["lora"]["weights_mb"]  # 4-bit base weights
+    assert mem["lora"]["optimizer_mb"] < mem["full"]["optimizer_mb"] / 2  # only the adapters have Adam state
+
+
+def test_merged_model_equals_adapter_model(ws):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    res = finetune(ws, cfg(method="lora", learning_rate=1e-2), save=True)
+    assert ws.exists("adapter/sft") and ws.exists("model/sft")
+    sft = ws.get("model/sft")
+    assert {"xtuner_config.py", "sft_config.json", "tokenizer.model", "selfcheck.json"} <= {p.name for p in sft.path.iterdir()}
+    assert [p.name for p in sft.parents] == ["model/base", "sft/data", "adapter/sft"]
+    base = AutoModelForCausalLM.from_pretrained(str(ws.get("model/base").path))
+    adapter = PeftModel.from_pretrained(base, str(ws.get("adapter/sft").path)).eval()
+    merged = AutoModelForCausalLM.from_pretrained(str(sft.path)).eval()
+    ids = torch.tensor([[1, 3, 200, 300, 400, 4, 500, 600, 700, 800]])
+    with torch.no_grad():
+        a, m = adapter(ids).logits, merged(ids).logits
+    diff = (a - m).abs().max().item()
+    assert diff <= 1e-4, diff  # fp32 merge: only summation-order rounding
+    assert (merged.get_output_embeddings().weight - base.get_output_embeddings().weight).abs().max() > 0  # it changed
+    gen = json.loads((sft.path / "generation_config.json").read_text())
+    assert gen["eos_token_id"] == [2, 4]  # </s> and <|im_end|> both stop generation
+    assert "<|im_start|>" in json.loads((sft.path / "tokenizer_config.json").read_text()).get("chat_template", "") or \
+        (sft.path / "chat_template.jinja").is_file()
+    assert res.metrics["selfcog_heldout_acc"] >= 0 and len(json.loads((sft.path / "selfcheck.json").read_text())["selfcog"]) == 12
+
+
+def test_stop_then_resume_on_one_curve(ws):
+    from puyu_lab.events import StopFlag
+
+    stop = StopFlag()
+
+    def on_event(e):
+        if e.kind == "log" and e.data["step"] >= 2:
+            stop.set()
+
+    first = finetune(ws, cfg(max_steps=6), on_event=on_event, stop=stop, save=False)
+    assert first.stopped and first.steps < 6
+    second = finetune(ws, cfg(max_steps=6), resume=True, save=False)
+    assert second.steps == 6 and not second.stopped
+    steps = [h["step"] for h in second.history if "loss" in h]
+    assert steps[0] <= first.steps and steps[-1] == 6 and steps == sorted(steps)
+
+
+def test_missing_base_names_the_pretrain_lab(tmp_path):
+    with pytest.raises(MissingArtifact, match=r"02_pretrain\.ipynb"):
+        finetune(Workspace(tmp_path / "empty"), cfg())
+
+
+def test_cli_check_reports_lines(tmp_path):
+    f = tmp_path / "c.jsonl"
+    f.write_text('{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n[1]\n',
+                 encoding="utf-8")
+    out = subprocess.run([sys.executable, "-m", "puyu_lab", "finetune", "check", str(f)], capture_output=True, text=True)
+    assert out.returncode == 1 and f"{f}:line 2: expected an object" in out.stdout and "1 valid record(s), 1 bad" in out.stdout
