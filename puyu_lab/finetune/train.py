@@ -362,6 +362,10 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
     if not any("eval_loss" in h and h.get("step") == state.global_step for h in state.log_history):
         trainer.evaluate()
     memory = training_memory(model, trainer.optimizer)
+    # accelerate wrapped forward() in bf16 autocast for training: take the plain fp32 model back,
+    # or every later answer (and an in-memory merge) is computed in bf16
+    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    chat.model = model
     seconds = time.perf_counter() - t0
     acc, score_rows, control, collapse = None, [], {}, None
     if score or save:
@@ -380,9 +384,9 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
     em.emit("selfcheck", selfcog=acc, rows=score_rows, collapse=collapse, control=control)
     art = None
     if save:
-        art = _save(ws, cfg, trainer.model, tok, base_path, base_art, data_art, history, metrics, score_rows, control)
+        art = _save(ws, cfg, model, tok, base_path, base_art, data_art, history, metrics, score_rows, control)
     em.emit("done", **{k: v for k, v in metrics.items() if k != "memory"})
-    return SFTResult(state.global_step, state.max_steps, stopped, history, metrics, art, memory, trainer.model)
+    return SFTResult(state.global_step, state.max_steps, stopped, history, metrics, art, memory, model)
 
 
 def _save(ws, cfg, model, tok, base_path, base_art, data_art, history, metrics, score_rows, control) -> Artifact:

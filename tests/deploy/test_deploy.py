@@ -199,3 +199,43 @@ def test_server_dies_with_its_kernel(ladder, tmp_path):
             break
         time.sleep(0.1)
     assert not _alive(pid)
+
+
+def test_tradeoff_panel_from_real_measurements(model_dir, ladder, tmp_path):
+    from puyu_lab.deploy.measure import measure_ladder
+    from puyu_lab.panels.quant import QuantTradeoffPanel
+    from puyu_lab.pretrain.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(model_dir)
+    ids = tok(TEXT * 12)["input_ids"][:256]
+    rows, detail = measure_ladder(dict(ladder), ids, n_ctx=128, decode_tokens=4)
+    rows = [r.to_dict() for r in rows]
+    panel = QuantTradeoffPanel(rows, detail, tok, files=dict(ladder))
+    assert panel.points == len(ladder) == 8  # one point per level
+    assert list(panel.fig.data[0].text) == list(ladder)
+    panel.sort_by.value = "kl_mean"
+    assert [r["level"] for r in panel.sorted_rows()][0] == max(rows, key=lambda r: r["kl_mean"])["level"]
+    assert "Q2_K" in panel.table.value
+    panel.heat_level.value = "Q2_K"
+    assert panel.heat.value.count("<span title='KL") == min(240, len(detail["targets"]))
+    gens = panel.compare("今天", ["F32", "Q2_K"], max_new_tokens=4, wait=True)
+    assert set(gens) == {"F32", "Q2_K"} and "Q2_K" in panel.gens.value
+    chart, table = panel.export(tmp_path)
+    assert chart.stat().st_size > 100_000 and table.read_text().splitlines()[0].startswith("level,size_mb")
+    panel.metric.value = "delta_ppl"
+    assert panel.fig.layout.yaxis.type == "linear"
+
+
+def test_memory_whatif_real_models():
+    from puyu_lab.deploy.memory import KNOWN, count_parameters, estimate
+    from puyu_lab.panels.quant import MemoryWhatIf
+
+    assert round(count_parameters(KNOWN["InternLM2-chat-1.8B"]) / 1e9, 2) == 1.89
+    assert round(count_parameters(KNOWN["InternLM2-chat-7B"]) / 1e9, 2) == 7.74
+    e = estimate(KNOWN["InternLM2-chat-7B"], "bf16/fp16", context=32768, kv="f16")
+    assert abs(e["kv_cache_gb"] - 4.0) < 1e-9  # 2 × 32 layers × 32768 × 8 heads × 128 × 2 bytes
+    assert e["fits"] == {8: False, 24: True, 80: True}
+    w = MemoryWhatIf()
+    w.model.value = "InternLM2-chat-7B"
+    w.weights.value = "Q4_K_M"
+    assert w.last["fits"][8] and "fits" in w.out.value

@@ -59,7 +59,7 @@ def test_merged_model_equals_adapter_model(ws):
     assert ws.exists("adapter/sft") and ws.exists("model/sft")
     sft = ws.get("model/sft")
     assert {"xtuner_config.py", "sft_config.json", "tokenizer.model", "selfcheck.json"} <= {p.name for p in sft.path.iterdir()}
-    assert [p.name for p in sft.parents] == ["model/base", "sft/data", "adapter/sft"]
+    assert [p["name"] for p in sft.parents] == ["model/base", "sft/data", "adapter/sft"]
     base = AutoModelForCausalLM.from_pretrained(str(ws.get("model/base").path))
     adapter = PeftModel.from_pretrained(base, str(ws.get("adapter/sft").path)).eval()
     merged = AutoModelForCausalLM.from_pretrained(str(sft.path)).eval()
