@@ -83,6 +83,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "method": ("Method", "方法"),
     "memory_mb": ("Training state (MB)", "训练状态内存 (MB)"),
     "selfcog": ("Self-cognition (held-out)", "自我认知（留出集）"),
+    "backend": ("backend", "后端"),
     "quant_panel": ("LMDeploy · quantization trade-offs", "LMDeploy · 量化权衡"),
     "tradeoff_title": ("Size vs divergence from the reference (marker size: decode speed)", "体积 与 偏离参考的程度（点大小：解码速度）"),
     "file_size_mb": ("file size (MB)", "文件大小 (MB)"),

@@ -57,7 +57,8 @@ def _worker(path: str, ids_file: str, out_dir: str, n_ctx: int, decode_tokens: i
     for w in windows(ids, n_ctx):
         llm.reset()
         llm.eval(w)
-        logits.append(np.asarray(llm.scores[first - 1:n_ctx - 1], dtype=np.float32))  # predicts w[first:]
+        # a copy: llm.scores is a view of a buffer the next eval() overwrites
+        logits.append(np.array(llm.scores[first - 1:n_ctx - 1], dtype=np.float32, copy=True))  # predicts w[first:]
     rss = _rss_mb() - rss0
     np.save(Path(out_dir) / "logits.npy", np.concatenate(logits))
     llm.close()
@@ -78,11 +79,83 @@ def _worker(path: str, ids_file: str, out_dir: str, n_ctx: int, decode_tokens: i
                                                        "decode_tps": decode}))
 
 
+HF_VARIANTS = ("HF fp32", "bnb int8", "bnb nf4", "torch int8")
+
+
+def load_hf_variant(model_dir: str, variant: str):
+    """The transformers-side rows: fp32, bitsandbytes int8 / nf4, torch dynamic int8 (where the
+    installed torch still offers ``torch.ao.quantization.quantize_dynamic``)."""
+    import warnings
+
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    if variant == "HF fp32":
+        return AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    if variant == "bnb int8":
+        q = BitsAndBytesConfig(load_in_8bit=True)
+    elif variant == "bnb nf4":
+        q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+    elif variant == "torch int8":
+        if not hasattr(torch.ao.quantization, "quantize_dynamic"):
+            raise RuntimeError("this torch no longer offers torch.ao.quantization.quantize_dynamic")
+        m = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # deprecated in favour of torchao, still works
+            return torch.ao.quantization.quantize_dynamic(m, {torch.nn.Linear}, dtype=torch.qint8)
+    else:
+        raise ValueError(f"unknown variant {variant!r}; one of {HF_VARIANTS}")
+    return AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=q, device_map={"": "cpu"}).eval()
+
+
+def _weights_bytes(model) -> int:
+    import torch
+
+    n = sum(p.numel() * p.element_size() for p in model.parameters())
+    n += sum(b.numel() * b.element_size() for b in model.buffers())
+    for mod in model.modules():  # torch dynamic int8 keeps its weights in packed params, not parameters
+        pk = getattr(mod, "_packed_params", None)
+        if pk is not None and hasattr(pk, "_weight_bias"):
+            w, b = pk._weight_bias()
+            n += w.numel() * w.element_size() + (b.numel() * b.element_size() if b is not None else 0)
+    return n
+
+
+def _worker_hf(model_dir: str, variant: str, ids_file: str, out_dir: str, n_ctx: int, decode_tokens: int,
+               threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    ids = json.loads(Path(ids_file).read_text())
+    rss0 = _rss_mb()
+    model = load_hf_variant(model_dir, variant)
+    first = n_ctx // 2
+    logits = []
+    with torch.no_grad():
+        for w in windows(ids, n_ctx):
+            out = model(input_ids=torch.tensor([w])).logits[0]
+            logits.append(out[first - 1:n_ctx - 1].float().numpy())
+        rss = _rss_mb() - rss0
+        np.save(Path(out_dir) / "logits.npy", np.concatenate(logits))
+        prompt = torch.tensor([ids[:min(128, n_ctx // 2)]])
+        t = time.perf_counter()
+        out = model(input_ids=prompt, use_cache=True)
+        prefill = prompt.shape[1] / (time.perf_counter() - t)
+        past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+        t = time.perf_counter()
+        for _ in range(decode_tokens):
+            out = model(input_ids=nxt, past_key_values=past, use_cache=True)
+            past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+        decode = decode_tokens / (time.perf_counter() - t)
+    Path(out_dir, "stats.json").write_text(json.dumps({"rss_mb": rss, "prefill_tps": prefill, "decode_tps": decode,
+                                                       "size_bytes": _weights_bytes(model)}))
+
+
 @dataclass
 class LevelResult:
     level: str
-    file: str
-    size_mb: float
+    file: str  # a GGUF file, or the model directory for a transformers row
+    size_mb: float  # the GGUF file; for transformers rows, the weights in memory
     bits_per_weight: float
     rss_mb: float
     ppl: float
@@ -92,6 +165,7 @@ class LevelResult:
     top1: float
     prefill_tps: float
     decode_tps: float
+    backend: str = "llama.cpp"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,8 +177,13 @@ def measure_level(path: str | Path, ids: list[int], n_ctx: int, decode_tokens: i
     if not ids_file.exists():
         ids_file.write_text(json.dumps(ids))
     out = Path(tempfile.mkdtemp(dir=tmp))
-    cmd = [sys.executable, "-m", "puyu_lab.deploy.measure", str(path), str(ids_file), str(out), str(n_ctx),
-           str(decode_tokens), str(threads)]
+    if str(path).startswith("hf:"):  # hf:<variant>:<model dir>
+        _, variant, model_dir = str(path).split(":", 2)
+        cmd = [sys.executable, "-m", "puyu_lab.deploy.measure", "--hf", model_dir, variant, str(ids_file), str(out),
+               str(n_ctx), str(decode_tokens), str(threads)]
+    else:
+        cmd = [sys.executable, "-m", "puyu_lab.deploy.measure", str(path), str(ids_file), str(out), str(n_ctx),
+               str(decode_tokens), str(threads)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"measuring {path} failed: {r.stderr.strip()[-800:]}")
@@ -116,8 +195,10 @@ def measure_ladder(files: dict[str, str | Path], ids: list[int], *, reference: s
                    on_event: Callable[[Event], None] | None = None) -> tuple[list[LevelResult], dict]:
     """Measure every level in ``files`` (level → GGUF path) on the token ids ``ids``.
 
-    Returns the results and the per-token detail for the heatmap: ``{"targets": ids scored,
-    "kl": {level: per-token KL}}``."""
+    A value ``"hf:<variant>:<model dir>"`` measures a transformers row instead (see
+    :data:`HF_VARIANTS`); transformers rows are compared with the reference too (F32 GGUF logits
+    equal transformers fp32 to ~1e-6). Returns the results and the per-token detail for the
+    heatmap: ``{"targets": ids scored, "kl": {level: per-token KL}}``."""
     em = Emitter("deploy", on_event)
     if len(windows(ids, n_ctx)) == 0:
         raise ValueError(f"the evaluation text has {len(ids)} tokens: fewer than one window of {n_ctx}")
@@ -142,10 +223,12 @@ def measure_ladder(files: dict[str, str | Path], ids: list[int], *, reference: s
             kl = np.maximum(kl, 0.0)
             top1 = float((ref_lp.argmax(-1) == lp.argmax(-1)).mean())
             per_token[lv] = kl.astype(np.float32)
-            size = Path(files[lv]).stat().st_size
-            res = LevelResult(lv, str(files[lv]), size / 2**20, (size * 8 / n_params) if n_params else float("nan"),
-                              stats["rss_mb"], ppl, ppl - ref_ppl, float(kl.mean()), float(np.quantile(kl, 0.99)), top1,
-                              stats["prefill_tps"], stats["decode_tps"])
+            hf = str(files[lv]).startswith("hf:")
+            size = stats["size_bytes"] if hf else Path(files[lv]).stat().st_size
+            res = LevelResult(lv, str(files[lv]).split(":", 2)[-1], size / 2**20,
+                              (size * 8 / n_params) if n_params else float("nan"), stats["rss_mb"], ppl, ppl - ref_ppl,
+                              float(kl.mean()), float(np.quantile(kl, 0.99)), top1, stats["prefill_tps"],
+                              stats["decode_tps"], "transformers" if hf else "llama.cpp")
             results.append(res)
             em.emit("level", **res.to_dict())
     em.emit("done", step="measure", levels=len(results))
@@ -154,4 +237,7 @@ def measure_ladder(files: dict[str, str | Path], ids: list[int], *, reference: s
 
 if __name__ == "__main__":
     a = sys.argv[1:]
-    _worker(a[0], a[1], a[2], int(a[3]), int(a[4]), int(a[5]))
+    if a[0] == "--hf":
+        _worker_hf(a[1], a[2], a[3], a[4], int(a[5]), int(a[6]), int(a[7]))
+    else:
+        _worker(a[0], a[1], a[2], int(a[3]), int(a[4]), int(a[5]))

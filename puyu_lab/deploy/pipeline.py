@@ -66,18 +66,23 @@ def eval_ids(ws: Workspace, tok, n_tokens: int = 2048) -> list[int]:
 
 
 def measure(ws: Workspace, model: str = "model/sft", *, n_tokens: int = 2048, n_ctx: int = 256,
-            on_event: Callable[[Event], None] | None = None) -> Artifact:
+            transformers: tuple[str, ...] | None = None, on_event: Callable[[Event], None] | None = None) -> Artifact:
+    """Measure the ladder and the transformers-side rows (fp32, bitsandbytes int8 / nf4, torch
+    dynamic int8) on held-out text → ``quant/<model>``."""
     from ..pretrain.tokenizer import load_tokenizer
-    from .measure import measure_ladder
+    from .measure import HF_VARIANTS, measure_ladder
 
     gg = ws.get(gguf_name(model))
     src = ws.get(model)
     tok = load_tokenizer(src.path)
     ids = eval_ids(ws, tok, n_tokens)
     n_params = src.metrics.get("parameters")
-    results, detail = measure_ladder(ladder_files(ws, model), ids, n_ctx=n_ctx, n_params=n_params, on_event=on_event)
+    files: dict = dict(ladder_files(ws, model))
+    for v in (HF_VARIANTS if transformers is None else transformers):
+        files[v] = f"hf:{v}:{src.path}"
+    results, detail = measure_ladder(files, ids, n_ctx=n_ctx, n_params=n_params, on_event=on_event)
     with ws.write(f"quant/{short(model)}", kind="measurements", stage="deploy", parents=[gg, src],
-                  params={"n_tokens": len(ids), "n_ctx": n_ctx}) as w:
+                  params={"n_tokens": len(ids), "n_ctx": n_ctx, "reference": "F32"}) as w:
         (w.path / "results.json").write_text(json.dumps([r.to_dict() for r in results], indent=1), encoding="utf-8")
         np.savez_compressed(w.path / "per_token.npz", targets=detail["targets"],
                             **{f"kl_{lv}": v for lv, v in detail["kl"].items()})

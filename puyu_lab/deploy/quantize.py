@@ -58,9 +58,11 @@ def check_level(path: str | Path, level: str) -> Counter:
     return types
 
 
-def quantize(src: str | Path, dst: str | Path, level: str, *, imatrix: str | Path | None = None,
-             nthread: int | None = None) -> Path:
-    """Quantize the F32/F16 GGUF ``src`` to ``level`` at ``dst`` (written to a temp name, then renamed)."""
+def quantize(src: str | Path, dst: str | Path, level: str, *, nthread: int | None = None) -> Path:
+    """Quantize the F32/F16 GGUF ``src`` to ``level`` at ``dst`` (written to a temp name, then renamed).
+
+    Importance matrices are not offered: computing one needs llama.cpp's ``llama-imatrix`` tool,
+    which llama-cpp-python does not ship."""
     import ctypes
 
     import llama_cpp
@@ -74,9 +76,6 @@ def quantize(src: str | Path, dst: str | Path, level: str, *, imatrix: str | Pat
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = LEVELS[level]
     params.nthread = nthread or (os.cpu_count() or 1)
-    if imatrix is not None:
-        raise NotImplementedError("importance matrices: compute one with llama.cpp's llama-imatrix tool and pass "
-                                  "its path here (not wired up yet)")
     rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
     if rc != 0 or not tmp.is_file():
         tmp.unlink(missing_ok=True)

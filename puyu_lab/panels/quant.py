@@ -20,7 +20,7 @@ import plotly.graph_objects as go
 from ..i18n import t
 from .base import CSS, PALETTE, esc, html_table, run_in_thread
 
-COLUMNS = ["level", "size_mb", "bits_per_weight", "rss_mb", "ppl", "delta_ppl", "kl_mean", "kl_p99", "top1",
+COLUMNS = ["level", "backend", "size_mb", "bits_per_weight", "rss_mb", "ppl", "delta_ppl", "kl_mean", "kl_p99", "top1",
            "prefill_tps", "decode_tps"]
 
 
@@ -32,11 +32,12 @@ def tradeoff_figure(rows: list[dict], y: str = "kl_mean") -> go.Figure:
     fig = go.Figure(go.Scatter(
         x=[r["size_mb"] for r in rows], y=ys, mode="markers+text", text=levels, textposition="top center",
         marker=dict(size=[12 + 28 * s / top for s in sizes], color=[PALETTE[i % len(PALETTE)] for i in range(len(rows))],
+                    symbol=["diamond" if r.get("backend") == "transformers" else "circle" for r in rows],
                     line=dict(width=1, color="#333")),
-        customdata=[[r["ppl"], r["top1"], r["decode_tps"], r["rss_mb"]] for r in rows],
+        customdata=[[r["ppl"], r["top1"], r["decode_tps"], r["rss_mb"], r.get("backend", "llama.cpp")] for r in rows],
         hovertemplate=("<b>%{text}</b><br>size %{x:.2f} MB<br>" + ("KL %{y:.2e}" if y == "kl_mean" else "ΔPPL %{y:.3f}")
                        + "<br>PPL %{customdata[0]:.2f}<br>top-1 %{customdata[1]:.1%}<br>decode %{customdata[2]:.0f} tok/s"
-                       "<br>RSS %{customdata[3]:.0f} MB<extra></extra>"),
+                       "<br>RSS %{customdata[3]:.0f} MB<br>%{customdata[4]}<extra></extra>"),
     ))
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=40), title=t("tradeoff_title"),
                       xaxis_title=t("file_size_mb"), yaxis_title="KL (log)" if y == "kl_mean" else "ΔPPL")
@@ -64,7 +65,9 @@ class QuantTradeoffPanel:
     def __init__(self, rows: list[dict], detail: dict | None = None, tok=None, files: dict | None = None,
                  export_dir: str | Path | None = None):
         self.rows = list(rows)
-        self.detail, self.tok, self.files = detail, tok, files or {r["level"]: r.get("file") for r in rows}
+        self.detail, self.tok = detail, tok
+        gguf_rows = [r for r in rows if r.get("backend", "llama.cpp") == "llama.cpp"]
+        self.files = files or {r["level"]: r.get("file") for r in gguf_rows}
         self.export_dir = Path(export_dir) if export_dir else None
         self.fig = go.FigureWidget(tradeoff_figure(self.rows))
         self.metric = W.ToggleButtons(options=[("KL", "kl_mean"), ("ΔPPL", "delta_ppl")], value="kl_mean")
@@ -75,8 +78,9 @@ class QuantTradeoffPanel:
         self.sort_by.observe(lambda ch: self._draw_table(), names="value")
         self.desc.observe(lambda ch: self._draw_table(), names="value")
         levels = [r["level"] for r in self.rows]
-        self.pick = W.SelectMultiple(options=levels, value=tuple(levels[:1] + levels[-2:]), rows=min(8, len(levels)),
-                                     description=t("levels"))
+        gen_levels = [lv for lv in levels if lv in self.files]  # GGUF levels generate through llama.cpp
+        self.pick = W.SelectMultiple(options=gen_levels, value=tuple(gen_levels[:1] + gen_levels[-2:]),
+                                     rows=min(8, len(gen_levels)), description=t("levels"))
         self.prompt = W.Text(value="今天", description=t("prompt"))
         self.gen_btn = W.Button(description=t("generate"), button_style="primary", icon="play")
         self.gen_btn.on_click(lambda _: self.compare())

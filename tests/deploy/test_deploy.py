@@ -116,11 +116,15 @@ def test_measurements_of_the_ladder(model_dir, ladder):
     tok = load_tokenizer(model_dir)
     ids = tok(TEXT * 12)["input_ids"][:256]
     files = {lv: ladder[lv] for lv in ("F32", "Q8_0", "Q2_K")}
+    files.update({v: f"hf:{v}:{model_dir}" for v in ("HF fp32", "bnb nf4", "torch int8")})
     rows, detail = measure_ladder(files, ids, n_ctx=128, decode_tokens=8)
     by = {r.level: r for r in rows}
     assert by["F32"].kl_mean == 0 and by["F32"].top1 == 1
     assert 0 <= by["Q8_0"].kl_mean < by["Q2_K"].kl_mean
-    assert len(detail["kl"]["Q2_K"]) == len(detail["targets"]) == 2 * 64
+    assert by["HF fp32"].kl_mean < 1e-9 and by["HF fp32"].top1 == 1 and by["HF fp32"].backend == "transformers"
+    assert by["bnb nf4"].kl_mean > by["Q8_0"].kl_mean and by["bnb nf4"].size_mb < by["HF fp32"].size_mb  # embeddings and lm_head stay fp32
+    assert by["torch int8"].size_mb < by["HF fp32"].size_mb / 1.5
+    assert len(detail["kl"]["bnb nf4"]) == len(detail["kl"]["Q2_K"]) == len(detail["targets"]) == 2 * 64
     assert all(r.decode_tps > 0 and r.rss_mb > 0 and r.ppl > 1 for r in rows)
 
 
@@ -221,7 +225,7 @@ def test_tradeoff_panel_from_real_measurements(model_dir, ladder, tmp_path):
     gens = panel.compare("今天", ["F32", "Q2_K"], max_new_tokens=4, wait=True)
     assert set(gens) == {"F32", "Q2_K"} and "Q2_K" in panel.gens.value
     chart, table = panel.export(tmp_path)
-    assert chart.stat().st_size > 100_000 and table.read_text().splitlines()[0].startswith("level,size_mb")
+    assert chart.stat().st_size > 100_000 and table.read_text().splitlines()[0].startswith("level,backend,size_mb")
     panel.metric.value = "delta_ppl"
     assert panel.fig.layout.yaxis.type == "linear"
 
