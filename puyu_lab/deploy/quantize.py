@@ -67,6 +67,9 @@ def quantize(src: str | Path, dst: str | Path, level: str, *, nthread: int | Non
 
     import llama_cpp
 
+    from .llama import quiet
+
+    quiet()
     if level not in LEVELS:
         raise InputError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}")
     src, dst = Path(src), Path(dst)
