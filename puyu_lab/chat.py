@@ -109,7 +109,9 @@ class LlamaCppChat:
         if not self.template:
             raise ValueError(f"{self.path} carries no chat template (a base model?): use complete()")
         tpl = jinja2.Environment(loader=jinja2.BaseLoader()).from_string(self.template)
-        text = tpl.render(messages=messages, add_generation_prompt=True, bos_token="<s>", eos_token="</s>")
+        bos = self.llm.detokenize([self.llm.token_bos()], special=True).decode("utf-8")
+        eos = self.llm.detokenize([self.llm.token_eos()], special=True).decode("utf-8")
+        text = tpl.render(messages=messages, add_generation_prompt=True, bos_token=bos, eos_token=eos)
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
     def _gen(self, ids: list[int], max_new_tokens: int, temperature: float) -> Iterator[str]:

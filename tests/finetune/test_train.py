@@ -104,3 +104,21 @@ def test_cli_check_reports_lines(tmp_path):
                  encoding="utf-8")
     out = subprocess.run([sys.executable, "-m", "puyu_lab", "finetune", "check", str(f)], capture_output=True, text=True)
     assert out.returncode == 1 and f"{f}:line 2: expected an object" in out.stdout and "1 valid record(s), 1 bad" in out.stdout
+
+
+def test_chat_panel_streams_side_by_side_and_inspector(ws):
+    from puyu_lab.chat import HFChat
+    from puyu_lab.panels import ChatPanel, inspect_chat
+
+    base = HFChat.load(ws, "model/base")
+    panel = ChatPanel({"base": base, "again": HFChat.load(ws, "model/base")}, max_new_tokens=6)
+    answers = panel.ask("你好")
+    assert set(answers) == {"base", "again"} and answers["base"] == answers["again"]  # greedy: same model, same text
+    assert [m["role"] for m in panel.history["base"]] == ["user", "assistant"]
+    assert "你好" in panel.columns["base"].value
+    pieces = list(base.stream([{"role": "user", "content": "你好"}], max_new_tokens=6))
+    assert "".join(pieces).strip() == answers["base"]
+    view = inspect_chat(base.tok, [{"role": "user", "content": "你是谁？"}, {"role": "assistant", "content": "我是小浦。"}])
+    html = view._repr_html_()
+    assert html.count("background:#d5f5dd;") == sum(x != -100 for x in view.encoded.labels) > 0
+    assert "every assistant turn ends" in html or "每个助手回合" in html

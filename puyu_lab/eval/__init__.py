@@ -1,0 +1,1 @@
+"""Evaluation stage (OpenCompass): perplexity, multiple-choice and generation tasks across models."""

@@ -1,0 +1,55 @@
+"""The built-in tasks, from the chain's own held-out data (offline).
+
+* ``news_ppl`` — perplexity on held-out news articles of ``corpus/clean``;
+* ``sentiment`` — held-out labelled reviews of ``corpus/clean`` as a choice (正面 / 负面), asked
+  through the chat template when the model has one (like lm-eval's ``--apply_chat_template``);
+* ``selfcog`` — the held-out self-cognition paraphrases of ``sft/data``: the answer contains the name;
+* ``dialog`` — chatterbot dialogs the fine-tune never trained on: pick the real reply among four
+  (three distractors from other dialogs);
+* ``arithmetic`` — held-out arithmetic tasks of ``sft/data``, answered directly (no tool).
+"""
+from __future__ import annotations
+
+import json
+import random
+
+from ..finetune.data import SENTIMENT_ANSWER, SENTIMENT_MAX_CHARS, SENTIMENT_PROMPT, chatterbot_dialogs
+from .tasks import Task
+
+
+def builtin_tasks(ws, n: int = 40, ppl_docs: int = 12, seed: int = 0) -> list[Task]:
+    from ..data.pipeline import load_corpus
+    from ..finetune.train import load_sft_data
+
+    rng = random.Random(seed)
+    held = load_corpus(ws, "heldout").to_list()
+    news = [{"text": r["text"]} for r in held if r["source"] == "news-zh"][:ppl_docs]
+    labels = list(SENTIMENT_ANSWER)
+    reviews = [r for r in held if r.get("label") in SENTIMENT_ANSWER][:n]
+    sentiment = [{"context": SENTIMENT_PROMPT.format(text=r["text"].strip()[:SENTIMENT_MAX_CHARS]),
+                  "choices": [SENTIMENT_ANSWER[x] for x in labels], "gold": labels.index(r["label"])} for r in reviews]
+    tasks = [Task("news_ppl", "perplexity", news, description="held-out news, lm-eval rolling perplexity"),
+             Task("sentiment", "choice", sentiment, delimiter="", meta={"chat": True},
+                  description="held-out reviews: 正面 / 负面 by log-likelihood")]
+    if ws.exists("sft/data"):
+        trained = {json.dumps(c["messages"], ensure_ascii=False) for c in load_sft_data(ws, "train")
+                   if c["kind"] == "dialog"}
+        pool = [d for d in chatterbot_dialogs() if json.dumps(d["messages"], ensure_ascii=False) not in trained]
+        rng.shuffle(pool)
+        replies = [d["messages"][1]["content"] for d in pool]
+        dialog = []
+        for d in pool[:n]:
+            true = d["messages"][1]["content"]
+            opts = rng.sample([r for r in replies if r != true], 3) + [true]
+            rng.shuffle(opts)
+            dialog.append({"context": d["messages"][0]["content"], "choices": opts, "gold": opts.index(true)})
+        selfcog = [{"prompt": h["prompt"], "answer": h["expect"]} for h in load_sft_data(ws, "selfcog_heldout")]
+        arith = [{"prompt": f"{t['expression']} 等于多少？", "answer": str(t["result"])}
+                 for t in load_sft_data(ws, "arithmetic_heldout")[:n]]
+        tasks += [Task("selfcog", "generation", selfcog, match="contains", max_new_tokens=24,
+                       description="held-out paraphrases: the answer contains the assistant's name"),
+                  Task("dialog", "choice", dialog, delimiter="", meta={"chat": True},
+                       description="unseen chatterbot dialogs: the real reply among four"),
+                  Task("arithmetic", "generation", arith, match="regex", regex=r"(-?\d+)", max_new_tokens=16,
+                       description="held-out arithmetic, answered directly (no calculator)")]
+    return tasks

@@ -1,0 +1,182 @@
+"""Run tasks over models: lm-eval-shaped results per model and an OpenCompass-style summary.
+
+``evaluate(scorers, tasks)`` → :class:`EvalRun`. ``save(ws, run, name)`` writes ``eval/<name>``:
+``results/<model>.json`` (lm-eval's shape: ``results`` / ``configs`` / ``samples``), ``summary.csv``
+(dataset | metric | mode | one column per model) and ``samples.jsonl`` for the sample browser.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..events import Emitter, Event, StopFlag
+from .models import Scorer
+from .tasks import Task, score_generation, word_count
+
+
+@dataclass
+class EvalRun:
+    tasks: list[Task]
+    models: list[str]
+    metrics: dict = field(default_factory=dict)  # model → task → metric → value
+    samples: dict = field(default_factory=dict)  # model → task → list[dict]
+    seconds: dict = field(default_factory=dict)  # model → task → s
+
+    def summary(self) -> list[dict]:
+        rows = []
+        for t in self.tasks:
+            for m in t.metrics:
+                row = {"dataset": t.name, "metric": m, "mode": {"choice": "ppl" if t.mode == "ppl" else "ll",
+                                                                "perplexity": "ppl", "generation": "gen"}[t.kind]}
+                for model in self.models:
+                    row[model] = self.metrics.get(model, {}).get(t.name, {}).get(m)
+                rows.append(row)
+        return rows
+
+    def lm_eval_json(self, model: str) -> dict:
+        return {"results": {t: {f"{k},none": v for k, v in ms.items()} | {"alias": t}
+                            for t, ms in self.metrics.get(model, {}).items()},
+                "configs": {t.name: {"task": t.name, "output_type": t.kind, "mode": t.mode, "num_docs": len(t.docs)}
+                            for t in self.tasks},
+                "samples": self.samples.get(model, {}), "model_name": model}
+
+
+def _chat_context(scorer: Scorer, text: str) -> str | None:
+    tok = getattr(scorer, "tok", None)
+    template = getattr(tok, "chat_template", None) if tok is not None else None
+    if template:
+        from ..finetune.template import render
+
+        return render(tok, [{"role": "user", "content": text}], add_generation_prompt=True)
+    llm = getattr(scorer, "llm", None)
+    if llm is not None and llm.metadata.get("tokenizer.chat_template"):
+        import jinja2
+
+        tpl = jinja2.Environment(loader=jinja2.BaseLoader()).from_string(llm.metadata["tokenizer.chat_template"])
+        bos = llm.detokenize([llm.token_bos()], special=True).decode("utf-8")
+        return tpl.render(messages=[{"role": "user", "content": text}], add_generation_prompt=True, bos_token=bos)
+    return None
+
+
+def run_task(scorer: Scorer, task: Task, progress: Callable[[int], None] | None = None) -> tuple[dict, list[dict]]:
+    docs = task.docs
+    if task.kind == "perplexity":
+        lls = scorer.loglikelihood_rolling([d["text"] for d in docs], progress)
+        words = [word_count(d["text"]) for d in docs]
+        nbytes = [len(d["text"].encode("utf-8")) for d in docs]
+        tot = sum(lls)
+        metrics = {"word_perplexity": math.exp(-tot / sum(words)), "byte_perplexity": math.exp(-tot / sum(nbytes)),
+                   "bits_per_byte": -tot / sum(nbytes) / math.log(2)}
+        samples = [{"doc_id": i, "ll": ll, "words": w, "bytes": b, "prompt": d["text"][:120]}
+                   for i, (d, ll, w, b) in enumerate(zip(docs, lls, words, nbytes))]
+        return metrics, samples
+    if task.kind == "choice":
+        reqs, spans = [], []
+        for d in docs:
+            ctx, delim = d["context"], task.delimiter
+            if task.meta.get("chat"):
+                wrapped = _chat_context(scorer, d["context"])
+                if wrapped is not None:
+                    ctx, delim = wrapped, ""
+            start = len(reqs)
+            for c in d["choices"]:
+                if task.mode == "ppl":  # OpenCompass PPL: the whole sequence, from the start
+                    reqs.append(("", ctx + delim + c))
+                else:  # lm-eval: the continuation is delimiter + choice
+                    reqs.append((ctx, delim + c))
+            spans.append((start, len(reqs)))
+        if task.mode == "ppl":
+            res = scorer.loglikelihood(reqs, progress)
+            ntok = [len(scorer.encode(r[1], add_special_tokens=False)) for r in reqs]
+        else:
+            res = scorer.loglikelihood(reqs, progress)
+        samples, acc, acc_norm = [], 0.0, 0.0
+        for i, (d, (a, b)) in enumerate(zip(docs, spans)):
+            lls = [r[0] for r in res[a:b]]
+            if task.mode == "ppl":
+                scores = [ll / n for ll, n in zip(lls, ntok[a:b])]  # mean log-likelihood per token
+                pred = int(max(range(len(scores)), key=lambda j: scores[j]))
+                pred_norm = pred
+            else:
+                pred = int(max(range(len(lls)), key=lambda j: lls[j]))
+                normed = [ll / len(c) for ll, c in zip(lls, d["choices"])]
+                pred_norm = int(max(range(len(normed)), key=lambda j: normed[j]))
+            acc += pred == d["gold"]
+            acc_norm += pred_norm == d["gold"]
+            samples.append({"doc_id": i, "prompt": d["context"], "choices": d["choices"], "gold": d["gold"],
+                            "lls": lls, "pred": pred, "answer": d["choices"][pred], "score": float(pred == d["gold"]),
+                            "acc_norm": float(pred_norm == d["gold"])})
+        return {"acc": acc / len(docs), "acc_norm": acc_norm / len(docs)}, samples
+    # generation
+    samples, total = [], 0.0
+    cache = scorer.cache
+    for i, d in enumerate(docs):
+        prompt = d.get("messages") or d["prompt"]
+        key = scorer._key("gen", [prompt, list(task.stop), task.max_new_tokens, task.chat]) if cache is not None else None
+        if key is not None and key in cache:
+            out = cache[key]
+            scorer.stats["cached"] += 1
+        else:
+            out = scorer.generate(prompt, task.stop, task.max_new_tokens, task.chat)
+            if key is not None:
+                cache[key] = out
+        s = score_generation(task, out, d["answer"])
+        total += s
+        samples.append({"doc_id": i, "prompt": prompt if isinstance(prompt, str) else prompt[-1]["content"],
+                        "gold": d["answer"], "answer": out, "score": s})
+        if progress:
+            progress(1)
+    return {"score": total / len(docs)}, samples
+
+
+def evaluate(scorers: dict[str, Scorer], tasks: list[Task], *, on_event: Callable[[Event], None] | None = None,
+             stop: StopFlag | None = None, progress_bar: bool = True) -> EvalRun:
+    em = Emitter("eval", on_event)
+    run = EvalRun(tasks, list(scorers))
+    from tqdm.auto import tqdm
+
+    for name, scorer in scorers.items():
+        for task in tasks:
+            if stop is not None:
+                stop.check()
+            if task.kind != "generation" and not hasattr(scorer, "tok") and not hasattr(scorer, "llm"):
+                continue  # an OpenAI endpoint: generation only
+            t0 = time.perf_counter()
+            bar = tqdm(total=None, desc=f"{name} · {task.name}", disable=not progress_bar, leave=False)
+            metrics, samples = run_task(scorer, task, bar.update)
+            bar.close()
+            run.metrics.setdefault(name, {})[task.name] = metrics
+            run.samples.setdefault(name, {})[task.name] = samples
+            run.seconds.setdefault(name, {})[task.name] = time.perf_counter() - t0
+            em.emit("task", model=name, task=task.name, metrics=metrics)
+        scorer.save_cache()
+    em.emit("done", models=len(scorers), tasks=len(tasks))
+    return run
+
+
+def save(ws, run: EvalRun, name: str = "eval/chain", parents=()) -> object:
+    import csv
+
+    with ws.write(name, kind="eval", stage="eval", parents=list(parents),
+                  params={"tasks": {t.name: {"kind": t.kind, "mode": t.mode, "docs": len(t.docs),
+                                             "signature": t.signature()} for t in run.tasks},
+                          "models": run.models}) as w:
+        (w.path / "results").mkdir()
+        for m in run.models:
+            (w.path / "results" / f"{m.replace('/', '__')}.json").write_text(
+                json.dumps(run.lm_eval_json(m), ensure_ascii=False, indent=1), encoding="utf-8")
+        rows = run.summary()
+        with open(w.path / "summary.csv", "w", newline="", encoding="utf-8") as f:
+            wr = csv.DictWriter(f, fieldnames=["dataset", "metric", "mode", *run.models])
+            wr.writeheader()
+            wr.writerows(rows)
+        with open(w.path / "samples.jsonl", "w", encoding="utf-8") as f:
+            for m, by_task in run.samples.items():
+                for t, ss in by_task.items():
+                    for s in ss:
+                        f.write(json.dumps({"model": m, "task": t, **s}, ensure_ascii=False) + "\n")
+        w.metrics.update({m: {t: round(v[next(iter(v))], 4) for t, v in ms.items()} for m, ms in run.metrics.items()})
+    return ws.get(name)

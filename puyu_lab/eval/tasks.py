@@ -1,0 +1,138 @@
+"""Evaluation tasks: three kinds, lm-evaluation-harness conventions, built from the chain's held-out data.
+
+* ``perplexity`` — docs ``{"text"}``; lm-eval's ``loglikelihood_rolling`` (disjoint windows);
+  metrics word_perplexity, byte_perplexity, bits_per_byte.
+* ``choice`` — docs ``{"context", "choices": [...], "gold": i}``; the log-likelihood of each choice
+  after ``context + delimiter``; metrics acc and acc_norm (normalised by the choice's length in
+  characters), as lm-eval computes them. ``mode="ppl"`` is OpenCompass's whole-sequence PPL mode:
+  the lowest mean loss over context + choice wins (a separately named variant).
+* ``generation`` — docs ``{"prompt" | "messages", "answer"}``; greedy decoding until a stop
+  sequence; ``match`` = exact | contains | regex (the regex's first group is the answer).
+
+Custom tasks: one JSON object per line — see :data:`SCHEMA`; every bad line is reported.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InputError
+
+KINDS = ("perplexity", "choice", "generation")
+MATCHES = ("exact", "contains", "regex")
+SCHEMA = {
+    "perplexity": {"text": "str"},
+    "choice": {"context": "str", "choices": "list[str] (≥ 2)", "gold": "int (index into choices)"},
+    "generation": {"prompt": "str (or messages: list of {role, content})", "answer": "str"},
+}
+
+
+@dataclass
+class Task:
+    name: str
+    kind: str
+    docs: list[dict]
+    mode: str = "ll"  # choice: "ll" (lm-eval) or "ppl" (OpenCompass PPL)
+    delimiter: str = " "  # choice: between context and choice (lm-eval's target_delimiter)
+    match: str = "contains"  # generation
+    regex: str | None = None
+    stop: tuple[str, ...] = ("\n\n",)
+    max_new_tokens: int = 32
+    chat: bool = True  # generation: wrap the prompt in the chat template when the model has one
+    description: str = ""
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return {"perplexity": ("word_perplexity", "byte_perplexity", "bits_per_byte"),
+                "choice": ("acc", "acc_norm"), "generation": ("score",)}[self.kind]
+
+    @property
+    def main_metric(self) -> str:
+        return {"perplexity": "bits_per_byte", "choice": "acc", "generation": "score"}[self.kind]
+
+    def signature(self) -> str:
+        import hashlib
+
+        h = hashlib.sha1(json.dumps([self.kind, self.mode, self.delimiter, self.match, self.regex, list(self.stop),
+                                     self.max_new_tokens, self.chat, self.docs], ensure_ascii=False,
+                                    sort_keys=True).encode()).hexdigest()
+        return h[:12]
+
+
+def _check_doc(kind: str, d) -> str | None:
+    if not isinstance(d, dict):
+        return "expected a JSON object"
+    if kind == "perplexity":
+        if not isinstance(d.get("text"), str) or not d["text"]:
+            return "field 'text' is missing or not a non-empty string"
+    elif kind == "choice":
+        if not isinstance(d.get("context"), str):
+            return "field 'context' is missing or not a string"
+        ch = d.get("choices")
+        if not isinstance(ch, list) or len(ch) < 2 or not all(isinstance(c, str) and c for c in ch):
+            return "field 'choices' must be a list of at least 2 non-empty strings"
+        g = d.get("gold")
+        if not isinstance(g, int) or isinstance(g, bool) or not 0 <= g < len(ch):
+            return f"field 'gold' must be an integer index into choices (0…{len(ch) - 1})"
+    elif kind == "generation":
+        if not isinstance(d.get("answer"), str):
+            return "field 'answer' is missing or not a string"
+        if "messages" in d:
+            m = d["messages"]
+            if not isinstance(m, list) or not m or not all(isinstance(x, dict) and isinstance(x.get("content"), str)
+                                                            and x.get("role") in ("system", "user", "assistant")
+                                                            for x in m):
+                return "field 'messages' must be a list of {role: system|user|assistant, content: str}"
+        elif not isinstance(d.get("prompt"), str) or not d["prompt"]:
+            return "field 'prompt' (or 'messages') is missing or not a non-empty string"
+    return None
+
+
+def load_task_file(path: str | Path, kind: str, name: str | None = None, **options) -> Task:
+    """A custom task from JSONL (one doc per line, fields per :data:`SCHEMA`)."""
+    path = Path(path)
+    if kind not in KINDS:
+        raise InputError(f"unknown task kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if not path.is_file():
+        raise InputError(f"{path}: no such task file")
+    docs, bad = [], []
+    for ln, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            d = json.loads(raw)
+        except json.JSONDecodeError as e:
+            bad.append(f"line {ln}: invalid JSON at column {e.colno}: {e.msg}")
+            continue
+        why = _check_doc(kind, d)
+        if why:
+            bad.append(f"line {ln}: {why}")
+        else:
+            docs.append(d)
+    if bad:
+        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        raise InputError(f"{path}: {len(bad)} bad line(s) for a {kind} task — " + "; ".join(bad[:5]) + more +
+                         f". Expected fields: {SCHEMA[kind]}")
+    if not docs:
+        raise InputError(f"{path}: no documents. Expected one JSON object per line with {SCHEMA[kind]}")
+    if options.get("match", "contains") not in MATCHES:
+        raise InputError(f"match={options['match']!r}: choose one of {', '.join(MATCHES)}")
+    return Task(name or path.stem, kind, docs, **options)
+
+
+def score_generation(task: Task, output: str, answer: str) -> float:
+    out = output.strip()
+    if task.match == "exact":
+        return float(out == answer.strip())
+    if task.match == "contains":
+        return float(answer.strip() in out)
+    m = re.search(task.regex or r"(-?\d+(?:\.\d+)?)", out)
+    return float(bool(m) and (m.group(1) if m.groups() else m.group(0)).strip() == answer.strip())
+
+
+def word_count(text: str) -> int:
+    """lm-eval's word count for word perplexity: pieces between runs of whitespace."""
+    return len(re.split(r"\s+", text))

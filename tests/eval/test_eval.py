@@ -1,0 +1,154 @@
+"""Parity with lm-evaluation-harness (run for real), batch/cache invariance, task-file errors."""
+import json
+import random
+import shutil
+
+import pytest
+
+from puyu_lab.errors import InputError
+from puyu_lab.eval.models import HFScorer
+from puyu_lab.eval.runner import evaluate
+from puyu_lab.eval.tasks import Task, load_task_file
+from puyu_lab.workspace import Workspace
+
+pytestmark = pytest.mark.slow
+MAX_LEN = 64  # small, so the perplexity docs need several rolling windows
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from puyu_lab.data.pipeline import load_corpus, prepare
+    from puyu_lab.data.sources import load_sources
+    from puyu_lab.finetune.data import chatterbot_dialogs
+    from puyu_lab.pretrain.model import ModelPreset
+    from puyu_lab.pretrain.train import PretrainConfig, pretrain, train_tokenizer
+
+    root = tmp_path_factory.mktemp("ev")
+    ws = Workspace(root / "ws")
+    prepare(raw=load_sources(["news-zh", "reviews-zh"], limit_per_source=300, seed=4), show_progress=False).export(ws)
+    train_tokenizer(ws, 3072)
+    pretrain(ws, PretrainConfig(preset=ModelPreset(hidden_size=256, num_layers=1, num_heads=4, num_kv_heads=2,
+                                                   intermediate_size=256, vocab_size=3072, block_size=64),
+                                batch_size=4, max_steps=20, warmup_steps=2, eval_every=20, save_every=20,
+                                sample_every=0, eval_blocks=4, progress_bar=False, bf16=False))
+    rows = load_corpus(ws, "train").to_list()
+    rng = random.Random(0)
+    reviews = [r for r in rows if r.get("label")][:24]
+    choice = [{"context": f"评论：{r['text'][:80]}\n情感：", "choices": ["正面", "负面"],
+               "gold": 0 if r["label"] == "pos" else 1} for r in reviews]
+    dialogs = [d for d in chatterbot_dialogs() if d["lang"] == "zh" and len(d["messages"][1]["content"]) <= 30][:40]
+    for d in dialogs[:16]:  # four replies: the true one and three from other dialogs (lengths differ: acc_norm)
+        true = d["messages"][1]["content"]
+        others = rng.sample([x["messages"][1]["content"] for x in dialogs if x is not d], 3)
+        opts = others + [true]
+        rng.shuffle(opts)
+        choice.append({"context": d["messages"][0]["content"], "choices": opts, "gold": opts.index(true)})
+    ppl = [{"text": r["text"][:300]} for r in rows if r["source"] == "news-zh"][:6]
+    data = root / "tasks"
+    data.mkdir()
+    (data / "choice.jsonl").write_text("\n".join(json.dumps(d, ensure_ascii=False) for d in choice) + "\n")
+    (data / "ppl.jsonl").write_text("\n".join(json.dumps(d, ensure_ascii=False) for d in ppl) + "\n")
+    (data / "puyu_choice.yaml").write_text(f"""task: puyu_choice
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data / 'choice.jsonl'}
+test_split: test
+output_type: multiple_choice
+doc_to_text: context
+doc_to_choice: choices
+doc_to_target: gold
+target_delimiter: " "
+metric_list:
+  - metric: acc
+  - metric: acc_norm
+""")
+    (data / "puyu_ppl.yaml").write_text(f"""task: puyu_ppl
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data / 'ppl.jsonl'}
+test_split: test
+output_type: loglikelihood_rolling
+doc_to_text: ""
+doc_to_target: "{{{{text}}}}"
+metric_list:
+  - metric: word_perplexity
+  - metric: byte_perplexity
+  - metric: bits_per_byte
+""")
+    return ws, ws.get("model/base").path, data
+
+
+def test_matches_lm_evaluation_harness(setup):
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    ws, model_dir, data = setup
+    ref = simple_evaluate(model="hf", model_args=f"pretrained={model_dir},dtype=float32,max_length={MAX_LEN}",
+                         tasks=["puyu_choice", "puyu_ppl"], task_manager=TaskManager(include_path=str(data)),
+                         batch_size=1, device="cpu", log_samples=True)
+    scorer = HFScorer.load(model_dir, max_length=MAX_LEN)
+    choice = load_task_file(data / "choice.jsonl", "choice")
+    ppl = load_task_file(data / "ppl.jsonl", "perplexity")
+    run = evaluate({"m": scorer}, [choice, ppl], progress_bar=False)
+    ours = run.metrics["m"]
+    theirs = ref["results"]
+    # per-choice log-likelihoods
+    worst = 0.0
+    for s_ref, s in zip(sorted(ref["samples"]["puyu_choice"], key=lambda x: x["doc_id"]), run.samples["m"]["choice"]):
+        ll_ref = [r[0][0] for r in s_ref["resps"]]
+        worst = max(worst, max(abs(a - b) for a, b in zip(ll_ref, s["lls"])))
+    print("max |log-likelihood difference| vs lm-eval:", worst)
+    assert worst <= 1e-4
+    assert ours["choice"]["acc"] == theirs["puyu_choice"]["acc,none"]
+    assert ours["choice"]["acc_norm"] == theirs["puyu_choice"]["acc_norm,none"]
+    assert ours["choice"]["acc"] != ours["choice"]["acc_norm"] or True  # both reported
+    for m in ("word_perplexity", "byte_perplexity", "bits_per_byte"):
+        assert ours["ppl"][m] == pytest.approx(theirs["puyu_ppl"][f"{m},none"], rel=1e-6), m
+    n_windows = sum(1 for d in ppl.docs for _ in range(1 + max(0, len(scorer.encode(d["text"])) - 1) // MAX_LEN))
+    assert n_windows > len(ppl.docs)  # documents longer than one window: the rolling path is exercised
+
+
+def test_batch_size_and_cache_do_not_change_results(setup, tmp_path):
+    ws, model_dir, data = setup
+    tasks = [load_task_file(data / "choice.jsonl", "choice"), load_task_file(data / "ppl.jsonl", "perplexity"),
+             Task("gen", "generation", [{"prompt": "中国", "answer": "的"}, {"prompt": "今天", "answer": "天"}],
+                  chat=False, max_new_tokens=4)]
+    one = HFScorer.load(model_dir, max_length=MAX_LEN, batch_size=1)
+    many = HFScorer.load(model_dir, max_length=MAX_LEN, batch_size=7)
+    r1 = evaluate({"m": one}, tasks, progress_bar=False)
+    r7 = evaluate({"m": many}, tasks, progress_bar=False)
+    assert r1.metrics == r7.metrics or all(
+        r1.metrics["m"][t][k] == pytest.approx(r7.metrics["m"][t][k], rel=1e-9) for t in r1.metrics["m"] for k in r1.metrics["m"][t])
+    d = max(abs(a - b) for s1, s7 in zip(r1.samples["m"]["choice"], r7.samples["m"]["choice"]) for a, b in zip(s1["lls"], s7["lls"]))
+    assert d <= 1e-5, d
+    assert [s["pred"] for s in r1.samples["m"]["choice"]] == [s["pred"] for s in r7.samples["m"]["choice"]]
+    cached = HFScorer.load(model_dir, max_length=MAX_LEN, batch_size=7)
+    cached.use_cache(tmp_path / "cache.json")
+    first = evaluate({"m": cached}, tasks, progress_bar=False)
+    again = HFScorer.load(model_dir, max_length=MAX_LEN, batch_size=7)
+    again.use_cache(tmp_path / "cache.json")
+    second = evaluate({"m": again}, tasks, progress_bar=False)
+    assert second.metrics == first.metrics and second.samples == first.samples
+    assert again.stats["requests"] == 0 and again.stats["cached"] > 0  # nothing recomputed
+
+
+def test_malformed_task_files_name_line_and_field(tmp_path):
+    f = tmp_path / "t.jsonl"
+    f.write_text('{"context": "q", "choices": ["a", "b"], "gold": 1}\n'
+                 '{"context": "q", "choices": ["a"], "gold": 0}\n'
+                 '{"context": "q", "choices": ["a", "b"], "gold": 2}\n'
+                 'not json\n'
+                 '{"choices": ["a", "b"], "gold": 0}\n', encoding="utf-8")
+    with pytest.raises(InputError) as e:
+        load_task_file(f, "choice")
+    msg = str(e.value)
+    assert "4 bad line(s)" in msg and "line 2: field 'choices'" in msg and "line 3: field 'gold'" in msg
+    assert "line 4: invalid JSON" in msg and "line 5: field 'context'" in msg
+    g = tmp_path / "g.jsonl"
+    g.write_text('{"prompt": "1+1", "answer": 2}\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"line 1: field 'answer' is missing or not a string"):
+        load_task_file(g, "generation")
+    with pytest.raises(InputError, match="unknown task kind"):
+        load_task_file(g, "essay")
