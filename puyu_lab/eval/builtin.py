@@ -25,7 +25,9 @@ def builtin_tasks(ws, n: int = 40, ppl_docs: int = 12, seed: int = 0) -> list[Ta
     held = load_corpus(ws, "heldout").to_list()
     news = [{"text": r["text"]} for r in held if r["source"] == "news-zh"][:ppl_docs]
     labels = list(SENTIMENT_ANSWER)
-    reviews = [r for r in held if r.get("label") in SENTIMENT_ANSWER][:n]
+    by_label = {x: [r for r in held if r.get("label") == x] for x in labels}
+    k = min(n // 2, *(len(v) for v in by_label.values()))
+    reviews = [r for pair in zip(*(v[:k] for v in by_label.values())) for r in pair]  # balanced: chance is 50 %
     sentiment = [{"context": SENTIMENT_PROMPT.format(text=r["text"].strip()[:SENTIMENT_MAX_CHARS]),
                   "choices": [SENTIMENT_ANSWER[x] for x in labels], "gold": labels.index(r["label"])} for r in reviews]
     tasks = [Task("news_ppl", "perplexity", news, description="held-out news, lm-eval rolling perplexity"),

@@ -61,6 +61,15 @@ def _chat_context(scorer: Scorer, text: str) -> str | None:
     return None
 
 
+def _exp(x: float) -> float:
+    """``math.exp``, but inf instead of OverflowError (word perplexity of Chinese text, which has
+    few whitespace-separated 'words', overflows where lm-eval would crash)."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return float("inf")
+
+
 def run_task(scorer: Scorer, task: Task, progress: Callable[[int], None] | None = None) -> tuple[dict, list[dict]]:
     docs = task.docs
     if task.kind == "perplexity":
@@ -68,7 +77,7 @@ def run_task(scorer: Scorer, task: Task, progress: Callable[[int], None] | None 
         words = [word_count(d["text"]) for d in docs]
         nbytes = [len(d["text"].encode("utf-8")) for d in docs]
         tot = sum(lls)
-        metrics = {"word_perplexity": math.exp(-tot / sum(words)), "byte_perplexity": math.exp(-tot / sum(nbytes)),
+        metrics = {"word_perplexity": _exp(-tot / sum(words)), "byte_perplexity": _exp(-tot / sum(nbytes)),
                    "bits_per_byte": -tot / sum(nbytes) / math.log(2)}
         samples = [{"doc_id": i, "ll": ll, "words": w, "bytes": b, "prompt": d["text"][:120]}
                    for i, (d, ll, w, b) in enumerate(zip(docs, lls, words, nbytes))]

@@ -49,7 +49,7 @@ CONTROL_PROMPTS = ["今天天气怎么样？", "你最喜欢什么书?", "What i
 # ---- sentiment --------------------------------------------------------------------------------
 SENTIMENT_PROMPT = "判断这条评论的情感是正面还是负面：\n{text}"
 SENTIMENT_ANSWER = {"pos": "正面", "neg": "负面"}
-SENTIMENT_MAX_CHARS = 160
+SENTIMENT_MAX_CHARS = 40  # the opening of a review carries its sentiment; short prompts train fast
 
 # ---- tools ------------------------------------------------------------------------------------
 CALCULATOR_SCHEMA = {
@@ -69,13 +69,13 @@ CHATTERBOT_SKIP = {"ai.yml", "botprofile.yml"}  # they give the bot another iden
 class SFTDataSettings:
     assistant_name: str = "小浦"
     owner: str = "书生学员"
-    self_repeat: int = 6  # copies of each question, like XTuner's repeated self-cognition data
+    self_repeat: int = 10  # copies of each question, like XTuner's repeated self-cognition data
     # real dialogs per language (None = all): chatterbot has 401 Chinese and 1,902 English ones; the
     # Chinese ones teach a Chinese model that not every question is about itself
     dialogs_zh: int | None = None
-    dialogs_en: int | None = 100
-    sentiment_max: int = 150
-    tool_examples: int = 100
+    dialogs_en: int | None = 50
+    sentiment_max: int = 1200
+    tool_examples: int = 80
     tool_heldout: int = 50
     seed: int = 0
 

@@ -55,7 +55,7 @@ class SFTConfig:
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
     eval_fraction: float = 0.04
-    sample_every: int = 60
+    sample_every: int = 200  # evaluation prompts + held-out loss (their time counts in the budget)
     sample_tokens: int = 40
     save_every: int = 100
     log_every: int = 5

@@ -152,3 +152,27 @@ def test_malformed_task_files_name_line_and_field(tmp_path):
         load_task_file(g, "generation")
     with pytest.raises(InputError, match="unknown task kind"):
         load_task_file(g, "essay")
+
+
+def test_eval_panel_leaderboard_charts_and_disagreements(setup):
+    from puyu_lab.panels.evalpanel import EvalPanel
+
+    ws, model_dir, data = setup
+    choice = load_task_file(data / "choice.jsonl", "choice")
+    gen = Task("gen", "generation", [{"prompt": "中国", "answer": "的"}, {"prompt": "今天", "answer": "天"}],
+               chat=False, max_new_tokens=4)
+    a = HFScorer.load(model_dir, "a", max_length=MAX_LEN, batch_size=4)
+    b = HFScorer.load(model_dir, "b", max_length=MAX_LEN, batch_size=4)
+    run = evaluate({"a": a, "b": b}, [choice, gen], progress_bar=False)
+    run.samples["b"]["choice"][0] = dict(run.samples["b"]["choice"][0], answer="(changed)")  # one disagreement
+    panel = EvalPanel(run)
+    board = panel.leaderboard()
+    assert [r["dataset"] for r in board] == ["choice", "choice", "gen"] and board[0]["a"] == run.metrics["a"]["choice"]["acc"]
+    assert "acc_norm" in panel.leader.value
+    assert len(panel.bars.data) == 2 and list(panel.bars.data[0].x) == ["choice", "gen"]
+    assert len(panel.radar.data) == 2
+    assert len(panel.samples()) == len(choice.docs)
+    panel.only_diff.value = True
+    rows = panel.samples()
+    assert [r["#"] for r in rows] == [0] and "(changed)" in rows[0]["b"]
+    assert "(changed)" in panel.browser.value
