@@ -50,7 +50,7 @@ def main() -> str:
             t = time.perf_counter()
             run = evaluate({"m": HFScorer.load(model, batch_size=bs)}, [task], progress_bar=False)
             ours_s = time.perf_counter() - t
-            same = run.metrics["m"]["choice"]["acc"] == ref["results"]["bench_choice"]["acc,none"]
+            same = run.metrics["m"][task.name]["acc"] == ref["results"]["bench_choice"]["acc,none"]
             rows.append((bs, len(docs) / lm_s, len(docs) / ours_s, same))
             cached = HFScorer.load(model, batch_size=bs)
             cached.use_cache(d / f"cache{bs}.json")
