@@ -111,12 +111,12 @@ def test_chat_panel_streams_side_by_side_and_inspector(ws):
     from puyu_lab.panels import ChatPanel, inspect_chat
 
     base = HFChat.load(ws, "model/base")
-    panel = ChatPanel({"base": base, "again": HFChat.load(ws, "model/base")}, max_new_tokens=6)
+    panel = ChatPanel({"base": base, "again": HFChat.load(ws, "model/base")}, max_new_tokens=8)
     answers = panel.ask("你好")
     assert set(answers) == {"base", "again"} and answers["base"] == answers["again"]  # greedy: same model, same text
     assert [m["role"] for m in panel.history["base"]] == ["user", "assistant"]
     assert "你好" in panel.columns["base"].value
-    pieces = list(base.stream([{"role": "user", "content": "你好"}], max_new_tokens=6))
+    pieces = list(base.stream([{"role": "user", "content": "你好"}], max_new_tokens=8))
     assert "".join(pieces).strip() == answers["base"]
     view = inspect_chat(base.tok, [{"role": "user", "content": "你是谁？"}, {"role": "assistant", "content": "我是小浦。"}])
     html = view._repr_html_()
