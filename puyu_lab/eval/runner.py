@@ -187,5 +187,6 @@ def save(ws, run: EvalRun, name: str = "eval/chain", parents=()) -> object:
                 for t, ss in by_task.items():
                     for s in ss:
                         f.write(json.dumps({"model": m, "task": t, **s}, ensure_ascii=False) + "\n")
-        w.metrics.update({m: {t: round(v[next(iter(v))], 4) for t, v in ms.items()} for m, ms in run.metrics.items()})
+        main = {t.name: t.main_metric for t in run.tasks}
+        w.metrics.update({m: {t: round(v[main[t]], 4) for t, v in ms.items()} for m, ms in run.metrics.items()})
     return ws.get(name)
