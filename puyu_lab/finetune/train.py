@@ -401,7 +401,7 @@ def _save(ws, cfg, model, tok, base_path, base_art, data_art, history, metrics, 
         parents = parents + [adapter]
     else:
         merged = model
-    merged = merged.float() if any(p.dtype != __import__("torch").float32 for p in merged.parameters()) else merged
+    merged = merged.float()  # saved in fp32 (a no-op on CPU; a bf16 model on CUDA), what the converter expects
     with ws.write(MODEL, kind="model", stage="finetune", parents=parents, params=params) as w:
         gc = merged.generation_config
         from ..chat import stop_ids
