@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable
 
@@ -38,12 +39,11 @@ def _disjoint(pair):
     return a[: len(a) - (len(b) - 1)], b
 
 
-class Scorer:
-    """Shared request logic; subclasses provide ``encode`` and ``_score_batch``."""
+class Backend(ABC):
+    """What every model backend has: a name, an identity for the request cache, and generation."""
 
     name = "model"
     max_length = 2048
-    batch_size = 1
     model_id = ""
 
     def __init__(self):
@@ -51,23 +51,6 @@ class Scorer:
         self.cache_path: Path | None = None
         self.stats = {"requests": 0, "cached": 0}
 
-    # ---- tokenization, as lm-eval's HFLM ----
-    def encode(self, s: str, add_special_tokens: bool | None = None) -> list[int]:
-        raise NotImplementedError
-
-    @property
-    def prefix_token_id(self) -> int:
-        raise NotImplementedError
-
-    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        n = len(context) - len(context.rstrip())
-        if n:
-            continuation, context = context[-n:] + continuation, context[:-n]
-        whole = self.encode(context + continuation)
-        ctx = self.encode(context)
-        return ctx, whole[len(ctx):]
-
-    # ---- cache ----
     def use_cache(self, path: str | Path) -> None:
         self.cache_path = Path(path)
         self.cache = json.loads(self.cache_path.read_text()) if self.cache_path.is_file() else {}
@@ -82,6 +65,35 @@ class Scorer:
     def _key(self, kind: str, payload) -> str:
         return hashlib.sha1(json.dumps([self.model_id, self.max_length, kind, payload], ensure_ascii=False)
                             .encode()).hexdigest()
+
+    @abstractmethod
+    def generate(self, prompt: str | list[dict], stop: tuple[str, ...], max_new_tokens: int, chat: bool) -> str:
+        """Greedy text for ``prompt`` (a string or chat messages), cut at the first stop sequence."""
+
+
+class Scorer(Backend):
+    """A backend that also gives log-likelihoods (perplexity and choice tasks): subclasses provide
+    the tokenizer (``encode``, ``prefix_token_id``) and ``_score_batch``."""
+
+    batch_size = 1
+
+    # ---- tokenization, as lm-eval's HFLM ----
+    @abstractmethod
+    def encode(self, s: str, add_special_tokens: bool | None = None) -> list[int]:
+        """Token ids; ``None`` means the tokenizer's default special tokens."""
+
+    @property
+    @abstractmethod
+    def prefix_token_id(self) -> int:
+        """The token an empty context conditions on (BOS, else EOS)."""
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        n = len(context) - len(context.rstrip())
+        if n:
+            continuation, context = context[-n:] + continuation, context[:-n]
+        whole = self.encode(context + continuation)
+        ctx = self.encode(context)
+        return ctx, whole[len(ctx):]
 
     # ---- requests ----
     def loglikelihood_tokens(self, reqs: list[tuple[list[int], list[int]]],
@@ -134,11 +146,9 @@ class Scorer:
             totals[i] += ll
         return totals
 
+    @abstractmethod
     def _score_batch(self, batch: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
-        raise NotImplementedError
-
-    def generate(self, prompt: str | list[dict], stop: tuple[str, ...], max_new_tokens: int, chat: bool) -> str:
-        raise NotImplementedError
+        """(sum of continuation log-probs, whether greedy decoding gives the continuation) per request."""
 
 
 def cut_at_stops(text: str, stop) -> str:
@@ -268,8 +278,9 @@ class GGUFScorer(Scorer):
         return cut_at_stops(c.complete(text, max_new_tokens), stop).strip()
 
 
-class OpenAIScorer(Scorer):
-    """An OpenAI-compatible endpoint: generation tasks only (no log-likelihoods over the API)."""
+class OpenAIScorer(Backend):
+    """An OpenAI-compatible endpoint: a generation backend (the API gives no log-likelihoods, so the
+    runner gives it generation tasks only)."""
 
     def __init__(self, base_url: str, model: str = "default", name: str | None = None):
         super().__init__()
@@ -278,12 +289,6 @@ class OpenAIScorer(Scorer):
         self.client = OpenAIChat(base_url, model, name)
         self.name = name or model
         self.model_id = f"openai:{base_url}:{model}"
-
-    def loglikelihood_tokens(self, reqs, progress=None):
-        raise NotImplementedError("an OpenAI-compatible endpoint scores generation tasks only")
-
-    def encode(self, s, add_special_tokens=None):
-        raise NotImplementedError("an OpenAI-compatible endpoint scores generation tasks only")
 
     def generate(self, prompt, stop, max_new_tokens, chat):
         msgs = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]

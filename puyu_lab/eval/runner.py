@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..events import Emitter, Event, StopFlag
-from .models import Scorer
+from .models import Backend, Scorer
 from .tasks import Task, score_generation, word_count
 
 
@@ -44,7 +44,7 @@ class EvalRun:
                 "samples": self.samples.get(model, {}), "model_name": model}
 
 
-def _chat_context(scorer: Scorer, text: str) -> str | None:
+def _chat_context(scorer: Backend, text: str) -> str | None:
     tok = getattr(scorer, "tok", None)
     template = getattr(tok, "chat_template", None) if tok is not None else None
     if template:
@@ -70,7 +70,7 @@ def _exp(x: float) -> float:
         return float("inf")
 
 
-def run_task(scorer: Scorer, task: Task, progress: Callable[[int], None] | None = None) -> tuple[dict, list[dict]]:
+def run_task(scorer: Backend, task: Task, progress: Callable[[int], None] | None = None) -> tuple[dict, list[dict]]:
     docs = task.docs
     if task.kind == "perplexity":
         lls = scorer.loglikelihood_rolling([d["text"] for d in docs], progress)
@@ -97,11 +97,9 @@ def run_task(scorer: Scorer, task: Task, progress: Callable[[int], None] | None 
                 else:  # lm-eval: the continuation is delimiter + choice
                     reqs.append((ctx, delim + c))
             spans.append((start, len(reqs)))
+        res = scorer.loglikelihood(reqs, progress)
         if task.mode == "ppl":
-            res = scorer.loglikelihood(reqs, progress)
             ntok = [len(scorer.encode(r[1], add_special_tokens=False)) for r in reqs]
-        else:
-            res = scorer.loglikelihood(reqs, progress)
         samples, acc, acc_norm = [], 0.0, 0.0
         for i, (d, (a, b)) in enumerate(zip(docs, spans)):
             lls = [r[0] for r in res[a:b]]
@@ -141,7 +139,7 @@ def run_task(scorer: Scorer, task: Task, progress: Callable[[int], None] | None 
     return {"score": total / len(docs)}, samples
 
 
-def evaluate(scorers: dict[str, Scorer], tasks: list[Task], *, on_event: Callable[[Event], None] | None = None,
+def evaluate(scorers: dict[str, Backend], tasks: list[Task], *, on_event: Callable[[Event], None] | None = None,
              stop: StopFlag | None = None, progress_bar: bool = True) -> EvalRun:
     em = Emitter("eval", on_event)
     run = EvalRun(tasks, list(scorers))
@@ -151,8 +149,8 @@ def evaluate(scorers: dict[str, Scorer], tasks: list[Task], *, on_event: Callabl
         for task in tasks:
             if stop is not None:
                 stop.check()
-            if task.kind != "generation" and not hasattr(scorer, "tok") and not hasattr(scorer, "llm"):
-                continue  # an OpenAI endpoint: generation only
+            if task.kind != "generation" and not isinstance(scorer, Scorer):
+                continue  # a generation-only backend (an OpenAI endpoint)
             t0 = time.perf_counter()
             bar = tqdm(total=None, desc=f"{name} · {task.name}", disable=not progress_bar, leave=False)
             metrics, samples = run_task(scorer, task, bar.update)

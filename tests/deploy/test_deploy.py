@@ -174,6 +174,15 @@ def test_server_openai_api_loopback_and_cleanup(ladder):
         assert out["object"] == "chat.completion" and out["usage"]["completion_tokens"] >= 1
         pieces = list(client.stream([{"role": "user", "content": "你好"}], max_new_tokens=8))
         assert pieces and isinstance(pieces[0], str)
+        # the evaluation runner over the endpoint: generation tasks only, choice tasks skipped
+        from puyu_lab.eval.models import OpenAIScorer
+        from puyu_lab.eval.runner import evaluate
+        from puyu_lab.eval.tasks import Task
+
+        gen = Task("gen", "generation", [{"prompt": "你好", "answer": ""}], max_new_tokens=4)
+        choice = Task("c", "choice", [{"context": "q", "choices": ["a", "b"], "gold": 0}])
+        run = evaluate({"api": OpenAIScorer(srv.base_url, "tiny")}, [gen, choice], progress_bar=False)
+        assert set(run.metrics["api"]) == {"gen"} and run.metrics["api"]["gen"]["score"] == 1.0
         # loopback only: the listening socket is bound to 127.0.0.1
         port_hex = f"{srv.port:04X}"
         listen = [ln.split() for ln in open("/proc/net/tcp").read().splitlines()[1:]]
