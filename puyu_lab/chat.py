@@ -117,6 +117,8 @@ class LlamaCppChat:
     def _gen(self, ids: list[int], max_new_tokens: int, temperature: float) -> Iterator[str]:
         import numpy as np
 
+        from .deploy.llama import last_logits
+
         stops = {self.llm.token_eos()}
         end = self.llm.tokenize(IM_END.encode(), add_bos=False, special=True)
         if len(end) == 1:
@@ -127,7 +129,7 @@ class LlamaCppChat:
         out: list[int] = []
         shown = ""
         for _ in range(max_new_tokens):
-            logits = np.asarray(self.llm.scores[self.llm.n_tokens - 1], dtype=np.float64)
+            logits = last_logits(self.llm)
             if temperature and temperature > 0:
                 p = np.exp((logits - logits.max()) / temperature)
                 nxt = int(rng.choice(len(p), p=p / p.sum()))

@@ -8,6 +8,18 @@ _LANG = os.environ.get("PUYU_LAB_LANG", "en")
 # key -> (en, zh). The InternLM product names stay as the ecosystem writes them.
 STRINGS: dict[str, tuple[str, str]] = {
     "stage": ("Stage", "阶段"),
+    "agent_trace": ("Agent trace", "智能体轨迹"),
+    "step_thought": ("Thought", "思考"),
+    "step_call": ("Tool call", "工具调用"),
+    "step_observation": ("Observation", "观察"),
+    "step_final": ("Final answer", "最终回答"),
+    "step_error": ("Parse error", "解析错误"),
+    "prompt_sent": ("Exact prompt sent", "发送的完整提示"),
+    "raw_output": ("Raw model output", "模型原始输出"),
+    "parse_result": ("Parse result", "解析结果"),
+    "why_no_tool": ("Why was no tool called?", "为什么没有调用工具？"),
+    "turn": ("Turn", "轮次"),
+    "question": ("Question", "问题"),
     "lab": ("Lab", "实验"),
     "artifact": ("Artifact", "产物"),
     "status": ("Status", "状态"),

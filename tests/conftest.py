@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -32,3 +33,42 @@ def artifacts_dir() -> Path:
     d = ROOT / "test-artifacts"
     d.mkdir(exist_ok=True)
     return d
+
+
+# ---- a tiny real chat model and its GGUF ladder (deploy and agent tests) -----------------------------
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A tiny real model (trained a few steps) with the chat template, saved as the stages save it."""
+    from puyu_lab.data.pipeline import prepare
+    from puyu_lab.workspace import Workspace
+    from puyu_lab.data.sources import load_sources
+    from puyu_lab.finetune.template import install_template
+    from puyu_lab.pretrain.model import ModelPreset
+    from puyu_lab.pretrain.tokenizer import load_tokenizer, save_tokenizer
+    from puyu_lab.pretrain.train import PretrainConfig, pretrain, train_tokenizer
+
+    ws = Workspace(tmp_path_factory.mktemp("dep") / "ws")
+    prepare(raw=load_sources(["news-zh", "reviews-zh"], limit_per_source=300, seed=3), show_progress=False).export(ws)
+    train_tokenizer(ws, 3072)
+    pretrain(ws, PretrainConfig(preset=ModelPreset(hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=2,
+                                                   intermediate_size=512, vocab_size=3072, block_size=64),
+                                batch_size=4, max_steps=6, warmup_steps=1, eval_every=6, save_every=6, sample_every=0,
+                                eval_blocks=4, progress_bar=False, bf16=False))
+    d = tmp_path_factory.mktemp("chat") / "model"
+    shutil.copytree(ws.get("model/base").path, d)
+    tok = load_tokenizer(d)
+    install_template(tok)
+    save_tokenizer(tok, d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def ladder(model_dir, tmp_path_factory):
+    from puyu_lab.deploy.converter import convert
+    from puyu_lab.deploy.quantize import LADDER, quantize
+
+    out = tmp_path_factory.mktemp("gguf")
+    files = {"F32": convert(model_dir, out / "F32.gguf")}
+    for lv in LADDER[1:]:
+        files[lv] = quantize(files["F32"], out / f"{lv}.gguf", lv)
+    return files

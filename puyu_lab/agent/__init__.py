@@ -1,1 +1,7 @@
-"""Agent stage (Lagent / AgentLego): tools, protocols and the agent loop."""
+"""Agent stage (Lagent / AgentLego): tools, protocols, the agent loop, and its traces.
+
+Engines only (no widgets): ``tools`` (registry + JSON schema), ``builtin`` (calculator, sandboxed
+Python, BM25 corpus search, dates), ``sandbox``, ``protocols`` (InternLM2 function call, ReAct,
+OpenAI native tools), ``backends`` (transformers, llama.cpp, OpenAI-compatible), ``agent`` (the loop
+and :class:`Trace`), ``evaluate`` (held-out arithmetic with vs without tools → ``agent/eval``).
+"""

@@ -52,3 +52,13 @@ def load(path: str | Path, *, n_ctx: int = 512, logits_all: bool = False, n_thre
     path = check_gguf(path)
     return Llama(str(path), n_ctx=n_ctx, n_batch=n_ctx, logits_all=logits_all, verbose=False,
                  n_threads=n_threads or min(4, os.cpu_count() or 1), type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32, **kw)
+
+
+def last_logits(llm):
+    """The logits of the last evaluated position, whether or not the model keeps all of them
+    (``llm.scores`` is only filled with ``logits_all=True``)."""
+    import llama_cpp
+    import numpy as np
+
+    ptr = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
+    return np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),)).astype(np.float64)

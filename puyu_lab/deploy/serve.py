@@ -52,8 +52,9 @@ class ServerError(PuyuError):
 
 class Server:
     def __init__(self, model: str | Path, *, port: int | None = None, n_ctx: int = 1024, threads: int | None = None,
-                 model_alias: str | None = None):
+                 model_alias: str | None = None, chat_format: str | None = None):
         self.model = check_gguf(model)
+        self.chat_format = chat_format  # None: the GGUF's own chat template
         self.port = port or _free_port()
         self.n_ctx, self.threads = n_ctx, threads or min(4, os.cpu_count() or 1)
         self.alias = model_alias or self.model.stem
@@ -68,6 +69,8 @@ class Server:
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model), "--host", LOOPBACK,
                "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--n_threads", str(self.threads),
                "--model_alias", self.alias, "--type_k", "0", "--type_v", "0"]
+        if self.chat_format:
+            cmd += ["--chat_format", self.chat_format]
         self._logf = open(self.log, "w")
         self.proc = subprocess.Popen(cmd, stdout=self._logf, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         _LIVE.add(self)

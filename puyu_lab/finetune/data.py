@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from ..agent.builtin import calculator as _calculator_tool
 from ..errors import InputError
 from .template import IM_END, IM_START, ROLES, tool_call
 
@@ -52,11 +53,8 @@ SENTIMENT_ANSWER = {"pos": "正面", "neg": "负面"}
 SENTIMENT_MAX_CHARS = 40  # the opening of a review carries its sentiment; short prompts train fast
 
 # ---- tools ------------------------------------------------------------------------------------
-CALCULATOR_SCHEMA = {
-    "name": "calculator",
-    "description": "计算算术表达式 (+ - * / 和括号)",
-    "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]},
-}
+# the agent lab's calculator tool describes itself to the model exactly like this
+CALCULATOR_SCHEMA = _calculator_tool.schema
 TOOL_SYSTEM = "你可以使用以下工具。"  # InternLM2 writes the tool list as a `system name=<|plugin|>` message
 ARITH_Q = ["{e} 等于多少？", "请帮我算一下 {e}。", "计算 {e} 的结果。", "What is {e}?", "Please compute {e}.", "{e} = ?"]
 ARITH_THINK = ["我来用计算器算一下。", "", "Let me use the calculator."]

@@ -3,7 +3,7 @@ from .base import HTMLView, Throttle, html_table, run_in_thread  # noqa: F401
 from .chain_map import chain_map, doctor_view, profiles_view  # noqa: F401
 
 __all__ = ["HTMLView", "Throttle", "html_table", "run_in_thread", "chain_map", "doctor_view", "profiles_view",
-           "DataCleaningPanel", "TrainingPanel", "ChatPanel", "inspect_chat"]
+           "DataCleaningPanel", "TrainingPanel", "ChatPanel", "inspect_chat", "AgentTracePanel"]
 
 
 def __getattr__(name):  # widgets load only when a panel is asked for
@@ -23,4 +23,8 @@ def __getattr__(name):  # widgets load only when a panel is asked for
         from .inspector import inspect_chat
 
         return inspect_chat
+    if name == "AgentTracePanel":
+        from .agent_trace import AgentTracePanel
+
+        return AgentTracePanel
     raise AttributeError(name)

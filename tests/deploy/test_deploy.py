@@ -19,43 +19,6 @@ pytestmark = pytest.mark.slow
 TEXT = "北京的冬天很冷，但是人们的生活依然丰富多彩。The quick brown fox jumps over 13 lazy dogs. 价格：１２９９元"
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """A tiny real model (trained a few steps) with the chat template, saved as the stages save it."""
-    from puyu_lab.data.pipeline import prepare
-    from puyu_lab.data.sources import load_sources
-    from puyu_lab.finetune.template import install_template
-    from puyu_lab.pretrain.model import ModelPreset
-    from puyu_lab.pretrain.tokenizer import load_tokenizer, save_tokenizer
-    from puyu_lab.pretrain.train import PretrainConfig, pretrain, train_tokenizer
-
-    ws = Workspace(tmp_path_factory.mktemp("dep") / "ws")
-    prepare(raw=load_sources(["news-zh", "reviews-zh"], limit_per_source=300, seed=3), show_progress=False).export(ws)
-    train_tokenizer(ws, 3072)
-    pretrain(ws, PretrainConfig(preset=ModelPreset(hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=2,
-                                                   intermediate_size=512, vocab_size=3072, block_size=64),
-                                batch_size=4, max_steps=6, warmup_steps=1, eval_every=6, save_every=6, sample_every=0,
-                                eval_blocks=4, progress_bar=False, bf16=False))
-    d = tmp_path_factory.mktemp("chat") / "model"
-    shutil.copytree(ws.get("model/base").path, d)
-    tok = load_tokenizer(d)
-    install_template(tok)
-    save_tokenizer(tok, d)
-    return d
-
-
-@pytest.fixture(scope="module")
-def ladder(model_dir, tmp_path_factory):
-    from puyu_lab.deploy.converter import convert
-    from puyu_lab.deploy.quantize import LADDER, quantize
-
-    out = tmp_path_factory.mktemp("gguf")
-    files = {"F32": convert(model_dir, out / "F32.gguf")}
-    for lv in LADDER[1:]:
-        files[lv] = quantize(files["F32"], out / f"{lv}.gguf", lv)
-    return files
-
-
 def test_f32_gguf_matches_transformers(model_dir, ladder):
     import torch
     from transformers import AutoModelForCausalLM
@@ -94,6 +57,14 @@ def test_chat_template_renders_identically_in_gguf(model_dir, ladder):
     assert chat.prompt_ids(msgs) == hf_ids  # special tokens stay single tokens in llama.cpp too
     for special in ("<|im_start|>", "<|im_end|>", "<|action_start|>", "<|plugin|>"):
         assert len(chat.llm.tokenize(special.encode(), add_bos=False, special=True)) == 1, special
+    # greedy replies agree token for token (llama.cpp keeps only the last logits unless logits_all)
+    from transformers import AutoModelForCausalLM
+
+    from puyu_lab.chat import HFChat
+
+    hf = HFChat(AutoModelForCausalLM.from_pretrained(str(model_dir)), tok)
+    q = [{"role": "user", "content": "北京的冬天"}]
+    assert chat.reply(q, 12) == hf.reply(q, 12) and chat.reply(q, 12)
     chat.close()
 
 

@@ -1,0 +1,178 @@
+"""The agent loop (Lagent-style): ask the model, run the tool it calls, show it the result, repeat.
+
+    agent = Agent(HFBackend.load(ws, "model/sft"), default_registry(ws), protocol="internlm2")
+    trace = agent.run("37*41 等于多少？", on_event=panel.on_event)
+
+Every model turn becomes a ``turn`` record (the exact prompt, the raw reply, the parse result, token
+counts, time, and for turns without a call a diagnosis of why no tool was called); every thing that
+happened becomes a ``step`` (thought, call, observation, final, error) in order. Both stream out as
+events while the loop runs, and both are kept in the :class:`Trace`, which saves as JSON.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..events import Emitter, Event, StopFlag
+from ..finetune.template import ACTION_START
+from .backends import Backend, Generation
+from .protocols import Parsed, Protocol, Turn, get_protocol
+from .tools import ToolRegistry
+
+STAGE = "agent"
+
+
+@dataclass
+class Trace:
+    question: str
+    protocol: str
+    backend: str
+    tools: list[str]
+    steps: list[dict] = field(default_factory=list)
+    turns: list[dict] = field(default_factory=list)
+    answer: str | None = None
+    status: str = "running"  # answered | max_turns | stopped | error
+    seconds: float = 0.0
+
+    @property
+    def calls(self) -> list[dict]:
+        return [s for s in self.steps if s["kind"] == "call"]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Trace":
+        return cls(**d)
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path) -> "Trace":
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def diagnose(parsed: Parsed, gen: Generation, tools: ToolRegistry, protocol: Protocol, turn: int) -> str | None:
+    """Why this turn called no tool (None when it did)."""
+    if parsed.kind == "call":
+        return None
+    if not len(tools):
+        return "No tools were offered, so the model could only answer directly."
+    if parsed.kind == "error":
+        return f"The model tried to act but its reply could not be run ({parsed.error_kind}): {parsed.error}"
+    if turn > 0:
+        return "The model answered after seeing a tool result: this is the expected last step."
+    parts = ["The model answered directly: its reply contains no tool call."]
+    if gen.watch_prob is not None:
+        top = ", ".join(f"{t!r} {p:.1%}" for t, p in gen.first_token[:3])
+        parts.append(f"At its first token it gave {ACTION_START} a probability of {gen.watch_prob:.2%}; "
+                     f"it preferred {top}.")
+        if gen.watch_prob < 0.01:
+            parts.append("The model has not learned to call tools for prompts like this one: fine-tune it on "
+                         "tool-use conversations in this exact format (the fine-tune lab's sft/data has them).")
+    elif gen.first_token:
+        parts.append("Its first-token candidates: " + ", ".join(f"{t!r} {p:.1%}" for t, p in gen.first_token[:3]))
+    if protocol.name == "react" and "Action" not in gen.text:
+        parts.append("In ReAct a call needs the lines 'Action: <tool>' and 'Action Input: {…}'.")
+    return " ".join(parts)
+
+
+class Agent:
+    def __init__(self, backend: Backend, tools: ToolRegistry, protocol: str | Protocol = "internlm2",
+                 max_turns: int = 4, max_new_tokens: int = 96, system: str | None = None):
+        self.backend, self.tools = backend, tools
+        self.protocol = get_protocol("openai" if backend.native_tools and protocol == "internlm2" else protocol)
+        self.max_turns, self.max_new_tokens, self.system = max_turns, max_new_tokens, system
+
+    def run(self, question: str, *, on_event: Callable[[Event], None] | None = None,
+            stop: StopFlag | None = None) -> Trace:
+        em = Emitter(STAGE, on_event)
+        trace = Trace(question, self.protocol.name, self.backend.name, [t.name for t in self.tools])
+        t_start = time.perf_counter()
+        em.emit("start", question=question, protocol=trace.protocol, backend=trace.backend, tools=trace.tools)
+        history: list[Turn] = []
+
+        def step(kind: str, turn: int, **data) -> None:
+            s = {"index": len(trace.steps), "kind": kind, "turn": turn, **data}
+            trace.steps.append(s)
+            em.emit("step", step=s)
+
+        try:
+            for turn in range(self.max_turns):
+                if stop is not None and stop.is_set:
+                    trace.status = "stopped"
+                    break
+                messages = self.protocol.messages(question, self.tools, history, self.system)
+                gen = self.backend.generate(
+                    messages, max_new_tokens=self.max_new_tokens, stop=self.protocol.stop,
+                    watch=ACTION_START if self.protocol.name == "internlm2" else None,
+                    tools=self.tools.schemas() if self.backend.native_tools else None)
+                parsed = self.protocol.parse_generation(gen, self.tools)
+                rec = {"turn": turn, "prompt": gen.prompt, "raw": gen.text, "parse": parsed.to_dict(),
+                       "prompt_tokens": gen.prompt_tokens, "output_tokens": gen.output_tokens,
+                       "seconds": round(gen.seconds, 4), "first_token": gen.first_token, "watch_prob": gen.watch_prob,
+                       "native_calls": gen.tool_calls,
+                       "diagnosis": diagnose(parsed, gen, self.tools, self.protocol, turn)}
+                trace.turns.append(rec)
+                em.emit("turn", turn=rec)
+                timing = {"seconds": rec["seconds"], "tokens": gen.output_tokens}
+                if parsed.thought:
+                    step("thought", turn, text=parsed.thought, **timing)
+                    timing = {}
+                if parsed.kind == "final":
+                    step("final", turn, text=parsed.answer, **timing)
+                    trace.answer, trace.status = parsed.answer, "answered"
+                    break
+                if parsed.kind == "error":
+                    step("error", turn, text=parsed.error, error_kind=parsed.error_kind, tool=parsed.tool, **timing)
+                    observation = f"error: {parsed.error}"
+                    step("observation", turn, text=observation, ok=False, seconds=0.0)
+                else:
+                    step("call", turn, tool=parsed.tool, args=parsed.args, notes=parsed.notes,
+                         text=self.protocol.call_text(parsed.tool, parsed.args), **timing)
+                    result = self.tools.call(parsed.tool, parsed.args)
+                    observation = result.as_text()
+                    step("observation", turn, text=observation, ok=result.ok, tool=parsed.tool,
+                         seconds=round(result.seconds, 4))
+                history.append(Turn(gen.text, parsed, observation, call_id=f"call_{turn}"))
+            else:
+                trace.status = "max_turns"
+        except Exception as e:
+            trace.status = "error"
+            step("error", len(trace.turns), text=f"{type(e).__name__}: {e}", error_kind="backend")
+            raise
+        finally:
+            trace.seconds = round(time.perf_counter() - t_start, 4)
+            em.emit("done", status=trace.status, answer=trace.answer, seconds=trace.seconds)
+        return trace
+
+
+# ---- success on tasks with a numeric answer ---------------------------------------------------------
+_NUM = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def has_number(answer: str | None, expected, question: str = "") -> bool:
+    """Whether ``answer`` states the number ``expected`` (a whole number token, not one that only
+    repeats a number of the ``question``)."""
+    if not answer:
+        return False
+    want = float(expected)
+    given = set(_NUM.findall(question.replace(",", "")))
+    for m in _NUM.findall(answer.replace(",", "")):
+        if m in given:
+            continue
+        try:
+            if abs(float(m) - want) < 1e-6 * max(1.0, abs(want)):
+                return True
+        except ValueError:
+            continue
+    return False

@@ -1,0 +1,164 @@
+"""The built-in tools: calculator, Python interpreter, corpus search (BM25) and date arithmetic.
+
+``default_registry(ws)`` returns all of them; the calculator's schema is the one the fine-tune
+lab's tool-use conversations show the model (``finetune.data.CALCULATOR_SCHEMA`` is this one).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+
+from .calculator import CalculatorError, calculate
+from .sandbox import Limits, run_python
+from .tools import Tool, ToolError, ToolRegistry, make_tool
+
+CALCULATOR_DESCRIPTION = "计算算术表达式 (+ - * / 和括号)"
+
+
+def _calculator(expression: str) -> dict:
+    try:
+        return {"result": calculate(expression)}
+    except CalculatorError as e:
+        raise ToolError(f"calculator: {e}") from None
+
+
+calculator = Tool(
+    "calculator", CALCULATOR_DESCRIPTION,
+    {"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]},
+    _calculator,
+)
+
+
+def python_tool(limits: Limits | None = None) -> Tool:
+    lim = limits or Limits()
+
+    def python(code: str) -> str:
+        """Run Python code in a sandbox and return what it prints (the last expression is shown).
+
+        code: Python source; no files outside its folder, no network, no processes
+        """
+        return run_python(code, lim).observation()
+
+    t = make_tool(python)
+    t.description += f" Limits: {lim.wall_s:g} s, {lim.memory_mb} MB, {lim.max_output} characters of output."
+    return t
+
+
+def _parse_date(s: str, field: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(str(s).strip())
+    except ValueError:
+        raise ToolError(f"{field} must be an ISO date like 2024-05-01, got {s!r}") from None
+
+
+_WEEKDAYS = ["星期一 Monday", "星期二 Tuesday", "星期三 Wednesday", "星期四 Thursday", "星期五 Friday",
+             "星期六 Saturday", "星期日 Sunday"]
+
+
+def add_days(date: str, days: int) -> dict:
+    """Add a number of days to a date (negative goes back) and give the weekday.
+
+    date: an ISO date, e.g. 2024-05-01
+    days: how many days to add
+    """
+    d = _parse_date(date, "date")
+    if abs(days) > 3_660_000:
+        raise ToolError("days must be within ±10,000 years")
+    try:
+        r = d + dt.timedelta(days=days)
+    except OverflowError:
+        raise ToolError("the result is outside the years 1–9999") from None
+    return {"date": r.isoformat(), "weekday": _WEEKDAYS[r.weekday()]}
+
+
+def days_between(start: str, end: str) -> dict:
+    """The number of days from one date to another.
+
+    start: an ISO date, e.g. 2024-05-01
+    end: an ISO date, e.g. 2024-10-01
+    """
+    a, b = _parse_date(start, "start"), _parse_date(end, "end")
+    return {"days": (b - a).days}
+
+
+# ---- corpus search -------------------------------------------------------------------------------
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_WORD = re.compile(r"[A-Za-z]+|\d+|[\u3400-\u9fff\uf900-\ufaff]+")
+
+
+def search_tokens(text: str) -> list[str]:
+    """BM25 terms: lower-cased Latin words and numbers, and the characters and character bigrams of
+    Chinese runs (the usual segmenter-free indexing of Chinese)."""
+    out: list[str] = []
+    for run in _WORD.findall(text):
+        if _CJK.match(run):
+            out.extend(run)
+            out.extend(run[i:i + 2] for i in range(len(run) - 1))
+        else:
+            out.append(run.lower())
+    return out
+
+
+class CorpusIndex:
+    """BM25 (bm25s) over the documents of ``corpus/clean``; built once, on first use."""
+
+    def __init__(self, docs: list[dict], snippet_chars: int = 120):
+        import bm25s
+
+        self.docs, self.snippet_chars = docs, snippet_chars
+        self.bm25 = bm25s.BM25()
+        self.bm25.index([search_tokens(d["text"]) or ["∅"] for d in docs], show_progress=False)
+
+    @classmethod
+    def from_workspace(cls, ws, corpus: str = "corpus/clean", split: str = "train") -> "CorpusIndex":
+        from ..data.pipeline import load_corpus
+
+        ds = load_corpus(ws, split, corpus)
+        cols = [c for c in ("id", "source", "text") if c in ds.column_names]
+        return cls(ds.select_columns(cols).to_list())
+
+    def search(self, query: str, k: int = 3) -> list[dict]:
+        terms = search_tokens(query)
+        if not terms:
+            raise ToolError("the query has no words to search for")
+        k = max(1, min(int(k), 10, len(self.docs)))
+        idx, scores = self.bm25.retrieve([terms], k=k, show_progress=False)
+        out = []
+        for i, s in zip(idx[0], scores[0]):
+            if s <= 0:
+                continue
+            d = self.docs[int(i)]
+            text = re.sub(r"\s+", " ", d["text"]).strip()
+            out.append({"id": d.get("id", int(i)), "source": d.get("source"), "score": round(float(s), 2),
+                        "text": text[:self.snippet_chars] + ("…" if len(text) > self.snippet_chars else "")})
+        return out
+
+
+def search_tool(ws, corpus: str = "corpus/clean") -> Tool:
+    lock, holder = threading.Lock(), {}
+
+    def search(query: str, k: int = 3) -> list:
+        """Search the cleaned corpus (书生·万卷 lab) and return the best-matching passages.
+
+        query: words to look for (Chinese or English)
+        k: how many passages to return (1-10)
+        """
+        with lock:
+            if "index" not in holder:
+                holder["index"] = CorpusIndex.from_workspace(ws, corpus)
+        return holder["index"].search(query, k) or "no passage matches"
+
+    return make_tool(search)
+
+
+def default_registry(ws=None, *, python_limits: Limits | None = None) -> ToolRegistry:
+    """All built-in tools (corpus search only with a workspace that has ``corpus/clean``)."""
+    reg = ToolRegistry()
+    reg.add(calculator)
+    reg.add(python_tool(python_limits))
+    reg.add(make_tool(add_days))
+    reg.add(make_tool(days_between))
+    if ws is not None and ws.exists("corpus/clean"):
+        reg.add(search_tool(ws))
+    return reg

@@ -1,0 +1,423 @@
+"""How an agent talks to a model: the prompt it builds and how it reads the model's reply.
+
+* :class:`InternLM2Protocol` — InternLM2's function-call format (what the fine-tune lab trained)::
+
+      <|im_start|>system name=<|plugin|>
+      [{"name": "calculator", "description": …, "parameters": {…}}]<|im_end|>
+      …
+      <|im_start|>assistant
+      thought<|action_start|><|plugin|>
+      {"name": "calculator", "parameters": {"expression": "12*7"}}<|action_end|>
+      <|im_end|>
+      <|im_start|>environment name=<|plugin|>
+      {"result": 84}<|im_end|>
+
+  ``<|interpreter|>`` instead of ``<|plugin|>`` sends code to the ``python`` tool.
+* :class:`ReActProtocol` — Thought / Action / Action Input / Observation / Final Answer text.
+
+Parsing is forgiving where the intent is unambiguous (a missing ``<|action_end|>``, single quotes,
+``arguments`` for ``parameters``, a bare value for a one-parameter tool, special tokens an endpoint
+stripped) and notes every repair. Where it is not, the reply becomes a :class:`Parsed` of kind
+``error`` whose ``error`` text tells the model exactly what was wrong and how to write it — it is
+returned to the model as the next observation.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import re
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..finetune.template import ACTION_END, ACTION_START, INTERPRETER, PLUGIN
+from .tools import ToolError, ToolRegistry
+
+END_MARKS = ("<|im_end|>", "</s>", "<|endoftext|>")
+
+# error kinds (also what the tests and the trace panel's diagnosis key on)
+NO_ACTION, BAD_JSON, UNKNOWN_TOOL, BAD_ARGUMENTS = "no_action", "bad_json", "unknown_tool", "bad_arguments"
+
+
+@dataclass
+class Parsed:
+    kind: str  # "call" | "final" | "error"
+    raw: str
+    thought: str = ""
+    tool: str | None = None
+    args: dict | None = None
+    answer: str | None = None
+    error_kind: str | None = None
+    error: str | None = None  # written for the model: it becomes the observation
+    notes: list[str] = field(default_factory=list)  # forgiving repairs that were applied
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _strip_end(text: str) -> str:
+    text = text.strip()
+    changed = True
+    while changed:
+        changed = False
+        for m in END_MARKS:
+            if text.endswith(m):
+                text, changed = text[: -len(m)].rstrip(), True
+    return text
+
+
+def _first_object(text: str) -> str | None:
+    """The first balanced ``{…}`` in ``text`` (strings respected)."""
+    start = text.find("{")
+    while start != -1:
+        depth, in_str, esc = 0, None, False
+        for i in range(start, len(text)):
+            c = text[i]
+            if in_str:
+                if esc:
+                    esc = False
+                elif c == "\\":
+                    esc = True
+                elif c == in_str:
+                    in_str = None
+            elif c in "\"'":
+                in_str = c
+            elif c == "{":
+                depth += 1
+            elif c == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[start:i + 1]
+        start = text.find("{", start + 1)
+    return None
+
+
+def loads_forgiving(text: str) -> tuple[Any, list[str]]:
+    """JSON, or a JSON-like object a model wrote (code fences, single quotes, trailing text).
+    Raises ``ValueError`` with the JSON error's position when nothing works."""
+    notes: list[str] = []
+    s = text.strip()
+    fence = re.match(r"^```(?:json)?\s*(.*?)\s*```$", s, re.S)
+    if fence:
+        s = fence.group(1)
+        notes.append("removed a ``` code fence around the JSON")
+    try:
+        return json.loads(s, strict=False), notes  # strict=False: raw newlines inside strings
+    except json.JSONDecodeError as e:
+        first_error = e
+    obj = _first_object(s)
+    if obj is not None and obj != s:
+        try:
+            v = json.loads(obj, strict=False)
+            notes.append("ignored text around the JSON object")
+            return v, notes
+        except json.JSONDecodeError:
+            pass
+    try:
+        v = ast.literal_eval(obj or s)  # single quotes, True/False/None
+        if isinstance(v, (dict, list)):
+            notes.append("read a Python-style literal (single quotes) as JSON")
+            return v, notes
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        pass
+    e = first_error
+    raise ValueError(f"{e.msg} at line {e.lineno} column {e.colno}") from None
+
+
+def check_call(tools: ToolRegistry, name: Any, args: Any, raw: str, thought: str, notes: list[str],
+               how: str) -> Parsed:
+    """A call to a known tool with valid arguments, or the error that says which part is wrong."""
+    if not isinstance(name, str) or not name:
+        return Parsed("error", raw, thought, error_kind=BAD_JSON, notes=notes,
+                      error=f"the call has no tool name; {how}")
+    try:
+        tool = tools.get(name)
+    except ToolError as e:
+        return Parsed("error", raw, thought, tool=name, error_kind=UNKNOWN_TOOL, notes=notes, error=str(e))
+    if isinstance(args, str) and len(tool.parameters.get("properties", {})) != 1:
+        try:
+            args, more = loads_forgiving(args)
+            notes = notes + ["the parameters were a JSON string: decoded it"] + more
+        except ValueError:
+            pass
+    try:
+        clean = tool.validate(args)
+    except ToolError as e:
+        return Parsed("error", raw, thought, tool=name, args=args if isinstance(args, dict) else None,
+                      error_kind=BAD_ARGUMENTS, notes=notes, error=f"bad arguments: {e}")
+    return Parsed("call", raw, thought, tool=name, args=clean, notes=notes)
+
+
+@dataclass
+class Turn:
+    """One earlier model turn, as the next prompt shows it."""
+    raw: str
+    parsed: Parsed
+    observation: str
+    call_id: str = "call_0"
+
+
+class Protocol(ABC):
+    name = "protocol"
+    stop: tuple[str, ...] = ()
+
+    @abstractmethod
+    def messages(self, question: str, tools: ToolRegistry, history: list[Turn],
+                 system: str | None = None) -> list[dict]:
+        """The chat messages for ``question`` after the earlier turns of ``history``."""
+
+    @abstractmethod
+    def parse(self, text: str, tools: ToolRegistry) -> Parsed:
+        """The model's reply read as a call, a final answer or an error to show it."""
+
+    def parse_generation(self, gen, tools: ToolRegistry) -> Parsed:
+        return self.parse(gen.text, tools)
+
+    @abstractmethod
+    def call_text(self, name: str, args: dict) -> str:
+        """How a correct call looks in this protocol (used in error messages and the lab)."""
+
+
+class InternLM2Protocol(Protocol):
+    name = "internlm2"
+    # the fine-tune lab's tool conversations start with exactly this system text
+    system_prompt = "你可以使用以下工具。"
+
+    def messages(self, question, tools, history, system=None):
+        msgs = [{"role": "system", "content": system if system is not None else self.system_prompt}]
+        if len(tools):
+            msgs.append({"role": "system", "name": PLUGIN,
+                         "content": json.dumps(tools.schemas(), ensure_ascii=False)})
+        msgs.append({"role": "user", "content": question})
+        for t in history:
+            p = t.parsed
+            # a call is shown back in its canonical form (as the fine-tune data writes it)
+            said = (p.thought + self.call_text(p.tool, p.args) + "\n") if p.kind == "call" else _strip_end(t.raw)
+            msgs.append({"role": "assistant", "content": said})
+            msgs.append({"role": "environment", "name": PLUGIN, "content": t.observation})
+        return msgs
+
+    def call_text(self, name, args):
+        return f"{ACTION_START}{PLUGIN}\n" + json.dumps({"name": name, "parameters": args},
+                                                        ensure_ascii=False) + ACTION_END
+
+    def _how(self) -> str:
+        return ('write it as <|action_start|><|plugin|>\n{"name": "<tool>", "parameters": {…}}<|action_end|>')
+
+    def parse(self, text, tools):
+        raw = text
+        text = _strip_end(text)
+        notes: list[str] = []
+        if ACTION_START not in text:
+            body = _first_object(text)
+            m_call = re.search(r'\{\s*["\']name["\']\s*:', text)
+            if m_call:
+                obj, more = None, []
+                if body is not None:
+                    try:
+                        obj, more = loads_forgiving(body)
+                    except ValueError:
+                        pass
+                else:
+                    body = text[m_call.start():]
+                if isinstance(obj, dict) and obj.get("name") in tools and \
+                        any(k in obj for k in ("parameters", "arguments")):
+                    thought = text[:text.find(body)].strip()
+                    notes = ["no <|action_start|> token (an endpoint may strip special tokens): "
+                             "read the JSON call anyway"] + more
+                    args = obj.get("parameters", obj.get("arguments"))
+                    return check_call(tools, obj["name"], args, raw, thought, notes, self._how())
+                return Parsed("error", raw, text[:text.find(body)].strip(), error_kind=NO_ACTION,
+                              error="this looks like a tool call but it is not marked as one, so nothing ran; "
+                                    + self._how())
+            if PLUGIN in text or ACTION_END in text:
+                return Parsed("error", raw, text, error_kind=NO_ACTION,
+                              error="a tool call must start with <|action_start|>; " + self._how())
+            return Parsed("final", raw, answer=text)
+        thought, rest = text.split(ACTION_START, 1)
+        thought = thought.strip()
+        executor = "plugin"
+        if rest.startswith(PLUGIN):
+            rest = rest[len(PLUGIN):]
+        elif rest.startswith(INTERPRETER):
+            rest, executor = rest[len(INTERPRETER):], "interpreter"
+        else:
+            notes.append("no <|plugin|> after <|action_start|>: assumed a plugin call")
+        if ACTION_END in rest:
+            body, after = rest.split(ACTION_END, 1)
+            if after.strip():
+                notes.append("ignored text after <|action_end|>")
+        else:
+            body = rest
+            notes.append("no <|action_end|>: took the call up to the end of the reply")
+        if executor == "interpreter":
+            code = re.sub(r"^\s*```(?:python)?\s*|\s*```\s*$", "", body)
+            return check_call(tools, "python", {"code": code}, raw, thought, notes, self._how())
+        if not body.strip():
+            return Parsed("error", raw, thought, error_kind=BAD_JSON, notes=notes,
+                          error="the call is empty; " + self._how())
+        try:
+            obj, more = loads_forgiving(body)
+        except ValueError as e:
+            return Parsed("error", raw, thought, error_kind=BAD_JSON, notes=notes,
+                          error=f"the call is not valid JSON ({e}); " + self._how())
+        notes += more
+        if not isinstance(obj, dict):
+            return Parsed("error", raw, thought, error_kind=BAD_JSON, notes=notes,
+                          error=f"the call must be a JSON object, got {type(obj).__name__}; " + self._how())
+        name = obj.get("name")
+        if name is None:
+            for alias in ("tool", "function", "tool_name"):
+                if alias in obj:
+                    name = obj[alias]
+                    notes.append(f'read "{alias}" as "name"')
+                    break
+        if "parameters" in obj:
+            args = obj["parameters"]
+        else:
+            args = None
+            for alias in ("arguments", "args", "params", "input"):
+                if alias in obj:
+                    args = obj[alias]
+                    notes.append(f'read "{alias}" as "parameters"')
+                    break
+        return check_call(tools, name, args, raw, thought, notes, self._how())
+
+
+class ReActProtocol(Protocol):
+    name = "react"
+    stop = ("\nObservation:", "Observation:")
+    system_prompt = (
+        "Answer the question. You can use these tools:\n{tools}\n\n"
+        "Use this format:\n"
+        "Thought: what to do next\n"
+        "Action: the tool name, one of [{names}]\n"
+        "Action Input: the tool's parameters as a JSON object\n"
+        "Observation: the tool's result (written for you)\n"
+        "… (Thought / Action / Action Input / Observation can repeat)\n"
+        "Thought: I know the answer\n"
+        "Final Answer: the answer"
+    )
+
+    def messages(self, question, tools, history, system=None):
+        desc = "\n".join(f"{t.name}: {t.description} Parameters: {json.dumps(t.parameters, ensure_ascii=False)}"
+                         for t in tools)
+        sys_text = system if system is not None else self.system_prompt.format(
+            tools=desc, names=", ".join(t.name for t in tools))
+        msgs = [{"role": "system", "content": sys_text}, {"role": "user", "content": question}]
+        for t in history:
+            p = t.parsed
+            said = (f"Thought: {p.thought}\n" if p.thought else "") + self.call_text(p.tool, p.args) \
+                if p.kind == "call" else _strip_end(t.raw)
+            msgs.append({"role": "assistant", "content": said})
+            msgs.append({"role": "user", "content": f"Observation: {t.observation}"})
+        return msgs
+
+    def call_text(self, name, args):
+        return f"Action: {name}\nAction Input: {json.dumps(args, ensure_ascii=False)}"
+
+    def _how(self) -> str:
+        return 'write "Action: <tool>" and then "Action Input: {…}" on the next line, or "Final Answer: …"'
+
+    def parse(self, text, tools):
+        raw = text
+        text = _strip_end(text)
+        notes: list[str] = []
+        if "Observation:" in text:
+            text = text.split("Observation:", 1)[0].rstrip()
+            notes.append("ignored an Observation the model wrote itself")
+        m_act = re.search(r"^\s*Action\s*:\s*(.*)$", text, re.M | re.I)
+        m_fin = re.search(r"^\s*Final\s*Answer\s*:\s*(.*)", text, re.M | re.I | re.S)
+        thought_m = re.search(r"Thought\s*:\s*(.*?)(?=^\s*(?:Action|Final\s*Answer)\s*:|\Z)", text, re.S | re.M | re.I)
+        thought = thought_m.group(1).strip() if thought_m else ""
+        if m_fin and (not m_act or m_fin.start() < m_act.start()):
+            return Parsed("final", raw, thought, answer=m_fin.group(1).strip(), notes=notes)
+        if not m_act:
+            return Parsed("error", raw, thought or text, error_kind=NO_ACTION, notes=notes,
+                          error="neither an Action nor a Final Answer was found; " + self._how())
+        name = m_act.group(1).strip().strip("`'\"[]")
+        inline = re.match(r"^(\w+)\s*[\[(](.*)[\])]$", name)
+        m_in = re.search(r"^\s*Action\s*Input\s*:\s*(.*)", text[m_act.end():], re.M | re.I | re.S)
+        if inline and not m_in:  # Action: calculator[12*7]
+            name, arg_text = inline.group(1), inline.group(2)
+            notes.append("read the input from Action: tool[…]")
+        elif not m_in:
+            return Parsed("error", raw, thought, tool=name, error_kind=BAD_ARGUMENTS, notes=notes,
+                          error=f"Action: {name} has no Action Input line; " + self._how())
+        else:
+            arg_text = m_in.group(1).strip()
+        if name not in tools:
+            return check_call(tools, name, None, raw, thought, notes, self._how())
+        tool = tools.get(name)
+        try:
+            args, more = loads_forgiving(arg_text)
+            notes += more
+        except ValueError as e:
+            if len(tool.parameters.get("properties", {})) == 1:
+                args = arg_text.strip().strip("`")
+                notes.append("the Action Input was not JSON: used it as the tool's only parameter")
+            else:
+                return Parsed("error", raw, thought, tool=name, error_kind=BAD_JSON, notes=notes,
+                              error=f"the Action Input is not valid JSON ({e}); " + self._how())
+        return check_call(tools, name, args, raw, thought, notes, self._how())
+
+
+class OpenAIToolsProtocol(Protocol):
+    """Native tool calling of an OpenAI-compatible endpoint: the tool list travels in the request,
+    calls come back as ``tool_calls``. A reply without ``tool_calls`` is read with the InternLM2
+    parser (which also finds a JSON call whose special tokens the server stripped)."""
+
+    name = "openai"
+
+    def __init__(self, system: str | None = None):
+        self.system_prompt = system
+        self._text = InternLM2Protocol()
+
+    def messages(self, question, tools, history, system=None):
+        sys_text = system if system is not None else self.system_prompt
+        msgs = ([{"role": "system", "content": sys_text}] if sys_text else []) + [{"role": "user", "content": question}]
+        for t in history:
+            p = t.parsed
+            if p.kind == "call":
+                msgs.append({"role": "assistant", "content": p.thought or "", "tool_calls": [
+                    {"id": t.call_id, "type": "function",
+                     "function": {"name": p.tool, "arguments": json.dumps(p.args, ensure_ascii=False)}}]})
+                msgs.append({"role": "tool", "tool_call_id": t.call_id, "content": t.observation})
+            else:
+                msgs.append({"role": "assistant", "content": _strip_end(t.raw)})
+                msgs.append({"role": "user", "content": t.observation})
+        return msgs
+
+    def call_text(self, name, args):
+        return json.dumps({"name": name, "arguments": args}, ensure_ascii=False)
+
+    def parse(self, text, tools):
+        return self._text.parse(text, tools)
+
+    def parse_generation(self, gen, tools):
+        if not gen.tool_calls:
+            return self.parse(gen.text, tools)
+        notes = [f"{len(gen.tool_calls)} tool calls: ran the first"] if len(gen.tool_calls) > 1 else []
+        c = gen.tool_calls[0]
+        args = c["arguments"]
+        if isinstance(args, str):
+            try:
+                args, more = loads_forgiving(args) if args.strip() else ({}, [])
+                notes += more
+            except ValueError as e:
+                return Parsed("error", gen.text, gen.text, tool=c["name"], error_kind=BAD_JSON, notes=notes,
+                              error=f"the arguments of {c['name']} are not valid JSON ({e})")
+        p = check_call(tools, c["name"], args, gen.text, (gen.text or "").strip(), notes,
+                       "call it with a JSON object of its parameters")
+        return p
+
+
+PROTOCOLS = {"internlm2": InternLM2Protocol, "react": ReActProtocol, "openai": OpenAIToolsProtocol}
+
+
+def get_protocol(name: str | Protocol) -> Protocol:
+    if isinstance(name, Protocol):
+        return name
+    if name not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {name!r}; choose one of: {', '.join(PROTOCOLS)}")
+    return PROTOCOLS[name]()

@@ -1,0 +1,306 @@
+"""Agent: tool registry, sandbox, both protocols' parsers, the loop, real backends, the trace panel."""
+import json
+import os
+import time
+
+import pytest
+
+from puyu_lab.agent.agent import Agent, Trace, has_number
+from puyu_lab.agent.backends import Backend, Generation
+from puyu_lab.agent.builtin import calculator, default_registry
+from puyu_lab.agent.calculator import CalculatorError, calculate
+from puyu_lab.agent.protocols import (BAD_ARGUMENTS, BAD_JSON, NO_ACTION, UNKNOWN_TOOL, InternLM2Protocol,
+                                      ReActProtocol)
+from puyu_lab.agent.sandbox import Limits, run_python
+from puyu_lab.agent.tools import ToolRegistry
+
+
+@pytest.fixture
+def tools():
+    reg = default_registry()
+
+    @reg.tool
+    def greet(name: str, times: int = 1) -> str:
+        """Greet someone.
+
+        name: who to greet
+        times: how often
+        """
+        return " ".join([f"hello {name}"] * times)
+
+    return reg
+
+
+# ---- registry ------------------------------------------------------------------------------------
+def test_decorator_builds_the_schema_the_model_sees(tools):
+    s = tools.get("greet").schema
+    assert s == {"name": "greet", "description": "Greet someone.",
+                 "parameters": {"type": "object", "properties": {
+                     "name": {"type": "string", "description": "who to greet"},
+                     "times": {"type": "integer", "description": "how often"}}, "required": ["name"]}}
+    assert tools.call("greet", {"name": "小浦", "times": "2"}).value == "hello 小浦 hello 小浦"
+    # the fine-tune data shows the model exactly this calculator description
+    from puyu_lab.finetune.data import CALCULATOR_SCHEMA, TOOL_SYSTEM
+    assert calculator.schema == CALCULATOR_SCHEMA and InternLM2Protocol.system_prompt == TOOL_SYSTEM
+    assert json.dumps(CALCULATOR_SCHEMA, ensure_ascii=False) == (
+        '{"name": "calculator", "description": "计算算术表达式 (+ - * / 和括号)", "parameters": {"type": "object", '
+        '"properties": {"expression": {"type": "string"}}, "required": ["expression"]}}')
+    assert tools.call("calculator", {"expression": "12*(3+4)"}).as_text() == '{"result": 84}'
+    with pytest.raises(TypeError, match="docstring"):
+        ToolRegistry().tool(lambda x: x)
+
+
+def test_date_and_search_tools(ws):
+    reg = default_registry()
+    assert reg.call("add_days", {"date": "2024-02-28", "days": 2}).value == {"date": "2024-03-01",
+                                                                              "weekday": "星期五 Friday"}
+    assert reg.call("days_between", {"start": "2024-01-01", "end": "2024-10-01"}).value == {"days": 274}
+    bad = reg.call("add_days", {"date": "May 1", "days": 2})
+    assert not bad.ok and "ISO date" in bad.value
+    from puyu_lab.agent.builtin import CorpusIndex, search_tokens
+    assert search_tokens("北京天气 BM25 test") == ["北", "京", "天", "气", "北京", "京天", "天气", "bm", "25", "test"]
+    docs = [{"id": "a", "text": "北京今天下雪，天气很冷。"}, {"id": "b", "text": "上海的房价很高。"},
+            {"id": "c", "text": "The weather in Beijing is cold."}]
+    idx = CorpusIndex(docs)
+    assert idx.search("北京天气", 2)[0]["id"] == "a"
+    assert idx.search("cold weather")[0]["id"] == "c"
+
+
+def test_calculator_rejects_names_attributes_calls_and_huge_powers():
+    assert calculate("(46+31)*23") == 1771 and calculate("7/2") == 3.5
+    for expr, why in [("x+1", "names"), ("(1).real", "attributes"), ("__import__('os')", "function calls"),
+                      ("10**10**10", "exponent"), ("9**64**2", "exponent"), ("1/0", "division by zero")]:
+        with pytest.raises(CalculatorError, match=why):
+            calculate(expr)
+
+
+# ---- sandbox -------------------------------------------------------------------------------------
+def test_sandbox_runs_code_in_a_scrubbed_temp_dir():
+    r = run_python("import os\nprint(sorted(os.environ))\nopen('f.txt', 'w').write('x')\nos.getcwd()")
+    assert r.ok, r.output
+    env, cwd = r.output.splitlines()
+    assert json.loads(env.replace("'", '"')) == ["HOME", "LANG", "PATH", "PYTHONIOENCODING", "TMPDIR"]
+    assert "puyu-sandbox-" in cwd and not os.path.exists(cwd.strip("'"))  # removed afterwards
+
+
+@pytest.mark.parametrize("code,expect", [
+    ("while True:\n    pass", "cpu: used more than 1 s of CPU time"),
+    ("import time\ntime.sleep(60)", "timeout: still running after 3 s"),
+    ("x = bytearray(2 * 1024**3)", "memory: the program needed more than 128 MB"),
+    ("blocks = []\nwhile True:\n    blocks.append(bytearray(10**7))", "memory: the program needed more than 128 MB"),
+    ("import os\nwhile True:\n    os.fork()", "starting processes is not allowed (os.fork)"),
+    ("import subprocess\nsubprocess.run(['sh', '-c', ':(){ :|:& };:'])", "starting processes is not allowed"),
+    ("import ctypes\nctypes.CDLL(None).fork()", "loading C libraries is not allowed"),
+    ("while True:\n    print('spam' * 1000)", "output: more than 2000 characters printed"),
+    ("print('x' * 10**6)", "output: more than 2000 characters printed"),
+    ("import socket\nsocket.create_connection(('127.0.0.1', 22))", "network access is not allowed"),
+    ("open('/tmp/puyu-escape.txt', 'w').write('x')", "writing outside the working directory is not allowed"),
+])
+def test_sandbox_stops_runaway_code_with_a_clear_observation(code, expect):
+    t0 = time.monotonic()
+    r = run_python(code, Limits(wall_s=3, cpu_s=1, memory_mb=128, max_output=2000))
+    assert time.monotonic() - t0 < 10
+    assert not r.ok
+    obs = r.observation()
+    assert expect in obs, obs
+    assert len(obs) < 2200
+    assert not os.path.exists("/tmp/puyu-escape.txt")
+
+
+def test_python_tool_is_an_observation_even_when_it_fails(tools):
+    assert tools.call("python", {"code": "sum(range(101))"}).value == "5050"
+    obs = tools.call("python", {"code": "1/0"}).value
+    assert obs.startswith("Traceback") and "ZeroDivisionError" in obs and "<string>" not in obs
+
+
+# ---- parsers -------------------------------------------------------------------------------------
+I2 = InternLM2Protocol()
+RE = ReActProtocol()
+
+
+def test_internlm2_parses_a_call_and_a_final_answer(tools):
+    p = I2.parse('我来算一下。<|action_start|><|plugin|>\n{"name": "calculator", "parameters": '
+                 '{"expression": "12*7"}}<|action_end|>\n<|im_end|>', tools)
+    assert (p.kind, p.thought, p.tool, p.args, p.notes) == ("call", "我来算一下。", "calculator",
+                                                            {"expression": "12*7"}, [])
+    f = I2.parse("12*7 = 84。<|im_end|>", tools)
+    assert (f.kind, f.answer) == ("final", "12*7 = 84。")
+    code = I2.parse("<|action_start|><|interpreter|>\n```python\nprint(6*7)\n```<|action_end|>", tools)
+    assert (code.kind, code.tool, code.args) == ("call", "python", {"code": "print(6*7)"})
+
+
+@pytest.mark.parametrize("text,kind,words", [
+    ('{"name": "calculator", "parameters": {"expression": "1+"', NO_ACTION, "not marked as one"),
+    ('<|plugin|>\n{"nam": 1}<|action_end|>', NO_ACTION, "must start with <|action_start|>"),
+    ('<|action_start|><|plugin|>\n{"name": "calculator", "parameters": {"expression": }<|action_end|>', BAD_JSON,
+     "not valid JSON (Expecting value at line 1 column"),
+    ('<|action_start|><|plugin|>\n<|action_end|>', BAD_JSON, "the call is empty"),
+    ('<|action_start|><|plugin|>\n{"name": "calculater", "parameters": {"expression": "1+1"}}<|action_end|>',
+     UNKNOWN_TOOL, "there is no tool 'calculater'; the tools are: calculator, python"),
+    ('<|action_start|><|plugin|>\n{"name": "Calculator", "parameters": {}}<|action_end|>', UNKNOWN_TOOL,
+     "did you mean 'calculator'"),
+    ('<|action_start|><|plugin|>\n{"name": "calculator", "parameters": {"expr": "1+1"}}<|action_end|>',
+     BAD_ARGUMENTS, "calculator has no parameter 'expr'; its parameters are: expression"),
+    ('<|action_start|><|plugin|>\n{"name": "greet", "parameters": {"times": 2}}<|action_end|>', BAD_ARGUMENTS,
+     "greet needs the parameter 'name'"),
+    ('<|action_start|><|plugin|>\n{"name": "greet", "parameters": {"name": "a", "times": "two"}}<|action_end|>',
+     BAD_ARGUMENTS, "parameter 'times' of greet must be a integer"),
+])
+def test_internlm2_malformed_calls_become_precise_observations(tools, text, kind, words):
+    p = I2.parse(text, tools)
+    assert p.kind == "error" and p.error_kind == kind, p
+    assert words in p.error, p.error
+
+
+def test_internlm2_forgives_what_is_unambiguous(tools):
+    p = I2.parse("<|action_start|><|plugin|>\n{'name': 'calculator', 'arguments': {'expression': '2*3'}}", tools)
+    assert (p.kind, p.args) == ("call", {"expression": "2*3"})
+    assert any("action_end" in n for n in p.notes) and any("single quotes" in n for n in p.notes)
+    assert any('"arguments"' in n for n in p.notes)
+    # an endpoint that strips special tokens still delivers the call
+    s = I2.parse('好的 {"name": "calculator", "parameters": {"expression": "2*3"}}', tools)
+    assert s.kind == "call" and "no <|action_start|> token" in s.notes[0]
+    bare = I2.parse('<|action_start|><|plugin|>\n{"name": "calculator", "parameters": "2*3"}<|action_end|>', tools)
+    assert bare.args == {"expression": "2*3"}
+
+
+def test_react_parses_a_call_and_a_final_answer(tools):
+    p = RE.parse('Thought: I should compute.\nAction: calculator\nAction Input: {"expression": "12*7"}\n'
+                 'Observation: 84', tools)
+    assert (p.kind, p.thought, p.tool, p.args) == ("call", "I should compute.", "calculator", {"expression": "12*7"})
+    assert "ignored an Observation the model wrote itself" in p.notes
+    f = RE.parse("Thought: I know it.\nFinal Answer: 84", tools)
+    assert (f.kind, f.answer, f.thought) == ("final", "84", "I know it.")
+    loose = RE.parse("Action: calculator\nAction Input: 12*7", tools)  # not JSON, one-parameter tool
+    assert (loose.kind, loose.args) == ("call", {"expression": "12*7"})
+
+
+@pytest.mark.parametrize("text,kind,words", [
+    ("I think the answer is 84.", NO_ACTION, "neither an Action nor a Final Answer"),
+    ("Thought: compute\nAction: calculator", BAD_ARGUMENTS, "Action: calculator has no Action Input line"),
+    ('Action: greet\nAction Input: {"name": "a", "times": }', BAD_JSON, "the Action Input is not valid JSON"),
+    ('Action: weather\nAction Input: {"city": "北京"}', UNKNOWN_TOOL, "there is no tool 'weather'"),
+    ('Action: calculator\nAction Input: {"expression": "1+1", "x": 2}', BAD_ARGUMENTS, "has no parameter 'x'"),
+])
+def test_react_malformed_calls_become_precise_observations(tools, text, kind, words):
+    p = RE.parse(text, tools)
+    assert p.kind == "error" and p.error_kind == kind, p
+    assert words in p.error, p.error
+
+
+# ---- the loop (a scripted backend: a unit test of the loop itself) ---------------------------------
+class Scripted(Backend):
+    name = "scripted"
+
+    def __init__(self, replies):
+        self.replies, self.prompts = list(replies), []
+
+    def generate(self, messages, *, max_new_tokens=128, stop=(), watch=None, tools=None):
+        self.prompts.append(messages)
+        return Generation(self.replies.pop(0), json.dumps(messages, ensure_ascii=False), 10, 5, 0.01,
+                          [("x", 0.9)], 0.001 if watch else None)
+
+
+def test_agent_loop_runs_the_tool_and_feeds_back_the_observation(tools):
+    be = Scripted(['<|action_start|><|plugin|>\n{"name": "calculator", "parameters": {"expression": "37*41"}}'
+                   '<|action_end|>\n', "37*41 = 1517。"])
+    events = []
+    tr = Agent(be, tools.subset("calculator")).run("37*41 等于多少？", on_event=events.append)
+    assert tr.status == "answered" and tr.answer == "37*41 = 1517。"
+    assert [s["kind"] for s in tr.steps] == ["call", "observation", "final"]
+    assert tr.steps[1]["text"] == '{"result": 1517}' and tr.steps[1]["ok"]
+    second = be.prompts[1]
+    assert second[-1] == {"role": "environment", "name": "<|plugin|>", "content": '{"result": 1517}'}
+    assert second[1]["name"] == "<|plugin|>" and json.loads(second[1]["content"])[0]["name"] == "calculator"
+    assert [e.kind for e in events] == ["start", "turn", "step", "step", "turn", "step", "done"]
+    assert tr.turns[0]["diagnosis"] is None and "expected last step" in tr.turns[1]["diagnosis"]
+    assert has_number(tr.answer, 1517, "37*41 等于多少？") and not has_number("37*41", 41, "37*41 等于多少？")
+
+
+def test_agent_loop_stops_after_max_turns_and_diagnoses(tools):
+    be = Scripted(['<|action_start|><|plugin|>\n{"name": "calc", "parameters": {}}<|action_end|>'] * 3)
+    tr = Agent(be, tools.subset("calculator"), max_turns=3).run("1+1?")
+    assert tr.status == "max_turns" and tr.answer is None
+    assert [s["kind"] for s in tr.steps] == ["error", "observation"] * 3
+    assert "unknown_tool" in tr.turns[0]["diagnosis"]
+    direct = Agent(Scripted(["2"]), tools.subset("calculator")).run("1+1?")
+    assert "answered directly" in direct.turns[0]["diagnosis"] and "0.10%" in direct.turns[0]["diagnosis"]
+
+
+# ---- real backends ---------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_transformers_and_gguf_backends_see_the_same_prompt(model_dir, ladder, tools):
+    from transformers import AutoModelForCausalLM
+
+    from puyu_lab.agent.backends import GGUFBackend, HFBackend
+    from puyu_lab.pretrain.tokenizer import load_tokenizer
+
+    hf = HFBackend(AutoModelForCausalLM.from_pretrained(str(model_dir)), load_tokenizer(model_dir))
+    gg = GGUFBackend(ladder["F32"])
+    try:
+        msgs = InternLM2Protocol().messages("12*7 等于多少？", tools.subset("calculator"), [])
+        a = hf.generate(msgs, max_new_tokens=8, watch="<|action_start|>")
+        b = gg.generate(msgs, max_new_tokens=8, watch="<|action_start|>")
+        assert a.prompt == b.prompt and a.prompt_tokens == b.prompt_tokens
+        assert a.text == b.text  # greedy, F32: the same tokens
+        assert a.watch_prob == pytest.approx(b.watch_prob, rel=1e-3, abs=1e-6)
+        assert [t for t, _ in a.first_token] == [t for t, _ in b.first_token]
+        tr = Agent(gg, tools.subset("calculator"), max_turns=2, max_new_tokens=16).run("12*7 等于多少？")
+        assert tr.turns and tr.turns[0]["prompt"] == a.prompt
+        assert tr.status in ("answered", "max_turns")
+    finally:
+        gg.close()
+
+
+@pytest.mark.slow
+def test_openai_endpoint_native_tool_calling(ladder, tools):
+    """llama.cpp's server with its function-calling chat format, the call forced by tool_choice:
+    real ``tool_calls`` come back, the tool runs, its result goes back as a ``tool`` message."""
+    from puyu_lab.agent.backends import OpenAIBackend
+    from puyu_lab.deploy.serve import Server
+
+    reg = ToolRegistry()
+
+    @reg.tool
+    def ping() -> str:
+        """Check that the tools work."""
+        return "pong"
+
+    with Server(ladder["Q8_0"], chat_format="chatml-function-calling") as srv:
+        be = OpenAIBackend(srv.base_url, tool_choice={"type": "function", "function": {"name": "ping"}})
+        tr = Agent(be, reg, max_turns=2, max_new_tokens=24).run("ping?")
+    assert tr.protocol == "openai"
+    assert tr.turns[0]["native_calls"][0]["name"] == "ping"
+    assert [s["kind"] for s in tr.steps[:2]] == ["call", "observation"] and tr.steps[1]["text"] == "pong"
+    sent = json.loads(tr.turns[1]["prompt"])
+    assert sent["tools"][0]["function"]["name"] == "ping"
+    assert sent["messages"][-1]["role"] == "tool" and sent["messages"][-1]["content"] == "pong"
+    assert sent["messages"][-2]["tool_calls"][0]["function"]["name"] == "ping"
+
+
+# ---- the trace panel -------------------------------------------------------------------------------
+def test_trace_panel_renders_a_recorded_trace_and_streams_a_live_one(tools, tmp_path):
+    from puyu_lab.panels.agent_trace import STATIC, AgentTracePanel
+
+    be = Scripted(["我来算。<|action_start|><|plugin|>\n{\"name\": \"calculator\", \"parameters\": "
+                   "{\"expression\": \"6*7\"}}<|action_end|>\n", "6*7 = 42。"])
+    tr = Agent(be, tools.subset("calculator")).run("6*7 等于多少？")
+    path = tr.save(tmp_path / "trace.json")
+    panel = AgentTracePanel(path)  # a recorded trace
+    assert [s["kind"] for s in panel.steps] == ["thought", "call", "observation", "final"]
+    assert panel.steps[1]["args"] == {"expression": "6*7"} and panel.steps[2]["text"] == '{"result": 42}'
+    assert panel.status == "answered" and panel.question == "6*7 等于多少？"
+    assert len(panel.turns) == 2 and "<|im_start|>" not in panel.turns[0]["prompt"]  # scripted: JSON prompt
+    assert panel.turns[0]["parse"]["kind"] == "call" and panel.turns[1]["diagnosis"]
+    assert panel.labels["why_no_tool"] == "为什么没有调用工具？ Why was no tool called?"
+    # live: events stream into the same state
+    live = AgentTracePanel()
+    be2 = Scripted(["42"])
+    th = live.run(Agent(be2, tools.subset("calculator")), "6*7?")
+    th.join(10)
+    live._push.flush()
+    assert [s["kind"] for s in live.steps] == ["final"] and live.status == "answered"
+    assert "answered directly" in live.turns[0]["diagnosis"]
+    js = (STATIC / "agent_trace.js").read_text()
+    assert "export default" in js and "http" not in js  # local ESM, nothing from a CDN
+    assert Trace.load(path).to_dict() == json.loads(json.dumps(tr.to_dict()))
