@@ -15,12 +15,15 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 LLAMA_SPEC := llama-cpp-python[server]==0.3.36
 TORCH_CPU := torch==2.13.0
 PYTEST_ARGS ?=
+# the JupyterLab extension: its sources rebuild it
+EXT_SRC := $(wildcard extensions/*/pyproject.toml extensions/*/package.json extensions/*/yarn.lock \
+	extensions/*/src/*.ts extensions/*/style/*.css extensions/*/*/*.py)
 
 .PHONY: setup lab test test-fast chain bench doctor status clean-workspace clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(EXT_SRC)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel
 	@# CPU machines: the CPU build of torch first, or pip pulls a multi-GB CUDA build.
@@ -32,8 +35,11 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q -e '.[llama,dev]'
 	@# llama.cpp's HF→GGUF converter, from the llama-cpp-python source of the same version (once)
 	$(PY) -c "from puyu_lab.deploy.converter import ensure_converter; print('converter:', ensure_converter())"
-	@if [ -d extensions ] && ls extensions/*/pyproject.toml >/dev/null 2>&1; then \
-	  for e in extensions/*/; do $(PIP) install -q -e "$$e"; done; fi
+	@# the JupyterLab extension, built into a wheel that carries its JavaScript (needs Node.js to build)
+	@command -v node >/dev/null || { echo "Node.js is needed to build extensions/ (apt-get install nodejs npm)"; exit 1; }
+	@for e in extensions/*/; do if [ -f "$$e/pyproject.toml" ]; then \
+	  rm -rf "$$e"/lib "$$e"/*/labextension; PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PIP) install -q "$$e"; fi; done
+	$(VENV)/bin/jupyter labextension list 2>&1 | grep -q "puyu-lab-chain.*enabled.*OK" && echo "labextension puyu-lab-chain: OK"
 	@touch $@
 	@echo "setup done: $(VENV)"
 

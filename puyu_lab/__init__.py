@@ -19,16 +19,11 @@ def setup(profile: str | None = None, language: str | None = None, home: str | N
     Returns ``(profile, workspace)``. ``home`` defaults to ``$PUYU_LAB_HOME`` or the
     ``workspace/`` folder of the project (found from the notebook's folder upwards).
     """
-    import os
-    from pathlib import Path
-
     if language:
         set_language(language)
     prof = get_profile(profile)
-    if home is None and not os.environ.get("PUYU_LAB_HOME"):
-        here = Path.cwd()
-        for folder in (here, *here.parents):
-            if (folder / "labs").is_dir() and (folder / "pyproject.toml").is_file():
-                home = str(folder / "workspace")
-                break
+    if home is None:
+        from .workspace import project_home
+
+        home = str(project_home())
     return prof, Workspace(home)

@@ -50,7 +50,8 @@ def cmd_chain(args: argparse.Namespace) -> int:
     return 0
 
 
-def lab_command(port: int, ip: str = "127.0.0.1", token: str | None = None, root: Path | None = None) -> list[str]:
+def lab_command(port: int, ip: str = "127.0.0.1", token: str | None = None, root: Path | None = None,
+                extra: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The JupyterLab command line ``make lab`` runs (a test runs the same one)."""
     from .chain import project_root
 
@@ -61,7 +62,7 @@ def lab_command(port: int, ip: str = "127.0.0.1", token: str | None = None, root
         cmd.append(f"--IdentityProvider.token={token}")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
-    return cmd
+    return cmd + list(extra)
 
 
 def cmd_lab(args: argparse.Namespace) -> int:

@@ -63,6 +63,18 @@ def default_root() -> Path:
     return Path(os.environ.get("PUYU_LAB_HOME") or "workspace").expanduser()
 
 
+def project_home(start: str | os.PathLike | None = None) -> Path:
+    """The workspace a lab opened under ``start`` uses: ``$PUYU_LAB_HOME``, else ``workspace/`` of the
+    project (the first folder upwards with ``labs/`` and ``pyproject.toml``), else ``./workspace``."""
+    if os.environ.get("PUYU_LAB_HOME"):
+        return Path(os.environ["PUYU_LAB_HOME"]).expanduser()
+    here = Path(start or Path.cwd()).expanduser().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "labs").is_dir() and (folder / "pyproject.toml").is_file():
+            return folder / "workspace"
+    return here / "workspace"
+
+
 @dataclass
 class Artifact:
     """A complete artifact: its directory and its manifest."""
@@ -291,6 +303,31 @@ class Workspace:
                     "figures": ", ".join(f"{k}={_fmt(v)}" for k, v in list(a.metrics.items())[:4]),
                 })
         return rows
+
+
+    def chain(self) -> dict[str, Any]:
+        """The chain's state by stage (the JupyterLab sidebar's data): each stage's status —
+        ``present``, ``stale`` (an input changed since it was made) or ``missing`` — its artifacts
+        with their key figures, and a ``version`` that changes whenever any artifact does."""
+        import hashlib
+
+        from .stages import STAGES
+
+        arts = self.list()
+        stages = []
+        for stage in STAGES:
+            rows = []
+            for a in (a for a in arts if stage_for_artifact(a.name) is stage):
+                rows.append({"name": a.name, "id": a.id, "status": "stale" if self.is_stale(a) else "present",
+                             "created": a.created,
+                             "figures": {k: v for k, v in list(a.metrics.items())[:4]
+                                         if isinstance(v, (int, float, str, bool))}})
+            status = "missing" if not rows else ("stale" if any(r["status"] == "stale" for r in rows) else "present")
+            stages.append({"key": stage.key, "zh": stage.zh, "en": stage.en, "title": stage.title, "lab": stage.lab,
+                           "needs": list(stage.needs), "status": status, "artifacts": rows})
+        sig = json.dumps([[r["name"], r["id"], r["status"]] for st in stages for r in st["artifacts"]])
+        return {"workspace": str(self.root), "stages": stages,
+                "version": hashlib.sha1(sig.encode()).hexdigest()[:12]}
 
 
 def _fmt(v: Any) -> str:

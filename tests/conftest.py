@@ -72,3 +72,43 @@ def ladder(model_dir, tmp_path_factory):
     for lv in LADDER[1:]:
         files[lv] = quantize(files["F32"], out / f"{lv}.gguf", lv)
     return files
+
+
+# ---- the chain: every lab run once per session, in order, in one workspace --------------------------
+class Chain:
+    """Runs the labs in order into one workspace, each at most once per session: ``test_labs`` reports
+    each lab, and the browser tests that need the whole chain's artifacts reuse the same run."""
+
+    def __init__(self, root: Path):
+        from puyu_lab.chain import discover
+        from puyu_lab.workspace import Workspace
+
+        self.labs = discover(ROOT / "labs")
+        self.ws = Workspace(root / "workspace")
+        self.out = self.ws.root / "chain"
+        self.results: dict[str, object] = {}
+
+    def run(self, nb: Path):
+        from puyu_lab.chain import run_lab, write_report
+
+        if nb.name in self.results:
+            return self.results[nb.name]
+        for earlier in self.labs[:self.labs.index(nb)]:
+            res = self.run(earlier)
+            if not res.ok:
+                pytest.skip(f"an earlier lab failed: {res.lab}")
+        res = run_lab(nb, self.out, profile="quick", workspace=self.ws)
+        self.results[nb.name] = res
+        write_report(list(self.results.values()), self.out, "quick")
+        d = ROOT / "test-artifacts"
+        d.mkdir(exist_ok=True)
+        (d / "chain-summary.txt").write_text("\n".join(r.line() for r in self.results.values()) + "\n")
+        return res
+
+    def run_all(self) -> list:
+        return [self.run(nb) for nb in self.labs]
+
+
+@pytest.fixture(scope="session")
+def chain(tmp_path_factory) -> Chain:
+    return Chain(tmp_path_factory.mktemp("chain"))

@@ -1,14 +1,14 @@
 """Every lab in labs/ runs top to bottom headless with the quick profile, in order.
 
 Labs are discovered, not listed: a new notebook is executed here (and in CI) from the day it lands.
-The labs share one workspace, as in ``make chain``, because each lab reads what the previous made.
+The labs share one workspace, as in ``make chain``, because each lab reads what the previous made
+(the session-wide ``chain`` fixture of conftest.py, which the browser tests reuse).
 """
 import json
 
 import pytest
 
-from puyu_lab.chain import discover, run_lab, write_report
-from puyu_lab.workspace import Workspace
+from puyu_lab.chain import discover
 
 from .conftest import ROOT
 
@@ -16,29 +16,13 @@ LABS = discover(ROOT / "labs")
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def chain_ws(tmp_path_factory):
-    return Workspace(tmp_path_factory.mktemp("chain") / "workspace")
-
-
-@pytest.fixture(scope="module")
-def results():
-    return []
-
-
 def test_labs_are_discovered():
     assert [p.name for p in LABS][:1] == ["00_tour.ipynb"]
 
 
 @pytest.mark.parametrize("nb", LABS, ids=[p.stem for p in LABS])
-def test_lab_runs(nb, chain_ws, results, artifacts_dir):
-    failed_before = [r for r in results if not r.ok]
-    if failed_before:
-        pytest.skip(f"an earlier lab failed: {failed_before[0].lab}")
-    res = run_lab(nb, chain_ws.root / "chain", profile="quick", workspace=chain_ws)
-    results.append(res)
-    write_report(results, chain_ws.root / "chain", "quick")
-    (artifacts_dir / "chain-summary.txt").write_text("\n".join(r.line() for r in results) + "\n")
+def test_lab_runs(nb, chain):
+    res = chain.run(nb)
     assert res.ok, res.error
     assert res.figures, f"{nb.name} should record its key figures (puyu_lab.chain.record_figures)"
 
