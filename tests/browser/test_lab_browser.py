@@ -29,7 +29,8 @@ RUN_ALL_ABOVE = """async (idx) => {
   const app = window.jupyterapp; const panel = app.shell.currentWidget;
   await panel.sessionContext.ready;
   panel.content.activeCellIndex = idx;
-  return await app.commands.execute('notebook:run-all-above');
+  await app.commands.execute('notebook:run-all-above');
+  return true;
 }"""
 RUN_CELL = """(idx) => {
   const app = window.jupyterapp; const panel = app.shell.currentWidget;
@@ -39,9 +40,10 @@ RUN_CELL = """(idx) => {
 RUN_ALL = """async () => {
   const app = window.jupyterapp; const panel = app.shell.currentWidget;
   await panel.sessionContext.ready;
-  return await app.commands.execute('notebook:run-all-cells');
+  await app.commands.execute('notebook:run-all-cells');
+  return true;
 }"""
-CELL_ERRORS = """() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
+CELL_ERRORS = """() => [...window.jupyterapp.shell.currentWidget.node.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
   .map(e => e.textContent).filter(t => /Error|Traceback/.test(t) && !/Warning/.test(t))"""
 PLOT_POINTS = """(idx) => {
   const cell = window.jupyterapp.shell.currentWidget.content.widgets[idx];
@@ -59,12 +61,20 @@ def cell_index(page, needle: str) -> int:
     return idx
 
 
+def cell(page, idx: int):
+    """The ``idx``-th cell of the notebook in front (other open notebooks have cells too)."""
+    wid = page.evaluate("() => window.jupyterapp.shell.currentWidget.id")
+    return page.locator(f"[id='{wid}'] .jp-Notebook .jp-Cell").nth(idx)
+
+
 def open_notebook(page, path: str) -> None:
-    page.evaluate("(p) => window.jupyterapp.commands.execute('docmanager:open', {path: p})", path)
+    page.evaluate("async (p) => { await window.jupyterapp.commands.execute('docmanager:open', {path: p});"
+                  " return true; }", path)
     page.wait_for_function("(p) => { const w = window.jupyterapp.shell.currentWidget;"
                            " return w && w.context && w.context.path === p && w.sessionContext.session; }",
                            arg=path, timeout=60_000)
-    page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.ready")
+    page.evaluate("async () => { await window.jupyterapp.shell.currentWidget.sessionContext.ready;"
+                  " return true; }")
 
 
 def wait_idle(page, timeout_s: float) -> None:
@@ -130,7 +140,7 @@ def test_sidebar_lists_the_stages_and_flips_one_when_its_lab_ran(fresh_lab, fres
     names = page.locator("#puyu-lab-chain .puyu-stage-name").all_inner_texts()
     assert names == ["书生·万卷", "InternLM-Train", "XTuner", "LMDeploy", "OpenCompass", "Lagent / AgentLego"]
     # launcher cards for the labs
-    page.evaluate("() => window.jupyterapp.commands.execute('launcher:create')")
+    page.evaluate("async () => { await window.jupyterapp.commands.execute('launcher:create'); return true; }")
     page.wait_for_selector(".jp-LauncherCard[title*='02_pretrain.ipynb']", timeout=30_000)
     cards = page.locator(".jp-Launcher-section:has-text('书生·浦语 Labs') .jp-LauncherCard").count()
     assert cards == 7
@@ -150,7 +160,8 @@ def test_pretrain_in_the_browser_live_plot_and_stop(fresh_lab, fresh_page, shots
     page.wait_for_function("() => { const w = window.jupyterapp.shell.currentWidget;"
                            " return w && w.context && w.context.path === '02_pretrain.ipynb' && w.sessionContext.session; }",
                            timeout=60_000)
-    page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.ready")
+    page.evaluate("async () => { await window.jupyterapp.shell.currentWidget.sessionContext.ready;"
+                  " return true; }")
     train = cell_index(page, "panel.start(")
     page.evaluate(RUN_ALL_ABOVE, train)  # tokenizer and everything before training
     assert page.evaluate(CELL_ERRORS) == []
@@ -160,13 +171,13 @@ def test_pretrain_in_the_browser_live_plot_and_stop(fresh_lab, fresh_page, shots
     page.wait_for_function(f"() => ({PLOT_POINTS})({train})[0] > {first + 2}", timeout=120_000)
     grown = page.evaluate(PLOT_POINTS, train)[0]
     assert grown > first
-    cell = page.locator(".jp-Notebook .jp-Cell").nth(train)
-    cell.screenshot(path=str(shots / "training-panel-live.png"))
-    cell.locator("button:has-text('Stop')").click()
-    cell.locator("text=/stopped @ \\d+/").wait_for(timeout=120_000)
-    status = cell.locator("text=/stopped @ \\d+/").inner_text()
+    cell_ = cell(page, train)
+    cell_.screenshot(path=str(shots / "training-panel-live.png"))
+    cell_.locator("button:has-text('Stop')").click()
+    cell_.locator("text=/stopped @ \\d+/").wait_for(timeout=120_000)
+    status = cell_.locator("text=/stopped @ \\d+/").inner_text()
     stopped_at = int(status.rsplit("@", 1)[1])
-    cell.screenshot(path=str(shots / "training-panel-stopped.png"))
+    cell_.screenshot(path=str(shots / "training-panel-stopped.png"))
     # the engine ended early and left a checkpoint; the sidebar shows model/base
     page.wait_for_selector("#puyu-lab-chain .puyu-stage[data-stage='pretrain'] [data-artifact='model/base']",
                            timeout=120_000)  # saved after the final evaluation and samples
@@ -179,7 +190,7 @@ def test_pretrain_in_the_browser_live_plot_and_stop(fresh_lab, fresh_page, shots
     assert any(p.name == f"checkpoint-{stopped_at}" for p in ckpts), ckpts
     page.wait_for_selector("#puyu-lab-chain .puyu-stage[data-stage='pretrain'][data-status='present']",
                            timeout=15_000)
-    assert cell.locator("button:has-text('Resume')").is_enabled()
+    assert cell_.locator("button:has-text('Resume')").is_enabled()
 
 
 # ---- 3: the panels of the later labs, on the whole chain's artifacts ----------------------------------------
@@ -218,13 +229,13 @@ def test_quant_tradeoff_chart_has_one_point_per_level(chain, chain_page, shots):
     assert page.evaluate(CELL_ERRORS) == []
     rows = json.loads((chain.ws.get("quant/sft").path / "results.json").read_text())
     levels = [r["level"] for r in rows]
-    points = page.evaluate("""() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .js-plotly-plot')]
+    points = page.evaluate("""() => [...window.jupyterapp.shell.currentWidget.node.querySelectorAll('.js-plotly-plot')]
         .filter(gd => gd.data && gd.data[0] && (gd.data[0].text || []).includes('Q4_K_M'))
         .map(gd => ({n: gd.data[0].x.length, text: gd.data[0].text}))""")
     assert points, "no trade-off chart in the page"
     assert points[0]["n"] == len(levels) and points[0]["text"] == levels
     idx = cell_index(page, "QuantTradeoffPanel(")
-    page.locator(".jp-Notebook .jp-Cell").nth(idx).screenshot(path=str(shots / "quant-tradeoff.png"))
+    cell(page, idx).screenshot(path=str(shots / "quant-tradeoff.png"))
 
 
 def test_eval_leaderboard_renders_with_its_content(chain_page, shots):
@@ -233,17 +244,16 @@ def test_eval_leaderboard_renders_with_its_content(chain_page, shots):
     page.evaluate(RUN_ALL)
     wait_idle(page, 300)
     assert page.evaluate(CELL_ERRORS) == []
-    idx = cell_index(page, "EvalPanel(")
-    cell = page.locator(".jp-Notebook .jp-Cell").nth(idx)
-    table = cell.locator("table.puyu-table").first
+    box = cell(page, cell_index(page, "EvalPanel("))
+    table = box.locator("table.puyu-table").first
     table.wait_for(timeout=30_000)
     head = table.locator("th").all_inner_texts()
     assert "base" in head and "sft" in head, head
     body = table.inner_text()
     for task in ("selfcog", "sentiment", "news_ppl", "arithmetic"):
         assert task in body, body[:500]
-    assert cell.locator(".js-plotly-plot").count() >= 2  # bars and radar
-    cell.screenshot(path=str(shots / "eval-leaderboard.png"))
+    assert box.locator(".js-plotly-plot").count() >= 2  # bars and radar
+    box.screenshot(path=str(shots / "eval-leaderboard.png"))
 
 
 def test_agent_trace_renders_with_its_steps(chain_page, shots):
@@ -252,15 +262,15 @@ def test_agent_trace_renders_with_its_steps(chain_page, shots):
     page.evaluate(RUN_ALL)
     wait_idle(page, 300)
     assert page.evaluate(CELL_ERRORS) == []
-    idx = cell_index(page, "panel = AgentTracePanel()")
-    cell = page.locator(".jp-Notebook .jp-Cell").nth(idx)
-    cell.locator(".puyu-trace .pt-step").first.wait_for(timeout=30_000)
-    kinds = cell.locator(".puyu-trace .pt-step").evaluate_all("els => els.map(e => e.dataset.kind)")
+    box = cell(page, cell_index(page, "panel = AgentTracePanel()"))
+    box.scroll_into_view_if_needed()
+    box.locator(".puyu-trace .pt-step").first.wait_for(timeout=30_000)
+    kinds = box.locator(".puyu-trace .pt-step").evaluate_all("els => els.map(e => e.dataset.kind)")
     assert kinds and kinds[-1] in ("final", "observation", "error"), kinds
-    assert "37*41" in cell.locator(".puyu-trace .pt-question").inner_text()
+    assert "37*41" in box.locator(".puyu-trace .pt-question").text_content()
     # a turn opens to the exact prompt; a turn without a call says why
-    cell.locator(".puyu-trace details.pt-prompt_sent summary").first.click()
-    assert "<|im_start|>" in cell.locator(".puyu-trace details.pt-prompt_sent pre").first.inner_text()
+    box.locator(".puyu-trace details.pt-prompt_sent summary").first.click()
+    assert "<|im_start|>" in box.locator(".puyu-trace details.pt-prompt_sent pre").first.text_content()
     if "call" not in kinds:
-        assert "Why was no tool called?" in cell.locator(".puyu-trace .pt-diagnosis").first.inner_text()
-    cell.screenshot(path=str(shots / "agent-trace.png"))
+        assert "Why was no tool called?" in box.locator(".puyu-trace .pt-diagnosis").first.text_content()
+    box.screenshot(path=str(shots / "agent-trace.png"))

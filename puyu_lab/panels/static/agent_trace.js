@@ -1,6 +1,6 @@
 // AgentTracePanel: the live timeline of an agent run (anywidget ESM, no CDN).
 // The widget model is the source of truth: `steps`, `turns`, `status`, `question`, `labels`.
-const ICON = { thought: "💭", call: "🔧", observation: "👁", final: "✅", error: "⚠️" };
+const ICON = { thought: "∴", call: "⚙", observation: "⇐", final: "✓", error: "⚠" };
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
