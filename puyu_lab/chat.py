@@ -114,15 +114,20 @@ class LlamaCppChat:
         text = tpl.render(messages=messages, add_generation_prompt=True, bos_token=bos, eos_token=eos)
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
+    def stop_tokens(self) -> set[int]:
+        """End of sequence and ``<|im_end|>`` (when the vocabulary has it as one token)."""
+        stops = {self.llm.token_eos()}
+        end = self.llm.tokenize(IM_END.encode(), add_bos=False, special=True)
+        if len(end) == 1:
+            stops.add(end[0])
+        return stops
+
     def _gen(self, ids: list[int], max_new_tokens: int, temperature: float) -> Iterator[str]:
         import numpy as np
 
         from .deploy.llama import last_logits
 
-        stops = {self.llm.token_eos()}
-        end = self.llm.tokenize(IM_END.encode(), add_bos=False, special=True)
-        if len(end) == 1:
-            stops.add(end[0])
+        stops = self.stop_tokens()
         self.llm.reset()
         self.llm.eval(ids)
         rng = np.random.default_rng(0)

@@ -122,10 +122,7 @@ class GGUFBackend(Backend):
         t0 = time.perf_counter()
         ids = self.chat.prompt_ids(messages)
         prompt = self.llm.detokenize(ids, special=True).decode("utf-8", errors="replace")
-        stops = {self.llm.token_eos()}
-        end = self.llm.tokenize(b"<|im_end|>", add_bos=False, special=True)
-        if len(end) == 1:
-            stops.add(end[0])
+        stops = self.chat.stop_tokens()
         self.llm.reset()
         self.llm.eval(ids)
         out: list[int] = []

@@ -26,10 +26,10 @@ def heldout_tasks(ws: Workspace, n: int | None = None, seed: int = 0) -> list[di
 
 
 def ask_directly(backend: Backend, question: str, max_new_tokens: int = 32) -> str:
-    from .protocols import _strip_end
+    from .protocols import strip_end
 
     gen = backend.generate([{"role": "user", "content": question}], max_new_tokens=max_new_tokens)
-    return _strip_end(gen.text)
+    return strip_end(gen.text)
 
 
 def arithmetic_eval(agent: Agent, tasks: list[dict], *, direct: bool = True,

@@ -55,7 +55,7 @@ class Parsed:
         return asdict(self)
 
 
-def _strip_end(text: str) -> str:
+def strip_end(text: str) -> str:
     text = text.strip()
     changed = True
     while changed:
@@ -192,7 +192,7 @@ class InternLM2Protocol(Protocol):
         for t in history:
             p = t.parsed
             # a call is shown back in its canonical form (as the fine-tune data writes it)
-            said = (p.thought + self.call_text(p.tool, p.args) + "\n") if p.kind == "call" else _strip_end(t.raw)
+            said = (p.thought + self.call_text(p.tool, p.args) + "\n") if p.kind == "call" else strip_end(t.raw)
             msgs.append({"role": "assistant", "content": said})
             msgs.append({"role": "environment", "name": PLUGIN, "content": t.observation})
         return msgs
@@ -206,7 +206,7 @@ class InternLM2Protocol(Protocol):
 
     def parse(self, text, tools):
         raw = text
-        text = _strip_end(text)
+        text = strip_end(text)
         notes: list[str] = []
         if ACTION_START not in text:
             body = _first_object(text)
@@ -308,7 +308,7 @@ class ReActProtocol(Protocol):
         for t in history:
             p = t.parsed
             said = (f"Thought: {p.thought}\n" if p.thought else "") + self.call_text(p.tool, p.args) \
-                if p.kind == "call" else _strip_end(t.raw)
+                if p.kind == "call" else strip_end(t.raw)
             msgs.append({"role": "assistant", "content": said})
             msgs.append({"role": "user", "content": f"Observation: {t.observation}"})
         return msgs
@@ -321,7 +321,7 @@ class ReActProtocol(Protocol):
 
     def parse(self, text, tools):
         raw = text
-        text = _strip_end(text)
+        text = strip_end(text)
         notes: list[str] = []
         if "Observation:" in text:
             text = text.split("Observation:", 1)[0].rstrip()
@@ -384,7 +384,7 @@ class OpenAIToolsProtocol(Protocol):
                      "function": {"name": p.tool, "arguments": json.dumps(p.args, ensure_ascii=False)}}]})
                 msgs.append({"role": "tool", "tool_call_id": t.call_id, "content": t.observation})
             else:
-                msgs.append({"role": "assistant", "content": _strip_end(t.raw)})
+                msgs.append({"role": "assistant", "content": strip_end(t.raw)})
                 msgs.append({"role": "user", "content": t.observation})
         return msgs
 
