@@ -56,15 +56,26 @@ class Throttle:
             if wait <= 0:
                 self._fire_locked()
             elif self._timer is None:
-                self._timer = threading.Timer(wait, self._on_timer)
-                self._timer.daemon = True
-                self._timer.start()
+                self._schedule_locked(wait)
+
+    def _schedule_locked(self, wait: float) -> None:
+        self._timer = threading.Timer(wait, self._on_timer)
+        self._timer.daemon = True
+        self._timer.start()
 
     def _on_timer(self) -> None:
         with self._lock:
-            self._timer = None
-            if self._pending is not None:
-                self._fire_locked()
+            if self._timer is threading.current_thread():
+                self._timer = None
+            if self._pending is None:
+                return
+            # a direct call may have drawn while this timer waited for the lock: keep the rate
+            wait = self._last + self.interval - time.monotonic()
+            if wait > 0:
+                if self._timer is None:
+                    self._schedule_locked(wait)
+                return
+            self._fire_locked()
 
     def _fire_locked(self) -> None:
         args, kwargs = self._pending  # type: ignore[misc]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -19,12 +20,17 @@ SHOTS = ROOT / "test-artifacts" / "browser"
 
 
 class Lab:
-    """A JupyterLab server (the ``make lab`` command line) with its own workspace and settings."""
+    """A JupyterLab server (the ``make lab`` command line) on a copy of the labs, with its own
+    workspace and settings."""
 
-    def __init__(self, home: Path, tmp: Path, root: Path | None = None):
+    def __init__(self, home: Path, tmp: Path):
         from puyu_lab.cli import lab_command
 
         self.port, self.token, self.home = free_port(), uuid.uuid4().hex, home
+        # a copy of labs/: JupyterLab saves what runs in the page, the repository's notebooks stay clean
+        root = tmp / "labs"
+        shutil.copytree(ROOT / "labs", root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        self.root = root
         settings = tmp / "settings"
         notif = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
         notif.parent.mkdir(parents=True, exist_ok=True)

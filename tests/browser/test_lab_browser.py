@@ -16,7 +16,6 @@ import time
 
 import pytest
 
-from ..conftest import ROOT
 from .conftest import Lab, open_lab
 from .shim import jupyterlab_browser_check_env
 
@@ -145,7 +144,7 @@ def test_sidebar_lists_the_stages_and_flips_one_when_its_lab_ran(fresh_lab, fres
     cards = page.locator(".jp-Launcher-section:has-text('书生·浦语 Labs') .jp-LauncherCard").count()
     assert cards == 7
     page.screenshot(path=str(shots / "sidebar-missing.png"))
-    res = run_lab(ROOT / "labs" / "01_data.ipynb", fresh_lab.home / "chain", profile="quick",
+    res = run_lab(fresh_lab.root / "01_data.ipynb", fresh_lab.home / "chain", profile="quick",
                   workspace=Workspace(fresh_lab.home))
     assert res.ok, res.error
     page.wait_for_selector("#puyu-lab-chain .puyu-stage[data-stage='data'][data-status='present']", timeout=15_000)
