@@ -39,7 +39,6 @@ class Tool:
     description: str
     parameters: dict  # JSON schema of an object
     fn: Callable[..., Any]
-    timeout_hint: float | None = None
 
     @property
     def schema(self) -> dict:
@@ -103,7 +102,8 @@ def _coerce(tool: str, key: str, v: Any, want: str | None) -> Any:
         return v
     elif want == "object" and isinstance(v, dict):
         return v
-    raise ToolError(f"parameter {key!r} of {tool} must be a {want}, got {json.dumps(v, ensure_ascii=False)}")
+    article = "an" if want[0] in "aeiou" else "a"
+    raise ToolError(f"parameter {key!r} of {tool} must be {article} {want}, got {json.dumps(v, ensure_ascii=False)}")
 
 
 def example_args(tool: Tool) -> str:

@@ -144,7 +144,7 @@ def test_internlm2_parses_a_call_and_a_final_answer(tools):
     ('<|action_start|><|plugin|>\n{"name": "greet", "parameters": {"times": 2}}<|action_end|>', BAD_ARGUMENTS,
      "greet needs the parameter 'name'"),
     ('<|action_start|><|plugin|>\n{"name": "greet", "parameters": {"name": "a", "times": "two"}}<|action_end|>',
-     BAD_ARGUMENTS, "parameter 'times' of greet must be a integer"),
+     BAD_ARGUMENTS, "parameter 'times' of greet must be an integer"),
 ])
 def test_internlm2_malformed_calls_become_precise_observations(tools, text, kind, words):
     p = I2.parse(text, tools)
