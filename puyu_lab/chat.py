@@ -48,7 +48,8 @@ class HFChat:
         model.eval()
         return cls(model, load_tokenizer(path), name=str(name_or_path))
 
-    def _inputs(self, messages, max_new_tokens, temperature):
+    def generate_kwargs(self, messages, max_new_tokens, temperature):
+        """``model.generate`` arguments for a reply to ``messages`` (the chat template's prompt, stop ids)."""
         import torch
 
         ids = torch.tensor([chat_ids(self.tok, messages)], device=self.model.device)
@@ -63,7 +64,7 @@ class HFChat:
     def reply(self, messages: list[dict], max_new_tokens: int = 64, temperature: float = 0.0) -> str:
         import torch
 
-        kw = self._inputs(messages, max_new_tokens, temperature)
+        kw = self.generate_kwargs(messages, max_new_tokens, temperature)
         was_training = self.model.training
         self.model.eval()
         try:
@@ -79,7 +80,7 @@ class HFChat:
         from transformers import TextIteratorStreamer
 
         streamer = TextIteratorStreamer(self.tok, skip_prompt=True, skip_special_tokens=True)
-        kw = self._inputs(messages, max_new_tokens, temperature)
+        kw = self.generate_kwargs(messages, max_new_tokens, temperature)
 
         def run():
             with torch.no_grad():

@@ -61,11 +61,13 @@ class Backend(ABC):
 
 
 class HFBackend(Backend):
-    def __init__(self, model, tok, name: str = "transformers"):
-        from ..finetune.template import CHAT_TEMPLATE
+    """A transformers model through :class:`~puyu_lab.chat.HFChat` (its chat template and stop ids),
+    decoding with special tokens kept."""
 
-        if not tok.chat_template:
-            tok.chat_template = CHAT_TEMPLATE
+    def __init__(self, model, tok, name: str = "transformers"):
+        from ..chat import HFChat
+
+        self.chat = HFChat(model, tok, name=name)  # installs the chat template when missing
         self.model, self.tok, self.name = model, tok, name
 
     @classmethod
@@ -78,20 +80,19 @@ class HFBackend(Backend):
     def generate(self, messages, *, max_new_tokens=128, stop=(), watch=None, tools=None):
         import torch
 
-        from ..chat import stop_ids
         from ..finetune.template import render
 
         t0 = time.perf_counter()
         prompt = render(self.tok, messages, add_generation_prompt=True)
-        ids = self.tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(self.model.device)
-        kw = dict(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop_ids(self.tok),
-                  pad_token_id=self.tok.eos_token_id, output_logits=True, return_dict_in_generate=True)
+        kw = self.chat.generate_kwargs(messages, max_new_tokens, 0.0)
+        kw.update(output_logits=True, return_dict_in_generate=True)
         if stop:
             kw.update(stop_strings=list(stop), tokenizer=self.tok)
+        n_prompt = kw["input_ids"].shape[1]
         self.model.eval()
         with torch.no_grad():
-            out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kw)
-        new = out.sequences[0, ids.shape[1]:].tolist()
+            out = self.model.generate(**kw)
+        new = out.sequences[0, n_prompt:].tolist()
         probs = _softmax(out.logits[0][0].float().cpu().numpy())
         watch_prob = None
         if watch is not None:
@@ -99,7 +100,7 @@ class HFBackend(Backend):
             if wid is not None and wid != self.tok.unk_token_id:
                 watch_prob = round(float(probs[wid]), 6)
         text = _cut(self.tok.decode(new, skip_special_tokens=False), stop)
-        return Generation(text, prompt, ids.shape[1], len(new), time.perf_counter() - t0,
+        return Generation(text, prompt, n_prompt, len(new), time.perf_counter() - t0,
                           _top(probs, lambda i: self.tok.convert_ids_to_tokens(i)), watch_prob)
 
 
