@@ -21,6 +21,7 @@ import numpy as np
 from ..events import Emitter, Event, StopFlag
 from ..workspace import Artifact, Workspace
 from .model import PRESETS, ModelPreset, llama_config, size_arithmetic
+from .optim import build_optimizer, zero_init_residual_projections
 from .tokenizer import TokenizerSettings, load_tokenizer, save_tokenizer, train_sentencepiece
 
 TOKENIZER = "tokenizer/spm"
@@ -34,10 +35,15 @@ class PretrainConfig:
     # small batches, many updates: on this budget (~1 M tokens) more updates per token learn faster
     batch_size: int = 8
     grad_accum: int = 1
-    learning_rate: float = 2e-3
+    # "muon": Muon for the decoder's weight matrices, AdamW for embeddings, head and norms (see optim.py);
+    # "adamw": AdamW for everything, the classic recipe (held-out loss 7.01 instead of 6.06 on the quick run)
+    optimizer: str = "muon"
+    learning_rate: float = 4e-3  # AdamW: the output head and norms (with "adamw": every parameter)
+    muon_lr: float = 0.03  # Muon: the attention and MLP matrices
+    embedding_lr: float = 0.05  # AdamW: the input embeddings
     warmup_steps: int = 30
     max_steps: int = 400
-    weight_decay: float = 0.1
+    weight_decay: float = 0.1  # "adamw" only; the Muon recipe trains without decay
     eval_every: int = 50
     eval_blocks: int = 48
     sample_every: int = 100
@@ -48,6 +54,10 @@ class PretrainConfig:
     prompts: tuple[str, ...] = tuple(PROMPTS)
     sample_tokens: int = 32
     progress_bar: bool = True
+
+    def __post_init__(self):
+        if self.optimizer not in ("muon", "adamw"):
+            raise ValueError(f"optimizer={self.optimizer!r}: choose 'muon' (Muon + AdamW, the default) or 'adamw'")
 
     @property
     def tokens_per_step(self) -> int:
@@ -62,11 +72,11 @@ class PretrainConfig:
 def config_for_profile(profile) -> PretrainConfig:
     name = profile.name if hasattr(profile, "name") else str(profile)
     if name == "full":
-        return PretrainConfig(preset=PRESETS["full"], batch_size=8, grad_accum=2, learning_rate=1e-3,
-                              warmup_steps=100, max_steps=1500, eval_every=100, sample_every=250, save_every=250)
+        return PretrainConfig(preset=PRESETS["full"], batch_size=8, learning_rate=3e-3, muon_lr=0.03,
+                              warmup_steps=50, max_steps=1000, eval_every=100, sample_every=250, save_every=250)
     if name == "gpu":
-        return PretrainConfig(preset=PRESETS["gpu"], batch_size=32, learning_rate=6e-4, warmup_steps=200,
-                              max_steps=3000, eval_every=200, sample_every=500, save_every=500)
+        return PretrainConfig(preset=PRESETS["gpu"], batch_size=32, learning_rate=2e-3, muon_lr=0.02,
+                              warmup_steps=200, max_steps=3000, eval_every=200, sample_every=500, save_every=500)
     return PretrainConfig()
 
 
@@ -266,6 +276,7 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
     if not resume and out.exists():
         shutil.rmtree(out)
     model = LlamaForCausalLM(llama_config(cfg.preset, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
+    zero_init_residual_projections(model)
     before = {} if resume else dict(zip(cfg.prompts, generate_samples(model, tok, cfg.prompts, cfg.sample_tokens, cfg.seed)))
     if before:
         em.emit("sample", step=0, samples=before)
@@ -273,7 +284,7 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
     args = TrainingArguments(
         output_dir=str(out), per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate, lr_scheduler_type="cosine",
-        warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps, weight_decay=cfg.weight_decay, adam_beta2=0.95,
+        warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,  # the optimizer: build_optimizer(cfg)
         max_grad_norm=1.0, logging_steps=cfg.log_every, logging_first_step=True, eval_strategy="steps",
         eval_steps=cfg.eval_every, save_strategy="steps", save_steps=cfg.save_every, save_total_limit=2,
         report_to="none", use_cpu=not cuda, bf16=cfg.bf16, dataloader_num_workers=0, seed=cfg.seed,
@@ -281,7 +292,7 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
     )
     cb = make_event_callback(em, cfg, tok, stop, eval_info["tokens_per_byte"])
     trainer = Trainer(model=model, args=args, train_dataset=Blocks(train_arr), eval_dataset=Blocks(eval_arr),
-                      callbacks=[cb, *(extra_callbacks or [])])
+                      callbacks=[cb, *(extra_callbacks or [])], optimizers=(build_optimizer(model, cfg), None))
     if stop is not None:
         stop.clear()
     initial = _initial_eval(ws) if resume else None

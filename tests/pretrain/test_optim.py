@@ -1,0 +1,77 @@
+"""The pretraining optimizer: which parameters Muon and AdamW own, and its checkpoint state."""
+import pytest
+import torch
+
+from puyu_lab.pretrain.model import ModelPreset, llama_config
+from puyu_lab.pretrain.optim import MuonAdamW, build_optimizer, zero_init_residual_projections
+from puyu_lab.pretrain.train import PretrainConfig
+
+PRESET = ModelPreset(hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=256,
+                     vocab_size=300, block_size=16)
+
+
+def model(tied: bool = False):
+    from transformers import LlamaForCausalLM
+
+    cfg = llama_config(PRESET)
+    cfg.tie_word_embeddings = tied
+    torch.manual_seed(0)
+    return LlamaForCausalLM(cfg)
+
+
+def owners(opt: MuonAdamW) -> dict[int, str]:
+    seen = {}
+    for name, inner in (("adamw", opt.adamw), ("muon", opt.muon)):
+        for g in inner.param_groups:
+            for p in g["params"]:
+                assert id(p) not in seen, "a parameter is in two groups"
+                seen[id(p)] = name
+    return seen
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_muon_owns_the_decoder_matrices_and_adamw_the_rest(tied):
+    m = model(tied)
+    cfg = PretrainConfig(preset=PRESET, learning_rate=1e-3, muon_lr=0.02, embedding_lr=0.05)
+    opt = build_optimizer(m, cfg)
+    seen = owners(opt)
+    assert set(seen) == {id(p) for p in m.parameters()}, "every parameter is trained, once"
+    for name, p in m.named_parameters():
+        want = "muon" if p.ndim == 2 and ".layers." in name else "adamw"
+        assert seen[id(p)] == want, name
+    emb = m.get_input_embeddings().weight
+    assert [g["lr"] for g in opt.param_groups if any(q is emb for q in g["params"])] == [0.05]
+    assert opt.param_groups[0]["lr"] == 1e-3, "the first group (what the Trainer logs) is the head's"
+
+
+def test_adamw_recipe_decays_matrices_only():
+    m = model()
+    opt = build_optimizer(m, PretrainConfig(preset=PRESET, optimizer="adamw", weight_decay=0.1))
+    assert isinstance(opt, torch.optim.AdamW)
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] for p in g["params"]}
+    assert decayed == {id(p) for p in m.parameters() if p.ndim == 2}
+
+
+def test_unknown_optimizer_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="optimizer='sgd'.*'muon'.*'adamw'"):
+        PretrainConfig(optimizer="sgd")
+
+
+def test_state_round_trips_and_foreign_state_is_refused():
+    m = model()
+    zero_init_residual_projections(m)
+    assert all(not p.any() for n, p in m.named_parameters() if n.endswith(("o_proj.weight", "down_proj.weight")))
+    opt = build_optimizer(m, PretrainConfig(preset=PRESET))
+    x = torch.randint(0, 300, (2, 16))
+    m(input_ids=x, labels=x).loss.backward()
+    opt.step()
+    state = opt.state_dict()
+    assert set(state) == {"adamw", "muon"} and state["muon"]["state"], "both inner states are saved"
+    fresh = build_optimizer(model(), PretrainConfig(preset=PRESET))
+    fresh.load_state_dict(state)
+    assert fresh.state_dict()["muon"]["state"][0]["momentum_buffer"].equal(state["muon"]["state"][0]["momentum_buffer"])
+    sched = torch.optim.lr_scheduler.LambdaLR(fresh, lambda step: 0.5)  # the Trainer's scheduler drives all groups
+    assert [g["lr"] for g in fresh.param_groups] == [g["initial_lr"] * 0.5 for g in fresh.param_groups]
+    del sched
+    with pytest.raises(ValueError, match="not a MuonAdamW checkpoint"):
+        fresh.load_state_dict(torch.optim.AdamW(model().parameters()).state_dict())
