@@ -55,7 +55,7 @@ def main() -> str:
         rows, _ = measure_ladder(ladder_files(ws, "model/base"), ids, n_ctx=256, decode_tokens=DECODE,
                                  n_params=ws.get("model/base").metrics["parameters"])
         hf_pre, hf_dec = hf_decode_tps(ws.get("model/base").path, ids[:128])
-    lines = [f"model: quick preset ({cfg.preset.hidden_size}d × {cfg.preset.num_layers} layers, 7.2 M parameters); "
+    lines = [f"model: quick preset ({cfg.preset.hidden_size}d × {cfg.preset.num_layers} layers, 5.2 M parameters); "
              f"convert + quantize the whole ladder: {ladder_s:.1f} s; held-out text: {len(ids)} tokens, windows of 256",
              f"{'level':<8}{'MB':>7}{'bits/w':>8}{'RSS MB':>8}{'PPL':>10}{'ΔPPL':>9}{'KL mean':>10}{'top-1':>8}"
              f"{'prefill/s':>11}{'decode/s':>10}"]

@@ -61,7 +61,7 @@ def main() -> str:
             t = time.perf_counter()
             evaluate({"m": again}, [task], progress_bar=False)
             rows[-1] += (len(docs) / (time.perf_counter() - t),)
-    lines = [f"task: {len(docs)} review-sentiment docs × 2 choices; model: quick preset (7.2 M parameters); "
+    lines = [f"task: {len(docs)} review-sentiment docs × 2 choices; model: quick preset (5.2 M parameters); "
              "wall time includes model loading for both",
              f"{'batch':>6}{'lm-eval docs/s':>16}{'puyu-lab docs/s':>17}{'ratio':>8}{'same acc':>10}{'cached re-run docs/s':>22}"]
     for bs, lm, ours, same, cached in rows:

@@ -1,7 +1,7 @@
 """Profiles: one setting that sizes every stage of the chain.
 
 ``quick``  CPU, the whole chain in about ten minutes on 2 cores (the default).
-``full``   CPU, better quality; hours on 2 cores (pretraining alone ≈ 3.4 h, measured).
+``full``   CPU, better quality; over an hour on 2 cores (pretraining alone 42 min, measured).
 ``gpu``    a real chat model (e.g. InternLM2-chat-1.8B) from a local path or the hub, QLoRA;
            requires CUDA and says so clearly without it.
 
@@ -45,7 +45,7 @@ PROFILES: dict[str, Profile] = {
         data=DataSettings(max_docs_per_source=4000),
     ),
     "full": Profile(
-        "full", "CPU, more data and a larger tiny model; pretraining alone ≈ 3.4 h on 2 cores", "cpu", "≈240",
+        "full", "CPU, all the data and a larger tiny model; pretraining alone ≈ 42 min on 2 cores", "cpu", "≥60",
         data=DataSettings(max_docs_per_source=None),
     ),
     "gpu": Profile(

@@ -34,7 +34,7 @@ METHODS = ("full", "lora", "qlora")
 
 @dataclass
 class SFTConfig:
-    # full fine-tuning by default: on a 7 M-parameter base it is cheap (≈110 MB of training state)
+    # full fine-tuning by default: on a 5 M-parameter base it is cheap (≈80 MB of training state)
     # and learns far faster than LoRA, whose frozen tiny base gives it little to build on. On real
     # models (gpu profile) QLoRA is the recipe.
     method: str = "full"
