@@ -36,7 +36,8 @@ class PretrainConfig:
     batch_size: int = 8
     grad_accum: int = 1
     # "muon": Muon for the decoder's weight matrices, AdamW for embeddings, head and norms (see optim.py);
-    # "adamw": AdamW for everything, the classic recipe (held-out loss 7.01 instead of 6.06 on the quick run)
+    # "adamw": AdamW for everything, the classic recipe (`make bench`, the quick run: held-out loss falls
+    # 25 % with it, 38 % with Muon)
     optimizer: str = "muon"
     learning_rate: float = 4e-3  # AdamW: the output head and norms (with "adamw": every parameter)
     muon_lr: float = 0.03  # Muon: the attention and MLP matrices
