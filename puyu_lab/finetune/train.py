@@ -27,7 +27,8 @@ ADAPTER = "adapter/sft"
 MODEL = "model/sft"
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # LoRA on the output layer too: a base model never produced the chat tokens (<|im_end|> …), and
-# without adapting lm_head a tiny model barely learns them (held-out loss 7.1 vs 4.5 after 60 steps)
+# without adapting lm_head a tiny model learns them slower (held-out loss after 60 steps on the quick
+# base: 4.11 without, 3.72 with)
 LORA_TARGETS = ALL_LINEAR + ("lm_head",)
 METHODS = ("full", "lora", "qlora")
 
