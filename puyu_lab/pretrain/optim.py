@@ -27,8 +27,6 @@ class MuonAdamW(torch.optim.Optimizer):
         self.adamw = torch.optim.AdamW(adamw_groups, betas=betas, weight_decay=0.0)
         self.muon = torch.optim.Muon(muon_groups, momentum=momentum, weight_decay=0.0, adjust_lr_fn="original")
         self.defaults = {}
-        self._optimizer_step_pre_hooks = {}
-        self._optimizer_step_post_hooks = {}
 
     @property
     def param_groups(self) -> list[dict]:  # live: load_state_dict replaces the inner groups
