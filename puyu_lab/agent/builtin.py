@@ -10,7 +10,7 @@ import re
 import threading
 
 from .calculator import CalculatorError, calculate
-from .sandbox import Limits, run_python
+from .sandbox import Limits, SandboxUnavailable, run_python
 from .tools import Tool, ToolError, ToolRegistry, make_tool
 
 CALCULATOR_DESCRIPTION = "计算算术表达式 (+ - * / 和括号)"
@@ -36,9 +36,12 @@ def python_tool(limits: Limits | None = None) -> Tool:
     def python(code: str) -> str:
         """Run Python code in a sandbox and return what it prints (the last expression is shown).
 
-        code: Python source; no files outside its folder, no network, no processes
+        code: Python source (standard library only); no files outside its folder, no network, no processes
         """
-        return run_python(code, lim).observation()
+        try:
+            return run_python(code, lim).observation()
+        except SandboxUnavailable as e:  # no isolation here: the model (and the trace) read why, and the fix
+            raise ToolError(str(e)) from None
 
     t = make_tool(python)
     t.description += f" Limits: {lim.wall_s:g} s, {lim.memory_mb} MB, {lim.max_output} characters of output."

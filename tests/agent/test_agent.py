@@ -11,7 +11,8 @@ from puyu_lab.agent.builtin import calculator, default_registry
 from puyu_lab.agent.calculator import CalculatorError, calculate
 from puyu_lab.agent.protocols import (BAD_ARGUMENTS, BAD_JSON, NO_ACTION, UNKNOWN_TOOL, InternLM2Protocol,
                                       ReActProtocol)
-from puyu_lab.agent.sandbox import Limits, run_python
+from puyu_lab.agent.sandbox import (BWRAP_ENV, UNSAFE_ENV, Limits, SandboxUnavailable, isolation_status,
+                                    run_python)
 from puyu_lab.agent.tools import ToolRegistry
 
 
@@ -75,12 +76,14 @@ def test_calculator_rejects_names_attributes_calls_and_huge_powers():
 
 
 # ---- sandbox -------------------------------------------------------------------------------------
-def test_sandbox_runs_code_in_a_scrubbed_temp_dir():
-    r = run_python("import os\nprint(sorted(os.environ))\nopen('f.txt', 'w').write('x')\nos.getcwd()")
+def test_sandbox_runs_code_in_a_private_folder_with_a_scrubbed_environment():
+    r = run_python("import os\nprint(sorted(os.environ))\nopen('f.txt', 'w').write('x')\n"
+                   "open('/tmp/puyu-escape.txt', 'w').write('x')\nos.getcwd(), os.getuid()")
     assert r.ok, r.output
     env, cwd = r.output.splitlines()
-    assert json.loads(env.replace("'", '"')) == ["HOME", "LANG", "PATH", "PYTHONIOENCODING", "TMPDIR"]
-    assert "puyu-sandbox-" in cwd and not os.path.exists(cwd.strip("'"))  # removed afterwards
+    assert json.loads(env.replace("'", '"')) == ["HOME", "LANG", "PATH", "PWD", "TMPDIR"]  # PWD: set by bwrap
+    assert cwd == "('/sandbox', 65534)" and not os.path.exists("/sandbox")  # a tmpfs of its own
+    assert not os.path.exists("/tmp/puyu-escape.txt")  # its /tmp is private too
 
 
 @pytest.mark.parametrize("code,expect", [
@@ -94,7 +97,7 @@ def test_sandbox_runs_code_in_a_scrubbed_temp_dir():
     ("while True:\n    print('spam' * 1000)", "output: more than 2000 characters printed"),
     ("print('x' * 10**6)", "output: more than 2000 characters printed"),
     ("import socket\nsocket.create_connection(('127.0.0.1', 22))", "network access is not allowed"),
-    ("open('/tmp/puyu-escape.txt', 'w').write('x')", "writing outside the working directory is not allowed"),
+    ("open('/usr/puyu-escape.txt', 'w').write('x')", "writing outside /sandbox and /tmp is not allowed"),
 ])
 def test_sandbox_stops_runaway_code_with_a_clear_observation(code, expect):
     t0 = time.monotonic()
@@ -104,7 +107,7 @@ def test_sandbox_stops_runaway_code_with_a_clear_observation(code, expect):
     obs = r.observation()
     assert expect in obs, obs
     assert len(obs) < 2200
-    assert not os.path.exists("/tmp/puyu-escape.txt")
+    assert not os.path.exists("/usr/puyu-escape.txt")
 
 
 def test_python_tool_is_an_observation_even_when_it_fails(tools):
@@ -215,6 +218,30 @@ def test_agent_loop_runs_the_tool_and_feeds_back_the_observation(tools):
     assert [e.kind for e in events] == ["start", "turn", "step", "step", "turn", "step", "done"]
     assert tr.turns[0]["diagnosis"] is None and "expected last step" in tr.turns[1]["diagnosis"]
     assert has_number(tr.answer, 1517, "37*41 等于多少？") and not has_number("37*41", 41, "37*41 等于多少？")
+
+
+def test_without_isolation_the_python_tool_refuses_and_the_loop_reports_it(tools, monkeypatch):
+    monkeypatch.delenv(UNSAFE_ENV, raising=False)
+    monkeypatch.setenv(BWRAP_ENV, "/nonexistent/bwrap")  # the test switch: bubblewrap is "not installed"
+    available, why = isolation_status()
+    assert not available and why.startswith("sandbox unavailable:") and "bubblewrap (bwrap), which was not found" in why
+    assert "sudo apt-get install bubblewrap" in why and f"{UNSAFE_ENV}=1" in why
+    with pytest.raises(SandboxUnavailable) as e:
+        run_python("print(1)")
+    assert str(e.value) == why
+    be = Scripted(["<|action_start|><|interpreter|>\n```python\nprint(6*7)\n```<|action_end|>\n", "42"])
+    tr = Agent(be, tools.subset("python")).run("6*7?")
+    assert [s["kind"] for s in tr.steps] == ["call", "observation", "final"]
+    assert tr.steps[1]["text"] == f"error: {why}" and tr.steps[1]["ok"] is False
+    assert be.prompts[1][-1]["content"] == f"error: {why}"  # the model reads the refusal too
+    # a bwrap that cannot run is named, with the same way out
+    monkeypatch.setenv(BWRAP_ENV, "/bin/false")
+    available, why = isolation_status()
+    assert not available and "/bin/false" in why and "is not a working bubblewrap" in why and UNSAFE_ENV in why
+    # only the loudly named opt-in runs code without isolation, and it says so
+    monkeypatch.setenv(UNSAFE_ENV, "1")
+    with pytest.warns(RuntimeWarning, match="WITHOUT operating-system isolation"):
+        assert run_python("print(6*7)").output == "42\n"
 
 
 def test_agent_loop_stops_after_max_turns_and_diagnoses(tools):

@@ -1,0 +1,284 @@
+"""Red team: attacks on the Python tool's sandbox, each run as the tool's code.
+
+Every payload first switches the audit hook off, as any user can (its state sits in
+``sys.modules['__main__']``): the hook only words messages, the operating system is the guard. Each
+test first runs the same payload *outside* the sandbox and checks that it succeeds there — through the
+unsafe opt-in, i.e. the old layers alone (a child ``python -I`` with rlimits and the audit hook), or, for
+the fork bomb, a plain ``python -I`` — so no test can pass because its payload is broken. Then it runs
+the payload in the sandbox and checks that it fails with nothing changed outside.
+"""
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from puyu_lab.agent.sandbox import Limits, run_python
+
+ROOT = Path(__file__).resolve().parents[2]
+LIMITS = Limits(wall_s=10, cpu_s=5, memory_mb=256, max_output=4000, nproc=4096)
+HOOK_OFF = ("import sys\n_m = sys.modules['__main__']\n"
+            "for _n in ('_BLOCKED', '_NO_IMPORT'):\n    getattr(_m, _n, {}).clear()\n"
+            "_m._WRITABLE = ['/']\n")
+
+
+def inside(code: str, **limits):
+    return run_python(HOOK_OFF + code, replace(LIMITS, **limits))
+
+
+def outside(code: str, **limits):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the unsafe opt-in's warning: that is the point here
+        return run_python(HOOK_OFF + code, replace(LIMITS, unsafe_unsandboxed=True, **limits))
+
+
+@pytest.fixture(params=["tmp", "home", "workspace"])
+def victim(request, tmp_path):
+    """A folder of the user's outside the sandbox (under /tmp, the home folder, the project), with a file."""
+    d = {"tmp": tmp_path / "victim", "home": Path.home() / f".puyu-redteam-{uuid.uuid4().hex[:8]}",
+         "workspace": ROOT / "test-artifacts" / f"redteam-{uuid.uuid4().hex[:8]}"}[request.param]
+    d.mkdir(parents=True)
+    (d / "victim.txt").write_text("precious")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def listing(d: Path) -> dict:
+    return {p.name: (p.is_fifo(), p.read_text() if p.is_file() else None) for p in sorted(d.iterdir())}
+
+
+def reset(d: Path) -> None:
+    for p in d.iterdir():
+        p.unlink()
+    (d / "victim.txt").write_text("precious")
+
+
+def processes_with(marker: str) -> list[int]:
+    found = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if marker.encode() in (p / "cmdline").read_bytes():
+                    found.append(int(p.name))
+            except OSError:
+                pass
+    return found
+
+
+def kill_all(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# ---- 1. the hook switched off, then a program ------------------------------------------------------------
+def test_hook_off_then_subprocess_runs_nothing(tmp_path):
+    target = tmp_path / "id.txt"
+    code = (f"import subprocess\nprint(subprocess.run(['id'], capture_output=True, text=True).stdout)\n"
+            f"subprocess.run(['sh', '-c', 'id > {target}'])")
+    r = outside(code)
+    assert r.ok and "uid=" in r.output and "uid=" in target.read_text(), r.output  # the old guard let it through
+    target.unlink()
+    r = inside(code)
+    assert not r.ok and "FileNotFoundError" in r.output and "'id'" in r.output, r.output  # no programs in there
+    assert not target.exists()
+
+
+# ---- 2. writing outside its folder by the routes the audit hook does not see ---------------------------------
+def test_os_open_with_dir_fd_cannot_write_outside(victim):
+    code = (f"import os\nd = os.open({str(victim)!r}, os.O_RDONLY)\n"
+            "w = os.open('pwned.txt', os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=d)\nos.write(w, b'pwned')")
+    r = outside(code)
+    assert r.ok and (victim / "pwned.txt").read_text() == "pwned", r.output
+    reset(victim)
+    before = listing(victim)
+    r = inside(code)
+    assert not r.ok and "FileNotFoundError" in r.output, r.output  # the folder is not in its world
+    assert listing(victim) == before
+
+
+def test_os_rename_with_dir_fd_cannot_touch_outside(victim):
+    code = (f"import os\nd = os.open({str(victim)!r}, os.O_RDONLY)\n"
+            "os.rename('victim.txt', 'renamed.txt', src_dir_fd=d, dst_dir_fd=d)")
+    r = outside(code)
+    assert r.ok and (victim / "renamed.txt").exists() and not (victim / "victim.txt").exists(), r.output
+    reset(victim)
+    before = listing(victim)
+    r = inside(code)
+    assert not r.ok and "FileNotFoundError" in r.output, r.output
+    assert listing(victim) == before
+
+
+def test_mkfifo_outside_fails(victim):
+    code = f"import os\nos.mkfifo({str(victim / 'fifo')!r})"
+    r = outside(code)
+    assert r.ok and (victim / "fifo").is_fifo(), r.output
+    reset(victim)
+    before = listing(victim)
+    r = inside(code)
+    assert not r.ok and "FileNotFoundError" in r.output, r.output
+    assert listing(victim) == before
+
+
+# ---- 3. signals ----------------------------------------------------------------------------------------------
+def test_pidfd_send_signal_cannot_reach_the_parent():
+    got = []
+    old = signal.signal(signal.SIGUSR1, lambda *a: got.append(a[0]))
+    try:
+        code = ("import os, signal\n"
+                f"for pid in sorted({{os.getppid(), {os.getpid()}}}):\n"
+                "    try:\n"
+                "        signal.pidfd_send_signal(os.pidfd_open(pid), signal.SIGUSR1)\n"
+                "        print('signalled', pid)\n"
+                "    except OSError as e:\n"
+                "        print(pid, type(e).__name__)")
+        r = outside(code)
+        time.sleep(0.2)
+        assert r.ok and f"signalled {os.getpid()}" in r.output and got, r.output  # no audit event for pidfds
+        got.clear()
+        r = inside(code)
+        time.sleep(0.2)
+        assert f"{os.getpid()} ProcessLookupError" in r.output, r.output  # this process is not in its PID namespace
+        assert not got
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+
+
+# ---- 4. reading what is not its own --------------------------------------------------------------------------
+def test_the_parents_environment_is_out_of_reach():
+    mine = hashlib.sha256(Path("/proc/self/environ").read_bytes()).hexdigest()
+    code = ("import hashlib, os\n"
+            f"for pid in (os.getppid(), {os.getpid()}):\n"
+            "    try:\n"
+            "        print(pid, hashlib.sha256(open(f'/proc/{pid}/environ', 'rb').read()).hexdigest())\n"
+            "    except OSError as e:\n"
+            "        print(pid, type(e).__name__)")
+    r = outside(code)
+    assert r.ok and mine in r.output, r.output  # the old guard let it read this process's environment
+    r = inside(code)
+    assert mine not in r.output and f"{os.getpid()} FileNotFoundError" in r.output, r.output
+
+
+@pytest.mark.parametrize("where", ["home", "jupyter runtime", "workspace"])
+def test_the_users_files_are_out_of_reach(where):
+    secret = uuid.uuid4().hex
+    path = {"home": Path.home() / f".puyu-redteam-secret-{secret[:8]}",
+            "jupyter runtime": Path.home() / ".local/share/jupyter/runtime" / f"puyu-redteam-{secret[:8]}.json",
+            "workspace": ROOT / "workspace" / f"puyu-redteam-{secret[:8]}.txt"}[where]
+    made = not path.parent.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(secret)
+    try:
+        code = f"print(open({str(path)!r}).read())"
+        r = outside(code)
+        assert r.ok and secret in r.output, r.output
+        r = inside(code)
+        assert not r.ok and "FileNotFoundError" in r.output and secret not in r.output, r.output
+        r = inside(f"import os\nprint(os.listdir({str(path.parent)!r}))")  # not even its name
+        assert path.name not in r.output, r.output
+    finally:
+        path.unlink()
+        if made:
+            path.parent.rmdir()
+
+
+def test_the_project_checkout_and_its_virtualenv_are_out_of_reach():
+    code = ("import os\n"
+            f"for p in ({str(ROOT / 'pyproject.toml')!r}, {str(ROOT / '.venv' / 'pyvenv.cfg')!r}):\n"
+            "    try:\n        print('OPENED', len(open(p).read()))\n"
+            "    except OSError as e:\n        print('DENIED', type(e).__name__)\n"
+            f"try:\n    print('LIST', sorted(os.listdir({str(ROOT)!r})))\n"
+            "except OSError as e:\n    print('DENIED', type(e).__name__)")
+    r = outside(code)
+    assert r.ok and r.output.count("OPENED") == 2 and "'puyu_lab'" in r.output, r.output
+    r = inside(code)
+    assert r.output.count("DENIED FileNotFoundError") == 3 and "OPENED" not in r.output and "LIST" not in r.output, r.output
+
+
+# ---- 5. the network ------------------------------------------------------------------------------------------
+def test_no_tcp_connection_to_a_server_on_localhost():
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    srv.settimeout(0.2)
+    port, got, stop = srv.getsockname()[1], [], threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                got.append(conn.recv(100))
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        code = f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=3)\ns.sendall(b'pwned')\ns.close()"
+        r = outside(code)
+        time.sleep(0.3)
+        assert r.ok and got == [b"pwned"], (r.output, got)
+        got.clear()
+        r = inside(code)
+        time.sleep(0.3)
+        assert not r.ok and "ConnectionRefusedError" in r.output and got == [], (r.output, got)  # its own network
+    finally:
+        stop.set()
+        t.join()
+        srv.close()
+
+
+# ---- 6. processes --------------------------------------------------------------------------------------------
+def test_a_fork_bomb_stops_at_the_process_limit():
+    marker = f"puyu-redteam-{uuid.uuid4().hex[:8]}"
+    code = ("import os, sys\nn = 0\ntry:\n    for _ in range(200):\n        if os.fork() == 0:\n"
+            f"            os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(5)', {marker!r}])\n"
+            "        n += 1\nexcept OSError as e:\n    print(type(e).__name__, e)\nprint('forked', n)")
+    # outside: a plain `python -I` (as root the old RLIMIT_NPROC was not enforced at all)
+    p = subprocess.run([sys.executable, "-I", "-c", HOOK_OFF + code], capture_output=True, text=True, timeout=60)
+    try:
+        assert "forked 200" in p.stdout, p.stdout + p.stderr
+    finally:
+        kill_all(processes_with(marker))
+    r = inside(code, nproc=32)
+    assert "BlockingIOError" in r.output and "forked 200" not in r.output, r.output
+    assert int(r.output.split("forked ")[1].split()[0]) < 32
+    assert processes_with(marker) == []  # and none of them is left
+
+
+def test_an_unbounded_fork_bomb_ends_with_the_run():
+    t0 = time.monotonic()
+    r = inside("import os\nwhile True:\n    os.fork()", wall_s=3, nproc=32, max_output=2000)
+    assert time.monotonic() - t0 < 10 and not r.ok and r.observation().splitlines()[-1].startswith("[stopped: ")
+    assert processes_with("__sandbox_show") == []  # no sandboxed process anywhere on the host
+
+
+def test_a_setsid_child_does_not_outlive_the_run():
+    marker = f"puyu-redteam-{uuid.uuid4().hex[:8]}"
+    code = ("import os, sys, time\npid = os.fork()\nif pid == 0:\n    os.setsid()\n"
+            "    nul = os.open(os.devnull, os.O_RDWR)\n    for fd in (0, 1, 2):\n        os.dup2(nul, fd)\n"
+            f"    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(30)', {marker!r}])\n"
+            "for _ in range(500):\n    try:\n"
+            f"        if {marker!r} in open(f'/proc/{{pid}}/cmdline').read():\n            break\n"
+            "    except OSError:\n        pass\n    time.sleep(0.01)\nprint('started', pid)")
+    r = outside(code)
+    left = processes_with(marker)
+    kill_all(left)
+    assert r.ok and "started" in r.output and left, r.output  # the old process-group kill missed it
+    r = inside(code)
+    assert r.ok and "started" in r.output, r.output
+    assert processes_with(marker) == []  # gone when run_python returned: its PID namespace died with the run
