@@ -488,10 +488,10 @@ def _communicate(proc, code, lim, t0, info_r, sandboxed):
                     if not todo:
                         sel.unregister(proc.stdin)
                         proc.stdin.close()
-                elif key.data == "info":
+                elif key.data == "info":  # bwrap's {"child-pid": …}, written before the sandbox starts
                     chunk = os.read(info_r, 4096)
                     info += chunk
-                    if not chunk:
+                    if not chunk or b"}" in info:
                         sel.unregister(info_r)
                         try:
                             pidfd = os.pidfd_open(int(json.loads(info)["child-pid"]))
