@@ -177,7 +177,7 @@ def test_the_users_files_are_out_of_reach(where):
     path = {"home": Path.home() / f".puyu-redteam-secret-{secret[:8]}",
             "jupyter runtime": Path.home() / ".local/share/jupyter/runtime" / f"puyu-redteam-{secret[:8]}.json",
             "workspace": ROOT / "workspace" / f"puyu-redteam-{secret[:8]}.txt"}[where]
-    made = not path.parent.exists()
+    made = [d for d in path.parents if not d.exists()]  # folders this test creates (and removes again)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(secret)
     try:
@@ -190,8 +190,11 @@ def test_the_users_files_are_out_of_reach(where):
         assert path.name not in r.output, r.output
     finally:
         path.unlink()
-        if made:
-            path.parent.rmdir()
+        for d in made:  # innermost first; one that someone else has put files in meanwhile stays
+            try:
+                d.rmdir()
+            except OSError:
+                break
 
 
 def test_the_project_checkout_and_its_virtualenv_are_out_of_reach():
