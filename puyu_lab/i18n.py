@@ -77,6 +77,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "resume": ("Resume", "继续"),
     "samples_gen": ("Generations from fixed prompts", "固定提示词的生成"),
     "training": ("training", "训练中"),
+    "numerics": ("precision", "数值精度"),
     "stopping": ("stopping at the next step, with a checkpoint", "将在下一步停止并保存检查点"),
     "stopped": ("stopped", "已停止"),
     "finished": ("finished", "已完成"),

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..events import Emitter, Event, StopFlag
+from ..numerics import resolve
 from ..workspace import Artifact, Workspace
 from .data import CONTROL_PROMPTS, SFTDataSettings, build_mixture, load_custom
 from .template import IGNORE, encode_chat, install_template
@@ -60,7 +61,9 @@ class SFTConfig:
     sample_tokens: int = 40
     save_every: int = 100
     log_every: int = 5
-    bf16: bool = True
+    # bf16 autocast: True / False, or None = chosen per machine (puyu_lab.numerics: bf16 where native
+    # and faster, fp32 on CPUs that emulate it, fp16 on GPUs before Ampere)
+    bf16: bool | None = None
     seed: int = 0
     data: SFTDataSettings = field(default_factory=SFTDataSettings)
     custom_data: str | None = None
@@ -195,15 +198,18 @@ def load_base(path, method: str, *, trainable: bool = True):
     import torch
     from transformers import AutoModelForCausalLM
 
+    from ..numerics import choose
+
     cuda = torch.cuda.is_available()
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(choose("cuda").dtype) if cuda else None
     if method == "qlora":
         from transformers import BitsAndBytesConfig
 
         q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=torch.bfloat16 if cuda else torch.float32)
+                               bnb_4bit_compute_dtype=half or torch.float32)
         return AutoModelForCausalLM.from_pretrained(str(path), quantization_config=q,
                                                     device_map={"": 0} if cuda else {"": "cpu"})
-    dtype = torch.bfloat16 if (cuda and method == "lora") else torch.float32
+    dtype = half if (half is not None and method == "lora") else torch.float32
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
     return model.to("cuda") if cuda else model
 
@@ -342,13 +348,16 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
     if not resume and out.exists():
         shutil.rmtree(out)
     cuda = torch.cuda.is_available()
+    # QLoRA on CPU computes in fp32 (bitsandbytes' CPU 4-bit path): no autocast there
+    numerics = resolve(False if (cfg.method == "qlora" and not cuda) else cfg.bf16, "cuda" if cuda else "cpu")
+    em.emit("numerics", **numerics.to_dict(), summary=numerics.summary())
     args = TrainingArguments(
         output_dir=str(out), per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate, lr_scheduler_type="cosine",
         warmup_steps=cfg.warmup_ratio, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
         weight_decay=cfg.weight_decay, max_grad_norm=1.0, logging_steps=cfg.log_every, logging_first_step=True,
         eval_strategy="steps" if cfg.sample_every else "no", eval_steps=cfg.sample_every or None, save_strategy="steps", save_steps=cfg.save_every,
-        save_total_limit=2, report_to="none", use_cpu=not cuda, bf16=cfg.bf16 and (cuda or cfg.method != "qlora"),
+        save_total_limit=2, report_to="none", use_cpu=not cuda, bf16=numerics.bf16, fp16=numerics.fp16,
         dataloader_num_workers=0, seed=cfg.seed, disable_tqdm=not cfg.progress_bar, remove_unused_columns=False,
         train_sampling_strategy="group_by_length", dataloader_pin_memory=cuda,
     )
@@ -380,7 +389,8 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
         "train_loss": trains[-1]["loss"] if trains else None, "eval_loss": evals[-1]["eval_loss"] if evals else None,
         "eval_loss_first": evals[0]["eval_loss"] if evals else None,
         "selfcog_heldout_acc": acc, "control_collapse": collapse, "trainable_parameters": trainable,
-        "parameters": total, "memory": memory, "seconds": round(seconds, 1), **enc_info,
+        "parameters": total, "memory": memory, "seconds": round(seconds, 1), "precision": numerics.dtype,
+        "precision_reason": numerics.reason, **enc_info,
     }
     em.emit("selfcheck", selfcog=acc, rows=score_rows, collapse=collapse, control=control)
     art = None

@@ -1,6 +1,7 @@
 """TrainingPanel — live loss and learning-rate curves, tokens/s, ETA, grad norm, samples, Stop, Resume.
 
-A listener of the training engine's events (``begin``, ``log``, ``eval``, ``sample``, ``checkpoint``,
+A listener of the training engine's events (``begin``, ``numerics`` (the precision chosen for this
+machine, shown beside tokens/s), ``log``, ``eval``, ``sample``, ``checkpoint``,
 ``end``, ``done``). Training runs in a worker thread (:meth:`start`), so the Stop button's click
 reaches the kernel while it runs; Stop ends training gracefully with a checkpoint, Resume continues
 the same curve from it. :meth:`as_callback` attaches the panel to any HF ``Trainer``;
@@ -84,6 +85,8 @@ class TrainingPanel:
             if d.get("history") and not self.train_pts:  # resumed in a fresh panel: draw the curve so far
                 self._load_history(d["history"])
             self.status.value = f"<span class='puyu'>{t('training')} …</span>"
+        elif e.kind == "numerics":
+            self.last["numerics"] = d.get("summary") or d.get("dtype")
         elif e.kind == "log":
             self.train_pts.append((d["step"], d["loss"]))
             if d.get("learning_rate") is not None:
@@ -144,6 +147,8 @@ class TrainingPanel:
         parts.append(f"ETA {_fmt_s(L.get('eta_s'))}")
         if L.get("grad_norm") is not None:
             parts.append(f"grad norm {L['grad_norm']:.2f}")
+        if L.get("numerics"):
+            parts.append(f"{t('numerics')}: {esc(L['numerics'])}")
         warn = "".join(f"<div class='warn'>⚠ {esc(w)}</div>" for w in self.warnings)
         self.stats.value = "<span class='puyu'>" + " · ".join(parts) + "</span>" + (f"<div class='puyu'>{warn}</div>"
                                                                                      if warn else "")

@@ -10,10 +10,61 @@ AdamW (the embeddings at a higher rate: each row learns only when its token occu
 ``MuonAdamW`` is one ``torch.optim.Optimizer`` to the HF Trainer, its LR scheduler (which scales
 every group by the same cosine factor) and its checkpoints (``optimizer.pt`` holds both states),
 so Stop/Resume and ``accelerate launch`` work unchanged.
+
+``Muon`` here is ``torch.optim.Muon`` with one change: the dtype of its Newton–Schulz iterations.
+torch's casts the momentum to bf16 first, hard-coded; on a CPU without native bf16 (AVX2) that
+made a quick pretraining step 14× slower than AdamW (9.2 s vs 0.66 s). The subclass runs the same
+five iterations with the same coefficients in the dtype :mod:`puyu_lab.numerics` picks for the
+machine (bf16 where native, fp32 elsewhere), keeping torch's state, groups and learning-rate rule.
 """
 from __future__ import annotations
 
 import torch
+from torch.optim._muon import _adjust_lr
+
+
+def newton_schulz(grad: torch.Tensor, coefficients: tuple[float, float, float], steps: int, eps: float,
+                  dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+    """torch.optim.Muon's quintic Newton–Schulz orthogonalisation, computed in ``dtype``."""
+    a, b, c = coefficients
+    x = grad.to(dtype)
+    tall = grad.size(0) > grad.size(1)
+    if tall:
+        x = x.T
+    x = x / x.norm().clamp(min=eps)  # spectral norm at most 1
+    for _ in range(steps):
+        gram = x @ x.T
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.T if tall else x
+
+
+class Muon(torch.optim.Muon):
+    """``torch.optim.Muon`` whose Newton–Schulz iterations run in ``ns_dtype`` ("bf16" or "fp32")."""
+
+    def __init__(self, params, *, ns_dtype: str = "bf16", **kw):
+        if ns_dtype not in ("bf16", "fp32"):
+            raise ValueError(f"ns_dtype={ns_dtype!r}: choose 'bf16' or 'fp32'")
+        super().__init__(params, **kw)
+        self.ns_dtype = ns_dtype
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        dtype = torch.bfloat16 if self.ns_dtype == "bf16" else torch.float32
+        for group in self.param_groups:
+            params, grads, bufs = [], [], []
+            self._init_group(group, params, grads, bufs)
+            lr, wd, mom = float(group["lr"]), group["weight_decay"], group["momentum"]
+            for p, g, buf in zip(params, grads, bufs):  # torch's _single_tensor_muon, but for the dtype
+                buf.lerp_(g, 1 - mom)
+                update = g.lerp(buf, mom) if group["nesterov"] else buf
+                update = newton_schulz(update, group["ns_coefficients"], group["ns_steps"], group["eps"], dtype)
+                p.mul_(1 - lr * wd)
+                p.add_(update.to(p.dtype), alpha=-_adjust_lr(lr, group["adjust_lr_fn"], p.shape))
+        return loss
 
 
 class MuonAdamW(torch.optim.Optimizer):
@@ -22,10 +73,10 @@ class MuonAdamW(torch.optim.Optimizer):
     group's learning rate)."""
 
     def __init__(self, adamw_groups: list[dict], muon_groups: list[dict], *, betas=(0.9, 0.95),
-                 momentum: float = 0.95):
+                 momentum: float = 0.95, ns_dtype: str = "bf16"):
         # not Optimizer.__init__: the two inner optimizers own the groups and the state
         self.adamw = torch.optim.AdamW(adamw_groups, betas=betas, weight_decay=0.0)
-        self.muon = torch.optim.Muon(muon_groups, momentum=momentum, weight_decay=0.0, adjust_lr_fn="original")
+        self.muon = Muon(muon_groups, momentum=momentum, weight_decay=0.0, adjust_lr_fn="original", ns_dtype=ns_dtype)
         self.defaults = {}
 
     @property
@@ -61,15 +112,17 @@ class MuonAdamW(torch.optim.Optimizer):
         self.muon.load_state_dict(state_dict["muon"])
 
     def __repr__(self) -> str:
-        return f"MuonAdamW(adamw={len(self.adamw.param_groups)} groups, muon={len(self.muon.param_groups)} group)"
+        return (f"MuonAdamW(adamw={len(self.adamw.param_groups)} groups, muon={len(self.muon.param_groups)} group, "
+                f"Newton–Schulz in {self.muon.ns_dtype})")
 
 
-def build_optimizer(model, cfg) -> torch.optim.Optimizer:
+def build_optimizer(model, cfg, *, ns_dtype: str | None = None) -> torch.optim.Optimizer:
     """The optimizer ``cfg.optimizer`` names, with its parameter groups.
 
     ``"muon"``: Muon at ``cfg.muon_lr`` for every 2-D weight inside the decoder layers, AdamW at
     ``cfg.embedding_lr`` for the input embeddings and at ``cfg.learning_rate`` for the output head
-    and the norms; no weight decay (the quick budget is far from over-fitting).
+    and the norms; no weight decay (the quick budget is far from over-fitting). Its Newton–Schulz
+    iterations run in ``ns_dtype`` (default: this machine's choice, :func:`puyu_lab.numerics.choose`).
     ``"adamw"``: AdamW at ``cfg.learning_rate`` for everything, ``cfg.weight_decay`` on matrices.
     """
     emb = model.get_input_embeddings().weight
@@ -89,7 +142,11 @@ def build_optimizer(model, cfg) -> torch.optim.Optimizer:
     head_group = [] if head is emb else [head]  # tied embeddings: one matrix, the embedding group
     adamw_groups = [{"params": head_group + other, "lr": cfg.learning_rate},
                     {"params": [emb], "lr": cfg.embedding_lr}]
-    return MuonAdamW(adamw_groups, [{"params": hidden, "lr": cfg.muon_lr}])
+    if ns_dtype is None:
+        from ..numerics import choose
+
+        ns_dtype = choose("cuda" if emb.is_cuda else "cpu").muon_ns_dtype
+    return MuonAdamW(adamw_groups, [{"params": hidden, "lr": cfg.muon_lr}], ns_dtype=ns_dtype)
 
 
 def zero_init_residual_projections(model) -> None:

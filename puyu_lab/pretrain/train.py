@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from ..events import Emitter, Event, StopFlag
+from ..numerics import resolve
 from ..workspace import Artifact, Workspace
 from .model import PRESETS, ModelPreset, llama_config, size_arithmetic
 from .optim import build_optimizer, zero_init_residual_projections
@@ -50,7 +51,10 @@ class PretrainConfig:
     sample_every: int = 100
     save_every: int = 100
     log_every: int = 5
-    bf16: bool = True  # bf16 autocast: 1.6x faster than fp32 on these CPUs (see benchmarks)
+    # bf16 autocast: True / False, or None = chosen per machine (puyu_lab.numerics: bf16 only where
+    # it is native and measured faster — AMX / AVX512-BF16 CPUs, Ampere+ GPUs; fp32 on AVX2, where
+    # bf16 is emulated and 29× slower). Muon's Newton–Schulz dtype follows the same choice.
+    bf16: bool | None = None
     seed: int = 0
     prompts: tuple[str, ...] = tuple(PROMPTS)
     sample_tokens: int = 32
@@ -146,8 +150,12 @@ class Blocks:
 
 
 # ---- events from the Trainer ----------------------------------------------------------------------
-def generate_samples(model, tok, prompts, max_new_tokens: int = 32, seed: int = 0) -> list[str]:
-    """Sampled continuations of fixed prompts (temperature 0.8, top-k 40, fixed seed)."""
+def generate_samples(model, tok, prompts, max_new_tokens: int = 32, seed: int = 0, *,
+                     use_cache: bool = True) -> list[str]:
+    """Sampled continuations of fixed prompts (temperature 0.8, top-k 40, fixed seed).
+
+    With ``use_cache`` each new token is one forward step over the KV cache; without, the whole
+    sequence is re-encoded every token (the same tokens, slower: ``make bench`` compares them)."""
     import torch
 
     was_training = model.training
@@ -157,11 +165,15 @@ def generate_samples(model, tok, prompts, max_new_tokens: int = 32, seed: int = 
     with torch.no_grad():
         for p in prompts:
             ids = tok(p, return_tensors="pt")["input_ids"].to(model.device)
+            step_in, past = ids, None
             for _ in range(max_new_tokens):
-                logits = model(input_ids=ids).logits[0, -1].float() / 0.8
+                res = model(input_ids=step_in, cache=past, use_cache=use_cache)
+                past = res.cache if use_cache else None
+                logits = res.logits[0, -1].float() / 0.8
                 v, ix = torch.topk(logits, 40)
                 nxt = ix[torch.multinomial(torch.softmax(v, -1).cpu(), 1, generator=g)].to(ids.device)
                 ids = torch.cat([ids, nxt.view(1, 1)], dim=1)
+                step_in = nxt.view(1, 1) if use_cache else ids
                 if nxt.item() == tok.eos_token_id:
                     break
             out.append(tok.decode(ids[0], skip_special_tokens=True))
@@ -282,18 +294,22 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
     if before:
         em.emit("sample", step=0, samples=before)
     cuda = torch.cuda.is_available()
+    numerics = resolve(cfg.bf16, "cuda" if cuda else "cpu")
+    em.emit("numerics", **numerics.to_dict(), summary=numerics.summary())
     args = TrainingArguments(
         output_dir=str(out), per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate, lr_scheduler_type="cosine",
         warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,  # the optimizer: build_optimizer(cfg)
         max_grad_norm=1.0, logging_steps=cfg.log_every, logging_first_step=True, eval_strategy="steps",
         eval_steps=cfg.eval_every, save_strategy="steps", save_steps=cfg.save_every, save_total_limit=2,
-        report_to="none", use_cpu=not cuda, bf16=cfg.bf16, dataloader_num_workers=0, seed=cfg.seed,
+        report_to="none", use_cpu=not cuda, bf16=numerics.bf16, fp16=numerics.fp16, dataloader_num_workers=0,
+        seed=cfg.seed,
         disable_tqdm=not cfg.progress_bar, remove_unused_columns=False, dataloader_pin_memory=cuda,
     )
     cb = make_event_callback(em, cfg, tok, stop, eval_info["tokens_per_byte"])
     trainer = Trainer(model=model, args=args, train_dataset=Blocks(train_arr), eval_dataset=Blocks(eval_arr),
-                      callbacks=[cb, *(extra_callbacks or [])], optimizers=(build_optimizer(model, cfg), None))
+                      callbacks=[cb, *(extra_callbacks or [])],
+                      optimizers=(build_optimizer(model, cfg, ns_dtype=numerics.muon_ns_dtype), None))
     if stop is not None:
         stop.clear()
     initial = _initial_eval(ws) if resume else None
@@ -315,9 +331,12 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
         "bits_per_byte": evals[-1]["eval_loss"] * tpb / math.log(2) if evals else None,
         "train_tokens_seen": state.global_step * cfg.tokens_per_step,
         "parameters": size_arithmetic(cfg.preset)["parameters"],
+        "precision": numerics.dtype, "muon_ns_dtype": numerics.muon_ns_dtype if cfg.optimizer == "muon" else None,
+        "tokens_per_s": round(_train_rate(history, cfg.tokens_per_step), 1),
     }
     with ws.write(MODEL, kind="model", stage="pretrain", parents=[corpus, tok_art],
-                  params={"config": cfg.to_dict(), "profile_preset": cfg.preset.to_dict()}) as w:
+                  params={"config": cfg.to_dict(), "profile_preset": cfg.preset.to_dict(),
+                          "numerics": numerics.to_dict()}) as w:
         trainer.model.save_pretrained(str(w.path))
         save_tokenizer(tok, w.path, tok_art.path / "tokenizer.model")
         (w.path / "curve.json").write_text(json.dumps(history, indent=1), encoding="utf-8")
@@ -327,6 +346,15 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
     ckpt_path = last_checkpoint(ws)
     em.emit("done", **metrics)
     return PretrainResult(state.global_step, state.max_steps, stopped, ckpt_path, history, ws.get(MODEL), before, after)
+
+
+def _train_rate(history: list[dict], tokens_per_step: int) -> float:
+    """Training tokens per second over the run, from the Trainer's own timing (0 when unknown)."""
+    end = next((h for h in reversed(history) if "train_runtime" in h), None)
+    if not end or not end.get("train_runtime"):
+        return 0.0
+    steps = max(h.get("step", 0) for h in history)
+    return steps * tokens_per_step / end["train_runtime"]
 
 
 def _initial_eval(ws: Workspace) -> dict | None:
