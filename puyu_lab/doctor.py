@@ -134,6 +134,30 @@ def check_torch() -> list[Check]:
     ]
 
 
+def check_numerics() -> Check:
+    """The precision training will use here, and why (bf16 only where it is native and faster)."""
+    try:
+        from .numerics import choose
+
+        path = choose()
+    except Exception as exc:  # torch missing: check_torch says so
+        return Check("bf16", f"unknown ({exc})", "warn", required=False)
+    probe = f"; probe fp32 {path.probe['fp32']:g} / bf16 {path.probe['bf16']:g} GFLOP/s" if path.probe else ""
+    return Check("bf16", f"{path.reason}{probe}", "ok", required=False)
+
+
+def check_sandbox() -> Check:
+    """Whether the agent's Python tool can isolate code (bubblewrap), and how."""
+    try:
+        from .agent.sandbox import isolation_status
+
+        ok, text = isolation_status()
+    except Exception as exc:
+        return Check("python sandbox", f"unknown ({exc})", "warn", required=False)
+    return Check("python sandbox", text if ok else "UNAVAILABLE", "ok" if ok else "warn", "" if ok else text,
+                 required=False)
+
+
 def check_converter() -> Check:
     try:
         from .deploy.converter import converter_script
@@ -220,8 +244,10 @@ def run(root: Path | None = None) -> Report:
     report.checks.extend(check_packages())
     report.checks.extend(check_torch())
     report.checks.append(check_cpu())
+    report.checks.append(check_numerics())
     report.checks.append(check_llama())
     report.checks.append(check_converter())
+    report.checks.append(check_sandbox())
     report.checks.extend(check_memory_disk(root))
     report.checks.extend(check_data())
     hub_off = os.environ.get("HF_HUB_OFFLINE", "")
