@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -89,21 +90,36 @@ class Chain:
         self.results: dict[str, object] = {}
 
     def run(self, nb: Path):
-        from puyu_lab.chain import run_lab, write_report
+        from puyu_lab.chain import run_lab
 
         if nb.name in self.results:
             return self.results[nb.name]
         for earlier in self.labs[:self.labs.index(nb)]:
-            res = self.run(earlier)
+            res = self.results.get(earlier.name) or self.run(earlier)
             if not res.ok:
-                pytest.skip(f"an earlier lab failed: {res.lab}")
-        res = run_lab(nb, self.out, profile="quick", workspace=self.ws)
+                pytest.skip(f"an earlier lab failed: {res.lab} ({res.error[:200]})")
+        t0 = time.perf_counter()
+        try:
+            res = run_lab(nb, self.out, profile="quick", workspace=self.ws)
+        except BaseException as exc:  # pytest-timeout's failure, Ctrl-C: remember it, so later tests skip
+            from puyu_lab.chain import LabResult
+
+            why = "timed out" if "Timeout" in f"{type(exc).__name__} {exc}" else f"{type(exc).__name__}"
+            res = LabResult(nb.name, False, time.perf_counter() - t0, error=f"{why}: {str(exc)[:300]}")
+            self.results[nb.name] = res
+            self._report()
+            raise
         self.results[nb.name] = res
+        self._report()
+        return res
+
+    def _report(self) -> None:
+        from puyu_lab.chain import write_report
+
         write_report(list(self.results.values()), self.out, "quick")
         d = ROOT / "test-artifacts"
         d.mkdir(exist_ok=True)
         (d / "chain-summary.txt").write_text("\n".join(r.line() for r in self.results.values()) + "\n")
-        return res
 
     def run_all(self) -> list:
         return [self.run(nb) for nb in self.labs]
