@@ -19,15 +19,21 @@ PYTEST_ARGS ?=
 EXT_SRC := $(wildcard extensions/*/pyproject.toml extensions/*/package.json extensions/*/yarn.lock \
 	extensions/*/src/*.ts extensions/*/style/*.css extensions/*/*/*.py)
 
-.PHONY: setup lab test test-fast chain bench doctor status clean-workspace clean
+.PHONY: setup system lab test test-fast chain bench doctor status clean-workspace clean
 
-setup: $(STAMP)
+setup: system $(STAMP)
+
+# system packages (compiler, Node.js, Chromium, CJK fonts, bubblewrap): installed when missing
+system:
+	@bash scripts/system-packages.sh
 
 $(STAMP): pyproject.toml Makefile $(EXT_SRC)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel
 	@# CPU machines: the CPU build of torch first, or pip pulls a multi-GB CUDA build.
-	@if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(PY) -c "import torch" 2>/dev/null; then \
+	@# torch.optim.Muon needs torch >= 2.9: an older torch already in the venv is replaced.
+	@if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(PY) -c "import torch, sys; \
+	  sys.exit(tuple(map(int, torch.__version__.split('+')[0].split('.')[:2])) < (2, 9))" 2>/dev/null; then \
 	  echo "no CUDA here: installing the CPU build of torch"; $(PIP) install -q $(TORCH_CPU); fi
 	@if ! $(PY) -c "import llama_cpp" 2>/dev/null; then \
 	  echo "building llama-cpp-python from source (about 9 minutes on 2 cores the first time; pip caches it)"; \
@@ -36,7 +42,6 @@ $(STAMP): pyproject.toml Makefile $(EXT_SRC)
 	@# llama.cpp's HF→GGUF converter, from the llama-cpp-python source of the same version (once)
 	$(PY) -c "from puyu_lab.deploy.converter import ensure_converter; print('converter:', ensure_converter())"
 	@# the JupyterLab extension, built into a wheel that carries its JavaScript (needs Node.js to build)
-	@command -v node >/dev/null || { echo "Node.js is needed to build extensions/ (apt-get install nodejs npm)"; exit 1; }
 	@for e in extensions/*/; do if [ -f "$$e/pyproject.toml" ]; then \
 	  rm -rf "$$e"/lib "$$e"/*/labextension; PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PIP) install -q "$$e"; fi; done
 	$(VENV)/bin/jupyter labextension list 2>&1 | grep -q "puyu-lab-chain.*enabled.*OK" && echo "labextension puyu-lab-chain: OK"
@@ -49,9 +54,9 @@ lab: setup
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-# unit tests only (no notebooks, no servers): seconds
+# unit tests only (no notebooks, servers, browsers or slow training): under 2 minutes
 test-fast: setup
-	$(PY) -m pytest -q -m "not notebook and not server" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not notebook and not server and not slow and not browser" $(PYTEST_ARGS)
 
 chain: setup
 	$(PY) -m puyu_lab chain --profile $(PROFILE)
