@@ -9,8 +9,12 @@ It starts the code in new user, PID, network, IPC, UTS and mount namespaces:
   (``/usr/lib*``), the time-zone data, the Python interpreter and its standard library — read-only
   and bound one folder at a time, never the home folder they may live in, the virtualenv, the
   workspace or JupyterLab's runtime files — plus a fresh private working folder ``/sandbox`` and a
-  private ``/tmp`` (tmpfs, at most ``disk_mb`` each), a new ``/proc`` and a minimal ``/dev``.
-  There are no programs besides Python itself.
+  private ``/tmp`` (tmpfs, at most ``disk_mb`` each), a new ``/proc`` and a minimal ``/dev`` (its
+  ``/dev/shm`` a third such tmpfs). Everything else is read-only, bubblewrap's own root and ``/dev``
+  included: those are tmpfs without a size cap (half the RAM), which a plain ``open('/f', 'wb')`` loop
+  could otherwise fill.
+  There is no ``/usr/bin``; the few programs ``/usr/lib`` holds (git's helpers, setuid helpers, which
+  ``no_new_privs`` and ``nosuid`` disarm) run as confined as Python itself.
 * **who it is**: uid/gid 65534 (``nobody``) inside its user namespace. When the lab runs as root,
   also outside: root starts bwrap through a first bwrap (a private mount namespace in which the
   interpreter is reachable) and util-linux's ``setpriv``, so the code is never the host's root —
@@ -176,7 +180,7 @@ class Limits:
     memory_mb: int = 256  # address space
     max_output: int = 4000  # characters of stdout + stderr kept
     file_mb: int = 8  # largest file the code may write
-    disk_mb: int = 64  # size of each private folder (/sandbox, /tmp); needs bwrap >= 0.7
+    disk_mb: int = 64  # size of each private folder (/sandbox, /tmp, /dev/shm); needs bwrap >= 0.7
     nproc: int = 64  # processes of the sandbox's user (uid 65534 in its own user namespace)
     unsafe_unsandboxed: bool = False  # True: NO operating-system isolation (only rlimits + audit hook)
 
@@ -263,10 +267,13 @@ def _sandbox_argv(plan: _Plan, lim: Limits, info_fd: int | None) -> list[str]:
     if not any(_inside(plan.exe, d) for d in plan.dirs + _system_dirs()):
         inner += ["--ro-bind", plan.exe, plan.exe]
     inner += ["--proc", "/proc", "--dev", "/dev"]
-    for d in ("/tmp", WORKDIR):
+    for d in ("/tmp", WORKDIR, "/dev/shm"):
         if plan.version >= (0, 7):
             inner += ["--size", str(lim.disk_mb << 20)]
         inner += ["--tmpfs", d]
+    # bwrap's root (which holds the mount points) and its /dev are tmpfs without a size cap, writable by
+    # the sandbox's user: read-only, or the code fills half the host's RAM through them, past disk_mb
+    inner += ["--remount-ro", "/dev", "--remount-ro", "/"]
     inner += ["--chdir", WORKDIR]
     if info_fd is not None:
         inner += ["--info-fd", str(info_fd)]

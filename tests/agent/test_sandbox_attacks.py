@@ -285,3 +285,28 @@ def test_a_setsid_child_does_not_outlive_the_run():
     r = inside(code)
     assert r.ok and "started" in r.output, r.output
     assert processes_with(marker) == []  # gone when run_python returned: its PID namespace died with the run
+
+
+# ---- 7. memory, through files outside its private folders ------------------------------------------------------
+def test_files_cannot_fill_memory_past_disk_mb(tmp_path):
+    """bwrap's root and /dev are tmpfs without a size cap (half the RAM), writable by the sandbox's user:
+    a loop of ``open('/f', 'wb')`` took the host's memory there, past ``disk_mb``. Now they are read-only,
+    and /dev/shm is capped like /tmp and /sandbox."""
+    def fill(dirs):  # 12 MB in each folder, as two 6 MB files (each under file_mb, together over disk_mb)
+        return ("import errno, os\n"
+                f"for d in {dirs!r}:\n"
+                "    try:\n"
+                "        for i in range(2):\n"
+                "            with open(os.path.join(d, f'fill{i}'), 'wb') as f:\n"
+                "                f.write(b'x' * (6 << 20))\n"
+                "        print('FILLED', d)\n"
+                "    except OSError as e:\n"
+                "        print('STOPPED', d, errno.errorcode[e.errno])")
+    r = outside(fill([str(tmp_path)]), disk_mb=8)
+    assert r.ok and f"FILLED {tmp_path}" in r.output, r.output  # the payload works where nothing caps it
+    r = inside(fill(["/", "/dev", "/usr/lib", "/dev/shm", "/tmp", "/sandbox"]), disk_mb=8)
+    assert r.ok and "FILLED" not in r.output, r.output
+    for d in ("/", "/dev", "/usr/lib"):
+        assert f"STOPPED {d} EROFS" in r.output, r.output
+    for d in ("/dev/shm", "/tmp", "/sandbox"):
+        assert f"STOPPED {d} ENOSPC" in r.output, r.output
