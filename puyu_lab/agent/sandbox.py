@@ -2,8 +2,8 @@
 
 What guards what
 ----------------
-The guard is **bubblewrap** (``bwrap``, the sandbox Flatpak is built on; Debian package ``bubblewrap``).
-It starts the code in new user, PID, network, IPC, UTS and mount namespaces:
+The guard is **bubblewrap** (``bwrap`` >= 0.8, the sandbox Flatpak is built on; Debian package ``bubblewrap``).
+It starts the code in new user, PID, network, IPC, UTS, cgroup and mount namespaces:
 
 * **what the code sees** (mount namespace): a root of its own that holds only the C libraries
   (``/usr/lib*``), the time-zone data, the Python interpreter and its standard library — read-only
@@ -15,6 +15,12 @@ It starts the code in new user, PID, network, IPC, UTS and mount namespaces:
   could otherwise fill.
   There is no ``/usr/bin``; the few programs ``/usr/lib`` holds (git's helpers, setuid helpers, which
   ``no_new_privs`` and ``nosuid`` disarm) run as confined as Python itself.
+* **only the standard library**: it runs the base interpreter (never the virtualenv) with ``-I -S``, and
+  every third-party package folder inside the bound folders — the base interpreter's purelib/platlib
+  (``…/lib/python3.X/site-packages``: boto3, awscli, pip …) and any ``site-packages``/``dist-packages``
+  such as the system Python's ``/usr/lib/python3/dist-packages`` — is masked by an empty read-only
+  tmpfs, so ``sys.path.append`` finds nothing there. (The standard library's own ``ensurepip`` wheels,
+  pip and setuptools as zip files, stay importable from a ``sys.path`` entry: pure Python, no network.)
 * **who it is**: uid/gid 65534 (``nobody``) inside its user namespace. When the lab runs as root,
   also outside: root starts bwrap through a first bwrap (a private mount namespace in which the
   interpreter is reachable) and util-linux's ``setpriv``, so the code is never the host's root —
@@ -24,10 +30,26 @@ It starts the code in new user, PID, network, IPC, UTS and mount namespaces:
   other process (its own PID namespace: nothing outside is visible or signalable), no environment
   (``--clearenv`` and four variables; bwrap itself starts with an empty one, so not even
   ``/proc/1/environ`` inside holds anything of the host's), no nested user namespaces
-  (``--disable-userns``, bwrap ≥ 0.8), and only the standard library: it runs the base interpreter
-  (never the virtualenv) with ``-I -S``.
+  (``--disable-userns``).
 * **kernel limits** (``setrlimit``, set inside before the user's code runs): CPU seconds, address
-  space, file size, open files and processes.
+  space (``memory_mb``), file size, open files (64) and processes (``nproc``, 16). These are *per
+  process*: alone they bound a run's memory only to about ``nproc`` × ``memory_mb``, and not at all
+  what is held outside an address space — SysV shared memory (``shmget`` via ``ctypes``), ``memfd``
+  files, pipes.
+* **total memory** (a cgroup), where this process may make one: as root, or inside a cgroup v2 delegated
+  to its user. Each run gets a memory cgroup of its own (with the pids controller where there is one),
+  made inside the caller's cgroup (v1), or the nearest ancestor that delegates memory (v2), before the
+  run starts (a ``/bin/sh`` gate holds the start until it is in the cgroup, so every process of the run
+  starts there) and removed after it (an empty one left by a process that died is swept on the next start).
+  Its limit, ``memory_mb + 3 × disk_mb`` (448 MB by default; no swap), covers everything the kernel
+  charges to the run: its processes' memory, SysV and POSIX shared memory, memfds and the files in its
+  tmpfs folders; ``pids.max`` is ``nproc + 8``. When the kernel kills a process of the run at that limit,
+  the run ends as ``memory: …``. Where no such cgroup can be made (a normal user without a delegated
+  cgroup, a container without one) there is **no** cap on a run's total memory:
+  :func:`isolation_status` says so, and why.
+* **SysV shared memory**, as root: the first stage makes the IPC namespace and caps it there
+  (``kernel.shmmax`` and ``shmall`` at ``memory_mb``, ``shmmni`` 32), the second shares it; the code's
+  user cannot change those. For a normal user only the cgroup, if there is one, bounds it.
 * **a wall-clock timeout and an output cap**. At the end the sandbox's PID namespace is killed through
   its init process and :func:`run_python` returns only once every process in it has gone, so a
   ``setsid`` child does not outlive the run.
@@ -36,11 +58,18 @@ It starts the code in new user, PID, network, IPC, UTS and mount namespaces:
   code can switch it off (its state sits in ``sys.modules['__main__']``), and the red-team tests
   (``tests/agent/test_sandbox_attacks.py``) attack with it switched off.
 
-No silent downgrade: where bubblewrap or user namespaces are missing, :func:`run_python` raises
-:class:`SandboxUnavailable` saying what is missing and how to enable it (:func:`isolation_status`
-reports the same for ``puyu-lab doctor``). Running *without* isolation takes an explicit, loudly named
-opt-in — ``Limits(unsafe_unsandboxed=True)`` or ``PUYU_LAB_UNSAFE_UNSANDBOXED_PYTHON=1`` — and leaves
-only the old layers: a child ``python -I`` in a temporary folder with the rlimits and the audit hook.
+What does not guard: there is **no system-call filter** (no seccomp). Every system call the namespaces
+allow reaches the kernel, so a kernel bug reachable from an unprivileged user namespace is the risk
+left; keep the kernel updated.
+
+No silent downgrade: where bubblewrap or user namespaces are missing, or bubblewrap is older than 0.8
+(without ``--size``, 0.7, its private folders would be tmpfs of up to half the RAM; without
+``--disable-userns``, 0.8, the code could make user namespaces of its own), :func:`run_python` raises
+:class:`SandboxUnavailable` saying what is missing and how to get it (:func:`isolation_status` reports
+the same for ``puyu-lab doctor``, and whether a run's total memory is capped). Running *without*
+isolation takes an explicit, loudly named opt-in — ``Limits(unsafe_unsandboxed=True)`` or
+``PUYU_LAB_UNSAFE_UNSANDBOXED_PYTHON=1`` — and leaves only the old layers: a child ``python -I`` in a
+temporary folder with the rlimits and the audit hook.
 
 Why hand-written
 ----------------
@@ -49,16 +78,21 @@ interpreter run whose every ending (finished, timeout, CPU, memory, output, refu
 a model can read, with the interpreter bound into the sandbox without its home folder, and the two-stage
 start for root. It is kept in this one file so that each layer can be read — and attacked.
 
-Cost, measured (2-core VM, as root, median of 30 interleaved runs of ``print(1)``): 48 ms through the
-sandbox, 34 ms for the same start without it (the unsafe opt-in): the two bwraps and setpriv add ~15 ms
-(one bwrap, ~8 ms, for a normal user). The previous audit-hook-only child took 72 ms: it started the
-virtualenv's interpreter with ``site`` and imported ``ast`` and ``traceback``; this one starts the base
-interpreter with ``-I -S`` and uses ``_ast``. The first run in a process also probes the sandbox once (~0.1 s).
+Cost, measured (2-core VM, as root, cgroup v1, medians of 3 × 10 interleaved runs of ``print(1)``, taken while
+the full test suite kept the machine busy, load average ~6): 84–95 ms through the sandbox, 73–82 ms for the
+sandbox before the cgroup, the masks and the shell gate, 40–46 ms without it (the unsafe opt-in). Most of the
+difference is moving the run into its cgroup (~10 ms: on cgroup v1 the kernel waits for an RCU grace period);
+making and removing the cgroup take ~0.4 ms, the gate ~1 ms. On the idle VM the sandbox without the cgroup took
+48 ms and the unsafe start 34 ms: the two bwraps and setpriv add ~15 ms (one bwrap, ~8 ms, for a normal user,
+who has no cgroup step). The previous audit-hook-only child took 72 ms: it started the virtualenv's interpreter
+with ``site`` and imported ``ast`` and ``traceback``; this one starts the base interpreter with ``-I -S`` and
+uses ``_ast``. The first run in a process also probes the sandbox once (~0.1 s).
 
 Every way a run can end is reported as one line the model can read (see :class:`RunResult`).
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import select
@@ -78,6 +112,9 @@ UNSAFE_ENV = "PUYU_LAB_UNSAFE_UNSANDBOXED_PYTHON"  # =1: run the code WITHOUT op
 BWRAP_ENV = "PUYU_LAB_BWRAP"  # the bwrap to use (default: the one on PATH); a missing path makes isolation unavailable
 SANDBOX_UID = 65534  # nobody / nogroup
 WORKDIR = "/sandbox"  # the code's private working folder (and HOME) inside the sandbox
+BWRAP_MIN = (0, 8, 0)  # --size (0.7) caps the private folders, --disable-userns (0.8) forbids nested user namespaces
+CGROUP_PREFIX = "puyu-sandbox-"  # each run's cgroup: puyu-sandbox-<pid of this process>-<n>
+_PIDS_EXTRA = 8  # pids.max = nproc + this: the bwraps, setpriv and the sandbox's init
 
 # runs in the child before the user's code, which it reads from stdin
 _BOOT = r'''
@@ -177,12 +214,18 @@ class SandboxUnavailable(RuntimeError):
 class Limits:
     wall_s: float = 5.0  # wall-clock timeout
     cpu_s: int = 2  # CPU seconds (SIGXCPU, then SIGKILL)
-    memory_mb: int = 256  # address space
+    memory_mb: int = 256  # address space of each process; also the cap on SysV shared memory (as root)
     max_output: int = 4000  # characters of stdout + stderr kept
     file_mb: int = 8  # largest file the code may write
-    disk_mb: int = 64  # size of each private folder (/sandbox, /tmp, /dev/shm); needs bwrap >= 0.7
-    nproc: int = 64  # processes of the sandbox's user (uid 65534 in its own user namespace)
+    disk_mb: int = 64  # size of each private folder (/sandbox, /tmp, /dev/shm)
+    nproc: int = 16  # processes (and threads) of the sandbox's user (uid 65534 in its own user namespace)
     unsafe_unsandboxed: bool = False  # True: NO operating-system isolation (only rlimits + audit hook)
+
+    @property
+    def total_mb(self) -> int:
+        """What one run may hold in RAM in all — its processes, shared memory and the files in its three
+        private folders (tmpfs) — where a cgroup enforces it (see :func:`isolation_status`)."""
+        return self.memory_mb + 3 * self.disk_mb
 
 
 @dataclass
@@ -221,6 +264,25 @@ def _interpreter() -> tuple[str, list[str]]:
     return exe, [d for d in outer if not any(_inside(d, s) for s in _system_dirs())]
 
 
+def _package_dirs(bound: list[str]) -> list[str]:
+    """Third-party packages inside the folders bound into the sandbox, masked there by an empty read-only tmpfs:
+    the base interpreter's purelib/platlib and every ``site-packages``/``dist-packages`` a folder or one of its
+    ``python*`` folders holds (``/usr/lib/python3/dist-packages`` of the system's Python, …)."""
+    base = {"base": sys.base_prefix, "platbase": sys.base_exec_prefix, "installed_base": sys.base_prefix,
+            "installed_platbase": sys.base_exec_prefix}
+    found = set()
+    for k in ("purelib", "platlib"):
+        try:
+            found.add(sysconfig.get_path(k, "posix_prefix", vars=base))
+        except KeyError:
+            pass
+    for d in bound:
+        for pattern in ("*-packages", "python*/*-packages", "*/python*/*-packages"):
+            found.update(glob.glob(os.path.join(glob.escape(d), pattern)))
+    real = {os.path.realpath(p) for p in found if p and os.path.basename(p) in ("site-packages", "dist-packages")}
+    return sorted(p for p in real if os.path.isdir(p) and any(_inside(p, d) for d in bound))
+
+
 def _system_dirs() -> list[str]:
     """The C libraries and time-zone data, bound read-only; no programs (no /usr/bin)."""
     return [d for d in ("/usr/lib", "/usr/lib64", "/usr/lib32", "/usr/libx32", "/usr/share/zoneinfo") if os.path.isdir(d)]
@@ -244,21 +306,37 @@ class _Plan:
     setpriv: str | None  # running as root: bwrap → setpriv (to uid 65534) → bwrap
     exe: str
     dirs: list[str]
+    masked: list[str]  # site-packages … inside the bound folders, hidden by an empty tmpfs
+    sh: str  # /bin/sh: the cgroup gate, and (as root) capping SysV shared memory in the first stage
+    cgroup: "_CgroupBase | None" = None  # where each run gets its own memory (and pids) cgroup
+    no_cgroup: str = ""  # why there is none
 
     def describe(self) -> str:
         v = ".".join(map(str, self.version))
         who = "uid 65534 (nobody, also on the host)" if self.setpriv else f"uid 65534 (uid {os.geteuid()} on the host)"
-        return (f"bubblewrap {v} ({self.bwrap}): user, PID, network, IPC, UTS and mount namespaces; code runs as "
-                f"{who}, sees a read-only system and private {WORKDIR} and /tmp")
+        text = (f"bubblewrap {v} ({self.bwrap}): user, PID, network, IPC, UTS and mount namespaces; code runs as "
+                f"{who}, sees a read-only system with only the standard library ({len(self.masked)} site-packages "
+                f"folders masked) and private {WORKDIR} and /tmp; ")
+        if self.cgroup:
+            text += (f"each run's total memory (processes, shared memory, its files) capped by a cgroup "
+                     f"({self.cgroup.describe()}) at memory_mb + 3 x disk_mb")
+        else:
+            unbounded = "memfds and pipes" if self.setpriv else "SysV shared memory, memfds and pipes"
+            text += (f"NO cap on a run's total memory ({self.no_cgroup}): only each process's address space is "
+                     f"limited (memory_mb, for up to nproc processes), and {unbounded} not at all")
+        if self.setpriv:
+            text += "; SysV shared memory capped at memory_mb in its IPC namespace"
+        return text + "; no system-call filter"
 
 
 def _sandbox_argv(plan: _Plan, lim: Limits, info_fd: int | None) -> list[str]:
-    inner = [plan.bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
+    # as root the first stage makes the IPC namespace (and caps SysV shared memory in it): the second shares it
+    ns = ["--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+    inner = [plan.bwrap, *(ns if plan.setpriv else ["--unshare-all", "--unshare-user"]), "--disable-userns",
+             "--die-with-parent", "--new-session",
              "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox",
              "--clearenv", "--setenv", "HOME", WORKDIR, "--setenv", "TMPDIR", "/tmp",
              "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8"]
-    if plan.version >= (0, 8):
-        inner += ["--disable-userns"]
     for d in _system_dirs():
         inner += ["--ro-bind", d, d]
     inner += _top_links()
@@ -266,11 +344,11 @@ def _sandbox_argv(plan: _Plan, lim: Limits, info_fd: int | None) -> list[str]:
         inner += ["--ro-bind", d, d]
     if not any(_inside(plan.exe, d) for d in plan.dirs + _system_dirs()):
         inner += ["--ro-bind", plan.exe, plan.exe]
+    for d in plan.masked:  # third-party packages: an empty, read-only tmpfs over each
+        inner += ["--size", "4096", "--perms", "0555", "--tmpfs", d, "--remount-ro", d]
     inner += ["--proc", "/proc", "--dev", "/dev"]
     for d in ("/tmp", WORKDIR, "/dev/shm"):
-        if plan.version >= (0, 7):
-            inner += ["--size", str(lim.disk_mb << 20)]
-        inner += ["--tmpfs", d]
+        inner += ["--size", str(lim.disk_mb << 20), "--tmpfs", d]
     # bwrap's root (which holds the mount points) and its /dev are tmpfs without a size cap, writable by
     # the sandbox's user: read-only, or the code fills half the host's RAM through them, past disk_mb
     inner += ["--remount-ro", "/dev", "--remount-ro", "/"]
@@ -281,10 +359,12 @@ def _sandbox_argv(plan: _Plan, lim: Limits, info_fd: int | None) -> list[str]:
     if not plan.setpriv:
         return inner
     # root: a first bwrap (privileged, no user namespace) makes a private mount namespace in which the
-    # interpreter is reachable without the home folder around it, then setpriv drops to uid 65534 for the second
-    outer = [plan.bwrap, "--die-with-parent", "--ro-bind", "/usr", "/usr", *_top_links()]
+    # interpreter is reachable without the home folder around it, and a new IPC namespace whose SysV shared
+    # memory it caps (not covered by RLIMIT_AS); then setpriv drops to uid 65534 for the second
+    outer = [plan.bwrap, "--die-with-parent", "--unshare-ipc", "--ro-bind", "/usr", "/usr", *_top_links(),
+             "--bind", "/proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     made = set()
-    for p in [*plan.dirs, plan.exe, plan.bwrap, plan.setpriv]:
+    for p in [*plan.dirs, plan.exe, plan.bwrap, plan.setpriv, plan.sh]:
         if _inside(p, "/usr"):
             continue
         parts = p.strip("/").split("/")[:-1]
@@ -294,13 +374,209 @@ def _sandbox_argv(plan: _Plan, lim: Limits, info_fd: int | None) -> list[str]:
                 made.add(a)
                 outer += ["--perms", "0755", "--dir", a]
         outer += ["--ro-bind", p, p]
-    outer += ["--bind", "/proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+    shm = lim.memory_mb << 20
+    caps = (f"echo {shm} > /proc/sys/kernel/shmmax && echo {shm // 4096} > /proc/sys/kernel/shmall && "
+            f"echo 32 > /proc/sys/kernel/shmmni && exec \"$@\"")
+    outer += [plan.sh, "-c", caps, "sh",
               plan.setpriv, f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups", "--"]
     return outer + inner
 
 
 def _boot_args(lim: Limits, writable: list[str]) -> list[str]:
     return [str(lim.memory_mb << 20), str(lim.cpu_s), str(lim.file_mb << 20), str(lim.nproc), os.pathsep.join(writable)]
+
+
+# ---- a cgroup of its own for each run: the cap on its total memory -------------------------------------
+def _write(path: str, value) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, str(value).encode())
+    finally:
+        os.close(fd)
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _unescape(p: str) -> str:  # mountinfo writes spaces, tabs, newlines and backslashes as octal escapes
+    return p.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+
+
+@dataclass
+class _CgroupBase:
+    version: int  # 2: the unified hierarchy; 1: the memory (and pids) controllers' own hierarchies
+    memory: str  # the folder in which each run's cgroup is made
+    pids: str | None  # v1: the same in the pids hierarchy; v2: == memory when pids is enabled there; None: no pids cap
+
+    def describe(self) -> str:
+        return f"v{self.version} {'memory and pids' if self.pids else 'memory'}, under {self.memory}"
+
+
+def _cgroup_base() -> tuple[_CgroupBase | None, str]:
+    """Where this process may make cgroups with a memory limit — in its own cgroup, or (v2, whose inner
+    cgroups may not hold processes) the nearest ancestor that delegates memory — or ``None`` and why not."""
+    try:
+        v2, v1 = None, {}
+        for line in _read("/proc/self/mountinfo").splitlines():
+            left, _, right = line.partition(" - ")
+            f, r = left.split(), right.split()
+            if len(f) < 5 or len(r) < 3:
+                continue
+            if r[0] == "cgroup2":
+                v2 = (_unescape(f[4]), _unescape(f[3]))
+            elif r[0] == "cgroup":
+                for c in r[2].split(","):
+                    if c in ("memory", "pids"):
+                        v1[c] = (_unescape(f[4]), _unescape(f[3]))
+        own = {}
+        for line in _read("/proc/self/cgroup").splitlines():
+            _, ctrls, path = line.split(":", 2)
+            for c in (ctrls.split(",") if ctrls else ["unified"]):
+                own[c] = path
+    except (OSError, ValueError) as e:
+        return None, f"cgroups unreadable: {e}"
+
+    def folder(mount, path):
+        mnt, root = mount
+        if root != "/" and _inside(path, root):
+            path = path[len(root.rstrip("/")):] or "/"
+        return os.path.normpath(mnt + "/" + path.lstrip("/"))
+
+    base = None
+    if v2 and "unified" in own and "memory" in _read_or_empty(os.path.join(v2[0], "cgroup.controllers")).split():
+        d = folder(v2, own["unified"])
+        while _inside(d, v2[0]):
+            ctl = _read_or_empty(os.path.join(d, "cgroup.subtree_control")).split()
+            if "memory" in ctl:
+                if os.access(d, os.W_OK):
+                    base = _CgroupBase(2, d, d if "pids" in ctl else None)
+                break
+            if d == v2[0]:
+                break
+            d = os.path.dirname(d)
+        if base is None:
+            return None, (f"cgroup v2: no cgroup around this process that delegates the memory controller to it "
+                          f"(run as root, or in a cgroup delegated to this user, e.g. `systemd-run --user --scope "
+                          f"-p Delegate=yes`)")
+    elif "memory" in v1 and "memory" in own:
+        d = folder(v1["memory"], own["memory"])
+        if not os.access(d, os.W_OK):
+            return None, f"cgroup v1: this user may not make cgroups in {d} (run as root)"
+        p = folder(v1["pids"], own["pids"]) if "pids" in v1 and "pids" in own else None
+        base = _CgroupBase(1, d, p if p and os.access(p, os.W_OK) else None)
+    else:
+        return None, "no memory cgroup controller on this system"
+    _sweep(base)
+    try:  # a trial group: made, limited and removed
+        g = _RunGroup(base, Limits())
+        g.close()
+    except OSError as e:
+        return None, f"cgroup v{base.version}: cannot make a limited cgroup under {base.memory} ({e})"
+    return base, ""
+
+
+def _read_or_empty(path: str) -> str:
+    try:
+        return _read(path)
+    except OSError:
+        return ""
+
+
+def _sweep(base: _CgroupBase) -> None:
+    """Remove the empty cgroups that runs of a process that has since died left behind."""
+    for top in {base.memory, base.pids} - {None}:
+        try:
+            names = os.listdir(top)
+        except OSError:
+            continue
+        for n in names:
+            if n.startswith(CGROUP_PREFIX):
+                try:
+                    os.kill(int(n[len(CGROUP_PREFIX):].split("-")[0]), 0)
+                except ProcessLookupError:
+                    try:
+                        os.rmdir(os.path.join(top, n))
+                    except OSError:
+                        pass
+                except (ValueError, PermissionError):
+                    pass
+
+
+_group_ids = iter(range(1, 1 << 62))
+_group_lock = threading.Lock()
+
+
+class _RunGroup:
+    """One run's cgroup (memory, and pids where available): made before the run, removed after it."""
+
+    def __init__(self, base: _CgroupBase, lim: Limits):
+        with _group_lock:
+            name = f"{CGROUP_PREFIX}{os.getpid()}-{next(_group_ids)}"
+        self.version, self.dirs, self.added = base.version, [], False
+        try:
+            mem = os.path.join(base.memory, name)
+            os.mkdir(mem)
+            self.dirs.append(mem)
+            cap, pids = lim.total_mb << 20, lim.nproc + _PIDS_EXTRA
+            if base.version == 2:
+                _write(os.path.join(mem, "memory.max"), cap)
+                for f, v in (("memory.swap.max", 0), ("memory.oom.group", 1)):
+                    if os.path.exists(os.path.join(mem, f)):
+                        _write(os.path.join(mem, f), v)
+                if base.pids:
+                    _write(os.path.join(mem, "pids.max"), pids)
+                self.events = os.path.join(mem, "memory.events")
+            else:
+                _write(os.path.join(mem, "memory.limit_in_bytes"), cap)
+                if os.path.exists(os.path.join(mem, "memory.memsw.limit_in_bytes")):  # and no swap beyond it
+                    _write(os.path.join(mem, "memory.memsw.limit_in_bytes"), cap)
+                self.events = os.path.join(mem, "memory.oom_control")
+                if base.pids:
+                    p = os.path.join(base.pids, name)
+                    os.mkdir(p)
+                    self.dirs.append(p)
+                    _write(os.path.join(p, "pids.max"), pids)
+        except BaseException:
+            self.close()
+            raise
+
+    def add(self, pid: int) -> None:
+        for d in self.dirs:
+            _write(os.path.join(d, "cgroup.procs"), pid)
+        self.added = True
+
+    def oom_kills(self) -> int:
+        for line in _read_or_empty(self.events).splitlines():
+            k, _, v = line.partition(" ")
+            if k == "oom_kill":
+                return int(v)
+        return 0
+
+    def close(self) -> None:
+        """Kill anything still in it, then remove it (innermost first)."""
+        for d in reversed(self.dirs):
+            end = time.monotonic() + 2.0
+            while True:
+                try:
+                    os.rmdir(d)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if time.monotonic() > end:
+                        break
+                try:
+                    if os.path.exists(os.path.join(d, "cgroup.kill")):
+                        _write(os.path.join(d, "cgroup.kill"), 1)
+                    else:
+                        for pid in _read_or_empty(os.path.join(d, "cgroup.procs")).split():
+                            os.kill(int(pid), signal.SIGKILL)
+                except (OSError, ValueError):
+                    pass
+                time.sleep(0.005)
+        self.dirs = []
 
 
 # ---- is it available? ----------------------------------------------------------------------------------
@@ -313,6 +589,11 @@ def _bwrap_path() -> tuple[str | None, str]:
     if chosen:
         return (chosen if os.path.isfile(chosen) and os.access(chosen, os.X_OK) else None), f"{BWRAP_ENV}={chosen}"
     return shutil.which("bwrap") or next((p for p in ("/usr/bin/bwrap", "/bin/bwrap") if os.path.isfile(p)), None), "PATH"
+
+
+def _program(name: str) -> str | None:
+    found = shutil.which(name) or next((p for p in (f"/usr/bin/{name}", f"/bin/{name}") if os.path.isfile(p)), None)
+    return os.path.realpath(found) if found else None
 
 
 def _plan() -> _Plan:
@@ -329,17 +610,21 @@ def _plan() -> _Plan:
             f"on Fedora; `make setup` does it — and call the tool again. {_UNSAFE_HINT}")
     setpriv = None
     if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv") or next((p for p in ("/usr/bin/setpriv", "/bin/setpriv") if os.path.isfile(p)), None)
+        setpriv = _program("setpriv")
         if setpriv is None:
             raise SandboxUnavailable(
                 "sandbox unavailable: running as root, the Python tool hands its sandbox to uid 65534 with util-linux's "
                 "`setpriv`, which was not found. Install it (`sudo apt-get install util-linux`) or run the lab as a "
                 f"normal user. {_UNSAFE_HINT}")
+    sh = _program("sh")
+    if sh is None:
+        raise SandboxUnavailable(f"sandbox unavailable: no /bin/sh, which starts the sandbox. {_UNSAFE_HINT}")
     exe, dirs = _interpreter()
-    key = (bwrap, setpriv, exe, tuple(dirs))
+    key = (bwrap, setpriv, sh, exe, tuple(dirs))
     with _plans_lock:
         if key in _plans:
             return _plans[key]
+    masked = _package_dirs(dirs + _system_dirs())  # globs /usr/lib: once
     try:
         out = subprocess.run([bwrap, "--version"], capture_output=True, text=True, timeout=10, env={}).stdout
         version = tuple(int(x) for x in out.split()[-1].split(".")[:3])
@@ -347,7 +632,16 @@ def _plan() -> _Plan:
         raise SandboxUnavailable(f"sandbox unavailable: {bwrap} ({where}) is not a working bubblewrap "
                                  f"(`{bwrap} --version` failed). Install the distribution's `bubblewrap` "
                                  f"package. {_UNSAFE_HINT}") from None
-    plan = _Plan(bwrap, version, setpriv, exe, dirs)
+    if version < BWRAP_MIN:
+        need = ".".join(map(str, BWRAP_MIN))
+        raise SandboxUnavailable(
+            f"sandbox unavailable: bubblewrap {'.'.join(map(str, version))} ({bwrap}, {where}) is too old; the "
+            f"sandbox needs bubblewrap >= {need}: --size (0.7) caps its private folders, which would otherwise "
+            f"take up to half the RAM, and --disable-userns (0.8) stops the code from making user namespaces of "
+            f"its own. Debian 12, Ubuntu 24.04 and Fedora 38 and later ship {need} or newer; elsewhere install it "
+            f"from backports or build it (https://github.com/containers/bubblewrap, `meson setup _build && "
+            f"meson compile -C _build`) and point {BWRAP_ENV} at the new bwrap. {_UNSAFE_HINT}")
+    plan = _Plan(bwrap, version, setpriv, exe, dirs, masked, sh)
     try:
         p = subprocess.run(_sandbox_argv(plan, Limits(), None), input=_PROBE.encode(), capture_output=True, timeout=30,
                            env={}, start_new_session=True)
@@ -362,6 +656,7 @@ def _plan() -> _Plan:
             "above 0; on Debian also `sudo sysctl -w kernel.unprivileged_userns_clone=1`; on Ubuntu 23.10 and later "
             "`sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`; in a Docker container, start it with "
             f"`--security-opt seccomp=unconfined --security-opt apparmor=unconfined`. {_UNSAFE_HINT}")
+    plan.cgroup, plan.no_cgroup = _cgroup_base()
     with _plans_lock:
         _plans[key] = plan
     return plan
@@ -419,7 +714,8 @@ def run_python(code: str, limits: Limits | None = None) -> RunResult:
         warnings.warn(_UNSAFE_WARNING, RuntimeWarning, stacklevel=2)
     tmp = tempfile.mkdtemp(prefix="puyu-sandbox-") if unsafe else None
     t0 = time.monotonic()
-    info_r = info_w = None
+    info_r = info_w = group = None
+    data = code.encode("utf-8", "replace")  # the code goes in on stdin
     try:
         if unsafe:
             exe = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
@@ -429,6 +725,16 @@ def run_python(code: str, limits: Limits | None = None) -> RunResult:
             info_r, info_w = os.pipe()  # bwrap writes the host pid of the sandbox's init here
             argv = _sandbox_argv(plan, lim, info_w)
             kw = {"env": {}, "pass_fds": (info_w,)}
+            if plan.cgroup:
+                try:
+                    group = _RunGroup(plan.cgroup, lim)
+                except OSError as e:
+                    raise SandboxUnavailable(f"sandbox unavailable: could not make this run's cgroup under "
+                                             f"{plan.cgroup.memory} ({e}), which caps its total memory") from None
+                # a gate: the shell waits for the first line of stdin, by when it is in the run's cgroup, and only
+                # then starts bwrap, so that every process of the run starts inside it
+                argv = [plan.sh, "-c", 'read -r _ && exec "$@"', "sh", *argv]
+                data = b"\n" + data
         # the limits are set by the child itself, first thing (no preexec_fn: not safe with threads)
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 start_new_session=True, close_fds=True, **kw)
@@ -436,17 +742,24 @@ def run_python(code: str, limits: Limits | None = None) -> RunResult:
             os.close(info_w)
             info_w = None
         try:
-            out, rc, usage, stopped = _communicate(proc, code, lim, t0, info_r, plan is not None)
-        except BaseException:  # e.g. KeyboardInterrupt in a notebook: nothing may outlive it
+            if group:
+                group.add(proc.pid)
+            out, rc, usage, stopped = _communicate(proc, data, lim, t0, info_r, plan is not None, group)
+        except BaseException as e:  # e.g. KeyboardInterrupt in a notebook: nothing may outlive it
             _end(proc, None)
             os.wait4(proc.pid, 0)
             proc.returncode = -signal.SIGKILL
+            if isinstance(e, OSError) and group and not group.added:
+                raise SandboxUnavailable(f"sandbox unavailable: could not move the run into its cgroup "
+                                         f"{group.dirs[0]} ({e}), which caps its total memory") from None
             raise
         cpu = usage.ru_utime + usage.ru_stime
         text = out.decode("utf-8", errors="replace")
         if len(text) > lim.max_output:
             text = text[:lim.max_output] + "\n…"
             stopped = stopped or f"output: more than {lim.max_output} characters printed"
+        if stopped is None and group and group.oom_kills():
+            stopped = _total_memory_stop(lim)
         if stopped is None and rc < 0:
             sig = -rc
             if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= lim.cpu_s):
@@ -466,15 +779,22 @@ def run_python(code: str, limits: Limits | None = None) -> RunResult:
                     os.close(fd)
                 except OSError:
                     pass
+        if group:
+            group.close()
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _communicate(proc, code, lim, t0, info_r, sandboxed):
+def _total_memory_stop(lim: Limits) -> str:
+    return (f"memory: the run needed more than {lim.total_mb} MB in all (its processes, shared memory and files "
+            f"together), and a process of it was killed")
+
+
+def _communicate(proc, data, lim, t0, info_r, sandboxed, group):
     """Feed the code in, collect the output until it ends or a limit trips, kill what is left and reap it."""
     out, info, pidfd, stopped = bytearray(), b"", None, None
     try:
-        todo = memoryview(code.encode("utf-8", "replace"))  # the code goes in on stdin
+        todo = memoryview(data)
         sel = selectors.DefaultSelector()
         for f in (proc.stdin, proc.stdout):
             os.set_blocking(f.fileno(), False)
@@ -489,7 +809,10 @@ def _communicate(proc, code, lim, t0, info_r, sandboxed):
             if left <= 0:
                 stopped = f"timeout: still running after {lim.wall_s:g} s of wall-clock time"
                 break
-            events = sel.select(timeout=min(left, 0.2))
+            events = sel.select(timeout=min(left, 0.1 if group else 0.2))
+            if group and group.oom_kills():  # the cgroup killed one of its processes: the run ends here
+                stopped = _total_memory_stop(lim)
+                break
             if not events and _exited(proc.pid):
                 break
             for key, _ in events:

@@ -244,6 +244,49 @@ def test_without_isolation_the_python_tool_refuses_and_the_loop_reports_it(tools
         assert run_python("print(6*7)").output == "42\n"
 
 
+def test_sandbox_refuses_a_bubblewrap_older_than_0_8(tmp_path, monkeypatch):
+    """bwrap < 0.7 has no --size (uncapped tmpfs), < 0.8 no --disable-userns: refused, not silently weaker."""
+    import shutil
+    monkeypatch.delenv(UNSAFE_ENV, raising=False)
+    sh, real = os.path.realpath(shutil.which("sh")), os.path.realpath(shutil.which("bwrap") or "/usr/bin/bwrap")
+
+    def fake(version):  # a bwrap that says it is `version`, and is the real one otherwise
+        d = tmp_path / version
+        d.mkdir()
+        (d / "bwrap").write_text(f'#!{sh}\nif [ "$1" = --version ]; then echo "bubblewrap {version}"; exit 0; fi\n'
+                                 f'exec {real} "$@"\n')
+        (d / "bwrap").chmod(0o755)
+        return str(d / "bwrap")
+
+    monkeypatch.setenv(BWRAP_ENV, fake("0.8.0"))  # the switch itself is honest: as 0.8.0 it sandboxes
+    available, why = isolation_status()
+    assert available, why
+    assert run_python("import os\nos.getuid()").output == "65534\n"
+    for old in ("0.6.1", "0.7.0"):
+        monkeypatch.setenv(BWRAP_ENV, fake(old))
+        available, why = isolation_status()
+        assert not available and f"bubblewrap {old}" in why and "too old" in why and ">= 0.8.0" in why, why
+        assert "--size" in why and "--disable-userns" in why and BWRAP_ENV in why and f"{UNSAFE_ENV}=1" in why
+        with pytest.raises(SandboxUnavailable) as e:
+            run_python("print(1)")
+        assert str(e.value) == why
+    with pytest.warns(RuntimeWarning, match="WITHOUT operating-system isolation"):  # only the loud opt-in runs it
+        assert run_python("print(6*7)", Limits(unsafe_unsandboxed=True)).output == "42\n"
+
+
+def test_sandbox_status_says_whether_a_runs_total_memory_is_capped():
+    from puyu_lab.agent.sandbox import _plan
+    available, text = isolation_status()
+    assert available, text
+    plan = _plan()
+    assert "no system-call filter" in text and "site-packages folders masked" in text
+    if plan.cgroup:
+        assert "total memory (processes, shared memory, its files) capped by a cgroup" in text, text
+    else:
+        assert "NO cap on a run's total memory" in text and plan.no_cgroup in text, text
+    assert Limits().nproc == 16 and Limits().total_mb == 256 + 3 * 64
+
+
 def test_agent_loop_stops_after_max_turns_and_diagnoses(tools):
     be = Scripted(['<|action_start|><|plugin|>\n{"name": "calc", "parameters": {}}<|action_end|>'] * 3)
     tr = Agent(be, tools.subset("calculator"), max_turns=3).run("1+1?")

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 import uuid
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from puyu_lab.agent.sandbox import Limits, run_python
+from puyu_lab.agent.sandbox import CGROUP_PREFIX, Limits, _plan, run_python
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMITS = Limits(wall_s=10, cpu_s=5, memory_mb=256, max_output=4000, nproc=4096)
@@ -310,3 +311,109 @@ def test_files_cannot_fill_memory_past_disk_mb(tmp_path):
         assert f"STOPPED {d} EROFS" in r.output, r.output
     for d in ("/dev/shm", "/tmp", "/sandbox"):
         assert f"STOPPED {d} ENOSPC" in r.output, r.output
+
+
+# ---- 8. third-party packages ------------------------------------------------------------------------------------
+def _base_site_packages() -> Path:
+    base = {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}
+    return Path(sysconfig.get_path("purelib", "posix_prefix", vars=base))
+
+
+def test_third_party_packages_are_not_importable():
+    """The interpreter's whole ``lib`` folder is bound, and its ``site-packages`` (boto3, awscli, pip …) with it:
+    ``sys.path.append`` imported third-party code. Now every site-packages/dist-packages folder is an empty tmpfs."""
+    site = _base_site_packages()
+    names = sorted(p.name for p in site.iterdir() if (p / "__init__.py").is_file()) if site.is_dir() else []
+    if not names:
+        pytest.skip(f"no package in the base interpreter's site-packages ({site})")
+    pkg = "pip" if "pip" in names else names[0]
+    others = [p for p in (Path("/usr/lib/python3/dist-packages"), Path(f"/usr/lib/python3.{sys.version_info[1]}/site-packages"))
+              if p.is_dir() and any(p.iterdir())]
+    code = (f"import os, sys\nsys.path.append({str(site)!r})\nimport {pkg}\nprint('IMPORTED', {pkg}.__file__)")
+    r = outside(code)
+    assert r.ok and f"IMPORTED {site}" in r.output, r.output  # the payload works where nothing masks it
+    r = inside(code)
+    assert not r.ok and f"ModuleNotFoundError: No module named '{pkg}'" in r.output, r.output
+    listing_code = ("import errno, os\n"
+                    f"for d in {[str(site), *map(str, others)]!r}:\n"
+                    "    print('LIST', d, os.listdir(d))\n"
+                    "    try:\n        open(os.path.join(d, 'evil.pth'), 'w')\n        print('WROTE', d)\n"
+                    "    except OSError as e:\n        print('DENIED', d, errno.errorcode[e.errno])")
+    r = inside(listing_code)
+    assert r.ok and "WROTE" not in r.output, r.output
+    for d in [site, *others]:
+        assert f"LIST {d} []" in r.output and f"DENIED {d} EROFS" in r.output, r.output
+
+
+# ---- 9. memory past the per-process limit --------------------------------------------------------------------------
+def needs_cgroup():
+    plan = _plan()
+    if plan.cgroup is None:
+        pytest.skip(f"no cgroup for a run's total memory here: {plan.no_cgroup}")
+    return plan
+
+
+def no_run_cgroups_left(plan) -> bool:
+    return not [n for d in {plan.cgroup.memory, plan.cgroup.pids} - {None} for n in os.listdir(d)
+                if n.startswith(f"{CGROUP_PREFIX}{os.getpid()}-")]
+
+
+SMALL = {"memory_mb": 256, "disk_mb": 8}  # a total of 256 + 3 x 8 = 280 MB
+
+
+def test_forked_children_cannot_take_more_memory_than_the_run_may():
+    """RLIMIT_AS is per process: four children of 200 MB each stay under 256 MB each, 800 MB together."""
+    plan = needs_cgroup()
+    code = ("import os, time\npids = []\nfor i in range(4):\n    pid = os.fork()\n    if pid == 0:\n"
+            "        b = b'x' * (200 << 20)\n        time.sleep(2)\n        os._exit(0)\n    pids.append(pid)\n"
+            "codes = [os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in pids]\n"
+            "print('HELD', codes.count(0) * 200, 'MB', codes)")
+    r = outside(code, **SMALL)
+    assert r.ok and "HELD 800 MB" in r.output, r.output
+    r = inside(code, **SMALL)
+    assert r.stopped and r.stopped.startswith("memory: the run needed more than 280 MB in all"), r.observation()
+    assert "HELD 800" not in r.output
+    assert processes_with("__sandbox_show") == [] and no_run_cgroups_left(plan)
+
+
+def test_memfd_files_cannot_take_more_memory_than_the_run_may():
+    """memfds hold memory outside the address space: 56 of 8 MB (file_mb) each, in one process of 256 MB."""
+    plan = needs_cgroup()
+    code = ("import os\nfds = []\ntry:\n    for i in range(56):\n        fd = os.memfd_create(f'm{i}')\n"
+            "        os.write(fd, b'x' * (8 << 20))\n        fds.append(fd)\nexcept OSError as e:\n    print('STOPPED', e)\n"
+            "print('HELD', 8 * len(fds), 'MB')")
+    r = outside(code, **SMALL)
+    assert r.ok and "HELD 448 MB" in r.output, r.output
+    r = inside(code, **SMALL)
+    assert r.stopped and r.stopped.startswith("memory: the run needed more than 280 MB in all"), r.observation()
+    assert "HELD 448" not in r.output and no_run_cgroups_left(plan)
+
+
+def test_sysv_shared_memory_cannot_take_more_memory_than_the_run_may():
+    """SysV segments outlive their attachment: 8 of 100 MB, each attached (100 MB of address space) only while
+    it is filled. Outside that is 800 MB held by a process of 256 MB; the payload removes them at the end."""
+    plan = _plan()
+    code = ("import ctypes, errno\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.shmat.restype = ctypes.c_void_p\n"
+            "libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]\nlibc.shmdt.argtypes = [ctypes.c_void_p]\n"
+            "libc.shmctl.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]\nids = []\ntry:\n"
+            "    for i in range(8):\n        sid = libc.shmget(0, 100 << 20, 0o1600)\n        if sid < 0:\n"
+            "            raise OSError(ctypes.get_errno(), 'shmget')\n        ids.append(sid)\n"
+            "        a = libc.shmat(sid, None, 0)\n        if a is None or a == ctypes.c_void_p(-1).value:\n"
+            "            raise OSError(ctypes.get_errno(), 'shmat')\n        ctypes.memset(a, 1, 100 << 20)\n"
+            "        libc.shmdt(a)\nexcept OSError as e:\n    print('STOPPED', errno.errorcode[e.errno], e)\n"
+            "print('HELD', 100 * len(ids), 'MB', ids, flush=True)\nfor sid in ids:\n    libc.shmctl(sid, 0, None)  # IPC_RMID\n")
+    r = outside(code, **SMALL)
+    try:
+        assert r.ok and "HELD 800 MB" in r.output, r.output
+    finally:  # in case the payload broke off: no segment of it may stay in the host's IPC namespace
+        ids = r.output.split("MB [")[-1].split("]")[0] if "MB [" in r.output else ""
+        for sid in filter(None, (s.strip() for s in ids.split(","))):
+            subprocess.run(["ipcrm", "-m", sid], capture_output=True)
+    r = inside(code, **SMALL)
+    assert "HELD 800" not in r.output, r.output
+    if plan.setpriv:  # as root: SysV shared memory capped at memory_mb in its IPC namespace
+        assert r.ok and "STOPPED ENOSPC" in r.output and "HELD 200 MB" in r.output, r.output
+    elif plan.cgroup:  # otherwise the cgroup, which the segments are charged to
+        assert r.stopped and r.stopped.startswith("memory: the run needed more than 280 MB in all"), r.observation()
+    else:
+        pytest.skip(f"nothing caps SysV shared memory here (not root, and {plan.no_cgroup})")
