@@ -11,7 +11,7 @@ def _recipe(args):
     from .filters import Recipe
 
     if args.recipe:
-        return Recipe.from_dict(json.loads(Path(args.recipe).read_text(encoding="utf-8")))
+        return Recipe.from_dict(json.loads(Path(args.recipe).read_text(encoding="utf-8-sig")))
     ws = Workspace(args.home)
     if ws.exists("corpus/clean"):
         return Recipe.from_dict(json.loads(ws.get("corpus/clean").file("recipe.json").read_text(encoding="utf-8")))
@@ -22,14 +22,26 @@ def cmd_clean(args: argparse.Namespace) -> int:
     from ..profiles import get_profile
     from ..workspace import Workspace
     from .pipeline import prepare
+    from .sources import SKIP_HINT
 
     prof = get_profile(args.profile)
     limit = args.limit if args.limit is not None else prof.data.max_docs_per_source
     recipe = _recipe(args) if args.recipe else None
-    run = prepare(args.sources, limit_per_source=limit, seed=prof.data.seed, recipe=recipe)
+    token = SKIP_HINT.set("rerun with --skip-bad to skip such records and count them")  # the advice a CLI user can follow
+    try:
+        run = prepare(args.sources, limit_per_source=limit, seed=prof.data.seed, recipe=recipe,
+                      skip_bad=args.skip_bad)
+    finally:
+        SKIP_HINT.reset(token)
+    if run.skipped:
+        from .sources import LoadReport
+
+        print(LoadReport(run.skipped).summary())
     v = run.verdict()
     print(v.funnel.to_string(index=False))
     art = run.export(Workspace(args.home))
+    if art.metrics.get("split_note"):
+        print(f"note: {art.metrics['split_note']}")
     print(f"wrote {art.name}: {art.metrics}")
     return 0
 
@@ -52,6 +64,9 @@ def add_data_commands(sub) -> None:
     c.add_argument("--profile", default=None)
     c.add_argument("--limit", type=int, default=None, help="documents per source (default: the profile's)")
     c.add_argument("--recipe", default=None, help="a recipe.json (default: the built-in defaults)")
+    c.add_argument("--skip-bad", action="store_true",
+                   help="skip bad records (malformed lines, empty or oversized texts) instead of stopping; "
+                        "they are counted in corpus/clean's manifest")
     c.add_argument("--home", default=None)
     c.set_defaults(fn=cmd_clean)
 

@@ -15,20 +15,63 @@ import numpy as np
 import pandas as pd
 import xxhash
 
+from ..errors import InputError
 from ..events import Emitter, Event, StopFlag
 from ..workspace import Artifact, Workspace
 from . import pii
 from .dedup import DedupResult, compute_dedup, estimated_jaccard, shingles, true_jaccard
-from .filters import Recipe, Verdict, apply
+from .filters import GROUPS, RULES_BY_NAME, Recipe, Verdict, apply
 from .signals import compute_signals
 from .sources import DEFAULT_SOURCES, load_sources
 
 ARTIFACT = "corpus/clean"
 
 
+def _split_hash(doc_id: str) -> int:
+    return xxhash.xxh3_64_intdigest(doc_id.encode()) % 10_000
+
+
 def is_heldout(doc_id: str, fraction: float) -> bool:
     """Stable split by id hash: adding documents never moves others between splits."""
-    return xxhash.xxh3_64_intdigest(doc_id.encode()) % 10_000 < fraction * 10_000
+    return _split_hash(doc_id) < fraction * 10_000
+
+
+def split_documents(ids: list[str], fraction: float) -> tuple[list[str], str | None]:
+    """``"train"`` / ``"heldout"`` per document by :func:`is_heldout`, except that a small corpus
+    (≥ 2 documents) whose hash split leaves one side empty gets one document moved there: the one
+    closest to the boundary. Returns the splits and a note saying so (None when nothing moved)."""
+    splits = ["heldout" if is_heldout(i, fraction) else "train" for i in ids]
+    if len(ids) < 2 or ("train" in splits and "heldout" in splits):
+        return splits, None
+    h = [_split_hash(i) for i in ids]
+    if "heldout" not in splits:
+        j = min(range(len(ids)), key=lambda k: h[k])
+        splits[j] = "heldout"
+        note = (f"the {fraction:.0%} hash split held out none of the {len(ids)} documents: {ids[j]!r} was held "
+                "out instead, so the held-out loss has something to measure (more documents make this unneeded)")
+    else:
+        j = max(range(len(ids)), key=lambda k: h[k])
+        splits[j] = "train"
+        note = (f"the {fraction:.0%} hash split held out all {len(ids)} documents: {ids[j]!r} was moved to train")
+    return splits, note
+
+
+def _loosen_advice(v: Verdict, k: int = 3) -> str:
+    """The rules that dropped most documents, each with where to loosen it."""
+    parts = []
+    for reason, n in v.reasons().head(k).items():
+        rule = RULES_BY_NAME.get(reason)
+        if rule is not None:
+            how = (f"raise/lower its threshold (recipe.set({reason!r}, …) or its slider) or switch off "
+                   f"{rule.group} ({GROUPS[rule.group]})")
+        elif reason == "language":
+            how = "add the language to recipe.languages or lower recipe.min_lang_score"
+        elif reason == "empty":
+            how = "the documents have no text left"
+        else:
+            how = "switch that step off in the recipe"
+        parts.append(f"{reason} dropped {n:,} ({how})")
+    return "; ".join(parts)
 
 
 @dataclass
@@ -39,6 +82,8 @@ class CleaningRun:
     recipe: Recipe = field(default_factory=Recipe)
     sources: tuple = DEFAULT_SOURCES
     timings: dict[str, float] = field(default_factory=dict)
+    # records the loaders skipped (``skip_bad``): (file, line, reason) each
+    skipped: list = field(default_factory=list)
 
     def verdict(self, recipe: Recipe | None = None) -> Verdict:
         return apply(self.signals, recipe or self.recipe, exact_key=self.dedup.exact_key, cluster=self.dedup.cluster)
@@ -86,15 +131,19 @@ class CleaningRun:
         t0 = time.perf_counter()
         v = self.verdict(r)
         kept = np.flatnonzero(v.keep)
+        if len(kept) == 0:  # refused before anything is written: the tokenizer could not train on it
+            raise InputError(f"0 documents kept of {len(self.raw):,} — loosen the recipe: {_loosen_advice(v)}; "
+                             "nothing was written")
+        splits, split_note = split_documents([self.raw["id"].iat[i] for i in kept], r.heldout_fraction)
         rows, pii_total = [], dict.fromkeys(pii.KINDS, 0)
-        for i in kept:
+        for i, split in zip(kept, splits):
             text, counts = self.final_text(int(i), r)
             for kk, n in counts.items():
                 pii_total[kk] += n
             doc_id = self.raw["id"].iat[i]
             rows.append({"id": doc_id, "source": self.raw["source"].iat[i], "lang": self.signals["lang"].iat[i],
                          "label": self.raw["label"].iat[i], "text": text,
-                         "split": "heldout" if is_heldout(doc_id, r.heldout_fraction) else "train"})
+                         "split": split})
         df = pd.DataFrame(rows, columns=["id", "source", "lang", "label", "text", "split"])
         df["label"] = df["label"].astype("string")
         dd = datasets.DatasetDict({
@@ -102,10 +151,15 @@ class CleaningRun:
             for split in ("train", "heldout")
         })
         stats = self.stats(v, df, pii_total)
+        stats["skipped_records"] = [{"file": f, "line": ln, "reason": why} for f, ln, why in self.skipped]
+        if split_note:
+            stats["split_note"] = split_note
+            em.emit("warning", message=split_note)
         with ws.write(name, kind="corpus", stage="data", params={
             "sources": [str(s) for s in self.sources], "recipe": r.to_dict(),
             "documents_raw": len(self.raw)}) as w:
-            dd.save_to_disk(str(w.path / "dataset"))
+            # an empty split still gets one (empty) shard, or load_from_disk fails on it (IndexError)
+            dd.save_to_disk(str(w.path / "dataset"), num_shards={k: 1 for k, d in dd.items() if len(d) == 0})
             (w.path / "recipe.json").write_text(r.to_json(), encoding="utf-8")
             (w.path / "stats.json").write_text(json.dumps(stats, ensure_ascii=False, indent=1), encoding="utf-8")
             dropped = self.table(v)
@@ -117,7 +171,8 @@ class CleaningRun:
                 "documents": int(len(df)), "characters": int(df.text.str.len().sum()),
                 "kept_fraction": round(len(df) / max(1, len(self.raw)), 4),
                 "train": int((df.split == "train").sum()), "heldout": int((df.split == "heldout").sum()),
-                "pii_replaced": int(sum(pii_total.values())),
+                "pii_replaced": int(sum(pii_total.values())), "skipped_records": len(self.skipped),
+                **({"split_note": split_note} if split_note else {}),
             })
         em.emit("exported", name=name, documents=len(df), seconds=time.perf_counter() - t0)
         return ws.get(name)
@@ -144,15 +199,20 @@ class CleaningRun:
 def prepare(sources=DEFAULT_SOURCES, *, limit_per_source: int | None = None, seed: int = 0,
             recipe: Recipe | None = None, raw: pd.DataFrame | None = None,
             on_event: Callable[[Event], None] | None = None, stop: StopFlag | None = None,
-            show_progress: bool = True) -> CleaningRun:
-    """Load the sources and compute every signal and MinHash signature once."""
+            show_progress: bool = True, skip_bad: bool = False) -> CleaningRun:
+    """Load the sources and compute every signal and MinHash signature once.
+
+    With ``skip_bad`` bad records in local files are skipped instead of refused, and counted in the
+    corpus manifest (``skipped_records``; each one in ``stats.json``). A ``raw`` frame from
+    ``load_sources(…, skip_bad=True)`` brings its skipped records along."""
     em = Emitter("data", on_event)
     timings = {}
     t = time.perf_counter()
     used = tuple(str(s) for s in sources) if raw is None else tuple(sorted(raw["source"].unique()))
     if raw is None:
         em.emit("start", step="load")
-        raw = load_sources(sources, limit_per_source=limit_per_source, seed=seed)
+        raw = load_sources(sources, limit_per_source=limit_per_source, seed=seed, skip_bad=skip_bad)
+    skipped = list(raw.attrs.get("skipped", []))
     raw = raw.reset_index(drop=True)
     timings["load"] = time.perf_counter() - t
     em.emit("loaded", documents=len(raw), characters=int(raw.text.str.len().sum()))
@@ -165,7 +225,9 @@ def prepare(sources=DEFAULT_SOURCES, *, limit_per_source: int | None = None, see
                        rows=r.minhash_rows, seed=r.minhash_seed, on_event=on_event, stop=stop,
                        show_progress=show_progress)
     timings["minhash"] = time.perf_counter() - t
-    return CleaningRun(raw, sig, dd, r, used, timings)
+    if skipped:
+        em.emit("warning", message=f"{len(skipped)} bad record(s) skipped (skip_bad)")
+    return CleaningRun(raw, sig, dd, r, used, timings, skipped)
 
 
 def load_corpus(ws: Workspace, split: str = "train", name: str = ARTIFACT):

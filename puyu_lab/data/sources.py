@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import importlib.util
+import contextvars
 import json
 import re
 from dataclasses import dataclass, field
@@ -27,6 +28,14 @@ from ..errors import InputError
 
 COLUMNS = ["id", "source", "text", "label"]
 MAX_DOC_CHARS = 5_000_000  # a single document above this is refused (or skipped with skip_bad)
+
+# How a learner asks to skip bad records *where they are*: the CLI sets "rerun with --skip-bad".
+SKIP_HINT: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "skip_hint", default="pass skip_bad=True (to load_sources / prepare / load_local) to skip such records and count them")
+
+
+def _skip_advice() -> str:
+    return SKIP_HINT.get()
 
 
 def _package_dir(pkg: str) -> Path:
@@ -149,7 +158,7 @@ class LoadReport:
 def _read_text(path: Path) -> str:
     data = path.read_bytes()
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a BOM (Windows / Excel "UTF-8") is not text
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise InputError(f"{path}:{line}: bytes at offset {exc.start} are not UTF-8 ({exc.reason}); "
@@ -169,7 +178,7 @@ def _check_doc(text, path: Path, line: int, report: LoadReport | None, max_chars
     if why is None:
         return text
     if report is None:
-        raise InputError(f"{path}:{line}: {why} (pass skip_bad=True to skip such records and count them)")
+        raise InputError(f"{path}:{line}: {why} ({_skip_advice()})")
     report.add(path, line, why)
     return None
 
@@ -179,11 +188,12 @@ def _load_jsonl(path: Path, field_: str, report, max_chars) -> list[tuple[str, i
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             try:
-                line = raw.decode("utf-8")
+                # the first line may carry a BOM (Windows / Excel "UTF-8"): not part of the JSON
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as exc:
                 why = f"not UTF-8 at byte {exc.start} of the line"
                 if report is None:
-                    raise InputError(f"{path}:{lineno}: {why}; convert the file to UTF-8") from None
+                    raise InputError(f"{path}:{lineno}: {why}; convert the file to UTF-8 (or {_skip_advice()})") from None
                 report.add(path, lineno, why)
                 continue
             if not line.strip():
@@ -193,14 +203,14 @@ def _load_jsonl(path: Path, field_: str, report, max_chars) -> list[tuple[str, i
             except json.JSONDecodeError as exc:
                 why = f"malformed JSON ({exc.msg} at column {exc.colno})"
                 if report is None:
-                    raise InputError(f"{path}:{lineno}: {why} (pass skip_bad=True to skip bad lines)") from None
+                    raise InputError(f"{path}:{lineno}: {why} ({_skip_advice()})") from None
                 report.add(path, lineno, why)
                 continue
             if not isinstance(rec, dict) or field_ not in rec:
                 why = f"no {field_!r} field" if isinstance(rec, dict) else "not a JSON object"
                 if report is None:
                     raise InputError(f"{path}:{lineno}: {why}; each line must be an object with a {field_!r} "
-                                     "field (choose another with text_field=…)")
+                                     "field (choose another with text_field=…, or " + _skip_advice() + ")")
                 report.add(path, lineno, why)
                 continue
             text = _check_doc(rec[field_], path, lineno, report, max_chars)
@@ -215,7 +225,7 @@ def _load_table(path: Path, field_: str, report, max_chars) -> list[tuple[str, i
         if suffix == ".parquet":
             df = pd.read_parquet(path)
         elif suffix == ".csv":
-            df = pd.read_csv(path, encoding="utf-8")
+            df = pd.read_csv(path, encoding="utf-8-sig")  # a BOM would rename the first column
         else:  # .json: a list of objects, or {"data": [...]}
             obj = json.loads(_read_text(path))
             if isinstance(obj, dict):
@@ -310,9 +320,14 @@ def sample(df: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
     return df.iloc[idx]
 
 
-def load_sources(sources=DEFAULT_SOURCES, *, limit_per_source: int | None = None, seed: int = 0) -> pd.DataFrame:
-    """The raw mixture: built-in names, local paths, or ``hf:<dataset>``; one DataFrame."""
-    frames = []
+def load_sources(sources=DEFAULT_SOURCES, *, limit_per_source: int | None = None, seed: int = 0,
+                 skip_bad: bool = False) -> pd.DataFrame:
+    """The raw mixture: built-in names, local paths, or ``hf:<dataset>``; one DataFrame.
+
+    With ``skip_bad`` bad records of local files are skipped instead of refused; what was skipped,
+    ``(file, line, reason)`` each, travels in ``raw.attrs["skipped"]`` (``prepare`` counts it in the
+    corpus manifest)."""
+    frames, skipped = [], []
     for src in sources:
         if isinstance(src, pd.DataFrame):
             df = src
@@ -321,8 +336,11 @@ def load_sources(sources=DEFAULT_SOURCES, *, limit_per_source: int | None = None
         elif str(src).startswith("hf:"):
             df = load_hf(str(src)[3:], limit=limit_per_source)
         else:
-            df, _ = load_local(src)
+            df, report = load_local(src, skip_bad=skip_bad)
+            skipped.extend(report.skipped)
         frames.append(sample(df, limit_per_source, seed))
     raw = pd.concat(frames, ignore_index=True)
     raw["label"] = raw["label"].astype(object).where(raw["label"].notna(), None)
-    return raw[COLUMNS]
+    raw = raw[COLUMNS]
+    raw.attrs["skipped"] = skipped
+    return raw

@@ -47,6 +47,16 @@ class DataCleaningPanel:
         self._build()
         self._redraw()
 
+    @classmethod
+    def from_sources(cls, sources, workspace: Workspace | None = None, *, skip_bad: bool = False,
+                     recipe: Recipe | None = None, **prepare_kw) -> "DataCleaningPanel":
+        """Load ``sources`` through the engine (:func:`puyu_lab.data.pipeline.prepare`) and show the
+        run. ``skip_bad=True`` skips bad records of local files instead of refusing them; the panel
+        shows how many, and the export counts them in the corpus manifest."""
+        from ..data.pipeline import prepare
+
+        return cls(prepare(sources, recipe=recipe, skip_bad=skip_bad, **prepare_kw), workspace)
+
     # ---- widgets -------------------------------------------------------------------------
     def _build(self) -> None:
         sig = self.run.signals
@@ -238,7 +248,9 @@ class DataCleaningPanel:
             self.fig.layout.annotations[1].text = f"{t('histogram')}: {rule.signal} ({lang})"
         self.status.value = (f"<span class='puyu'>{t('kept')}: <b>{v.n_kept:,}</b> / {raw_docs:,} {t('documents')}"
                              f" · {int(f.characters.iloc[-1]):,} / {raw_chars:,} {t('characters')}"
-                             f" · {self.last_ms:.1f} ms</span>")
+                             f" · {self.last_ms:.1f} ms"
+                             + (f" · {len(self.run.skipped):,} bad record(s) skipped at load (skip_bad)"
+                                if self.run.skipped else "") + "</span>")
         reasons = v.reasons()
         opts = [(f"{r} ({n:,})", r) for r, n in reasons.items()]
         if opts != list(self.reason_pick.options):
