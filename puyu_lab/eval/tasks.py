@@ -98,8 +98,16 @@ def load_task_file(path: str | Path, kind: str, name: str | None = None, **optio
         raise InputError(f"unknown task kind {kind!r}; choose one of {', '.join(KINDS)}")
     if not path.is_file():
         raise InputError(f"{path}: no such task file")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")  # a BOM (Windows / Excel "UTF-8") is accepted
+    except UnicodeDecodeError as e:
+        start = e.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+        line = data.count(b"\n", 0, start) + 1
+        raise InputError(f"{path}:{line}: bytes at offset {start} are not UTF-8 ({e.reason}); save the task file "
+                         "as UTF-8 (e.g. `iconv -f GB18030 -t UTF-8`)") from None
     docs, bad = [], []
-    for ln, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for ln, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
             continue
         try:
@@ -130,7 +138,12 @@ def score_generation(task: Task, output: str, answer: str) -> float:
     if task.match == "contains":
         return float(answer.strip() in out)
     m = re.search(task.regex or r"(-?\d+(?:\.\d+)?)", out)
-    return float(bool(m) and (m.group(1) if m.groups() else m.group(0)).strip() == answer.strip())
+    if not m:
+        return 0.0
+    got = m.group(1) if m.groups() else m.group(0)
+    if got is None:  # an optional group that did not take part in the match: no answer, so wrong
+        return 0.0
+    return float(got.strip() == answer.strip())
 
 
 def word_count(text: str) -> int:

@@ -226,6 +226,9 @@ def _check_messages(msgs) -> str | None:
             return f"messages[{i}].role is {role!r}; use one of {', '.join(ROLES)} (or 'tool')"
         if not isinstance(m.get("content"), str):
             return f"messages[{i}].content must be a string"
+        if m.get("name") is not None and not isinstance(m["name"], str):
+            return (f"messages[{i}].name is {type(m['name']).__name__}, not a string (the template writes it as "
+                    "' name=…'); make it a string or remove it")
         if (IM_START in m["content"] or IM_END in m["content"]):
             return f"messages[{i}].content contains {IM_START} or {IM_END}: the template adds those"
     if not any(m.get("role") == "assistant" and m["content"].strip() for m in msgs):
@@ -289,7 +292,7 @@ def load_custom(path: str | Path) -> tuple[list[dict], list[RecordError]]:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows / Excel "UTF-8") is accepted
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     good, bad = [], []

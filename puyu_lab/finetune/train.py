@@ -126,7 +126,8 @@ def prepare_data(ws: Workspace, cfg: SFTConfig | None = None, *, corpus: str = "
                 for r in rows:
                     f.write(json.dumps(r, ensure_ascii=False) + "\n")
         if bad:
-            (w.path / "custom_errors.txt").write_text("\n".join(map(str, bad)) + "\n", encoding="utf-8")
+            (w.path / "custom_errors.txt").write_text(
+                "".join(f"{cfg.custom_data}:{b.line}: {b.reason}\n" for b in bad), encoding="utf-8")
         w.metrics.update({"train": len(mix["train"]), **{f"train_{k}": v for k, v in sorted(kinds.items())},
                           "selfcog_heldout": len(mix["selfcog_heldout"]),
                           "arithmetic_heldout": len(mix["arithmetic_heldout"]), "custom_rejected": len(bad),
