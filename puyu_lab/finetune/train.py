@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from ..errors import InputError
 from ..events import Emitter, Event, StopFlag
 from ..numerics import resolve
 from ..workspace import Artifact, Workspace
@@ -162,9 +163,18 @@ class Collator:
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
-def encode_all(tok, convs: list[dict], max_length: int) -> tuple[list[dict], dict]:
+def conversation_key(messages: list[dict]) -> str:
+    """A conversation's normalised text (roles, names, contents with whitespace collapsed and case
+    folded): two conversations with the same key are the same example."""
+    return json.dumps([("environment" if m.get("role") == "tool" else m.get("role"), m.get("name") or "",
+                        " ".join(str(m.get("content", "")).split()).casefold()) for m in messages],
+                      ensure_ascii=False)
+
+
+def encode_all(tok, convs: list[dict], max_length: int, keys_out: list | None = None) -> tuple[list[dict], dict]:
     """Encode conversations; one longer than ``max_length`` loses whole turns from its end (so every
-    trained assistant turn still ends in ``<|im_end|>``), never half a turn."""
+    trained assistant turn still ends in ``<|im_end|>``), never half a turn. ``keys_out`` (a list)
+    receives each kept row's :func:`conversation_key`."""
     rows, truncated, untrained = [], 0, 0
     for c in convs:
         msgs = list(c["messages"])
@@ -180,7 +190,43 @@ def encode_all(tok, convs: list[dict], max_length: int) -> tuple[list[dict], dic
             untrained += 1
             continue
         rows.append({"input_ids": e.input_ids, "labels": e.labels})
+        if keys_out is not None:
+            keys_out.append(conversation_key(c["messages"]))
     return rows, {"conversations": len(convs), "truncated": truncated, "dropped_untrained": untrained}
+
+
+def split_eval(rows: list[dict], keys: list[str], eval_fraction: float, seed: int) -> tuple[list, list, dict]:
+    """Held-out rows by *unique conversation*: repeated examples (self-cognition is repeated
+    ``data.self_repeat`` times) land on one side only, so the held-out loss never measures a
+    conversation the model trained on. The eval side holds one copy of each of its conversations;
+    every copy of them leaves the training side. At least one conversation is always left to train on."""
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    unique = len(set(keys))
+    if unique < 2:
+        raise InputError(f"only {unique} distinct SFT conversation(s) left after encoding ({len(rows)} rows): "
+                         "fine-tuning needs at least 2 — one to train on and one held out for the loss; add data "
+                         "(custom_data, or the built-in mixture's settings in cfg.data)")
+    n_eval = max(8, int(unique * eval_fraction))
+    note = None
+    if n_eval > unique - 1:
+        n_eval = unique - 1
+        note = (f"only {unique} distinct conversations: {n_eval} held out for the loss, 1 left to train on — "
+                "add data for a meaningful held-out loss")
+    eval_keys: set[str] = set()
+    eval_rows = []
+    for i in order:
+        if len(eval_keys) == n_eval:
+            break
+        if keys[i] not in eval_keys:
+            eval_keys.add(keys[i])
+            eval_rows.append(rows[i])
+    train_rows = [rows[i] for i in order if keys[i] not in eval_keys]
+    info = {"eval_conversations": len(eval_rows), "train_unique_conversations": unique - len(eval_rows),
+            "eval_copies_dropped": sum(k in eval_keys for k in keys) - len(eval_rows)}
+    if note:
+        info["note"] = note
+    return train_rows, eval_rows, info
 
 
 # ---- models -------------------------------------------------------------------------------------
@@ -311,14 +357,15 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
     install_template(tok)
     set_seed(cfg.seed)
     convs = load_sft_data(ws, "train")
-    rows, enc_info = encode_all(tok, convs, cfg.max_length)
-    rng = random.Random(cfg.seed)
-    rng.shuffle(rows)
-    n_eval = max(8, int(len(rows) * cfg.eval_fraction))
-    eval_rows, train_rows = rows[:n_eval], rows[n_eval:]
+    keys: list[str] = []
+    rows, enc_info = encode_all(tok, convs, cfg.max_length, keys)
+    train_rows, eval_rows, split_info = split_eval(rows, keys, cfg.eval_fraction, cfg.seed)
+    if split_info.get("note"):
+        em.emit("warning", message=split_info["note"])
     mean_len = sum(len(r["input_ids"]) for r in train_rows) / max(1, len(train_rows))
     cfg.tokens_per_step = int(mean_len * cfg.batch_size * cfg.grad_accum)
-    em.emit("data", train=len(train_rows), eval=len(eval_rows), mean_tokens=round(mean_len, 1), **enc_info)
+    em.emit("data", train=len(train_rows), eval=len(eval_rows), mean_tokens=round(mean_len, 1), **enc_info,
+            **{k: v for k, v in split_info.items() if k != "note"})
 
     t0 = time.perf_counter()
     model = load_base(base_path, cfg.method)
