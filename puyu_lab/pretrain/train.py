@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import InputError
 from ..events import Emitter, Event, StopFlag
 from ..numerics import resolve
 from ..workspace import Artifact, Workspace
@@ -114,7 +115,8 @@ def train_tokenizer(ws: Workspace, vocab_size: int, *, corpus: str = "corpus/cle
 
 
 # ---- data -------------------------------------------------------------------------------------
-def pack(tok, texts, block_size: int, max_blocks: int | None = None) -> tuple[np.ndarray, dict]:
+def pack(tok, texts, block_size: int, max_blocks: int | None = None, *,
+         what: str = "the corpus") -> tuple[np.ndarray, dict]:
     """Concatenate documents (each ended by EOS) and cut into blocks of ``block_size`` tokens."""
     ids: list[int] = []
     n_bytes = 0
@@ -128,7 +130,9 @@ def pack(tok, texts, block_size: int, max_blocks: int | None = None) -> tuple[np
     n_tokens = len(ids)
     n = len(ids) // block_size
     if n == 0:
-        raise ValueError(f"only {len(ids)} tokens: not one block of {block_size}; the corpus is too small")
+        raise InputError(f"{what} has only {len(ids):,} tokens: not one block of {block_size} tokens to train or "
+                         f"measure on. Add documents (more data into corpus/clean) or use a smaller block_size "
+                         f"(preset.block_size ≤ {max(1, len(ids))})")
     arr = np.asarray(ids[: n * block_size], dtype=np.int64).reshape(n, block_size)
     return arr, {"tokens": n_tokens, "bytes": n_bytes, "blocks": n, "tokens_per_byte": n_tokens / max(1, n_bytes)}
 
@@ -277,8 +281,10 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
     tok_art = ws.get(TOKENIZER)
     tok = load_tokenizer(tok_art.path)
     set_seed(cfg.seed)
-    train_arr, train_info = pack(tok, load_corpus(ws, "train")["text"], cfg.preset.block_size)
-    eval_arr, eval_info = pack(tok, load_corpus(ws, "heldout")["text"], cfg.preset.block_size, cfg.eval_blocks)
+    train_arr, train_info = pack(tok, load_corpus(ws, "train")["text"], cfg.preset.block_size,
+                                 what="corpus/clean's train split")
+    eval_arr, eval_info = pack(tok, load_corpus(ws, "heldout")["text"], cfg.preset.block_size, cfg.eval_blocks,
+                               what="corpus/clean's held-out split")
     em.emit("data", train_blocks=len(train_arr), train_tokens=train_info["tokens"], eval_blocks=len(eval_arr),
             tokens_per_byte=eval_info["tokens_per_byte"])
 
@@ -286,8 +292,13 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
     ckpt = last_checkpoint(ws) if resume else None
     if resume and ckpt is None:
         raise FileNotFoundError(f"nothing to resume: no checkpoint in {out}; start a new run")
+    identity = _run_identity(tok_art, cfg)
+    if resume:
+        _check_resume(out, identity)
     if not resume and out.exists():
         shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RUN_FILE).write_text(json.dumps(identity, indent=1), encoding="utf-8")
     model = LlamaForCausalLM(llama_config(cfg.preset, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
     zero_init_residual_projections(model)
     before = {} if resume else dict(zip(cfg.prompts, generate_samples(model, tok, cfg.prompts, cfg.sample_tokens, cfg.seed)))
@@ -346,6 +357,38 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
     ckpt_path = last_checkpoint(ws)
     em.emit("done", **metrics)
     return PretrainResult(state.global_step, state.max_steps, stopped, ckpt_path, history, ws.get(MODEL), before, after)
+
+
+RUN_FILE = "run.json"  # what a run was started with: a resume must match it
+
+
+def _run_identity(tok_art: Artifact, cfg: PretrainConfig) -> dict:
+    import hashlib
+
+    spm = tok_art.path / "tokenizer.model"
+    digest = hashlib.sha256(spm.read_bytes()).hexdigest()[:16] if spm.is_file() else tok_art.id
+    return {"tokenizer": {"artifact": tok_art.id, "sha256": digest}, "preset": cfg.preset.to_dict()}
+
+
+def _check_resume(out: Path, now: dict) -> None:
+    """Refuse to resume a run whose tokenizer or model preset changed since it started: the
+    checkpoint's weights (and the packed data's token ids) would not mean the same thing."""
+    f = out / RUN_FILE
+    if not f.is_file():
+        return  # a run started before run.json existed: nothing to compare with
+    then = json.loads(f.read_text(encoding="utf-8"))
+    changes = []
+    if then.get("tokenizer", {}).get("sha256") != now["tokenizer"]["sha256"]:
+        changes.append(f"the tokenizer ({TOKENIZER} was {then.get('tokenizer', {}).get('artifact')} when the run "
+                       f"started, now {now['tokenizer']['artifact']}, with a different vocabulary)")
+    old_p, new_p = then.get("preset", {}), now["preset"]
+    diff = [f"{k} {old_p.get(k)} → {new_p.get(k)}" for k in sorted(set(old_p) | set(new_p)) if old_p.get(k) != new_p.get(k)]
+    if diff:
+        changes.append("the model preset (" + ", ".join(diff) + ")")
+    if changes:
+        raise InputError(f"cannot resume {out}: " + " and ".join(changes) + " changed since the checkpoint was "
+                         "written. Start a new run (resume=False, which discards the checkpoints), or restore the "
+                         "earlier tokenizer / preset to continue")
 
 
 def _train_rate(history: list[dict], tokens_per_step: int) -> float:
