@@ -124,7 +124,17 @@ def _to_html(executed: Path) -> None:
         executed.with_suffix(".html").write_text(f"<pre>could not render: {html.escape(str(exc))}</pre>")
 
 
-def write_report(results: list[LabResult], out_dir: Path, profile: str) -> Path:
+def numeric_path() -> str:
+    """The precision the labs' training runs in on this machine, and why (puyu_lab.numerics)."""
+    try:
+        from .numerics import choose
+
+        return choose().summary()
+    except Exception as exc:  # torch missing: the labs say so themselves
+        return f"unknown ({exc})"
+
+
+def write_report(results: list[LabResult], out_dir: Path, profile: str, numerics: str | None = None) -> Path:
     rows = []
     for r in results:
         figs = "<br>".join(f"{html.escape(k)} = {html.escape(_short(v))}" for k, v in r.figures.items())
@@ -136,6 +146,7 @@ def write_report(results: list[LabResult], out_dir: Path, profile: str) -> Path:
 <style>body{{font-family:sans-serif;margin:2em}} td,th{{border-bottom:1px solid #ddd;padding:4px 10px;text-align:left;vertical-align:top}}</style>
 <h1>书生·浦语 puyu-lab — chain report</h1>
 <p>profile <b>{html.escape(profile)}</b>, {len(results)} lab(s), {total:.1f} s in all, {time.strftime('%Y-%m-%d %H:%M:%S')}</p>
+<p>numeric path: {html.escape(numerics or numeric_path())}</p>
 <table><tr><th>Lab</th><th>Status</th><th>Wall time (s)</th><th>Key figures</th></tr>{''.join(rows)}</table>"""
     path = out_dir / "report.html"
     path.write_text(page, encoding="utf-8")
@@ -154,6 +165,8 @@ def run_chain(*, profile: str = "quick", workspace: Workspace | None = None, lab
         if not labs:
             raise ChainError(f"no lab matches {only}; labs are: {[p.name for p in discover(labs_dir)]}")
     results: list[LabResult] = []
+    numerics = numeric_path()
+    em.emit("numerics", summary=numerics)
     for nb in labs:
         em.emit("start", lab=nb.name)
         res = run_lab(nb, out_dir, profile=profile, workspace=ws)
@@ -161,5 +174,5 @@ def run_chain(*, profile: str = "quick", workspace: Workspace | None = None, lab
         em.emit("done", lab=nb.name, ok=res.ok, line=res.line())
         if not res.ok:
             break
-    write_report(results, out_dir, profile)
+    write_report(results, out_dir, profile, numerics)
     return results

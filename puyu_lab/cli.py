@@ -40,8 +40,14 @@ def cmd_chain(args: argparse.Namespace) -> int:
     get_profile(args.profile)  # fail now, not inside the first notebook
     ws = Workspace(args.home)
     print(f"chain: profile={args.profile}, workspace={ws.root.resolve()}", flush=True)
-    results = run_chain(profile=args.profile, workspace=ws, only=args.only or None,
-                        on_event=lambda e: print(e.data["line"], flush=True) if e.kind == "done" else None)
+    def show(e):
+        if e.kind == "numerics":
+            print(f"numeric path: {e.data['summary']}", flush=True)
+        elif e.kind == "done":
+            print(e.data["line"], flush=True)
+
+    results = run_chain(profile=args.profile, workspace=ws, only=args.only or None, on_event=show)
+    print(f"total: {sum(r.seconds for r in results):.1f} s for {len(results)} lab(s)")
     print(f"report: {(ws.root / 'chain' / 'report.html').resolve()}")
     failed = [r for r in results if not r.ok]
     if failed:
