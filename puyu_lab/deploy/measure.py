@@ -62,21 +62,33 @@ def _worker(path: str, ids_file: str, out_dir: str, n_ctx: int, decode_tokens: i
     rss = _rss_mb() - rss0
     np.save(Path(out_dir) / "logits.npy", np.concatenate(logits))
     llm.close()
-    # speed, without per-position logits (what a server does)
+    # speed, without per-position logits (what a server does): a real greedy generation
     llm = load(path, n_ctx=n_ctx, n_threads=threads)
     prompt = ids[:min(128, n_ctx // 2)]
+    prefill, decode, greedy = greedy_speed(llm, prompt, decode_tokens)
+    llm.close()
+    Path(out_dir, "stats.json").write_text(json.dumps({"rss_mb": rss, "load_s": load_s, "prefill_tps": prefill,
+                                                       "decode_tps": decode, "greedy": greedy}))
+
+
+def greedy_speed(llm, prompt: list[int], decode_tokens: int) -> tuple[float, float, list[int]]:
+    """Prefill and decode tokens/s of a greedy generation from ``prompt``, and its tokens. Each next
+    token is the argmax of the last position's real logits (``last_logits``: without
+    ``logits_all`` llama-cpp-python leaves ``llm.scores`` unfilled)."""
+    from .llama import last_logits
+
     llm.reset()
     t = time.perf_counter()
     llm.eval(prompt)
     prefill = len(prompt) / (time.perf_counter() - t)
+    out: list[int] = []
     t = time.perf_counter()
     for _ in range(decode_tokens):
-        nxt = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        nxt = int(np.argmax(last_logits(llm)))
+        out.append(nxt)
         llm.eval([nxt])
     decode = decode_tokens / (time.perf_counter() - t)
-    llm.close()
-    Path(out_dir, "stats.json").write_text(json.dumps({"rss_mb": rss, "load_s": load_s, "prefill_tps": prefill,
-                                                       "decode_tps": decode}))
+    return prefill, decode, out
 
 
 HF_VARIANTS = ("HF fp32", "bnb int8", "bnb nf4", "torch int8")
@@ -141,14 +153,16 @@ def _worker_hf(model_dir: str, variant: str, ids_file: str, out_dir: str, n_ctx:
         t = time.perf_counter()
         out = model(input_ids=prompt, use_cache=True)
         prefill = prompt.shape[1] / (time.perf_counter() - t)
-        past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+        past, nxt = out.cache, out.logits[:, -1].argmax(-1, keepdim=True)
+        greedy = []
         t = time.perf_counter()
         for _ in range(decode_tokens):
-            out = model(input_ids=nxt, past_key_values=past, use_cache=True)
-            past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+            greedy.append(int(nxt))
+            out = model(input_ids=nxt, cache=past, use_cache=True)
+            past, nxt = out.cache, out.logits[:, -1].argmax(-1, keepdim=True)
         decode = decode_tokens / (time.perf_counter() - t)
     Path(out_dir, "stats.json").write_text(json.dumps({"rss_mb": rss, "prefill_tps": prefill, "decode_tps": decode,
-                                                       "size_bytes": _weights_bytes(model)}))
+                                                       "size_bytes": _weights_bytes(model), "greedy": greedy}))
 
 
 @dataclass
@@ -166,6 +180,7 @@ class LevelResult:
     prefill_tps: float
     decode_tps: float
     backend: str = "llama.cpp"
+    greedy: list[int] | None = None  # the token ids the decode speed was measured on (greedy, real logits)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -228,7 +243,7 @@ def measure_ladder(files: dict[str, str | Path], ids: list[int], *, reference: s
             res = LevelResult(lv, str(files[lv]).split(":", 2)[-1], size / 2**20,
                               (size * 8 / n_params) if n_params else float("nan"), stats["rss_mb"], ppl, ppl - ref_ppl,
                               float(kl.mean()), float(np.quantile(kl, 0.99)), top1, stats["prefill_tps"],
-                              stats["decode_tps"], "transformers" if hf else "llama.cpp")
+                              stats["decode_tps"], "transformers" if hf else "llama.cpp", stats.get("greedy"))
             results.append(res)
             em.emit("level", **res.to_dict())
     em.emit("done", step="measure", levels=len(results))

@@ -97,6 +97,8 @@ def test_measurements_of_the_ladder(model_dir, ladder):
     assert by["torch int8"].size_mb < by["HF fp32"].size_mb / 1.5
     assert len(detail["kl"]["bnb nf4"]) == len(detail["kl"]["Q2_K"]) == len(detail["targets"]) == 2 * 64
     assert all(r.decode_tps > 0 and r.rss_mb > 0 and r.ppl > 1 for r in rows)
+    # decode speed is measured on a real greedy generation: F32 GGUF and transformers pick the same tokens
+    assert by["F32"].greedy == by["HF fp32"].greedy and len(by["F32"].greedy) == 8
 
 
 def test_clear_errors(model_dir, ladder, tmp_path):
