@@ -59,10 +59,10 @@ from puyu_lab.pretrain.model import ModelPreset
 from puyu_lab.pretrain.train import PretrainConfig, pretrain, train_tokenizer
 ws = Workspace({str(tmp_path / 'ws')!r})
 prepare(raw=load_sources(["news-zh"], limit_per_source=200, seed=1), show_progress=False).export(ws)
-train_tokenizer(ws, 1024)
+train_tokenizer(ws, 3072)
 events = []
 pretrain(ws, PretrainConfig(preset=ModelPreset(hidden_size=256, num_layers=1, num_heads=4, num_kv_heads=2,
-         intermediate_size=256, vocab_size=1024, block_size=32), batch_size=2, max_steps=3, warmup_steps=1,
+         intermediate_size=256, vocab_size=3072, block_size=32), batch_size=2, max_steps=3, warmup_steps=1,
          eval_every=3, save_every=3, sample_every=0, eval_blocks=2, progress_bar=False),
          on_event=lambda e: events.append(e.kind))
 m = ws.get("model/base").manifest

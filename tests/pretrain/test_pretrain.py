@@ -129,6 +129,8 @@ def test_training_panel_draws_from_engine_events(ws):
     assert pts["train"] == len([h for h in result.history if "loss" in h])
     assert pts["eval"] >= 1 and pts["lr"] == pts["train"]
     assert "tokens/s" in panel.stats.value and panel.progress.value == 6
+    precision = ws.get("model/base").metrics["precision"]
+    assert f"precision: {precision} (" in panel.stats.value  # the numeric path chosen here, and why
     assert panel.samples, "generations from fixed prompts are shown"
     replay = TrainingPanel.replay(str(ws.get("model/base").path / "curve.json"))
     assert replay.points["train"] == pts["train"]
