@@ -50,7 +50,7 @@ class SFTConfig:
     # tokens a base model never saw (<|im_start|>, <|im_end|> …) live
     modules_to_save: tuple[str, ...] = ()
     learning_rate: float = 2e-3
-    epochs: float = 4.0
+    epochs: float = 3.0  # quick: 3 passes keep every held-out self-cognition answer (4 did too, 25 % slower)
     max_steps: int = -1
     batch_size: int = 8
     grad_accum: int = 1
