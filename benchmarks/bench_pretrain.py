@@ -1,39 +1,50 @@
-"""InternLM-Train stage: training throughput on this CPU.
+"""InternLM-Train stage: training throughput on this CPU, twice: as it is, and with the AVX2 paths forced.
 
-1. What helps here: a plain PyTorch loop in fp32 vs bf16 autocast (same model, same data), and what
-   the Muon + AdamW optimizer costs per step against AdamW alone.
-2. The HF Trainer vs that plain loop (bf16 both) — the cost of the Trainer's machinery.
-3. The Trainer with the TrainingPanel attached vs without — the panel must cost ≤ 3 %.
-4. What the optimizer buys: the whole quick run with AdamW alone vs Muon + AdamW (held-out loss).
-All rows train the quick profile's model on the same packed blocks with the trainer's optimizer
-(Muon + AdamW) unless named, one after the other.
+1. The numeric paths side by side: fp32 vs bf16 autocast, and Muon's Newton–Schulz in bf16 (torch's
+   own) vs fp32, plus AdamW alone — the row :func:`puyu_lab.numerics.choose` picks is marked ``◀``.
+   The table is printed for this CPU's native capability and again under
+   ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` (what an AVX2 laptop gets), each in its
+   own process, so the choice is checked against the fastest row on both kinds of CPU.
+2. What else helps on the chosen path: threads, batch shape, ``torch.compile``.
+3. The HF Trainer (auto precision) vs the plain loop — the cost of the Trainer's machinery; the
+   Trainer with the TrainingPanel attached vs without — the panel must cost ≤ 3 %.
+4. Sample generation with the KV cache (``model.generate``) vs re-encoding the sequence each token.
+5. What the optimizer buys: the whole quick run with AdamW alone vs Muon + AdamW (held-out loss).
+Slow rows (bf16 where it is emulated: ~20 s a step) are timed over fewer steps, never fewer than 2.
 """
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import replace
 
 import numpy as np
 
-STEPS = 24
+STEPS = 16
 WARM = 4
+ROW_BUDGET_S = 15.0  # a row stops timing after this long (with at least MIN_STEPS steps)
+MIN_STEPS = 2
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 def plain_loop(arr, preset, bf16: bool, batch: int, compile: bool = False, threads: int | None = None,
-               optimizer: str = "muon") -> float:
+               optimizer: str = "muon", ns_dtype: str = "fp32") -> float:
     import torch
 
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        return _loop(arr, preset, bf16, batch, compile, optimizer)
+        return _loop(arr, preset, bf16, batch, compile, optimizer, ns_dtype)
     finally:
         torch.set_num_threads(before)
 
 
-def _loop(arr, preset, bf16: bool, batch: int, compile: bool, optimizer: str) -> float:
+def _loop(arr, preset, bf16: bool, batch: int, compile: bool, optimizer: str, ns_dtype: str) -> float:
     import torch
     from transformers import LlamaForCausalLM
 
@@ -45,11 +56,10 @@ def _loop(arr, preset, bf16: bool, batch: int, compile: bool, optimizer: str) ->
     m = LlamaForCausalLM(llama_config(preset))
     if compile:
         m.forward = torch.compile(m.forward)  # compiled during the warm-up steps, not timed
-    opt = build_optimizer(m, PretrainConfig(preset=preset, optimizer=optimizer))  # the trainer's optimizer
+    opt = build_optimizer(m, PretrainConfig(preset=preset, optimizer=optimizer), ns_dtype=ns_dtype)
     rng = np.random.default_rng(0)
-    for i in range(WARM + STEPS):
-        if i == WARM:
-            t0 = time.perf_counter()
+
+    def step():
         x = torch.from_numpy(arr[rng.integers(0, len(arr), batch)])
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = m(input_ids=x, labels=x).loss
@@ -57,7 +67,18 @@ def _loop(arr, preset, bf16: bool, batch: int, compile: bool, optimizer: str) ->
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
         opt.step()
         opt.zero_grad()
-    return STEPS * batch * preset.block_size / (time.perf_counter() - t0)
+
+    for i in range(WARM):
+        t = time.perf_counter()
+        step()
+        if time.perf_counter() - t > 2.0 and not compile:  # a slow path: one warm-up step is enough
+            break
+    t0 = time.perf_counter()
+    n = 0
+    while n < STEPS and (n < MIN_STEPS or time.perf_counter() - t0 < ROW_BUDGET_S):
+        step()
+        n += 1
+    return n * batch * preset.block_size / (time.perf_counter() - t0)
 
 
 def pack_shape(arr: np.ndarray, length: int) -> np.ndarray:
@@ -102,6 +123,68 @@ def optimizer_run(ws, cfg, optimizer: str) -> dict:
             "seconds": time.perf_counter() - t0}
 
 
+def throughput_rows(arr_path: str) -> dict:
+    """The throughput table on this process's CPU paths (run once per environment, in a child)."""
+    from puyu_lab.numerics import choose
+    from puyu_lab.pretrain.train import config_for_profile
+    from puyu_lab.profiles import get_profile
+
+    cfg = config_for_profile(get_profile("quick"))
+    arr = np.load(arr_path)
+    path = choose("cpu")
+    b = cfg.batch_size
+    rows = []
+    for bf16 in (False, True):
+        for ns in ("fp32", "bf16"):
+            name = f"{'bf16 autocast' if bf16 else 'fp32':<14} Muon NS {ns}"
+            chosen = (bf16 == path.bf16) and ns == path.muon_ns_dtype
+            rows.append((name, plain_loop(arr, cfg.preset, bf16, b, ns_dtype=ns), chosen))
+    rows.append((f"{'bf16 autocast' if path.bf16 else 'fp32':<14} AdamW only",
+                 plain_loop(arr, cfg.preset, path.bf16, b, optimizer="adamw"), False))
+    auto = dict(bf16=path.bf16, ns_dtype=path.muon_ns_dtype)
+    rows.append(("chosen path, 1 thread", plain_loop(arr, cfg.preset, batch=b, threads=1, **auto), False))
+    for bb, L in ((16, 128), (4, 512)):  # the same tokens per step, other shapes
+        shaped = pack_shape(arr, L)
+        rows.append((f"chosen path, {bb} x {L}", plain_loop(shaped, replace(cfg.preset, block_size=L), batch=bb,
+                                                            **auto), False))
+    t0 = time.perf_counter()
+    rows.append(("chosen path + torch.compile", plain_loop(arr, cfg.preset, batch=b, compile=True, **auto), False))
+    compile_s = time.perf_counter() - t0
+    return {"rows": rows, "path": path.to_dict(), "compile_s": compile_s,
+            "capability": path.capability, "threads": __import__("torch").get_num_threads()}
+
+
+def sampling_rates(ws, cfg) -> dict:
+    """Tokens/s of the training panel's samples: the KV cache vs re-encoding every token."""
+    from puyu_lab.pretrain.tokenizer import load_tokenizer
+    from puyu_lab.pretrain.train import generate_samples, load_model
+
+    model, tok = load_model(ws)
+    out = {}
+    for cache in (False, True):
+        t0 = time.perf_counter()
+        texts = generate_samples(model, tok, cfg.prompts, 64, cfg.seed, use_cache=cache)
+        n = sum(len(tok(t)["input_ids"]) - len(tok(p)["input_ids"]) for t, p in zip(texts, cfg.prompts))
+        out["kv cache" if cache else "re-encode"] = n / (time.perf_counter() - t0)
+    return out
+
+
+def _table(res: dict, title: str) -> list[str]:
+    rows = res["rows"]
+    base = rows[0][1]
+    lines = [f"{title}: capability {res['capability']}, {res['threads']} threads; "
+             f"chosen: {res['path']['dtype']} ({res['path']['reason']})",
+             f"  {'setup':<40}{'tokens/s':>10}{'vs fp32':>9}"]
+    best = max(r for _, r, _ in rows[:5])
+    for name, r, chosen in rows:
+        mark = "  ◀ chosen" if chosen else ""
+        lines.append(f"  {name:<40}{r:>10,.0f}{r / base:>9.2f}{mark}")
+    ch = next(r for _, r, c in rows if c)
+    lines.append(f"  chosen / fastest precision row: {ch / best:.3f} (aim ≥ 0.95); torch.compile row "
+                 f"{res['compile_s']:.0f} s with compilation")
+    return lines
+
+
 def main() -> str:
     from puyu_lab.data.pipeline import load_corpus, prepare
     from puyu_lab.data.sources import load_sources
@@ -116,37 +199,41 @@ def main() -> str:
         prepare(raw=load_sources(["news-zh"], limit_per_source=1500), show_progress=False).export(ws)
         tok = load_tokenizer(train_tokenizer(ws, cfg.preset.vocab_size).path)
         arr, _ = pack(tok, load_corpus(ws, "train")["text"], cfg.preset.block_size)
-        rows = [("plain loop, fp32", plain_loop(arr, cfg.preset, False, cfg.batch_size)),
-                ("plain loop, bf16 autocast", plain_loop(arr, cfg.preset, True, cfg.batch_size))]
-        rows.append(("plain loop, bf16, AdamW only", plain_loop(arr, cfg.preset, True, cfg.batch_size, optimizer="adamw")))
-        rows.append(("plain loop, bf16, 1 thread", plain_loop(arr, cfg.preset, True, cfg.batch_size, threads=1)))
-        for b, L in ((16, 128), (4, 512)):  # the same tokens per step, other shapes
-            shaped = pack_shape(arr, L)
-            rows.append((f"plain loop, bf16, {b} x {L}", plain_loop(shaped, replace(cfg.preset, block_size=L), True, b)))
-        t0 = time.perf_counter()
-        rows.append(("plain loop, bf16 + torch.compile", plain_loop(arr, cfg.preset, True, cfg.batch_size, True)))
-        compile_s = time.perf_counter() - t0
+        arr_path = os.path.join(d, "blocks.npy")
+        np.save(arr_path, arr)
+        tables = {}
+        for label, extra in (("native", {}), ("forced AVX2", AVX2_ENV)):
+            env = {**os.environ, **extra}
+            if not extra:
+                for k in AVX2_ENV:
+                    env.pop(k, None)
+            out = subprocess.run([sys.executable, __file__, "--table", arr_path], env=env, check=True,
+                                 capture_output=True, text=True).stdout
+            tables[label] = json.loads(out.strip().splitlines()[-1])
         tcfg = replace(cfg, max_steps=WARM + STEPS, eval_every=10_000, save_every=10_000, sample_every=0,
-                       progress_bar=False, bf16=True)
+                       progress_bar=False)
         without, with_ = [], []
         for _ in range(3):  # alternate, three times each: the machine is noisy
             without.append(trainer_run(ws, tcfg, panel=False))
             with_.append(trainer_run(ws, tcfg, panel=True))
         no_panel, with_panel = float(np.median(without)), float(np.median(with_))
-        rows += [("HF Trainer, bf16 (median of 3)", no_panel), ("HF Trainer, bf16 + TrainingPanel (median of 3)", with_panel)]
+        sampling = sampling_rates(ws, cfg)
         quality = [optimizer_run(ws, cfg, name) for name in ("adamw", "muon")]
-    base = rows[1][1]
     lines = [f"model: quick preset ({cfg.preset.hidden_size}d × {cfg.preset.num_layers} layers), "
-             f"batch {cfg.batch_size} × {cfg.preset.block_size} tokens unless named, {STEPS} timed steps after {WARM}",
-             f"{'setup':<48}{'tokens/s':>10}{'vs plain bf16':>15}"]
-    for name, r in rows:
-        lines.append(f"{name:<48}{r:>10,.0f}{r / base:>15.2f}")
-    lines.append(f"panel attached / not attached: {with_panel / no_panel:.3f} (aim ≥ 0.97); "
-                 f"runs: {', '.join(f'{a:,.0f}/{b:,.0f}' for a, b in zip(with_, without))}")
-    lines.append(f"HF Trainer / plain loop (bf16): {no_panel / base:.3f}")
-    lines.append(f"the torch.compile row took {compile_s:.0f} s in all, compilation included (about 45 s with a "
-                 f"cold inductor cache); the quick run trains for ~3 minutes, so eager bf16 stays its default")
-    lines += ["", f"optimizer: the whole quick run ({cfg.max_steps} steps, same model, data, schedule and seed)",
+             f"batch {cfg.batch_size} × {cfg.preset.block_size} tokens unless named, up to {STEPS} timed steps "
+             f"after up to {WARM} (slow rows: ≥ {MIN_STEPS} steps, ~{ROW_BUDGET_S:.0f} s)"]
+    for label, res in tables.items():
+        lines += [""] + _table(res, label)
+    chosen_native = next(r for _, r, c in tables["native"]["rows"] if c)
+    lines += ["", f"HF Trainer, auto precision (median of 3): {no_panel:,.0f} tokens/s; + TrainingPanel: "
+              f"{with_panel:,.0f}",
+              f"panel attached / not attached: {with_panel / no_panel:.3f} (aim ≥ 0.97); "
+              f"runs: {', '.join(f'{a:,.0f}/{b:,.0f}' for a, b in zip(with_, without))}",
+              f"HF Trainer / plain loop (chosen path, native): {no_panel / chosen_native:.3f}",
+              f"samples (64 new tokens × {len(cfg.prompts)} prompts): KV cache {sampling['kv cache']:,.0f} tokens/s, "
+              f"re-encoding {sampling['re-encode']:,.0f} tokens/s ({sampling['kv cache'] / sampling['re-encode']:.1f}×)"]
+    lines += ["", f"optimizer: the whole quick run ({cfg.max_steps} steps, same model, data, schedule and seed, "
+              f"auto precision)",
               f"{'optimizer':<34}{'held-out loss':>18}{'fall':>8}{'bits/byte':>11}{'seconds':>9}"]
     for q in quality:
         lines.append(f"{q['name']:<34}{q['first']:>8.3f} → {q['last']:<7.3f}{q['fall']:>8.1%}{q['bpb']:>11.3f}"
@@ -155,4 +242,7 @@ def main() -> str:
 
 
 if __name__ == "__main__":
-    print(main())
+    if sys.argv[1:2] == ["--table"]:
+        print(json.dumps(throughput_rows(sys.argv[2])))
+    else:
+        print(main())
