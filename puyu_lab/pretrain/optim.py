@@ -38,6 +38,14 @@ def newton_schulz(grad: torch.Tensor, coefficients: tuple[float, float, float], 
     return x.T if tall else x
 
 
+def _closure_loss(closure):
+    """An optimizer step's closure, evaluated with gradients on (torch's convention)."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 class Muon(torch.optim.Muon):
     """``torch.optim.Muon`` whose Newton–Schulz iterations run in ``ns_dtype`` ("bf16" or "fp32")."""
 
@@ -49,10 +57,7 @@ class Muon(torch.optim.Muon):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         dtype = torch.bfloat16 if self.ns_dtype == "bf16" else torch.float32
         for group in self.param_groups:
             params, grads, bufs = [], [], []
@@ -89,10 +94,7 @@ class MuonAdamW(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         self.adamw.step()
         self.muon.step()
         return loss

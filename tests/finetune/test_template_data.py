@@ -6,23 +6,8 @@ import pytest
 from puyu_lab.agent.calculator import CalculatorError, calculate
 from puyu_lab.errors import InputError
 from puyu_lab.finetune import data as D
-from puyu_lab.finetune.template import CHAT_TEMPLATE, IGNORE, IM_END, encode_chat, install_template, tool_call
+from puyu_lab.finetune.template import CHAT_TEMPLATE, IGNORE, IM_END, encode_chat, tool_call
 from puyu_lab.finetune.train import encode_all
-
-
-@pytest.fixture(scope="module")
-def tok(tmp_path_factory):
-    from puyu_lab.data.pipeline import prepare
-    from puyu_lab.data.sources import load_sources
-    from puyu_lab.pretrain.tokenizer import load_tokenizer
-    from puyu_lab.pretrain.train import train_tokenizer
-    from puyu_lab.workspace import Workspace
-
-    ws = Workspace(tmp_path_factory.mktemp("tok") / "ws")
-    prepare(raw=load_sources(["news-zh", "reviews-zh"], limit_per_source=300, seed=2), show_progress=False).export(ws)
-    t = load_tokenizer(train_tokenizer(ws, 3072).path)
-    install_template(t)
-    return t
 
 
 TOOL = [{"role": "system", "content": "你可以使用以下工具。"},
