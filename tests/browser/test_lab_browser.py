@@ -193,6 +193,9 @@ def test_pretrain_in_the_browser_live_plot_and_stop(fresh_lab, fresh_page, shots
 
 
 # ---- 3: the panels of the later labs, on the whole chain's artifacts ----------------------------------------
+# The first of these tests sets up the whole chain (every lab, once per session): ~8 min where bf16 is
+# native, ~15 min on a plain AVX2 CPU in fp32 — beyond the per-test timeout, so these get the chain's own.
+WHOLE_CHAIN = pytest.mark.timeout(2700)
 @pytest.fixture(scope="module")
 def chain_lab(chain, tmp_path_factory):
     results = chain.run_all()
@@ -212,6 +215,7 @@ def chain_page(browser, chain_lab):
     page.close()
 
 
+@WHOLE_CHAIN
 def test_sidebar_shows_the_whole_chain_present(chain_page, shots):
     page = chain_page
     page.click("li.lm-TabBar-tab[data-id='puyu-lab-chain']")
@@ -220,6 +224,7 @@ def test_sidebar_shows_the_whole_chain_present(chain_page, shots):
     page.locator("#puyu-lab-chain").screenshot(path=str(shots / "sidebar-chain-present.png"))
 
 
+@WHOLE_CHAIN
 def test_quant_tradeoff_chart_has_one_point_per_level(chain, chain_page, shots):
     page = chain_page
     open_notebook(page, "04_deploy.ipynb")
@@ -237,6 +242,7 @@ def test_quant_tradeoff_chart_has_one_point_per_level(chain, chain_page, shots):
     cell(page, idx).screenshot(path=str(shots / "quant-tradeoff.png"))
 
 
+@WHOLE_CHAIN
 def test_eval_leaderboard_renders_with_its_content(chain_page, shots):
     page = chain_page
     open_notebook(page, "05_eval.ipynb")
@@ -255,6 +261,7 @@ def test_eval_leaderboard_renders_with_its_content(chain_page, shots):
     box.screenshot(path=str(shots / "eval-leaderboard.png"))
 
 
+@WHOLE_CHAIN
 def test_agent_trace_renders_with_its_steps(chain_page, shots):
     page = chain_page
     open_notebook(page, "06_agent.ipynb")
