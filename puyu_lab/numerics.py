@@ -68,19 +68,10 @@ class NumericPath:
 
 
 def _cpu_flags() -> dict:
+    """This CPU's feature flags as PyTorch (≥ 2.9, the project's floor) reads them."""
     import torch
 
-    try:
-        return dict(torch._C._cpu._get_cpu_capability())
-    except Exception:  # older torch: read the kernel's view
-        try:
-            text = open("/proc/cpuinfo").read()
-        except OSError:
-            return {}
-        import re
-
-        m = re.search(r"^flags\s*:\s*(.*)$", text, re.M)
-        return {f: True for f in (m.group(1).split() if m else [])}
+    return dict(torch._C._cpu._get_cpu_capability())
 
 
 def cpu_native_bf16(env: dict | None = None, flags: dict | None = None) -> tuple[bool, str]:
