@@ -199,8 +199,9 @@ def test_the_users_files_are_out_of_reach(where):
 
 
 def test_the_project_checkout_and_its_virtualenv_are_out_of_reach():
+    """The checkout and the virtualenv that runs the tests (sys.prefix) are invisible inside."""
     code = ("import os\n"
-            f"for p in ({str(ROOT / 'pyproject.toml')!r}, {str(ROOT / '.venv' / 'pyvenv.cfg')!r}):\n"
+            f"for p in ({str(ROOT / 'pyproject.toml')!r}, {str(Path(sys.prefix) / 'pyvenv.cfg')!r}):\n"
             "    try:\n        print('OPENED', len(open(p).read()))\n"
             "    except OSError as e:\n        print('DENIED', type(e).__name__)\n"
             f"try:\n    print('LIST', sorted(os.listdir({str(ROOT)!r})))\n"
