@@ -52,10 +52,12 @@ lab: setup
 	$(PY) -m puyu_lab lab --port $(PORT) $(LAB_ARGS)
 
 test: setup
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # unit tests only (no notebooks, servers, browsers or slow training): under 2 minutes
 test-fast: setup
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -m "not notebook and not server and not slow and not browser" $(PYTEST_ARGS)
 
 chain: setup

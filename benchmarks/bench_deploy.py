@@ -36,7 +36,7 @@ def main() -> str:
     from puyu_lab.data.sources import load_sources
     from puyu_lab.deploy.measure import measure_ladder
     from puyu_lab.deploy.pipeline import build_ladder, eval_ids, ladder_files
-    from puyu_lab.pretrain.tokenizer import load_tokenizer
+    from puyu_lab.models.tokenizer import load_tokenizer
     from puyu_lab.pretrain.train import config_for_profile, pretrain, train_tokenizer
     from puyu_lab.profiles import get_profile
     from puyu_lab.workspace import Workspace

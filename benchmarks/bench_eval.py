@@ -15,7 +15,7 @@ def main() -> str:
 
     from puyu_lab.data.pipeline import load_corpus, prepare
     from puyu_lab.data.sources import load_sources
-    from puyu_lab.eval.models import HFScorer
+    from puyu_lab.models import HFModel
     from puyu_lab.eval.runner import evaluate
     from puyu_lab.eval.tasks import load_task_file
     from puyu_lab.pretrain.train import config_for_profile, pretrain, train_tokenizer
@@ -48,15 +48,15 @@ def main() -> str:
                                   verbosity="ERROR")
             lm_s = time.perf_counter() - t
             t = time.perf_counter()
-            run = evaluate({"m": HFScorer.load(model, batch_size=bs)}, [task], progress_bar=False)
+            run = evaluate({"m": HFModel.load(model, batch_size=bs)}, [task], progress_bar=False)
             ours_s = time.perf_counter() - t
             same = run.metrics["m"][task.name]["acc"] == ref["results"]["bench_choice"]["acc,none"]
             rows.append((bs, len(docs) / lm_s, len(docs) / ours_s, same))
-            cached = HFScorer.load(model, batch_size=bs)
+            cached = HFModel.load(model, batch_size=bs)
             cached.use_cache(d / f"cache{bs}.json")
             evaluate({"m": cached}, [task], progress_bar=False)
             cached.save_cache()
-            again = HFScorer.load(model, batch_size=bs)
+            again = HFModel.load(model, batch_size=bs)
             again.use_cache(d / f"cache{bs}.json")
             t = time.perf_counter()
             evaluate({"m": again}, [task], progress_bar=False)

@@ -156,7 +156,7 @@ def throughput_rows(arr_path: str) -> dict:
 
 def sampling_rates(ws, cfg) -> dict:
     """Tokens/s of the training panel's samples: the KV cache vs re-encoding every token."""
-    from puyu_lab.pretrain.tokenizer import load_tokenizer
+    from puyu_lab.models.tokenizer import load_tokenizer
     from puyu_lab.pretrain.train import generate_samples, load_model
 
     model, tok = load_model(ws)
@@ -188,7 +188,7 @@ def _table(res: dict, title: str) -> list[str]:
 def main(tables_only: bool = False) -> str:
     from puyu_lab.data.pipeline import load_corpus, prepare
     from puyu_lab.data.sources import load_sources
-    from puyu_lab.pretrain.tokenizer import load_tokenizer
+    from puyu_lab.models.tokenizer import load_tokenizer
     from puyu_lab.pretrain.train import config_for_profile, pack, train_tokenizer
     from puyu_lab.profiles import get_profile
     from puyu_lab.workspace import Workspace

@@ -33,7 +33,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_chain(args: argparse.Namespace) -> int:
-    from .chain import run_chain
+    from .labrunner import run_chain
     from .profiles import get_profile
     from .workspace import Workspace
 
@@ -59,9 +59,9 @@ def cmd_chain(args: argparse.Namespace) -> int:
 def lab_command(port: int, ip: str = "127.0.0.1", token: str | None = None, root: Path | None = None,
                 extra: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The JupyterLab command line ``make lab`` runs (a test runs the same one)."""
-    from .chain import project_root
+    from .labrunner import labs_folder
 
-    root = root or project_root() / "labs"
+    root = root or labs_folder()
     cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}", f"--ServerApp.ip={ip}",
            f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--no-browser"]
     if token is not None:

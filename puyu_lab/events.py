@@ -14,9 +14,18 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 T = TypeVar("T")
 
 
+# Event kinds every engine uses (an engine may add its own: "sample", "step", "task", …).
+START = "start"  # an engine's work begins
+PROGRESS = "progress"  # done / total of a step
+WARNING = "warning"  # something the learner should read; the work goes on
+DONE = "done"  # the work finished
+# the Trainer bridge's (pretrain, fine-tune): a training run's begin / log / eval / checkpoint / end
+BEGIN, LOG, EVAL, CHECKPOINT, END, SAMPLE = "begin", "log", "eval", "checkpoint", "end", "sample"
+
+
 @dataclass(frozen=True)
 class Event:
-    kind: str  # e.g. "start", "progress", "metric", "log", "done"
+    kind: str  # one of the kinds above, or an engine's own
     stage: str  # which engine sent it ("data", "pretrain", ...)
     data: dict[str, Any] = field(default_factory=dict)
     time: float = field(default_factory=time.time)
@@ -101,3 +110,60 @@ def progress(
                 emitter.emit("progress", desc=desc, done=i, total=total)
     finally:
         bar.close()
+
+
+def trainer_callback(emitter: Emitter, *, tokens_per_step: int, stop: StopFlag | None = None,
+                     sample_fn: Callable | None = None, sample_every: int = 0, tokens_per_byte: float | None = None):
+    """A ``transformers.TrainerCallback`` that turns the Trainer's hooks into events and honours ``stop``
+    (at the end of the step: it saves a checkpoint and stops training).
+
+    ``tokens_per_step`` gives tokens/s; every ``sample_every`` steps it emits ``sample`` with
+    ``sample_fn(model)`` (a dict prompt → text); with ``tokens_per_byte`` the eval events carry bits
+    per byte."""
+    import math
+    from pathlib import Path
+
+    from transformers import TrainerCallback
+
+    class EventCallback(TrainerCallback):
+        def __init__(self):
+            self.t_start = None
+            self.step_start = 0
+            self.stopped = False
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.t_start = time.perf_counter()
+            self.step_start = state.global_step
+            emitter.emit(BEGIN, max_steps=state.max_steps, step=state.global_step,
+                         history=list(state.log_history), tokens_per_step=tokens_per_step)
+
+        def on_step_end(self, args, state, control, **kw):
+            if stop is not None and stop.is_set:
+                control.should_save = True
+                control.should_training_stop = True
+                self.stopped = True
+            if sample_fn is not None and sample_every and state.global_step % sample_every == 0:
+                emitter.emit(SAMPLE, step=state.global_step, samples=sample_fn(kw.get("model")))
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs = dict(logs or {})
+            elapsed = time.perf_counter() - (self.t_start or time.perf_counter())
+            done = state.global_step - self.step_start
+            tps = done * tokens_per_step / elapsed if elapsed > 0 and done else 0.0
+            eta = (state.max_steps - state.global_step) * elapsed / done if done else None
+            if "eval_loss" in logs:
+                bpb = logs["eval_loss"] * tokens_per_byte / math.log(2) if tokens_per_byte else None
+                emitter.emit(EVAL, step=state.global_step, eval_loss=logs["eval_loss"], bits_per_byte=bpb)
+            elif "loss" in logs:
+                emitter.emit(LOG, step=state.global_step, max_steps=state.max_steps, loss=logs["loss"],
+                             learning_rate=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
+                             tokens_per_s=tps, eta_s=eta, elapsed_s=elapsed)
+
+        def on_save(self, args, state, control, **kw):
+            emitter.emit(CHECKPOINT, step=state.global_step,
+                         path=str(Path(args.output_dir) / f"checkpoint-{state.global_step}"))
+
+        def on_train_end(self, args, state, control, **kw):
+            emitter.emit(END, step=state.global_step, max_steps=state.max_steps, stopped=self.stopped)
+
+    return EventCallback()

@@ -15,7 +15,7 @@ class Stage:
     en: str
     lab: str  # notebook in labs/
     produces: tuple[str, ...]  # artifact names (or name prefixes ending in "/")
-    needs: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()  # what it reads of other stages (checked while its engines run)
 
     @property
     def title(self) -> str:
@@ -27,19 +27,30 @@ STAGES: tuple[Stage, ...] = (
     Stage("pretrain", "InternLM-Train", "Pretrain", "02_pretrain.ipynb",
           ("tokenizer/", "model/base"), ("corpus/clean",)),
     Stage("finetune", "XTuner", "Fine-tune", "03_finetune.ipynb",
-          ("model/sft", "adapter/", "sft/"), ("model/base", "tokenizer/spm")),
+          ("model/sft", "adapter/", "sft/"), ("model/base", "tokenizer/spm", "corpus/clean")),
     Stage("deploy", "LMDeploy", "Deploy", "04_deploy.ipynb",
-          ("gguf/", "quant/"), ("model/sft",)),
-    Stage("eval", "OpenCompass", "Evaluate", "05_eval.ipynb", ("eval/",), ("model/base", "model/sft")),
-    Stage("agent", "Lagent / AgentLego", "Apply", "06_agent.ipynb", ("agent/",), ("model/sft",)),
+          ("gguf/", "quant/"), ("model/sft", "model/base", "corpus/clean")),
+    Stage("eval", "OpenCompass", "Evaluate", "05_eval.ipynb", ("eval/",),
+          ("model/base", "model/sft", "sft/data", "corpus/clean", "gguf/")),
+    Stage("agent", "Lagent / AgentLego", "Apply", "06_agent.ipynb", ("agent/",),
+          ("model/sft", "sft/data", "corpus/clean", "gguf/")),
 )
+
+
+def _covers(patterns: tuple[str, ...], name: str) -> bool:
+    return any(name == p or (p.endswith("/") and name.startswith(p)) for p in patterns)
+
+
+def may_read(stage_key: str, name: str) -> bool:
+    """Whether the stage ``stage_key`` declared (or itself produces) the artifact ``name``."""
+    st = next(s for s in STAGES if s.key == stage_key)
+    return _covers(st.produces, name) or _covers(st.needs, name)
 
 
 def stage_for_artifact(name: str) -> Stage | None:
     """The stage whose lab produces the artifact ``name`` (``None`` if no stage claims it)."""
     for stage in STAGES:
-        for p in stage.produces:
-            if name == p or (p.endswith("/") and name.startswith(p)):
-                return stage
+        if _covers(stage.produces, name):
+            return stage
     return None
 

@@ -14,6 +14,7 @@ only a ``.partial`` directory, which no listing shows and :meth:`Workspace.gc` r
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as _dt
 import json
 import os
@@ -34,6 +35,38 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-]
 
 class WorkspaceError(Exception):
     pass
+
+
+class UndeclaredRead(WorkspaceError):
+    """A stage's engine read an artifact its entry in ``stages.STAGES`` does not declare."""
+
+
+_READER: contextvars.ContextVar[str | None] = contextvars.ContextVar("puyu_lab_reader", default=None)
+
+
+@contextlib.contextmanager
+def reading_as(stage_key: str):
+    """While the block runs, every ``Workspace.get`` is checked against what ``stage_key`` declares
+    it reads (``needs``) or produces: an undeclared read raises :class:`UndeclaredRead`. The stages'
+    ``run`` entry points run inside it."""
+    token = _READER.set(stage_key)
+    try:
+        yield
+    finally:
+        _READER.reset(token)
+
+
+def stage_entry(stage_key: str):
+    """Decorator form of :func:`reading_as` for a stage's entry points."""
+    import functools
+
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(*a, **kw):
+            with reading_as(stage_key):
+                return fn(*a, **kw)
+        return wrapper
+    return deco
 
 
 class MissingArtifact(WorkspaceError, FileNotFoundError):
@@ -66,13 +99,12 @@ def default_root() -> Path:
 def project_home(start: str | os.PathLike | None = None) -> Path:
     """The workspace a lab opened under ``start`` uses: ``$PUYU_LAB_HOME``, else ``workspace/`` of the
     project (the first folder upwards with ``labs/`` and ``pyproject.toml``), else ``./workspace``."""
+    from .paths import project_root
+
     if os.environ.get("PUYU_LAB_HOME"):
         return Path(os.environ["PUYU_LAB_HOME"]).expanduser()
-    here = Path(start or Path.cwd()).expanduser().resolve()
-    for folder in (here, *here.parents):
-        if (folder / "labs").is_dir() and (folder / "pyproject.toml").is_file():
-            return folder / "workspace"
-    return here / "workspace"
+    root = project_root(start, package_checkout=False)  # a lab opened elsewhere keeps its own workspace
+    return (root or Path(start or Path.cwd()).expanduser().resolve()) / "workspace"
 
 
 @dataclass
@@ -131,6 +163,13 @@ class Workspace:
 
     def get(self, name: str) -> Artifact:
         """The artifact ``name``, or :class:`MissingArtifact` naming the lab that makes it."""
+        reader = _READER.get()
+        if reader is not None:
+            from .stages import may_read
+
+            if not may_read(reader, name):
+                raise UndeclaredRead(f"the {reader} stage read {name!r}, which puyu_lab/stages.py does not list "
+                                     f"in its needs: declare it there (and read it through puyu_lab.artifacts)")
         link = self.link(name)
         try:
             target = Path(os.path.realpath(link))  # resolve once: later swaps do not affect us

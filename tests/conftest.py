@@ -43,9 +43,9 @@ def model_dir(tmp_path_factory):
     from puyu_lab.data.pipeline import prepare
     from puyu_lab.workspace import Workspace
     from puyu_lab.data.sources import load_sources
-    from puyu_lab.finetune.template import install_template
+    from puyu_lab.models.template import install_template
     from puyu_lab.pretrain.model import ModelPreset
-    from puyu_lab.pretrain.tokenizer import load_tokenizer, save_tokenizer
+    from puyu_lab.models.tokenizer import load_tokenizer, save_tokenizer
     from puyu_lab.pretrain.train import PretrainConfig, pretrain, train_tokenizer
 
     ws = Workspace(tmp_path_factory.mktemp("dep") / "ws")
@@ -81,7 +81,7 @@ class Chain:
     each lab, and the browser tests that need the whole chain's artifacts reuse the same run."""
 
     def __init__(self, root: Path):
-        from puyu_lab.chain import discover
+        from puyu_lab.labrunner import discover
         from puyu_lab.workspace import Workspace
 
         self.labs = discover(ROOT / "labs")
@@ -90,7 +90,7 @@ class Chain:
         self.results: dict[str, object] = {}
 
     def run(self, nb: Path):
-        from puyu_lab.chain import run_lab
+        from puyu_lab.labrunner import run_lab
 
         if nb.name in self.results:
             return self.results[nb.name]
@@ -102,7 +102,7 @@ class Chain:
         try:
             res = run_lab(nb, self.out, profile="quick", workspace=self.ws)
         except BaseException as exc:  # pytest-timeout's failure, Ctrl-C: remember it, so later tests skip
-            from puyu_lab.chain import LabResult
+            from puyu_lab.labrunner import LabResult
 
             why = "timed out" if "Timeout" in f"{type(exc).__name__} {exc}" else f"{type(exc).__name__}"
             res = LabResult(nb.name, False, time.perf_counter() - t0, error=f"{why}: {str(exc)[:300]}")
@@ -114,7 +114,7 @@ class Chain:
         return res
 
     def _report(self) -> None:
-        from puyu_lab.chain import write_report
+        from puyu_lab.labrunner import write_report
 
         write_report(list(self.results.values()), self.out, "quick")
         d = ROOT / "test-artifacts"

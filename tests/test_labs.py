@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from puyu_lab.chain import discover
+from puyu_lab.labrunner import discover
 
 from .conftest import ROOT
 
@@ -24,7 +24,7 @@ def test_labs_are_discovered():
 def test_lab_runs(nb, chain):
     res = chain.run(nb)
     assert res.ok, res.error
-    assert res.figures, f"{nb.name} should record its key figures (puyu_lab.chain.record_figures)"
+    assert res.figures, f"{nb.name} should record its key figures (puyu_lab.labrunner.record_figures)"
 
 
 def test_notebooks_are_committed_clean():

@@ -156,3 +156,32 @@ def test_default_root_from_env(monkeypatch, tmp_path):
     assert Workspace().root == tmp_path / "elsewhere"
     monkeypatch.delenv("PUYU_LAB_HOME")
     assert str(Workspace().root) == "workspace"
+
+
+def test_a_stage_reading_an_undeclared_artifact_fails(tmp_path):
+    """Stages meet only through declared artifacts: inside a stage's entry point, reading an artifact
+    that stages.py does not list in its needs raises (a real read still works outside)."""
+    from puyu_lab.stages import STAGES, may_read
+    from puyu_lab.workspace import UndeclaredRead, reading_as, stage_entry
+
+    ws = Workspace(tmp_path / "ws")
+    with ws.write("agent/eval", kind="report", stage="agent") as w:
+        (w.path / "rows.jsonl").write_text("")
+    with ws.write("sft/data", kind="dataset", stage="finetune") as w:
+        (w.path / "train.jsonl").write_text("")
+
+    @stage_entry("pretrain")
+    def pretrain_reads_agent_output():
+        return ws.get("agent/eval")
+
+    with pytest.raises(UndeclaredRead, match="pretrain stage read 'agent/eval'"):
+        pretrain_reads_agent_output()
+    with reading_as("eval"):
+        assert ws.get("sft/data").name == "sft/data"  # declared: eval reads the held-out parts
+    with reading_as("agent"):
+        assert ws.get("agent/eval")  # its own output
+    assert ws.get("agent/eval")  # outside any stage: no check
+    # what the engines read is declared (the chain's data flow, as the issue lists it)
+    assert may_read("finetune", "corpus/clean") and may_read("eval", "sft/data") and may_read("agent", "sft/data")
+    assert not may_read("data", "model/sft") and {s.key for s in STAGES} == {
+        "data", "pretrain", "finetune", "deploy", "eval", "agent"}

@@ -1,6 +1,6 @@
 """The agent loop (Lagent-style): ask the model, run the tool it calls, show it the result, repeat.
 
-    agent = Agent(HFBackend.load(ws, "model/sft"), default_registry(ws), protocol="internlm2")
+    agent = Agent(HFModel.load("model/sft", ws=ws), default_registry(ws), protocol="internlm2")
     trace = agent.run("37*41 等于多少？", on_event=panel.on_event)
 
 Every model turn becomes a ``turn`` record (the exact prompt, the raw reply, the parse result, token
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..events import Emitter, Event, StopFlag
-from ..finetune.template import ACTION_START
-from .backends import Backend, Generation
+from ..models.base import Generation, Model
+from ..models.template import ACTION_START
 from .protocols import Parsed, Protocol, Turn, get_protocol
 from .tools import ToolRegistry
 
@@ -87,7 +87,7 @@ def diagnose(parsed: Parsed, gen: Generation, tools: ToolRegistry, protocol: Pro
 
 
 class Agent:
-    def __init__(self, backend: Backend, tools: ToolRegistry, protocol: str | Protocol = "internlm2",
+    def __init__(self, backend: Model, tools: ToolRegistry, protocol: str | Protocol = "internlm2",
                  max_turns: int = 4, max_new_tokens: int = 96, system: str | None = None):
         self.backend, self.tools = backend, tools
         self.protocol = get_protocol("openai" if backend.native_tools and protocol == "internlm2" else protocol)
@@ -115,7 +115,8 @@ class Agent:
                 gen = self.backend.generate(
                     messages, max_new_tokens=self.max_new_tokens, stop=self.protocol.stop,
                     watch=ACTION_START if self.protocol.name == "internlm2" else None,
-                    tools=self.tools.schemas() if self.backend.native_tools else None)
+                    tools=self.tools.schemas() if self.backend.native_tools else None, keep_special=True,
+                    stop_flag=stop)
                 parsed = self.protocol.parse_generation(gen, self.tools)
                 rec = {"turn": turn, "prompt": gen.prompt, "raw": gen.text, "parse": parsed.to_dict(),
                        "prompt_tokens": gen.prompt_tokens, "output_tokens": gen.output_tokens,

@@ -1,7 +1,8 @@
 """The built-in tools: calculator, Python interpreter, corpus search (BM25) and date arithmetic.
 
-``default_registry(ws)`` returns all of them; the calculator's schema is the one the fine-tune
-lab's tool-use conversations show the model (``finetune.data.CALCULATOR_SCHEMA`` is this one).
+``default_registry(ws)`` returns all of them; the calculator's schema is the shared contract
+:data:`puyu_lab.contracts.calculator.CALCULATOR_SCHEMA`, which the fine-tune lab's tool-use
+conversations show the model.
 """
 from __future__ import annotations
 
@@ -9,12 +10,10 @@ import datetime as dt
 import re
 import threading
 
-from .calculator import CalculatorError, calculate
+from ..workspace import stage_entry
+from ..contracts.calculator import CALCULATOR_DESCRIPTION, CALCULATOR_SCHEMA, CalculatorError, calculate
 from .sandbox import Limits, SandboxUnavailable, run_python
 from .tools import Tool, ToolError, ToolRegistry, make_tool
-
-CALCULATOR_DESCRIPTION = "计算算术表达式 (+ - * / 和括号)"
-
 
 def _calculator(expression: str) -> dict:
     try:
@@ -23,11 +22,7 @@ def _calculator(expression: str) -> dict:
         raise ToolError(f"calculator: {e}") from None
 
 
-calculator = Tool(
-    "calculator", CALCULATOR_DESCRIPTION,
-    {"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]},
-    _calculator,
-)
+calculator = Tool(CALCULATOR_SCHEMA["name"], CALCULATOR_DESCRIPTION, CALCULATOR_SCHEMA["parameters"], _calculator)
 
 
 def python_tool(limits: Limits | None = None) -> Tool:
@@ -115,7 +110,7 @@ class CorpusIndex:
 
     @classmethod
     def from_workspace(cls, ws, corpus: str = "corpus/clean", split: str = "train") -> "CorpusIndex":
-        from ..data.pipeline import load_corpus
+        from ..artifacts import load_corpus
 
         ds = load_corpus(ws, split, corpus)
         cols = [c for c in ("id", "source", "text") if c in ds.column_names]
@@ -138,6 +133,7 @@ class CorpusIndex:
         return out
 
 
+@stage_entry("agent")
 def search_tool(ws, corpus: str = "corpus/clean") -> Tool:
     lock, holder = threading.Lock(), {}
 

@@ -7,28 +7,30 @@ import random
 from typing import Callable
 
 from ..events import Emitter, Event, StopFlag
-from ..workspace import Workspace
+from ..artifacts import load_sft_data
+from ..contracts.tasks import ARITHMETIC_HELDOUT, ARITHMETIC_QUESTION
+from ..models.base import Model
+from ..workspace import Workspace, stage_entry
 from .agent import STAGE, Agent, Trace, has_number
-from .backends import Backend
 
-QUESTION = "{e} 等于多少？"  # one of the fine-tune data's question forms
+QUESTION = ARITHMETIC_QUESTION  # the fine-tune data's first question form
 ARTIFACT = "agent/eval"
 
 
+@stage_entry("agent")
 def heldout_tasks(ws: Workspace, n: int | None = None, seed: int = 0) -> list[dict]:
     """The fine-tune lab's held-out arithmetic tasks (never in its training conversations)."""
-    art = ws.get("sft/data")
-    rows = [json.loads(x) for x in (art.path / "arithmetic_heldout.jsonl").read_text(encoding="utf-8").splitlines()
-            if x.strip()]
+    rows = load_sft_data(ws, ARITHMETIC_HELDOUT)
     if n is not None and n < len(rows):
         rows = random.Random(seed).sample(rows, n)
     return rows
 
 
-def ask_directly(backend: Backend, question: str, max_new_tokens: int = 32) -> str:
+def ask_directly(backend: Model, question: str, max_new_tokens: int = 32) -> str:
     from .protocols import strip_end
 
-    gen = backend.generate([{"role": "user", "content": question}], max_new_tokens=max_new_tokens)
+    gen = backend.generate([{"role": "user", "content": question}], max_new_tokens=max_new_tokens,
+                           keep_special=True)
     return strip_end(gen.text)
 
 

@@ -30,7 +30,8 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..finetune.template import ACTION_END, ACTION_START, INTERPRETER, PLUGIN
+from ..contracts.tasks import TOOL_SYSTEM
+from ..models.template import ACTION_END, ACTION_START, INTERPRETER, PLUGIN
 from .tools import ToolError, ToolRegistry
 
 END_MARKS = ("<|im_end|>", "</s>", "<|endoftext|>")
@@ -181,7 +182,7 @@ class Protocol(ABC):
 class InternLM2Protocol(Protocol):
     name = "internlm2"
     # the fine-tune lab's tool conversations start with exactly this system text
-    system_prompt = "你可以使用以下工具。"
+    system_prompt = TOOL_SYSTEM
 
     def messages(self, question, tools, history, system=None):
         msgs = [{"role": "system", "content": system if system is not None else self.system_prompt}]

@@ -17,6 +17,7 @@ import xxhash
 
 from ..errors import InputError
 from ..events import Emitter, Event, StopFlag
+from ..artifacts import load_corpus  # noqa: F401 (the reader of what this stage writes)
 from ..workspace import Artifact, Workspace
 from . import pii
 from .dedup import DedupResult, compute_dedup, estimated_jaccard, shingles, true_jaccard
@@ -228,12 +229,3 @@ def prepare(sources=DEFAULT_SOURCES, *, limit_per_source: int | None = None, see
     if skipped:
         em.emit("warning", message=f"{len(skipped)} bad record(s) skipped (skip_bad)")
     return CleaningRun(raw, sig, dd, r, used, timings, skipped)
-
-
-def load_corpus(ws: Workspace, split: str = "train", name: str = ARTIFACT):
-    """The cleaned corpus as a ``datasets.Dataset`` (what the pretrain lab reads)."""
-    import datasets
-
-    art = ws.get(name)
-    return datasets.load_from_disk(str(art.file("dataset")))[split]
-

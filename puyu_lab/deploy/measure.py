@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from ..events import Emitter, Event
+from ..models.base import log_softmax
 
 
 def _rss_mb() -> float:
@@ -33,10 +34,6 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def log_softmax(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float64)
-    m = x.max(-1, keepdims=True)
-    return x - m - np.log(np.exp(x - m).sum(-1, keepdims=True))
 
 
 def windows(ids: list[int], n_ctx: int, max_windows: int | None = None) -> list[list[int]]:
@@ -45,7 +42,7 @@ def windows(ids: list[int], n_ctx: int, max_windows: int | None = None) -> list[
 
 
 def _worker(path: str, ids_file: str, out_dir: str, n_ctx: int, decode_tokens: int, threads: int) -> None:
-    from .llama import load
+    from ..models.gguf import GGUFModel, load
 
     ids = json.loads(Path(ids_file).read_text())
     rss0 = _rss_mb()
@@ -63,32 +60,20 @@ def _worker(path: str, ids_file: str, out_dir: str, n_ctx: int, decode_tokens: i
     np.save(Path(out_dir) / "logits.npy", np.concatenate(logits))
     llm.close()
     # speed, without per-position logits (what a server does): a real greedy generation
-    llm = load(path, n_ctx=n_ctx, n_threads=threads)
-    prompt = ids[:min(128, n_ctx // 2)]
-    prefill, decode, greedy = greedy_speed(llm, prompt, decode_tokens)
-    llm.close()
+    m = GGUFModel(path, llm=load(path, n_ctx=n_ctx, n_threads=threads))
+    prefill, decode, greedy = greedy_speed(m, ids[:min(128, n_ctx // 2)], decode_tokens)
+    m.close()
     Path(out_dir, "stats.json").write_text(json.dumps({"rss_mb": rss, "load_s": load_s, "prefill_tps": prefill,
                                                        "decode_tps": decode, "greedy": greedy}))
 
 
-def greedy_speed(llm, prompt: list[int], decode_tokens: int) -> tuple[float, float, list[int]]:
-    """Prefill and decode tokens/s of a greedy generation from ``prompt``, and its tokens. Each next
-    token is the argmax of the last position's real logits (``last_logits``: without
-    ``logits_all`` llama-cpp-python leaves ``llm.scores`` unfilled)."""
-    from .llama import last_logits
-
-    llm.reset()
-    t = time.perf_counter()
-    llm.eval(prompt)
-    prefill = len(prompt) / (time.perf_counter() - t)
-    out: list[int] = []
-    t = time.perf_counter()
-    for _ in range(decode_tokens):
-        nxt = int(np.argmax(last_logits(llm)))
-        out.append(nxt)
-        llm.eval([nxt])
-    decode = decode_tokens / (time.perf_counter() - t)
-    return prefill, decode, out
+def greedy_speed(model, prompt: list[int], decode_tokens: int) -> tuple[float, float, list[int]]:
+    """Prefill and decode tokens/s of a real greedy generation of ``decode_tokens`` tokens from the
+    token ids ``prompt`` (the model layer's decode loop: each next token is the argmax of the last
+    position's real logits), and its tokens."""
+    g = model.generate(list(prompt), max_new_tokens=decode_tokens, ignore_eos=True)
+    decode_s = g.seconds - g.prefill_seconds
+    return len(prompt) / g.prefill_seconds, (len(g.tokens) - 1) / decode_s, g.tokens
 
 
 HF_VARIANTS = ("HF fp32", "bnb int8", "bnb nf4", "torch int8")
@@ -121,7 +106,6 @@ def load_hf_variant(model_dir: str, variant: str):
 
 
 def _weights_bytes(model) -> int:
-    import torch
 
     n = sum(p.numel() * p.element_size() for p in model.parameters())
     n += sum(b.numel() * b.element_size() for b in model.buffers())
@@ -149,18 +133,11 @@ def _worker_hf(model_dir: str, variant: str, ids_file: str, out_dir: str, n_ctx:
             logits.append(out[first - 1:n_ctx - 1].float().numpy())
         rss = _rss_mb() - rss0
         np.save(Path(out_dir) / "logits.npy", np.concatenate(logits))
-        prompt = torch.tensor([ids[:min(128, n_ctx // 2)]])
-        t = time.perf_counter()
-        out = model(input_ids=prompt, use_cache=True)
-        prefill = prompt.shape[1] / (time.perf_counter() - t)
-        past, nxt = out.cache, out.logits[:, -1].argmax(-1, keepdim=True)
-        greedy = []
-        t = time.perf_counter()
-        for _ in range(decode_tokens):
-            greedy.append(int(nxt))
-            out = model(input_ids=nxt, cache=past, use_cache=True)
-            past, nxt = out.cache, out.logits[:, -1].argmax(-1, keepdim=True)
-        decode = decode_tokens / (time.perf_counter() - t)
+        from ..models.hf import HFModel
+        from ..models.tokenizer import load_tokenizer
+
+        prefill, decode, greedy = greedy_speed(HFModel(model, load_tokenizer(model_dir)), ids[:min(128, n_ctx // 2)],
+                                               decode_tokens)
     Path(out_dir, "stats.json").write_text(json.dumps({"rss_mb": rss, "prefill_tps": prefill, "decode_tps": decode,
                                                        "size_bytes": _weights_bytes(model), "greedy": greedy}))
 

@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ..events import Emitter, Event
-from ..workspace import Artifact, Workspace
+from ..artifacts import gguf_name, ladder_files, load_quant_results, quant_name, short  # noqa: F401
+from ..workspace import Artifact, Workspace, stage_entry
 from .converter import convert
 from .quantize import LADDER, check_level, quantize, weight_types
 
 QUICK_LEVELS = LADDER
 
 
-def short(model: str) -> str:
-    return model.split("/", 1)[1] if "/" in model else model
-
-
-def gguf_name(model: str) -> str:
-    return f"gguf/{short(model)}"
-
-
+@stage_entry("deploy")
 def build_ladder(ws: Workspace, model: str = "model/sft", levels: list[str] | None = None, *,
                  on_event: Callable[[Event], None] | None = None) -> Artifact:
     """Convert ``model`` to F32 GGUF with llama.cpp's converter, then quantize it down the ladder."""
@@ -47,15 +40,9 @@ def build_ladder(ws: Workspace, model: str = "model/sft", levels: list[str] | No
     return ws.get(gguf_name(model))
 
 
-def ladder_files(ws: Workspace, model: str = "model/sft") -> dict[str, Path]:
-    art = ws.get(gguf_name(model))
-    info = json.loads((art.path / "ladder.json").read_text(encoding="utf-8"))
-    return {lv: art.path / f["file"] for lv, f in info.items()}
-
-
 def eval_ids(ws: Workspace, tok, n_tokens: int = 2048) -> list[int]:
     """Held-out text of ``corpus/clean`` (documents joined by EOS, as in pretraining)."""
-    from ..data.pipeline import load_corpus
+    from ..artifacts import load_corpus
 
     ids: list[int] = [tok.bos_token_id]
     for t in load_corpus(ws, "heldout")["text"]:
@@ -65,11 +52,12 @@ def eval_ids(ws: Workspace, tok, n_tokens: int = 2048) -> list[int]:
     return ids[:n_tokens]
 
 
+@stage_entry("deploy")
 def measure(ws: Workspace, model: str = "model/sft", *, n_tokens: int = 2048, n_ctx: int = 256,
             transformers: tuple[str, ...] | None = None, on_event: Callable[[Event], None] | None = None) -> Artifact:
     """Measure the ladder and the transformers-side rows (fp32, bitsandbytes int8 / nf4, torch
     dynamic int8) on held-out text → ``quant/<model>``."""
-    from ..pretrain.tokenizer import load_tokenizer
+    from ..models.tokenizer import load_tokenizer
     from .measure import HF_VARIANTS, measure_ladder
 
     gg = ws.get(gguf_name(model))
@@ -81,18 +69,14 @@ def measure(ws: Workspace, model: str = "model/sft", *, n_tokens: int = 2048, n_
     for v in (HF_VARIANTS if transformers is None else transformers):
         files[v] = f"hf:{v}:{src.path}"
     results, detail = measure_ladder(files, ids, n_ctx=n_ctx, n_params=n_params, on_event=on_event)
-    with ws.write(f"quant/{short(model)}", kind="measurements", stage="deploy", parents=[gg, src],
+    with ws.write(quant_name(model), kind="measurements", stage="deploy", parents=[gg, src],
                   params={"n_tokens": len(ids), "n_ctx": n_ctx, "reference": "F32"}) as w:
         (w.path / "results.json").write_text(json.dumps([r.to_dict() for r in results], indent=1), encoding="utf-8")
         np.savez_compressed(w.path / "per_token.npz", targets=detail["targets"],
                             **{f"kl_{lv}": v for lv, v in detail["kl"].items()})
         w.metrics.update({r.level: {"size_mb": round(r.size_mb, 2), "ppl": round(r.ppl, 3), "kl": round(r.kl_mean, 5),
                                     "top1": round(r.top1, 4), "decode_tps": round(r.decode_tps, 1)} for r in results})
-    return ws.get(f"quant/{short(model)}")
+    return ws.get(quant_name(model))
 
 
-def load_results(ws: Workspace, model: str = "model/sft") -> tuple[list[dict], dict]:
-    art = ws.get(f"quant/{short(model)}")
-    rows = json.loads((art.path / "results.json").read_text(encoding="utf-8"))
-    z = np.load(art.path / "per_token.npz")
-    return rows, {"targets": z["targets"], "kl": {k[3:]: z[k] for k in z.files if k.startswith("kl_")}}
+load_results = load_quant_results  # the deploy lab's name for it

@@ -67,7 +67,7 @@ def quantize(src: str | Path, dst: str | Path, level: str, *, nthread: int | Non
 
     import llama_cpp
 
-    from .llama import quiet
+    from ..models.gguf import quiet
 
     quiet()
     if level not in LEVELS:

@@ -4,8 +4,8 @@
 ``/v1/models``, and stops it (terminate, then kill). The child is tied to its parent: on Linux it
 gets SIGKILL when the parent (the notebook's kernel) dies, so no server outlives the kernel.
 
-``OpenAIChat`` talks to any OpenAI-compatible endpoint (this one, LMDeploy's, vLLM's) with the
-standard library: ``/v1/chat/completions``, streaming too. ``concurrency_bench`` measures it.
+Talk to it (or to LMDeploy's, vLLM's) with :class:`puyu_lab.models.OpenAIModel`;
+``concurrency_bench`` measures it.
 """
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import PuyuError
-from .llama import check_gguf
+from ..models.gguf import check_gguf
+from ..models.openai import OpenAIModel
 
 LOOPBACK = "127.0.0.1"
 _LIVE: set["Server"] = set()
@@ -125,44 +125,7 @@ def _stop_all() -> None:
         s.stop()
 
 
-class OpenAIChat:
-    """A chat backend over an OpenAI-compatible endpoint (standard library only)."""
-
-    def __init__(self, base_url: str, model: str = "default", name: str | None = None, api_key: str = "none"):
-        self.base_url, self.model, self.name = base_url.rstrip("/"), model, name or f"{model} @ {base_url}"
-        self.api_key = api_key
-
-    def _post(self, body: dict):
-        req = urllib.request.Request(self.base_url + "/chat/completions", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json",
-                                              "Authorization": f"Bearer {self.api_key}"})
-        return urllib.request.urlopen(req, timeout=120)
-
-    def completion(self, messages: list[dict], max_new_tokens: int = 64, temperature: float = 0.0) -> dict:
-        body = {"model": self.model, "messages": messages, "max_tokens": max_new_tokens, "temperature": temperature}
-        with self._post(body) as r:
-            return json.loads(r.read())
-
-    def reply(self, messages: list[dict], max_new_tokens: int = 64, temperature: float = 0.0) -> str:
-        return self.completion(messages, max_new_tokens, temperature)["choices"][0]["message"]["content"].strip()
-
-    def stream(self, messages: list[dict], max_new_tokens: int = 64, temperature: float = 0.0) -> Iterator[str]:
-        body = {"model": self.model, "messages": messages, "max_tokens": max_new_tokens, "temperature": temperature,
-                "stream": True}
-        with self._post(body) as r:
-            for raw in r:
-                line = raw.decode("utf-8").strip()
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
-                delta = json.loads(data)["choices"][0].get("delta", {})
-                if delta.get("content"):
-                    yield delta["content"]
-
-
-def concurrency_bench(client: OpenAIChat, prompts: list[str], clients=(1, 2, 4, 8), requests_per_client: int = 2,
+def concurrency_bench(client: OpenAIModel, prompts: list[str], clients=(1, 2, 4, 8), requests_per_client: int = 2,
                       max_new_tokens: int = 32) -> list[dict]:
     """Requests/s, generated tokens/s and p50/p95 latency with 1, 2, 4, 8 concurrent clients."""
     import numpy as np

@@ -13,14 +13,15 @@ from __future__ import annotations
 import json
 import random
 
-from ..finetune.data import SENTIMENT_ANSWER, SENTIMENT_MAX_CHARS, SENTIMENT_PROMPT, chatterbot_dialogs
+from ..workspace import stage_entry
+from ..artifacts import load_corpus, load_sft_data
+from ..contracts.dialogs import chatterbot_dialogs
+from ..contracts.tasks import ARITHMETIC_QUESTION, SENTIMENT_ANSWER, SENTIMENT_MAX_CHARS, SENTIMENT_PROMPT
 from .tasks import Task
 
 
+@stage_entry("eval")
 def builtin_tasks(ws, n: int = 40, ppl_docs: int = 12, seed: int = 0) -> list[Task]:
-    from ..data.pipeline import load_corpus
-    from ..finetune.train import load_sft_data
-
     rng = random.Random(seed)
     held = load_corpus(ws, "heldout").to_list()
     news = [{"text": r["text"]} for r in held if r["source"] == "news-zh"][:ppl_docs]
@@ -46,7 +47,7 @@ def builtin_tasks(ws, n: int = 40, ppl_docs: int = 12, seed: int = 0) -> list[Ta
             rng.shuffle(opts)
             dialog.append({"context": d["messages"][0]["content"], "choices": opts, "gold": opts.index(true)})
         selfcog = [{"prompt": h["prompt"], "answer": h["expect"]} for h in load_sft_data(ws, "selfcog_heldout")]
-        arith = [{"prompt": f"{t['expression']} 等于多少？", "answer": str(t["result"])}
+        arith = [{"prompt": ARITHMETIC_QUESTION.format(e=t["expression"]), "answer": str(t["result"])}
                  for t in load_sft_data(ws, "arithmetic_heldout")[:n]]
         tasks += [Task("selfcog", "generation", selfcog, match="contains", max_new_tokens=24,
                        description="held-out paraphrases: the answer contains the assistant's name"),

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..events import Emitter, Event, StopFlag
-from .models import Backend, Scorer
+from ..models.base import Model, as_messages, as_text
 from .tasks import Task, score_generation, word_count
 
 
@@ -44,21 +44,11 @@ class EvalRun:
                 "samples": self.samples.get(model, {}), "model_name": model}
 
 
-def _chat_context(scorer: Backend, text: str) -> str | None:
-    tok = getattr(scorer, "tok", None)
-    template = getattr(tok, "chat_template", None) if tok is not None else None
-    if template:
-        from ..finetune.template import render
-
-        return render(tok, [{"role": "user", "content": text}], add_generation_prompt=True)
-    llm = getattr(scorer, "llm", None)
-    if llm is not None and llm.metadata.get("tokenizer.chat_template"):
-        import jinja2
-
-        tpl = jinja2.Environment(loader=jinja2.BaseLoader()).from_string(llm.metadata["tokenizer.chat_template"])
-        bos = llm.detokenize([llm.token_bos()], special=True).decode("utf-8")
-        return tpl.render(messages=[{"role": "user", "content": text}], add_generation_prompt=True, bos_token=bos)
-    return None
+def _chat_context(model: Model, text: str) -> str | None:
+    """``text`` as a user turn in the model's own chat format (None: the model has none)."""
+    if not model.has_chat_template or not hasattr(model, "render"):
+        return None
+    return model.render([{"role": "user", "content": text}])
 
 
 def _exp(x: float) -> float:
@@ -70,7 +60,7 @@ def _exp(x: float) -> float:
         return float("inf")
 
 
-def run_task(scorer: Backend, task: Task, progress: Callable[[int], None] | None = None) -> tuple[dict, list[dict]]:
+def run_task(scorer: Model, task: Task, progress: Callable[[int], None] | None = None) -> tuple[dict, list[dict]]:
     docs = task.docs
     if task.kind == "perplexity":
         lls = scorer.loglikelihood_rolling([d["text"] for d in docs], progress)
@@ -127,7 +117,8 @@ def run_task(scorer: Backend, task: Task, progress: Callable[[int], None] | None
             out = cache[key]
             scorer.stats["cached"] += 1
         else:
-            out = scorer.generate(prompt, task.stop, task.max_new_tokens, task.chat)
+            inp = as_messages(prompt) if task.chat and scorer.has_chat_template else as_text(prompt)
+            out = scorer.generate(inp, stop=task.stop, max_new_tokens=task.max_new_tokens).text.strip()
             if key is not None:
                 cache[key] = out
         s = score_generation(task, out, d["answer"])
@@ -139,7 +130,7 @@ def run_task(scorer: Backend, task: Task, progress: Callable[[int], None] | None
     return {"score": total / len(docs)}, samples
 
 
-def evaluate(scorers: dict[str, Backend], tasks: list[Task], *, on_event: Callable[[Event], None] | None = None,
+def evaluate(scorers: dict[str, Model], tasks: list[Task], *, on_event: Callable[[Event], None] | None = None,
              stop: StopFlag | None = None, progress_bar: bool = True) -> EvalRun:
     em = Emitter("eval", on_event)
     run = EvalRun(tasks, list(scorers))
@@ -149,7 +140,7 @@ def evaluate(scorers: dict[str, Backend], tasks: list[Task], *, on_event: Callab
         for task in tasks:
             if stop is not None:
                 stop.check()
-            if task.kind != "generation" and not isinstance(scorer, Scorer):
+            if task.kind != "generation" and not scorer.can_score:
                 continue  # a generation-only backend (an OpenAI endpoint)
             t0 = time.perf_counter()
             bar = tqdm(total=None, desc=f"{name} · {task.name}", disable=not progress_bar, leave=False)

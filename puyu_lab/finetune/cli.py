@@ -1,7 +1,6 @@
 """``puyu-lab finetune …``: build SFT data, check a custom file, train (full / LoRA / QLoRA) and merge."""
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import replace
 from pathlib import Path

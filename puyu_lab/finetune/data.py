@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from ..agent.builtin import calculator as _calculator_tool
+from ..contracts.calculator import CALCULATOR_SCHEMA, calculate
+from ..contracts.dialogs import CONTROL_PROMPTS, chatterbot_dialogs  # noqa: F401 (part of the mixture)
+from ..contracts.tasks import ARITHMETIC_QUESTION, SENTIMENT_ANSWER, SENTIMENT_MAX_CHARS, SENTIMENT_PROMPT, TOOL_SYSTEM
 from ..errors import InputError
-from .template import IM_END, IM_START, ROLES, tool_call
+from ..models.template import IM_END, IM_START, ROLES, tool_call
 
 # ---- self-cognition (个人小助手) ------------------------------------------------------------------
 SELF_Q_ZH = [
@@ -45,22 +47,15 @@ SELF_A_EN = ["{name} is my name. {owner} made me."]
 
 # unrelated prompts: answers to these must *not* turn into the self-introduction
 # (never trained on: dialogs that start with one are left out)
-CONTROL_PROMPTS = ["今天天气怎么样？", "你最喜欢什么书?", "What is AI?", "判断这条评论的情感是正面还是负面：\n房间很干净，服务也好。"]
 
 # ---- sentiment --------------------------------------------------------------------------------
-SENTIMENT_PROMPT = "判断这条评论的情感是正面还是负面：\n{text}"
-SENTIMENT_ANSWER = {"pos": "正面", "neg": "负面"}
-SENTIMENT_MAX_CHARS = 40  # the opening of a review carries its sentiment; short prompts train fast
 
 # ---- tools ------------------------------------------------------------------------------------
 # the agent lab's calculator tool describes itself to the model exactly like this
-CALCULATOR_SCHEMA = _calculator_tool.schema
-TOOL_SYSTEM = "你可以使用以下工具。"  # InternLM2 writes the tool list as a `system name=<|plugin|>` message
-ARITH_Q = ["{e} 等于多少？", "请帮我算一下 {e}。", "计算 {e} 的结果。", "What is {e}?", "Please compute {e}.", "{e} = ?"]
+ARITH_Q = [ARITHMETIC_QUESTION, "请帮我算一下 {e}。", "计算 {e} 的结果。", "What is {e}?", "Please compute {e}.", "{e} = ?"]
 ARITH_THINK = ["我来用计算器算一下。", "", "Let me use the calculator."]
 ARITH_FINAL = ["{e} = {r}。", "结果是 {r}。", "The answer is {r}."]
 
-CHATTERBOT_SKIP = {"ai.yml", "botprofile.yml"}  # they give the bot another identity
 
 
 @dataclass(frozen=True)
@@ -102,43 +97,6 @@ def self_cognition_heldout(s: SFTDataSettings) -> list[dict]:
             for lang, qs in (("zh", SELF_Q_ZH_HELDOUT), ("en", SELF_Q_EN_HELDOUT)) for q in qs]
 
 
-def chatterbot_dialogs(languages=("chinese", "english"), limit: dict | int | None = None, seed: int = 0) -> list[dict]:
-    """Real dialogs from ``chatterbot-corpus``: turns alternate user / assistant. ``limit``: at most
-    this many (or a dict language → at most, with ``zh``/``en`` keys)."""
-    import yaml
-
-    from ..data.sources import _package_dir
-
-    root = _package_dir("chatterbot_corpus") / "data"
-    out = []
-    for lang in languages:
-        for f in sorted((root / lang).glob("*.yml")):
-            if f.name in CHATTERBOT_SKIP:
-                continue
-            doc = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
-            for conv in doc.get("conversations") or []:
-                turns = [str(t).strip() for t in conv if isinstance(t, (str, int, float)) and str(t).strip()]
-                if turns and turns[0] in CONTROL_PROMPTS:
-                    continue  # the over-fitting probes stay unseen
-                if len(turns) % 2:
-                    turns = turns[:-1]
-                if len(turns) < 2:
-                    continue
-                msgs = [_msg("user" if i % 2 == 0 else "assistant", t) for i, t in enumerate(turns)]
-                out.append({"kind": "dialog", "lang": "zh" if lang == "chinese" else "en", "source": f.name,
-                            "messages": msgs})
-    random.Random(seed).shuffle(out)
-    if isinstance(limit, dict):
-        keep, seen = [], {}
-        for d in out:
-            cap = limit.get(d["lang"])
-            if cap is None or seen.get(d["lang"], 0) < cap:
-                keep.append(d)
-                seen[d["lang"]] = seen.get(d["lang"], 0) + 1
-        return keep
-    return out[:limit] if limit else out
-
-
 def sentiment(rows: Iterable[dict], limit: int | None = None, seed: int = 0) -> list[dict]:
     """Instructions from labelled reviews (``label`` pos/neg)."""
     out = []
@@ -155,8 +113,6 @@ def sentiment(rows: Iterable[dict], limit: int | None = None, seed: int = 0) -> 
 def arithmetic_tasks(n: int, seed: int, exclude: set[str] = frozenset()) -> list[dict]:
     """Random arithmetic expressions with their results: computed from the operands, and checked
     against the calculator tool the agent will call."""
-    from ..agent.calculator import calculate
-
     rng = random.Random(seed)
     out, seen = [], set(exclude)
     while len(out) < n:

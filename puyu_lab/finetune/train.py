@@ -9,7 +9,6 @@ merged full model (``model/sft``, with the chat template) and an XTuner config s
 from __future__ import annotations
 
 import json
-import math
 import random
 import shutil
 import time
@@ -17,12 +16,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from ..artifacts import load_sft_data  # noqa: F401 (the reader of what this stage writes)
 from ..errors import InputError
 from ..events import Emitter, Event, StopFlag
 from ..numerics import resolve
-from ..workspace import Artifact, Workspace
+from ..workspace import Artifact, Workspace, stage_entry
 from .data import CONTROL_PROMPTS, SFTDataSettings, build_mixture, load_custom
-from .template import IGNORE, encode_chat, install_template
+from ..models.template import IGNORE, encode_chat, install_template
 
 SFT_DATA = "sft/data"
 ADAPTER = "adapter/sft"
@@ -69,7 +69,6 @@ class SFTConfig:
     data: SFTDataSettings = field(default_factory=SFTDataSettings)
     custom_data: str | None = None
     progress_bar: bool = True
-    tokens_per_step: int = 0  # measured from the data when training starts (for tokens/s)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -106,9 +105,10 @@ def config_for_profile(profile) -> SFTConfig:
 
 
 # ---- data ---------------------------------------------------------------------------------------
+@stage_entry("finetune")
 def prepare_data(ws: Workspace, cfg: SFTConfig | None = None, *, corpus: str = "corpus/clean") -> Artifact:
     """Build the SFT mixture from the learner's settings and ``corpus/clean`` → ``sft/data``."""
-    from ..data.pipeline import load_corpus
+    from ..artifacts import load_corpus
 
     cfg = cfg or SFTConfig()
     src = ws.get(corpus)
@@ -134,11 +134,6 @@ def prepare_data(ws: Workspace, cfg: SFTConfig | None = None, *, corpus: str = "
                           "arithmetic_heldout": len(mix["arithmetic_heldout"]), "custom_rejected": len(bad),
                           "assistant_name": cfg.data.assistant_name})
     return ws.get(SFT_DATA)
-
-
-def load_sft_data(ws: Workspace, part: str = "train") -> list[dict]:
-    path = ws.get(SFT_DATA).path / f"{part}.jsonl"
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 class Collator:
@@ -333,6 +328,7 @@ def run_dir(ws: Workspace) -> Path:
     return ws.root / "runs" / "finetune"
 
 
+@stage_entry("finetune")
 def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[[Event], None] | None = None,
              stop: StopFlag | None = None, resume: bool = False, save: bool = True, score: bool = True) -> SFTResult:
     """Fine-tune ``cfg.base`` on ``sft/data`` (built first if missing). With ``save`` the adapter and
@@ -342,9 +338,9 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
     from transformers import Trainer, TrainingArguments, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
-    from ..chat import HFChat
-    from ..pretrain.tokenizer import load_tokenizer
-    from ..pretrain.train import make_event_callback
+    from ..models.hf import HFModel
+    from ..models.tokenizer import load_tokenizer
+    from ..events import trainer_callback
 
     cfg = replace(cfg or SFTConfig())
     em = Emitter("finetune", on_event)
@@ -363,7 +359,7 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
     if split_info.get("note"):
         em.emit("warning", message=split_info["note"])
     mean_len = sum(len(r["input_ids"]) for r in train_rows) / max(1, len(train_rows))
-    cfg.tokens_per_step = int(mean_len * cfg.batch_size * cfg.grad_accum)
+    tokens_per_step = int(mean_len * cfg.batch_size * cfg.grad_accum)
     em.emit("data", train=len(train_rows), eval=len(eval_rows), mean_tokens=round(mean_len, 1), **enc_info,
             **{k: v for k, v in split_info.items() if k != "note"})
 
@@ -375,7 +371,7 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
     total = sum(p.numel() for p in model.parameters())
     em.emit("model", method=cfg.method, trainable=trainable, total=total)
 
-    chat = HFChat(model, tok, name="sft")
+    chat = HFModel(model, tok, name="sft")
     heldout = load_sft_data(ws, "selfcog_heldout")
     probe = [h["prompt"] for h in heldout[:1] + heldout[-1:]] + list(CONTROL_PROMPTS)
     name = cfg.data.assistant_name
@@ -409,7 +405,8 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
         dataloader_num_workers=0, seed=cfg.seed, disable_tqdm=not cfg.progress_bar, remove_unused_columns=False,
         train_sampling_strategy="group_by_length", dataloader_pin_memory=cuda,
     )
-    cb = make_event_callback(em, cfg, tok, stop, sample_fn=sample_fn)
+    cb = trainer_callback(em, tokens_per_step=tokens_per_step, stop=stop, sample_fn=sample_fn,
+                          sample_every=cfg.sample_every)
     trainer = Trainer(model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows,
                       data_collator=Collator(tok.eos_token_id), callbacks=[cb])
     if stop is not None:
@@ -463,8 +460,8 @@ def _save(ws, cfg, model, tok, base_path, base_art, data_art, history, metrics, 
     merged = merged.float()  # saved in fp32 (a no-op on CPU; a bf16 model on CUDA), what the converter expects
     with ws.write(MODEL, kind="model", stage="finetune", parents=parents, params=params) as w:
         gc = merged.generation_config
-        from ..chat import stop_ids
-        from ..pretrain.tokenizer import save_tokenizer
+        from ..models.hf import stop_ids
+        from ..models.tokenizer import save_tokenizer
 
         gc.eos_token_id = stop_ids(tok)
         gc.pad_token_id = tok.eos_token_id

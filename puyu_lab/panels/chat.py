@@ -1,8 +1,9 @@
 """ChatPanel — streaming chat with one or more models side by side (base vs SFT, same prompt).
 
-Each column is a backend (:mod:`puyu_lab.chat`): a transformers model, and — from the deploy
-lab on — a llama.cpp GGUF or an OpenAI-compatible server. Each column keeps its own history.
-Generation runs in a worker thread and streams into the columns at ≤ 5 Hz; Stop ends it.
+Each column is a :class:`puyu_lab.models.Conversation` with one model (:mod:`puyu_lab.models`): a
+transformers model, and — from the deploy lab on — a llama.cpp GGUF or an OpenAI-compatible server.
+Generation runs in a worker thread and streams into the columns at ≤ 5 Hz; Stop ends the generation
+itself (the model's stop flag), not only the drawing.
 """
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any
 
 import ipywidgets as W
 
+from ..events import StopFlag
 from ..i18n import t
+from ..models.conversation import Conversation
 from .base import CSS, PALETTE, Throttle, esc, run_in_thread
 
 
@@ -22,10 +25,9 @@ class ChatPanel:
             backends = {getattr(b, "name", f"model {i + 1}"): b for i, b in enumerate(backends)}
         self.backends = dict(backends)
         self.system = system
-        self.history: dict[str, list[dict]] = {k: [] for k in self.backends}
-        self.partial: dict[str, str] = {}
+        self.conversations = {k: Conversation(b, system) for k, b in self.backends.items()}
         self.thread = None
-        self._stop = False
+        self.stop_flag = StopFlag()
         self._draw = Throttle(self._redraw)
         self.prompt = W.Textarea(placeholder=t("chat_placeholder"), layout=W.Layout(width="60%", height="56px"))
         self.send_btn = W.Button(description=t("send"), button_style="primary", icon="paper-plane")
@@ -55,34 +57,29 @@ class ChatPanel:
     def _redraw(self) -> None:
         for i, (name, col) in enumerate(self.columns.items()):
             colour = PALETTE[i % len(PALETTE)]
+            conv = self.conversations[name]
             turns = []
-            for m in self.history[name]:
+            for m in conv.history:
                 who = "🧑" if m["role"] == "user" else "🤖"
                 turns.append(f"<div style='margin:3px 0'><b>{who}</b> {html.escape(m['content'])}</div>")
-            if name in self.partial:
-                turns.append(f"<div style='margin:3px 0'><b>🤖</b> {html.escape(self.partial[name])}▌</div>")
+            if conv.partial is not None:
+                turns.append(f"<div style='margin:3px 0'><b>🤖</b> {html.escape(conv.partial)}▌</div>")
             col.value = (f"<div class='puyu' style='border:1px solid #ddd;border-top:3px solid {colour};"
                          f"padding:6px;min-height:80px;white-space:pre-wrap'><b>{esc(name)}</b>{''.join(turns)}</div>")
 
     # ---- control ------------------------------------------------------------------------------
-    def _messages(self, name: str) -> list[dict]:
-        sys = [{"role": "system", "content": self.system}] if self.system else []
-        return sys + self.history[name]
+    @property
+    def history(self) -> dict[str, list[dict]]:
+        return {k: c.history for k, c in self.conversations.items()}
 
     def _run(self, prompt: str) -> dict[str, str]:
         answers = {}
-        for name, backend in self.backends.items():
-            self.history[name].append({"role": "user", "content": prompt})
-            self.partial[name] = ""
-            for piece in backend.stream(self._messages(name), self.max_tokens.value, self.temperature.value):
-                self.partial[name] += piece
-                self._draw()
-                if self._stop:
-                    break
-            answers[name] = self.partial.pop(name).strip()
-            self.history[name].append({"role": "assistant", "content": answers[name]})
+        for name, conv in self.conversations.items():
+            answers[name] = conv.ask(prompt, max_new_tokens=self.max_tokens.value,
+                                     temperature=self.temperature.value, stop_flag=self.stop_flag,
+                                     on_piece=lambda _: self._draw())
             self._draw()
-            if self._stop:
+            if self.stop_flag.is_set:
                 break
         return answers
 
@@ -92,7 +89,7 @@ class ChatPanel:
         if not prompt or (self.thread is not None and self.thread.is_alive()):
             return None
         self.prompt.value = ""
-        self._stop = False
+        self.stop_flag.clear()
         self.send_btn.disabled, self.stop_btn.disabled = True, False
         box: dict[str, Any] = {}
 
@@ -114,9 +111,9 @@ class ChatPanel:
         return self.send(prompt, wait=True)
 
     def request_stop(self) -> None:
-        self._stop = True
+        self.stop_flag.set()
 
     def clear(self) -> None:
-        for k in self.history:
-            self.history[k] = []
+        for c in self.conversations.values():
+            c.clear()
         self._redraw()

@@ -1,30 +1,28 @@
 """Chat-template inspector: a formatted conversation token by token, coloured by loss mask.
 
 Green tokens are trained (the assistant's words and its closing ``<|im_end|>``), grey ones are
-context. Under the tokens: the checks of :func:`puyu_lab.finetune.template.check_endings` — an
+context. Under the tokens: the checks of :func:`puyu_lab.models.template.check_endings` — an
 assistant turn that does not end in a trained ``<|im_end|>`` is the usual cause of endless
 generations.
 """
 from __future__ import annotations
 
-import html
-
-from ..finetune.template import encode_chat
 from ..i18n import t
+from ..models.template import encode_chat
+from ..tokenspans import spans_html
 from .base import HTMLView, esc
 
 
 def inspect_chat(tok, messages: list[dict], max_length: int | None = None) -> HTMLView:
     enc = encode_chat(tok, messages, max_length)
     special = set(tok.all_special_ids)
-    spans = []
-    for tid, lab in zip(enc.input_ids, enc.labels):
-        piece = tok.convert_ids_to_tokens(tid)
-        shown = html.escape(piece.replace("▁", " ")).replace("\n", "↵<br>")
-        style = "background:#d5f5dd;" if lab != -100 else "background:#f1f3f4;color:#5f6368;"
-        if tid in special or piece.startswith("<|"):
-            style += "font-weight:700;"
-        spans.append(f"<span title='id {tid}' style='{style}border-radius:3px;margin:1px;padding:0 1px'>{shown}</span>")
+
+    def style(i: int, tid: int) -> str:
+        css = "background:#d5f5dd;" if enc.labels[i] != -100 else "background:#f1f3f4;color:#5f6368;"
+        bold = tid in special or tok.convert_ids_to_tokens(tid).startswith("<|")
+        return css + ("font-weight:700;" if bold else "") + "border-radius:3px;margin:1px;"
+
+    tokens = spans_html(tok, enc.input_ids, style=style, title=lambda i, tid: f"id {tid}", pieces=True)
     n_trained = sum(x != -100 for x in enc.labels)
     checks = "".join(f"<li class='bad'>{esc(p)}</li>" for p in enc.problems) or \
         f"<li class='ok'>{esc(t('template_ok'))}</li>"
@@ -32,7 +30,7 @@ def inspect_chat(tok, messages: list[dict], max_length: int | None = None) -> HT
             f"<div class='dim'>{len(enc.input_ids)} tokens · {n_trained} {esc(t('trained'))} · "
             f"<span style='background:#d5f5dd'>&nbsp;{esc(t('trained'))}&nbsp;</span> "
             f"<span style='background:#f1f3f4'>&nbsp;{esc(t('context'))}&nbsp;</span></div>"
-            f"<div style='font-family:monospace;line-height:1.9;max-width:900px'>{''.join(spans)}</div>"
+            f"{tokens}"
             f"<ul>{checks}</ul>")
     text = f"{len(enc.input_ids)} tokens, {n_trained} trained; problems: {enc.problems or 'none'}"
     view = HTMLView(body, text)

@@ -11,7 +11,6 @@ And ``MemoryWhatIf``: weights + KV cache of a real model from its config.json â†
 """
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import ipywidgets as W
@@ -49,16 +48,14 @@ def tradeoff_figure(rows: list[dict], y: str = "kl_mean") -> go.Figure:
 def kl_heatmap_html(tok, targets, kl, max_tokens: int = 240) -> str:
     """Tokens of the held-out text, red by how far this level's next-token distribution is from the
     reference's (KL), scaled to the worst token shown."""
+    from ..tokenspans import spans_html
+
     ids = [int(x) for x in targets[:max_tokens]]
     vals = [float(x) for x in kl[:max_tokens]]
     top = max(vals) or 1.0
-    spans = []
-    for i, v in zip(ids, vals):
-        piece = html.escape(tok.decode([i])).replace("\n", "â†µ")
-        a = min(1.0, v / top)
-        spans.append(f"<span title='KL {v:.2e}' style='background:rgba(197,34,31,{a:.2f});padding:0 1px'>{piece}</span>")
-    return (f"<div class='dim'>{esc(t('kl_heatmap_hint'))} (max {top:.2e})</div>"
-            f"<div style='font-family:monospace;line-height:1.8;max-width:900px'>{''.join(spans)}</div>")
+    body = spans_html(tok, ids, style=lambda i, _: f"background:rgba(197,34,31,{min(1.0, vals[i] / top):.2f});",
+                      title=lambda i, _: f"KL {vals[i]:.2e}", line_height=1.8)
+    return f"<div class='dim'>{esc(t('kl_heatmap_hint'))} (max {top:.2e})</div>" + body
 
 
 class QuantTradeoffPanel:
@@ -142,7 +139,7 @@ class QuantTradeoffPanel:
     def compare(self, prompt: str | None = None, levels: list[str] | None = None, max_new_tokens: int = 32,
                 wait: bool = False):
         """Greedy continuations of ``prompt`` by each chosen level, side by side."""
-        from ..chat import LlamaCppChat
+        from ..models.gguf import GGUFModel
 
         prompt = prompt if prompt is not None else self.prompt.value
         levels = list(levels or self.pick.value)
@@ -151,11 +148,8 @@ class QuantTradeoffPanel:
         def work():
             out = {}
             for lv in levels:
-                m = LlamaCppChat(self.files[lv], lv)
-                try:
-                    out[lv] = m.complete(prompt, max_new_tokens)
-                finally:
-                    m.close()
+                with GGUFModel(self.files[lv], lv) as m:
+                    out[lv] = m.generate(prompt, max_new_tokens=max_new_tokens).text
                 self.generations = dict(out)
                 self._draw_gens(prompt)
             return out

@@ -8,7 +8,6 @@ stages need no resizing.
 from __future__ import annotations
 
 import io
-import json
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -16,10 +15,8 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import InputError
-
-SPECIAL_TOKENS = ["<|im_start|>", "<|im_end|>", "<|action_start|>", "<|action_end|>", "<|plugin|>",
-                  "<|interpreter|>"]
-BOS, EOS, UNK, PAD = "<s>", "</s>", "<unk>", "<pad>"
+from ..models.tokenizer import (BOS, EOS, PAD, SPECIAL_TOKENS, UNK, check_sentencepiece,  # noqa: F401 (re-used here)
+                                load_tokenizer, save_tokenizer, write_hf_files)
 
 
 @dataclass
@@ -89,71 +86,6 @@ def fit_character_coverage(sentences: list[str], vocab_size: int, wanted: float)
     return coverage
 
 
-def _added_tokens() -> dict:
-    return {str(i + 3): {"content": tok, "lstrip": False, "normalized": False, "rstrip": False,
-                         "single_word": False, "special": True} for i, tok in enumerate(SPECIAL_TOKENS)}
-
-
-def save_tokenizer(tok, out_dir: str | os.PathLike, spm_model: str | os.PathLike | None = None) -> None:
-    """``tok.save_pretrained`` plus what llama.cpp's converter reads: ``tokenizer.model`` and the
-    special tokens in ``tokenizer_config.json``'s ``added_tokens_decoder`` (transformers 5 no longer
-    writes it; without it the GGUF marks <|im_start|> … as plain text and llama.cpp splits them)."""
-    out_dir = Path(out_dir)
-    tok.save_pretrained(str(out_dir))
-    if spm_model is not None and Path(spm_model).resolve() != (out_dir / "tokenizer.model").resolve():
-        import shutil
-
-        shutil.copy(spm_model, out_dir / "tokenizer.model")
-    cfg_file = out_dir / "tokenizer_config.json"
-    cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
-    cfg.setdefault("added_tokens_decoder", {}).update(_added_tokens())
-    cfg_file.write_text(json.dumps(cfg, ensure_ascii=False, indent=1), encoding="utf-8")
-
-
-def write_hf_files(out_dir: Path) -> None:
-    """tokenizer_config.json and special_tokens_map.json, then the fast tokenizer.json built from them."""
-    added = _added_tokens()
-    config = {
-        "tokenizer_class": "LlamaTokenizer", "bos_token": BOS, "eos_token": EOS, "unk_token": UNK,
-        "pad_token": EOS, "add_bos_token": True, "add_eos_token": False, "legacy": True,
-        "add_prefix_space": False, "clean_up_tokenization_spaces": False, "model_max_length": 4096,
-        "additional_special_tokens": SPECIAL_TOKENS, "added_tokens_decoder": added,
-    }
-    (out_dir / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8")
-    (out_dir / "special_tokens_map.json").write_text(json.dumps(
-        {"bos_token": BOS, "eos_token": EOS, "unk_token": UNK, "pad_token": EOS,
-         "additional_special_tokens": SPECIAL_TOKENS}, ensure_ascii=False, indent=1), encoding="utf-8")
-
-
-def load_tokenizer(path: str | os.PathLike):
-    """An ``AutoTokenizer`` from a tokenizer directory, with one clear error when it is broken."""
-    from transformers import AutoTokenizer
-
-    path = Path(path)
-    model = path / "tokenizer.model"
-    if not model.is_file():
-        raise InputError(f"{path}: no tokenizer.model here; run labs/02_pretrain.ipynb (the tokenizer step) "
-                         "or point at a tokenizer directory")
-    check_sentencepiece(model)
-    try:
-        return AutoTokenizer.from_pretrained(str(path))
-    except Exception as exc:
-        raise InputError(f"{path}: transformers cannot load this tokenizer ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:200]}); retrain it in labs/02_pretrain.ipynb") from None
-
-
-def check_sentencepiece(model: Path):
-    import sentencepiece as spm
-
-    sp = spm.SentencePieceProcessor()
-    try:
-        sp.load(str(model))
-    except Exception as exc:
-        raise InputError(f"{model}: not a valid sentencepiece model ({str(exc).splitlines()[0][:160]}); "
-                         "the file is corrupt or truncated — retrain the tokenizer in labs/02_pretrain.ipynb") from None
-    return sp
-
-
 # ---- inspection -------------------------------------------------------------------------------
 def chars_per_token(tok, texts: list[str]) -> float:
     n_chars = sum(len(t) for t in texts)
@@ -185,15 +117,7 @@ def vocab_report(tok, texts: list[str], k: int = 15) -> dict:
 
 def colored_tokens_html(tok, text: str) -> str:
     """The text coloured piece by piece (the inspection view)."""
-    import html
+    from ..tokenspans import spans_html
 
-    colors = ["#fde2e4", "#e2f0cb", "#cde7f0", "#fff1c1", "#e4d9f5", "#d7f2e3"]
     ids = tok(text, add_special_tokens=False)["input_ids"]
-    spans = []
-    for i, tid in enumerate(ids):
-        piece = tok.convert_ids_to_tokens(tid)
-        shown = tok.decode([tid]) if not piece.startswith("<0x") else piece
-        spans.append(f'<span title="{tid} {html.escape(piece)}" style="background:{colors[i % len(colors)]};'
-                     f'padding:1px 0;border-right:1px solid #fff">{html.escape(shown)}</span>')
-    return (f'<div style="line-height:1.9;font-size:14px">{"".join(spans)}</div>'
-            f'<div style="color:#666">{len(text)} characters → {len(ids)} tokens</div>')
+    return spans_html(tok, ids) + f'<div style="color:#666">{len(text)} characters → {len(ids)} tokens</div>'

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import InputError
 from ..events import Emitter, Event, StopFlag
 from ..numerics import resolve
-from ..workspace import Artifact, Workspace
+from ..workspace import Artifact, Workspace, stage_entry
 from .model import PRESETS, ModelPreset, llama_config, size_arithmetic
 from .optim import build_optimizer, zero_init_residual_projections
 from .tokenizer import TokenizerSettings, load_tokenizer, save_tokenizer, train_sentencepiece
@@ -87,9 +87,10 @@ def config_for_profile(profile) -> PretrainConfig:
 
 
 # ---- tokenizer stage ---------------------------------------------------------------------------
+@stage_entry("pretrain")
 def train_tokenizer(ws: Workspace, vocab_size: int, *, corpus: str = "corpus/clean",
                     on_event: Callable[[Event], None] | None = None) -> Artifact:
-    from ..data.pipeline import load_corpus
+    from ..artifacts import load_corpus
     from .tokenizer import byte_fallback_rate, chars_per_token
 
     em = Emitter("pretrain", on_event)
@@ -188,57 +189,15 @@ def generate_samples(model, tok, prompts, max_new_tokens: int = 32, seed: int = 
 
 def make_event_callback(emitter: Emitter, cfg: PretrainConfig, tok=None, stop: StopFlag | None = None,
                         tokens_per_byte: float | None = None, sample_fn: Callable | None = None):
-    """A TrainerCallback that turns the Trainer's hooks into events (and honours ``stop``).
+    """The pretrain run's Trainer → events bridge (:func:`puyu_lab.events.trainer_callback`); by
+    default every ``cfg.sample_every`` steps it samples continuations of ``cfg.prompts``."""
+    from ..events import trainer_callback
 
-    Every ``cfg.sample_every`` steps it emits ``sample`` with ``sample_fn(model)`` (a dict prompt →
-    text; by default continuations of ``cfg.prompts``). The fine-tune stage passes its own."""
     if sample_fn is None and tok is not None:
         def sample_fn(model):
             return dict(zip(cfg.prompts, generate_samples(model, tok, cfg.prompts, cfg.sample_tokens, cfg.seed)))
-    from transformers import TrainerCallback
-
-    class EventCallback(TrainerCallback):
-        def __init__(self):
-            self.t_start = None
-            self.step_start = 0
-            self.stopped = False
-
-        def on_train_begin(self, args, state, control, **kw):
-            self.t_start = time.perf_counter()
-            self.step_start = state.global_step
-            emitter.emit("begin", max_steps=state.max_steps, step=state.global_step,
-                         history=list(state.log_history), tokens_per_step=cfg.tokens_per_step)
-
-        def on_step_end(self, args, state, control, **kw):
-            if stop is not None and stop.is_set:
-                control.should_save = True
-                control.should_training_stop = True
-                self.stopped = True
-            if sample_fn is not None and cfg.sample_every and state.global_step % cfg.sample_every == 0:
-                emitter.emit("sample", step=state.global_step, samples=sample_fn(kw.get("model")))
-
-        def on_log(self, args, state, control, logs=None, **kw):
-            logs = dict(logs or {})
-            elapsed = time.perf_counter() - (self.t_start or time.perf_counter())
-            done = state.global_step - self.step_start
-            tps = done * cfg.tokens_per_step / elapsed if elapsed > 0 and done else 0.0
-            eta = (state.max_steps - state.global_step) * elapsed / done if done else None
-            if "eval_loss" in logs:
-                bpb = logs["eval_loss"] * tokens_per_byte / math.log(2) if tokens_per_byte else None
-                emitter.emit("eval", step=state.global_step, eval_loss=logs["eval_loss"], bits_per_byte=bpb)
-            elif "loss" in logs:
-                emitter.emit("log", step=state.global_step, max_steps=state.max_steps, loss=logs["loss"],
-                             learning_rate=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
-                             tokens_per_s=tps, eta_s=eta, elapsed_s=elapsed)
-
-        def on_save(self, args, state, control, **kw):
-            emitter.emit("checkpoint", step=state.global_step,
-                         path=str(Path(args.output_dir) / f"checkpoint-{state.global_step}"))
-
-        def on_train_end(self, args, state, control, **kw):
-            emitter.emit("end", step=state.global_step, max_steps=state.max_steps, stopped=self.stopped)
-
-    return EventCallback()
+    return trainer_callback(emitter, tokens_per_step=cfg.tokens_per_step, stop=stop, sample_fn=sample_fn,
+                            sample_every=cfg.sample_every, tokens_per_byte=tokens_per_byte)
 
 
 # ---- the run --------------------------------------------------------------------------------------
@@ -266,6 +225,7 @@ def last_checkpoint(ws: Workspace) -> str | None:
     return get_last_checkpoint(str(d)) if d.is_dir() else None
 
 
+@stage_entry("pretrain")
 def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Callable[[Event], None] | None = None,
              stop: StopFlag | None = None, resume: bool = False, extra_callbacks: list | None = None) -> PretrainResult:
     """Train ``model/base`` from ``tokenizer/spm`` and ``corpus/clean``. With ``resume``, continue
@@ -273,7 +233,7 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
     import torch
     from transformers import LlamaForCausalLM, Trainer, TrainingArguments, set_seed
 
-    from ..data.pipeline import load_corpus
+    from ..artifacts import load_corpus
 
     cfg = cfg or PretrainConfig()
     em = Emitter("pretrain", on_event)

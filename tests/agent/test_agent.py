@@ -6,9 +6,9 @@ import time
 import pytest
 
 from puyu_lab.agent.agent import Agent, Trace, has_number
-from puyu_lab.agent.backends import Backend, Generation
+from puyu_lab.models import Generation
 from puyu_lab.agent.builtin import calculator, default_registry
-from puyu_lab.agent.calculator import CalculatorError, calculate
+from puyu_lab.contracts.calculator import CalculatorError, calculate
 from puyu_lab.agent.protocols import (BAD_ARGUMENTS, BAD_JSON, NO_ACTION, UNKNOWN_TOOL, InternLM2Protocol,
                                       ReActProtocol)
 from puyu_lab.agent.sandbox import (BWRAP_ENV, UNSAFE_ENV, Limits, SandboxUnavailable, isolation_status,
@@ -192,13 +192,16 @@ def test_react_malformed_calls_become_precise_observations(tools, text, kind, wo
 
 
 # ---- the loop (a scripted backend: a unit test of the loop itself) ---------------------------------
-class Scripted(Backend):
+class Scripted:
+    """Replies from a script, through the model layer's ``generate`` signature."""
+
     name = "scripted"
+    native_tools = False
 
     def __init__(self, replies):
         self.replies, self.prompts = list(replies), []
 
-    def generate(self, messages, *, max_new_tokens=128, stop=(), watch=None, tools=None):
+    def generate(self, messages, *, max_new_tokens=128, stop=(), watch=None, tools=None, **kw):
         self.prompts.append(messages)
         return Generation(self.replies.pop(0), json.dumps(messages, ensure_ascii=False), 10, 5, 0.01,
                           [("x", 0.9)], 0.001 if watch else None)
@@ -302,11 +305,11 @@ def test_agent_loop_stops_after_max_turns_and_diagnoses(tools):
 def test_transformers_and_gguf_backends_see_the_same_prompt(model_dir, ladder, tools):
     from transformers import AutoModelForCausalLM
 
-    from puyu_lab.agent.backends import GGUFBackend, HFBackend
-    from puyu_lab.pretrain.tokenizer import load_tokenizer
+    from puyu_lab.models import GGUFModel, HFModel
+    from puyu_lab.models.tokenizer import load_tokenizer
 
-    hf = HFBackend(AutoModelForCausalLM.from_pretrained(str(model_dir)), load_tokenizer(model_dir))
-    gg = GGUFBackend(ladder["F32"])
+    hf = HFModel(AutoModelForCausalLM.from_pretrained(str(model_dir)), load_tokenizer(model_dir))
+    gg = GGUFModel(ladder["F32"])
     try:
         msgs = InternLM2Protocol().messages("12*7 等于多少？", tools.subset("calculator"), [])
         a = hf.generate(msgs, max_new_tokens=8, watch="<|action_start|>")
@@ -326,7 +329,7 @@ def test_transformers_and_gguf_backends_see_the_same_prompt(model_dir, ladder, t
 def test_openai_endpoint_native_tool_calling(ladder, tools):
     """llama.cpp's server with its function-calling chat format, the call forced by tool_choice:
     real ``tool_calls`` come back, the tool runs, its result goes back as a ``tool`` message."""
-    from puyu_lab.agent.backends import OpenAIBackend
+    from puyu_lab.models import OpenAIModel
     from puyu_lab.deploy.serve import Server
 
     reg = ToolRegistry()
@@ -337,7 +340,7 @@ def test_openai_endpoint_native_tool_calling(ladder, tools):
         return "pong"
 
     with Server(ladder["Q8_0"], chat_format="chatml-function-calling") as srv:
-        be = OpenAIBackend(srv.base_url, tool_choice={"type": "function", "function": {"name": "ping"}})
+        be = OpenAIModel(srv.base_url, tool_choice={"type": "function", "function": {"name": "ping"}})
         tr = Agent(be, reg, max_turns=2, max_new_tokens=24).run("ping?")
     assert tr.protocol == "openai"
     assert tr.turns[0]["native_calls"][0]["name"] == "ping"

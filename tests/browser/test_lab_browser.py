@@ -128,7 +128,7 @@ def test_rest_endpoint_requires_the_token(fresh_lab):
 
 
 def test_sidebar_lists_the_stages_and_flips_one_when_its_lab_ran(fresh_lab, fresh_page, shots):
-    from puyu_lab.chain import run_lab
+    from puyu_lab.labrunner import run_lab
     from puyu_lab.workspace import Workspace
 
     page = fresh_page

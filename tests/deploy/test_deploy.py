@@ -23,8 +23,8 @@ def test_f32_gguf_matches_transformers(model_dir, ladder):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from puyu_lab.deploy.llama import load
-    from puyu_lab.pretrain.tokenizer import load_tokenizer
+    from puyu_lab.models.gguf import load
+    from puyu_lab.models.tokenizer import load_tokenizer
 
     tok = load_tokenizer(model_dir)
     llm = load(ladder["F32"], n_ctx=256, logits_all=True)
@@ -42,27 +42,27 @@ def test_f32_gguf_matches_transformers(model_dir, ladder):
 
 
 def test_chat_template_renders_identically_in_gguf(model_dir, ladder):
-    from puyu_lab.chat import LlamaCppChat
-    from puyu_lab.finetune.template import tool_call
-    from puyu_lab.pretrain.tokenizer import load_tokenizer
+    from puyu_lab.models import GGUFModel
+    from puyu_lab.models.template import tool_call
+    from puyu_lab.models.tokenizer import load_tokenizer
 
     tok = load_tokenizer(model_dir)
-    chat = LlamaCppChat(ladder["F32"])
+    chat = GGUFModel(ladder["F32"])
     msgs = [{"role": "system", "content": "你是小浦。"}, {"role": "user", "content": "12*7 等于多少？"},
             {"role": "assistant", "content": tool_call("calculator", {"expression": "12*7"})},
             {"role": "environment", "name": "<|plugin|>", "content": '{"result": 84}'},
             {"role": "user", "content": "谢谢"}]
     assert chat.template == tok.chat_template
     hf_ids = tok.apply_chat_template(msgs, tokenize=True, add_generation_prompt=True, return_dict=False)
-    assert chat.prompt_ids(msgs) == hf_ids  # special tokens stay single tokens in llama.cpp too
+    assert chat.prompt_ids(msgs)[1] == hf_ids  # special tokens stay single tokens in llama.cpp too
     for special in ("<|im_start|>", "<|im_end|>", "<|action_start|>", "<|plugin|>"):
         assert len(chat.llm.tokenize(special.encode(), add_bos=False, special=True)) == 1, special
     # greedy replies agree token for token (llama.cpp keeps only the last logits unless logits_all)
     from transformers import AutoModelForCausalLM
 
-    from puyu_lab.chat import HFChat
+    from puyu_lab.models import HFModel
 
-    hf = HFChat(AutoModelForCausalLM.from_pretrained(str(model_dir)), tok)
+    hf = HFModel(AutoModelForCausalLM.from_pretrained(str(model_dir)), tok)
     q = [{"role": "user", "content": "北京的冬天"}]
     assert chat.reply(q, 12) == hf.reply(q, 12) and chat.reply(q, 12)
     chat.close()
@@ -82,7 +82,7 @@ def test_ladder_sizes_fall_and_types_are_real(ladder):
 
 def test_measurements_of_the_ladder(model_dir, ladder):
     from puyu_lab.deploy.measure import measure_ladder
-    from puyu_lab.pretrain.tokenizer import load_tokenizer
+    from puyu_lab.models.tokenizer import load_tokenizer
 
     tok = load_tokenizer(model_dir)
     ids = tok(TEXT * 12)["input_ids"][:256]
@@ -103,7 +103,7 @@ def test_measurements_of_the_ladder(model_dir, ladder):
 
 def test_clear_errors(model_dir, ladder, tmp_path):
     from puyu_lab.deploy.converter import convert
-    from puyu_lab.deploy.llama import check_gguf
+    from puyu_lab.models.gguf import check_gguf
 
     with pytest.raises(InputError, match="no such model directory"):
         convert(tmp_path / "nope", tmp_path / "x.gguf")
@@ -137,24 +137,25 @@ def _alive(pid: int) -> bool:
 
 
 def test_server_openai_api_loopback_and_cleanup(ladder):
-    from puyu_lab.deploy.serve import OpenAIChat, Server
+    from puyu_lab.deploy.serve import Server
+    from puyu_lab.models import OpenAIModel
 
     srv = Server(ladder["Q8_0"], model_alias="tiny").start()
     try:
         assert srv.models()["data"][0]["id"] == "tiny"
-        client = OpenAIChat(srv.base_url, "tiny")
+        client = OpenAIModel(srv.base_url, "tiny")
         out = client.completion([{"role": "user", "content": "你好"}], max_new_tokens=8)
         assert out["object"] == "chat.completion" and out["usage"]["completion_tokens"] >= 1
         pieces = list(client.stream([{"role": "user", "content": "你好"}], max_new_tokens=8))
         assert pieces and isinstance(pieces[0], str)
         # the evaluation runner over the endpoint: generation tasks only, choice tasks skipped
-        from puyu_lab.eval.models import OpenAIScorer
+        from puyu_lab.models import OpenAIModel
         from puyu_lab.eval.runner import evaluate
         from puyu_lab.eval.tasks import Task
 
         gen = Task("gen", "generation", [{"prompt": "你好", "answer": ""}], max_new_tokens=4)
         choice = Task("c", "choice", [{"context": "q", "choices": ["a", "b"], "gold": 0}])
-        run = evaluate({"api": OpenAIScorer(srv.base_url, "tiny")}, [gen, choice], progress_bar=False)
+        run = evaluate({"api": OpenAIModel(srv.base_url, "tiny")}, [gen, choice], progress_bar=False)
         assert set(run.metrics["api"]) == {"gen"} and run.metrics["api"]["gen"]["score"] == 1.0
         # loopback only: the listening socket is bound to 127.0.0.1
         port_hex = f"{srv.port:04X}"
@@ -190,7 +191,7 @@ def test_server_dies_with_its_kernel(ladder, tmp_path):
 def test_tradeoff_panel_from_real_measurements(model_dir, ladder, tmp_path):
     from puyu_lab.deploy.measure import measure_ladder
     from puyu_lab.panels.quant import QuantTradeoffPanel
-    from puyu_lab.pretrain.tokenizer import load_tokenizer
+    from puyu_lab.models.tokenizer import load_tokenizer
 
     tok = load_tokenizer(model_dir)
     ids = tok(TEXT * 12)["input_ids"][:256]

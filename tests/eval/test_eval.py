@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from puyu_lab.errors import InputError
-from puyu_lab.eval.models import HFScorer
+from puyu_lab.models import HFModel
 from puyu_lab.eval.runner import evaluate
 from puyu_lab.eval.tasks import Task, load_task_file
 from puyu_lab.workspace import Workspace
@@ -88,7 +88,7 @@ def test_matches_lm_evaluation_harness(setup):
     ref = simple_evaluate(model="hf", model_args=f"pretrained={model_dir},dtype=float32,max_length={MAX_LEN}",
                          tasks=["puyu_choice", "puyu_ppl"], task_manager=TaskManager(include_path=str(data)),
                          batch_size=1, device="cpu", log_samples=True)
-    scorer = HFScorer.load(model_dir, max_length=MAX_LEN)
+    scorer = HFModel.load(model_dir, max_length=MAX_LEN)
     choice = load_task_file(data / "choice.jsonl", "choice")
     ppl = load_task_file(data / "ppl.jsonl", "perplexity")
     run = evaluate({"m": scorer}, [choice, ppl], progress_bar=False)
@@ -115,8 +115,8 @@ def test_batch_size_and_cache_do_not_change_results(setup, tmp_path):
     tasks = [load_task_file(data / "choice.jsonl", "choice"), load_task_file(data / "ppl.jsonl", "perplexity"),
              Task("gen", "generation", [{"prompt": "中国", "answer": "的"}, {"prompt": "今天", "answer": "天"}],
                   chat=False, max_new_tokens=4)]
-    one = HFScorer.load(model_dir, max_length=MAX_LEN, batch_size=1)
-    many = HFScorer.load(model_dir, max_length=MAX_LEN, batch_size=7)
+    one = HFModel.load(model_dir, max_length=MAX_LEN, batch_size=1)
+    many = HFModel.load(model_dir, max_length=MAX_LEN, batch_size=7)
     r1 = evaluate({"m": one}, tasks, progress_bar=False)
     r7 = evaluate({"m": many}, tasks, progress_bar=False)
     assert r1.metrics == r7.metrics or all(
@@ -124,10 +124,10 @@ def test_batch_size_and_cache_do_not_change_results(setup, tmp_path):
     d = max(abs(a - b) for s1, s7 in zip(r1.samples["m"]["choice"], r7.samples["m"]["choice"]) for a, b in zip(s1["lls"], s7["lls"]))
     assert d <= 1e-5, d
     assert [s["pred"] for s in r1.samples["m"]["choice"]] == [s["pred"] for s in r7.samples["m"]["choice"]]
-    cached = HFScorer.load(model_dir, max_length=MAX_LEN, batch_size=7)
+    cached = HFModel.load(model_dir, max_length=MAX_LEN, batch_size=7)
     cached.use_cache(tmp_path / "cache.json")
     first = evaluate({"m": cached}, tasks, progress_bar=False)
-    again = HFScorer.load(model_dir, max_length=MAX_LEN, batch_size=7)
+    again = HFModel.load(model_dir, max_length=MAX_LEN, batch_size=7)
     again.use_cache(tmp_path / "cache.json")
     second = evaluate({"m": again}, tasks, progress_bar=False)
     assert second.metrics == first.metrics and second.samples == first.samples
@@ -161,8 +161,8 @@ def test_eval_panel_leaderboard_charts_and_disagreements(setup):
     choice = load_task_file(data / "choice.jsonl", "choice")
     gen = Task("gen", "generation", [{"prompt": "中国", "answer": "的"}, {"prompt": "今天", "answer": "天"}],
                chat=False, max_new_tokens=4)
-    a = HFScorer.load(model_dir, "a", max_length=MAX_LEN, batch_size=4)
-    b = HFScorer.load(model_dir, "b", max_length=MAX_LEN, batch_size=4)
+    a = HFModel.load(model_dir, "a", max_length=MAX_LEN, batch_size=4)
+    b = HFModel.load(model_dir, "b", max_length=MAX_LEN, batch_size=4)
     run = evaluate({"a": a, "b": b}, [choice, gen], progress_bar=False)
     run.samples["b"]["choice"][0] = dict(run.samples["b"]["choice"][0], answer="(changed)")  # one disagreement
     panel = EvalPanel(run)

@@ -6,8 +6,8 @@ def tok(tmp_path_factory):
     """A real sentencepiece tokenizer trained on a small corpus, with the InternLM2 chat template."""
     from puyu_lab.data.pipeline import prepare
     from puyu_lab.data.sources import load_sources
-    from puyu_lab.finetune.template import install_template
-    from puyu_lab.pretrain.tokenizer import load_tokenizer
+    from puyu_lab.models.template import install_template
+    from puyu_lab.models.tokenizer import load_tokenizer
     from puyu_lab.pretrain.train import train_tokenizer
     from puyu_lab.workspace import Workspace
 

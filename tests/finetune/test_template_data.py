@@ -3,10 +3,10 @@ import json
 
 import pytest
 
-from puyu_lab.agent.calculator import CalculatorError, calculate
+from puyu_lab.contracts.calculator import CalculatorError, calculate
 from puyu_lab.errors import InputError
 from puyu_lab.finetune import data as D
-from puyu_lab.finetune.template import CHAT_TEMPLATE, IGNORE, IM_END, encode_chat, tool_call
+from puyu_lab.models.template import CHAT_TEMPLATE, IGNORE, IM_END, encode_chat, tool_call
 from puyu_lab.finetune.train import encode_all
 
 
@@ -93,7 +93,9 @@ def test_chatterbot_dialogs_are_real_and_alternate():
     dialogs = D.chatterbot_dialogs()
     assert len(dialogs) > 1000
     assert {d["lang"] for d in dialogs} == {"zh", "en"}
-    assert not {d["source"] for d in dialogs} & D.CHATTERBOT_SKIP
+    from puyu_lab.contracts.dialogs import CHATTERBOT_SKIP
+
+    assert not {d["source"] for d in dialogs} & CHATTERBOT_SKIP
     for d in dialogs[:200]:
         roles = [m["role"] for m in d["messages"]]
         assert roles[::2] == ["user"] * len(roles[::2]) and roles[1::2] == ["assistant"] * len(roles[1::2])

@@ -107,11 +107,11 @@ def test_cli_check_reports_lines(tmp_path):
 
 
 def test_chat_panel_streams_side_by_side_and_inspector(ws):
-    from puyu_lab.chat import HFChat
+    from puyu_lab.models import HFModel
     from puyu_lab.panels import ChatPanel, inspect_chat
 
-    base = HFChat.load(ws, "model/base")
-    panel = ChatPanel({"base": base, "again": HFChat.load(ws, "model/base")}, max_new_tokens=8)
+    base = HFModel.load("model/base", ws=ws)
+    panel = ChatPanel({"base": base, "again": HFModel.load("model/base", ws=ws)}, max_new_tokens=8)
     answers = panel.ask("你好")
     assert set(answers) == {"base", "again"} and answers["base"] == answers["again"]  # greedy: same model, same text
     assert [m["role"] for m in panel.history["base"]] == ["user", "assistant"]

@@ -17,27 +17,24 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .events import Emitter, Event
+from .paths import project_root
 from .workspace import Workspace
 
 FIGURES_ENV = "PUYU_LAB_FIGURES"
 LAB_RE = re.compile(r"^\d\d_[A-Za-z0-9_]+\.ipynb$")
 
 
-def project_root() -> Path:
-    """The checkout this package runs from (where ``labs/`` lives)."""
-    here = Path(__file__).resolve().parent.parent
-    if (here / "labs").is_dir():
-        return here
-    cwd = Path.cwd()
-    for folder in (cwd, *cwd.parents):
-        if (folder / "labs").is_dir():
-            return folder
-    raise FileNotFoundError("cannot find the labs/ folder: run from the puyu-lab checkout")
+def labs_folder() -> Path:
+    """The ``labs/`` folder of the checkout (see :func:`puyu_lab.paths.project_root`)."""
+    root = project_root()
+    if root is None:
+        raise FileNotFoundError("cannot find the labs/ folder: run from the puyu-lab checkout")
+    return root / "labs"
 
 
 def discover(labs_dir: Path | None = None) -> list[Path]:
     """Every lab notebook (``NN_name.ipynb``) in order. New labs are picked up automatically."""
-    labs_dir = labs_dir or project_root() / "labs"
+    labs_dir = labs_dir or labs_folder()
     return sorted(p for p in labs_dir.glob("*.ipynb") if LAB_RE.match(p.name))
 
 

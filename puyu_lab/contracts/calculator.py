@@ -72,3 +72,11 @@ def calculate(expression: str) -> int | float:
     if isinstance(v, Fraction):
         return int(v) if v.denominator == 1 else round(float(v), 6)
     return round(v, 6)
+
+
+CALCULATOR_DESCRIPTION = "计算算术表达式 (+ - * / 和括号)"
+CALCULATOR_SCHEMA = {
+    "name": "calculator",
+    "description": CALCULATOR_DESCRIPTION,
+    "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]},
+}

@@ -1,0 +1,106 @@
+"""The artifacts that pass between stages: their names, and one typed reader per kind.
+
+A stage reads another stage's output only through these readers (or ``ws.get`` of a name listed
+here), never through the producing stage's modules; each stage declares what it reads in
+:data:`puyu_lab.stages.STAGES` (``reads``), and a test checks that every read is declared.
+
+    corpus/clean      data      → a datasets.DatasetDict (train / heldout)       load_corpus
+    tokenizer/spm     pretrain  → a tokenizer directory                          tokenizer_dir
+    model/base        pretrain  → a transformers model directory                 model_dir
+    sft/data          finetune  → conversations (train) and held-out parts       load_sft_data
+    model/sft         finetune  → a transformers model directory                 model_dir
+    gguf/<model>      deploy    → the GGUF ladder (level → file)                 ladder_files
+    quant/<model>     deploy    → measured levels + per-token KL                 load_quant_results
+    eval/<run>        eval      → a leaderboard (lm-eval-style JSON per model)   load_eval
+    agent/eval        agent     → held-out arithmetic with vs without tools      load_agent_eval
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .workspace import Workspace
+
+CORPUS = "corpus/clean"
+TOKENIZER = "tokenizer/spm"
+BASE = "model/base"
+SFT_DATA = "sft/data"
+SFT_MODEL = "model/sft"
+ADAPTER = "adapter/sft"
+AGENT_EVAL = "agent/eval"
+
+SFT_PARTS = ("train", "selfcog_heldout", "arithmetic_heldout")
+
+
+def short(model: str) -> str:
+    """``model/sft`` → ``sft`` (the suffix the deploy artifacts carry)."""
+    return model.split("/", 1)[1] if "/" in model else model
+
+
+def gguf_name(model: str = SFT_MODEL) -> str:
+    return f"gguf/{short(model)}"
+
+
+def quant_name(model: str = SFT_MODEL) -> str:
+    return f"quant/{short(model)}"
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def load_corpus(ws: Workspace, split: str = "train", name: str = CORPUS):
+    """The cleaned corpus split (``train`` or ``heldout``) as a ``datasets.Dataset``."""
+    import datasets
+
+    return datasets.load_from_disk(str(ws.get(name).file("dataset")))[split]
+
+
+def tokenizer_dir(ws: Workspace, name: str = TOKENIZER) -> Path:
+    return ws.get(name).path
+
+
+def model_dir(ws: Workspace, name: str) -> Path:
+    """A model artifact's directory (``model/base``, ``model/sft``): transformers files + tokenizer."""
+    return ws.get(name).path
+
+
+def load_sft_data(ws: Workspace, part: str = "train") -> list[dict]:
+    """A part of ``sft/data``: ``train`` (conversations), ``selfcog_heldout`` (paraphrases never
+    trained on), ``arithmetic_heldout`` (tasks never trained on)."""
+    if part not in SFT_PARTS:
+        raise ValueError(f"sft/data has no part {part!r}: use one of {', '.join(SFT_PARTS)}")
+    return _jsonl(ws.get(SFT_DATA).path / f"{part}.jsonl")
+
+
+def ladder_files(ws: Workspace, model: str = SFT_MODEL) -> dict[str, Path]:
+    """The GGUF ladder of ``model``: level → file."""
+    art = ws.get(gguf_name(model))
+    info = json.loads((art.path / "ladder.json").read_text(encoding="utf-8"))
+    return {lv: art.path / f["file"] for lv, f in info.items()}
+
+
+def load_quant_results(ws: Workspace, model: str = SFT_MODEL) -> tuple[list[dict], dict]:
+    """The measured levels (one row each) and the per-token detail (targets, KL per level)."""
+    import numpy as np
+
+    art = ws.get(quant_name(model))
+    rows = json.loads((art.path / "results.json").read_text(encoding="utf-8"))
+    z = np.load(art.path / "per_token.npz")
+    return rows, {"targets": z["targets"], "kl": {k[3:]: z[k] for k in z.files if k.startswith("kl_")}}
+
+
+def load_agent_eval(ws: Workspace, name: str = AGENT_EVAL) -> dict:
+    """``metrics`` and per-task ``rows`` of the agent's held-out arithmetic."""
+    art = ws.get(name)
+    rows = _jsonl(art.path / "rows.jsonl") if (art.path / "rows.jsonl").is_file() else []
+    return {"metrics": dict(art.metrics), "rows": rows}
+
+
+def load_eval(ws: Workspace, name: str = "eval/chain") -> dict:
+    """An evaluation run: ``metrics`` (model → task → main metric), ``results`` (model → lm-eval-style
+    JSON) and ``samples`` (one row per model, task and document)."""
+    art = ws.get(name)
+    results = {p.stem.replace("__", "/"): json.loads(p.read_text(encoding="utf-8"))
+               for p in sorted((art.path / "results").glob("*.json"))}
+    return {"metrics": dict(art.metrics), "results": results, "samples": _jsonl(art.path / "samples.jsonl")}

@@ -1,0 +1,10 @@
+"""Shared contracts: what a producing stage and a consuming stage must agree on, importable by both
+without going through either (stages never import each other).
+
+    calculator.py  the calculator: its safe evaluator and the schema the model is shown
+                   (fine-tune trains on calls to it, the agent runs it)
+    tasks.py       the sentiment instruction, the arithmetic question form, the tool system prompt
+                   (fine-tune trains on them; eval and agent ask them)
+    dialogs.py     the chatterbot-corpus dialogs and the over-fitting probes kept out of them
+                   (fine-tune trains on dialogs; eval asks unseen ones)
+"""

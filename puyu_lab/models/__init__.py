@@ -1,0 +1,50 @@
+"""The one inference layer: the chat format, and one interface over transformers, llama.cpp GGUF
+and OpenAI-compatible endpoints (generate — streaming and stoppable — and, where the backend has
+logits, lm-eval's log-likelihoods). Every stage and panel that runs a model goes through here.
+
+    template.py   the InternLM2 chat format (Jinja chat_template, tool calls, training masks)
+    tokenizer.py  reading / writing a tokenizer directory
+    base.py       Generation, Stream, Model, and the decode loop of the local backends
+    scoring.py    log-likelihoods as lm-eval computes them
+    hf.py         HFModel (transformers)
+    gguf.py       GGUFModel (llama.cpp), and loading a GGUF file with clear errors
+    openai.py     OpenAIModel (any /v1/chat/completions endpoint)
+    spans.py      one token-span renderer (coloured pieces) for every panel
+"""
+from __future__ import annotations
+
+from .base import Generation, LocalModel, Model, Stream, cut_at_stops, log_softmax, softmax
+
+__all__ = ["Generation", "LocalModel", "Model", "Stream", "cut_at_stops", "log_softmax", "softmax",
+           "HFModel", "GGUFModel", "OpenAIModel", "load_model"]
+
+
+def __getattr__(name):  # the heavy backends import on first use
+    if name == "HFModel":
+        from .hf import HFModel
+        return HFModel
+    if name == "GGUFModel":
+        from .gguf import GGUFModel
+        return GGUFModel
+    if name == "OpenAIModel":
+        from .openai import OpenAIModel
+        return OpenAIModel
+    raise AttributeError(name)
+
+
+def load_model(source, name: str | None = None, *, ws=None, **kw) -> Model:
+    """A model from what a learner has: a workspace artifact (``"model/sft"``), a model directory,
+    a ``.gguf`` file, or an ``http(s)://…/v1`` endpoint."""
+    from pathlib import Path
+
+    s = str(source)
+    if s.startswith(("http://", "https://")):
+        from .openai import OpenAIModel
+        return OpenAIModel(s, name=name, **kw)
+    if s.endswith(".gguf"):
+        from .gguf import GGUFModel
+        return GGUFModel(s, name, **kw)
+    from .hf import HFModel
+    if not Path(s).is_dir() and ws is None:
+        raise FileNotFoundError(f"{s}: not a model directory, .gguf file or http(s) endpoint")
+    return HFModel.load(s, name, ws=ws, **kw)

@@ -1,0 +1,172 @@
+"""llama.cpp through llama-cpp-python: quiet logs, loading with clear errors, exact F32 KV cache,
+and :class:`GGUFModel` — generation through the shared decode loop, lm-eval's log-likelihoods.
+
+The prompt of a chat comes from the chat template the GGUF carries (the tokenizer's
+``chat_template``, copied by the converter), rendered with Jinja as llama.cpp's server renders it.
+"""
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .base import LocalModel, log_softmax
+from .scoring import Scorer
+from .template import IM_END
+
+_LOG_CB = None
+GGML_TYPE_F32 = 0
+
+
+def quiet() -> None:
+    """Silence llama.cpp's log lines (loader tables, graph stats) for this process."""
+    global _LOG_CB
+    import llama_cpp
+
+    if _LOG_CB is None:
+        _LOG_CB = llama_cpp.llama_log_callback(lambda level, text, user: None)
+        llama_cpp.llama_log_set(_LOG_CB, ctypes.c_void_p(0))
+
+
+def check_gguf(path: str | Path) -> Path:
+    """A readable GGUF file, or one clear error (missing, truncated, not GGUF)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such GGUF file — run the conversion step first")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise InputError(f"{path}: not a GGUF file (it starts with {magic!r}, not b'GGUF') — convert the model again")
+    try:
+        from gguf import GGUFReader
+
+        r = GGUFReader(str(path))
+        size = path.stat().st_size
+        end = max((int(t.data_offset) + int(t.n_bytes) for t in r.tensors), default=0)
+        if end > size:
+            raise ValueError(f"tensor data runs to byte {end} but the file has {size}")
+    except Exception as e:  # gguf raises plain ValueError / IndexError / struct errors on damage
+        raise InputError(f"{path}: the GGUF file is truncated or corrupt ({e}) — convert / quantize it again") from None
+    return path
+
+
+def load(path: str | Path, *, n_ctx: int = 512, logits_all: bool = False, n_threads: int | None = None, **kw):
+    """A ``llama_cpp.Llama`` with an F32 KV cache (the default F16 cache alone moves logits by ~1e-3)."""
+    import os
+
+    from llama_cpp import Llama
+
+    quiet()
+    path = check_gguf(path)
+    return Llama(str(path), n_ctx=n_ctx, n_batch=n_ctx, logits_all=logits_all, verbose=False,
+                 n_threads=n_threads or min(4, os.cpu_count() or 1), type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32, **kw)
+
+
+def last_logits(llm):
+    """The logits of the last evaluated position, whether or not the model keeps all of them
+    (``llm.scores`` is only filled with ``logits_all=True``)."""
+    import llama_cpp
+
+    ptr = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
+    return np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),)).astype(np.float64)
+
+
+class GGUFModel(LocalModel, Scorer):
+    """A GGUF file through llama.cpp (scoring: batch 1, one ``eval`` per request)."""
+
+    can_score = True
+
+    def __init__(self, path, name: str | None = None, *, n_ctx: int = 1024, max_length: int | None = None,
+                 model_id: str | None = None, logits_all: bool | None = None, llm=None):
+        self.path = Path(path)
+        self.name = name or self.path.stem
+        self.max_length = max_length or n_ctx - 1
+        if logits_all is None:
+            logits_all = max_length is not None  # a scorer needs every position's logits
+        self.llm = llm if llm is not None else load(self.path, n_ctx=max(n_ctx, self.max_length + 1),
+                                                      logits_all=logits_all)
+        self.model_id = model_id or f"gguf:{self.path.resolve()}:{self.path.stat().st_mtime_ns}"
+        self.template = self.llm.metadata.get("tokenizer.chat_template")
+        self._bos = self.llm.token_bos()
+        self._bos_text = self.llm.detokenize([self._bos], special=True).decode("utf-8", "ignore")
+        self._init_cache()
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(self.template)
+
+    # ---- prompts and text ----
+    def render(self, messages: list[dict]) -> str:
+        """The chat template the GGUF carries, rendered for a reply to ``messages``."""
+        import jinja2
+
+        if not self.template:
+            raise ValueError(f"{self.path} carries no chat template (a base model?): generate from a text prompt")
+        tpl = jinja2.Environment(loader=jinja2.BaseLoader()).from_string(self.template)
+        eos = self.llm.detokenize([self.llm.token_eos()], special=True).decode("utf-8")
+        return tpl.render(messages=messages, add_generation_prompt=True, bos_token=self._bos_text, eos_token=eos)
+
+    def prompt_ids(self, inp):
+        if isinstance(inp, list):
+            ids = self.llm.tokenize(self.render(inp).encode("utf-8"), add_bos=False, special=True)
+        else:
+            ids = self.encode(inp)
+        return self.llm.detokenize(ids, special=True).decode("utf-8", errors="replace"), ids
+
+    def stop_token_ids(self):
+        stops = {self.llm.token_eos()}
+        end = self.token_id(IM_END)
+        if end is not None:
+            stops.add(end)
+        return stops
+
+    def detokenize(self, ids, keep_special=False):
+        return self.llm.detokenize(ids, special=keep_special).decode("utf-8", errors="ignore")
+
+    def piece(self, token):
+        return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+    def token_id(self, text):
+        ids = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        return int(ids[0]) if len(ids) == 1 else None
+
+    # ---- the decode loop's steps ----
+    def _begin(self, ids):
+        self.llm.reset()
+        self.llm.eval(ids)
+        return last_logits(self.llm)
+
+    def _step(self, token):
+        self.llm.eval([token])
+        return last_logits(self.llm)
+
+    # ---- lm-eval's tokenization and scoring ----
+    def encode(self, s: str, add_special_tokens: bool | None = None) -> list[int]:
+        add = True if add_special_tokens is None else add_special_tokens
+        if add_special_tokens is None and s.startswith(self._bos_text):
+            add = False
+        return self.llm.tokenize(s.encode("utf-8"), add_bos=add, special=True)
+
+    @property
+    def prefix_token_id(self) -> int:
+        return self._bos
+
+    def position_logits(self, ids: list[int]) -> np.ndarray:
+        """Every position's logits for ``ids`` (needs ``logits_all``)."""
+        self.llm.reset()
+        self.llm.eval(ids)
+        return np.array(self.llm.scores[: len(ids)], dtype=np.float64)
+
+    def _score_batch(self, batch):
+        out = []
+        for c, k in batch:
+            inp = (c + k)[-(self.max_length + 1):][:-1]
+            lp = log_softmax(self.position_logits(inp)[len(inp) - len(k): len(inp)])
+            kk = np.asarray(k)
+            out.append((float(lp[np.arange(len(k)), kk].sum()), bool((lp.argmax(-1) == kk).all())))
+        return out
+
+    def close(self) -> None:
+        self.llm.close()

@@ -1,0 +1,85 @@
+"""Reading and writing a tokenizer directory (transformers files plus what llama.cpp's converter reads).
+
+The tokenizer is trained in the pretrain stage; every later stage and every model backend loads it
+through :func:`load_tokenizer`, so this lives in the model layer, not in a stage. The special tokens
+are the chat format's (:mod:`puyu_lab.models.template`)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..errors import InputError
+
+SPECIAL_TOKENS = ["<|im_start|>", "<|im_end|>", "<|action_start|>", "<|action_end|>", "<|plugin|>",
+                  "<|interpreter|>"]
+BOS, EOS, UNK, PAD = "<s>", "</s>", "<unk>", "<pad>"
+
+
+
+def _added_tokens() -> dict:
+    return {str(i + 3): {"content": tok, "lstrip": False, "normalized": False, "rstrip": False,
+                         "single_word": False, "special": True} for i, tok in enumerate(SPECIAL_TOKENS)}
+
+
+def save_tokenizer(tok, out_dir: str | os.PathLike, spm_model: str | os.PathLike | None = None) -> None:
+    """``tok.save_pretrained`` plus what llama.cpp's converter reads: ``tokenizer.model`` and the
+    special tokens in ``tokenizer_config.json``'s ``added_tokens_decoder`` (transformers 5 no longer
+    writes it; without it the GGUF marks <|im_start|> … as plain text and llama.cpp splits them)."""
+    out_dir = Path(out_dir)
+    tok.save_pretrained(str(out_dir))
+    if spm_model is not None and Path(spm_model).resolve() != (out_dir / "tokenizer.model").resolve():
+        import shutil
+
+        shutil.copy(spm_model, out_dir / "tokenizer.model")
+    cfg_file = out_dir / "tokenizer_config.json"
+    cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    cfg.setdefault("added_tokens_decoder", {}).update(_added_tokens())
+    cfg_file.write_text(json.dumps(cfg, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def write_hf_files(out_dir: Path) -> None:
+    """tokenizer_config.json and special_tokens_map.json, then the fast tokenizer.json built from them."""
+    added = _added_tokens()
+    config = {
+        "tokenizer_class": "LlamaTokenizer", "bos_token": BOS, "eos_token": EOS, "unk_token": UNK,
+        "pad_token": EOS, "add_bos_token": True, "add_eos_token": False, "legacy": True,
+        "add_prefix_space": False, "clean_up_tokenization_spaces": False, "model_max_length": 4096,
+        "additional_special_tokens": SPECIAL_TOKENS, "added_tokens_decoder": added,
+    }
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8")
+    (out_dir / "special_tokens_map.json").write_text(json.dumps(
+        {"bos_token": BOS, "eos_token": EOS, "unk_token": UNK, "pad_token": EOS,
+         "additional_special_tokens": SPECIAL_TOKENS}, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+
+def load_tokenizer(path: str | os.PathLike):
+    """An ``AutoTokenizer`` from a tokenizer directory, with one clear error when it is broken."""
+    from transformers import AutoTokenizer
+
+    path = Path(path)
+    model = path / "tokenizer.model"
+    if not model.is_file():
+        raise InputError(f"{path}: no tokenizer.model here; run labs/02_pretrain.ipynb (the tokenizer step) "
+                         "or point at a tokenizer directory")
+    check_sentencepiece(model)
+    try:
+        return AutoTokenizer.from_pretrained(str(path))
+    except Exception as exc:
+        raise InputError(f"{path}: transformers cannot load this tokenizer ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:200]}); retrain it in labs/02_pretrain.ipynb") from None
+
+
+def check_sentencepiece(model: Path):
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor()
+    try:
+        sp.load(str(model))
+    except Exception as exc:
+        raise InputError(f"{model}: not a valid sentencepiece model ({str(exc).splitlines()[0][:160]}); "
+                         "the file is corrupt or truncated — retrain the tokenizer in labs/02_pretrain.ipynb") from None
+    return sp
+
+

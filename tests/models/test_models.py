@@ -1,0 +1,72 @@
+"""The model layer: one decode loop over transformers and llama.cpp, stop strings cut once, and
+generations that a Stop from another thread ends at the next token (not only the reading loop)."""
+import threading
+import time
+
+import pytest
+
+from puyu_lab.models import GGUFModel, HFModel, cut_at_stops
+from puyu_lab.models.base import _held_back
+from puyu_lab.models.tokenizer import load_tokenizer
+
+
+def test_stop_cutting_and_hold_back():
+    assert cut_at_stops("a. b\nQ: c", ["\nQ:", "."]) == "a"
+    assert cut_at_stops("abc", []) == "abc" and cut_at_stops("abc", ["", "x"]) == "abc"
+    assert _held_back("answer\nQ", ["\nQ:"]) == 2 and _held_back("answer", ["\nQ:"]) == 0
+
+
+@pytest.fixture(scope="module")
+def models(model_dir, ladder):
+    from transformers import AutoModelForCausalLM
+
+    hf = HFModel(AutoModelForCausalLM.from_pretrained(str(model_dir)), load_tokenizer(model_dir), "hf")
+    gg = GGUFModel(ladder["F32"], "gguf")
+    yield {"hf": hf, "gguf": gg}
+    gg.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["hf", "gguf"])
+def test_stop_from_another_thread_ends_the_generation_within_one_token(models, which):
+    m = models[which]
+    # how long one token step takes here
+    g = m.generate("北京", max_new_tokens=16, ignore_eos=True)
+    step_s = (g.seconds - g.prefill_seconds) / max(1, g.output_tokens - 1)
+    flag = threading.Event()
+    box = {}
+
+    def consume():
+        s = m.generate("北京", max_new_tokens=100_000, ignore_eos=True, stream=True, stop_flag=flag)
+        box["pieces"] = [p for p in s]
+        box["gen"] = s.generation
+        box["ended"] = time.perf_counter()
+
+    th = threading.Thread(target=consume)
+    th.start()
+    time.sleep(0.5)
+    t_stop = time.perf_counter()
+    flag.set()
+    th.join(timeout=30)
+    assert not th.is_alive(), "the generating thread did not end after Stop"
+    gen = box["gen"]
+    assert gen.finish == "stopped" and 0 < gen.output_tokens < 100_000
+    assert box["ended"] - t_stop <= 2 * step_s + 0.05, (box["ended"] - t_stop, step_s)
+    assert "".join(box["pieces"]) == gen.text
+
+
+@pytest.mark.slow
+def test_both_runtimes_decode_identically_and_stop_at_strings(models):
+    hf, gg = models["hf"], models["gguf"]
+    msgs = [{"role": "user", "content": "你好"}]
+    a = hf.generate(msgs, max_new_tokens=12, watch="<|im_end|>")
+    b = gg.generate(msgs, max_new_tokens=12, watch="<|im_end|>")
+    assert a.prompt == b.prompt and a.tokens == b.tokens and a.text == b.text  # greedy, F32
+    assert a.watch_prob == pytest.approx(b.watch_prob, rel=1e-3, abs=1e-6)
+    full = hf.generate("北京的冬天", max_new_tokens=24, ignore_eos=True).text
+    stop = next((full[i:i + 2] for i in range(3, len(full) - 2) if full[i:i + 2].strip()), None)
+    if stop is not None:
+        cut = hf.generate("北京的冬天", max_new_tokens=24, ignore_eos=True, stop=[stop])
+        assert cut.finish == "stop" and cut.text == full[: full.index(stop)]
+        streamed = "".join(hf.generate("北京的冬天", max_new_tokens=24, ignore_eos=True, stop=[stop], stream=True))
+        assert streamed == cut.text  # the stream never shows a stop string, not even its start
