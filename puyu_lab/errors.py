@@ -15,3 +15,34 @@ def is_user_error(exc: BaseException) -> bool:
     from .workspace import WorkspaceError
 
     return isinstance(exc, (PuyuError, ProfileError, WorkspaceError))
+
+
+def read_text_file(path, what: str = "file") -> str:
+    """A text file as UTF-8 (a BOM is accepted), or one :class:`InputError` naming the line of the
+    first bad byte and how to convert the file."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such {what}")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")  # a BOM (Windows / Excel "UTF-8") is accepted
+    except UnicodeDecodeError as e:
+        start = e.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+        line = data.count(b"\n", 0, start) + 1
+        raise InputError(f"{path}:{line}: bytes at offset {start} are not UTF-8 ({e.reason}); save the {what} "
+                         "as UTF-8 (e.g. `iconv -f GB18030 -t UTF-8`)") from None
+
+
+def jsonl_records(text: str):
+    """(line number, value, error) for each non-blank line of JSONL text; value is None on an error."""
+    import json
+
+    for ln, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            yield ln, json.loads(raw), None
+        except json.JSONDecodeError as e:
+            yield ln, None, f"invalid JSON at column {e.colno}: {e.msg}"

@@ -28,5 +28,5 @@ def spans_html(tok, ids: Sequence[int], *, style: Callable[[int, int], str] | No
         shown = html.escape(token_text(tok, tid, pieces=pieces)).replace("\n", "↵<br>" if pieces else "↵")
         css = style(i, tid) if style else f"background:{CYCLE[i % len(CYCLE)]};border-right:1px solid #fff;"
         tip = title(i, tid) if title else f"{tid} {tok.convert_ids_to_tokens(tid)}"
-        out.append(f"<span title=\"{html.escape(tip)}\" style=\"{css}padding:1px 0\">{shown}</span>")
+        out.append(f"<span title='{html.escape(tip)}' style='{css}padding:1px 0'>{shown}</span>")
     return f"<div style='font-family:monospace;line-height:{line_height};max-width:900px'>{''.join(out)}</div>"

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, jsonl_records, read_text_file
 
 KINDS = ("perplexity", "choice", "generation")
 MATCHES = ("exact", "contains", "regex")
@@ -96,24 +96,11 @@ def load_task_file(path: str | Path, kind: str, name: str | None = None, **optio
     path = Path(path)
     if kind not in KINDS:
         raise InputError(f"unknown task kind {kind!r}; choose one of {', '.join(KINDS)}")
-    if not path.is_file():
-        raise InputError(f"{path}: no such task file")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")  # a BOM (Windows / Excel "UTF-8") is accepted
-    except UnicodeDecodeError as e:
-        start = e.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
-        line = data.count(b"\n", 0, start) + 1
-        raise InputError(f"{path}:{line}: bytes at offset {start} are not UTF-8 ({e.reason}); save the task file "
-                         "as UTF-8 (e.g. `iconv -f GB18030 -t UTF-8`)") from None
+    text = read_text_file(path, "task file")
     docs, bad = [], []
-    for ln, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
-        try:
-            d = json.loads(raw)
-        except json.JSONDecodeError as e:
-            bad.append(f"line {ln}: invalid JSON at column {e.colno}: {e.msg}")
+    for ln, d, err in jsonl_records(text):
+        if err:
+            bad.append(f"line {ln}: {err}")
             continue
         why = _check_doc(kind, d)
         if why:

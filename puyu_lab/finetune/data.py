@@ -16,7 +16,7 @@ from typing import Iterable
 from ..contracts.calculator import CALCULATOR_SCHEMA, calculate
 from ..contracts.dialogs import CONTROL_PROMPTS, chatterbot_dialogs  # noqa: F401 (part of the mixture)
 from ..contracts.tasks import ARITHMETIC_QUESTION, SENTIMENT_ANSWER, SENTIMENT_MAX_CHARS, SENTIMENT_PROMPT, TOOL_SYSTEM
-from ..errors import InputError
+from ..errors import InputError, jsonl_records, read_text_file
 from ..models.template import IM_END, IM_START, ROLES, tool_call
 
 # ---- self-cognition (个人小助手) ------------------------------------------------------------------
@@ -245,21 +245,12 @@ def load_custom(path: str | Path) -> tuple[list[dict], list[RecordError]]:
     Returns the valid conversations and every bad record with its line number and reason. A file
     without one valid record raises :class:`InputError` listing them."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows / Excel "UTF-8") is accepted
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    text = read_text_file(path)
     good, bad = [], []
     if path.suffix == ".jsonl":
-        for ln, raw in enumerate(text.splitlines(), 1):
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw)
-            except json.JSONDecodeError as e:
-                bad.append(RecordError(ln, f"invalid JSON at column {e.colno}: {e.msg}"))
+        for ln, rec, err in jsonl_records(text):
+            if err:
+                bad.append(RecordError(ln, err))
                 continue
             if not isinstance(rec, dict) or "messages" not in rec:
                 bad.append(RecordError(ln, "expected an object with a 'messages' list (OpenAI chat format)"))

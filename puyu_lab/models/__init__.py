@@ -9,27 +9,25 @@ logits, lm-eval's log-likelihoods). Every stage and panel that runs a model goes
     hf.py         HFModel (transformers)
     gguf.py       GGUFModel (llama.cpp), and loading a GGUF file with clear errors
     openai.py     OpenAIModel (any /v1/chat/completions endpoint)
-    spans.py      one token-span renderer (coloured pieces) for every panel
+    conversation.py  a chat history with streaming, stoppable replies (the chat panel's state)
 """
 from __future__ import annotations
 
 from .base import Generation, LocalModel, Model, Stream, cut_at_stops, log_softmax, softmax
 
 __all__ = ["Generation", "LocalModel", "Model", "Stream", "cut_at_stops", "log_softmax", "softmax",
-           "HFModel", "GGUFModel", "OpenAIModel", "load_model"]
+           "HFModel", "GGUFModel", "OpenAIModel", "Conversation", "load_model"]
 
 
-def __getattr__(name):  # the heavy backends import on first use
-    if name == "HFModel":
-        from .hf import HFModel
-        return HFModel
-    if name == "GGUFModel":
-        from .gguf import GGUFModel
-        return GGUFModel
-    if name == "OpenAIModel":
-        from .openai import OpenAIModel
-        return OpenAIModel
-    raise AttributeError(name)
+_BACKENDS = {"HFModel": "hf", "GGUFModel": "gguf", "OpenAIModel": "openai", "Conversation": "conversation"}
+
+
+def __getattr__(name):  # the backends (torch, llama.cpp) import on first use
+    if name not in _BACKENDS:
+        raise AttributeError(f"module 'puyu_lab.models' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f".{_BACKENDS[name]}", __name__), name)
 
 
 def load_model(source, name: str | None = None, *, ws=None, **kw) -> Model:
