@@ -233,3 +233,39 @@ if __name__ == "__main__":
         _worker_hf(a[1], a[2], a[3], a[4], int(a[5]), int(a[6]), int(a[7]))
     else:
         _worker(a[0], a[1], a[2], int(a[3]), int(a[4]), int(a[5]))
+
+
+# the columns of the trade-off table (the deploy lab's panel and its CSV export)
+COLUMNS = ["level", "backend", "size_mb", "bits_per_weight", "rss_mb", "ppl", "delta_ppl", "kl_mean", "kl_p99", "top1",
+           "prefill_tps", "decode_tps"]
+
+
+def compare_generations(files: dict, prompt: str, levels: list[str], max_new_tokens: int = 32,
+                        on_level=None, stop=None) -> dict[str, str]:
+    """Greedy continuations of ``prompt`` by each GGUF level (loaded one at a time), in order;
+    ``on_level(level, text)`` after each, ``stop`` (a StopFlag) between levels and tokens."""
+    from ..models.gguf import GGUFModel
+
+    out: dict[str, str] = {}
+    for lv in levels:
+        if stop is not None and stop.is_set:
+            break
+        with GGUFModel(files[lv], lv) as m:
+            out[lv] = m.generate(prompt, max_new_tokens=max_new_tokens, stop_flag=stop).text
+        if on_level:
+            on_level(lv, out[lv])
+    return out
+
+
+def write_table_csv(rows: list[dict], path) -> Path:
+    """The measured levels as CSV (the trade-off table's columns), written atomically."""
+    import csv
+
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".partial")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+    return path

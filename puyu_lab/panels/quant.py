@@ -16,11 +16,9 @@ from pathlib import Path
 import ipywidgets as W
 import plotly.graph_objects as go
 
+from ..deploy.measure import COLUMNS, compare_generations, write_table_csv
 from ..i18n import t
 from .base import CSS, PALETTE, esc, html_table, run_in_thread
-
-COLUMNS = ["level", "backend", "size_mb", "bits_per_weight", "rss_mb", "ppl", "delta_ppl", "kl_mean", "kl_p99", "top1",
-           "prefill_tps", "decode_tps"]
 
 
 def tradeoff_figure(rows: list[dict], y: str = "kl_mean") -> go.Figure:
@@ -139,20 +137,17 @@ class QuantTradeoffPanel:
     def compare(self, prompt: str | None = None, levels: list[str] | None = None, max_new_tokens: int = 32,
                 wait: bool = False):
         """Greedy continuations of ``prompt`` by each chosen level, side by side."""
-        from ..models.gguf import GGUFModel
-
         prompt = prompt if prompt is not None else self.prompt.value
         levels = list(levels or self.pick.value)
         self.gen_btn.disabled = True
 
         def work():
-            out = {}
-            for lv in levels:
-                with GGUFModel(self.files[lv], lv) as m:
-                    out[lv] = m.generate(prompt, max_new_tokens=max_new_tokens).text
-                self.generations = dict(out)
+            def shown(lv, text):
+                self.generations = {**self.generations, lv: text}
                 self._draw_gens(prompt)
-            return out
+
+            self.generations = {}
+            return compare_generations(self.files, prompt, levels, max_new_tokens, on_level=shown)
 
         def done(result, error):
             self.gen_btn.disabled = False
@@ -172,17 +167,11 @@ class QuantTradeoffPanel:
 
     def export(self, directory: str | Path | None = None) -> list[Path]:
         """Write the chart (standalone HTML) and the table (CSV)."""
-        import csv
-
         d = Path(directory or self.export_dir or ".")
         d.mkdir(parents=True, exist_ok=True)
         chart = d / "quant_tradeoff.html"
         go.Figure(self.fig).write_html(str(chart), include_plotlyjs=True)
-        table = d / "quant_tradeoff.csv"
-        with open(table, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(self.rows)
+        table = write_table_csv(self.rows, d / "quant_tradeoff.csv")
         self.export_msg.value = f"<span class='puyu ok'>{esc(t('exported'))}: {esc(chart)}, {esc(table.name)}</span>"
         return [chart, table]
 
