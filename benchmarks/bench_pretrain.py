@@ -97,7 +97,7 @@ def trainer_run(ws, cfg, panel: bool) -> float:
             rates.append(e["tokens_per_s"])
 
     if panel:
-        from puyu_lab.panels.training import TrainingPanel
+        from puyu_lab.panels.pretrain import TrainingPanel
 
         p = TrainingPanel()
 

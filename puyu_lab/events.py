@@ -167,3 +167,24 @@ def trainer_callback(emitter: Emitter, *, tokens_per_step: int, stop: StopFlag |
             emitter.emit(END, step=state.global_step, max_steps=state.max_steps, stopped=self.stopped)
 
     return EventCallback()
+
+
+def read_log_history(source) -> list[dict]:
+    """A Trainer log history: a list, or the path of a ``curve.json`` (a list) or ``trainer_state.json``
+    (its ``log_history``)."""
+    import json
+    from pathlib import Path
+
+    if isinstance(source, (str, Path)):
+        data = json.loads(Path(source).read_text(encoding="utf-8"))
+        return list(data["log_history"] if isinstance(data, dict) else data)
+    return list(source)
+
+
+def history_summary(history: list[dict]) -> dict:
+    """The last step, and the last train loss, grad norm and eval loss of a log history."""
+    steps = [h.get("step", 0) for h in history]
+    last_train = next((h for h in reversed(history) if "loss" in h), {})
+    last_eval = next((h for h in reversed(history) if "eval_loss" in h), {})
+    return {"step": max(steps) if steps else 0, "loss": last_train.get("loss"),
+            "grad_norm": last_train.get("grad_norm"), "eval_loss": last_eval.get("eval_loss")}

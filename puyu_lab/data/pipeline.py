@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import xxhash
 
+from ..artifacts import load_corpus  # noqa: F401 (the reader of what this stage writes)
 from ..errors import InputError
 from ..events import Emitter, Event, StopFlag
-from ..artifacts import load_corpus  # noqa: F401 (the reader of what this stage writes)
 from ..workspace import Artifact, Workspace
 from . import pii
 from .dedup import DedupResult, compute_dedup, estimated_jaccard, shingles, true_jaccard
@@ -108,6 +108,21 @@ class CleaningRun:
         v = verdict or self.verdict()
         idx = np.flatnonzero(v.reason == reason)[:k]
         return self.raw.iloc[idx][["id", "source", "text"]]
+
+    def pii_examples(self, k: int = 4, width: int = 240) -> tuple[dict[str, int], list[tuple[str, str]]]:
+        """PII found per kind (all documents), and up to ``k`` excerpts before / after scrubbing
+        (each starts a little before the first ``@`` or digit of a document that has PII)."""
+        sig = self.signals
+        totals = {kind: int(sig[f"pii_{kind}"].sum()) for kind in pii.KINDS}
+        has = np.flatnonzero(sig[[f"pii_{kind}" for kind in pii.KINDS]].sum(axis=1).to_numpy() > 0)[:k]
+        out = []
+        for i in has:
+            text = self.raw["text"].iat[i]
+            m = min((text.find(c) for c in "@0123456789" if text.find(c) >= 0), default=0)
+            a = max(0, m - 80)
+            before = text[a:a + width]
+            out.append((before, pii.scrub(before)[0]))
+        return totals, out
 
     def near_duplicate_pairs(self, k: int = 5) -> list[dict]:
         """Pairs from the largest near-duplicate clusters, with estimated and true Jaccard."""

@@ -36,6 +36,27 @@ class EvalRun:
                 rows.append(row)
         return rows
 
+    def side_by_side(self, task: str, a: str, b: str, only_diff: bool = False) -> list[dict]:
+        """One row per document of ``task``: prompt, gold, and each model's answer (score); with
+        ``only_diff`` only the documents where models ``a`` and ``b`` answer differently."""
+        per = {m: self.samples.get(m, {}).get(task, []) for m in self.models}
+        n = max((len(v) for v in per.values()), default=0)
+        rows = []
+        for i in range(n):
+            sa = per[a][i] if i < len(per[a]) else {}
+            sb = per[b][i] if i < len(per[b]) else {}
+            if only_diff and sa.get("answer") == sb.get("answer"):
+                continue
+            base = next((per[m][i] for m in self.models if i < len(per[m])), {})
+            row = {"#": i, "prompt": str(base.get("prompt", ""))[:160],
+                   "gold": base.get("gold") if not isinstance(base.get("gold"), int) or "choices" not in base
+                   else base["choices"][base["gold"]]}
+            for m in self.models:
+                s = per[m][i] if i < len(per[m]) else {}
+                row[m] = f"{s.get('answer', '')} ({s.get('score', s.get('ll', ''))})" if s else ""
+            rows.append(row)
+        return rows
+
     def lm_eval_json(self, model: str) -> dict:
         return {"results": {t: {f"{k},none": v for k, v in ms.items()} | {"alias": t}
                             for t, ms in self.metrics.get(model, {}).items()},

@@ -1,30 +1,28 @@
-"""Views over the engines: widgets and HTML that subscribe to engine events and draw."""
+"""Views over the engines: widgets and HTML that subscribe to engine events and draw. One module
+per stage (``data``, ``pretrain``, ``finetune``, ``deploy``, ``eval``, ``agent``), plus ``chat``
+(any model, from the fine-tune lab on), ``chain`` (the chain map) and ``base`` (shared drawing)."""
 from .base import HTMLView, Throttle, html_table, run_in_thread  # noqa: F401
-from .chain_map import chain_map, doctor_view, profiles_view  # noqa: F401
+from .chain import chain_map, doctor_view, profiles_view  # noqa: F401
+
+# every panel, by the module that holds it (widgets load only when a panel is asked for)
+PANELS = {
+    "DataCleaningPanel": "data",
+    "TrainingPanel": "pretrain",
+    "inspect_chat": "finetune",
+    "ChatPanel": "chat",
+    "QuantTradeoffPanel": "deploy",
+    "MemoryWhatIf": "deploy",
+    "EvalPanel": "eval",
+    "AgentTracePanel": "agent",
+}
 
 __all__ = ["HTMLView", "Throttle", "html_table", "run_in_thread", "chain_map", "doctor_view", "profiles_view",
-           "DataCleaningPanel", "TrainingPanel", "ChatPanel", "inspect_chat", "AgentTracePanel"]
+           *PANELS]
 
 
-def __getattr__(name):  # widgets load only when a panel is asked for
-    if name == "DataCleaningPanel":
-        from .data_panel import DataCleaningPanel
+def __getattr__(name):
+    if name not in PANELS:
+        raise AttributeError(f"module 'puyu_lab.panels' has no attribute {name!r}")
+    import importlib
 
-        return DataCleaningPanel
-    if name == "TrainingPanel":
-        from .training import TrainingPanel
-
-        return TrainingPanel
-    if name == "ChatPanel":
-        from .chat import ChatPanel
-
-        return ChatPanel
-    if name == "inspect_chat":
-        from .inspector import inspect_chat
-
-        return inspect_chat
-    if name == "AgentTracePanel":
-        from .agent_trace import AgentTracePanel
-
-        return AgentTracePanel
-    raise AttributeError(name)
+    return getattr(importlib.import_module(f".{PANELS[name]}", __name__), name)

@@ -353,7 +353,7 @@ def test_openai_endpoint_native_tool_calling(ladder, tools):
 
 # ---- the trace panel -------------------------------------------------------------------------------
 def test_trace_panel_renders_a_recorded_trace_and_streams_a_live_one(tools, tmp_path):
-    from puyu_lab.panels.agent_trace import STATIC, AgentTracePanel
+    from puyu_lab.panels.agent import STATIC, AgentTracePanel
 
     be = Scripted(["我来算。<|action_start|><|plugin|>\n{\"name\": \"calculator\", \"parameters\": "
                    "{\"expression\": \"6*7\"}}<|action_end|>\n", "6*7 = 42。"])

@@ -53,7 +53,7 @@ def test_cli_advises_and_accepts_skip_bad(news, tmp_path):
 
 
 def test_panel_loads_with_skip_bad_and_shows_the_count(news, tmp_path):
-    from puyu_lab.panels.data_panel import DataCleaningPanel
+    from puyu_lab.panels.data import DataCleaningPanel
 
     src = write_jsonl(tmp_path / "mine.jsonl", news[:3], bad_line=True)
     panel = DataCleaningPanel.from_sources([str(src)], skip_bad=True, show_progress=False)

@@ -13,7 +13,7 @@ def run():
 
 
 def test_slider_moves_funnel_to_engine_counts(run):
-    from puyu_lab.panels.data_panel import DataCleaningPanel
+    from puyu_lab.panels.data import DataCleaningPanel
 
     panel = DataCleaningPanel(run)
     before = [n for _, n in panel.funnel]
@@ -47,7 +47,7 @@ def test_slider_moves_funnel_to_engine_counts(run):
 
 
 def test_panel_views_and_export(run, ws):
-    from puyu_lab.panels.data_panel import DataCleaningPanel
+    from puyu_lab.panels.data import DataCleaningPanel
 
     panel = DataCleaningPanel(run, ws)
     panel.flush()

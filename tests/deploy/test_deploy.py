@@ -190,7 +190,7 @@ def test_server_dies_with_its_kernel(ladder, tmp_path):
 
 def test_tradeoff_panel_from_real_measurements(model_dir, ladder, tmp_path):
     from puyu_lab.deploy.measure import measure_ladder
-    from puyu_lab.panels.quant import QuantTradeoffPanel
+    from puyu_lab.panels.deploy import QuantTradeoffPanel
     from puyu_lab.models.tokenizer import load_tokenizer
 
     tok = load_tokenizer(model_dir)
@@ -215,7 +215,7 @@ def test_tradeoff_panel_from_real_measurements(model_dir, ladder, tmp_path):
 
 def test_memory_whatif_real_models():
     from puyu_lab.deploy.memory import KNOWN, count_parameters, estimate
-    from puyu_lab.panels.quant import MemoryWhatIf
+    from puyu_lab.panels.deploy import MemoryWhatIf
 
     assert round(count_parameters(KNOWN["InternLM2-chat-1.8B"]) / 1e9, 2) == 1.89
     assert round(count_parameters(KNOWN["InternLM2-chat-7B"]) / 1e9, 2) == 7.74

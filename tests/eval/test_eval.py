@@ -155,7 +155,7 @@ def test_malformed_task_files_name_line_and_field(tmp_path):
 
 
 def test_eval_panel_leaderboard_charts_and_disagreements(setup):
-    from puyu_lab.panels.evalpanel import EvalPanel
+    from puyu_lab.panels.eval import EvalPanel
 
     ws, model_dir, data = setup
     choice = load_task_file(data / "choice.jsonl", "choice")

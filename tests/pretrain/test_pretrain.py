@@ -119,7 +119,7 @@ def test_stop_then_resume_continues_the_same_curve(ws):
 
 
 def test_training_panel_draws_from_engine_events(ws):
-    from puyu_lab.panels.training import TrainingPanel
+    from puyu_lab.panels.pretrain import TrainingPanel
 
     panel = TrainingPanel()
     panel.start(lambda on_event, stop: pretrain(ws, tiny_cfg(max_steps=6), on_event=on_event, stop=stop))

@@ -86,24 +86,7 @@ class EvalPanel:
 
     def samples(self) -> list[dict]:
         """The rows the browser shows now (tests read this)."""
-        task, a, b = self.task.value, self.model_a.value, self.model_b.value
-        per = {m: self.run.samples.get(m, {}).get(task, []) for m in self.run.models}
-        n = max((len(v) for v in per.values()), default=0)
-        rows = []
-        for i in range(n):
-            sa = per[a][i] if i < len(per[a]) else {}
-            sb = per[b][i] if i < len(per[b]) else {}
-            if self.only_diff.value and sa.get("answer") == sb.get("answer"):
-                continue
-            base = next((per[m][i] for m in self.run.models if i < len(per[m])), {})
-            row = {"#": i, "prompt": str(base.get("prompt", ""))[:160],
-                   "gold": base.get("gold") if not isinstance(base.get("gold"), int) or "choices" not in base
-                   else base["choices"][base["gold"]]}
-            for m in self.run.models:
-                s = per[m][i] if i < len(per[m]) else {}
-                row[m] = f"{s.get('answer', '')} ({s.get('score', s.get('ll', ''))})" if s else ""
-            rows.append(row)
-        return rows
+        return self.run.side_by_side(self.task.value, self.model_a.value, self.model_b.value, self.only_diff.value)
 
     def _draw_samples(self) -> None:
         rows = self.samples()

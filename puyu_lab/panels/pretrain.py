@@ -218,30 +218,24 @@ class TrainingPanel:
             raise self.error
         return self.result
 
-    def as_callback(self, cfg=None, tok=None):
-        """This panel as a TrainerCallback for any HF Trainer (Stop included)."""
-        from ..events import Emitter
-        from ..pretrain.train import PretrainConfig, make_event_callback
+    def as_callback(self, tokens_per_step: int = 0, stage: str = "pretrain"):
+        """This panel as a TrainerCallback for any HF Trainer (Stop included); ``tokens_per_step``
+        (batch × sequence length) gives the tokens/s readout."""
+        from ..events import Emitter, trainer_callback
 
-        return make_event_callback(Emitter("pretrain", self), cfg or PretrainConfig(sample_every=0), tok, self.stop)
+        return trainer_callback(Emitter(stage, self), tokens_per_step=tokens_per_step, stop=self.stop)
 
     @classmethod
     def replay(cls, history: list[dict] | str, title: str = "InternLM-Train · replay") -> "TrainingPanel":
         """Draw a finished run from its log history (a list, or a ``curve.json`` / ``trainer_state.json`` path)."""
-        import json
-        from pathlib import Path
+        from ..events import history_summary, read_log_history
 
-        if isinstance(history, (str, Path)):
-            data = json.loads(Path(history).read_text(encoding="utf-8"))
-            history = data["log_history"] if isinstance(data, dict) else data
+        history = read_log_history(history)
         panel = cls(title)
         panel._load_history(history)
-        steps = [h.get("step", 0) for h in history]
-        panel.max_steps = max(steps) if steps else 0
-        last_train = next((h for h in reversed(history) if "loss" in h), {})
-        last_eval = next((h for h in reversed(history) if "eval_loss" in h), {})
-        panel.last.update(step=panel.max_steps, loss=last_train.get("loss"), grad_norm=last_train.get("grad_norm"),
-                          eval_loss=last_eval.get("eval_loss"))
+        summary = history_summary(history)
+        panel.max_steps = summary["step"]
+        panel.last.update(summary)
         panel.status.value = f"<span class='puyu'>{t('replay')}</span>"
         panel._redraw()
         return panel

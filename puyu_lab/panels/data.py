@@ -282,19 +282,9 @@ class DataCleaningPanel:
         self.clusters.value = f"<div class='puyu'><table class='puyu-table'>{rows}</table></div>"
 
     def _draw_pii(self) -> None:
-        from ..data import pii
-
-        sig = self.run.signals
-        has = np.flatnonzero(sig[[f"pii_{k}" for k in pii.KINDS]].sum(axis=1).to_numpy() > 0)[:4]
-        totals = {k: int(sig[f"pii_{k}"].sum()) for k in pii.KINDS}
-        rows = []
-        for i in has:
-            text = self.run.raw["text"].iat[i]
-            m = min((text.find(c) for c in "@0123456789" if text.find(c) >= 0), default=0)
-            a = max(0, m - 80)
-            before = text[a:a + 240]
-            rows.append(f"<tr><td><pre style='white-space:pre-wrap'>{esc(before)}</pre></td>"
-                        f"<td><pre style='white-space:pre-wrap'>{esc(pii.scrub(before)[0])}</pre></td></tr>")
+        totals, examples = self.run.pii_examples()
+        rows = [f"<tr><td><pre style='white-space:pre-wrap'>{esc(before)}</pre></td>"
+                f"<td><pre style='white-space:pre-wrap'>{esc(after)}</pre></td></tr>" for before, after in examples]
         head = ", ".join(f"{k}: {n}" for k, n in totals.items())
         self.pii_view.value = (f"<div class='puyu'><p>{esc(head)}</p><table class='puyu-table'>"
                                f"<tr><th>before</th><th>after</th></tr>{''.join(rows)}</table></div>")
