@@ -5,3 +5,16 @@ Engines only (no widgets): ``data`` (the SFT mixture and custom-file checks), ``
 the Trainer run, merge, scoring), ``cli`` (``puyu-lab finetune …``). The chat format itself is the
 model layer's (:mod:`puyu_lab.models.template`).
 """
+from __future__ import annotations
+
+__all__ = ["SFTConfig", "run"]
+
+
+def __getattr__(name):  # the package imports light; its config and entry point load on first use
+    if name == "SFTConfig":
+        from .config import SFTConfig
+        return SFTConfig
+    if name == "run":
+        from .entry import run
+        return run
+    raise AttributeError(name)
