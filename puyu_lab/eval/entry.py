@@ -20,6 +20,7 @@ class EvalResult:
     tasks: list
 
 
+@stage_entry("eval")
 def models_for(ws: Workspace, cfg: EvalConfig) -> dict:
     """The scorers ``cfg`` names: each model artifact (by its short name), then ``sft-<level>`` GGUF files."""
     from ..artifacts import gguf_name, ladder_files, short
