@@ -102,13 +102,16 @@ def main(argv: list[str] | None = None) -> int:
     lab.add_argument("--token", default=None, help="fixed token (default: JupyterLab makes one)")
     lab.set_defaults(fn=cmd_lab)
 
+    from .agent.cli import add_agent_commands
     from .data.cli import add_data_commands
+    from .deploy.cli import add_deploy_commands
+    from .eval.cli import add_eval_commands
     from .finetune.cli import add_finetune_commands
     from .pretrain.cli import add_pretrain_commands
 
-    add_data_commands(sub)
-    add_pretrain_commands(sub)
-    add_finetune_commands(sub)
+    for add in (add_data_commands, add_pretrain_commands, add_finetune_commands, add_deploy_commands,
+                add_eval_commands, add_agent_commands):  # the chain's order
+        add(sub)
 
     args = p.parse_args(argv)
     try:

@@ -83,3 +83,13 @@ def get_profile(name: str | None = None, *, check: bool = True) -> Profile:
             "labs on a GPU machine (see README: Running on a GPU)."
         )
     return profile
+
+
+def as_profile(profile: "str | Profile | None" = None) -> Profile:
+    """``profile`` as a :class:`Profile`: a name (``None``: the default), or a profile itself.
+
+    For sizing a stage's config (``XConfig.for_profile``): no hardware check here — the stage
+    that needs CUDA checks when it runs."""
+    if isinstance(profile, Profile):
+        return profile
+    return get_profile(profile, check=False)

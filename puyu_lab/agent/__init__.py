@@ -5,3 +5,16 @@ Python, BM25 corpus search, dates), ``sandbox``, ``protocols`` (InternLM2 functi
 OpenAI native tools), ``backends`` (transformers, llama.cpp, OpenAI-compatible), ``agent`` (the loop
 and :class:`Trace`), ``evaluate`` (held-out arithmetic with vs without tools → ``agent/eval``).
 """
+from __future__ import annotations
+
+__all__ = ["AgentConfig", "run"]
+
+
+def __getattr__(name):  # the package imports light; its config and entry point load on first use
+    if name == "AgentConfig":
+        from .config import AgentConfig
+        return AgentConfig
+    if name == "run":
+        from .entry import run
+        return run
+    raise AttributeError(name)

@@ -54,7 +54,8 @@ def eval_ids(ws: Workspace, tok, n_tokens: int = 2048) -> list[int]:
 
 @stage_entry("deploy")
 def measure(ws: Workspace, model: str = "model/sft", *, n_tokens: int = 2048, n_ctx: int = 256,
-            transformers: tuple[str, ...] | None = None, on_event: Callable[[Event], None] | None = None) -> Artifact:
+            decode_tokens: int = 64, transformers: tuple[str, ...] | None = None,
+            on_event: Callable[[Event], None] | None = None) -> Artifact:
     """Measure the ladder and the transformers-side rows (fp32, bitsandbytes int8 / nf4, torch
     dynamic int8) on held-out text → ``quant/<model>``."""
     from ..models.tokenizer import load_tokenizer
@@ -68,7 +69,8 @@ def measure(ws: Workspace, model: str = "model/sft", *, n_tokens: int = 2048, n_
     files: dict = dict(ladder_files(ws, model))
     for v in (HF_VARIANTS if transformers is None else transformers):
         files[v] = f"hf:{v}:{src.path}"
-    results, detail = measure_ladder(files, ids, n_ctx=n_ctx, n_params=n_params, on_event=on_event)
+    results, detail = measure_ladder(files, ids, n_ctx=n_ctx, decode_tokens=decode_tokens, n_params=n_params,
+                                     on_event=on_event)
     with ws.write(quant_name(model), kind="measurements", stage="deploy", parents=[gg, src],
                   params={"n_tokens": len(ids), "n_ctx": n_ctx, "reference": "F32"}) as w:
         (w.path / "results.json").write_text(json.dumps([r.to_dict() for r in results], indent=1), encoding="utf-8")

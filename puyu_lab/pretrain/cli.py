@@ -1,4 +1,4 @@
-"""``puyu-lab pretrain …``: train the tokenizer, train the model (also under ``accelerate launch``)."""
+"""``puyu-lab pretrain …``: train the tokenizer, train the model (also under ``accelerate launch``), or both (``run``)."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ from pathlib import Path
 
 def config_from_dict(d: dict):
     from .model import ModelPreset
-    from .train import PretrainConfig
+    from .config import PretrainConfig
 
     d = dict(d)
     if isinstance(d.get("preset"), dict):
@@ -21,30 +21,47 @@ def config_from_dict(d: dict):
 def cmd_tokenizer(args: argparse.Namespace) -> int:
     from ..profiles import get_profile
     from ..workspace import Workspace
-    from .train import config_for_profile, train_tokenizer
+    from .config import PretrainConfig
+    from .train import train_tokenizer
 
-    cfg = config_for_profile(get_profile(args.profile, check=False))
+    cfg = PretrainConfig.for_profile(get_profile(args.profile, check=False))
     art = train_tokenizer(Workspace(args.home), args.vocab_size or cfg.preset.vocab_size)
     print(f"wrote {art.name}: {art.metrics}")
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _config(args: argparse.Namespace):
     from dataclasses import replace
 
     from ..profiles import get_profile
-    from ..workspace import Workspace
-    from .train import config_for_profile, pretrain
+    from .config import PretrainConfig
 
     if args.config:
         cfg = config_from_dict(json.loads(Path(args.config).read_text(encoding="utf-8")))
     else:
-        cfg = config_for_profile(get_profile(args.profile))
+        cfg = PretrainConfig.for_profile(get_profile(args.profile))
     if args.max_steps:
         cfg = replace(cfg, max_steps=args.max_steps)
-    res = pretrain(Workspace(args.home), cfg, resume=args.resume)
+    return cfg
+
+
+def _report(res) -> int:
     print(f"{'stopped' if res.stopped else 'finished'} at step {res.steps}/{res.max_steps}: {res.artifact.metrics}")
     return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..workspace import Workspace
+    from .train import pretrain
+
+    return _report(pretrain(Workspace(args.home), _config(args), resume=args.resume))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..workspace import Workspace
+    from .entry import run
+
+    return _report(run(Workspace(args.home), _config(args)))
 
 
 def add_pretrain_commands(sub) -> None:
@@ -62,3 +79,9 @@ def add_pretrain_commands(sub) -> None:
     tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     tr.add_argument("--home", default=None)
     tr.set_defaults(fn=cmd_train)
+    r = ps.add_parser("run", help="the whole stage: tokenizer/spm, then model/base")
+    r.add_argument("--profile", default=None)
+    r.add_argument("--config", default=None, help="a PretrainConfig as JSON")
+    r.add_argument("--max-steps", type=int, default=None)
+    r.add_argument("--home", default=None)
+    r.set_defaults(fn=cmd_run)

@@ -1,0 +1,30 @@
+"""The eval stage's config: how many documents per task, which models and GGUF levels, sized per profile."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..profiles import as_profile
+
+
+@dataclass
+class EvalConfig:
+    n: int = 40  # documents per choice / generation task
+    ppl_docs: int = 12  # held-out news articles for perplexity
+    seed: int = 0
+    models: tuple[str, ...] = ("model/base", "model/sft")  # model artifacts, named by their last part
+    levels: tuple[str, ...] = ("Q4_K_M", "Q2_K")  # GGUF levels of model/sft, when the deploy lab has run
+    batch_size: int = 8
+    cache: bool = True  # lm-eval style request cache under <workspace>/cache/eval
+    name: str = "eval/chain"  # the artifact written
+    progress_bar: bool = True
+
+    @classmethod
+    def for_profile(cls, profile=None, **changes) -> "EvalConfig":
+        """The profile's sizes (a name, a :class:`~puyu_lab.profiles.Profile` or ``None`` for the
+        default), with ``changes`` on top."""
+        name = as_profile(profile).name
+        cfg = cls() if name == "quick" else cls(n=200, ppl_docs=40)
+        for k in ("models", "levels"):
+            if k in changes:
+                changes[k] = tuple(changes[k])
+        return replace(cfg, **changes)

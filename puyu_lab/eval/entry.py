@@ -1,0 +1,60 @@
+"""The eval stage in one call: the built-in tasks over the base and SFT models (and the SFT model's
+GGUF levels, when the deploy lab has run) → ``eval/chain``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import InputError
+from ..events import Event, StopFlag
+from ..workspace import Artifact, Workspace, stage_entry
+from .config import EvalConfig
+
+GGUF_OF = "model/sft"  # whose GGUF levels are evaluated
+
+
+@dataclass
+class EvalResult:
+    run: object  # the runner.EvalRun (metrics, samples, summary)
+    artifact: Artifact  # eval/chain
+    tasks: list
+
+
+@stage_entry("eval")
+def models_for(ws: Workspace, cfg: EvalConfig) -> dict:
+    """The scorers ``cfg`` names: each model artifact (by its short name), then ``sft-<level>`` GGUF files."""
+    from ..artifacts import gguf_name, ladder_files, short
+    from ..models import GGUFModel, HFModel
+
+    scorers = {short(m): HFModel.load(ws.get(m).path, short(m), batch_size=cfg.batch_size) for m in cfg.models}
+    if cfg.levels and ws.exists(gguf_name(GGUF_OF)):
+        files = ladder_files(ws, GGUF_OF)
+        ref = scorers.get(short(GGUF_OF))
+        for lv in cfg.levels:
+            if lv not in files:
+                raise InputError(f"{gguf_name(GGUF_OF)} has no level {lv}; it has {', '.join(files)}")
+            name = f"{short(GGUF_OF)}-{lv}"
+            scorers[name] = GGUFModel(files[lv], name, **({"max_length": ref.max_length} if ref else {}))
+    if cfg.cache:
+        for name, s in scorers.items():
+            s.use_cache(ws.root / "cache" / "eval" / f"{name}.json")
+    return scorers
+
+
+@stage_entry("eval")
+def run(ws: Workspace, cfg: EvalConfig | None = None, *, on_event: Callable[[Event], None] | None = None,
+        stop: StopFlag | None = None) -> EvalResult:
+    """``builtin_tasks`` sized by ``cfg`` (default: the profile's), ``evaluate`` every model, ``save``."""
+    from .builtin import builtin_tasks
+    from .runner import evaluate, save
+
+    cfg = cfg or EvalConfig.for_profile()
+    tasks = builtin_tasks(ws, n=cfg.n, ppl_docs=cfg.ppl_docs, seed=cfg.seed)
+    scorers = models_for(ws, cfg)
+    try:
+        result = evaluate(scorers, tasks, on_event=on_event, stop=stop, progress_bar=cfg.progress_bar)
+    finally:
+        for s in scorers.values():
+            s.close()
+    art = save(ws, result, cfg.name, parents=[ws.get(m) for m in cfg.models])
+    return EvalResult(result, art, tasks)
