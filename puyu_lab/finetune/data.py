@@ -15,7 +15,13 @@ from typing import Iterable
 
 from ..contracts.calculator import CALCULATOR_SCHEMA, calculate
 from ..contracts.dialogs import CONTROL_PROMPTS, chatterbot_dialogs  # noqa: F401 (part of the mixture)
-from ..contracts.tasks import ARITHMETIC_QUESTION, SENTIMENT_ANSWER, SENTIMENT_MAX_CHARS, SENTIMENT_PROMPT, TOOL_SYSTEM
+from ..contracts.tasks import (
+    ARITHMETIC_QUESTION,
+    SENTIMENT_ANSWER,
+    SENTIMENT_MAX_CHARS,
+    SENTIMENT_PROMPT,
+    TOOL_SYSTEM,
+)
 from ..errors import InputError, jsonl_records, read_text_file
 from ..models.template import IM_END, IM_START, ROLES, tool_call
 
