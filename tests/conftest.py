@@ -36,27 +36,85 @@ def artifacts_dir() -> Path:
     return d
 
 
-# ---- a tiny real chat model and its GGUF ladder (deploy and agent tests) -----------------------------
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory):
-    """A tiny real model (trained a few steps) with the chat template, saved as the stages save it."""
-    from puyu_lab.data.pipeline import prepare
-    from puyu_lab.workspace import Workspace
-    from puyu_lab.data.sources import load_sources
-    from puyu_lab.models.template import install_template
-    from puyu_lab.pretrain.model import ModelPreset
-    from puyu_lab.models.tokenizer import load_tokenizer, save_tokenizer
-    from puyu_lab.pretrain.train import PretrainConfig, pretrain, train_tokenizer
+# ---- the chain in miniature, built once per session in layers ------------------------------------
+# corpus → tokenizer → base → sft: each layer is a real workspace made by the stages' own engines
+# (small real data, a tiny real model), built on first use and copied for each test that asks, so
+# a test can write into its copy freely. One recipe instead of a near-copy per test folder.
+TINY_PRESET = dict(hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=512,
+                   vocab_size=3072, block_size=64)  # row lengths multiples of 256: real K-quants
+LAYERS = ("corpus", "tokenizer", "base", "sft")
 
-    ws = Workspace(tmp_path_factory.mktemp("dep") / "ws")
-    prepare(raw=load_sources(["news-zh", "reviews-zh"], limit_per_source=300, seed=3), show_progress=False).export(ws)
-    train_tokenizer(ws, 3072)
-    pretrain(ws, PretrainConfig(preset=ModelPreset(hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=2,
-                                                   intermediate_size=512, vocab_size=3072, block_size=64),
-                                batch_size=4, max_steps=6, warmup_steps=1, eval_every=6, save_every=6, sample_every=0,
-                                eval_blocks=4, progress_bar=False, bf16=False))
+
+class Layers:
+    def __init__(self, root: Path):
+        self.root = root
+        self.built: dict[str, Path] = {}
+
+    def _build(self, layer: str) -> Path:
+        from puyu_lab.workspace import Workspace
+
+        if layer in self.built:
+            return self.built[layer]
+        i = LAYERS.index(layer)
+        dest = self.root / layer
+        if i:
+            shutil.copytree(self._build(LAYERS[i - 1]), dest, symlinks=True)
+        ws = Workspace(dest)
+        if layer == "corpus":
+            from puyu_lab.data.pipeline import prepare
+            from puyu_lab.data.sources import load_sources
+
+            prepare(raw=load_sources(["news-zh", "reviews-zh"], limit_per_source=400, seed=1),
+                    show_progress=False).export(ws)
+        elif layer == "tokenizer":
+            from puyu_lab.pretrain.train import train_tokenizer
+
+            train_tokenizer(ws, 3072)
+        elif layer == "base":
+            from puyu_lab.pretrain.model import ModelPreset
+            from puyu_lab.pretrain.train import PretrainConfig, pretrain
+
+            pretrain(ws, PretrainConfig(preset=ModelPreset(**TINY_PRESET), batch_size=4, max_steps=20, warmup_steps=2,
+                                        eval_every=20, save_every=20, sample_every=0, eval_blocks=4,
+                                        progress_bar=False, bf16=False))
+        elif layer == "sft":
+            from puyu_lab.finetune.data import SFTDataSettings
+            from puyu_lab.finetune.train import SFTConfig, finetune
+
+            data = SFTDataSettings(dialogs_zh=30, dialogs_en=10, sentiment_max=20, tool_examples=10, tool_heldout=5,
+                                   self_repeat=1)
+            finetune(ws, SFTConfig(max_steps=4, batch_size=4, max_length=160, sample_every=0, save_every=4,
+                                   progress_bar=False, data=data, bf16=False), score=False)
+        self.built[layer] = dest
+        return dest
+
+    def workspace(self, layer: str, dest: Path):
+        """A fresh copy of the workspace built up to ``layer`` (``corpus``, ``tokenizer``, ``base``, ``sft``)."""
+        from puyu_lab.workspace import Workspace
+
+        shutil.copytree(self._build(layer), dest, symlinks=True)
+        return Workspace(dest)
+
+    def path(self, layer: str) -> Path:
+        """The shared (read-only by convention) workspace of ``layer``."""
+        return self._build(layer)
+
+
+@pytest.fixture(scope="session")
+def layers(tmp_path_factory) -> Layers:
+    return Layers(tmp_path_factory.mktemp("layers"))
+
+
+# ---- a tiny real chat model and its GGUF ladder (deploy, agent and model-layer tests) ----------------
+@pytest.fixture(scope="session")
+def model_dir(layers, tmp_path_factory):
+    """The tiny base model with the chat template, saved as the stages save it."""
+    from puyu_lab.models.template import install_template
+    from puyu_lab.models.tokenizer import load_tokenizer, save_tokenizer
+    from puyu_lab.workspace import Workspace
+
     d = tmp_path_factory.mktemp("chat") / "model"
-    shutil.copytree(ws.get("model/base").path, d)
+    shutil.copytree(Workspace(layers.path("base")).get("model/base").path, d)
     tok = load_tokenizer(d)
     install_template(tok)
     save_tokenizer(tok, d)

@@ -5,8 +5,6 @@ import sys
 
 import pytest
 
-from puyu_lab.data.pipeline import prepare
-from puyu_lab.data.sources import load_sources
 from puyu_lab.errors import InputError
 from puyu_lab.events import StopFlag
 from puyu_lab.pretrain.model import ModelPreset
@@ -29,12 +27,8 @@ def tiny_cfg(**kw) -> PretrainConfig:
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory):
-    ws = Workspace(tmp_path_factory.mktemp("pre") / "ws")
-    run = prepare(raw=load_sources(["news-zh", "reviews-zh"], limit_per_source=400, seed=1), show_progress=False)
-    run.export(ws)
-    train_tokenizer(ws, 3072)
-    return ws
+def ws(layers, tmp_path_factory):
+    return layers.workspace("tokenizer", tmp_path_factory.mktemp("pre") / "ws")
 
 
 MIXED = ["北京的冬天很冷，但是人们的生活依然丰富多彩。", "The quick brown fox jumps over 13 lazy dogs.",

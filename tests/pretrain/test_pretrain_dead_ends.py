@@ -3,24 +3,18 @@ import dataclasses
 
 import pytest
 
-from puyu_lab.data.pipeline import prepare
-from puyu_lab.data.sources import load_sources
 from puyu_lab.errors import InputError
 from puyu_lab.pretrain.model import ModelPreset
 from puyu_lab.pretrain.tokenizer import load_tokenizer
 from puyu_lab.pretrain.train import PretrainConfig, last_checkpoint, pack, pretrain, train_tokenizer
-from puyu_lab.workspace import Workspace
 
 TINY = ModelPreset(hidden_size=256, num_layers=1, num_heads=4, num_kv_heads=2, intermediate_size=256,
                    vocab_size=3072, block_size=64)
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory):
-    ws = Workspace(tmp_path_factory.mktemp("pre") / "ws")
-    prepare(raw=load_sources(["news-zh", "reviews-zh"], limit_per_source=300, seed=1), show_progress=False).export(ws)
-    train_tokenizer(ws, 3072)
-    return ws
+def ws(layers, tmp_path_factory):
+    return layers.workspace("tokenizer", tmp_path_factory.mktemp("pre") / "ws")
 
 
 def test_corpus_smaller_than_one_block_says_tokens_and_what_to_do(ws):
