@@ -8,6 +8,7 @@ from :meth:`puyu_lab.agent.Agent.run` are batched and sent at most 5 times a sec
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import anywidget
@@ -122,9 +123,24 @@ class AgentTracePanel(anywidget.AnyWidget):
         return self.thread
 
     def wait(self, timeout: float | None = None):
-        """Block until the run ends — widget events are still handled, so Stop works while a cell
-        waits — and return its Trace; re-raises the run's exception."""
+        """Block until the run ends and return its Trace; re-raises the run's exception. In a notebook
+        prefer ``await panel.wait_async()``: a Stop click reaches the kernel while that cell waits."""
         join_polling(self.thread, timeout)
+        self._push.flush()
+        if self.error is not None:
+            raise self.error
+        return self.trace
+
+    async def wait_async(self, timeout: float | None = None):
+        """``await panel.wait_async()`` in a notebook cell: the kernel's event loop stays free while the
+        cell waits, so it handles the Stop click meanwhile (ipykernel 7 dispatches widget messages
+        during an awaiting cell; a blocking wait cannot see them there). Returns the Trace."""
+        import asyncio
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.thread is not None and self.thread.is_alive() and \
+                (deadline is None or time.monotonic() < deadline):
+            await asyncio.sleep(0.05)
         self._push.flush()
         if self.error is not None:
             raise self.error

@@ -120,8 +120,13 @@ def run_in_thread(fn: Callable[[], Any], *, on_done: Callable[[Any, BaseExceptio
 
 
 def join_polling(th: threading.Thread | None, timeout: float | None = None) -> None:
-    """Wait for a worker thread while still handling widget events, so a Stop click reaches the
-    kernel while a cell waits (outside a kernel — scripts, tests, papermill — a plain join)."""
+    """Wait for a worker thread, handling widget events through jupyter-ui-poll where it can
+    (outside a kernel — scripts, tests — a plain join).
+
+    Seen with ipykernel 7.4 and jupyter-ui-poll 1.1.0: the kernel has no ``do_one_iteration`` any
+    more, the poll silently does nothing, and a Stop click waits until the cell ends. There an
+    awaiting cell works instead (ipykernel 7 dispatches widget messages while a cell awaits): see
+    :meth:`AgentTracePanel.wait_async`."""
     if th is None:
         return
     deadline = None if timeout is None else time.monotonic() + timeout

@@ -1,4 +1,5 @@
 """Agent: tool registry, sandbox, both protocols' parsers, the loop, real backends, the trace panel."""
+import asyncio
 import json
 import os
 import threading
@@ -475,6 +476,8 @@ def test_trace_panel_is_live_stops_on_its_button_and_shows_a_failing_run(tools):
     tr = panel.wait(timeout=5)
     assert tr.status == "stopped" and panel.status == "stopped" and len(tr.turns) < 4
     assert panel.error is None and panel.error_text == ""
+    panel.run(Agent(Slow(["42"], delay=0.01), tools.subset("calculator")), "6*7?")
+    assert asyncio.run(panel.wait_async(timeout=5)).answer == "42"  # what the lab's waiting cell awaits
 
     class Broken(Scripted):
         def generate(self, *a, **kw):
