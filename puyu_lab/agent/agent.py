@@ -106,6 +106,21 @@ class Agent:
             trace.steps.append(s)
             em.emit("step", step=s)
 
+        def act(parsed: Parsed, turn: int, timing: dict) -> str:
+            """Run one call (or report why it cannot run) as steps; the observation for the model."""
+            if parsed.kind == "error":
+                step("error", turn, text=parsed.error, error_kind=parsed.error_kind, tool=parsed.tool, **timing)
+                observation = f"error: {parsed.error}"
+                step("observation", turn, text=observation, ok=False, seconds=0.0)
+                return observation
+            step("call", turn, tool=parsed.tool, args=parsed.args, notes=parsed.notes,
+                 text=self.protocol.call_text(parsed.tool, parsed.args), **timing)
+            result = self.tools.call(parsed.tool, parsed.args)
+            observation = result.as_text()
+            step("observation", turn, text=observation, ok=result.ok, tool=parsed.tool,
+                 seconds=round(result.seconds, 4))
+            return observation
+
         try:
             for turn in range(self.max_turns):
                 if stop is not None and stop.is_set:
@@ -125,6 +140,9 @@ class Agent:
                        "diagnosis": diagnose(parsed, gen, self.tools, self.protocol, turn)}
                 trace.turns.append(rec)
                 em.emit("turn", turn=rec)
+                if gen.finish == "stopped" or (stop is not None and stop.is_set):
+                    trace.status = "stopped"  # Stop ended the generation itself: nothing of it runs
+                    break
                 timing = {"seconds": rec["seconds"], "tokens": gen.output_tokens}
                 if parsed.thought:
                     step("thought", turn, text=parsed.thought, **timing)
@@ -133,18 +151,12 @@ class Agent:
                     step("final", turn, text=parsed.answer, **timing)
                     trace.answer, trace.status = parsed.answer, "answered"
                     break
-                if parsed.kind == "error":
-                    step("error", turn, text=parsed.error, error_kind=parsed.error_kind, tool=parsed.tool, **timing)
-                    observation = f"error: {parsed.error}"
-                    step("observation", turn, text=observation, ok=False, seconds=0.0)
-                else:
-                    step("call", turn, tool=parsed.tool, args=parsed.args, notes=parsed.notes,
-                         text=self.protocol.call_text(parsed.tool, parsed.args), **timing)
-                    result = self.tools.call(parsed.tool, parsed.args)
-                    observation = result.as_text()
-                    step("observation", turn, text=observation, ok=result.ok, tool=parsed.tool,
-                         seconds=round(result.seconds, 4))
-                history.append(Turn(gen.text, parsed, observation, call_id=f"call_{turn}"))
+                observation = act(parsed, turn, timing)
+                more = []  # an endpoint may ask for several calls at once: each runs, in order
+                for i, extra in enumerate(parsed.more, 1):
+                    more.append(Turn(gen.text, extra, act(extra, turn, {}), call_id=extra.call_id or f"call_{turn}_{i}"))
+                history.append(Turn(gen.text, parsed, observation, call_id=parsed.call_id or f"call_{turn}",
+                                    more=more))
             else:
                 trace.status = "max_turns"
         except Exception as e:

@@ -51,6 +51,8 @@ class Parsed:
     error_kind: str | None = None
     error: str | None = None  # written for the model: it becomes the observation
     notes: list[str] = field(default_factory=list)  # forgiving repairs that were applied
+    call_id: str | None = None  # an endpoint's id of this call (native tool calling)
+    more: list["Parsed"] = field(default_factory=list)  # the further calls of the same reply, in order
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -156,6 +158,7 @@ class Turn:
     parsed: Parsed
     observation: str
     call_id: str = "call_0"
+    more: list["Turn"] = field(default_factory=list)  # the reply's further calls (an endpoint's tool_calls)
 
 
 class Protocol(ABC):
@@ -379,11 +382,15 @@ class OpenAIToolsProtocol(Protocol):
         msgs = ([{"role": "system", "content": sys_text}] if sys_text else []) + [{"role": "user", "content": question}]
         for t in history:
             p = t.parsed
-            if p.kind == "call":
+            if p.kind == "call" or t.more:
+                # every call of the reply, then one ``tool`` message per call with its id, in order
+                calls = [t] + list(t.more)
                 msgs.append({"role": "assistant", "content": p.thought or "", "tool_calls": [
-                    {"id": t.call_id, "type": "function",
-                     "function": {"name": p.tool, "arguments": json.dumps(p.args, ensure_ascii=False)}}]})
-                msgs.append({"role": "tool", "tool_call_id": t.call_id, "content": t.observation})
+                    {"id": c.call_id, "type": "function",
+                     "function": {"name": c.parsed.tool or "",
+                                  "arguments": json.dumps(c.parsed.args or {}, ensure_ascii=False)}}
+                    for c in calls]})
+                msgs.extend({"role": "tool", "tool_call_id": c.call_id, "content": c.observation} for c in calls)
             else:
                 msgs.append({"role": "assistant", "content": strip_end(t.raw)})
                 msgs.append({"role": "user", "content": t.observation})
@@ -398,18 +405,28 @@ class OpenAIToolsProtocol(Protocol):
     def parse_generation(self, gen, tools):
         if not gen.tool_calls:
             return self.parse(gen.text, tools)
-        notes = [f"{len(gen.tool_calls)} tool calls: ran the first"] if len(gen.tool_calls) > 1 else []
-        c = gen.tool_calls[0]
+        thought = (gen.text or "").strip()
+        parsed = [self._parse_call(c, gen.text, thought, tools) for c in gen.tool_calls]
+        first = parsed[0]
+        if len(parsed) > 1:
+            first.notes = [f"{len(parsed)} tool calls in one reply: each runs, in order"] + first.notes
+            first.more = parsed[1:]
+        return first
+
+    @staticmethod
+    def _parse_call(c: dict, raw: str, thought: str, tools) -> Parsed:
+        """One of an endpoint's ``tool_calls`` as a call (or the error that says what is wrong)."""
+        notes: list[str] = []
         args = c["arguments"]
         if isinstance(args, str):
             try:
                 args, more = loads_forgiving(args) if args.strip() else ({}, [])
                 notes += more
             except ValueError as e:
-                return Parsed("error", gen.text, gen.text, tool=c["name"], error_kind=BAD_JSON, notes=notes,
-                              error=f"the arguments of {c['name']} are not valid JSON ({e})")
-        p = check_call(tools, c["name"], args, gen.text, (gen.text or "").strip(), notes,
-                       "call it with a JSON object of its parameters")
+                return Parsed("error", raw, thought, tool=c["name"], error_kind=BAD_JSON, notes=notes,
+                              call_id=c.get("id"), error=f"the arguments of {c['name']} are not valid JSON ({e})")
+        p = check_call(tools, c["name"], args, raw, thought, notes, "call it with a JSON object of its parameters")
+        p.call_id = c.get("id")
         return p
 
 

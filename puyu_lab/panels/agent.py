@@ -8,6 +8,7 @@ from :meth:`puyu_lab.agent.Agent.run` are batched and sent at most 5 times a sec
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import anywidget
@@ -15,7 +16,7 @@ import traitlets
 
 from ..events import Event, StopFlag
 from ..i18n import both
-from .base import Throttle, run_in_thread
+from .base import Throttle, error_text, join_polling, run_in_thread
 
 STATIC = Path(__file__).parent / "static"
 LABEL_KEYS = ("step_thought", "step_call", "step_observation", "step_final", "step_error", "prompt_sent",
@@ -33,6 +34,7 @@ class AgentTracePanel(anywidget.AnyWidget):
     backend = traitlets.Unicode("").tag(sync=True)
     labels = traitlets.Dict().tag(sync=True)
     stop_requested = traitlets.Bool(False).tag(sync=True)
+    error_text = traitlets.Unicode("").tag(sync=True)  # the worker's exception, shown as an error line
 
     def __init__(self, trace=None, **kw):
         super().__init__(**kw)
@@ -43,6 +45,9 @@ class AgentTracePanel(anywidget.AnyWidget):
         self._meta: dict = {}
         self._push = Throttle(self._flush)
         self.stop_flag = StopFlag()
+        self.thread: threading.Thread | None = None
+        self.trace = None  # the finished run's Trace
+        self.error: BaseException | None = None  # what the worker raised, kept
         self.observe(lambda ch: ch["new"] and self.stop_flag.set(), names="stop_requested")
         if trace is not None:
             self.show_trace(trace)
@@ -88,17 +93,60 @@ class AgentTracePanel(anywidget.AnyWidget):
         return self
 
     def run(self, agent, question: str, *, wait: bool = False):
-        """Run ``agent`` on ``question`` in a worker thread (the Stop button works meanwhile)."""
+        """Run ``agent`` on ``question`` in a worker thread: the trace fills step by step and the
+        Stop button works meanwhile. Returns the thread; :meth:`wait` (or ``wait=True``) gives the
+        :class:`~puyu_lab.agent.Trace`. An exception of the run is shown in the panel and kept in
+        :attr:`error`."""
+        if self.thread is not None and self.thread.is_alive():
+            raise RuntimeError("this panel is still running an agent: wait() for it or press Stop first")
         self.stop_flag.clear()
         self.stop_requested = False
-        result: dict = {}
+        self.trace, self.error, self.error_text = None, None, ""
+        with self._lock:  # drawn as running before the worker's first event
+            self._steps, self._turns = [], []
+            self._meta = {"question": question, "backend": getattr(agent.backend, "name", ""), "status": "running"}
+        self._flush()
 
-        def work():
-            result["trace"] = agent.run(question, on_event=self.on_event, stop=self.stop_flag)
-            return result["trace"]
+        def done(trace, error) -> None:
+            self.trace, self.error = trace, error
+            if error is not None:
+                with self._lock:
+                    self._meta["status"] = "error"
+                self._push.flush()
+                self._flush()
+                self.error_text = error_text(error)
 
-        th = run_in_thread(work)
+        self.thread = run_in_thread(lambda: agent.run(question, on_event=self.on_event, stop=self.stop_flag),
+                                    on_done=done, name="puyu-agent")
         if wait:
-            th.join()
-            return result.get("trace")
-        return th
+            return self.wait()
+        return self.thread
+
+    def wait(self, timeout: float | None = None):
+        """Block until the run ends and return its Trace; re-raises the run's exception. In a notebook
+        prefer ``await panel.wait_async()``: a Stop click reaches the kernel while that cell waits."""
+        join_polling(self.thread, timeout)
+        self._push.flush()
+        if self.error is not None:
+            raise self.error
+        return self.trace
+
+    async def wait_async(self, timeout: float | None = None):
+        """``await panel.wait_async()`` in a notebook cell: the kernel's event loop stays free while the
+        cell waits, so it handles the Stop click meanwhile (ipykernel 7 dispatches widget messages
+        during an awaiting cell; a blocking wait cannot see them there). Returns the Trace."""
+        import asyncio
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.thread is not None and self.thread.is_alive() and \
+                (deadline is None or time.monotonic() < deadline):
+            await asyncio.sleep(0.05)
+        self._push.flush()
+        if self.error is not None:
+            raise self.error
+        return self.trace
+
+    def request_stop(self) -> None:
+        """What the Stop button does: the run ends at the model's next token."""
+        self.stop_requested = True
+        self.stop_flag.set()

@@ -95,7 +95,11 @@ class Throttle:
 
 def run_in_thread(fn: Callable[[], Any], *, on_done: Callable[[Any, BaseException | None], None] | None = None,
                   name: str = "puyu-worker") -> threading.Thread:
-    """Run ``fn`` in a daemon thread; ``on_done(result, error)`` is called when it ends."""
+    """Run ``fn`` in a daemon thread; ``on_done(result, error)`` is called when it ends.
+
+    The thread keeps what ``fn`` returned and what it raised as ``thread.result`` / ``thread.error``;
+    without ``on_done`` an error is also re-raised in the thread, so ``threading.excepthook`` prints
+    it instead of it vanishing."""
 
     def target() -> None:
         result, error = None, None
@@ -103,12 +107,47 @@ def run_in_thread(fn: Callable[[], Any], *, on_done: Callable[[Any, BaseExceptio
             result = fn()
         except BaseException as exc:  # reported to the panel, not lost in a thread
             error = exc
+        th.result, th.error = result, error
         if on_done is not None:
             on_done(result, error)
+        elif error is not None:
+            raise error
 
     th = threading.Thread(target=target, name=name, daemon=True)
+    th.result, th.error = None, None  # type: ignore[attr-defined]
     th.start()
     return th
+
+
+def join_polling(th: threading.Thread | None, timeout: float | None = None) -> None:
+    """Wait for a worker thread, handling widget events through jupyter-ui-poll where it can
+    (outside a kernel — scripts, tests — a plain join).
+
+    Seen with ipykernel 7.4 and jupyter-ui-poll 1.1.0: the kernel has no ``do_one_iteration`` any
+    more, the poll silently does nothing, and a Stop click waits until the cell ends. There an
+    awaiting cell works instead (ipykernel 7 dispatches widget messages while a cell awaits): see
+    :meth:`AgentTracePanel.wait_async`."""
+    if th is None:
+        return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        from jupyter_ui_poll import ui_events
+
+        with ui_events() as poll:
+            while th.is_alive() and (deadline is None or time.monotonic() < deadline):
+                poll(20)
+                time.sleep(0.05)
+    except Exception:  # not in a kernel: a plain join
+        th.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+
+def error_text(error: BaseException) -> str:
+    """How a panel words an exception of its worker: ``TypeName: message``."""
+    return f"{type(error).__name__}: {error}"
+
+
+def error_html(error: BaseException) -> str:
+    return f"<span class='puyu bad'>⚠ {html.escape(error_text(error))}</span>"
 
 
 def esc(x: Any) -> str:

@@ -15,7 +15,7 @@ import ipywidgets as W
 from ..events import StopFlag
 from ..i18n import t
 from ..models.conversation import Conversation
-from .base import CSS, PALETTE, Throttle, esc, run_in_thread
+from .base import CSS, PALETTE, Throttle, error_html, esc, run_in_thread
 
 
 class ChatPanel:
@@ -27,6 +27,7 @@ class ChatPanel:
         self.system = system
         self.conversations = {k: Conversation(b, system) for k, b in self.backends.items()}
         self.thread = None
+        self.error: BaseException | None = None  # what the last send raised, kept (and shown)
         self.stop_flag = StopFlag()
         self._draw = Throttle(self._redraw)
         self.prompt = W.Textarea(placeholder=t("chat_placeholder"), layout=W.Layout(width="60%", height="56px"))
@@ -40,9 +41,11 @@ class ChatPanel:
         self.clear_btn.on_click(lambda _: self.clear())
         self.columns = {k: W.HTML(layout=W.Layout(width=f"{100 // max(1, len(self.backends)) - 1}%"))
                         for k in self.backends}
+        self.error_line = W.HTML()
         self.ui = W.VBox([
             W.HTML(CSS + f"<div class='puyu'><h4>{esc(t('chat_title'))}</h4></div>"),
             W.HBox(list(self.columns.values())),
+            self.error_line,
             W.HBox([self.prompt, W.VBox([self.send_btn, self.stop_btn, self.clear_btn])]),
             W.HBox([self.max_tokens, self.temperature]),
         ])
@@ -90,11 +93,15 @@ class ChatPanel:
             return None
         self.prompt.value = ""
         self.stop_flag.clear()
+        self.error, self.error_line.value = None, ""
         self.send_btn.disabled, self.stop_btn.disabled = True, False
         box: dict[str, Any] = {}
 
         def done(result, error):
             box["result"], box["error"] = result, error
+            self.error = error
+            if error is not None:
+                self.error_line.value = error_html(error)
             self.send_btn.disabled, self.stop_btn.disabled = False, True
             self._draw.flush()
 

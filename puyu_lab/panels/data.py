@@ -18,7 +18,7 @@ from ..data.filters import GROUPS, RULES, RULES_BY_NAME, STAGES, Recipe, Verdict
 from ..data.pipeline import CleaningRun
 from ..i18n import t
 from ..workspace import Workspace
-from .base import CSS, PALETTE, Throttle, esc, run_in_thread
+from .base import CSS, PALETTE, Throttle, error_html, esc, run_in_thread
 
 
 def _slider_range(values: np.ndarray, default: float | None) -> tuple[float, float, float]:
@@ -38,6 +38,8 @@ class DataCleaningPanel:
     def __init__(self, run: CleaningRun, workspace: Workspace | None = None, *, recipe: Recipe | None = None):
         self.run = run
         self.ws = workspace
+        self.error: BaseException | None = None  # what the last export raised
+        self.export_thread = None
         if recipe is not None:
             run.recipe = recipe
         self.recipe = run.recipe  # the engine's recipe object: the panel edits it, never a copy
@@ -292,11 +294,13 @@ class DataCleaningPanel:
     def _on_export(self, _=None) -> None:
         self.export_btn.disabled = True
         self.export_status.value = "…"
+        self.error = None
 
         def done(art, err):
+            self.error = err  # kept: what the export raised
             self.export_btn.disabled = False
             self.export_status.value = (f"<span class='puyu ok'>{t('exported')} {art.name}: {art.metrics['documents']:,} "
-                                        f"{t('documents')}</span>" if err is None
-                                        else f"<span class='puyu bad'>{esc(err)}</span>")
+                                        f"{t('documents')}</span>" if err is None else error_html(err))
 
-        run_in_thread(lambda: self.run.export(self.ws, self.recipe), on_done=done)
+        self.export_thread = run_in_thread(lambda: self.run.export(self.ws, self.recipe), on_done=done,
+                                           name="puyu-export")

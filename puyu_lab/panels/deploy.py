@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 
 from ..deploy.measure import COLUMNS, compare_generations, write_table_csv
 from ..i18n import t
-from .base import CSS, PALETTE, esc, html_table, run_in_thread
+from .base import CSS, PALETTE, error_html, esc, html_table, run_in_thread
 
 
 def tradeoff_figure(rows: list[dict], y: str = "kl_mean") -> go.Figure:
@@ -61,6 +61,7 @@ class QuantTradeoffPanel:
                  export_dir: str | Path | None = None):
         self.rows = list(rows)
         self.detail, self.tok = detail, tok
+        self.error: BaseException | None = None  # what the last comparison raised
         gguf_rows = [r for r in rows if r.get("backend", "llama.cpp") == "llama.cpp"]
         self.files = files or {r["level"]: r.get("file") for r in gguf_rows}
         self.export_dir = Path(export_dir) if export_dir else None
@@ -149,14 +150,19 @@ class QuantTradeoffPanel:
             self.generations = {}
             return compare_generations(self.files, prompt, levels, max_new_tokens, on_level=shown)
 
+        self.error = None
+
         def done(result, error):
+            self.error = error  # kept: what the comparison raised
             self.gen_btn.disabled = False
             if error is not None:
-                self.gens.value = f"<span class='puyu bad'>{esc(error)}</span>"
+                self.gens.value = error_html(error)
 
         th = run_in_thread(work, on_done=done, name="puyu-quant-gen")
         if wait:
             th.join()
+            if self.error is not None:
+                raise self.error
             return self.generations
         return None
 

@@ -10,7 +10,6 @@ the same curve from it. :meth:`as_callback` attaches the panel to any HF ``Train
 from __future__ import annotations
 
 import html
-import time
 from typing import Any, Callable
 
 import ipywidgets as W
@@ -19,7 +18,7 @@ from plotly.subplots import make_subplots
 
 from ..events import Event, StopFlag
 from ..i18n import t
-from .base import CSS, PALETTE, Throttle, esc, run_in_thread
+from .base import CSS, PALETTE, Throttle, esc, join_polling, run_in_thread
 
 
 def _fmt_s(s: float | None) -> str:
@@ -200,19 +199,9 @@ class TrainingPanel:
 
     def wait(self, timeout: float | None = None):
         """Block until training ends, still handling widget clicks (Stop works while waiting)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        th = self.thread
-        if th is None:
+        if self.thread is None:
             return self.result
-        try:
-            from jupyter_ui_poll import ui_events
-
-            with ui_events() as poll:
-                while th.is_alive() and (deadline is None or time.monotonic() < deadline):
-                    poll(20)
-                    time.sleep(0.05)
-        except Exception:  # not in a kernel (scripts, tests): a plain join
-            th.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        join_polling(self.thread, timeout)
         self.flush()
         if self.error is not None:
             raise self.error

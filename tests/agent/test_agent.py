@@ -1,6 +1,8 @@
 """Agent: tool registry, sandbox, both protocols' parsers, the loop, real backends, the trace panel."""
+import asyncio
 import json
 import os
+import threading
 import time
 
 import pytest
@@ -377,3 +379,112 @@ def test_trace_panel_renders_a_recorded_trace_and_streams_a_live_one(tools, tmp_
     js = (STATIC / "agent_trace.js").read_text()
     assert "export default" in js and "http" not in js  # local ESM, nothing from a CDN
     assert Trace.load(path).to_dict() == json.loads(json.dumps(tr.to_dict()))
+
+
+# ---- several native calls in one reply; Stop during a generation; a failing backend -------------------
+class ScriptedEndpoint(Scripted):
+    """An OpenAI-style endpoint: replies are (text, tool_calls) pairs."""
+
+    name = "scripted-endpoint"
+    native_tools = True
+
+    def generate(self, messages, *, max_new_tokens=128, stop=(), watch=None, tools=None, **kw):
+        self.prompts.append(messages)
+        text, calls = self.replies.pop(0)
+        return Generation(text, json.dumps(messages, ensure_ascii=False), 10, 5, 0.01, tool_calls=calls)
+
+
+def test_every_tool_call_of_an_endpoint_reply_runs_in_order(tools):
+    be = ScriptedEndpoint([
+        ("", [{"id": "c1", "name": "calculator", "arguments": '{"expression": "2+3"}'},
+              {"id": "c2", "name": "calculator", "arguments": {"expression": "6*7"}}]),
+        ("2+3 = 5, 6*7 = 42", None)])
+    tr = Agent(be, tools.subset("calculator")).run("2+3 and 6*7?")
+    assert tr.protocol == "openai" and tr.status == "answered"
+    assert [s["kind"] for s in tr.steps] == ["call", "observation", "call", "observation", "final"]
+    assert [s.get("args") for s in tr.steps[:4:2]] == [{"expression": "2+3"}, {"expression": "6*7"}]
+    assert [s["text"] for s in tr.steps[1:4:2]] == ['{"result": 5}', '{"result": 42}']
+    assert "2 tool calls in one reply: each runs, in order" in tr.steps[0]["notes"]
+    second = be.prompts[1]
+    assert [c["id"] for c in second[-3]["tool_calls"]] == ["c1", "c2"]
+    assert [c["function"]["name"] for c in second[-3]["tool_calls"]] == ["calculator", "calculator"]
+    assert second[-2:] == [{"role": "tool", "tool_call_id": "c1", "content": '{"result": 5}'},
+                           {"role": "tool", "tool_call_id": "c2", "content": '{"result": 42}'}]
+    # a bad call among them is reported as its own error and still answered with its own tool message
+    be = ScriptedEndpoint([("", [{"id": "a", "name": "calculator", "arguments": '{"expression": "1+1"}'},
+                                 {"id": "b", "name": "calculator", "arguments": '{"expression": '}]), ("2", None)])
+    tr = Agent(be, tools.subset("calculator")).run("1+1?")
+    assert [s["kind"] for s in tr.steps] == ["call", "observation", "error", "observation", "final"]
+    msgs = be.prompts[1]
+    assert [m["tool_call_id"] for m in msgs[-2:]] == ["a", "b"] and msgs[-1]["content"].startswith("error: ")
+
+
+class Slow(Scripted):
+    """Streams each reply a character at a time, ending at the next character once ``stop_flag`` is set
+    (what the model layer's decode loop does)."""
+
+    def __init__(self, replies, delay=0.02):
+        super().__init__(replies)
+        self.delay = delay
+
+    def generate(self, messages, *, max_new_tokens=128, stop=(), watch=None, tools=None, stop_flag=None, **kw):
+        self.prompts.append(messages)
+        text, out, finish = self.replies.pop(0), "", "length"
+        for ch in text:
+            if stop_flag is not None and stop_flag.is_set:
+                finish = "stopped"
+                break
+            time.sleep(self.delay)
+            out += ch
+        return Generation(out, json.dumps(messages, ensure_ascii=False), 10, len(out), 0.01, finish=finish)
+
+
+CALL = '<|action_start|><|plugin|>\n{"name": "calculator", "parameters": {"expression": "1+1"}}<|action_end|>\n'
+
+
+def test_stop_during_a_generation_ends_the_run_at_once(tools):
+    from puyu_lab.events import StopFlag
+
+    stop = StopFlag()
+    be = Slow([CALL, CALL * 20, "2"], delay=0.005)  # the second reply alone would take ~9 s
+    seen = []
+
+    def on_event(e):
+        seen.append(e.kind)
+        if e.kind == "step" and e["step"]["kind"] == "observation":
+            threading.Timer(0.2, stop.set).start()  # Stop pressed while the second turn generates
+
+    t0 = time.monotonic()
+    tr = Agent(be, tools.subset("calculator"), max_turns=3).run("1+1?", on_event=on_event, stop=stop)
+    assert tr.status == "stopped" and time.monotonic() - t0 < 3
+    assert len(tr.turns) == 2 and len(tr.turns[1]["raw"]) < len(CALL)
+    assert [s["kind"] for s in tr.steps] == ["call", "observation"]  # nothing of the cut reply ran
+    assert seen[-1] == "done"
+
+
+def test_trace_panel_is_live_stops_on_its_button_and_shows_a_failing_run(tools):
+    from puyu_lab.panels.agent import AgentTracePanel
+
+    panel = AgentTracePanel()
+    th = panel.run(Agent(Slow([CALL] * 4, delay=0.01), tools.subset("calculator"), max_turns=4), "1+1?")
+    assert panel.status == "running" and panel.question == "1+1?" and th.is_alive()
+    deadline = time.monotonic() + 10
+    while not panel.steps and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert panel.steps and th.is_alive()  # a step is drawn while the run goes on
+    panel.stop_requested = True  # what the Stop button sets
+    tr = panel.wait(timeout=5)
+    assert tr.status == "stopped" and panel.status == "stopped" and len(tr.turns) < 4
+    assert panel.error is None and panel.error_text == ""
+    panel.run(Agent(Slow(["42"], delay=0.01), tools.subset("calculator")), "6*7?")
+    assert asyncio.run(panel.wait_async(timeout=5)).answer == "42"  # what the lab's waiting cell awaits
+
+    class Broken(Scripted):
+        def generate(self, *a, **kw):
+            raise ConnectionError("the endpoint went away")
+
+    with pytest.raises(ConnectionError):
+        panel.run(Agent(Broken([]), tools.subset("calculator")), "1+1?", wait=True)
+    assert isinstance(panel.error, ConnectionError) and panel.trace is None
+    assert panel.error_text == "ConnectionError: the endpoint went away" and panel.status == "error"
+    assert panel.steps[-1]["kind"] == "error" and "went away" in panel.steps[-1]["text"]

@@ -280,3 +280,104 @@ def test_agent_trace_renders_with_its_steps(chain_page, shots):
     if "call" not in kinds:
         assert "Why was no tool called?" in box.locator(".puyu-trace .pt-diagnosis").first.text_content()
     box.screenshot(path=str(shots / "agent-trace.png"))
+
+
+# ---- 5: lab 06's trace is live: steps appear while the kernel is busy, Stop ends the run ------------------
+# The lab's own cells run in a real JupyterLab and Chromium; only the model is a scripted one, defined in
+# the kernel, that streams a calculator call through the model layer's generate() one character every
+# 50 ms and honours the stop flag between characters, as the real decode loop does.
+SLOW_BACKEND = '''
+import json, time
+from puyu_lab.models.base import Generation, Model, is_set
+
+class SlowScripted(Model):
+    name = "slow-scripted"
+    reply = ('<|action_start|><|plugin|>\\n{"name": "calculator", "parameters": {"expression": "37*41"}}'
+             '<|action_end|>\\n')
+
+    def _pieces(self, inp, *, stop_flag=None, **kw):
+        t0, out, finish = time.perf_counter(), "", "length"
+        for ch in self.reply:
+            if is_set(stop_flag):
+                finish = "stopped"
+                break
+            time.sleep(0.05)
+            out += ch
+            yield ch
+        yield Generation(out, json.dumps(inp, ensure_ascii=False), 10, len(out), time.perf_counter() - t0,
+                         finish=finish)
+
+backend = SlowScripted()
+calc = tools.subset("calculator")
+question = "37*41 等于多少？"
+'''
+KERNEL_EXEC = """async (code) => {
+  const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+  const f = k.requestExecute({code, store_history: false});
+  let err = null;
+  f.onIOPub = (m) => { if (m.header.msg_type === 'error') err = m.content.ename + ': ' + m.content.evalue; };
+  await f.done;
+  return err;
+}"""
+CELL_BUSY = """(idx) => {
+  const c = window.jupyterapp.shell.currentWidget.content.widgets[idx];
+  return c.node.querySelector('.jp-InputPrompt').textContent.includes('*');
+}"""
+KERNEL_STATUS = "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"
+
+
+@pytest.fixture(scope="module")
+def agent_lab(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("agentlab")
+    lab = Lab(tmp / "workspace", tmp)
+    yield lab
+    lab.stop()
+
+
+@pytest.mark.timeout(600)
+def test_agent_trace_is_live_and_stop_ends_the_run(browser, agent_lab, shots):
+    page = open_lab(browser, agent_lab)
+    try:
+        open_notebook(page, "06_agent.ipynb")
+        setup = cell_index(page, "prof, ws = pl.setup(")
+        run_cell = cell_index(page, "panel.run(agent, question)")
+        wait_cell = cell_index(page, "trace = await panel.wait_async()")
+        assert wait_cell == run_cell + 1
+        page.evaluate(RUN_ALL_ABOVE, setup + 1)  # parameters and setup: profile, workspace, tools, config
+        assert page.evaluate(CELL_ERRORS) == []
+        assert page.evaluate(KERNEL_EXEC, SLOW_BACKEND) is None
+        t0 = time.monotonic()
+        page.evaluate(RUN_CELL, run_cell)  # displays the panel, starts the run in a worker thread
+        page.evaluate(RUN_CELL, wait_cell)  # the next cell waits for the trace: the kernel is busy
+        box = cell(page, run_cell)
+        trace = box.locator(".puyu-trace")
+        trace.locator(".pt-status.pt-running").wait_for(timeout=60_000)
+        trace.locator(".pt-step").first.wait_for(timeout=60_000)
+        first_step_s = time.monotonic() - t0
+        steps = trace.locator(".pt-step").count()
+        # the kernel is still executing the waiting cell: its prompt is [*], no execute reply yet. (The
+        # kernel's status light is no witness here: each widget message ipykernel 7 dispatches while an
+        # awaiting cell runs is published with its own busy → idle.)
+        busy, kernel = page.evaluate(CELL_BUSY, wait_cell), page.evaluate(KERNEL_STATUS)
+        assert steps >= 1 and busy, (steps, busy, kernel)
+        assert trace.locator(".pt-status").inner_text() == "running"
+        kinds = trace.locator(".pt-step").evaluate_all("els => els.map(e => e.dataset.kind)")
+        assert kinds[0] == "call", kinds
+        box.screenshot(path=str(shots / "agent-trace-live.png"))
+        trace.locator("button.pt-stop").click()
+        trace.locator(".pt-status.pt-stopped").wait_for(timeout=10_000)
+        stopped_s = time.monotonic() - t0
+        wait_idle(page, 60)
+        assert page.evaluate(CELL_ERRORS) == []
+        out = cell(page, wait_cell).locator(".jp-OutputArea").inner_text()
+        assert "status: stopped" in out, out
+        # Stop ended the second turn's generation at a character, before its call ran; 3 turns would take ~14 s
+        info = page.evaluate(KERNEL_EXEC, "assert trace.status == 'stopped' and len(trace.turns) == 2, trace.turns\n"
+                                          "assert len(trace.turns[1]['raw']) < len(backend.reply)\n"
+                                          "assert [s['kind'] for s in trace.steps] == ['call', 'observation']")
+        assert info is None, info
+        assert stopped_s < 12, stopped_s
+        box.screenshot(path=str(shots / "agent-trace-stopped.png"))
+        print(f"first step after {first_step_s:.1f} s ({steps} step(s), kernel {kernel}); stopped after {stopped_s:.1f} s")
+    finally:
+        page.close()

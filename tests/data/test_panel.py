@@ -66,3 +66,18 @@ def test_panel_views_and_export(run, ws):
     art = ws.get("corpus/clean")
     assert art.metrics["documents"] == panel.verdict.n_kept
     assert "corpus/clean" in panel.export_status.value
+
+
+def test_an_export_that_raises_is_shown_in_the_panel_and_kept(run, ws, monkeypatch):
+    from puyu_lab.panels.data import DataCleaningPanel
+
+    panel = DataCleaningPanel(run, ws)
+
+    def broken(*a, **kw):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(run, "export", broken)
+    panel.export_btn.click()
+    panel.export_thread.join(10)
+    assert isinstance(panel.error, OSError) and not panel.export_btn.disabled
+    assert "OSError: No space left on device" in panel.export_status.value

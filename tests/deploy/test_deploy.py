@@ -226,3 +226,22 @@ def test_memory_whatif_real_models():
     w.model.value = "InternLM2-chat-7B"
     w.weights.value = "Q4_K_M"
     assert w.last["fits"][8] and "fits" in w.out.value
+
+
+def test_a_comparison_that_raises_is_shown_in_the_panel_and_kept(monkeypatch):
+    import puyu_lab.panels.deploy as dp
+
+    rows = [{"level": lv, "backend": "llama.cpp", "size_mb": s, "bits_per_weight": b, "rss_mb": s, "ppl": 10.0,
+             "delta_ppl": d, "kl_mean": k, "kl_p99": k, "top1": 0.9, "prefill_tps": 100.0, "decode_tps": 50.0,
+             "file": f"/nonexistent/{lv}.gguf"}
+            for lv, s, b, d, k in [("F32", 40.0, 32.0, 0.0, 0.0), ("Q4_K_M", 8.0, 4.8, 0.1, 0.01)]]
+    panel = dp.QuantTradeoffPanel(rows)
+
+    def broken(*a, **kw):
+        raise FileNotFoundError("/nonexistent/F32.gguf")
+
+    monkeypatch.setattr(dp, "compare_generations", broken)
+    with pytest.raises(FileNotFoundError):
+        panel.compare("今天", ["F32"], wait=True)
+    assert isinstance(panel.error, FileNotFoundError) and not panel.gen_btn.disabled
+    assert "FileNotFoundError: /nonexistent/F32.gguf" in panel.gens.value

@@ -70,3 +70,22 @@ def test_both_runtimes_decode_identically_and_stop_at_strings(models):
         assert cut.finish == "stop" and cut.text == full[: full.index(stop)]
         streamed = "".join(hf.generate("北京的冬天", max_new_tokens=24, ignore_eos=True, stop=[stop], stream=True))
         assert streamed == cut.text  # the stream never shows a stop string, not even its start
+
+
+def test_chat_panel_shows_and_keeps_a_backend_error():
+    from puyu_lab.panels import ChatPanel
+
+    class Broken:
+        name = "broken"
+
+        def generate(self, *a, **kw):
+            raise ConnectionError("the server closed the connection")
+
+    panel = ChatPanel({"broken": Broken()})
+    with pytest.raises(ConnectionError):
+        panel.ask("你好")
+    assert isinstance(panel.error, ConnectionError) and not panel.send_btn.disabled
+    assert "ConnectionError: the server closed the connection" in panel.error_line.value
+    panel.send("again")  # without waiting: the error still reaches the panel
+    panel.thread.join(10)
+    assert "ConnectionError" in panel.error_line.value and isinstance(panel.error, ConnectionError)

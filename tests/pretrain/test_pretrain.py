@@ -139,3 +139,17 @@ def test_cli_runs_under_accelerate_launch(ws, tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert ws.get("model/base").metrics["steps"] == 2
+
+
+def test_training_that_raises_is_shown_in_the_panel_and_kept():
+    from puyu_lab.panels.pretrain import TrainingPanel
+
+    def broken(on_event, stop):
+        raise RuntimeError("CUDA out of memory (scripted)")
+
+    panel = TrainingPanel()
+    panel.start(broken)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        panel.wait(timeout=10)
+    assert isinstance(panel.error, RuntimeError)
+    assert "RuntimeError: CUDA out of memory (scripted)" in panel.status.value

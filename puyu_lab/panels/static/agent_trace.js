@@ -37,6 +37,9 @@ function render({ model, el: root }) {
       head.appendChild(b);
     }
     root.appendChild(head);
+    if (model.get("error_text")) {
+      root.appendChild(el("div", "pt-errline", "⚠ " + model.get("error_text")));
+    }
     if (model.get("question")) {
       const q = el("div", "pt-question");
       q.appendChild(el("b", null, (L.question || "Question") + ": "));
@@ -89,7 +92,7 @@ function render({ model, el: root }) {
     }
     root.appendChild(list);
   }
-  for (const name of ["steps", "turns", "status", "question", "labels", "backend"]) {
+  for (const name of ["steps", "turns", "status", "question", "labels", "backend", "error_text"]) {
     model.on("change:" + name, draw);
   }
   draw();
