@@ -8,7 +8,6 @@ from :meth:`puyu_lab.agent.Agent.run` are batched and sent at most 5 times a sec
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import anywidget
@@ -135,12 +134,9 @@ class AgentTracePanel(anywidget.AnyWidget):
         """``await panel.wait_async()`` in a notebook cell: the kernel's event loop stays free while the
         cell waits, so it handles the Stop click meanwhile (ipykernel 7 dispatches widget messages
         during an awaiting cell; a blocking wait cannot see them there). Returns the Trace."""
-        import asyncio
+        from .base import await_thread
 
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.thread is not None and self.thread.is_alive() and \
-                (deadline is None or time.monotonic() < deadline):
-            await asyncio.sleep(0.05)
+        await await_thread(self.thread, timeout)
         self._push.flush()
         if self.error is not None:
             raise self.error

@@ -141,6 +141,17 @@ def join_polling(th: threading.Thread | None, timeout: float | None = None) -> N
         th.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
 
+async def await_thread(th: threading.Thread | None, timeout: float | None = None) -> None:
+    """``await`` a worker thread from a notebook cell: the kernel's event loop stays free while the
+    cell waits, so widget clicks (Stop) are handled meanwhile (ipykernel 7 dispatches comm messages
+    during an awaiting cell)."""
+    import asyncio
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while th is not None and th.is_alive() and (deadline is None or time.monotonic() < deadline):
+        await asyncio.sleep(0.05)
+
+
 def error_text(error: BaseException) -> str:
     """How a panel words an exception of its worker: ``TypeName: message``."""
     return f"{type(error).__name__}: {error}"

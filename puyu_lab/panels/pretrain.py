@@ -198,10 +198,21 @@ class TrainingPanel:
         self._launch(self._resume_fn)
 
     def wait(self, timeout: float | None = None):
-        """Block until training ends, still handling widget clicks (Stop works while waiting)."""
+        """Block until training ends (scripts, tests). In a notebook use ``await panel.wait_async()``:
+        a blocking wait cannot see the Stop click on ipykernel 7 (see ``base.join_polling``)."""
         if self.thread is None:
             return self.result
         join_polling(self.thread, timeout)
+        self.flush()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    async def wait_async(self, timeout: float | None = None):
+        """``result = await panel.wait_async()`` in a notebook cell: Stop and Resume work while it waits."""
+        from .base import await_thread
+
+        await await_thread(self.thread, timeout)
         self.flush()
         if self.error is not None:
             raise self.error
