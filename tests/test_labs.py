@@ -3,24 +3,90 @@
 Labs are discovered, not listed: a new notebook is executed here (and in CI) from the day it lands.
 The labs share one workspace, as in ``make chain``, because each lab reads what the previous made
 (the session-wide ``chain`` fixture of conftest.py, which the browser tests reuse).
+
+Discovery and each lab's required sections are checked without running anything (fast tests);
+only ``test_lab_runs`` executes the notebooks.
 """
 import json
+import re
 
 import pytest
 
 from puyu_lab.labrunner import discover
+from puyu_lab.stages import STAGES
 
 from .conftest import ROOT
 
 LABS = discover(ROOT / "labs")
-pytestmark = [pytest.mark.notebook, pytest.mark.slow]
+
+
+def _cells(nb):
+    return json.loads(nb.read_text(encoding="utf-8"))["cells"]
+
+
+def _text(cell) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
 
 
 def test_labs_are_discovered():
-    assert [p.name for p in LABS][:1] == ["00_tour.ipynb"]
+    """Every notebook in labs/ is found, in order: the tour, then one lab per stage, in chain order."""
+    names = [p.name for p in LABS]
+    on_disk = sorted(p.name for p in (ROOT / "labs").glob("*.ipynb"))
+    assert names == on_disk, "every notebook in labs/ must be a discoverable lab named NN_name.ipynb"
+    assert names == ["00_tour.ipynb"] + [s.lab for s in STAGES], "the tour, then each stage's lab in chain order"
+    assert [int(n[:2]) for n in names] == list(range(len(names))), "lab numbers run 00, 01, … without gaps"
+    assert discover() == LABS  # the default folder is this checkout's labs/
+
+
+def test_discover_picks_lab_notebooks_only_in_number_order(tmp_path):
+    for name in ("10_late.ipynb", "02_b.ipynb", "01_a.ipynb", "scratch.ipynb", "1_short.ipynb",
+                 "03-dash.ipynb", "04_notes.md", "Untitled.ipynb"):
+        (tmp_path / name).write_text("{}")
+    assert [p.name for p in discover(tmp_path)] == ["01_a.ipynb", "02_b.ipynb", "10_late.ipynb"]
 
 
 @pytest.mark.parametrize("nb", LABS, ids=[p.stem for p in LABS])
+def test_lab_has_the_required_sections(nb):
+    """Each lab opens with its title, goal, time and needs (a stage lab: what it makes), has one
+    parameters cell under its heading, ends with a self-check and a go-further section, and
+    records its key figures."""
+    cells = _cells(nb)
+    head = _text(cells[0])
+    assert cells[0]["cell_type"] == "markdown"
+    assert head.startswith(f"# {nb.name[:2]} · "), f"{nb.name}: the first cell starts with '# {nb.name[:2]} · <title>'"
+    for field in ("**Goal.**", "**Time (quick profile):**", "**Needs:**"):
+        assert field in head, f"{nb.name}: the opening cell lacks {field}"
+    stage = next((s for s in STAGES if s.lab == nb.name), None)
+    if stage is not None:
+        title = head.splitlines()[0]
+        assert stage.zh in title and stage.en in title, f"{nb.name}: title {title!r} names stage {stage.title!r}"
+        assert "**Makes:**" in head, f"{nb.name}: the opening cell lacks **Makes:**"
+        for art in stage.produces:
+            assert f"`{art}" in head, f"{nb.name}: the opening cell does not name what it makes: `{art}` (stages.py)"
+    headings = [ln for c in cells if c["cell_type"] == "markdown" for ln in _text(c).splitlines()
+                if ln.startswith("## ")]
+    where = {}
+    for h in ("## 参数 Parameters", "## 自检 Self-check", "## 更进一步 Go further"):
+        at = [i for i, x in enumerate(headings) if x.startswith(h)]
+        assert at, f"{nb.name}: no section {h!r} (sections: {headings})"
+        where[h] = at[0]
+    assert where["## 参数 Parameters"] == 0, f"{nb.name}: the parameters come first ({headings})"
+    assert where["## 自检 Self-check"] < where["## 更进一步 Go further"] == len(headings) - 1, \
+        f"{nb.name}: the lab ends with its self-check, then go-further ({headings})"
+    tagged = [i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{nb.name} needs one cell tagged 'parameters'"
+    p = tagged[0]
+    assert cells[p]["cell_type"] == "code" and re.search(r'^profile = "quick"$', _text(cells[p]), re.M), \
+        f"{nb.name}: the parameters cell sets profile = \"quick\""
+    assert "## 参数 Parameters" in _text(cells[p - 1]), f"{nb.name}: the parameters cell follows its heading"
+    assert any("record_figures(" in _text(c) for c in cells[p + 1:] if c["cell_type"] == "code"), \
+        f"{nb.name} should record its key figures (puyu_lab.labrunner.record_figures)"
+
+
+@pytest.mark.parametrize("nb", LABS, ids=[p.stem for p in LABS])
+@pytest.mark.notebook
+@pytest.mark.slow
 def test_lab_runs(nb, chain):
     res = chain.run(nb)
     assert res.ok, res.error
