@@ -1,4 +1,5 @@
 """The cleaning panel is a view: after a slider move its funnel shows the engine's counts."""
+import html
 import time
 
 import pytest
@@ -54,7 +55,16 @@ def test_panel_views_and_export(run, ws):
     assert panel.reason_pick.options, "dropped reasons are listed"
     panel.reason_pick.value = panel.reason_pick.options[0][1]
     assert "<pre" in panel.samples.value
-    assert "Jaccard" in panel.clusters.value or "no near-duplicate" in panel.clusters.value
+    # the clusters tab shows the engine's near-duplicate pairs (these sources hold some), one row each
+    pairs = run.near_duplicate_pairs(k=5)
+    assert pairs, "the sampled sources hold near-duplicate clusters"
+    view = panel.clusters.value
+    assert view.count("<tr>") == len(pairs), f"one row per engine pair ({len(pairs)}), the view shows: {view[:120]}"
+    for p in pairs:
+        assert f"#{p['cluster']} ({p['size']})" in view
+        assert f"{p['estimated_jaccard']:.2f}" in view and f"{p['true_jaccard']:.2f}" in view
+        assert html.escape(p["text_a"][:300]) in view and html.escape(p["text_b"][:300]) in view
+    assert "no near-duplicate" not in view
     hist_total = len(panel.fig.data[1].x) + len(panel.fig.data[2].x)
     assert hist_total == int((run.signals.rule_lang == panel.lang.value).sum())
     panel.export_btn.click()
