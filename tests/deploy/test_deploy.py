@@ -146,8 +146,12 @@ def test_server_openai_api_loopback_and_cleanup(ladder):
         client = OpenAIModel(srv.base_url, "tiny")
         out = client.completion([{"role": "user", "content": "你好"}], max_new_tokens=8)
         assert out["object"] == "chat.completion" and out["usage"]["completion_tokens"] >= 1
+        text = out["choices"][0]["message"]["content"]
         pieces = list(client.stream([{"role": "user", "content": "你好"}], max_new_tokens=8))
-        assert pieces and isinstance(pieces[0], str)
+        print("completion:", repr(text), out["usage"], "stream:", pieces)
+        # greedy both times: the stream is the same reply, delivered in pieces as it is generated
+        assert text.strip() and "".join(pieces) == text, (pieces, text)
+        assert 1 < len(pieces) <= out["usage"]["completion_tokens"], (pieces, out["usage"])
         # the evaluation runner over the endpoint: generation tasks only, choice tasks skipped
         from puyu_lab.models import OpenAIModel
         from puyu_lab.eval.runner import evaluate
