@@ -73,7 +73,37 @@ def test_merged_model_equals_adapter_model(ws):
     assert gen["eos_token_id"] == [2, 4]  # </s> and <|im_end|> both stop generation
     assert "<|im_start|>" in json.loads((sft.path / "tokenizer_config.json").read_text()).get("chat_template", "") or \
         (sft.path / "chat_template.jinja").is_file()
-    assert res.metrics["selfcog_heldout_acc"] >= 0 and len(json.loads((sft.path / "selfcheck.json").read_text())["selfcog"]) == 12
+    # the self-check: every held-out paraphrase answered, each marked by whether it names the
+    # assistant, and the metric is their share (what the model reaches: test_full_finetune_learns_...)
+    from puyu_lab.artifacts import load_sft_data
+
+    rows = json.loads((sft.path / "selfcheck.json").read_text())["selfcog"]
+    assert [r["prompt"] for r in rows] == [h["prompt"] for h in load_sft_data(ws, "selfcog_heldout")] and len(rows) == 12
+    assert [r["ok"] for r in rows] == [SMALL_DATA.assistant_name in r["answer"] for r in rows]
+    assert res.metrics["selfcog_heldout_acc"] == sum(r["ok"] for r in rows) / 12
+
+
+def test_full_finetune_learns_self_cognition(ws, tmp_path):
+    """Trained long enough, the tiny model answers held-out paraphrases with its name (the quick
+    profile's model: 12/12; this one: 12/12 after 15 epochs) without answering every prompt with it."""
+    import shutil
+
+    from puyu_lab.artifacts import load_sft_data
+    from puyu_lab.models import HFModel
+
+    own = Workspace(tmp_path / "ws")  # a copy: the other tests keep the module's sft/data and model/sft
+    shutil.copytree(ws.root, own.root, symlinks=True, dirs_exist_ok=True)
+    name = SMALL_DATA.assistant_name
+    base = HFModel.load("model/base", ws=own)
+    held = [h["prompt"] for h in load_sft_data(own, "selfcog_heldout")]
+    assert sum(name in base.reply([{"role": "user", "content": q}], 40) for q in held) == 0  # it never heard the name
+    res = finetune(own, cfg(max_steps=-1, epochs=15, sample_every=0, save_every=100000, log_every=50,
+                            sample_tokens=40), save=False)
+    m = res.metrics
+    print("held-out self-cognition", m["selfcog_heldout_acc"], "control collapse", m["control_collapse"],
+          "steps", res.steps, "eval loss", m["eval_loss"])
+    assert m["selfcog_heldout_acc"] >= 11 / 12, m  # measured 12/12; the lab's self-check asks for 90 %
+    assert m["control_collapse"] < 1, m  # not "every question is about me" (measured 2 of 4; quick profile 3 of 4)
 
 
 def test_stop_then_resume_on_one_curve(ws):
