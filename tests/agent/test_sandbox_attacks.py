@@ -248,6 +248,7 @@ def test_no_tcp_connection_to_a_server_on_localhost():
 
 
 # ---- 6. processes --------------------------------------------------------------------------------------------
+@pytest.mark.slow  # its control starts 200 Python interpreters outside the sandbox: 10-14 s on 2 cores
 def test_a_fork_bomb_stops_at_the_process_limit():
     marker = f"puyu-redteam-{uuid.uuid4().hex[:8]}"
     code = ("import os, sys\nn = 0\ntry:\n    for _ in range(200):\n        if os.fork() == 0:\n"
