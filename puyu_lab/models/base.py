@@ -234,7 +234,7 @@ class LocalModel(Model):
         out: list[int] = []
         shown, first, watch_prob, finish = "", [], None, "length"
         if constraint is not None:
-            constraint.start(ids)
+            constraint.start(ids, max_new_tokens)
         try:
             logits = self._begin(ids)
             prefill = time.perf_counter() - t0

@@ -1,7 +1,8 @@
 """Constrained decoding: which tokens may come next, given the tokens generated so far.
 
 The decode loop of :class:`puyu_lab.models.base.LocalModel` (the one transformers and llama.cpp
-share) takes ``generate(..., constraint=c)``: it calls ``c.start(prompt_ids)`` once, then at every
+share) takes ``generate(..., constraint=c)``: it calls ``c.start(prompt_ids, max_new_tokens)`` once
+(a grammar that must close — a JSON call — needs to know its token budget), then at every
 step ``logits = c.process(generated_ids, logits)`` before it picks the next token (argmax or a
 sample). So a grammar behaves identically on both runtimes — it never sees which one computed the
 logits. The first-token candidates and ``watch_prob`` a Generation reports stay the model's own
@@ -25,8 +26,8 @@ import numpy as np
 class Constraint(ABC):
     """Masks the next token's logits given the generated tokens (one generation at a time)."""
 
-    def start(self, prompt_ids: Sequence[int]) -> None:
-        """A new generation after ``prompt_ids`` (reset any state)."""
+    def start(self, prompt_ids: Sequence[int], max_new_tokens: int | None = None) -> None:
+        """A new generation after ``prompt_ids`` of at most ``max_new_tokens`` (reset any state)."""
 
     @abstractmethod
     def allowed(self, ids: Sequence[int]):
