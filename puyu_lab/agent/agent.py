@@ -20,6 +20,7 @@ from typing import Callable
 from ..events import Emitter, Event, StopFlag
 from ..models.base import Generation, Model
 from ..models.template import ACTION_START
+from .constrained import ToolCallConstraint
 from .protocols import Parsed, Protocol, Turn, get_protocol
 from .tools import ToolRegistry
 
@@ -37,6 +38,7 @@ class Trace:
     answer: str | None = None
     status: str = "running"  # answered | max_turns | stopped | error
     seconds: float = 0.0
+    constrained: bool = False  # tool calls decoded under the registry's JSON-schema grammar
 
     @property
     def calls(self) -> list[dict]:
@@ -88,17 +90,23 @@ def diagnose(parsed: Parsed, gen: Generation, tools: ToolRegistry, protocol: Pro
 
 class Agent:
     def __init__(self, backend: Model, tools: ToolRegistry, protocol: str | Protocol = "internlm2",
-                 max_turns: int = 4, max_new_tokens: int = 96, system: str | None = None):
+                 max_turns: int = 4, max_new_tokens: int = 96, system: str | None = None, constrained: bool = False):
         self.backend, self.tools = backend, tools
         self.protocol = get_protocol("openai" if backend.native_tools and protocol == "internlm2" else protocol)
         self.max_turns, self.max_new_tokens, self.system = max_turns, max_new_tokens, system
+        self.constrained = constrained  # calls follow the tools' schemas (puyu_lab.agent.constrained)
+        if constrained and (self.protocol.name != "internlm2" or not backend.can_constrain):
+            raise ValueError("constrained=True needs the internlm2 protocol and a local model (transformers / GGUF)")
 
     def run(self, question: str, *, on_event: Callable[[Event], None] | None = None,
             stop: StopFlag | None = None) -> Trace:
         em = Emitter(STAGE, on_event)
-        trace = Trace(question, self.protocol.name, self.backend.name, [t.name for t in self.tools])
+        trace = Trace(question, self.protocol.name, self.backend.name, [t.name for t in self.tools],
+                      constrained=self.constrained)
+        constraint = ToolCallConstraint(self.backend, self.tools) if self.constrained and len(self.tools) else None
         t_start = time.perf_counter()
-        em.emit("start", question=question, protocol=trace.protocol, backend=trace.backend, tools=trace.tools)
+        em.emit("start", question=question, protocol=trace.protocol, backend=trace.backend, tools=trace.tools,
+                constrained=self.constrained)
         history: list[Turn] = []
 
         def step(kind: str, turn: int, **data) -> None:
@@ -131,7 +139,7 @@ class Agent:
                     messages, max_new_tokens=self.max_new_tokens, stop=self.protocol.stop,
                     watch=ACTION_START if self.protocol.name == "internlm2" else None,
                     tools=self.tools.schemas() if self.backend.native_tools else None, keep_special=True,
-                    stop_flag=stop)
+                    stop_flag=stop, constraint=constraint)
                 parsed = self.protocol.parse_generation(gen, self.tools)
                 rec = {"turn": turn, "prompt": gen.prompt, "raw": gen.text, "parse": parsed.to_dict(),
                        "prompt_tokens": gen.prompt_tokens, "output_tokens": gen.output_tokens,

@@ -5,6 +5,7 @@ logits, lm-eval's log-likelihoods). Every stage and panel that runs a model goes
     template.py   the InternLM2 chat format (Jinja chat_template, tool calls, training masks)
     tokenizer.py  reading / writing a tokenizer directory
     base.py       Generation, Stream, Model, and the decode loop of the local backends
+    constraints.py  constrained decoding: the Constraint a decode step applies, the vocabulary as text
     scoring.py    log-likelihoods as lm-eval computes them
     hf.py         HFModel (transformers)
     gguf.py       GGUFModel (llama.cpp), and loading a GGUF file with clear errors

@@ -1,7 +1,7 @@
 """The one interface every model backend has, and the one decode loop the local ones share.
 
 ``Model.generate(messages | prompt, *, max_new_tokens, stop, temperature, stream, watch,
-stop_flag)`` returns a :class:`Generation` (or, with ``stream=True``, a :class:`Stream` of text
+stop_flag, constraint)`` returns a :class:`Generation` (or, with ``stream=True``, a :class:`Stream` of text
 pieces that holds the Generation once it is exhausted). Messages go through the model's chat
 template; a plain string is continued as text (base models). Stop strings are cut here, once; a
 ``stop_flag`` (``puyu_lab.events.StopFlag`` or ``threading.Event``) ends the generation itself at
@@ -10,7 +10,9 @@ the next token step, whoever is consuming it.
 Transformers and llama.cpp both run the loop of :class:`LocalModel`: a backend only says how to
 evaluate the prompt, how to advance by one token and how to turn ids into text. The loop is written
 by hand (not ``model.generate``) so that both runtimes decode identically, report the first token's
-candidates, and stop between any two tokens.
+candidates, and stop between any two tokens. A ``constraint``
+(:class:`puyu_lab.models.constraints.Constraint`) masks each step's logits given the tokens so far
+(constrained decoding: a grammar, a JSON schema); the loop applies it the same way for both runtimes.
 """
 from __future__ import annotations
 
@@ -124,20 +126,28 @@ class Model(ABC):
     name: str = "model"
     native_tools = False  # True: ``tools`` go to the endpoint, calls come back as ``tool_calls``
     can_score = False
+    can_constrain = False  # True: ``generate(constraint=…)`` masks the logits (local backends)
 
     def generate(self, inp: list[dict] | str, *, max_new_tokens: int = 64, stop: Sequence[str] = (),
                  temperature: float = 0.0, stream: bool = False, watch: str | None = None, stop_flag=None,
                  tools: list[dict] | None = None, keep_special: bool = False, seed: int = 0,
-                 ignore_eos: bool = False):
+                 ignore_eos: bool = False, constraint=None):
         """A reply to chat ``messages`` (list of dicts) or a continuation of a text ``prompt`` (str;
         local backends also take token ids).
 
         ``keep_special`` keeps special tokens in the text (an agent's ``<|action_start|>``) and the
         end token that stopped it. Greedy when ``temperature`` is 0. ``ignore_eos`` generates all
-        ``max_new_tokens`` (speed measurements)."""
+        ``max_new_tokens`` (speed measurements). ``constraint`` (local backends) restricts which tokens
+        may come next at every step (:mod:`puyu_lab.models.constraints`); None decodes freely."""
+        kw = {}
+        if constraint is not None:
+            if not self.can_constrain:
+                raise ValueError(f"{type(self).__name__} cannot decode with a constraint: it needs the logits "
+                                 "of every step (a local model: transformers or llama.cpp)")
+            kw["constraint"] = constraint
         s = Stream(self._pieces(inp, max_new_tokens=max_new_tokens, stop=tuple(stop or ()), temperature=temperature,
                                 watch=watch, stop_flag=stop_flag, tools=tools, keep_special=keep_special, seed=seed,
-                                ignore_eos=ignore_eos))
+                                ignore_eos=ignore_eos, **kw))
         return s if stream else s.finish()
 
     @abstractmethod
@@ -172,6 +182,8 @@ class Model(ABC):
 class LocalModel(Model):
     """A model whose logits this process computes (transformers, llama.cpp): one decode loop."""
 
+    can_constrain = True
+
     # ---- what a backend provides ----
     @abstractmethod
     def prompt_ids(self, inp) -> tuple[str, list[int]]:
@@ -201,12 +213,16 @@ class LocalModel(Model):
     def token_id(self, text: str) -> int | None:
         """The id of ``text`` when it is exactly one token, else None."""
 
+    @abstractmethod
+    def vocab_size(self) -> int:
+        """How many token ids the tokenizer has (constraints build their token table from them)."""
+
     def _end(self) -> None:
         """After a generation (free the cache)."""
 
     # ---- the loop ----
     def _pieces(self, inp, *, max_new_tokens, stop, temperature, watch, stop_flag, tools, keep_special, seed,
-                ignore_eos):
+                ignore_eos, constraint=None):
         t0 = time.perf_counter()
         if isinstance(inp, list) and inp and all(isinstance(i, int) for i in inp):
             ids = list(inp)
@@ -217,6 +233,8 @@ class LocalModel(Model):
         rng = np.random.default_rng(seed)
         out: list[int] = []
         shown, first, watch_prob, finish = "", [], None, "length"
+        if constraint is not None:
+            constraint.start(ids, max_new_tokens)
         try:
             logits = self._begin(ids)
             prefill = time.perf_counter() - t0
@@ -230,6 +248,8 @@ class LocalModel(Model):
                     wid = self.token_id(watch) if watch is not None else None
                     if wid is not None:
                         watch_prob = round(float(p[wid]), 6)
+                if constraint is not None:  # the candidates above are the model's own; the pick obeys the mask
+                    logits = constraint.process(out, logits)
                 if temperature and temperature > 0:
                     k = min(TOP_K, logits.shape[-1])
                     cand = np.argpartition(-logits, k - 1)[:k]

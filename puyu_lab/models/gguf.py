@@ -128,6 +128,9 @@ class GGUFModel(LocalModel, Scorer):
     def piece(self, token):
         return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
 
+    def vocab_size(self):
+        return self.llm.n_vocab()
+
     def token_id(self, text):
         ids = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         return int(ids[0]) if len(ids) == 1 else None

@@ -83,6 +83,9 @@ class HFModel(LocalModel, Scorer):
     def piece(self, token):
         return self.tok.convert_ids_to_tokens(token)
 
+    def vocab_size(self):
+        return len(self.tok)
+
     def token_id(self, text):
         i = self.tok.convert_tokens_to_ids(text)
         return None if i is None or i == self.tok.unk_token_id else int(i)

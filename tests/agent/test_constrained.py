@@ -1,0 +1,216 @@
+"""Constrained tool calls: the decode loop's constraint hook, the JSON-schema grammar of a call
+(lm-format-enforcer) on a real sentencepiece tokenizer, and an untrained tiny model whose forced call
+always parses and validates through transformers and llama.cpp — and does not without the constraint."""
+import json
+
+import numpy as np
+import pytest
+
+from puyu_lab.agent.agent import Agent
+from puyu_lab.agent.builtin import calculator, default_registry
+from puyu_lab.agent.constrained import DONE, FREE, JSON, PLUGIN_NEXT, ToolCallConstraint, call_schema
+from puyu_lab.agent.protocols import InternLM2Protocol
+from puyu_lab.agent.tools import ToolRegistry
+from puyu_lab.models.constraints import mask_logits, token_texts
+from puyu_lab.models.template import ACTION_END, ACTION_START, IM_END, IM_START, PLUGIN
+from tests.finetune.conftest import tok  # noqa: F401  (the session's real sentencepiece tokenizer)
+
+PROTO = InternLM2Protocol()
+
+
+@pytest.fixture
+def reg():
+    r = default_registry().subset("calculator", "add_days", "days_between")
+
+    @r.tool
+    def greet(name: str, times: int = 1, loud: bool = False) -> str:
+        """Greet someone.
+
+        name: who to greet
+        times: how often
+        loud: shout
+        """
+        return name
+
+    return r
+
+
+class Vocab:
+    """A tokenizer seen the way the decode loop's backends show it (HFModel's methods, no weights)."""
+
+    def __init__(self, tok):
+        self.tok = tok
+
+    def vocab_size(self):
+        return len(self.tok)
+
+    def detokenize(self, ids, keep_special=False):
+        return self.tok.decode(ids, skip_special_tokens=not keep_special)
+
+    def token_id(self, text):
+        i = self.tok.convert_tokens_to_ids(text)
+        return None if i is None or i == self.tok.unk_token_id else int(i)
+
+    def stop_token_ids(self):
+        return {self.tok.eos_token_id, self.tok.convert_tokens_to_ids(IM_END)}
+
+
+def valid_call(text: str, tools: ToolRegistry) -> bool:
+    """Strict: the protocol reads a call without repairing anything, the body is strict JSON, and the
+    arguments validate against the tool's schema."""
+    p = PROTO.parse(text, tools)
+    if p.kind != "call" or p.notes:
+        return False
+    body = json.loads(text.split(PLUGIN, 1)[1].split(ACTION_END, 1)[0])
+    return set(body) == {"name", "parameters"} and tools.get(body["name"]).validate(body["parameters"]) == p.args
+
+
+def decode(c, v, prompt_ids, logits_fn, budget):
+    """Greedy choice under the constraint from given logits (what LocalModel's loop does per step)."""
+    stops = v.stop_token_ids()
+    c.start(prompt_ids, budget)
+    out = []
+    for _ in range(budget):
+        nxt = int(np.argmax(c.process(out, logits_fn(len(out)))))
+        out.append(nxt)
+        if nxt in stops:
+            break
+    return out
+
+
+def test_token_texts_on_a_real_tokenizer(tok):
+    v = Vocab(tok)
+    texts = token_texts(v)
+    assert len(texts) == len(tok)
+    for s in (ACTION_START, ACTION_END, PLUGIN, IM_START, IM_END):
+        assert texts[v.token_id(s)] is None  # special tokens build no text
+    nl = tok.convert_tokens_to_ids("<0x0A>")
+    assert texts[nl] == "\n"  # a byte piece that is a whole character is text
+    assert texts[tok.convert_tokens_to_ids("<0xE4>")] is None  # a lone byte of a Chinese character is not
+    pieces = tok.convert_ids_to_tokens(list(range(len(tok))))
+    plain = [i for i, p in enumerate(pieces) if not p.startswith("<") and texts[i] is not None]
+    assert len(plain) > 2000
+    assert all(texts[i] == pieces[i].replace("▁", " ") for i in plain)  # spaces (▁) survive, even leading ones
+
+
+def test_call_schema_is_the_tools_schemas(reg):
+    s = call_schema(reg)
+    assert [o["properties"]["name"]["const"] for o in s["anyOf"]] == ["calculator", "add_days", "days_between",
+                                                                       "greet"]
+    calc = s["anyOf"][0]["properties"]["parameters"]
+    assert calc["properties"]["expression"] == {"type": "string", "maxLength": 32}
+    assert calculator.parameters["properties"]["expression"] == {"type": "string"}  # the tool's own is untouched
+    assert call_schema(reg.subset("calculator"))["required"] == ["name", "parameters"]
+
+
+def test_random_logits_still_give_a_valid_call(tok, reg):
+    """Whatever the model prefers (random logits, 30 seeds), a forced call parses and validates."""
+    v = Vocab(tok)
+    c = ToolCallConstraint(v, reg)
+    prompt = [1, v.token_id(ACTION_START)]
+    tools_seen = set()
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        out = decode(c, v, prompt, lambda _: rng.normal(size=len(tok)) * 5, budget=96)
+        text = ACTION_START + v.detokenize(out, keep_special=True)
+        assert valid_call(text, reg), text
+        assert c.state(out)[0] == DONE
+        tools_seen.add(PROTO.parse(text, reg).tool)
+    assert len(tools_seen) >= 3  # every tool is reachable, not only the first
+
+
+@pytest.mark.parametrize("budget", [70, 64])
+def test_a_call_closes_inside_a_tight_budget(tok, reg, budget):
+    v = Vocab(tok)
+    c = ToolCallConstraint(v, reg.subset("calculator"))
+    rng = np.random.default_rng(1)
+    prompt = [1, v.token_id(ACTION_START)]
+    # a model that never wants to close its string (the quote is its least likely token)
+    quote = [i for i, t in enumerate(token_texts(v)) if t and '"' in t]
+
+    def logits(_):
+        x = rng.normal(size=len(tok))
+        x[quote] = -50
+        return x
+
+    out = decode(c, v, prompt, logits, budget)
+    assert len(out) <= budget
+    assert valid_call(ACTION_START + v.detokenize(out, keep_special=True), reg)
+
+
+def test_free_text_and_the_states(tok, reg):
+    v = Vocab(tok)
+    c = ToolCallConstraint(v, reg)
+    ids = {s: v.token_id(s) for s in (ACTION_START, ACTION_END, PLUGIN, IM_START)}
+    c.start([1, 2, 3], 96)
+    mask = np.asarray(c.allowed([]))
+    assert mask.dtype == bool and mask[ids[ACTION_START]] and mask[v.token_id("a")]
+    assert not mask[ids[PLUGIN]] and not mask[ids[ACTION_END]] and not mask[ids[IM_START]]
+    x, y = v.token_id("a"), 200  # ordinary tokens
+    assert c.state([x, y]) == (FREE, -1)
+    assert c.state([x, ids[ACTION_START]])[0] == PLUGIN_NEXT
+    assert list(c.allowed([x, ids[ACTION_START]])) == [ids[PLUGIN]]
+    assert c.state([x, ids[ACTION_START], ids[PLUGIN]]) == (JSON, 3)
+    assert set(c.allowed([x, ids[ACTION_START], ids[PLUGIN], y, ids[ACTION_END]])) == v.stop_token_ids()
+    # near the end of the budget no call is started (it could not close)
+    c.start([1], c.min_call + 2)
+    assert not np.asarray(c.allowed([]))[ids[ACTION_START]]
+    # a prompt that ends in <|action_start|> starts inside the call
+    c.start([1, ids[ACTION_START]], 96)
+    assert c.state([]) == (PLUGIN_NEXT, -1)
+
+
+def test_mask_logits():
+    x = np.arange(5, dtype=np.float64)
+    assert np.isneginf(mask_logits(x, [1, 3, 99])[[0, 2, 4]]).all() and mask_logits(x, [1, 3])[3] == 3
+    assert mask_logits(x, None) is x
+    assert int(np.argmax(mask_logits(x, np.array([True, False, True, False, False])))) == 2
+    with pytest.raises(ValueError, match="no token"):
+        mask_logits(x, [])
+
+
+def test_an_endpoint_refuses_a_constraint():
+    from puyu_lab.models.openai import OpenAIModel
+
+    with pytest.raises(ValueError, match="logits"):
+        OpenAIModel("http://127.0.0.1:9/v1").generate("hi", constraint=object())
+    with pytest.raises(ValueError, match="local model"):
+        Agent(OpenAIModel("http://127.0.0.1:9/v1"), default_registry(), protocol="internlm2", constrained=True)
+
+
+# ---- an untrained tiny model, through transformers and llama.cpp ------------------------------------
+QUESTIONS = ["37*41 等于多少？", "请计算 12+30", "2024-05-01 加 10 天是哪天？", "从 2024-01-01 到 2024-10-01 有几天？",
+             "88-19 等于多少？", "请计算 (3+4)*5"]
+
+
+def forced(model, reg, q, constraint):
+    _, ids = model.prompt_ids(PROTO.messages(q, reg, []))
+    g = model.generate(ids + [model.token_id(ACTION_START)], max_new_tokens=96, keep_special=True,
+                       constraint=constraint)
+    return ACTION_START + g.text, g
+
+
+@pytest.mark.slow
+def test_untrained_model_calls_validly_only_when_constrained(model_dir, ladder):
+    from puyu_lab.models.gguf import GGUFModel
+    from puyu_lab.models.hf import HFModel
+
+    reg = default_registry().subset("calculator", "add_days", "days_between")
+    texts = {}
+    for m in (HFModel.load(model_dir), GGUFModel(ladder["F32"]), GGUFModel(ladder["Q4_K_M"])):
+        c = ToolCallConstraint(m, reg)
+        for q in QUESTIONS:
+            free, _ = forced(m, reg, q, None)
+            assert not valid_call(free, reg), free
+            text, g = forced(m, reg, q, c)
+            assert valid_call(text, reg), text
+            assert g.output_tokens <= 96 and g.finish == "eos"
+            texts.setdefault(q, []).append(text)
+        # the agent: free-form or constrained, and the trace says which
+        for constrained in (False, True):
+            tr = Agent(m, reg, max_turns=1, constrained=constrained).run(QUESTIONS[0])
+            assert tr.constrained is constrained and tr.status in ("answered", "max_turns")
+            assert tr.turns[0]["parse"]["kind"] != "error" or not constrained
+    # one loop, one constraint: transformers and the F32 GGUF write the same calls
+    same = sum(t[0] == t[1] for t in texts.values())
+    assert same >= len(QUESTIONS) - 1, texts
