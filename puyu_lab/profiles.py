@@ -93,3 +93,9 @@ def as_profile(profile: "str | Profile | None" = None) -> Profile:
     if isinstance(profile, Profile):
         return profile
     return get_profile(profile, check=False)
+
+
+def overrides(args, *fields: str) -> dict:
+    """The config fields a command line set: ``fields`` whose argparse value is not ``None``
+    (``--n-tokens`` → ``n_tokens``), ready for ``XConfig.for_profile(profile, **changes)``."""
+    return {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}

@@ -6,16 +6,14 @@ import argparse
 
 def _config(args: argparse.Namespace):
     from ..errors import InputError
-    from ..profiles import get_profile
+    from ..profiles import get_profile, overrides
     from .config import AgentConfig
     from .protocols import PROTOCOLS
 
     if args.protocol is not None and args.protocol not in PROTOCOLS:
         raise InputError(f"unknown protocol {args.protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
 
-    changes = {k: v for k, v in (("model", args.model), ("n_tasks", args.n_tasks), ("protocol", args.protocol),
-                                 ("max_turns", args.max_turns), ("max_new_tokens", args.max_new_tokens),
-                                 ("levels", args.levels)) if v is not None}
+    changes = overrides(args, "model", "n_tasks", "protocol", "max_turns", "max_new_tokens", "levels")
     return AgentConfig.for_profile(get_profile(args.profile), **changes)
 
 

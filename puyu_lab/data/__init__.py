@@ -1,14 +1,9 @@
 """书生·万卷 Data stage: load raw text, compute signals, filter, scrub PII, deduplicate, export."""
 from __future__ import annotations
 
-__all__ = ["DataConfig", "run"]
+from ..lazy import exports
 
-
-def __getattr__(name):  # the package imports light; its config and entry point load on first use
-    if name == "DataConfig":
-        from .config import DataConfig
-        return DataConfig
-    if name == "run":
-        from .entry import run
-        return run
-    raise AttributeError(name)
+# the package imports light; its config and entry point load on first use
+_EXPORTS = {"DataConfig": "config", "run": "entry"}
+__all__ = list(_EXPORTS)
+__getattr__ = exports(__name__, _EXPORTS)

@@ -5,12 +5,10 @@ import argparse
 
 
 def _config(args: argparse.Namespace):
-    from ..profiles import get_profile
+    from ..profiles import get_profile, overrides
     from .config import DeployConfig
 
-    changes = {k: v for k, v in (("model", args.model), ("levels", args.levels), ("n_tokens", args.n_tokens),
-                                 ("n_ctx", args.n_ctx), ("decode_tokens", args.decode_tokens),
-                                 ("transformers", args.transformers)) if v is not None}
+    changes = overrides(args, "model", "levels", "n_tokens", "n_ctx", "decode_tokens", "transformers")
     return DeployConfig.for_profile(get_profile(args.profile), **changes)
 
 

@@ -5,11 +5,10 @@ import argparse
 
 
 def _config(args: argparse.Namespace):
-    from ..profiles import get_profile
+    from ..profiles import get_profile, overrides
     from .config import EvalConfig
 
-    changes = {k: v for k, v in (("n", args.n), ("ppl_docs", args.ppl_docs), ("models", args.models),
-                                 ("levels", args.levels), ("batch_size", args.batch_size)) if v is not None}
+    changes = overrides(args, "n", "ppl_docs", "models", "levels", "batch_size")
     if args.no_cache:
         changes["cache"] = False
     return EvalConfig.for_profile(get_profile(args.profile), **changes)

@@ -8,14 +8,9 @@ then training), ``cli`` (``puyu-lab finetune …``). The chat format itself is t
 """
 from __future__ import annotations
 
-__all__ = ["SFTConfig", "run"]
+from ..lazy import exports
 
-
-def __getattr__(name):  # the package imports light; its config and entry point load on first use
-    if name == "SFTConfig":
-        from .config import SFTConfig
-        return SFTConfig
-    if name == "run":
-        from .entry import run
-        return run
-    raise AttributeError(name)
+# the package imports light; its config and entry point load on first use
+_EXPORTS = {"SFTConfig": "config", "run": "entry"}
+__all__ = list(_EXPORTS)
+__getattr__ = exports(__name__, _EXPORTS)

@@ -14,21 +14,23 @@ logits, lm-eval's log-likelihoods). Every stage and panel that runs a model goes
 """
 from __future__ import annotations
 
-from .base import Generation, LocalModel, Model, Stream, cut_at_stops, log_softmax, softmax
+from ..lazy import exports
+from .base import (
+    Generation,
+    LocalModel,
+    Model,
+    Stream,
+    cut_at_stops,
+    log_softmax,
+    softmax,
+)
 
 __all__ = ["Generation", "LocalModel", "Model", "Stream", "cut_at_stops", "log_softmax", "softmax",
            "HFModel", "GGUFModel", "OpenAIModel", "Conversation", "load_model"]
 
-
-_BACKENDS = {"HFModel": "hf", "GGUFModel": "gguf", "OpenAIModel": "openai", "Conversation": "conversation"}
-
-
-def __getattr__(name):  # the backends (torch, llama.cpp) import on first use
-    if name not in _BACKENDS:
-        raise AttributeError(f"module 'puyu_lab.models' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f".{_BACKENDS[name]}", __name__), name)
+# the backends (torch, llama.cpp) import on first use
+__getattr__ = exports(__name__, {"HFModel": "hf", "GGUFModel": "gguf", "OpenAIModel": "openai",
+                                 "Conversation": "conversation"})
 
 
 def load_model(source, name: str | None = None, *, ws=None, **kw) -> Model:

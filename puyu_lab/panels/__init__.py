@@ -1,6 +1,7 @@
 """Views over the engines: widgets and HTML that subscribe to engine events and draw. One module
 per stage (``data``, ``pretrain``, ``finetune``, ``deploy``, ``eval``, ``agent``), plus ``chat``
 (any model, from the fine-tune lab on), ``chain`` (the chain map) and ``base`` (shared drawing)."""
+from ..lazy import exports
 from .base import HTMLView, Throttle, html_table, run_in_thread  # noqa: F401
 from .chain import chain_map, doctor_view, profiles_view  # noqa: F401
 
@@ -19,10 +20,4 @@ PANELS = {
 __all__ = ["HTMLView", "Throttle", "html_table", "run_in_thread", "chain_map", "doctor_view", "profiles_view",
            *PANELS]
 
-
-def __getattr__(name):
-    if name not in PANELS:
-        raise AttributeError(f"module 'puyu_lab.panels' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f".{PANELS[name]}", __name__), name)
+__getattr__ = exports(__name__, PANELS)

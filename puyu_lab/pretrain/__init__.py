@@ -1,14 +1,9 @@
 """InternLM-Train stage: a sentencepiece tokenizer and a tiny InternLM2-style model, trained from scratch."""
 from __future__ import annotations
 
-__all__ = ["PretrainConfig", "run"]
+from ..lazy import exports
 
-
-def __getattr__(name):  # the package imports light; its config and entry point load on first use
-    if name == "PretrainConfig":
-        from .config import PretrainConfig
-        return PretrainConfig
-    if name == "run":
-        from .entry import run
-        return run
-    raise AttributeError(name)
+# the package imports light; its config and entry point load on first use
+_EXPORTS = {"PretrainConfig": "config", "run": "entry"}
+__all__ = list(_EXPORTS)
+__getattr__ = exports(__name__, _EXPORTS)
