@@ -1,7 +1,6 @@
 """A conversation with one model: its history and streaming replies (the chat panel draws it)."""
 from __future__ import annotations
 
-import threading
 from typing import Callable
 
 from .base import Model
@@ -26,8 +25,7 @@ class Conversation:
         self.history.append({"role": "user", "content": prompt})
         self.partial = ""
         stream = self.model.generate(self.messages, max_new_tokens=max_new_tokens, temperature=temperature,
-                                     stop_flag=stop_flag if stop_flag is not None else threading.Event(),
-                                     stream=True)
+                                     stop_flag=stop_flag, stream=True)
         try:
             for piece in stream:
                 self.partial += piece
