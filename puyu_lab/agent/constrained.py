@@ -36,6 +36,11 @@ What is written here, and why:
 * the protocol around the JSON: the special tokens are single tokens of the chat format, not text a
   JSON parser sees, so a small state machine (free → after ``<|action_start|>`` → JSON → done)
   decides when the JSON parser runs;
+* two rules lm-format-enforcer 0.11 does not enforce (:func:`strict_json` wraps its parser): no
+  ``}`` right after a comma (it lets an object close after a trailing comma once its required keys
+  are there: ``{"date": "…", }``) and no exponent in a number (it lets integers take one, so
+  ``"days": 33E919`` parsed as infinity). Both were found by the random-logits test once the
+  protocol-aware tokenizer had pieces like ``▁"add_days",``; a call never needs either;
 * the token table, through the backend's own detokenizer
   (:func:`puyu_lab.models.constraints.token_texts`), so one constraint class serves transformers and
   llama.cpp through the shared decode loop. lm-format-enforcer's own integrations are per runtime
@@ -86,6 +91,65 @@ def shortest_ending(parser, limit: int = 400) -> str | None:
         return None
 
     return walk(parser, 0)
+
+
+_STRICT = None
+
+
+def strict_json(inner):
+    """``inner`` (a lm-format-enforcer character parser) with two JSON rules added: no ``}`` / ``]``
+    right after a comma, no exponent after a digit (outside strings)."""
+    global _STRICT
+    if _STRICT is None:
+        from lmformatenforcer import CharacterLevelParser
+
+        class StrictJSON(CharacterLevelParser):
+            """Tracks only what the two rules need: inside a string (and after a backslash there), and
+            the last character outside strings that was not whitespace."""
+
+            def __init__(self, inner, in_string=False, escaped=False, last=""):
+                super().__init__(getattr(inner, "_config", None))
+                self.inner, self.in_string, self.escaped, self.last = inner, in_string, escaped, last
+
+            def add_character(self, c: str):
+                in_string, escaped, last = self.in_string, self.escaped, self.last
+                if in_string:
+                    if escaped:
+                        escaped = False
+                    elif c == "\\":
+                        escaped = True
+                    elif c == '"':
+                        in_string, last = False, '"'
+                elif c == '"':
+                    in_string = True
+                elif not c.isspace():
+                    last = c
+                return StrictJSON(self.inner.add_character(c), in_string, escaped, last)
+
+            def get_allowed_characters(self) -> str:
+                allowed = self.inner.get_allowed_characters()
+                if self.in_string:
+                    return allowed
+                if self.last == ",":
+                    return allowed.replace("}", "").replace("]", "")
+                if self.last.isdigit() or self.last == ".":
+                    return allowed.replace("e", "").replace("E", "")
+                return allowed
+
+            def can_end(self) -> bool:
+                return self.inner.can_end()
+
+            def shortcut_key(self):
+                # inside a free-text string the rules add nothing (the closing quote is explored
+                # character by character, through add_character)
+                return self.inner.shortcut_key() if self.in_string else None
+
+            def cache_key(self):
+                key = self.inner.cache_key()
+                return None if key is None else (key, self.in_string, self.last == ",")
+
+        _STRICT = StrictJSON
+    return _STRICT(inner)
 
 
 def call_schema(tools: ToolRegistry, max_string: int | None = MAX_STRING) -> dict:
@@ -217,7 +281,7 @@ class ToolCallConstraint(Constraint):
         cfg = CharacterLevelParserConfig(alphabet=self.vocab.data.tokenizer_alphabet,
                                          max_consecutive_whitespaces=self.max_whitespace,
                                          force_json_field_order=True)
-        return SequenceParser([StringParser("\n"), JsonSchemaParser(schema or self.schema, cfg)])
+        return SequenceParser([StringParser("\n"), strict_json(JsonSchemaParser(schema or self.schema, cfg))])
 
     def enforcer(self):
         if self._enforcer is None:

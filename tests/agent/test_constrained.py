@@ -214,3 +214,30 @@ def test_untrained_model_calls_validly_only_when_constrained(model_dir, ladder):
     # one loop, one constraint: transformers and the F32 GGUF write the same calls
     same = sum(t[0] == t[1] for t in texts.values())
     assert same >= len(QUESTIONS) - 1, texts
+
+
+def test_strict_json_refuses_a_trailing_comma_and_exponents():
+    """Two rules lm-format-enforcer 0.11 lets through (its parser alone accepts both texts below; the
+    random-logits test above met each with the protocol-aware tokenizer)."""
+    from lmformatenforcer import CharacterLevelParserConfig, JsonSchemaParser
+
+    from puyu_lab.agent.constrained import strict_json
+
+    schema = {"type": "object", "properties": {"date": {"type": "string"}, "days": {"type": "integer"},
+                                               "loud": {"type": "boolean"}, "x": {"type": "number"}},
+              "required": ["date"]}
+
+    def refused_at(text, strict):
+        p = JsonSchemaParser(schema, CharacterLevelParserConfig())
+        p = strict_json(p) if strict else p
+        for i, ch in enumerate(text):
+            if ch not in p.get_allowed_characters():
+                return i
+            p = p.add_character(ch)
+        return None if p.can_end() else len(text)
+
+    for text, at in [('{"date": "a,}", }', 16), ('{"date": "x", "days": 33E919}', 24)]:
+        assert refused_at(text, strict=False) is None  # the library alone accepts it
+        assert refused_at(text, strict=True) == at, text
+    for ok in ['{"date": "a, }\\"e", "days": 12, "loud": true, "x": 1.5}', '{"date": "x" , "loud": false}']:
+        assert refused_at(ok, strict=True) is None, ok
