@@ -1,17 +1,17 @@
 """The built-in tools: calculator, Python interpreter, corpus search (BM25) and date arithmetic.
 
-``default_registry(ws)`` returns all of them; the calculator's schema is the shared contract
-:data:`puyu_lab.contracts.calculator.CALCULATOR_SCHEMA`, which the fine-tune lab's tool-use
-conversations show the model.
+``default_registry(ws)`` returns all of them; the calculator's and add_days' schemas are shared
+contracts (:mod:`puyu_lab.contracts.calculator`, :mod:`puyu_lab.contracts.dates`), which the
+fine-tune lab's tool-use conversations show the model.
 """
 from __future__ import annotations
 
-import datetime as dt
 import re
 import threading
 
 from ..workspace import stage_entry
 from ..contracts.calculator import CALCULATOR_DESCRIPTION, CALCULATOR_SCHEMA, CalculatorError, calculate
+from ..contracts.dates import ADD_DAYS_DESCRIPTION, ADD_DAYS_SCHEMA, DateError, add_days, parse_date
 from .sandbox import Limits, SandboxUnavailable, run_python
 from .tools import Tool, ToolError, ToolRegistry, make_tool
 
@@ -43,31 +43,14 @@ def python_tool(limits: Limits | None = None) -> Tool:
     return t
 
 
-def _parse_date(s: str, field: str) -> dt.date:
+def _add_days(date: str, days: int) -> dict:
     try:
-        return dt.date.fromisoformat(str(s).strip())
-    except ValueError:
-        raise ToolError(f"{field} must be an ISO date like 2024-05-01, got {s!r}") from None
+        return add_days(date, days)
+    except DateError as e:
+        raise ToolError(str(e)) from None
 
 
-_WEEKDAYS = ["星期一 Monday", "星期二 Tuesday", "星期三 Wednesday", "星期四 Thursday", "星期五 Friday",
-             "星期六 Saturday", "星期日 Sunday"]
-
-
-def add_days(date: str, days: int) -> dict:
-    """Add a number of days to a date (negative goes back) and give the weekday.
-
-    date: an ISO date, e.g. 2024-05-01
-    days: how many days to add
-    """
-    d = _parse_date(date, "date")
-    if abs(days) > 3_660_000:
-        raise ToolError("days must be within ±10,000 years")
-    try:
-        r = d + dt.timedelta(days=days)
-    except OverflowError:
-        raise ToolError("the result is outside the years 1–9999") from None
-    return {"date": r.isoformat(), "weekday": _WEEKDAYS[r.weekday()]}
+add_days_tool = Tool(ADD_DAYS_SCHEMA["name"], ADD_DAYS_DESCRIPTION, ADD_DAYS_SCHEMA["parameters"], _add_days)
 
 
 def days_between(start: str, end: str) -> dict:
@@ -76,7 +59,10 @@ def days_between(start: str, end: str) -> dict:
     start: an ISO date, e.g. 2024-05-01
     end: an ISO date, e.g. 2024-10-01
     """
-    a, b = _parse_date(start, "start"), _parse_date(end, "end")
+    try:
+        a, b = parse_date(start, "start"), parse_date(end, "end")
+    except DateError as e:
+        raise ToolError(str(e)) from None
     return {"days": (b - a).days}
 
 
@@ -156,7 +142,7 @@ def default_registry(ws=None, *, python_limits: Limits | None = None) -> ToolReg
     reg = ToolRegistry()
     reg.add(calculator)
     reg.add(python_tool(python_limits))
-    reg.add(make_tool(add_days))
+    reg.add(add_days_tool)
     reg.add(make_tool(days_between))
     if ws is not None and ws.exists("corpus/clean"):
         reg.add(search_tool(ws))

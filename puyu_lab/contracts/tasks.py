@@ -8,5 +8,10 @@ SENTIMENT_MAX_CHARS = 40  # the opening of a review carries its sentiment; short
 ARITHMETIC_QUESTION = "{e} 等于多少？"  # the first of the fine-tune data's question forms
 TOOL_SYSTEM = "你可以使用以下工具。"  # InternLM2 writes the tool list as a `system name=<|plugin|>` message after it
 
+DATE_QUESTION = "{date} 之后 {days} 天是哪一天？"  # the first of the fine-tune data's date question forms
+
 ARITHMETIC_HELDOUT = "arithmetic_heldout"  # the sft/data part: {"expression", "result"} per line
 SELFCOG_HELDOUT = "selfcog_heldout"  # the sft/data part: {"prompt", "expect", …} per line
+DATE_HELDOUT = "date_heldout"  # the sft/data part: {"date", "days", "result", "weekday"} per line
+# the sft/data part: {"prompt", "kind"} per line — questions that need no tool (asked with tools offered)
+NOTOOL_HELDOUT = "notool_heldout"
