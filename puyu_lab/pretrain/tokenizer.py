@@ -4,6 +4,14 @@ These are the settings of Llama and InternLM2, and what keeps the token ids of t
 llama.cpp identical (llama.cpp's converter reads ``tokenizer.model`` directly). The chat and
 tool-call special tokens of InternLM2 are reserved from the start, so the fine-tune and agent
 stages need no resizing.
+
+The tokenizer sees the language the model will speak: it trains on the corpus plus the tool
+protocol's text (:func:`puyu_lab.contracts.protocol.protocol_lines`: calls, results, the tool
+list), and pieces may cross Unicode script boundaries (``split_by_unicode_script=False``), so
+``{"name":`` or ``▁"calculator",`` become single pieces. Measured on the quick corpus (4,000
+pieces): a calculator call takes 16–20 tokens instead of 66, and Chinese compresses as well as
+before (1.171 vs 1.179 characters per token, −0.7 %; the script-crossing merges alone give 1.197).
+Digits stay one per token (``split_digits``), so numbers are copied digit by digit.
 """
 from __future__ import annotations
 
@@ -26,6 +34,10 @@ class TokenizerSettings:
     max_sentence_length: int = 4096
     input_sentence_size: int = 200_000
     seed: int = 0
+    # rounds of tool-protocol text (contracts.protocol) added to the corpus; 0 = the corpus alone
+    protocol_rounds: int = 1000
+    # False: a piece may mix scripts (punctuation + Latin letters + digits), as JSON keys need
+    split_by_unicode_script: bool = False
 
 
 def _sentences(texts: Iterable[str], max_len: int) -> Iterable[str]:
@@ -46,6 +58,10 @@ def train_sentencepiece(texts: Iterable[str], out_dir: Path, settings: Tokenizer
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sentences = list(_sentences(texts, s.max_sentence_length))
+    if s.protocol_rounds:
+        from ..contracts.protocol import protocol_lines
+
+        sentences += protocol_lines(s.protocol_rounds, s.seed)
     coverage = fit_character_coverage(sentences, s.vocab_size, s.character_coverage)
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
@@ -53,7 +69,8 @@ def train_sentencepiece(texts: Iterable[str], out_dir: Path, settings: Tokenizer
         model_type="bpe", vocab_size=s.vocab_size, character_coverage=coverage,
         byte_fallback=True, normalization_rule_name="identity", remove_extra_whitespaces=False,
         add_dummy_prefix=False,
-        split_digits=True, allow_whitespace_only_pieces=True, max_sentence_length=s.max_sentence_length,
+        split_digits=True, split_by_unicode_script=s.split_by_unicode_script,
+        allow_whitespace_only_pieces=True, max_sentence_length=s.max_sentence_length,
         input_sentence_size=s.input_sentence_size, shuffle_input_sentence=True, seed_sentencepiece_size=200_000,
         unk_id=0, bos_id=1, eos_id=2, pad_id=-1, user_defined_symbols=SPECIAL_TOKENS,
         train_extremely_large_corpus=False, minloglevel=2, num_threads=os.cpu_count() or 1,
@@ -91,6 +108,25 @@ def chars_per_token(tok, texts: list[str]) -> float:
     n_chars = sum(len(t) for t in texts)
     n_tok = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts)
     return n_chars / max(1, n_tok)
+
+
+def tool_call_tokens(tok) -> dict:
+    """Tokens per tool call (``<|action_start|>`` … ``<|action_end|>``) on sample calls of each
+    protocol tool: the median and the longest, and one call's pieces for the lab to show."""
+    import statistics
+
+    from ..contracts.protocol import call_json
+    from ..models.template import ACTION_END, ACTION_START, PLUGIN
+
+    calls = [("calculator", {"expression": e}) for e in ("37*41", "(12+85)*7", "4563+1200", "812/4", "23*45-6")]
+    calls.append(("add_days", {"date": "2024-05-01", "days": 37}))
+    counts, example = [], None
+    for name, args in calls:
+        text = f"{ACTION_START}{PLUGIN}\n{call_json(name, args)}{ACTION_END}"
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        counts.append(len(ids))
+        example = example or tok.convert_ids_to_tokens(ids)
+    return {"median": statistics.median(counts), "max": max(counts), "example": example}
 
 
 def byte_fallback_rate(tok, texts: list[str]) -> float:

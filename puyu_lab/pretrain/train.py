@@ -12,7 +12,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -34,10 +34,14 @@ MODEL = "model/base"
 # ---- tokenizer stage ---------------------------------------------------------------------------
 @stage_entry("pretrain")
 def train_tokenizer(ws: Workspace, vocab_size: int, *, corpus: str = "corpus/clean",
+                    settings: TokenizerSettings | None = None,
                     on_event: Callable[[Event], None] | None = None) -> Artifact:
+    """``tokenizer/spm``: sentencepiece on ``corpus/clean``'s train split plus the tool protocol's
+    text (``settings.protocol_rounds``; 0 = the corpus alone)."""
     from ..artifacts import load_corpus
-    from .tokenizer import byte_fallback_rate, chars_per_token
+    from .tokenizer import byte_fallback_rate, chars_per_token, tool_call_tokens
 
+    settings = replace(settings or TokenizerSettings(), vocab_size=vocab_size)
     em = Emitter("pretrain", on_event)
     src = ws.get(corpus)  # a missing corpus names the data lab
     train = load_corpus(ws, "train", corpus)
@@ -46,15 +50,18 @@ def train_tokenizer(ws: Workspace, vocab_size: int, *, corpus: str = "corpus/cle
     t0 = time.perf_counter()
     with ws.write(TOKENIZER, kind="tokenizer", stage="pretrain", parents=[src],
                   params={"type": "sentencepiece-bpe", "vocab_size": vocab_size, "byte_fallback": True,
-                          "normalization": "identity"}) as w:
-        train_sentencepiece(train["text"], w.path, TokenizerSettings(vocab_size=vocab_size))
+                          "normalization": "identity", "protocol_rounds": settings.protocol_rounds,
+                          "split_by_unicode_script": settings.split_by_unicode_script}) as w:
+        train_sentencepiece(train["text"], w.path, settings)
         tok = load_tokenizer(w.path)
+        calls = tool_call_tokens(tok)
         zh = [t for t, lg in zip(heldout["text"], heldout["lang"]) if lg == "zh"][:200]
         en = [t for t, lg in zip(heldout["text"], heldout["lang"]) if lg == "en"][:200]
         w.metrics.update({
             "vocab_size": len(tok), "chars_per_token_zh": round(chars_per_token(tok, zh), 3) if zh else None,
             "chars_per_token_en": round(chars_per_token(tok, en), 3) if en else None,
             "byte_fallback_rate_zh": round(byte_fallback_rate(tok, zh), 4) if zh else None,
+            "tokens_per_tool_call": calls["median"], "tokens_per_tool_call_max": calls["max"],
             "seconds": round(time.perf_counter() - t0, 1)})
     em.emit("done", step="tokenizer")
     return ws.get(TOKENIZER)
