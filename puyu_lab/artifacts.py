@@ -12,7 +12,7 @@ here), never through the producing stage's modules; each stage declares what it 
     gguf/<model>      deploy    → the GGUF ladder (level → file)                 ladder_files
     quant/<model>     deploy    → measured levels + per-token KL                 load_quant_results
     eval/<run>        eval      → a leaderboard (lm-eval-style JSON per model)   load_eval
-    agent/eval        agent     → held-out arithmetic with vs without tools      load_agent_eval
+    agent/eval        agent     → held-out tasks with vs without tools           load_agent_eval
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ SFT_MODEL = "model/sft"
 ADAPTER = "adapter/sft"
 AGENT_EVAL = "agent/eval"
 
-SFT_PARTS = ("train", "selfcog_heldout", "arithmetic_heldout")
+SFT_PARTS = ("train", "selfcog_heldout", "arithmetic_heldout", "date_heldout", "notool_heldout")
 
 
 def short(model: str) -> str:
@@ -67,7 +67,8 @@ def model_dir(ws: Workspace, name: str) -> Path:
 
 def load_sft_data(ws: Workspace, part: str = "train") -> list[dict]:
     """A part of ``sft/data``: ``train`` (conversations), ``selfcog_heldout`` (paraphrases never
-    trained on), ``arithmetic_heldout`` (tasks never trained on)."""
+    trained on), ``arithmetic_heldout`` and ``date_heldout`` (tool tasks never trained on),
+    ``notool_heldout`` (questions that need no tool, never trained on)."""
     if part not in SFT_PARTS:
         raise ValueError(f"sft/data has no part {part!r}: use one of {', '.join(SFT_PARTS)}")
     return _jsonl(ws.get(SFT_DATA).path / f"{part}.jsonl")
@@ -91,7 +92,7 @@ def load_quant_results(ws: Workspace, model: str = SFT_MODEL) -> tuple[list[dict
 
 
 def load_agent_eval(ws: Workspace, name: str = AGENT_EVAL) -> dict:
-    """``metrics`` and per-task ``rows`` of the agent's held-out arithmetic."""
+    """``metrics`` and per-task ``rows`` of the agent's held-out tasks (arithmetic, dates, no tool)."""
     art = ws.get(name)
     rows = _jsonl(art.path / "rows.jsonl") if (art.path / "rows.jsonl").is_file() else []
     return {"metrics": dict(art.metrics), "rows": rows}

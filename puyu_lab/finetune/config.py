@@ -33,7 +33,7 @@ class SFTConfig:
     max_steps: int = -1
     batch_size: int = 8
     grad_accum: int = 1
-    max_length: int = 384
+    max_length: int = 256  # the base model's training context (pretrain block_size)
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
     eval_fraction: float = 0.04

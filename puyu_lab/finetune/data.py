@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from ..contracts.calculator import CALCULATOR_SCHEMA, calculate
-from ..contracts.dialogs import CONTROL_PROMPTS, chatterbot_dialogs  # noqa: F401 (part of the mixture)
+from ..contracts.calculator import calculate
+from ..contracts.dates import add_days
+from ..contracts.dialogs import CONTROL_PROMPTS, chatterbot_dialogs
+from ..contracts.protocol import schema_text
 from ..contracts.tasks import (
     ARITHMETIC_QUESTION,
+    DATE_QUESTION,
     SENTIMENT_ANSWER,
     SENTIMENT_MAX_CHARS,
     SENTIMENT_PROMPT,
@@ -61,6 +64,10 @@ SELF_A_EN = ["{name} is my name. {owner} made me."]
 ARITH_Q = [ARITHMETIC_QUESTION, "请帮我算一下 {e}。", "计算 {e} 的结果。", "What is {e}?", "Please compute {e}.", "{e} = ?"]
 ARITH_THINK = ["我来用计算器算一下。", "", "Let me use the calculator."]
 ARITH_FINAL = ["{e} = {r}。", "结果是 {r}。", "The answer is {r}."]
+DATE_Q = [DATE_QUESTION, "从 {date} 起过 {days} 天是几月几号？", "What date is {days} days after {date}?",
+          "{date} 加 {days} 天是哪天？"]
+DATE_THINK = ["我来用日期工具算一下。", "", "Let me use the date tool."]
+DATE_FINAL = ["是 {r}，{wzh}。", "{days} 天后是 {r}（{wzh}）。", "It is {r}, a {wen}."]
 
 
 
@@ -74,8 +81,12 @@ class SFTDataSettings:
     dialogs_zh: int | None = None
     dialogs_en: int | None = 50
     sentiment_max: int = 1200
-    tool_examples: int = 80
-    tool_heldout: int = 50
+    tool_examples: int = 400  # calculator conversations
+    tool_heldout: int = 50  # held-out arithmetic tasks
+    date_examples: int = 200  # add_days conversations (the agent lab's second task)
+    date_heldout: int = 40
+    notool_examples: int = 120  # questions that need no tool, asked with the tools offered: answered directly
+    notool_heldout_dialogs: int = 24  # Chinese chit-chat first turns kept out of training for the no-tool test
     seed: int = 0
 
 
@@ -144,25 +155,86 @@ def arithmetic_tasks(n: int, seed: int, exclude: set[str] = frozenset()) -> list
     return out
 
 
+def tool_messages(question: str) -> list[dict]:
+    """The opening of a tool conversation: the tool system prompt, the tool list, the question."""
+    return [_msg("system", TOOL_SYSTEM), _msg("system", schema_text(), name="<|plugin|>"), _msg("user", question)]
+
+
 def tool_conversation(task: dict, rng: random.Random) -> dict:
     e, r = task["expression"], task["result"]
     call = rng.choice(ARITH_THINK) + tool_call("calculator", {"expression": e})
-    return {"kind": "tool", "messages": [
-        _msg("system", TOOL_SYSTEM),
-        _msg("system", json.dumps([CALCULATOR_SCHEMA], ensure_ascii=False), name="<|plugin|>"),
-        _msg("user", rng.choice(ARITH_Q).format(e=e)),
+    return {"kind": "tool", "messages": tool_messages(rng.choice(ARITH_Q).format(e=e)) + [
         _msg("assistant", call),
         _msg("environment", json.dumps({"result": r}), name="<|plugin|>"),
         _msg("assistant", rng.choice(ARITH_FINAL).format(e=e, r=r)),
     ]}
 
 
+def date_tasks(n: int, seed: int, exclude: set[tuple] = frozenset()) -> list[dict]:
+    """Random "N days after D" tasks with the tool's answer (date and weekday)."""
+    import datetime as dt
+
+    rng = random.Random(seed)
+    out, seen = [], set(exclude)
+    start = dt.date(2000, 1, 1).toordinal()
+    while len(out) < n:
+        d = dt.date.fromordinal(start + rng.randrange(365 * 31)).isoformat()
+        days = rng.choice([rng.randint(1, 30), rng.randint(31, 400)])
+        if (d, days) in seen:
+            continue
+        seen.add((d, days))
+        r = add_days(d, days)
+        out.append({"date": d, "days": days, "result": r["date"], "weekday": r["weekday"]})
+    return out
+
+
+def date_conversation(task: dict, rng: random.Random) -> dict:
+    d, days, r, w = task["date"], task["days"], task["result"], task["weekday"]
+    wzh, wen = w.split(" ", 1)
+    call = rng.choice(DATE_THINK) + tool_call("add_days", {"date": d, "days": days})
+    return {"kind": "date", "messages": tool_messages(rng.choice(DATE_Q).format(date=d, days=days)) + [
+        _msg("assistant", call),
+        _msg("environment", json.dumps({"date": r, "weekday": w}, ensure_ascii=False), name="<|plugin|>"),
+        _msg("assistant", rng.choice(DATE_FINAL).format(r=r, days=days, wzh=wzh, wen=wen)),
+    ]}
+
+
 def tool_use(s: SFTDataSettings) -> tuple[list[dict], list[dict]]:
-    """Training conversations and held-out tasks (disjoint expressions)."""
+    """Calculator training conversations and held-out tasks (disjoint expressions)."""
     rng = random.Random(s.seed)
     heldout = arithmetic_tasks(s.tool_heldout, s.seed + 1)
     train = arithmetic_tasks(s.tool_examples, s.seed + 2, exclude={t["expression"] for t in heldout})
     return [tool_conversation(t, rng) for t in train], heldout
+
+
+def date_use(s: SFTDataSettings) -> tuple[list[dict], list[dict]]:
+    """add_days training conversations and held-out tasks (disjoint date/days pairs)."""
+    rng = random.Random(s.seed + 5)
+    heldout = date_tasks(s.date_heldout, s.seed + 6)
+    train = date_tasks(s.date_examples, s.seed + 7, exclude={(t["date"], t["days"]) for t in heldout})
+    return [date_conversation(t, rng) for t in train], heldout
+
+
+def no_tool(s: SFTDataSettings, dialogs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Conversations that need no tool, with the tools offered (the model answers directly), from
+    the self-cognition questions and real dialogs; and the held-out no-tool questions: the held-out
+    self-cognition paraphrases, the control prompts and Chinese dialog openings never trained on."""
+    rng = random.Random(s.seed + 9)
+    zh = [d for d in dialogs if d["lang"] == "zh"]
+    held_dialogs = zh[:s.notool_heldout_dialogs]
+    held = {d["messages"][0]["content"] for d in held_dialogs}
+    pool = [self_cognition(s, repeat=1), [d for d in zh if d["messages"][0]["content"] not in held]]
+    train = []
+    for i in range(s.notool_examples):
+        src = pool[i % 2] or pool[0]
+        ex = rng.choice(src)
+        first_user = next(m for m in ex["messages"] if m["role"] == "user")
+        reply = ex["messages"][ex["messages"].index(first_user) + 1]
+        train.append({"kind": "notool", "messages": tool_messages(first_user["content"]) + [reply]})
+    heldout = ([{"prompt": q, "kind": "self"} for q in SELF_Q_ZH_HELDOUT + SELF_Q_EN_HELDOUT]
+               + [{"prompt": q, "kind": "control"} for q in CONTROL_PROMPTS]
+               + [{"prompt": d["messages"][0]["content"], "kind": "dialog"} for d in held_dialogs])
+    return train, heldout
 
 
 # ---- custom files (like `xtuner check-custom-dataset`) -------------------------------------------
@@ -301,7 +373,19 @@ def load_custom(path: str | Path) -> tuple[list[dict], list[RecordError]]:
 def build_mixture(s: SFTDataSettings, reviews: Iterable[dict], custom: list[dict] | None = None) -> dict:
     """All SFT data for one run: ``train`` conversations and the held-out sets."""
     tools, arith_heldout = tool_use(s)
-    train = (self_cognition(s) + chatterbot_dialogs(limit={"zh": s.dialogs_zh, "en": s.dialogs_en}, seed=s.seed)
-             + sentiment(reviews, s.sentiment_max, s.seed) + tools + list(custom or []))
+    dates, date_heldout = date_use(s)
+    dialogs = chatterbot_dialogs(seed=s.seed)
+    notool, notool_heldout = no_tool(s, dialogs)
+    held = {h["prompt"] for h in notool_heldout}
+    kept, seen = [], {}
+    for d in dialogs:  # chatterbot_dialogs' own per-language limit, without the held-out openings
+        cap = {"zh": s.dialogs_zh, "en": s.dialogs_en}.get(d["lang"])
+        if d["messages"][0]["content"] in held or (cap is not None and seen.get(d["lang"], 0) >= cap):
+            continue
+        kept.append(d)
+        seen[d["lang"]] = seen.get(d["lang"], 0) + 1
+    train = (self_cognition(s) + kept + sentiment(reviews, s.sentiment_max, s.seed) + tools + dates + notool
+             + list(custom or []))
     random.Random(s.seed).shuffle(train)
-    return {"train": train, "selfcog_heldout": self_cognition_heldout(s), "arithmetic_heldout": arith_heldout}
+    return {"train": train, "selfcog_heldout": self_cognition_heldout(s), "arithmetic_heldout": arith_heldout,
+            "date_heldout": date_heldout, "notool_heldout": notool_heldout}

@@ -40,7 +40,9 @@ def prepare_data(ws: Workspace, cfg: SFTConfig | None = None, *, corpus: str = "
                 "".join(f"{cfg.custom_data}:{b.line}: {b.reason}\n" for b in bad), encoding="utf-8")
         w.metrics.update({"train": len(mix["train"]), **{f"train_{k}": v for k, v in sorted(kinds.items())},
                           "selfcog_heldout": len(mix["selfcog_heldout"]),
-                          "arithmetic_heldout": len(mix["arithmetic_heldout"]), "custom_rejected": len(bad),
+                          "arithmetic_heldout": len(mix["arithmetic_heldout"]),
+                          "date_heldout": len(mix["date_heldout"]), "notool_heldout": len(mix["notool_heldout"]),
+                          "custom_rejected": len(bad),
                           "assistant_name": cfg.data.assistant_name})
     return ws.get(SFT_DATA)
 

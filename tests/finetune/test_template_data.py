@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from puyu_lab.contracts.calculator import CalculatorError, calculate
+from puyu_lab.contracts.calculator import CALCULATOR_SCHEMA, CalculatorError, calculate
+from puyu_lab.contracts.dates import add_days
 from puyu_lab.errors import InputError
 from puyu_lab.finetune import data as D
 from puyu_lab.models.template import CHAT_TEMPLATE, IGNORE, IM_END, encode_chat, tool_call
@@ -11,7 +12,7 @@ from puyu_lab.finetune.train import encode_all
 
 
 TOOL = [{"role": "system", "content": "你可以使用以下工具。"},
-        {"role": "system", "name": "<|plugin|>", "content": json.dumps([D.CALCULATOR_SCHEMA], ensure_ascii=False)},
+        {"role": "system", "name": "<|plugin|>", "content": json.dumps([CALCULATOR_SCHEMA], ensure_ascii=False)},
         {"role": "user", "content": "12*7 等于多少？"},
         {"role": "assistant", "content": "我来算一下。" + tool_call("calculator", {"expression": "12*7"})},
         {"role": "environment", "name": "<|plugin|>", "content": '{"result": 84}'},
@@ -74,7 +75,7 @@ def test_sft_data_kinds_and_heldout_sets():
                {"text": "新闻正文", "label": None}]
     mix = D.build_mixture(s, reviews)
     kinds = {ex["kind"] for ex in mix["train"]}
-    assert kinds == {"self", "dialog", "sentiment", "tool"}
+    assert kinds == {"self", "dialog", "sentiment", "tool", "date", "notool"}
     train_qs = {ex["messages"][0]["content"] for ex in mix["train"] if ex["kind"] == "self"}
     held = {h["prompt"] for h in mix["selfcog_heldout"]}
     assert held and not (held & train_qs)  # paraphrases never trained on
@@ -87,6 +88,22 @@ def test_sft_data_kinds_and_heldout_sets():
     assert held_exprs and not (held_exprs & train_exprs)
     for t in mix["arithmetic_heldout"]:
         assert calculate(t["expression"]) == t["result"]
+    # dates: held-out (date, days) pairs never trained on, each with the tool's own answer
+    calls = [json.loads(ex["messages"][3]["content"].split("\n", 1)[1].split("<|action_end|>")[0])["parameters"]
+             for ex in mix["train"] if ex["kind"] == "date"]
+    held_dates = {(t["date"], t["days"]) for t in mix["date_heldout"]}
+    assert len(calls) == s.date_examples and len(held_dates) == s.date_heldout
+    assert not held_dates & {(c["date"], c["days"]) for c in calls}
+    assert all(add_days(t["date"], t["days"])["date"] == t["result"] for t in mix["date_heldout"])
+    # no-tool: the tools are offered and the reply is not a call; the held-out questions are never a
+    # training conversation's first question
+    notool = [ex for ex in mix["train"] if ex["kind"] == "notool"]
+    assert notool and all(ex["messages"][1]["name"] == "<|plugin|>" for ex in notool)
+    assert not any("<|action_start|>" in ex["messages"][-1]["content"] for ex in notool)
+    firsts = {next(m["content"] for m in ex["messages"] if m["role"] == "user") for ex in mix["train"]}
+    held_nt = [h["prompt"] for h in mix["notool_heldout"]]
+    assert {h["kind"] for h in mix["notool_heldout"]} == {"self", "control", "dialog"}
+    assert len(held_nt) >= 40 and not set(held_nt) & firsts
 
 
 def test_chatterbot_dialogs_are_real_and_alternate():
