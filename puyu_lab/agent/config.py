@@ -10,7 +10,9 @@ from ..profiles import as_profile
 @dataclass
 class AgentConfig:
     model: str = "model/sft"
-    n_tasks: int | None = 20  # held-out arithmetic tasks (None: all of them)
+    n_tasks: int | None = 40  # held-out tasks of each kind (None: all of them)
+    kinds: tuple[str, ...] = ("arithmetic", "date", "notool")  # agent.evaluate.KINDS
+    constrained: bool = True  # also run the tool tasks with calls decoded under the tools' schemas
     seed: int = 0
     protocol: str = "internlm2"  # internlm2 | react | openai
     max_turns: int = 3
@@ -24,6 +26,7 @@ class AgentConfig:
         default), with ``changes`` on top."""
         name = as_profile(profile).name
         cfg = cls() if name == "quick" else cls(n_tasks=100)
-        if "levels" in changes:
-            changes["levels"] = tuple(changes["levels"])
+        for k in ("levels", "kinds"):
+            if k in changes:
+                changes[k] = tuple(changes[k])
         return replace(cfg, **changes)

@@ -43,8 +43,15 @@ def test_decorator_builds_the_schema_the_model_sees(tools):
                      "times": {"type": "integer", "description": "how often"}}, "required": ["name"]}}
     assert tools.call("greet", {"name": "小浦", "times": "2"}).value == "hello 小浦 hello 小浦"
     # the fine-tune data shows the model exactly this calculator description
-    from puyu_lab.finetune.data import CALCULATOR_SCHEMA, TOOL_SYSTEM
+    from puyu_lab.contracts.calculator import CALCULATOR_SCHEMA
+    from puyu_lab.contracts.dates import ADD_DAYS_SCHEMA
+    from puyu_lab.contracts.protocol import TOOL_SCHEMAS
+    from puyu_lab.contracts.tasks import TOOL_SYSTEM
     assert calculator.schema == CALCULATOR_SCHEMA and InternLM2Protocol.system_prompt == TOOL_SYSTEM
+    # the agent offers the tools in the order (and with the descriptions) the fine-tune data used
+    from puyu_lab.agent.evaluate import AGENT_TOOLS
+    assert [t.schema for t in default_registry().subset(*AGENT_TOOLS)] == TOOL_SCHEMAS
+    assert TOOL_SCHEMAS == [CALCULATOR_SCHEMA, ADD_DAYS_SCHEMA]
     assert json.dumps(CALCULATOR_SCHEMA, ensure_ascii=False) == (
         '{"name": "calculator", "description": "计算算术表达式 (+ - * / 和括号)", "parameters": {"type": "object", '
         '"properties": {"expression": {"type": "string"}}, "required": ["expression"]}}')
@@ -488,3 +495,52 @@ def test_trace_panel_is_live_stops_on_its_button_and_shows_a_failing_run(tools):
     assert isinstance(panel.error, ConnectionError) and panel.trace is None
     assert panel.error_text == "ConnectionError: the endpoint went away" and panel.status == "error"
     assert panel.steps[-1]["kind"] == "error" and "went away" in panel.steps[-1]["text"]
+
+
+# ---- held-out evaluation (scripted replies: the bookkeeping itself) -------------------------------
+def _call(name, params):
+    return f'<|action_start|><|plugin|>\n{json.dumps({"name": name, "parameters": params})}<|action_end|>\n'
+
+
+def test_task_eval_counts_success_direct_answers_and_call_validity(tools):
+    from puyu_lab.agent.evaluate import call_validity, suite_eval, task_eval
+
+    calc = tools.subset("calculator", "add_days")
+    tasks = [{"expression": "37*41", "result": 1517}, {"expression": "12*7", "result": 84},
+             {"expression": "9+8", "result": 17}]
+    replies = [_call("calculator", {"expression": "37*41"}), "37*41 = 1517。", "1517",  # right, direct right
+               "<|action_start|><|plugin|>\n{\"name\": \"calculator\", <|action_end|>\n", "84。", "85",  # bad JSON
+               "结果是 17。", "16"]  # no call at all, but the answer is right: not a tool success
+    res = task_eval(Agent(Scripted(replies), calc, max_turns=2), "arithmetic", tasks)
+    m, rows = res["metrics"], res["rows"]
+    assert [r["tool_ok"] for r in rows] == [True, True, True] and [r["called_tool"] for r in rows] == [True, False, False]
+    assert [r["direct_ok"] for r in rows] == [True, False, False]
+    assert m["with_tools"] == 1.0 and m["called_tool"] == pytest.approx(1 / 3) and m["direct"] == pytest.approx(1 / 3)
+    assert (m["calls_attempted"], m["call_valid"]) == (2, 0.5)  # the bad JSON is an invalid attempt
+    assert call_validity(res["traces"][1]) == (1, 0) and call_validity(res["traces"][2]) == (0, 0)
+
+    # a failing tool run is an invalid call too; a date answer must state the ISO date
+    date_tasks = [{"date": "2024-02-28", "days": 2, "result": "2024-03-01"},
+                  {"date": "2024-05-01", "days": 37, "result": "2024-06-07"}]
+    replies = [_call("add_days", {"date": "2024-02-28", "days": 2}), "是 2024-03-01，星期五。",
+               _call("add_days", {"date": "May 1", "days": 37}), "是 2024-06-08。"]
+    d = task_eval(Agent(Scripted(replies), calc, max_turns=2), "date", date_tasks, direct=False)
+    assert [r["tool_ok"] for r in d["rows"]] == [True, False] and d["metrics"]["call_valid"] == 0.5
+    assert "direct" not in d["metrics"]
+
+    # questions that need no tool: success is an answer without any call
+    notool = [{"prompt": "你是谁？"}, {"prompt": "你好"}]
+    replies = ["我是阿浦。", _call("calculator", {"expression": "1+1"}), "2"]
+    n = task_eval(Agent(Scripted(replies), calc, max_turns=2), "notool", notool)
+    assert [r["tool_ok"] for r in n["rows"]] == [True, False] and n["metrics"]["with_tools"] == 0.5
+    assert "direct" not in n["metrics"] and "called_tool" not in n["metrics"]
+
+    # the suite prefixes each kind's figures and pools the calls' validity
+    replies = [_call("calculator", {"expression": "37*41"}), "1517", "我是阿浦。"]
+    s = suite_eval(Agent(Scripted(replies), calc, max_turns=2),
+                   {"arithmetic": tasks[:1], "notool": notool[:1]}, direct=False)
+    assert s["metrics"]["arithmetic_with_tools"] == 1.0 and s["metrics"]["notool_with_tools"] == 1.0
+    assert (s["metrics"]["calls_attempted"], s["metrics"]["call_valid"]) == (1, 1.0)
+    with pytest.raises(ValueError, match="use one of arithmetic, date, notool"):
+        from puyu_lab.agent.evaluate import heldout_tasks
+        heldout_tasks(None, kind="search")
