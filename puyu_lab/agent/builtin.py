@@ -10,8 +10,9 @@ import re
 import threading
 
 from ..workspace import stage_entry
-from ..contracts.calculator import CALCULATOR_DESCRIPTION, CALCULATOR_SCHEMA, CalculatorError, calculate
-from ..contracts.dates import ADD_DAYS_DESCRIPTION, ADD_DAYS_SCHEMA, DateError, add_days, parse_date
+from ..contracts.calculator import (CALCULATOR_DESCRIPTION, CALCULATOR_SCHEMA, EXPRESSION_PATTERN, CalculatorError,
+                                   calculate)
+from ..contracts.dates import ADD_DAYS_DESCRIPTION, ADD_DAYS_SCHEMA, DATE_PATTERN, DateError, add_days, parse_date
 from .sandbox import Limits, SandboxUnavailable, run_python
 from .tools import Tool, ToolError, ToolRegistry, make_tool
 
@@ -22,7 +23,8 @@ def _calculator(expression: str) -> dict:
         raise ToolError(f"calculator: {e}") from None
 
 
-calculator = Tool(CALCULATOR_SCHEMA["name"], CALCULATOR_DESCRIPTION, CALCULATOR_SCHEMA["parameters"], _calculator)
+calculator = Tool(CALCULATOR_SCHEMA["name"], CALCULATOR_DESCRIPTION, CALCULATOR_SCHEMA["parameters"], _calculator,
+                  patterns={"expression": EXPRESSION_PATTERN})
 
 
 def python_tool(limits: Limits | None = None) -> Tool:
@@ -50,7 +52,8 @@ def _add_days(date: str, days: int) -> dict:
         raise ToolError(str(e)) from None
 
 
-add_days_tool = Tool(ADD_DAYS_SCHEMA["name"], ADD_DAYS_DESCRIPTION, ADD_DAYS_SCHEMA["parameters"], _add_days)
+add_days_tool = Tool(ADD_DAYS_SCHEMA["name"], ADD_DAYS_DESCRIPTION, ADD_DAYS_SCHEMA["parameters"], _add_days,
+                     patterns={"date": DATE_PATTERN})
 
 
 def days_between(start: str, end: str) -> dict:

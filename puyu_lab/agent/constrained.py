@@ -24,8 +24,10 @@ accept at each step (``TokenEnforcer.get_allowed_tokens``). Its "end" token is s
 What is written here, and why:
 
 * the call schema — ``anyOf`` one object per tool, ``{"name": {"const": tool}, "parameters": the
-  tool's schema}``, fields in the order the fine-tune data writes them. Strings without a
-  ``maxLength`` get one (``max_string``), so an untrained model that never closes its string is
+  tool's schema}``, fields in the order the fine-tune data writes them. A tool's ``patterns``
+  (parameter → regex, e.g. the calculator's arithmetic expression, an ISO date) go in as JSON-schema
+  ``pattern`` (lm-format-enforcer's regex parser): the prompt still shows the plain schema, so the
+  model's context stays short. Other strings without a ``maxLength`` get one (``max_string``), so an untrained model that never closes its string is
   still made to finish the call inside its token budget (lm-format-enforcer bounds arrays and
   whitespace by itself, not strings);
 * closing inside the token budget: the loop tells the constraint ``max_new_tokens``; when the tokens
@@ -67,7 +69,9 @@ MAX_STRING = 32  # characters of a string parameter whose schema sets no maxLeng
 MAX_WHITESPACE = 1  # consecutive whitespace characters inside the call's JSON
 
 FREE, PLUGIN_NEXT, JSON, DONE = "free", "plugin", "json", "done"
-_FIRST = '"}]:,0'  # the shortest ending tries these characters first
+# the shortest ending tries these characters first: closers before digits, or a pattern that lets a
+# number grow (the calculator's expression) sends the depth-first walk down an endless run of '0's
+_FIRST = '"}]:,)0'
 
 
 def shortest_ending(parser, limit: int = 400) -> str | None:
@@ -158,9 +162,15 @@ def call_schema(tools: ToolRegistry, max_string: int | None = MAX_STRING) -> dic
     for t in tools:
         params = copy.deepcopy(t.parameters) or {"type": "object", "properties": {}}
         params.setdefault("properties", {})
+        for key, pattern in getattr(t, "patterns", {}).items():
+            if key not in params["properties"]:
+                raise ValueError(f"tool {t.name}: a pattern for {key!r}, which is not one of its parameters "
+                                 f"({', '.join(params['properties']) or 'none'})")
+            params["properties"][key]["pattern"] = pattern
         if max_string:
             for p in params["properties"].values():
-                if p.get("type") == "string" and "maxLength" not in p and "enum" not in p:
+                if (p.get("type") == "string" and "maxLength" not in p and "enum" not in p
+                        and "pattern" not in p):  # a pattern bounds the string itself (and excludes a length)
                     p["maxLength"] = max_string
         options.append({"type": "object", "properties": {"name": {"type": "string", "const": t.name},
                                                           "parameters": params},

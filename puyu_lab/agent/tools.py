@@ -39,6 +39,9 @@ class Tool:
     description: str
     parameters: dict  # JSON schema of an object
     fn: Callable[..., Any]
+    # parameter → a regex its string value must match under constrained decoding (agent.constrained);
+    # the model is not shown it (the prompt stays short)
+    patterns: dict = field(default_factory=dict)
 
     @property
     def schema(self) -> dict:

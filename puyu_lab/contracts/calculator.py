@@ -75,6 +75,18 @@ def calculate(expression: str) -> int | float:
 
 
 CALCULATOR_DESCRIPTION = "计算算术表达式 (+ - * / 和括号)"
+
+
+def _nested(depth: int) -> str:
+    number, op = r"[0-9]+(\.[0-9]+)?", "[-+*/]"
+    atom = number if depth == 0 else f"({number}|\\({_nested(depth - 1)}\\))"
+    return f"-?{atom}({op}-?{atom})*"
+
+
+# what constrained decoding lets a call's expression be (the description's + - * / and brackets,
+# nested up to three deep, no spaces, as the fine-tune data writes them): a regex, as JSON schemas
+# write one. It is not shown to the model — every prompt token counts on the quick model.
+EXPRESSION_PATTERN = _nested(2)
 CALCULATOR_SCHEMA = {
     "name": "calculator",
     "description": CALCULATOR_DESCRIPTION,

@@ -35,6 +35,11 @@ def add_days(date: str, days: int) -> dict:
     return {"date": r.isoformat(), "weekday": WEEKDAYS[r.weekday()]}
 
 
+# an ISO date constrained decoding lets a call write: months 01–12, days that every year has in that
+# month (02-29 is left out), years 1000–9999
+DATE_PATTERN = ("[1-9][0-9]{3}-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)"
+                "|(0[13578]|1[02])-31)")
+
 ADD_DAYS_DESCRIPTION = "日期加上天数 (负数往前)，给出新日期和星期"
 ADD_DAYS_SCHEMA = {
     "name": "add_days",

@@ -10,7 +10,9 @@ from puyu_lab.agent.agent import Agent
 from puyu_lab.agent.builtin import calculator, default_registry
 from puyu_lab.agent.constrained import DONE, FREE, JSON, PLUGIN_NEXT, ToolCallConstraint, call_schema
 from puyu_lab.agent.protocols import InternLM2Protocol
-from puyu_lab.agent.tools import ToolRegistry
+from puyu_lab.agent.tools import Tool, ToolRegistry
+from puyu_lab.contracts.calculator import EXPRESSION_PATTERN
+from puyu_lab.contracts.dates import DATE_PATTERN, parse_date
 from puyu_lab.models.constraints import mask_logits, token_texts
 from puyu_lab.models.template import ACTION_END, ACTION_START, IM_END, IM_START, PLUGIN
 from tests.finetune.conftest import tok  # noqa: F401  (the session's real sentencepiece tokenizer)
@@ -98,9 +100,40 @@ def test_call_schema_is_the_tools_schemas(reg):
     assert [o["properties"]["name"]["const"] for o in s["anyOf"]] == ["calculator", "add_days", "days_between",
                                                                        "greet"]
     calc = s["anyOf"][0]["properties"]["parameters"]
-    assert calc["properties"]["expression"] == {"type": "string", "maxLength": 32}
+    # the calculator's expression is bounded by its pattern (no length next to it: lm-format-enforcer
+    # refuses both); a string without a pattern gets the length bound
+    assert calc["properties"]["expression"] == {"type": "string", "pattern": EXPRESSION_PATTERN}
+    assert s["anyOf"][1]["properties"]["parameters"]["properties"]["date"]["pattern"] == DATE_PATTERN
+    greet = s["anyOf"][3]["properties"]["parameters"]["properties"]
+    assert all(p.get("maxLength") == 32 for p in greet.values() if p.get("type") == "string")
     assert calculator.parameters["properties"]["expression"] == {"type": "string"}  # the tool's own is untouched
     assert call_schema(reg.subset("calculator"))["required"] == ["name", "parameters"]
+    wrong = ToolRegistry()
+    wrong.add(Tool("calc2", "", calculator.parameters, calculator.fn, patterns={"expr": "1"}))
+    with pytest.raises(ValueError, match="not one of its parameters"):
+        call_schema(wrong)
+
+
+def test_patterns_accept_what_the_tools_accept():
+    """The expression pattern admits every training and held-out expression the fine-tune data writes
+    (and each is one the calculator computes); it refuses unbalanced brackets. The date pattern admits
+    ISO dates and refuses impossible months and days."""
+    import re
+
+    from puyu_lab.contracts.calculator import calculate
+    from puyu_lab.finetune.data import arithmetic_tasks
+
+    for t in arithmetic_tasks(300, 5):
+        assert re.fullmatch(EXPRESSION_PATTERN, t["expression"]), t
+    for e in ("(20+114", "20+)", "2**3", "", "1 + 2"):
+        assert not re.fullmatch(EXPRESSION_PATTERN, e), e
+    for e in ("-3*(2+(4-1))/7", "1.5*2"):
+        assert re.fullmatch(EXPRESSION_PATTERN, e)
+        calculate(e)
+    for d in ("2024-05-01", "1999-12-31", "2023-02-28"):
+        assert re.fullmatch(DATE_PATTERN, d)
+    for d in ("2024-13-01", "2024-02-30", "0999-01-01", "2024-04-31", "2024-5-1"):
+        assert not re.fullmatch(DATE_PATTERN, d), d
 
 
 def test_random_logits_still_give_a_valid_call(tok, reg):
@@ -115,22 +148,37 @@ def test_random_logits_still_give_a_valid_call(tok, reg):
         text = ACTION_START + v.detokenize(out, keep_special=True)
         assert valid_call(text, reg), text
         assert c.state(out)[0] == DONE
-        tools_seen.add(PROTO.parse(text, reg).tool)
+        call = PROTO.parse(text, reg)
+        # the patterns: the calculator computes what the call says, add_days reads its date (the
+        # number of days has no range under lm-format-enforcer, which enforces no minimum / maximum)
+        if call.tool == "calculator":
+            assert reg.call(call.tool, call.args).ok, text
+        if call.tool == "add_days":
+            parse_date(call.args["date"])
+        tools_seen.add(call.tool)
     assert len(tools_seen) >= 3  # every tool is reachable, not only the first
 
 
-@pytest.mark.parametrize("budget", [70, 64])
-def test_a_call_closes_inside_a_tight_budget(tok, reg, budget):
+@pytest.mark.parametrize("budget,digits", [(70, False), (64, False), (70, True), (64, True)])
+def test_a_call_closes_inside_a_tight_budget(tok, reg, budget, digits):
     v = Vocab(tok)
     c = ToolCallConstraint(v, reg.subset("calculator"))
     rng = np.random.default_rng(1)
     prompt = [1, v.token_id(ACTION_START)]
-    # a model that never wants to close its string (the quote is its least likely token)
-    quote = [i for i, t in enumerate(token_texts(v)) if t and '"' in t]
+    # a model that never wants to close its string (the quote is its least likely token) — or, with
+    # `digits`, one that wants its expression to grow digit after digit and never close a bracket (the
+    # quick model wrote '(20+11114…'; the expression pattern lets a number grow without end)
+    texts = token_texts(v)
+    quote = [i for i, t in enumerate(texts) if t and any(ch in t for ch in '")')]
+    digit = [i for i, t in enumerate(texts) if t and t.strip() and t.strip().isdigit()]
+    bracket = [i for i, t in enumerate(texts) if t and t.strip() == "("]
 
     def logits(_):
         x = rng.normal(size=len(tok))
         x[quote] = -50
+        if digits:
+            x[digit] = 50
+            x[bracket] = 60  # opens a bracket wherever one may stand
         return x
 
     out = decode(c, v, prompt, logits, budget)
