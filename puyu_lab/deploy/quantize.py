@@ -1,8 +1,10 @@
 """The quantization ladder, with llama.cpp's own quantizer called from Python.
 
 Each level is checked after writing: the file must really hold the requested tensor types.
-llama.cpp silently keeps a tensor in F16/F32 when its rows are not a multiple of the block size
-(256 for K-quants); :func:`check_level` turns that into an error instead of a ladder that lies.
+When a weight row is not a multiple of a K-quant's block (256), llama.cpp's quantizer silently
+substitutes a 32-block type for that tensor — Q2_K/Q3_K → IQ4_NL, Q4_K → Q5_0, Q5_K → Q5_1,
+Q6_K → Q8_0 (``llama-quant.cpp``) — and F16 only when even a block of 32 does not divide the row;
+:func:`check_level` turns that into an error instead of a ladder that lies.
 """
 from __future__ import annotations
 
@@ -16,7 +18,6 @@ from ..errors import InputError
 LEVELS: dict[str, int] = {"F32": 0, "F16": 1, "Q8_0": 7, "Q6_K": 18, "Q5_K_M": 17, "Q4_K_M": 15, "Q3_K_M": 12,
                           "Q2_K": 10}
 LADDER = list(LEVELS)
-BITS = {"F32": 32, "F16": 16, "Q8_0": 8.5, "Q6_K": 6.56, "Q5_K_M": 5.5, "Q4_K_M": 4.5, "Q3_K_M": 3.4, "Q2_K": 2.6}
 # the tensor types a level's large matrices may use (the _M mixes keep some tensors a step higher)
 ALLOWED = {
     "F32": {"F32"}, "F16": {"F16"}, "Q8_0": {"Q8_0"}, "Q6_K": {"Q6_K"},
@@ -54,7 +55,8 @@ def check_level(path: str | Path, level: str) -> Counter:
     bad = {t: n for t, n in types.items() if t not in ALLOWED[level]}
     if bad or MAIN[level] not in types:
         raise LevelMismatch(f"{path}: asked for {level} but the weight matrices are {dict(types)} — llama.cpp fell "
-                            f"back for {dict(bad) or 'all'} (rows must be a multiple of 256 for K-quants)")
+                            f"back for {dict(bad) or 'all'} (to a 32-block type such as Q5_0/Q8_0/IQ4_NL, or F16: "
+                            f"rows must be a multiple of 256 for K-quants)")
     return types
 
 

@@ -1,8 +1,12 @@
 """Serve a GGUF with llama-cpp-python's OpenAI-compatible server, on loopback only.
 
-``Server`` starts ``python -m llama_cpp.server`` as a child process bound to 127.0.0.1, waits for
-``/v1/models``, and stops it (terminate, then kill). The child is tied to its parent: on Linux it
-gets SIGKILL when the parent (the notebook's kernel) dies, so no server outlives the kernel.
+``Server`` starts ``python -m llama_cpp.server`` bound to 127.0.0.1 under a small launcher
+(:mod:`puyu_lab.deploy.launch`), waits for ``/v1/models``, and stops it (terminate, then kill). The
+server is tied to the *process* that started it, not to a thread: when the notebook's kernel dies,
+however it dies, the launcher sees its pipe close and kills the server — a server started from a
+panel's worker thread keeps running after that thread ends. The log goes to ``log_dir`` (the lab
+passes the workspace's ``logs/``) or to a private temporary folder removed on stop; ``api_key``
+makes every request need ``Authorization: Bearer <key>``.
 
 Talk to it (or to LMDeploy's, vLLM's) with :class:`puyu_lab.models.OpenAIModel`;
 ``concurrency_bench`` measures it.
@@ -12,10 +16,12 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -35,44 +41,61 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:  # runs in the child before exec
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-    os.setsid()
-
-
 class ServerError(PuyuError):
     pass
 
 
 class Server:
     def __init__(self, model: str | Path, *, port: int | None = None, n_ctx: int = 1024, threads: int | None = None,
-                 model_alias: str | None = None, chat_format: str | None = None):
+                 model_alias: str | None = None, chat_format: str | None = None, api_key: str | None = None,
+                 log_dir: str | Path | None = None):
         self.model = check_gguf(model)
         self.chat_format = chat_format  # None: the GGUF's own chat template
         self.port = port or _free_port()
         self.n_ctx, self.threads = n_ctx, threads or min(4, os.cpu_count() or 1)
         self.alias = model_alias or self.model.stem
+        self.api_key = api_key
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        self.log: Path | None = None
         self.proc: subprocess.Popen | None = None
-        self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"puyu-server-{self.port}.log"
+        self._tmp: str | None = None  # the private log folder when no log_dir was given
+        self._watch_w: int | None = None  # our end of the launcher's pipe: closed when this process ends
 
     @property
     def base_url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}/v1"
 
-    def start(self, timeout: float = 60.0) -> "Server":
+    def client(self, model: str | None = None) -> OpenAIModel:
+        """An OpenAI-compatible client of this server (with its API key)."""
+        return OpenAIModel(self.base_url, model or self.alias, api_key=self.api_key or "none")
+
+    def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model), "--host", LOOPBACK,
                "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--n_threads", str(self.threads),
                "--model_alias", self.alias, "--type_k", "0", "--type_v", "0"]
         if self.chat_format:
             cmd += ["--chat_format", self.chat_format]
+        if self.api_key:
+            cmd += ["--api_key", self.api_key]
+        return cmd
+
+    def start(self, timeout: float = 60.0) -> "Server":
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            folder = self.log_dir
+        else:
+            self._tmp = tempfile.mkdtemp(prefix="puyu-server-")  # mode 0700, a name nobody can guess
+            folder = Path(self._tmp)
+        self.log = folder / f"server-{self.port}.log"
         self._logf = open(self.log, "w")
-        self.proc = subprocess.Popen(cmd, stdout=self._logf, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        r, self._watch_w = os.pipe()  # both ends non-inheritable: only the launcher gets `r`, by pass_fds
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "puyu_lab.deploy.launch", "--watch-fd", str(r), "--", *self.command()],
+                stdout=self._logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, pass_fds=(r,),
+                start_new_session=True)
+        finally:
+            os.close(r)
         _LIVE.add(self)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -85,11 +108,15 @@ class Server:
                 return self
             except OSError:
                 time.sleep(0.25)
+        tail = self.log.read_text(errors="replace")[-600:]
         self.stop()
-        raise ServerError(f"the server did not answer within {timeout:.0f} s (log: {self.log})")
+        raise ServerError(f"the server did not answer within {timeout:.0f} s; its log ends: {tail}")
 
     def models(self) -> dict:
-        with urllib.request.urlopen(self.base_url + "/models", timeout=2) as r:
+        req = urllib.request.Request(self.base_url + "/models")
+        if self.api_key:
+            req.add_header("Authorization", f"Bearer {self.api_key}")
+        with urllib.request.urlopen(req, timeout=2) as r:
             return json.loads(r.read())
 
     def stop(self) -> None:
@@ -106,6 +133,12 @@ class Server:
                 p.wait(timeout=10)
         if getattr(self, "_logf", None):
             self._logf.close()
+        if self._watch_w is not None:
+            os.close(self._watch_w)
+            self._watch_w = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
         _LIVE.discard(self)
 
     @property

@@ -24,7 +24,7 @@ class ModelPreset:
         for name in ("hidden_size", "intermediate_size"):
             if getattr(self, name) % 256:
                 raise ValueError(f"{name}={getattr(self, name)} is not a multiple of 256: llama.cpp's K-quants "
-                                 "would silently fall back to F16 for those tensors")
+                                 "would silently give those tensors a 32-block type (Q5_0, Q8_0, IQ4_NL …) instead")
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
             raise ValueError("hidden_size must divide into heads, and heads into key/value groups")
 

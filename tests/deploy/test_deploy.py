@@ -172,24 +172,64 @@ def test_server_openai_api_loopback_and_cleanup(ladder):
     assert not _alive(pid)
 
 
-def test_server_dies_with_its_kernel(ladder, tmp_path):
+def test_server_outlives_the_thread_that_started_it_and_dies_with_its_kernel(ladder, tmp_path):
+    """The deploy panel starts servers from a worker thread: the server must keep running after that
+    thread ends (PR_SET_PDEATHSIG watched the thread and killed it at once), and still die with the
+    kernel process, killed without any cleanup."""
     script = textwrap.dedent(f"""
-        import time
+        import threading, time
         from puyu_lab.deploy.serve import Server
-        s = Server({str(ladder['Q4_K_M'])!r}).start()
-        print(s.proc.pid, flush=True)
+        box = {{}}
+        t = threading.Thread(target=lambda: box.update(s=Server({str(ladder['Q4_K_M'])!r}).start()))
+        t.start(); t.join()
+        time.sleep(1.5)  # the starting thread is gone
+        s = box["s"]
+        print(s.proc.pid, s.running and bool(s.models()["data"]), flush=True)
         time.sleep(600)
     """)
     kernel = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    pid = int(kernel.stdout.readline())
-    assert _alive(pid)
+    pid, answers = kernel.stdout.readline().split()
+    pid = int(pid)
+    assert answers == "True" and _alive(pid)
+    server = [int(x) for x in open(f"/proc/{pid}/task/{pid}/children").read().split()]  # llama_cpp.server itself
+    assert server and all(_alive(c) for c in server)
     kernel.send_signal(signal.SIGKILL)  # the kernel dies without any cleanup
     kernel.wait()
     for _ in range(50):
-        if not _alive(pid):
+        if not _alive(pid) and not any(_alive(c) for c in server):
             break
         time.sleep(0.1)
-    assert not _alive(pid)
+    assert not _alive(pid) and not any(_alive(c) for c in server)
+
+
+def test_server_api_key_and_where_its_log_goes(ladder, tmp_path):
+    """With an API key a request without it is refused (401); the log goes to the folder named (the lab:
+    the workspace's logs/) and stays; without one it is in a private folder that stop() removes."""
+    import urllib.error
+    import urllib.request
+
+    from puyu_lab.deploy.serve import Server
+
+    with Server(ladder["Q4_K_M"], model_alias="tiny", api_key="s3cret", log_dir=tmp_path / "logs") as srv:
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(srv.base_url + "/models", timeout=5)
+        assert e.value.code == 401
+        bad = urllib.request.Request(srv.base_url + "/models", headers={"Authorization": "Bearer wrong"})
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(bad, timeout=5)
+        assert e.value.code == 401
+        assert srv.models()["data"][0]["id"] == "tiny"
+        out = srv.client().completion([{"role": "user", "content": "你好"}], max_new_tokens=4)
+        assert out["usage"]["completion_tokens"] >= 1
+        assert srv.log.parent == tmp_path / "logs"
+    assert srv.log.is_file() and "127.0.0.1" in srv.log.read_text()
+    srv2 = Server(ladder["Q4_K_M"]).start()
+    try:
+        folder = srv2.log.parent
+        assert folder.stat().st_mode & 0o077 == 0  # nobody else can read it or guess a file into it
+    finally:
+        srv2.stop()
+    assert not folder.exists()
 
 
 def test_tradeoff_panel_from_real_measurements(model_dir, ladder, tmp_path):
