@@ -4,9 +4,15 @@ As llama.cpp's ``llama-perplexity`` measures them: the text is cut into windows 
 tokens and only the second half of each window is scored (every scored token has at least
 ``n_ctx/2`` tokens of context); KL divergence is ``Σ p_ref·(log p_ref − log p_q)`` per scored token
 against the reference level's logits, and top-1 agreement is how often both pick the same token.
+:func:`kld_stats` gives the rest of what ``llama-perplexity --kl-divergence`` prints: KL median,
+99th / 99.9th percentile and maximum, "same top p", and Δp (the change in the probability of the
+token that really comes next) as its mean and RMS.
 
-Each level runs in its own process (``python -m puyu_lab.deploy.measure``), so the resident
-memory it reports is that level's alone.
+Each level runs in its own process (``python -m puyu_lab.deploy.measure``), so the memory it reports
+is that level's alone: the resident set after loading minus the one after the imports (what
+loading the model costs, not the copied logits), beside the sizes llama.cpp itself reports (model
+buffer, KV cache). Speed is a real greedy generation, repeated (mean ± sd), with the thread count
+and the machine's load average recorded beside it: one run on a busy 2-core machine says little.
 """
 from __future__ import annotations
 
@@ -41,7 +47,34 @@ def windows(ids: list[int], n_ctx: int, max_windows: int | None = None) -> list[
     return w[:max_windows] if max_windows else w
 
 
+SPEED_REPEATS = 3  # timed greedy generations per level (after one warm-up), as llama-bench repeats (-r)
+
+
+def _llama_sizes(llm) -> dict:
+    """What llama.cpp itself says a loaded model takes: its weights buffer and the KV cache of this
+    context (layers × context × key/value heads × head size, in the cache's type — F32 here)."""
+    import llama_cpp
+
+    m = llm.model
+    n_layer, n_embd = llama_cpp.llama_model_n_layer(m), llama_cpp.llama_model_n_embd(m)
+    n_head, n_kv = llama_cpp.llama_model_n_head(m), llama_cpp.llama_model_n_head_kv(m)
+    kv_bytes = 2 * n_layer * llm.n_ctx() * n_kv * (n_embd // n_head) * 4
+    return {"model_buffer_mb": llama_cpp.llama_model_size(m) / 2**20, "kv_cache_mb": kv_bytes / 2**20}
+
+
+def _speed(model, prompt: list[int], decode_tokens: int) -> dict:
+    """Prefill and decode tokens/s over SPEED_REPEATS real greedy generations (mean and sd), the
+    greedy tokens, and the load average they ran under."""
+    greedy_speed(model, prompt, min(8, decode_tokens))  # warm-up: caches, thread pool
+    runs = [greedy_speed(model, prompt, decode_tokens) for _ in range(SPEED_REPEATS)]
+    pre, dec = np.array([r[0] for r in runs]), np.array([r[1] for r in runs])
+    return {"prefill_tps": float(pre.mean()), "prefill_sd": float(pre.std(ddof=1)), "decode_tps": float(dec.mean()),
+            "decode_sd": float(dec.std(ddof=1)), "greedy": runs[-1][2], "load_avg": os.getloadavg()[0]}
+
+
 def _worker(path: str, ids_file: str, out_dir: str, n_ctx: int, decode_tokens: int, threads: int) -> None:
+    import llama_cpp  # noqa: F401  (imported before the baseline: the library is not the model)
+
     from ..models.gguf import GGUFModel, load
 
     ids = json.loads(Path(ids_file).read_text())
@@ -49,6 +82,8 @@ def _worker(path: str, ids_file: str, out_dir: str, n_ctx: int, decode_tokens: i
     t0 = time.perf_counter()
     llm = load(path, n_ctx=n_ctx, logits_all=True, n_threads=threads)
     load_s = time.perf_counter() - t0
+    rss = _rss_mb() - rss0  # the model loaded, before any logits are copied out
+    sizes = _llama_sizes(llm)
     first = n_ctx // 2
     logits = []
     for w in windows(ids, n_ctx):
@@ -56,15 +91,14 @@ def _worker(path: str, ids_file: str, out_dir: str, n_ctx: int, decode_tokens: i
         llm.eval(w)
         # a copy: llm.scores is a view of a buffer the next eval() overwrites
         logits.append(np.array(llm.scores[first - 1:n_ctx - 1], dtype=np.float32, copy=True))  # predicts w[first:]
-    rss = _rss_mb() - rss0
     np.save(Path(out_dir) / "logits.npy", np.concatenate(logits))
     llm.close()
-    # speed, without per-position logits (what a server does): a real greedy generation
+    # speed, without per-position logits (what a server does): real greedy generations
     m = GGUFModel(path, llm=load(path, n_ctx=n_ctx, n_threads=threads))
-    prefill, decode, greedy = greedy_speed(m, ids[:min(128, n_ctx // 2)], decode_tokens)
+    speed = _speed(m, ids[:min(128, n_ctx // 2)], decode_tokens)
     m.close()
-    Path(out_dir, "stats.json").write_text(json.dumps({"rss_mb": rss, "load_s": load_s, "prefill_tps": prefill,
-                                                       "decode_tps": decode, "greedy": greedy}))
+    Path(out_dir, "stats.json").write_text(json.dumps({"rss_mb": rss, "load_s": load_s, **sizes, **speed,
+                                                       "threads": threads}))
 
 
 def greedy_speed(model, prompt: list[int], decode_tokens: int) -> tuple[float, float, list[int]]:
@@ -122,24 +156,25 @@ def _worker_hf(model_dir: str, variant: str, ids_file: str, out_dir: str, n_ctx:
     import torch
 
     torch.set_num_threads(threads)
+    import transformers  # noqa: F401  (imported before the baseline: the library is not the model)
+
+    from ..models.hf import HFModel
+    from ..models.tokenizer import load_tokenizer
+
     ids = json.loads(Path(ids_file).read_text())
     rss0 = _rss_mb()
     model = load_hf_variant(model_dir, variant)
+    rss = _rss_mb() - rss0
     first = n_ctx // 2
     logits = []
     with torch.no_grad():
         for w in windows(ids, n_ctx):
             out = model(input_ids=torch.tensor([w])).logits[0]
             logits.append(out[first - 1:n_ctx - 1].float().numpy())
-        rss = _rss_mb() - rss0
         np.save(Path(out_dir) / "logits.npy", np.concatenate(logits))
-        from ..models.hf import HFModel
-        from ..models.tokenizer import load_tokenizer
-
-        prefill, decode, greedy = greedy_speed(HFModel(model, load_tokenizer(model_dir)), ids[:min(128, n_ctx // 2)],
-                                               decode_tokens)
-    Path(out_dir, "stats.json").write_text(json.dumps({"rss_mb": rss, "prefill_tps": prefill, "decode_tps": decode,
-                                                       "size_bytes": _weights_bytes(model), "greedy": greedy}))
+        speed = _speed(HFModel(model, load_tokenizer(model_dir)), ids[:min(128, n_ctx // 2)], decode_tokens)
+    Path(out_dir, "stats.json").write_text(json.dumps({"rss_mb": rss, **speed, "size_bytes": _weights_bytes(model),
+                                                       "threads": threads}))
 
 
 @dataclass
@@ -158,9 +193,37 @@ class LevelResult:
     decode_tps: float
     backend: str = "llama.cpp"
     greedy: list[int] | None = None  # the token ids the decode speed was measured on (greedy, real logits)
+    # llama-perplexity's KL-divergence view (see kld_stats), the speed's spread and conditions, and the
+    # sizes llama.cpp reports (GGUF rows)
+    kl_median: float = float("nan")
+    kl_p999: float = float("nan")
+    kl_max: float = float("nan")
+    dp_mean: float = float("nan")  # mean change of the next token's probability, in percent
+    dp_rms: float = float("nan")  # its root mean square, in percent
+    prefill_sd: float = float("nan")
+    decode_sd: float = float("nan")
+    threads: int = 0
+    load_avg: float = float("nan")  # the 1-minute load average while the speed was measured
+    model_buffer_mb: float = float("nan")
+    kv_cache_mb: float = float("nan")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def kld_stats(ref_lp: np.ndarray, lp: np.ndarray, targets: np.ndarray) -> dict:
+    """The statistics ``llama-perplexity --kl-divergence`` prints, from per-position log-probabilities
+    of the reference (``ref_lp``) and the quantized model (``lp``) and the tokens that came next:
+    KL(ref ‖ q) per position (mean, median, 99th and 99.9th percentile, max), the share of positions
+    where both pick the same top token ("same top p"), and Δp = p_q(next) − p_ref(next) (mean and RMS,
+    in percent)."""
+    kl = np.maximum((np.exp(ref_lp) * (ref_lp - lp)).sum(-1), 0.0)
+    rows = np.arange(len(targets))
+    dp = np.exp(lp[rows, targets]) - np.exp(ref_lp[rows, targets])
+    return {"kl": kl, "kl_mean": float(kl.mean()), "kl_median": float(np.median(kl)),
+            "kl_p99": float(np.quantile(kl, 0.99)), "kl_p999": float(np.quantile(kl, 0.999)), "kl_max": float(kl.max()),
+            "top1": float((ref_lp.argmax(-1) == lp.argmax(-1)).mean()),
+            "dp_mean": float(dp.mean() * 100), "dp_rms": float(np.sqrt((dp ** 2).mean()) * 100)}
 
 
 def measure_level(path: str | Path, ids: list[int], n_ctx: int, decode_tokens: int, threads: int,
@@ -211,16 +274,19 @@ def measure_ladder(files: dict[str, str | Path], ids: list[int], *, reference: s
             ppl = float(np.exp(nll.mean()))
             if ref_lp is None:
                 ref_lp, ref_ppl = lp, ppl
-            kl = (np.exp(ref_lp) * (ref_lp - lp)).sum(-1)
-            kl = np.maximum(kl, 0.0)
-            top1 = float((ref_lp.argmax(-1) == lp.argmax(-1)).mean())
-            per_token[lv] = kl.astype(np.float32)
+            k = kld_stats(ref_lp, lp, targets)
+            per_token[lv] = k["kl"].astype(np.float32)
             hf = str(files[lv]).startswith("hf:")
             size = stats["size_bytes"] if hf else Path(files[lv]).stat().st_size
             res = LevelResult(lv, str(files[lv]).split(":", 2)[-1], size / 2**20,
                               (size * 8 / n_params) if n_params else float("nan"), stats["rss_mb"], ppl, ppl - ref_ppl,
-                              float(kl.mean()), float(np.quantile(kl, 0.99)), top1, stats["prefill_tps"],
-                              stats["decode_tps"], "transformers" if hf else "llama.cpp", stats.get("greedy"))
+                              k["kl_mean"], k["kl_p99"], k["top1"], stats["prefill_tps"],
+                              stats["decode_tps"], "transformers" if hf else "llama.cpp", stats.get("greedy"),
+                              kl_median=k["kl_median"], kl_p999=k["kl_p999"], kl_max=k["kl_max"], dp_mean=k["dp_mean"],
+                              dp_rms=k["dp_rms"], prefill_sd=stats["prefill_sd"], decode_sd=stats["decode_sd"],
+                              threads=stats["threads"], load_avg=stats["load_avg"],
+                              model_buffer_mb=stats.get("model_buffer_mb", float("nan")),
+                              kv_cache_mb=stats.get("kv_cache_mb", float("nan")))
             results.append(res)
             em.emit("level", **res.to_dict())
     em.emit("done", step="measure", levels=len(results))
@@ -236,8 +302,9 @@ if __name__ == "__main__":
 
 
 # the columns of the trade-off table (the deploy lab's panel and its CSV export)
-COLUMNS = ["level", "backend", "size_mb", "bits_per_weight", "rss_mb", "ppl", "delta_ppl", "kl_mean", "kl_p99", "top1",
-           "prefill_tps", "decode_tps"]
+COLUMNS = ["level", "backend", "size_mb", "bits_per_weight", "rss_mb", "model_buffer_mb", "kv_cache_mb", "ppl",
+           "delta_ppl", "kl_mean", "kl_median", "kl_p99", "kl_p999", "kl_max", "top1", "dp_mean", "dp_rms",
+           "prefill_tps", "prefill_sd", "decode_tps", "decode_sd", "threads", "load_avg"]
 
 
 def compare_generations(files: dict, prompt: str, levels: list[str], max_new_tokens: int = 32,

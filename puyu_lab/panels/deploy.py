@@ -122,10 +122,12 @@ class QuantTradeoffPanel:
     def _draw_table(self) -> None:
         def fmt(c, v):
             if isinstance(v, float):
-                return f"{v:.2e}" if c in ("kl_mean", "kl_p99") else (f"{v:.1%}" if c == "top1" else f"{v:,.2f}")
+                if v != v:  # NaN: not measured for this row (a transformers row has no llama.cpp buffers)
+                    return "–"
+                return f"{v:.2e}" if c.startswith("kl_") else (f"{v:.1%}" if c == "top1" else f"{v:,.2f}")
             return v
 
-        rows = [{c: fmt(c, r[c]) for c in COLUMNS} for r in self.sorted_rows()]
+        rows = [{c: fmt(c, r.get(c, float("nan"))) for c in COLUMNS} for r in self.sorted_rows()]
         self.table.value = CSS + "<div class='puyu'>" + html_table(rows, COLUMNS, labels={c: t(c) for c in COLUMNS}) + "</div>"
 
     def _draw_heat(self) -> None:

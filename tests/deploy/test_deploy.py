@@ -99,6 +99,42 @@ def test_measurements_of_the_ladder(model_dir, ladder):
     assert all(r.decode_tps > 0 and r.rss_mb > 0 and r.ppl > 1 for r in rows)
     # decode speed is measured on a real greedy generation: F32 GGUF and transformers pick the same tokens
     assert by["F32"].greedy == by["HF fp32"].greedy and len(by["F32"].greedy) == 8
+    # repeated (mean ± sd), with the threads and the machine's load beside it
+    assert all(r.decode_sd == r.decode_sd and r.threads >= 1 and r.load_avg >= 0 for r in rows)
+    # llama-perplexity's KL view: ordered percentiles, nothing but zeros against itself
+    for r in rows:
+        assert r.kl_median <= r.kl_p99 <= r.kl_p999 <= r.kl_max, r
+    assert by["F32"].kl_max == 0 and by["F32"].dp_rms == 0 and by["Q2_K"].dp_rms > by["Q8_0"].dp_rms > 0
+    # memory is the model's: llama.cpp's weights buffer is the file's tensors, and what loading adds to
+    # the process (not the copied logits, ~3 MB here) follows the file down the ladder
+    for lv in ("F32", "Q8_0", "Q2_K"):
+        assert abs(by[lv].model_buffer_mb - by[lv].size_mb) < 0.1 * by[lv].size_mb + 0.5, by[lv]
+    assert by["F32"].rss_mb > by["Q8_0"].rss_mb > by["Q2_K"].rss_mb, [(r.level, r.rss_mb) for r in rows]
+    assert by["F32"].kv_cache_mb == by["Q2_K"].kv_cache_mb > 0
+
+
+def test_kld_stats_agree_with_torch():
+    """kld_stats' KL is torch's kl_div (an independent implementation) per position; Δp and the same-top
+    share by hand on a case small enough to read."""
+    import torch
+
+    from puyu_lab.deploy.measure import kld_stats
+    from puyu_lab.models.base import log_softmax
+
+    rng = np.random.default_rng(0)
+    ref = log_softmax(rng.normal(size=(500, 50)))
+    q = log_softmax(np.log(np.exp(ref)) + rng.normal(scale=0.3, size=(500, 50)))
+    targets = rng.integers(0, 50, 500)
+    k = kld_stats(ref, q, targets)
+    want = torch.nn.functional.kl_div(torch.tensor(q), torch.tensor(ref), log_target=True, reduction="none").sum(-1)
+    assert np.allclose(k["kl"], want.numpy(), atol=1e-9)
+    assert np.isclose(k["kl_median"], np.median(want.numpy()), rtol=1e-12) and np.isclose(k["kl_max"], float(want.max()), rtol=1e-12)
+    ref2 = np.log(np.array([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3]]))
+    q2 = np.log(np.array([[0.35, 0.45, 0.2], [0.1, 0.5, 0.4]]))
+    k2 = kld_stats(ref2, q2, np.array([1, 2]))
+    assert k2["top1"] == 0.5  # row 0: top token 0 vs 1; row 1: 1 and 1
+    # the next tokens' probabilities: +0.15 (0.30 → 0.45) and +0.10 (0.30 → 0.40)
+    assert np.isclose(k2["dp_mean"], 12.5) and np.isclose(k2["dp_rms"], 100 * np.sqrt((0.15**2 + 0.1**2) / 2))
 
 
 def test_clear_errors(model_dir, ladder, tmp_path):
