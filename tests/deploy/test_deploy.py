@@ -224,13 +224,15 @@ def test_server_outlives_the_thread_that_started_it_and_dies_with_its_kernel(lad
         time.sleep(600)
     """)
     kernel = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    pid, answers = kernel.stdout.readline().split()
-    pid = int(pid)
-    assert answers == "True" and _alive(pid)
-    server = [int(x) for x in open(f"/proc/{pid}/task/{pid}/children").read().split()]  # llama_cpp.server itself
-    assert server and all(_alive(c) for c in server)
-    kernel.send_signal(signal.SIGKILL)  # the kernel dies without any cleanup
-    kernel.wait()
+    try:
+        pid, answers = kernel.stdout.readline().split()
+        pid = int(pid)
+        assert answers == "True" and _alive(pid)
+        server = [int(x) for x in open(f"/proc/{pid}/task/{pid}/children").read().split()]  # llama_cpp.server
+        assert server and all(_alive(c) for c in server)
+    finally:
+        kernel.send_signal(signal.SIGKILL)  # the kernel dies without any cleanup
+        kernel.wait()
     for _ in range(50):
         if not _alive(pid) and not any(_alive(c) for c in server):
             break
