@@ -20,6 +20,7 @@ class AgentResult:
     tasks: dict  # kind → held-out tasks
     constrained: dict = field(default_factory=dict)  # kind → metrics under the schema grammar
     levels: dict = field(default_factory=dict)  # GGUF level → kind → metrics (with the tools)
+    copy: dict = field(default_factory=dict)  # models.probes.copy_probe of the model: can it copy from its context?
 
     @property
     def metrics(self) -> dict:
@@ -68,6 +69,9 @@ def run(ws: Workspace, cfg: AgentConfig | None = None, *, on_event: Callable[[Ev
     backend = HFModel.load(cfg.model, ws=ws)
     constrained = {}
     try:
+        from ..models.probes import copy_probe
+
+        copy = copy_probe(backend)  # a call copies the question's numbers: can this model copy at all?
         result = suite_eval(Agent(backend, tools, **limits), tasks, direct=cfg.direct, on_event=on_event, stop=stop)
         if cfg.constrained and cfg.protocol == "internlm2":
             c = suite_eval(Agent(backend, tools, constrained=True, **limits), tool_tasks, direct=False,
@@ -91,7 +95,8 @@ def run(ws: Workspace, cfg: AgentConfig | None = None, *, on_event: Callable[[Ev
     extra = {f"constrained_{k}_with_tools": round(m["with_tools"], 4) for k, m in constrained.get("by_kind", {}).items()}
     if constrained:
         extra["constrained_call_valid"] = constrained["call_valid"]
+    extra.update(copy_first_nll=copy["first_nll"], copy_second_nll=copy["second_nll"], copy_gain=copy["gain"])
     for lv, by in levels.items():
         extra.update({f"{lv}_{k}_with_tools": round(m["with_tools"], 4) for k, m in by.items() if k != "call_valid"})
     art = save_eval(ws, result, model=cfg.model, backend=backend.name, protocol=cfg.protocol, extra=extra)
-    return AgentResult(result, art, tasks, constrained, levels)
+    return AgentResult(result, art, tasks, constrained, levels, copy)

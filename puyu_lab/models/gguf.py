@@ -157,7 +157,13 @@ class GGUFModel(LocalModel, Scorer):
         return self._bos
 
     def position_logits(self, ids: list[int]) -> np.ndarray:
-        """Every position's logits for ``ids`` (needs ``logits_all``)."""
+        """Every position's logits for ``ids``. llama.cpp keeps them only in a context made with
+        ``logits_all`` — without it ``llm.scores`` holds the last position and stale memory for the rest
+        — so a model loaded for generation is reloaded with it the first time it scores."""
+        if not getattr(self.llm, "_logits_all", False):
+            old = self.llm
+            self.llm = load(self.path, n_ctx=old.n_ctx(), logits_all=True, n_threads=getattr(old, "n_threads", None))
+            old.close()
         self.llm.reset()
         self.llm.eval(ids)
         return np.array(self.llm.scores[: len(ids)], dtype=np.float64)

@@ -257,6 +257,12 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
         "precision": numerics.dtype, "muon_ns_dtype": numerics.muon_ns_dtype if cfg.optimizer == "muon" else None,
         "tokens_per_s": round(_train_rate(history, cfg.tokens_per_step), 1),
     }
+    # can it copy from its context yet (induction heads)? what the agent lab's tool calls will need
+    from ..models.hf import HFModel
+    from ..models.probes import copy_probe
+
+    probe = copy_probe(HFModel(trainer.model, tok))
+    metrics.update(copy_first_nll=probe["first_nll"], copy_second_nll=probe["second_nll"], copy_gain=probe["gain"])
     with ws.write(MODEL, kind="model", stage="pretrain", parents=[corpus, tok_art],
                   params={"config": cfg.to_dict(), "profile_preset": cfg.preset.to_dict(),
                           "numerics": numerics.to_dict()}) as w:

@@ -89,3 +89,19 @@ def test_chat_panel_shows_and_keeps_a_backend_error():
     panel.send("again")  # without waiting: the error still reaches the panel
     panel.thread.join(10)
     assert "ConnectionError" in panel.error_line.value and isinstance(panel.error, ConnectionError)
+
+
+@pytest.mark.slow
+def test_copy_probe_is_the_same_through_both_runtimes(models):
+    """The copying probe (random sequences shown twice) through lm-eval's scoring on transformers and
+    on the F32 GGUF: the same figures; on a model with no induction heads the repeat is no easier. The
+    GGUF model here was loaded for generation (no logits_all): scoring must not read llama.cpp's stale
+    logits rows (it did: a first showing scored 2e13 nats/token, every second one exactly uniform)."""
+    from puyu_lab.models.probes import copy_probe
+
+    a, b = (copy_probe(models[k], n=6, length=24) for k in ("hf", "gguf"))
+    print(a, b)
+    for k in ("first_nll", "second_nll"):
+        assert abs(a[k] - b[k]) < 2e-3, (k, a, b)
+    assert a["first_nll"] > 1 and a["sequences"] == 6 and a["length"] == 24
+    assert a["copied"] == b["copied"]

@@ -103,7 +103,10 @@ def test_stop_then_resume_continues_the_same_curve(ws):
     assert steps == sorted(steps) and steps[-1] == 8 and len(set(steps)) == len(steps), "one curve, no restart"
     begin = [e for e in events if e.kind == "begin"]
     assert begin[-1]["step"] == first.steps and any("loss" in h for h in begin[-1]["history"])
-    assert ws.get("model/base").metrics["steps"] == 8
+    m = ws.get("model/base").metrics
+    assert m["steps"] == 8
+    # the copying probe: 8 steps teach no copying — the repeat of a random sequence is no easier
+    assert m["copy_first_nll"] > 5 and abs(m["copy_gain"]) < 0.5 and "copy_second_nll" in m
     # the checkpoint carried the weights, both optimizers' state (Muon and AdamW), the schedule and the
     # data position: the resumed steps lose what the uninterrupted run lost
     resumed = {h["step"]: h["loss"] for h in second.history if "loss" in h}
