@@ -146,7 +146,9 @@ def default_registry(ws=None, *, python_limits: Limits | None = None) -> ToolReg
     reg.add(calculator)
     reg.add(python_tool(python_limits))
     reg.add(add_days_tool)
-    reg.add(make_tool(days_between))
+    between = make_tool(days_between)
+    between.patterns = {"start": DATE_PATTERN, "end": DATE_PATTERN}
+    reg.add(between)
     if ws is not None and ws.exists("corpus/clean"):
         reg.add(search_tool(ws))
     return reg

@@ -78,9 +78,12 @@ CALCULATOR_DESCRIPTION = "计算算术表达式 (+ - * / 和括号)"
 
 
 def _nested(depth: int) -> str:
-    number, op = r"[0-9]+(\.[0-9]+)?", "[-+*/]"
+    # numbers as Python reads them (no leading zeros: `012` is a syntax error the calculator refuses),
+    # at most 9 digits and 6 decimals; at most 6 terms at each level: a finite language, so a call
+    # always has a way to close
+    number, op = r"(0|[1-9][0-9]{0,8})(\.[0-9]{1,6})?", "[-+*/]"
     atom = number if depth == 0 else f"({number}|\\({_nested(depth - 1)}\\))"
-    return f"-?{atom}({op}-?{atom})*"
+    return f"-?{atom}({op}-?{atom}){{0,5}}"
 
 
 # what constrained decoding lets a call's expression be (the description's + - * / and brackets,

@@ -8,8 +8,8 @@ when the read returns end-of-file — the kernel closes every fd of a process th
 exits — the launcher kills its whole process group (itself and the server).
 
 Why not ``PR_SET_PDEATHSIG`` in a ``preexec_fn``: the "parent" it watches is the *thread* that
-forked, so a server started from a worker thread (the deploy panel's, Stop-able) was killed the
-moment that thread finished; and ``preexec_fn`` is not safe in a threaded process (the Python docs
+forked, so a server started from a worker thread (a panel's or a cell's) was killed the moment
+that thread finished; and ``preexec_fn`` is not safe in a threaded process (the Python docs
 say so: it may deadlock). A pipe's end-of-file belongs to the process, whichever thread started it.
 The parent starts this launcher in a new session (``start_new_session=True``), so stopping the
 server is one ``killpg`` of the launcher's group.
@@ -37,6 +37,8 @@ def main(argv: list[str]) -> int:
         print("usage: python -m puyu_lab.deploy.launch --watch-fd N -- COMMAND ...", file=sys.stderr)
         return 2
     fd = int(argv[1])
+    if os.getpgrp() != os.getpid():
+        os.setsid()  # started by hand, not in a session of its own: never kill the caller's group
     child = subprocess.Popen(argv[3:])  # same process group: one killpg stops both
 
     def forward(sig, _frame):
@@ -45,7 +47,8 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     threading.Thread(target=_watch, args=(fd,), daemon=True).start()
-    return child.wait()
+    rc = child.wait()
+    return 128 - rc if rc < 0 else rc  # killed by a signal: the shell's 128 + signal number
 
 
 if __name__ == "__main__":

@@ -156,7 +156,10 @@ def _worker_hf(model_dir: str, variant: str, ids_file: str, out_dir: str, n_ctx:
     import torch
 
     torch.set_num_threads(threads)
-    import transformers  # noqa: F401  (imported before the baseline: the library is not the model)
+    # imported before the baseline — the libraries are not the model (transformers loads its model code lazily)
+    import transformers.models.llama.modeling_llama  # noqa: F401
+    if variant.startswith("bnb"):
+        import bitsandbytes  # noqa: F401
 
     from ..models.hf import HFModel
     from ..models.tokenizer import load_tokenizer
@@ -208,7 +211,8 @@ class LevelResult:
     kv_cache_mb: float = float("nan")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields, with None where a figure was not measured (NaN is not JSON)."""
+        return {k: (None if isinstance(v, float) and v != v else v) for k, v in asdict(self).items()}
 
 
 def kld_stats(ref_lp: np.ndarray, lp: np.ndarray, targets: np.ndarray) -> dict:

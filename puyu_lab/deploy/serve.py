@@ -32,6 +32,9 @@ from ..models.gguf import check_gguf
 from ..models.openai import OpenAIModel
 
 LOOPBACK = "127.0.0.1"
+# environment variables llama_cpp.server (pydantic settings) or uvicorn would take over our arguments
+_SERVER_ENV = {"HOST", "PORT", "API_KEY", "CONFIG_FILE", "MODEL", "INTERRUPT_REQUESTS", "SSL_KEYFILE",
+               "SSL_CERTFILE", "N_CTX", "N_THREADS", "CHAT_FORMAT", "MODEL_ALIAS"}
 _LIVE: set["Server"] = set()
 
 
@@ -75,11 +78,28 @@ class Server:
                "--model_alias", self.alias, "--type_k", "0", "--type_v", "0"]
         if self.chat_format:
             cmd += ["--chat_format", self.chat_format]
-        if self.api_key:
-            cmd += ["--api_key", self.api_key]
         return cmd
 
+    def env(self) -> dict:
+        """The server's environment: llama_cpp.server reads settings from environment variables too
+        (and uvicorn ``HOST`` / ``PORT`` over the command line), so none of the kernel's reach it; the
+        API key goes this way, not on the command line where ``ps`` shows it."""
+        env = {k: v for k, v in os.environ.items() if k.upper() not in _SERVER_ENV}
+        if self.api_key:
+            env["API_KEY"] = self.api_key
+        return env
+
     def start(self, timeout: float = 60.0) -> "Server":
+        if self.running:
+            return self
+        try:
+            self._launch()
+        except BaseException:
+            self.stop()
+            raise
+        return self._wait(timeout)
+
+    def _launch(self) -> None:
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             folder = self.log_dir
@@ -93,10 +113,12 @@ class Server:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "puyu_lab.deploy.launch", "--watch-fd", str(r), "--", *self.command()],
                 stdout=self._logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, pass_fds=(r,),
-                start_new_session=True)
+                start_new_session=True, env=self.env())
         finally:
             os.close(r)
         _LIVE.add(self)
+
+    def _wait(self, timeout: float) -> "Server":
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -133,9 +155,9 @@ class Server:
                 p.wait(timeout=10)
         if getattr(self, "_logf", None):
             self._logf.close()
-        if self._watch_w is not None:
-            os.close(self._watch_w)
-            self._watch_w = None
+        fd, self._watch_w = self._watch_w, None  # taken first: a second stop() never closes it again
+        if fd is not None:
+            os.close(fd)
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None

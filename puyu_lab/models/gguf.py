@@ -87,6 +87,10 @@ class GGUFModel(LocalModel, Scorer):
             logits_all = max_length is not None  # a scorer needs every position's logits
         self.llm = llm if llm is not None else load(self.path, n_ctx=max(n_ctx, self.max_length + 1),
                                                       logits_all=logits_all)
+        # llama.cpp keeps every position's logits only in a context made with logits_all (llm.scores
+        # holds the last one and stale memory otherwise): scoring then uses a second context of its own
+        self._all_logits = bool(getattr(self.llm, "_logits_all", False)) if llm is not None else logits_all
+        self._scorer = None
         self.model_id = model_id or f"gguf:{self.path.resolve()}:{self.path.stat().st_mtime_ns}"
         self.template = self.llm.metadata.get("tokenizer.chat_template")
         self._bos = self.llm.token_bos()
@@ -159,14 +163,17 @@ class GGUFModel(LocalModel, Scorer):
     def position_logits(self, ids: list[int]) -> np.ndarray:
         """Every position's logits for ``ids``. llama.cpp keeps them only in a context made with
         ``logits_all`` — without it ``llm.scores`` holds the last position and stale memory for the rest
-        — so a model loaded for generation is reloaded with it the first time it scores."""
-        if not getattr(self.llm, "_logits_all", False):
-            old = self.llm
-            self.llm = load(self.path, n_ctx=old.n_ctx(), logits_all=True, n_threads=getattr(old, "n_threads", None))
-            old.close()
-        self.llm.reset()
-        self.llm.eval(ids)
-        return np.array(self.llm.scores[: len(ids)], dtype=np.float64)
+        — so a model loaded for generation scores in a second context that has it (made once, closed
+        with the model; the generation context is left alone)."""
+        llm = self.llm
+        if not self._all_logits:
+            if self._scorer is None:
+                self._scorer = load(self.path, n_ctx=self.llm.n_ctx(), logits_all=True,
+                                    n_threads=getattr(self.llm, "n_threads", None))
+            llm = self._scorer
+        llm.reset()
+        llm.eval(ids)
+        return np.array(llm.scores[: len(ids)], dtype=np.float64)
 
     def _score_batch(self, batch):
         out = []
@@ -179,3 +186,6 @@ class GGUFModel(LocalModel, Scorer):
 
     def close(self) -> None:
         self.llm.close()
+        if self._scorer is not None:
+            self._scorer.close()
+            self._scorer = None

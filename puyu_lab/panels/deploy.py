@@ -116,13 +116,20 @@ class QuantTradeoffPanel:
             self.fig.layout.yaxis.title.text = new.layout.yaxis.title.text
 
     def sorted_rows(self) -> list[dict]:
-        return sorted(self.rows, key=lambda r: (r[self.sort_by.value] if self.sort_by.value != "level" else
-                                                 r["level"]), reverse=self.desc.value)
+        col = self.sort_by.value
+
+        def missing(v) -> bool:
+            return v is None or (isinstance(v, float) and v != v)
+
+        have = [r for r in self.rows if not missing(r.get(col))]
+        return sorted(have, key=lambda r: r[col], reverse=self.desc.value) + [r for r in self.rows if r not in have]
 
     def _draw_table(self) -> None:
         def fmt(c, v):
+            if v is None:  # not measured for this row (a transformers row has no llama.cpp buffers)
+                return "–"
             if isinstance(v, float):
-                if v != v:  # NaN: not measured for this row (a transformers row has no llama.cpp buffers)
+                if v != v:
                     return "–"
                 return f"{v:.2e}" if c.startswith("kl_") else (f"{v:.1%}" if c == "top1" else f"{v:,.2f}")
             return v

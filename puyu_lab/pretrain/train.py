@@ -8,6 +8,7 @@ processes); a test runs it with one process.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import shutil
@@ -261,7 +262,9 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
     from ..models.hf import HFModel
     from ..models.probes import copy_probe
 
-    probe = copy_probe(HFModel(trainer.model, tok))
+    # (a copy of the tokenizer: HFModel gives a template-less tokenizer the chat template, and the base
+    # model's saved tokenizer must stay without one)
+    probe = copy_probe(HFModel(trainer.model, copy.copy(tok)))
     metrics.update(copy_first_nll=probe["first_nll"], copy_second_nll=probe["second_nll"], copy_gain=probe["gain"])
     with ws.write(MODEL, kind="model", stage="pretrain", parents=[corpus, tok_art],
                   params={"config": cfg.to_dict(), "profile_preset": cfg.preset.to_dict(),

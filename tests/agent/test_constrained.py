@@ -125,7 +125,8 @@ def test_patterns_accept_what_the_tools_accept():
 
     for t in arithmetic_tasks(300, 5):
         assert re.fullmatch(EXPRESSION_PATTERN, t["expression"]), t
-    for e in ("(20+114", "20+)", "2**3", "", "1 + 2"):
+        assert calculate(t["expression"]) == t["result"]
+    for e in ("(20+114", "20+)", "2**3", "", "1 + 2", "012*3", "1+2+3+4+5+6+7"):
         assert not re.fullmatch(EXPRESSION_PATTERN, e), e
     for e in ("-3*(2+(4-1))/7", "1.5*2"):
         assert re.fullmatch(EXPRESSION_PATTERN, e)
@@ -151,8 +152,9 @@ def test_random_logits_still_give_a_valid_call(tok, reg):
         call = PROTO.parse(text, reg)
         # the patterns: the calculator computes what the call says, add_days reads its date (the
         # number of days has no range under lm-format-enforcer, which enforces no minimum / maximum)
-        if call.tool == "calculator":
-            assert reg.call(call.tool, call.args).ok, text
+        if call.tool == "calculator":  # a well-formed expression: it computes, or divides by zero
+            r = reg.call(call.tool, call.args)
+            assert r.ok or "division by zero" in r.value, (text, r.value)
         if call.tool == "add_days":
             parse_date(call.args["date"])
         tools_seen.add(call.tool)
@@ -183,7 +185,10 @@ def test_a_call_closes_inside_a_tight_budget(tok, reg, budget, digits):
 
     out = decode(c, v, prompt, logits, budget)
     assert len(out) <= budget
-    assert valid_call(ACTION_START + v.detokenize(out, keep_special=True), reg)
+    text = ACTION_START + v.detokenize(out, keep_special=True)
+    assert valid_call(text, reg)
+    r = reg.call("calculator", PROTO.parse(text, reg).args)
+    assert r.ok or "division by zero" in r.value, (text, r.value)
 
 
 def test_free_text_and_the_states(tok, reg):

@@ -107,6 +107,11 @@ def test_stop_then_resume_continues_the_same_curve(ws):
     assert m["steps"] == 8
     # the copying probe: 8 steps teach no copying — the repeat of a random sequence is no easier
     assert m["copy_first_nll"] > 5 and abs(m["copy_gain"]) < 0.5 and "copy_second_nll" in m
+    # probing it did not give the base model's saved tokenizer a chat template (the eval lab would then
+    # wrap the base model's prompts in one)
+    from puyu_lab.models.tokenizer import load_tokenizer
+
+    assert not load_tokenizer(ws.get("model/base").path).chat_template
     # the checkpoint carried the weights, both optimizers' state (Muon and AdamW), the schedule and the
     # data position: the resumed steps lose what the uninterrupted run lost
     resumed = {h["step"]: h["loss"] for h in second.history if "loss" in h}
