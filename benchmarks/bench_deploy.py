@@ -34,7 +34,7 @@ def hf_decode_tps(model_dir, prompt_ids: list[int], n: int = DECODE) -> tuple[fl
 def main() -> str:
     from puyu_lab.data.pipeline import prepare
     from puyu_lab.data.sources import load_sources
-    from puyu_lab.deploy.measure import measure_ladder
+    from puyu_lab.deploy.measure import kv_cache_levels, measure_ladder
     from puyu_lab.deploy.pipeline import build_ladder, eval_ids, ladder_files
     from puyu_lab.models.tokenizer import load_tokenizer
     from puyu_lab.pretrain.train import config_for_profile, pretrain, train_tokenizer
@@ -55,17 +55,28 @@ def main() -> str:
         rows, _ = measure_ladder(ladder_files(ws, "model/base"), ids, n_ctx=256, decode_tokens=DECODE,
                                  n_params=ws.get("model/base").metrics["parameters"])
         hf_pre, hf_dec = hf_decode_tps(ws.get("model/base").path, ids[:128])
+        kv = kv_cache_levels(ladder_files(ws, "model/base")["Q4_K_M"], ids, n_ctx=256)
     lines = [f"model: quick preset ({cfg.preset.hidden_size}d × {cfg.preset.num_layers} layers, 5.2 M parameters); "
              f"convert + quantize the whole ladder: {ladder_s:.1f} s; held-out text: {len(ids)} tokens, windows of 256",
-             f"{'level':<8}{'MB':>7}{'bits/w':>8}{'RSS MB':>8}{'PPL':>10}{'ΔPPL':>9}{'KL mean':>10}{'top-1':>8}"
-             f"{'prefill/s':>11}{'decode/s':>10}"]
+             f"{'level':<8}{'MB':>7}{'bits/w':>8}{'RSS MB':>8}{'PPL':>10}{'ΔPPL':>9}{'KL mean':>10}{'KL p99':>10}"
+             f"{'KL max':>10}{'Δp RMS %':>10}{'top-1':>8}{'prefill/s':>11}{'decode/s (± sd)':>18}"]
     for r in rows:
-        lines.append(f"{r.level:<8}{r.size_mb:>7.2f}{r.bits_per_weight:>8.2f}{r.rss_mb:>8.0f}{r.ppl:>10.2f}"
-                     f"{r.delta_ppl:>9.3f}{r.kl_mean:>10.2e}{r.top1:>8.1%}{r.prefill_tps:>11,.0f}{r.decode_tps:>10,.0f}")
+        lines.append(f"{r.level:<8}{r.size_mb:>7.2f}{r.bits_per_weight:>8.2f}{r.rss_mb:>8.1f}{r.ppl:>10.2f}"
+                     f"{r.delta_ppl:>9.3f}{r.kl_mean:>10.2e}{r.kl_p99:>10.2e}{r.kl_max:>10.2e}{r.dp_rms:>10.3f}"
+                     f"{r.top1:>8.1%}{r.prefill_tps:>11,.0f}{r.decode_tps:>11,.0f} ± {r.decode_sd:<5,.0f}")
     q4 = next(r for r in rows if r.level == "Q4_K_M")
-    lines.append(f"{'HF fp32':<8}{'':>7}{'32':>8}{'':>8}{'':>10}{'':>9}{'':>10}{'':>8}{hf_pre:>11,.0f}{hf_dec:>10,.0f}")
+    lines.append(f"{'HF fp32':<8}{'':>7}{'32':>8}{'':>8}{'':>10}{'':>9}{'':>10}{'':>10}{'':>10}{'':>10}{'':>8}"
+                 f"{hf_pre:>11,.0f}{hf_dec:>11,.0f}")
+    lines.append(f"speed: {rows[0].threads} threads, 3 greedy generations per level after a warm-up; load average "
+                 f"{min(r.load_avg for r in rows):.1f}–{max(r.load_avg for r in rows):.1f} while measuring")
     lines.append(f"Q4_K_M decode / transformers fp32 decode (same model, same 128-token prompt, {DECODE} greedy tokens): "
                  f"{q4.decode_tps / hf_dec:.2f}× (aim ≥ 3×)")
+    lines += ["", "KV cache on the Q4_K_M weights (KL from the F32 cache with ordinary attention; the others with "
+                  "flash attention, which a quantized V cache needs)",
+              f"{'cache':<8}{'flash':>6}{'KL mean':>10}{'KL p99':>10}{'top-1':>8}{'B/token':>9}{'MB at 32k':>11}"]
+    for r in kv:
+        lines.append(f"{r['kv_type']:<8}{'yes' if r['flash_attn'] else 'no':>6}{r['kl_mean']:>10.2e}{r['kl_p99']:>10.2e}"
+                     f"{r['top1']:>8.1%}{r['bytes_per_position']:>9,.0f}{r['mb_at_32768']:>11.1f}")
     return "\n".join(lines)
 
 

@@ -305,6 +305,59 @@ if __name__ == "__main__":
         _worker(a[0], a[1], a[2], int(a[3]), int(a[4]), int(a[5]))
 
 
+# KV-cache types llama.cpp offers on the CPU: ggml type id, bytes per cached element
+KV_TYPES = {"F32": (0, 4.0), "F16": (1, 2.0), "Q8_0": (8, 34 / 32), "Q4_0": (2, 18 / 32)}
+
+
+def kv_cache_levels(path: str | Path, ids: list[int], *, n_ctx: int = 256, types: tuple[str, ...] = tuple(KV_TYPES),
+                    contexts: tuple[int, ...] = (2048, 8192, 32768), threads: int | None = None) -> list[dict]:
+    """One weight file with each KV-cache type: what the cache costs and what it changes.
+
+    Per type: KL of the next-token distributions from the F32 cache's (scored as :func:`measure_ladder`
+    scores: the second half of each window), its p99, top-1 agreement, and the cache's size at
+    ``n_ctx`` and at each of ``contexts`` (layers × positions × key/value heads × head size × the type's
+    bytes per element — llama.cpp's own arithmetic). The reference is the F32 cache with llama.cpp's
+    ordinary attention (what the ladder measures; it equals transformers to ~1e-6); every other row
+    runs with flash attention, which llama.cpp needs for a quantized V cache — and the first of them,
+    F32 with flash attention, shows what that kernel alone changes."""
+    import llama_cpp
+
+    from ..models.gguf import load
+
+    first = n_ctx // 2
+    wins = windows(ids, n_ctx)
+    if not wins:
+        raise ValueError(f"the text has {len(ids)} tokens: fewer than one window of {n_ctx}")
+    for name in types:
+        if name not in KV_TYPES:
+            raise ValueError(f"KV-cache type {name!r}: use one of {', '.join(KV_TYPES)}")
+    order = [("F32", False)] + [(t, True) for t in ("F32", *(t for t in types if t != "F32"))]
+    rows, ref = [], None
+    for name, flash in order:
+        ggml_type, per = KV_TYPES[name]
+        llm = load(path, n_ctx=n_ctx, logits_all=True, n_threads=threads, type_k=ggml_type, type_v=ggml_type,
+                   flash_attn=flash)
+        try:
+            m = llm.model
+            n_layer, n_embd = llama_cpp.llama_model_n_layer(m), llama_cpp.llama_model_n_embd(m)
+            per_pos = 2 * n_layer * llama_cpp.llama_model_n_head_kv(m) * (n_embd // llama_cpp.llama_model_n_head(m))
+            logits = []
+            for w in wins:
+                llm.reset()
+                llm.eval(w)
+                logits.append(np.array(llm.scores[first - 1:n_ctx - 1], dtype=np.float32, copy=True))
+        finally:
+            llm.close()
+        lp = log_softmax(np.concatenate(logits))
+        ref = lp if ref is None else ref
+        kl = np.maximum((np.exp(ref) * (ref - lp)).sum(-1), 0.0)
+        rows.append({"kv_type": name, "flash_attn": flash, "kl_mean": float(kl.mean()), "kl_p99": float(np.quantile(kl, 0.99)),
+                     "top1": float((ref.argmax(-1) == lp.argmax(-1)).mean()),
+                     "bytes_per_position": per_pos * per,
+                     **{f"mb_at_{n}": per_pos * per * n / 2**20 for n in (n_ctx, *contexts)}})
+    return rows
+
+
 # the columns of the trade-off table (the deploy lab's panel and its CSV export)
 COLUMNS = ["level", "backend", "size_mb", "bits_per_weight", "rss_mb", "model_buffer_mb", "kv_cache_mb", "ppl",
            "delta_ppl", "kl_mean", "kl_median", "kl_p99", "kl_p999", "kl_max", "top1", "dp_mean", "dp_rms",

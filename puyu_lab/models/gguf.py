@@ -52,8 +52,10 @@ def check_gguf(path: str | Path) -> Path:
     return path
 
 
-def load(path: str | Path, *, n_ctx: int = 512, logits_all: bool = False, n_threads: int | None = None, **kw):
-    """A ``llama_cpp.Llama`` with an F32 KV cache (the default F16 cache alone moves logits by ~1e-3)."""
+def load(path: str | Path, *, n_ctx: int = 512, logits_all: bool = False, n_threads: int | None = None,
+         type_k: int = GGML_TYPE_F32, type_v: int = GGML_TYPE_F32, **kw):
+    """A ``llama_cpp.Llama`` with an F32 KV cache unless told otherwise (llama.cpp's default F16 cache
+    alone moves logits by ~1e-3)."""
     import os
 
     from llama_cpp import Llama
@@ -61,7 +63,7 @@ def load(path: str | Path, *, n_ctx: int = 512, logits_all: bool = False, n_thre
     quiet()
     path = check_gguf(path)
     return Llama(str(path), n_ctx=n_ctx, n_batch=n_ctx, logits_all=logits_all, verbose=False,
-                 n_threads=n_threads or min(4, os.cpu_count() or 1), type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32, **kw)
+                 n_threads=n_threads or min(4, os.cpu_count() or 1), type_k=type_k, type_v=type_v, **kw)
 
 
 def last_logits(llm):

@@ -369,3 +369,37 @@ def test_a_comparison_that_raises_is_shown_in_the_panel_and_kept(monkeypatch):
         panel.compare("今天", ["F32"], wait=True)
     assert isinstance(panel.error, FileNotFoundError) and not panel.gen_btn.disabled
     assert "FileNotFoundError: /nonexistent/F32.gguf" in panel.gens.value
+
+
+def test_kv_cache_levels_measured_and_sized_as_llama_cpp_stores_them(model_dir, ladder):
+    """The KV-cache types on one weight level: KL from the F32 cache grows as the cache's bits fall, and
+    each type's bytes per position equal what llama.cpp's own saved state grows by per cached token."""
+    import llama_cpp
+
+    from puyu_lab.deploy.measure import KV_TYPES, kv_cache_levels
+    from puyu_lab.models.gguf import load
+    from puyu_lab.models.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(model_dir)
+    ids = tok(TEXT * 12)["input_ids"][:256]
+    rows = kv_cache_levels(ladder["Q8_0"], ids, n_ctx=128, contexts=(4096,))
+    assert [(r["kv_type"], r["flash_attn"]) for r in rows] == [("F32", False), ("F32", True), ("F16", True),
+                                                               ("Q8_0", True), ("Q4_0", True)]
+    by = {(r["kv_type"], r["flash_attn"]): r for r in rows}
+    assert by[("F32", False)]["kl_mean"] == 0 and by[("F32", True)]["kl_mean"] < 1e-4
+    assert 0 < by[("Q8_0", True)]["kl_mean"] < by[("Q4_0", True)]["kl_mean"]
+    overhead = set()
+    for name, (ggml_type, _) in KV_TYPES.items():
+        llm = load(ladder["Q8_0"], n_ctx=128, type_k=ggml_type, type_v=ggml_type, flash_attn=True)
+        try:
+            llm.eval(ids[:40])
+            a = llama_cpp.llama_state_get_size(llm._ctx.ctx)
+            llm.eval(ids[40:100])
+            b = llama_cpp.llama_state_get_size(llm._ctx.ctx)
+        finally:
+            llm.close()
+        # the state grows per token by the cached keys and values plus a few bytes of cell metadata
+        # (position, sequence) that do not depend on the cache's type
+        overhead.add((b - a) / 60 - by[(name, True)]["bytes_per_position"])
+        assert by[(name, True)]["mb_at_4096"] == by[(name, True)]["bytes_per_position"] * 4096 / 2**20
+    assert len(overhead) == 1 and 0 <= overhead.pop() <= 32
