@@ -27,9 +27,9 @@ What is written here, and why:
   tool's schema}``, fields in the order the fine-tune data writes them. A tool's ``patterns``
   (parameter → regex, e.g. the calculator's arithmetic expression, an ISO date) go in as JSON-schema
   ``pattern`` (lm-format-enforcer's regex parser): the prompt still shows the plain schema, so the
-  model's context stays short. Other strings without a ``maxLength`` get one (``max_string``), so an untrained model that never closes its string is
-  still made to finish the call inside its token budget (lm-format-enforcer bounds arrays and
-  whitespace by itself, not strings);
+  model's context stays short. Other strings without a ``maxLength`` get one (``max_string``), so
+  an untrained model that never closes its string is still made to finish the call inside its
+  token budget (lm-format-enforcer bounds arrays and whitespace by itself, not strings);
 * closing inside the token budget: the loop tells the constraint ``max_new_tokens``; when the tokens
   left only just cover the shortest way to finish the JSON (found by a depth-first walk of the
   library's parser, closing characters first), only tokens that spell that ending are allowed, so

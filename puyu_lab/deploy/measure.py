@@ -30,6 +30,7 @@ import numpy as np
 
 from ..events import Emitter, Event
 from ..models.base import log_softmax
+from .memory import KV_BYTES
 
 
 def _rss_mb() -> float:
@@ -40,8 +41,6 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-
-
 def windows(ids: list[int], n_ctx: int, max_windows: int | None = None) -> list[list[int]]:
     w = [ids[i:i + n_ctx] for i in range(0, len(ids) - n_ctx + 1, n_ctx)]
     return w[:max_windows] if max_windows else w
@@ -50,16 +49,33 @@ def windows(ids: list[int], n_ctx: int, max_windows: int | None = None) -> list[
 SPEED_REPEATS = 3  # timed greedy generations per level (after one warm-up), as llama-bench repeats (-r)
 
 
-def _llama_sizes(llm) -> dict:
-    """What llama.cpp itself says a loaded model takes: its weights buffer and the KV cache of this
-    context (layers × context × key/value heads × head size, in the cache's type — F32 here)."""
+def _kv_values_per_position(llm) -> int:
+    """Values the KV cache holds per cached token: keys and values × layers × key/value heads × head size."""
     import llama_cpp
 
     m = llm.model
-    n_layer, n_embd = llama_cpp.llama_model_n_layer(m), llama_cpp.llama_model_n_embd(m)
-    n_head, n_kv = llama_cpp.llama_model_n_head(m), llama_cpp.llama_model_n_head_kv(m)
-    kv_bytes = 2 * n_layer * llm.n_ctx() * n_kv * (n_embd // n_head) * 4
-    return {"model_buffer_mb": llama_cpp.llama_model_size(m) / 2**20, "kv_cache_mb": kv_bytes / 2**20}
+    head = llama_cpp.llama_model_n_embd(m) // llama_cpp.llama_model_n_head(m)
+    return 2 * llama_cpp.llama_model_n_layer(m) * llama_cpp.llama_model_n_head_kv(m) * head
+
+
+def _llama_sizes(llm) -> dict:
+    """What llama.cpp itself says a loaded model takes: its weights buffer and the KV cache of this
+    context (in the cache's type — F32 here)."""
+    import llama_cpp
+
+    kv_bytes = _kv_values_per_position(llm) * llm.n_ctx() * KV_BYTES["f32"]
+    return {"model_buffer_mb": llama_cpp.llama_model_size(llm.model) / 2**20, "kv_cache_mb": kv_bytes / 2**20}
+
+
+def _window_logits(llm, ids: list[int], n_ctx: int) -> np.ndarray:
+    """The logits that predict the second half of each window of ``ids`` (llm made with ``logits_all``)."""
+    first, out = n_ctx // 2, []
+    for w in windows(ids, n_ctx):
+        llm.reset()
+        llm.eval(w)
+        # a copy: llm.scores is a view of a buffer the next eval() overwrites
+        out.append(np.array(llm.scores[first - 1:n_ctx - 1], dtype=np.float32, copy=True))  # predicts w[first:]
+    return np.concatenate(out)
 
 
 def _speed(model, prompt: list[int], decode_tokens: int) -> dict:
@@ -84,14 +100,7 @@ def _worker(path: str, ids_file: str, out_dir: str, n_ctx: int, decode_tokens: i
     load_s = time.perf_counter() - t0
     rss = _rss_mb() - rss0  # the model loaded, before any logits are copied out
     sizes = _llama_sizes(llm)
-    first = n_ctx // 2
-    logits = []
-    for w in windows(ids, n_ctx):
-        llm.reset()
-        llm.eval(w)
-        # a copy: llm.scores is a view of a buffer the next eval() overwrites
-        logits.append(np.array(llm.scores[first - 1:n_ctx - 1], dtype=np.float32, copy=True))  # predicts w[first:]
-    np.save(Path(out_dir) / "logits.npy", np.concatenate(logits))
+    np.save(Path(out_dir) / "logits.npy", _window_logits(llm, ids, n_ctx))
     llm.close()
     # speed, without per-position logits (what a server does): real greedy generations
     m = GGUFModel(path, llm=load(path, n_ctx=n_ctx, n_threads=threads))
@@ -305,56 +314,45 @@ if __name__ == "__main__":
         _worker(a[0], a[1], a[2], int(a[3]), int(a[4]), int(a[5]))
 
 
-# KV-cache types llama.cpp offers on the CPU: ggml type id, bytes per cached element
-KV_TYPES = {"F32": (0, 4.0), "F16": (1, 2.0), "Q8_0": (8, 34 / 32), "Q4_0": (2, 18 / 32)}
+# KV-cache types llama.cpp offers on the CPU → ggml type id (bytes per element: memory.KV_BYTES)
+KV_TYPES = {"F32": 0, "F16": 1, "Q8_0": 8, "Q4_0": 2}
 
 
 def kv_cache_levels(path: str | Path, ids: list[int], *, n_ctx: int = 256, types: tuple[str, ...] = tuple(KV_TYPES),
                     contexts: tuple[int, ...] = (2048, 8192, 32768), threads: int | None = None) -> list[dict]:
     """One weight file with each KV-cache type: what the cache costs and what it changes.
 
-    Per type: KL of the next-token distributions from the F32 cache's (scored as :func:`measure_ladder`
-    scores: the second half of each window), its p99, top-1 agreement, and the cache's size at
-    ``n_ctx`` and at each of ``contexts`` (layers × positions × key/value heads × head size × the type's
-    bytes per element — llama.cpp's own arithmetic). The reference is the F32 cache with llama.cpp's
+    Per type: :func:`kld_stats`' KL mean and p99 and top-1 agreement against the reference (scored as
+    :func:`measure_ladder` scores: the second half of each window), and the cache's size at ``n_ctx``
+    and at each of ``contexts`` (layers × positions × key/value heads × head size × the type's bytes
+    per element — llama.cpp's own arithmetic). The reference is the F32 cache with llama.cpp's
     ordinary attention (what the ladder measures; it equals transformers to ~1e-6); every other row
     runs with flash attention, which llama.cpp needs for a quantized V cache — and the first of them,
     F32 with flash attention, shows what that kernel alone changes."""
-    import llama_cpp
-
     from ..models.gguf import load
 
-    first = n_ctx // 2
     wins = windows(ids, n_ctx)
     if not wins:
         raise ValueError(f"the text has {len(ids)} tokens: fewer than one window of {n_ctx}")
     for name in types:
         if name not in KV_TYPES:
             raise ValueError(f"KV-cache type {name!r}: use one of {', '.join(KV_TYPES)}")
+    targets = np.concatenate([np.asarray(w[n_ctx // 2:]) for w in wins])
     order = [("F32", False)] + [(t, True) for t in ("F32", *(t for t in types if t != "F32"))]
     rows, ref = [], None
     for name, flash in order:
-        ggml_type, per = KV_TYPES[name]
-        llm = load(path, n_ctx=n_ctx, logits_all=True, n_threads=threads, type_k=ggml_type, type_v=ggml_type,
-                   flash_attn=flash)
+        llm = load(path, n_ctx=n_ctx, logits_all=True, n_threads=threads, type_k=KV_TYPES[name],
+                   type_v=KV_TYPES[name], flash_attn=flash)
         try:
-            m = llm.model
-            n_layer, n_embd = llama_cpp.llama_model_n_layer(m), llama_cpp.llama_model_n_embd(m)
-            per_pos = 2 * n_layer * llama_cpp.llama_model_n_head_kv(m) * (n_embd // llama_cpp.llama_model_n_head(m))
-            logits = []
-            for w in wins:
-                llm.reset()
-                llm.eval(w)
-                logits.append(np.array(llm.scores[first - 1:n_ctx - 1], dtype=np.float32, copy=True))
+            per_pos = _kv_values_per_position(llm) * KV_BYTES[name.lower()]
+            lp = log_softmax(_window_logits(llm, ids, n_ctx))
         finally:
             llm.close()
-        lp = log_softmax(np.concatenate(logits))
         ref = lp if ref is None else ref
-        kl = np.maximum((np.exp(ref) * (ref - lp)).sum(-1), 0.0)
-        rows.append({"kv_type": name, "flash_attn": flash, "kl_mean": float(kl.mean()), "kl_p99": float(np.quantile(kl, 0.99)),
-                     "top1": float((ref.argmax(-1) == lp.argmax(-1)).mean()),
-                     "bytes_per_position": per_pos * per,
-                     **{f"mb_at_{n}": per_pos * per * n / 2**20 for n in (n_ctx, *contexts)}})
+        k = kld_stats(ref, lp, targets)
+        rows.append({"kv_type": name, "flash_attn": flash, "kl_mean": k["kl_mean"], "kl_p99": k["kl_p99"],
+                     "top1": k["top1"], "bytes_per_position": per_pos,
+                     **{f"mb_at_{n}": per_pos * n / 2**20 for n in (n_ctx, *contexts)}})
     return rows
 
 

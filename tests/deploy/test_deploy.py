@@ -389,7 +389,7 @@ def test_kv_cache_levels_measured_and_sized_as_llama_cpp_stores_them(model_dir, 
     assert by[("F32", False)]["kl_mean"] == 0 and by[("F32", True)]["kl_mean"] < 1e-4
     assert 0 < by[("Q8_0", True)]["kl_mean"] < by[("Q4_0", True)]["kl_mean"]
     overhead = set()
-    for name, (ggml_type, _) in KV_TYPES.items():
+    for name, ggml_type in KV_TYPES.items():
         llm = load(ladder["Q8_0"], n_ctx=128, type_k=ggml_type, type_v=ggml_type, flash_attn=True)
         try:
             llm.eval(ids[:40])
