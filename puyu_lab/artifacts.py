@@ -9,6 +9,8 @@ here), never through the producing stage's modules; each stage declares what it 
     model/base        pretrain  → a transformers model directory                 model_dir
     sft/data          finetune  → conversations (train) and held-out parts       load_sft_data
     model/sft         finetune  → a transformers model directory                 model_dir
+    pref/data         preference → preference pairs (train / heldout)            load_pref_pairs
+    model/dpo         preference → a transformers model directory (model/orpo too) model_dir
     gguf/<model>      deploy    → the GGUF ladder (level → file)                 ladder_files
     quant/<model>     deploy    → measured levels + per-token KL                 load_quant_results
     eval/<run>        eval      → a leaderboard (lm-eval-style JSON per model)   load_eval
@@ -28,6 +30,8 @@ SFT_DATA = "sft/data"
 SFT_MODEL = "model/sft"
 ADAPTER = "adapter/sft"
 AGENT_EVAL = "agent/eval"
+PREF_DATA = "pref/data"
+DPO_MODEL = "model/dpo"
 
 SFT_PARTS = ("train", "selfcog_heldout", "arithmetic_heldout", "date_heldout", "notool_heldout")
 
@@ -72,6 +76,14 @@ def load_sft_data(ws: Workspace, part: str = "train") -> list[dict]:
     if part not in SFT_PARTS:
         raise ValueError(f"sft/data has no part {part!r}: use one of {', '.join(SFT_PARTS)}")
     return _jsonl(ws.get(SFT_DATA).path / f"{part}.jsonl")
+
+
+def load_pref_pairs(ws: Workspace, part: str = "heldout") -> list[dict]:
+    """A part of ``pref/data`` (``train`` or ``heldout``): pairs in trl's conversational format
+    (``prompt`` messages, one-message ``chosen`` / ``rejected``), each with its ``source``."""
+    if part not in ("train", "heldout"):
+        raise ValueError(f"{PREF_DATA} has parts 'train' and 'heldout', not {part!r}")
+    return _jsonl(ws.get(PREF_DATA).path / f"{part}.jsonl")
 
 
 def ladder_files(ws: Workspace, model: str = SFT_MODEL) -> dict[str, Path]:

@@ -117,7 +117,8 @@ def trainer_callback(emitter: Emitter, *, tokens_per_step: int, stop: StopFlag |
     """A ``transformers.TrainerCallback`` that turns the Trainer's hooks into events and honours ``stop``
     (at the end of the step: it saves a checkpoint and stops training).
 
-    ``tokens_per_step`` gives tokens/s; every ``sample_every`` steps it emits ``sample`` with
+    ``tokens_per_step`` gives tokens/s; a trainer's own metrics with a ``/`` in their name (trl's
+    ``rewards/margins`` …) travel in the events' ``extra``; every ``sample_every`` steps it emits ``sample`` with
     ``sample_fn(model)`` (a dict prompt → text); with ``tokens_per_byte`` the eval events carry bits
     per byte."""
     import math
@@ -151,13 +152,15 @@ def trainer_callback(emitter: Emitter, *, tokens_per_step: int, stop: StopFlag |
             done = state.global_step - self.step_start
             tps = done * tokens_per_step / elapsed if elapsed > 0 and done else 0.0
             eta = (state.max_steps - state.global_step) * elapsed / done if done else None
+            # a trainer's own metrics beside the loss (trl's rewards/chosen, rewards/margins …), by their names
+            extra = {k.removeprefix("eval_"): v for k, v in logs.items() if "/" in k and isinstance(v, (int, float))}
             if "eval_loss" in logs:
                 bpb = logs["eval_loss"] * tokens_per_byte / math.log(2) if tokens_per_byte else None
-                emitter.emit(EVAL, step=state.global_step, eval_loss=logs["eval_loss"], bits_per_byte=bpb)
+                emitter.emit(EVAL, step=state.global_step, eval_loss=logs["eval_loss"], bits_per_byte=bpb, extra=extra)
             elif "loss" in logs:
                 emitter.emit(LOG, step=state.global_step, max_steps=state.max_steps, loss=logs["loss"],
                              learning_rate=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
-                             tokens_per_s=tps, eta_s=eta, elapsed_s=elapsed)
+                             tokens_per_s=tps, eta_s=eta, elapsed_s=elapsed, extra=extra)
 
         def on_save(self, args, state, control, **kw):
             emitter.emit(CHECKPOINT, step=state.global_step,

@@ -147,6 +147,27 @@ STRINGS: dict[str, tuple[str, str]] = {
     "parameters": ("parameters", "参数"),
     "fits_yes": ("fits", "放得下"),
     "fits_no": ("does not fit", "放不下"),
+    # preference tuning (DPO / ORPO)
+    "rewards": ("implicit rewards (β·log π/π_ref)", "隐式奖励"),
+    "reward_accuracy": ("reward accuracy", "奖励准确率"),
+    "chosen": ("chosen", "选中"),
+    "rejected": ("rejected", "拒绝"),
+    "margin": ("margin", "差距"),
+    "train": ("train", "训练"),
+    "heldout": ("held-out", "留出"),
+    "before": ("before", "之前"),
+    "after": ("after", "之后"),
+    "identity": ("identity", "身份认知"),
+    "sentiment": ("sentiment", "情感"),
+    "tool": ("tool use", "工具调用"),
+    "custom": ("your pairs", "自定义"),
+    "all": ("all", "全部"),
+    "pref_accuracy": ("Held-out preference accuracy 留出偏好准确率", "留出偏好准确率 Held-out preference accuracy"),
+    "pref_accuracy_note": ("share of held-out pairs whose chosen answer has the higher log-probability given the prompt",
+                           "留出样本中，选中回答的对数概率高于拒绝回答的比例"),
+    "pair_inspector": ("Pair inspector 偏好对检查", "偏好对检查 Pair inspector"),
+    "pair_inspector_note": ("log p(chosen) / log p(rejected), summed over the answer's tokens; ✓ = chosen ranks first",
+                            "log p(选中) / log p(拒绝)，按回答的词元求和；✓ = 选中排在前面"),
 }
 
 

@@ -1,4 +1,4 @@
-"""The six stages of the chain: who produces which artifact, and in which lab.
+"""The seven stages of the chain: who produces which artifact, and in which lab.
 
 This table is the one place that knows the chain's shape. The workspace uses it to name the
 lab that produces a missing input, the tour and ``puyu-lab status`` use it to draw the chain map.
@@ -28,11 +28,13 @@ STAGES: tuple[Stage, ...] = (
           ("tokenizer/", "model/base"), ("corpus/clean",)),
     Stage("finetune", "XTuner", "Fine-tune", "03_finetune.ipynb",
           ("model/sft", "adapter/", "sft/"), ("model/base", "tokenizer/spm", "corpus/clean")),
-    Stage("deploy", "LMDeploy", "Deploy", "04_deploy.ipynb",
+    Stage("preference", "XTuner DPO", "Preference", "04_preference.ipynb", ("pref/", "model/dpo", "model/orpo"),
+          ("model/sft", "sft/data", "corpus/clean")),
+    Stage("deploy", "LMDeploy", "Deploy", "05_deploy.ipynb",
           ("gguf/", "quant/"), ("model/sft", "model/base", "corpus/clean")),
-    Stage("eval", "OpenCompass", "Evaluate", "05_eval.ipynb", ("eval/",),
-          ("model/base", "model/sft", "sft/data", "corpus/clean", "gguf/")),
-    Stage("agent", "Lagent / AgentLego", "Apply", "06_agent.ipynb", ("agent/",),
+    Stage("eval", "OpenCompass", "Evaluate", "06_eval.ipynb", ("eval/",),
+          ("model/base", "model/sft", "sft/data", "corpus/clean", "gguf/", "pref/data", "model/dpo", "model/orpo")),
+    Stage("agent", "Lagent / AgentLego", "Apply", "07_agent.ipynb", ("agent/",),
           ("model/sft", "sft/data", "corpus/clean", "gguf/")),
 )
 

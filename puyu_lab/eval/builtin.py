@@ -6,7 +6,8 @@
 * ``selfcog`` — the held-out self-cognition paraphrases of ``sft/data``: the answer contains the name;
 * ``dialog`` — chatterbot dialogs the fine-tune never trained on: pick the real reply among four
   (three distractors from other dialogs);
-* ``arithmetic`` — held-out arithmetic tasks of ``sft/data``, answered directly (no tool).
+* ``arithmetic`` — held-out arithmetic tasks of ``sft/data``, answered directly (no tool);
+* ``pref_<source>`` — the preference lab's held-out pairs (when ``pref/data`` exists): chosen vs rejected.
 """
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import json
 import random
 
 from ..workspace import stage_entry
-from ..artifacts import load_corpus, load_sft_data
+from ..artifacts import PREF_DATA, load_corpus, load_pref_pairs, load_sft_data
 from ..contracts.dialogs import chatterbot_dialogs
 from ..contracts.tasks import ARITHMETIC_QUESTION, SENTIMENT_ANSWER, SENTIMENT_MAX_CHARS, SENTIMENT_PROMPT
+from ..models.template import IM_END
 from .tasks import Task
 
 
@@ -55,4 +57,21 @@ def builtin_tasks(ws, n: int = 40, ppl_docs: int = 12, seed: int = 0) -> list[Ta
                        description="unseen chatterbot dialogs: the real reply among four"),
                   Task("arithmetic", "generation", arith, match="regex", regex=r"(-?\d+)", max_new_tokens=16,
                        description="held-out arithmetic, answered directly (no calculator)")]
+    if ws.exists(PREF_DATA):
+        tasks += preference_tasks(load_pref_pairs(ws, "heldout"))
     return tasks
+
+
+def preference_tasks(pairs: list[dict]) -> list[Task]:
+    """One choice task per source of ``pref/data``'s held-out pairs: the prompt in the model's chat
+    format, chosen vs rejected (each closed by ``<|im_end|>``); acc = the share where chosen has the
+    higher log-likelihood — the preference lab's held-out preference accuracy."""
+    by: dict[str, list[dict]] = {}
+    for p in pairs:
+        last_user = next((m["content"] for m in reversed(p["prompt"]) if m["role"] == "user"), p["prompt"][-1]["content"])
+        by.setdefault(p["source"], []).append({
+            "context": last_user, "messages": p["prompt"], "gold": 0,
+            "choices": [p["chosen"][0]["content"] + IM_END, p["rejected"][0]["content"] + IM_END]})
+    return [Task(f"pref_{src}", "choice", docs, delimiter="", meta={"chat": True},
+                 description=f"held-out preference pairs ({src}): chosen ranks above rejected")
+            for src, docs in by.items()]

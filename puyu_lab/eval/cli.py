@@ -21,10 +21,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     res = run(Workspace(args.home), _config(args))
     rows = res.run.summary()
     models = res.run.models
-    print(f"{'dataset':<14}{'metric':<16}" + "".join(f"{m:>14}" for m in models))
+    print(f"{'dataset':<16}{'metric':<16}" + "".join(f"{m:>14}" for m in models))
     for r in rows:
         vals = "".join(f"{r[m]:>14.4f}" if isinstance(r.get(m), float) else f"{str(r.get(m, '-')):>14}" for m in models)
-        print(f"{r['dataset']:<14}{r['metric']:<16}{vals}")
+        print(f"{r['dataset']:<16}{r['metric']:<16}{vals}")
     print(f"wrote {res.artifact.name}")
     return 0
 

@@ -12,6 +12,8 @@ class EvalConfig:
     ppl_docs: int = 12  # held-out news articles for perplexity
     seed: int = 0
     models: tuple[str, ...] = ("model/base", "model/sft")  # model artifacts, named by their last part
+    # evaluated too when the workspace has them (the preference lab's models)
+    optional_models: tuple[str, ...] = ("model/dpo", "model/orpo")
     levels: tuple[str, ...] = ("Q4_K_M", "Q2_K")  # GGUF levels of model/sft, when the deploy lab has run
     batch_size: int = 8
     cache: bool = True  # lm-eval style request cache under <workspace>/cache/eval
@@ -24,7 +26,7 @@ class EvalConfig:
         default), with ``changes`` on top."""
         name = as_profile(profile).name
         cfg = cls() if name == "quick" else cls(n=200, ppl_docs=40)
-        for k in ("models", "levels"):
+        for k in ("models", "levels", "optional_models"):
             if k in changes:
                 changes[k] = tuple(changes[k])
         return replace(cfg, **changes)

@@ -20,13 +20,18 @@ class EvalResult:
     tasks: list
 
 
+def model_names(ws: Workspace, cfg: EvalConfig) -> list[str]:
+    """``cfg.models``, then those of ``cfg.optional_models`` the workspace has."""
+    return list(cfg.models) + [m for m in cfg.optional_models if m not in cfg.models and ws.exists(m)]
+
+
 @stage_entry("eval")
 def models_for(ws: Workspace, cfg: EvalConfig) -> dict:
     """The scorers ``cfg`` names: each model artifact (by its short name), then ``sft-<level>`` GGUF files."""
     from ..artifacts import gguf_name, ladder_files, short
     from ..models import GGUFModel, HFModel
 
-    scorers = {short(m): HFModel.load(ws.get(m).path, short(m), batch_size=cfg.batch_size) for m in cfg.models}
+    scorers = {short(m): HFModel.load(ws.get(m).path, short(m), batch_size=cfg.batch_size) for m in model_names(ws, cfg)}
     if cfg.levels and ws.exists(gguf_name(GGUF_OF)):
         files = ladder_files(ws, GGUF_OF)
         ref = scorers.get(short(GGUF_OF))
@@ -56,5 +61,5 @@ def run(ws: Workspace, cfg: EvalConfig | None = None, *, on_event: Callable[[Eve
     finally:
         for s in scorers.values():
             s.close()
-    art = save(ws, result, cfg.name, parents=[ws.get(m) for m in cfg.models])
+    art = save(ws, result, cfg.name, parents=[ws.get(m) for m in model_names(ws, cfg)])
     return EvalResult(result, art, tasks)

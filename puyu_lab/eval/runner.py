@@ -65,11 +65,12 @@ class EvalRun:
                 "samples": self.samples.get(model, {}), "model_name": model}
 
 
-def _chat_context(model: Model, text: str) -> str | None:
-    """``text`` as a user turn in the model's own chat format (None: the model has none)."""
+def _chat_context(model: Model, text: str | list[dict]) -> str | None:
+    """``text`` as a user turn (or ``messages``, a whole prompt) in the model's own chat format, up to
+    the assistant's turn (None: the model has none)."""
     if not model.has_chat_template or not hasattr(model, "render"):
         return None
-    return model.render([{"role": "user", "content": text}])
+    return model.render([{"role": "user", "content": text}] if isinstance(text, str) else text)
 
 
 def _exp(x: float) -> float:
@@ -98,7 +99,7 @@ def run_task(scorer: Model, task: Task, progress: Callable[[int], None] | None =
         for d in docs:
             ctx, delim = d["context"], task.delimiter
             if task.meta.get("chat"):
-                wrapped = _chat_context(scorer, d["context"])
+                wrapped = _chat_context(scorer, d.get("messages") or d["context"])
                 if wrapped is not None:
                     ctx, delim = wrapped, ""
             start = len(reqs)

@@ -1,6 +1,6 @@
 """The JupyterLab extension and the labs' panels in a real browser (Debian Chromium, headless).
 
-1. The "书生·浦语 Chain" sidebar lists the six stages and flips a stage to present once its lab ran.
+1. The "书生·浦语 Chain" sidebar lists the seven stages and flips a stage to present once its lab ran.
 2. 02_pretrain.ipynb, opened from the sidebar: the training cell's live loss plot grows, Stop ends
    training early with a checkpoint.
 3. The deploy, eval and agent labs run in the browser: the quantization trade-off chart has one
@@ -227,7 +227,7 @@ def test_sidebar_shows_the_whole_chain_present(chain_page, shots):
 @WHOLE_CHAIN
 def test_quant_tradeoff_chart_has_one_point_per_level(chain, chain_page, shots):
     page = chain_page
-    open_notebook(page, "04_deploy.ipynb")
+    open_notebook(page, "05_deploy.ipynb")
     page.evaluate(RUN_ALL)
     wait_idle(page, 300)
     assert page.evaluate(CELL_ERRORS) == []
@@ -245,7 +245,7 @@ def test_quant_tradeoff_chart_has_one_point_per_level(chain, chain_page, shots):
 @WHOLE_CHAIN
 def test_eval_leaderboard_renders_with_its_content(chain_page, shots):
     page = chain_page
-    open_notebook(page, "05_eval.ipynb")
+    open_notebook(page, "06_eval.ipynb")
     page.evaluate(RUN_ALL)
     wait_idle(page, 300)
     assert page.evaluate(CELL_ERRORS) == []
@@ -264,7 +264,7 @@ def test_eval_leaderboard_renders_with_its_content(chain_page, shots):
 @WHOLE_CHAIN
 def test_agent_trace_renders_with_its_steps(chain_page, shots):
     page = chain_page
-    open_notebook(page, "06_agent.ipynb")
+    open_notebook(page, "07_agent.ipynb")
     page.evaluate(RUN_ALL)
     wait_idle(page, 300)
     assert page.evaluate(CELL_ERRORS) == []
@@ -282,7 +282,7 @@ def test_agent_trace_renders_with_its_steps(chain_page, shots):
     box.screenshot(path=str(shots / "agent-trace.png"))
 
 
-# ---- 5: lab 06's trace is live: steps appear while the kernel is busy, Stop ends the run ------------------
+# ---- 5: lab 07's trace is live: steps appear while the kernel is busy, Stop ends the run ------------------
 # The lab's own cells run in a real JupyterLab and Chromium; only the model is a scripted one, defined in
 # the kernel, that streams a calculator call through the model layer's generate() one character every
 # 50 ms and honours the stop flag between characters, as the real decode loop does.
@@ -338,7 +338,7 @@ def agent_lab(tmp_path_factory):
 def test_agent_trace_is_live_and_stop_ends_the_run(browser, agent_lab, shots):
     page = open_lab(browser, agent_lab)
     try:
-        open_notebook(page, "06_agent.ipynb")
+        open_notebook(page, "07_agent.ipynb")
         setup = cell_index(page, "prof, ws = pl.setup(")
         run_cell = cell_index(page, "panel.run(agent, question)")
         wait_cell = cell_index(page, "trace = await panel.wait_async()")

@@ -195,9 +195,10 @@ const LAB_TITLES: Record<string, string> = {
   '01_data.ipynb': '书生·万卷 Data',
   '02_pretrain.ipynb': 'InternLM-Train Pretrain',
   '03_finetune.ipynb': 'XTuner Fine-tune',
-  '04_deploy.ipynb': 'LMDeploy Deploy',
-  '05_eval.ipynb': 'OpenCompass Evaluate',
-  '06_agent.ipynb': 'Lagent Agent'
+  '04_preference.ipynb': 'XTuner DPO Preference',
+  '05_deploy.ipynb': 'LMDeploy Deploy',
+  '06_eval.ipynb': 'OpenCompass Evaluate',
+  '07_agent.ipynb': 'Lagent Agent'
 };
 
 const plugin: JupyterFrontEndPlugin<void> = {

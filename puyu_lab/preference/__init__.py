@@ -1,0 +1,15 @@
+"""Preference stage (XTuner DPO / ORPO): preference pairs from the learner's own chain (identity,
+sentiment, tool use, custom files), trl's DPOTrainer / ORPOTrainer on ``model/sft``, held-out preference
+accuracy per source before and after.
+
+Engines only (no widgets): ``config`` (``PrefConfig``, sized per profile), ``pairs`` (the sources and
+custom-file checks), ``train`` (``pref/data``, the trl run, scoring), ``entry`` (``run``), ``cli``
+(``puyu-lab preference …``).
+"""
+from __future__ import annotations
+
+from ..lazy import exports
+
+_EXPORTS = {"PrefConfig": "config", "run": "entry"}
+__all__ = list(_EXPORTS)
+__getattr__ = exports(__name__, _EXPORTS)

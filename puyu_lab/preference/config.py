@@ -1,0 +1,80 @@
+"""The preference stage's config: method (DPO / ORPO), full or LoRA, trl's hyper-parameters and the
+pair mixture, sized per profile."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+from ..profiles import as_profile
+
+METHODS = ("dpo", "orpo")
+TUNING = ("full", "lora")
+
+
+@dataclass(frozen=True)
+class PairSettings:
+    identity_per_prompt: int = 2  # rejected identities per self-cognition question
+    sentiment: int = 240  # training pairs from corpus/clean's labelled reviews (balanced)
+    tool: int = 240  # training pairs from sft/data's tool conversations (calculator and dates)
+    heldout_sentiment: int = 60  # from corpus/clean's held-out reviews
+    heldout_tool: int = 40  # from sft/data's held-out arithmetic and date tasks
+    custom_heldout_fraction: float = 0.1
+    seed: int = 0
+
+
+@dataclass
+class PrefConfig:
+    method: str = "dpo"
+    model: str = "model/sft"  # the policy starts here; DPO's reference model is a frozen copy of it
+    tuning: str = "full"  # a 5 M-parameter model: full is cheap; LoRA on real models (gpu profile)
+    beta: float = 0.1  # DPO: how far from the reference; ORPO: the odds-ratio term's weight (λ)
+    loss_type: str = "sigmoid"  # DPO's loss (trl's loss_type: sigmoid, ipo, …)
+    learning_rate: float = 1e-4
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_length: int = 256  # the SFT model's context
+    lora_r: int = 16
+    lora_alpha: int = 32
+    eval_every: int = 20  # trl's evaluation on the held-out pairs (rewards, margins, accuracy)
+    log_every: int = 2
+    seed: int = 0
+    bf16: bool | None = None  # None: chosen per machine (puyu_lab.numerics)
+    pairs: PairSettings = field(default_factory=PairSettings)
+    custom_pairs: str | None = None  # a JSONL file of your own pairs
+    progress_bar: bool = True
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method={self.method!r}: choose one of {', '.join(METHODS)}")
+        if self.tuning not in TUNING:
+            raise ValueError(f"tuning={self.tuning!r}: choose one of {', '.join(TUNING)}")
+
+    @property
+    def output(self) -> str:
+        """The artifact this run writes: ``model/dpo`` or ``model/orpo``."""
+        return f"model/{self.method}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PrefConfig":
+        d = dict(d)
+        if "pairs" in d:
+            d["pairs"] = PairSettings(**d["pairs"])
+        return cls(**d)
+
+    @classmethod
+    def for_profile(cls, profile=None, **changes) -> "PrefConfig":
+        """The profile's sizes (a name, a profile or ``None``: the default), with ``changes`` on top."""
+        name = as_profile(profile).name
+        if name == "gpu":  # a real chat model: LoRA DPO, XTuner's internlm2_chat_1_8b_dpo recipe's sizes
+            cfg = cls(tuning="lora", learning_rate=5e-6, batch_size=2, grad_accum=8, max_length=2048, lora_r=64,
+                      lora_alpha=16, eval_every=50, pairs=PairSettings(sentiment=1000, tool=800, heldout_sentiment=200,
+                                                                        heldout_tool=100))
+        elif name == "full":
+            cfg = cls(epochs=2.0, pairs=PairSettings(sentiment=800, tool=600, heldout_sentiment=200, heldout_tool=100))
+        else:
+            cfg = cls()
+        return replace(cfg, **changes)

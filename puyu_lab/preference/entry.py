@@ -1,0 +1,21 @@
+"""The preference stage in one call: the pairs (``pref/data``), then DPO or ORPO (``model/dpo`` / ``model/orpo``)."""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..events import Event, StopFlag
+from ..workspace import Workspace, stage_entry
+from .config import PrefConfig
+
+
+@stage_entry("preference")
+def run(ws: Workspace, cfg: PrefConfig | None = None, *, on_event: Callable[[Event], None] | None = None,
+        stop: StopFlag | None = None):
+    """Build ``pref/data`` from ``cfg`` (default: the profile's), then preference-tune → ``PrefResult``."""
+    from .train import prepare_pairs, train
+
+    cfg = cfg or PrefConfig.for_profile()
+    prepare_pairs(ws, cfg)
+    if stop is not None:
+        stop.check()
+    return train(ws, cfg, on_event=on_event, stop=stop)

@@ -1,0 +1,271 @@
+"""Preference pairs (``prompt`` / ``chosen`` / ``rejected``) from the learner's own chain, each labelled
+with its source, and custom pair files checked line by line.
+
+Sources, all built from artifacts of earlier stages (never from a hub):
+
+* ``identity`` — the self-cognition questions; chosen: the assistant's own self-introduction (its name
+  and owner, as ``sft/data`` taught it); rejected: a generic or another assistant's identity;
+* ``sentiment`` — labelled reviews of ``corpus/clean``; chosen: the right label, rejected: the wrong one;
+* ``tool`` — arithmetic and date questions with the tools offered; chosen: the valid tool call (the
+  calculator / ``add_days`` call the fine-tune data teaches), rejected: a direct, wrong answer;
+* ``custom`` — a JSONL file of your own: trl's standard format (``prompt``, ``chosen``, ``rejected``
+  strings) or its conversational format (lists of ``{role, content}`` messages).
+
+Pairs are in trl's *conversational* format — ``prompt`` a list of messages, ``chosen`` / ``rejected``
+a one-message assistant list — so trl applies the chat template the model was fine-tuned with.
+Held-out pairs never share a prompt with a training pair (identity: held-out paraphrases; sentiment:
+the corpus's held-out reviews; tool: ``sft/data``'s held-out tasks; custom: whole prompts held out).
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..contracts.calculator import calculate
+from ..contracts.dates import add_days
+from ..contracts.protocol import schema_text
+from ..contracts.tasks import (
+    ARITHMETIC_QUESTION,
+    DATE_QUESTION,
+    SENTIMENT_ANSWER,
+    SENTIMENT_MAX_CHARS,
+    SENTIMENT_PROMPT,
+    TOOL_SYSTEM,
+)
+from ..errors import InputError, jsonl_records, read_text_file
+from ..models.template import IM_END, IM_START, PLUGIN, ROLES, tool_call
+
+SOURCES = ("identity", "sentiment", "tool", "custom")
+
+# identities the assistant must not claim (rejected answers of the identity source): generic ones and
+# other assistants' — what a base model or a careless SFT mixture says instead of its own name
+OTHER_IDENTITY_ZH = ["我是一个人工智能语言模型，没有自己的名字。", "我是ChatGPT，由OpenAI开发的人工智能助手。",
+                     "我是一个大型语言模型，由一家科技公司训练。", "我只是一个程序，没有身份。"]
+OTHER_IDENTITY_EN = ["I am an AI language model without a name.", "I am ChatGPT, made by OpenAI.",
+                     "I am a large language model trained by a tech company.", "I am just a program."]
+WRONG_ANSWER = ["结果是 {r}。", "The answer is {r}.", "{q} 答案是 {r}。"]
+
+
+def _user(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def _assistant(text: str) -> list[dict]:
+    return [{"role": "assistant", "content": text}]
+
+
+def pair(source: str, prompt: list[dict], chosen: str, rejected: str, **meta) -> dict:
+    return {"source": source, "prompt": prompt, "chosen": _assistant(chosen), "rejected": _assistant(rejected), **meta}
+
+
+def tool_prompt(question: str) -> list[dict]:
+    """A question asked with the tools offered, as the fine-tune data opens its tool conversations."""
+    return [{"role": "system", "content": TOOL_SYSTEM}, {"role": "system", "content": schema_text(), "name": PLUGIN},
+            {"role": "user", "content": question}]
+
+
+# ---- identity --------------------------------------------------------------------------------------
+def identity_pairs(questions: list[tuple[str, str]], answers: dict[str, str], per_prompt: int, seed: int) -> list[dict]:
+    """``questions`` (lang, text); ``answers`` lang → the assistant's own self-introduction."""
+    rng = random.Random(seed)
+    out = []
+    for lang, q in questions:
+        others = OTHER_IDENTITY_ZH if lang == "zh" else OTHER_IDENTITY_EN
+        for rej in rng.sample(others, min(per_prompt, len(others))):
+            out.append(pair("identity", _user(q), answers[lang], rej, lang=lang))
+    return out
+
+
+# ---- sentiment -------------------------------------------------------------------------------------
+def sentiment_pairs(reviews: list[dict], limit: int, seed: int) -> list[dict]:
+    """Balanced labelled reviews: the right label chosen, the other rejected."""
+    by = {lab: [r for r in reviews if r.get("label") == lab] for lab in SENTIMENT_ANSWER}
+    rng = random.Random(seed)
+    for v in by.values():
+        rng.shuffle(v)
+    k = min(limit // 2, *(len(v) for v in by.values()))
+    out = []
+    for rows in zip(*(v[:k] for v in by.values())):
+        for r in rows:
+            right = SENTIMENT_ANSWER[r["label"]]
+            wrong = next(a for lab, a in SENTIMENT_ANSWER.items() if lab != r["label"])
+            text = r["text"].strip()[:SENTIMENT_MAX_CHARS]
+            out.append(pair("sentiment", _user(SENTIMENT_PROMPT.format(text=text)), right, wrong, label=r["label"]))
+    return out
+
+
+# ---- tool use --------------------------------------------------------------------------------------
+def _wrong_number(r, rng: random.Random):
+    while True:
+        w = r + rng.choice([-1, 1]) * rng.choice([1, 2, 10, 11, rng.randint(3, 99)])
+        if w != r:
+            return w
+
+
+def arithmetic_pair(expression: str, question: str, rng: random.Random) -> dict:
+    r = calculate(expression)
+    wrong = rng.choice(WRONG_ANSWER).format(r=_wrong_number(r, rng), q=expression)
+    return pair("tool", tool_prompt(question), tool_call("calculator", {"expression": expression}), wrong,
+                tool="calculator", expression=expression, result=r)
+
+
+def date_pair(date: str, days: int, question: str, rng: random.Random) -> dict:
+    import datetime as dt
+
+    right = add_days(date, days)["date"]
+    wrong = (dt.date.fromisoformat(right) + dt.timedelta(days=rng.choice([-2, -1, 1, 7, 30]))).isoformat()
+    return pair("tool", tool_prompt(question), tool_call("add_days", {"date": date, "days": days}),
+                rng.choice(WRONG_ANSWER).format(r=wrong, q=question.rstrip("？?")), tool="add_days", result=right)
+
+
+def tool_pairs_from_conversations(convs: list[dict], limit: int, seed: int) -> list[dict]:
+    """Training pairs from ``sft/data``'s tool conversations: the prompt up to the first assistant
+    turn; chosen: that turn (the call as the fine-tune taught it); rejected: a direct wrong answer."""
+    rng = random.Random(seed)
+    out = []
+    for c in convs:
+        msgs = c["messages"]
+        i = next((k for k, m in enumerate(msgs) if m["role"] == "assistant"), None)
+        env = next((m for m in msgs[i:] if m["role"] == "environment"), None) if i is not None else None
+        if i is None or env is None or "<|action_start|>" not in msgs[i]["content"]:
+            continue
+        res = json.loads(env["content"])
+        right = res.get("result", res.get("date"))
+        if isinstance(right, (int, float)):
+            wrong = _wrong_number(right, rng)
+        else:
+            import datetime as dt
+
+            wrong = (dt.date.fromisoformat(right) + dt.timedelta(days=rng.choice([-2, -1, 1, 7, 30]))).isoformat()
+        q = msgs[i - 1]["content"]
+        out.append(pair("tool", msgs[:i], msgs[i]["content"],
+                        rng.choice(WRONG_ANSWER).format(r=wrong, q=q.rstrip("？?。")), tool=c.get("kind", "tool")))
+    rng.shuffle(out)
+    return out[:limit]
+
+
+def heldout_tool_pairs(arithmetic: list[dict], dates: list[dict], limit: int, seed: int) -> list[dict]:
+    """Held-out pairs from ``sft/data``'s held-out tasks (never trained on), asked in the first form."""
+    rng = random.Random(seed)
+    out = [arithmetic_pair(t["expression"], ARITHMETIC_QUESTION.format(e=t["expression"]), rng)
+           for t in arithmetic[: (limit + 1) // 2]]
+    out += [date_pair(t["date"], t["days"], DATE_QUESTION.format(date=t["date"], days=t["days"]), rng)
+            for t in dates[: limit // 2]]
+    return out
+
+
+# ---- custom files -----------------------------------------------------------------------------------
+@dataclass
+class PairError:
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+def _check_turns(field: str, msgs, *, prompt: bool) -> str | None:
+    if not isinstance(msgs, list) or not msgs:
+        return f"'{field}' must be a non-empty string or a non-empty list of messages"
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict):
+            return f"{field}[{i}] is not an object with 'role' and 'content'"
+        role = "environment" if m.get("role") == "tool" else m.get("role")
+        if role not in ROLES:
+            return f"{field}[{i}].role is {m.get('role')!r}; use one of {', '.join(ROLES)} (or 'tool')"
+        if not isinstance(m.get("content"), str) or (not prompt and not m["content"].strip()):
+            return f"{field}[{i}].content must be a{'' if prompt else ' non-empty'} string"
+        if m.get("name") is not None and not isinstance(m["name"], str):
+            return f"{field}[{i}].name must be a string"
+        if IM_START in m["content"] or IM_END in m["content"]:
+            return f"{field}[{i}].content contains {IM_START} or {IM_END}: the chat template adds those"
+        if not prompt and role != "assistant":
+            return f"{field}[{i}].role is {m.get('role')!r}: a completion holds assistant messages only"
+    if prompt and msgs[-1].get("role") == "assistant":
+        return "the prompt ends with an assistant message; it must end with the turn the answer replies to"
+    return None
+
+
+def _as_messages(value, role: str):
+    return [{"role": role, "content": value}] if isinstance(value, str) else value
+
+
+def _normalise(msgs: list[dict]) -> list[dict]:
+    out = []
+    for m in msgs:
+        role = "environment" if m["role"] == "tool" else m["role"]
+        d = {"role": role, "content": m["content"]}
+        name = m.get("name") or (PLUGIN if m["role"] == "tool" else None)
+        if name:
+            d["name"] = name
+        out.append(d)
+    return out
+
+
+def check_pair(rec) -> tuple[dict | None, str | None]:
+    """One record of a custom pair file → (the pair, None) or (None, what is wrong and how to fix it)."""
+    if not isinstance(rec, dict):
+        return None, "expected a JSON object with 'prompt', 'chosen' and 'rejected'"
+    missing = [k for k in ("prompt", "chosen", "rejected") if k not in rec]
+    if missing:
+        return None, (f"field {missing[0]!r} is missing: each line needs 'prompt', 'chosen' and 'rejected' "
+                      "(strings, or lists of {role, content} messages as in trl's conversational format)")
+    for k in ("chosen", "rejected"):
+        if isinstance(rec[k], str) and not rec[k].strip():
+            return None, f"field {k!r} is an empty string"
+    if isinstance(rec["prompt"], str) and not rec["prompt"].strip():
+        return None, "field 'prompt' is an empty string"
+    prompt = _as_messages(rec["prompt"], "user")
+    chosen, rejected = _as_messages(rec["chosen"], "assistant"), _as_messages(rec["rejected"], "assistant")
+    for field, msgs, is_prompt in (("prompt", prompt, True), ("chosen", chosen, False), ("rejected", rejected, False)):
+        why = _check_turns(field, msgs, prompt=is_prompt)
+        if why:
+            return None, why
+    if [m["content"] for m in chosen] == [m["content"] for m in rejected]:
+        return None, "'chosen' and 'rejected' are the same: the pair teaches nothing; fix or remove the line"
+    return {"source": "custom", "prompt": _normalise(prompt), "chosen": _normalise(chosen),
+            "rejected": _normalise(rejected)}, None
+
+
+def load_custom_pairs(path: str | Path) -> tuple[list[dict], list[PairError]]:
+    """Read a custom pair file (JSONL): the valid pairs and every bad line with its reason. A file
+    without one valid pair raises :class:`InputError` listing the first bad lines."""
+    path = Path(path)
+    if path.suffix != ".jsonl":
+        raise InputError(f"{path}: a pair file is JSONL (one object per line, extension .jsonl) with 'prompt', "
+                         "'chosen' and 'rejected'; rename or convert it")
+    text = read_text_file(path, "pair file")
+    good, bad = [], []
+    for ln, rec, err in jsonl_records(text):
+        if err:
+            bad.append(PairError(ln, err))
+            continue
+        p, why = check_pair(rec)
+        if why:
+            bad.append(PairError(ln, why))
+        else:
+            p["line"] = ln
+            good.append(p)
+    if not good:
+        detail = "; ".join(str(b) for b in bad[:5]) + (f"; … {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise InputError(f"{path}: no valid pair ({len(bad)} bad: {detail or 'the file is empty'})")
+    return good, bad
+
+
+def prompt_key(p: dict) -> str:
+    """A pair's prompt, normalised (whitespace collapsed, case folded): pairs with one key share a prompt."""
+    return json.dumps([(m["role"], m.get("name") or "", " ".join(m["content"].split()).casefold())
+                       for m in p["prompt"]], ensure_ascii=False)
+
+
+def split_custom(pairs: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Held-out custom pairs by whole prompt (a prompt's every pair lands on one side); none held out
+    from fewer than 5 distinct prompts."""
+    keys = sorted({prompt_key(p) for p in pairs})
+    if len(keys) < 5:
+        return pairs, []
+    random.Random(seed).shuffle(keys)
+    held = set(keys[:max(1, int(len(keys) * fraction))])
+    return [p for p in pairs if prompt_key(p) not in held], [p for p in pairs if prompt_key(p) in held]

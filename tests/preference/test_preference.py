@@ -1,0 +1,212 @@
+"""The preference stage: pairs from the chain (no leak into the held-out side), trl's tokenization,
+DPO and ORPO runs with their artifacts and live metrics, custom pair files checked line by line."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from puyu_lab.errors import InputError
+from puyu_lab.preference.config import PairSettings, PrefConfig
+from puyu_lab.preference.pairs import load_custom_pairs, prompt_key
+
+SMALL = PairSettings(sentiment=24, tool=16, heldout_sentiment=10, heldout_tool=6)
+
+
+def small_cfg(**kw):
+    return PrefConfig(**{**dict(pairs=SMALL, batch_size=4, max_length=160, eval_every=2, log_every=1,
+                                progress_bar=False, bf16=False), **kw})
+
+
+@pytest.fixture(scope="module")
+def pref_ws(layers, tmp_path_factory):
+    from puyu_lab.preference.train import prepare_pairs
+
+    ws = layers.workspace("sft", tmp_path_factory.mktemp("pref") / "ws")
+    prepare_pairs(ws, small_cfg())
+    return ws
+
+
+def test_pairs_come_from_the_chain_and_never_leak(pref_ws):
+    from puyu_lab.artifacts import load_pref_pairs, load_sft_data
+
+    train, held = load_pref_pairs(pref_ws, "train"), load_pref_pairs(pref_ws, "heldout")
+    for part in (train, held):
+        assert {p["source"] for p in part} == {"identity", "sentiment", "tool"}
+        for p in part:
+            assert p["chosen"] != p["rejected"] and p["chosen"][0]["role"] == "assistant"
+            assert p["prompt"][-1]["role"] == "user"
+    assert not {prompt_key(p) for p in held} & {prompt_key(p) for p in train}, "a held-out prompt was trained on"
+    # identity: the held-out paraphrases of sft/data, chosen = the assistant's own introduction
+    name = pref_ws.get("sft/data").metrics["assistant_name"]
+    ident = [p for p in held if p["source"] == "identity"]
+    assert {p["prompt"][0]["content"] for p in ident} == {h["prompt"] for h in load_sft_data(pref_ws, "selfcog_heldout")}
+    assert all(name in p["chosen"][0]["content"] and name not in p["rejected"][0]["content"] for p in ident)
+    # tool: chosen is the call on the held-out task's own expression; rejected a wrong direct answer
+    exprs = {t["expression"] for t in load_sft_data(pref_ws, "arithmetic_heldout")}
+    calc = [p for p in held if p.get("tool") == "calculator"]
+    assert calc and all(p["expression"] in exprs and "<|action_start|>" in p["chosen"][0]["content"]
+                        and str(p["result"]) not in p["rejected"][0]["content"] for p in calc)
+    assert pref_ws.get("pref/data").metrics["heldout_tool"] == SMALL.heldout_tool
+
+
+def test_encode_pair_is_trls_tokenization(pref_ws):
+    """The held-out scores use exactly the ids trl's DPOTrainer trains on."""
+    import datasets
+    from transformers import AutoModelForCausalLM
+    from trl import DPOConfig, DPOTrainer
+
+    from puyu_lab.artifacts import load_pref_pairs
+    from puyu_lab.models.tokenizer import load_tokenizer
+    from puyu_lab.preference.train import _trl_rows, encode_pair
+
+    path = pref_ws.get("model/sft").path
+    tok = load_tokenizer(path)
+    pairs = load_pref_pairs(pref_ws, "heldout")
+    trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(str(path)),
+                         args=DPOConfig(output_dir=str(pref_ws.root / "t"), report_to="none", use_cpu=True,
+                                        max_length=None),
+                         train_dataset=datasets.Dataset.from_list(_trl_rows(pairs)), processing_class=tok)
+    for p, row in zip(pairs, trainer.train_dataset):
+        assert encode_pair(tok, p) == (row["prompt_ids"], row["chosen_ids"], row["rejected_ids"])
+    assert any(tok.convert_tokens_to_ids("<|im_end|>") in encode_pair(tok, p)[1] for p in pairs)
+
+
+def test_score_pairs_is_the_sum_of_completion_log_probs(pref_ws):
+    import torch
+
+    from puyu_lab.artifacts import load_pref_pairs
+    from puyu_lab.models import HFModel
+    from puyu_lab.preference.train import encode_pair, score_pairs
+
+    m = HFModel.load("model/sft", ws=pref_ws)
+    p = load_pref_pairs(pref_ws, "heldout")[0]
+    s = score_pairs(m, m.tok, [p])[0]
+    prompt, chosen, _ = encode_pair(m.tok, p)
+    ids = torch.tensor([prompt + chosen])
+    with torch.no_grad():
+        logp = torch.log_softmax(m.model(ids).logits[0, :-1].float(), -1)
+    direct = sum(logp[len(prompt) - 1 + i, t].item() for i, t in enumerate(chosen))
+    assert s["logp_chosen"] == pytest.approx(direct, abs=1e-3)
+    assert s["correct"] == (s["logp_chosen"] > s["logp_rejected"])
+
+
+def test_dpo_and_orpo_run_with_live_metrics(pref_ws):
+    from puyu_lab.eval.builtin import builtin_tasks
+    from puyu_lab.eval.config import EvalConfig
+    from puyu_lab.eval.entry import model_names
+    from puyu_lab.panels.preference import PreferencePanel, inspect_pairs
+    from puyu_lab.preference.train import load_heldout_scores, train
+
+    panel = PreferencePanel()
+    events = []
+
+    def on_event(e):
+        events.append(e)
+        panel(e)
+
+    res = train(pref_ws, small_cfg(max_steps=4), on_event=on_event)
+    panel.flush()
+    assert res.steps == 4 and not res.stopped
+    art = pref_ws.get("model/dpo")
+    m = art.metrics
+    assert m["method"] == "dpo" and set(m["by_source"]) == {"identity", "sentiment", "tool", "all"}
+    assert m["by_source"]["all"]["n"] == len(load_heldout_scores(pref_ws)) == m["heldout_pairs"]
+    assert "eval_rewards/accuracies" in m["trl_eval"]
+    logs = [e for e in events if e.kind == "log"]
+    assert logs and all("rewards/margins" in e["extra"] for e in logs)
+    assert panel.pref_points["margins"] == len(logs) and panel.pref_points["acc_eval"] >= 1
+    assert "identity" in panel.source_html.value or "身份" in panel.source_html.value
+    assert "logp" not in inspect_pairs(load_heldout_scores(pref_ws), limit=3).text  # a readable text view
+    assert (art.path / "tokenizer.model").is_file() and (art.path / "model.safetensors").is_file()
+
+    res = train(pref_ws, small_cfg(method="orpo", max_steps=3))
+    assert res.steps == 3 and pref_ws.get("model/orpo").metrics["method"] == "orpo"
+    # the eval lab picks both up, with the held-out pairs as one choice task per source
+    assert model_names(pref_ws, EvalConfig()) == ["model/base", "model/sft", "model/dpo", "model/orpo"]
+    names = [t.name for t in builtin_tasks(pref_ws, n=4, ppl_docs=1)]
+    assert {"pref_identity", "pref_sentiment", "pref_tool"} <= set(names)
+
+
+def test_stop_ends_a_run_early(pref_ws):
+    from puyu_lab.events import StopFlag
+    from puyu_lab.preference.train import train
+
+    stop = StopFlag()
+
+    def on_event(e):
+        if e.kind == "log" and e["step"] >= 1:
+            stop.set()
+
+    res = train(pref_ws, small_cfg(max_steps=20, eval_every=0), on_event=on_event, stop=stop, save=False)
+    assert res.stopped and res.steps < 20
+
+
+BAD_LINES = [
+    ('{"prompt": "hi", "chosen": "hello"}', "field 'rejected' is missing"),
+    ('{"prompt": "hi", "chosen": "same", "rejected": "same"}', "are the same"),
+    ('{"prompt": "hi", "chosen": "", "rejected": "no"}', "'chosen' is an empty string"),
+    ('{"prompt": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "chosen": "x", '
+     '"rejected": "y"}', "prompt ends with an assistant message"),
+    ('{"prompt": "q", "chosen": [{"role": "user", "content": "x"}], "rejected": "y"}', "completion holds assistant"),
+    ('{"prompt": [{"role": "robot", "content": "q"}], "chosen": "x", "rejected": "y"}', "role is 'robot'"),
+    ('{"prompt": "q", "chosen": "<|im_end|>x", "rejected": "y"}', "the chat template adds those"),
+    ('[1, 2]', "expected a JSON object"),
+    ('{"prompt": "broken', "invalid JSON"),
+]
+
+
+def test_custom_pair_file_one_error_per_bad_line(tmp_path):
+    good = [json.dumps({"prompt": "你好", "chosen": "你好！我是小浦。", "rejected": "走开。"}, ensure_ascii=False),
+            json.dumps({"prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}],
+                        "chosen": [{"role": "assistant", "content": "good"}],
+                        "rejected": [{"role": "assistant", "content": "bad"}]})]
+    f = tmp_path / "pairs.jsonl"
+    f.write_bytes(b"\xef\xbb\xbf" + "\n".join(good + [line for line, _ in BAD_LINES]).encode())  # a BOM is fine
+    pairs, bad = load_custom_pairs(f)
+    assert len(pairs) == 2 and pairs[1]["prompt"][0]["role"] == "system"
+    assert [b.line for b in bad] == list(range(3, 3 + len(BAD_LINES)))
+    for b, (_, why) in zip(bad, BAD_LINES):
+        assert why in b.reason, (b, why)
+    out = subprocess.run([sys.executable, "-m", "puyu_lab", "preference", "check", str(f)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 1 and out.stdout.count(f"{f}:line ") == len(BAD_LINES), out.stdout
+
+
+def test_bad_pair_files_fail_clearly_and_write_nothing(pref_ws, tmp_path):
+    from dataclasses import replace
+
+    from puyu_lab.preference.train import prepare_pairs
+
+    before = pref_ws.get("pref/data").id
+    all_bad = tmp_path / "bad.jsonl"
+    all_bad.write_text("\n".join(line for line, _ in BAD_LINES[:3]) + "\n", encoding="utf-8")
+    gbk = tmp_path / "gbk.jsonl"
+    gbk.write_bytes('{"prompt": "a", "chosen": "b", "rejected": "c"}\n'.encode() + '{"prompt": "你好"}'.encode("gbk"))
+    cases = [(all_bad, r"bad\.jsonl: no valid pair \(3 bad: line 1: field 'rejected' is missing"),
+             (gbk, r"gbk\.jsonl:2: bytes at offset \d+ are not UTF-8"),
+             (tmp_path / "pairs.json", r"pairs\.json: a pair file is JSONL"),
+             (tmp_path / "missing.jsonl", r"missing\.jsonl: no such pair file")]
+    (tmp_path / "pairs.json").write_text("[]", encoding="utf-8")
+    for path, msg in cases:
+        with pytest.raises(InputError, match=msg):
+            prepare_pairs(pref_ws, replace(small_cfg(), custom_pairs=str(path)))
+        assert pref_ws.get("pref/data").id == before, "a failed build replaced pref/data"
+    assert not list((pref_ws.root / ".store").glob("*.partial"))
+
+
+def test_custom_pairs_join_the_mixture_with_a_held_out_share(pref_ws, tmp_path):
+    from dataclasses import replace
+
+    from puyu_lab.artifacts import load_pref_pairs
+    from puyu_lab.preference.train import prepare_pairs
+
+    f = tmp_path / "mine.jsonl"
+    f.write_text("\n".join(json.dumps({"prompt": f"问题{i}", "chosen": f"好的回答{i}", "rejected": "不知道"},
+                                      ensure_ascii=False) for i in range(20)) + "\n{bad\n", encoding="utf-8")
+    art = prepare_pairs(pref_ws, replace(small_cfg(), custom_pairs=str(f)))
+    assert art.metrics["custom_rejected"] == 1 and "mine.jsonl:21:" in (art.path / "custom_errors.txt").read_text()
+    train = [p for p in load_pref_pairs(pref_ws, "train") if p["source"] == "custom"]
+    held = [p for p in load_pref_pairs(pref_ws, "heldout") if p["source"] == "custom"]
+    assert len(train) + len(held) == 20 and held
+    assert not {prompt_key(p) for p in held} & {prompt_key(p) for p in train}
