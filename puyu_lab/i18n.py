@@ -160,6 +160,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "identity": ("identity", "身份认知"),
     "sentiment": ("sentiment", "情感"),
     "tool": ("tool use", "工具调用"),
+    "notool": ("no tool needed", "无需工具"),
     "custom": ("your pairs", "自定义"),
     "all": ("all", "全部"),
     "pref_accuracy": ("Held-out preference accuracy 留出偏好准确率", "留出偏好准确率 Held-out preference accuracy"),

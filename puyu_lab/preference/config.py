@@ -13,10 +13,11 @@ TUNING = ("full", "lora")
 @dataclass(frozen=True)
 class PairSettings:
     identity_per_prompt: int = 2  # rejected identities per self-cognition question
-    sentiment: int = 240  # training pairs from corpus/clean's labelled reviews (balanced)
-    tool: int = 240  # training pairs from sft/data's tool conversations (calculator and dates)
+    sentiment: int = 160  # training pairs from corpus/clean's labelled reviews (balanced)
+    tool: int = 200  # training pairs from sft/data's tool conversations (calculator and dates)
+    notool: int = 120  # training pairs from sft/data's no-tool conversations (direct answer vs a needless call)
     heldout_sentiment: int = 60  # from corpus/clean's held-out reviews
-    heldout_tool: int = 40  # from sft/data's held-out arithmetic and date tasks
+    heldout_tool: int = 90  # from sft/data's held-out arithmetic and date tasks (all of them in quick)
     custom_heldout_fraction: float = 0.1
     seed: int = 0
 

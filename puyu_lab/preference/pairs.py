@@ -8,6 +8,8 @@ Sources, all built from artifacts of earlier stages (never from a hub):
 * ``sentiment`` — labelled reviews of ``corpus/clean``; chosen: the right label, rejected: the wrong one;
 * ``tool`` — arithmetic and date questions with the tools offered; chosen: the valid tool call (the
   calculator / ``add_days`` call the fine-tune data teaches), rejected: a direct, wrong answer;
+* ``notool`` — questions that need no tool, asked with the tools offered; chosen: the direct answer,
+  rejected: a needless tool call (the other half of knowing when to act);
 * ``custom`` — a JSONL file of your own: trl's standard format (``prompt``, ``chosen``, ``rejected``
   strings) or its conversational format (lists of ``{role, content}`` messages).
 
@@ -37,7 +39,7 @@ from ..contracts.tasks import (
 from ..errors import InputError, jsonl_records, read_text_file
 from ..models.template import IM_END, IM_START, PLUGIN, ROLES, tool_call
 
-SOURCES = ("identity", "sentiment", "tool", "custom")
+SOURCES = ("identity", "sentiment", "tool", "notool", "custom")
 
 # identities the assistant must not claim (rejected answers of the identity source): generic ones and
 # other assistants' — what a base model or a careless SFT mixture says instead of its own name
@@ -144,6 +146,34 @@ def tool_pairs_from_conversations(convs: list[dict], limit: int, seed: int) -> l
                         rng.choice(WRONG_ANSWER).format(r=wrong, q=q.rstrip("？?。")), tool=c.get("kind", "tool")))
     rng.shuffle(out)
     return out[:limit]
+
+
+def needless_call(rng: random.Random) -> str:
+    """A tool call nobody asked for (the rejected answer of the ``notool`` source)."""
+    if rng.random() < 0.5:
+        a, b = rng.randint(2, 99), rng.randint(2, 99)
+        return tool_call("calculator", {"expression": f"{a}*{b}"})
+    return tool_call("add_days", {"date": f"20{rng.randint(10, 30)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}",
+                                  "days": rng.randint(1, 99)})
+
+
+def notool_pairs_from_conversations(convs: list[dict], limit: int, seed: int) -> list[dict]:
+    """Training pairs from ``sft/data``'s no-tool conversations: chosen the direct reply, rejected a call."""
+    rng = random.Random(seed)
+    out = []
+    for c in convs:
+        msgs = c["messages"]
+        if msgs[-1]["role"] != "assistant" or "<|action_start|>" in msgs[-1]["content"]:
+            continue
+        out.append(pair("notool", msgs[:-1], msgs[-1]["content"], needless_call(rng)))
+    rng.shuffle(out)
+    return out[:limit]
+
+
+def heldout_notool_pairs(questions: list[tuple[str, str]], seed: int) -> list[dict]:
+    """Held-out no-tool pairs: (question, its direct answer) never trained on, asked with the tools offered."""
+    rng = random.Random(seed)
+    return [pair("notool", tool_prompt(q), a, needless_call(rng)) for q, a in questions]
 
 
 def heldout_tool_pairs(arithmetic: list[dict], dates: list[dict], limit: int, seed: int) -> list[dict]:

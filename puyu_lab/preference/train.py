@@ -18,13 +18,16 @@ from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 from ..artifacts import CORPUS, PREF_DATA, SFT_DATA, load_corpus, load_pref_pairs, load_sft_data
+from ..contracts.dialogs import chatterbot_dialogs
 from ..errors import InputError
 from ..events import Emitter, Event, StopFlag
 from ..workspace import Artifact, Workspace, stage_entry
 from .config import PrefConfig
 from .pairs import (
+    heldout_notool_pairs,
     heldout_tool_pairs,
     identity_pairs,
+    notool_pairs_from_conversations,
     load_custom_pairs,
     prompt_key,
     sentiment_pairs,
@@ -77,6 +80,18 @@ def build_pairs(ws: Workspace, cfg: PrefConfig) -> tuple[dict, list]:
     train += tool_pairs_from_conversations(tool_convs, s.tool, s.seed)
     heldout += heldout_tool_pairs(load_sft_data(ws, "arithmetic_heldout"), load_sft_data(ws, "date_heldout"),
                                   s.heldout_tool, s.seed)
+    notool_convs = [c for c in train_convs if c.get("kind") == "notool"]
+    train += notool_pairs_from_conversations(notool_convs, s.notool, s.seed)
+    # held out: the self-cognition paraphrases and the chit-chat openings sft/data kept apart, with
+    # the answers the chain knows for them (its own introduction; the dialog's real reply)
+    replies = {d["messages"][0]["content"]: d["messages"][1]["content"] for d in chatterbot_dialogs()}
+    qa = []
+    for h in load_sft_data(ws, "notool_heldout"):
+        if h.get("kind") == "self":
+            qa.append((h["prompt"], answers[_lang(h["prompt"])]))
+        elif h.get("kind") == "dialog" and h["prompt"] in replies:
+            qa.append((h["prompt"], replies[h["prompt"]]))
+    heldout += heldout_notool_pairs(qa, s.seed + 2)
     bad: list = []
     if cfg.custom_pairs:
         custom, bad = load_custom_pairs(cfg.custom_pairs)

@@ -269,7 +269,10 @@ def test_a_fork_bomb_stops_at_the_process_limit():
 def test_an_unbounded_fork_bomb_ends_with_the_run():
     t0 = time.monotonic()
     r = inside("import os\nwhile True:\n    os.fork()", wall_s=3, nproc=32, max_output=2000)
-    assert time.monotonic() - t0 < 10 and not r.ok and r.observation().splitlines()[-1].startswith("[stopped: ")
+    last = r.observation().splitlines()[-1]
+    # stopped by the wall clock, or the bomb's own first process died of the process limit (EAGAIN) —
+    # which of the two comes first depends on scheduling
+    assert time.monotonic() - t0 < 10 and not r.ok and (last.startswith("[stopped: ") or "Errno 11" in last), last
     assert processes_with("__sandbox_show") == []  # no sandboxed process anywhere on the host
 
 

@@ -32,7 +32,7 @@ def test_pairs_come_from_the_chain_and_never_leak(pref_ws):
 
     train, held = load_pref_pairs(pref_ws, "train"), load_pref_pairs(pref_ws, "heldout")
     for part in (train, held):
-        assert {p["source"] for p in part} == {"identity", "sentiment", "tool"}
+        assert {p["source"] for p in part} == {"identity", "sentiment", "tool", "notool"}
         for p in part:
             assert p["chosen"] != p["rejected"] and p["chosen"][0]["role"] == "assistant"
             assert p["prompt"][-1]["role"] == "user"
@@ -48,6 +48,10 @@ def test_pairs_come_from_the_chain_and_never_leak(pref_ws):
     assert calc and all(p["expression"] in exprs and "<|action_start|>" in p["chosen"][0]["content"]
                         and str(p["result"]) not in p["rejected"][0]["content"] for p in calc)
     assert pref_ws.get("pref/data").metrics["heldout_tool"] == SMALL.heldout_tool
+    # notool: a direct answer chosen over a needless call, on prompts that offer the tools
+    for p in [p for p in held if p["source"] == "notool"]:
+        assert p["prompt"][1].get("name") == "<|plugin|>" and "<|action_start|>" in p["rejected"][0]["content"]
+        assert "<|action_start|>" not in p["chosen"][0]["content"]
 
 
 def test_encode_pair_is_trls_tokenization(pref_ws):
@@ -110,7 +114,7 @@ def test_dpo_and_orpo_run_with_live_metrics(pref_ws):
     assert res.steps == 4 and not res.stopped
     art = pref_ws.get("model/dpo")
     m = art.metrics
-    assert m["method"] == "dpo" and set(m["by_source"]) == {"identity", "sentiment", "tool", "all"}
+    assert m["method"] == "dpo" and set(m["by_source"]) == {"identity", "sentiment", "tool", "notool", "all"}
     assert m["by_source"]["all"]["n"] == len(load_heldout_scores(pref_ws)) == m["heldout_pairs"]
     assert "eval_rewards/accuracies" in m["trl_eval"]
     logs = [e for e in events if e.kind == "log"]
@@ -125,7 +129,7 @@ def test_dpo_and_orpo_run_with_live_metrics(pref_ws):
     # the eval lab picks both up, with the held-out pairs as one choice task per source
     assert model_names(pref_ws, EvalConfig()) == ["model/base", "model/sft", "model/dpo", "model/orpo"]
     names = [t.name for t in builtin_tasks(pref_ws, n=4, ppl_docs=1)]
-    assert {"pref_identity", "pref_sentiment", "pref_tool"} <= set(names)
+    assert {"pref_identity", "pref_sentiment", "pref_tool", "pref_notool"} <= set(names)
 
 
 def test_stop_ends_a_run_early(pref_ws):
