@@ -22,6 +22,25 @@ def schema_text(schemas: list[dict] | None = None) -> str:
     return json.dumps(TOOL_SCHEMAS if schemas is None else schemas, ensure_ascii=False)
 
 
+def tool_prompt(question: str, schemas: list[dict] | None = None) -> list[dict]:
+    """A question asked with the tools offered, as the fine-tune data opens its tool conversations:
+    the tool system prompt, the tool list (InternLM2's ``system name=<|plugin|>``), the question."""
+    return [{"role": "system", "content": TOOL_SYSTEM},
+            {"role": "system", "content": schema_text(schemas), "name": "<|plugin|>"},
+            {"role": "user", "content": question}]
+
+
+def called_tool(text: str) -> str:
+    """The tool an assistant's reply calls: the ``name`` of its first InternLM2 plugin call, ``"none"``
+    when it calls none, ``"invalid"`` when a call starts but its name cannot be read."""
+    import re
+
+    if "<|action_start|>" not in text:
+        return "none"
+    m = re.search(r'<\|action_start\|><\|plugin\|>\s*\{\s*"name"\s*:\s*"([^"]+)"', text)
+    return m.group(1) if m else "invalid"
+
+
 def call_json(name: str, parameters: dict) -> str:
     """The JSON of one call (``models.template.tool_call`` wraps it in the action tokens)."""
     return json.dumps({"name": name, "parameters": parameters}, ensure_ascii=False)

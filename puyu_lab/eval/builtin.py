@@ -7,6 +7,7 @@
 * ``dialog`` — chatterbot dialogs the fine-tune never trained on: pick the real reply among four
   (three distractors from other dialogs);
 * ``arithmetic`` — held-out arithmetic tasks of ``sft/data``, answered directly (no tool);
+* ``tool_use`` — held-out questions with the tools offered: the right tool called, or none when none is needed;
 * ``pref_<source>`` — the preference lab's held-out pairs (when ``pref/data`` exists): chosen vs rejected.
 """
 from __future__ import annotations
@@ -17,8 +18,9 @@ import random
 from ..workspace import stage_entry
 from ..artifacts import PREF_DATA, load_corpus, load_pref_pairs, load_sft_data
 from ..contracts.dialogs import chatterbot_dialogs
-from ..contracts.tasks import ARITHMETIC_QUESTION, SENTIMENT_ANSWER, SENTIMENT_MAX_CHARS, SENTIMENT_PROMPT
-from ..models.template import IM_END
+from ..contracts.tasks import ARITHMETIC_QUESTION, DATE_QUESTION, SENTIMENT_ANSWER, SENTIMENT_MAX_CHARS, SENTIMENT_PROMPT
+from ..contracts.protocol import tool_prompt
+from ..models.template import ACTION_END, IM_END
 from .tasks import Task
 
 
@@ -57,9 +59,24 @@ def builtin_tasks(ws, n: int = 40, ppl_docs: int = 12, seed: int = 0) -> list[Ta
                        description="unseen chatterbot dialogs: the real reply among four"),
                   Task("arithmetic", "generation", arith, match="regex", regex=r"(-?\d+)", max_new_tokens=16,
                        description="held-out arithmetic, answered directly (no calculator)")]
+        tasks.append(tool_use_task(ws, n))
     if ws.exists(PREF_DATA):
         tasks += preference_tasks(load_pref_pairs(ws, "heldout"))
     return tasks
+
+
+def tool_use_task(ws, n: int) -> Task:
+    """Held-out questions asked with the tools offered: arithmetic (→ calculator), dates (→ add_days)
+    and questions that need none (→ answered directly). Score: the reply calls the right tool, or none."""
+    docs = [{"messages": tool_prompt(ARITHMETIC_QUESTION.format(e=t["expression"])), "answer": "calculator"}
+            for t in load_sft_data(ws, "arithmetic_heldout")[: n // 2]]
+    docs += [{"messages": tool_prompt(DATE_QUESTION.format(date=t["date"], days=t["days"])), "answer": "add_days"}
+             for t in load_sft_data(ws, "date_heldout")[: n // 4]]
+    docs += [{"messages": tool_prompt(h["prompt"]), "answer": "none"}
+             for h in load_sft_data(ws, "notool_heldout") if h.get("kind") in ("self", "dialog")][: n // 4]
+    return Task("tool_use", "generation", docs, match="tool", keep_special=True, stop=(ACTION_END,),
+                max_new_tokens=40, description="held-out questions with tools offered: the right tool is called, "
+                "or none when none is needed")
 
 
 def preference_tasks(pairs: list[dict]) -> list[Task]:

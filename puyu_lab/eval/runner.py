@@ -134,13 +134,15 @@ def run_task(scorer: Model, task: Task, progress: Callable[[int], None] | None =
     cache = scorer.cache
     for i, d in enumerate(docs):
         prompt = d.get("messages") or d["prompt"]
-        key = scorer._key("gen", [prompt, list(task.stop), task.max_new_tokens, task.chat]) if cache is not None else None
+        key = scorer._key("gen", [prompt, list(task.stop), task.max_new_tokens, task.chat]
+                          + ([True] if task.keep_special else [])) if cache is not None else None
         if key is not None and key in cache:
             out = cache[key]
             scorer.stats["cached"] += 1
         else:
             inp = as_messages(prompt) if task.chat and scorer.has_chat_template else as_text(prompt)
-            out = scorer.generate(inp, stop=task.stop, max_new_tokens=task.max_new_tokens).text.strip()
+            out = scorer.generate(inp, stop=task.stop, max_new_tokens=task.max_new_tokens,
+                                  keep_special=task.keep_special).text.strip()
             if key is not None:
                 cache[key] = out
         s = score_generation(task, out, d["answer"])

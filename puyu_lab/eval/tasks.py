@@ -7,7 +7,8 @@
   characters), as lm-eval computes them. ``mode="ppl"`` is OpenCompass's whole-sequence PPL mode:
   the lowest mean loss over context + choice wins (a separately named variant).
 * ``generation`` — docs ``{"prompt" | "messages", "answer"}``; greedy decoding until a stop
-  sequence; ``match`` = exact | contains | regex (the regex's first group is the answer).
+  sequence; ``match`` = exact | contains | regex (the regex's first group is the answer) | tool (the
+  tool the reply calls, or ``none``: with ``keep_special`` the action tokens stay in the output).
 
 Custom tasks: one JSON object per line — see :data:`SCHEMA`; every bad line is reported.
 """
@@ -18,10 +19,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..contracts.protocol import called_tool
 from ..errors import InputError, jsonl_records, read_text_file
 
 KINDS = ("perplexity", "choice", "generation")
-MATCHES = ("exact", "contains", "regex")
+MATCHES = ("exact", "contains", "regex", "tool")
 SCHEMA = {
     "perplexity": {"text": "str"},
     "choice": {"context": "str", "choices": "list[str] (≥ 2)", "gold": "int (index into choices)"},
@@ -41,6 +43,7 @@ class Task:
     stop: tuple[str, ...] = ("\n\n",)
     max_new_tokens: int = 32
     chat: bool = True  # generation: wrap the prompt in the chat template when the model has one
+    keep_special: bool = False  # generation: keep special tokens (an agent's <|action_start|>) in the output
     description: str = ""
     meta: dict = field(default_factory=dict)
 
@@ -57,7 +60,8 @@ class Task:
         import hashlib
 
         h = hashlib.sha1(json.dumps([self.kind, self.mode, self.delimiter, self.match, self.regex, list(self.stop),
-                                     self.max_new_tokens, self.chat, self.docs], ensure_ascii=False,
+                                     self.max_new_tokens, self.chat, self.docs]
+                                    + ([self.keep_special] if self.keep_special else []), ensure_ascii=False,
                                     sort_keys=True).encode()).hexdigest()
         return h[:12]
 
@@ -124,6 +128,8 @@ def score_generation(task: Task, output: str, answer: str) -> float:
         return float(out == answer.strip())
     if task.match == "contains":
         return float(answer.strip() in out)
+    if task.match == "tool":  # the tool the reply calls ("none" when it answers directly)
+        return float(called_tool(out) == answer.strip())
     m = re.search(task.regex or r"(-?\d+(?:\.\d+)?)", out)
     if not m:
         return 0.0

@@ -16,14 +16,13 @@ from typing import Iterable
 from ..contracts.calculator import calculate
 from ..contracts.dates import add_days
 from ..contracts.dialogs import CONTROL_PROMPTS, chatterbot_dialogs
-from ..contracts.protocol import schema_text
+from ..contracts.protocol import tool_prompt
 from ..contracts.tasks import (
     ARITHMETIC_QUESTION,
     DATE_QUESTION,
     SENTIMENT_ANSWER,
     SENTIMENT_MAX_CHARS,
     SENTIMENT_PROMPT,
-    TOOL_SYSTEM,
 )
 from ..errors import InputError, jsonl_records, read_text_file
 from ..models.template import IM_END, IM_START, ROLES, tool_call
@@ -157,7 +156,7 @@ def arithmetic_tasks(n: int, seed: int, exclude: set[str] = frozenset()) -> list
 
 def tool_messages(question: str) -> list[dict]:
     """The opening of a tool conversation: the tool system prompt, the tool list, the question."""
-    return [_msg("system", TOOL_SYSTEM), _msg("system", schema_text(), name="<|plugin|>"), _msg("user", question)]
+    return tool_prompt(question)
 
 
 def tool_conversation(task: dict, rng: random.Random) -> dict:

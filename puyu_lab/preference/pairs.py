@@ -27,14 +27,13 @@ from pathlib import Path
 
 from ..contracts.calculator import calculate
 from ..contracts.dates import add_days
-from ..contracts.protocol import schema_text
+from ..contracts.protocol import tool_prompt
 from ..contracts.tasks import (
     ARITHMETIC_QUESTION,
     DATE_QUESTION,
     SENTIMENT_ANSWER,
     SENTIMENT_MAX_CHARS,
     SENTIMENT_PROMPT,
-    TOOL_SYSTEM,
 )
 from ..errors import InputError, jsonl_records, read_text_file
 from ..models.template import IM_END, IM_START, PLUGIN, ROLES, tool_call
@@ -60,12 +59,6 @@ def _assistant(text: str) -> list[dict]:
 
 def pair(source: str, prompt: list[dict], chosen: str, rejected: str, **meta) -> dict:
     return {"source": source, "prompt": prompt, "chosen": _assistant(chosen), "rejected": _assistant(rejected), **meta}
-
-
-def tool_prompt(question: str) -> list[dict]:
-    """A question asked with the tools offered, as the fine-tune data opens its tool conversations."""
-    return [{"role": "system", "content": TOOL_SYSTEM}, {"role": "system", "content": schema_text(), "name": PLUGIN},
-            {"role": "user", "content": question}]
 
 
 # ---- identity --------------------------------------------------------------------------------------

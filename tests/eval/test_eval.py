@@ -188,3 +188,18 @@ def test_eval_panel_leaderboard_charts_and_disagreements(setup):
     rows = panel.samples()
     assert [r["#"] for r in rows] == [0] and "(changed)" in rows[0]["b"]
     assert "(changed)" in panel.browser.value
+
+
+def test_tool_use_scores_the_tool_a_reply_calls():
+    from puyu_lab.contracts.protocol import called_tool
+    from puyu_lab.eval.tasks import Task, score_generation
+    from puyu_lab.models.template import tool_call
+
+    call = tool_call("calculator", {"expression": "2*3"})
+    assert called_tool("Let me use the calculator." + call) == "calculator"
+    assert called_tool("结果是 6。") == "none"
+    assert called_tool("<|action_start|><|plugin|>\n{broken") == "invalid"
+    task = Task("tool_use", "generation", [], match="tool", keep_special=True)
+    assert score_generation(task, call, "calculator") == 1.0 and score_generation(task, call, "none") == 0.0
+    assert score_generation(task, "我是小浦。", "none") == 1.0
+    assert task.signature() != Task("tool_use", "generation", [], match="tool").signature()

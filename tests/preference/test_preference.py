@@ -129,7 +129,7 @@ def test_dpo_and_orpo_run_with_live_metrics(pref_ws):
     # the eval lab picks both up, with the held-out pairs as one choice task per source
     assert model_names(pref_ws, EvalConfig()) == ["model/base", "model/sft", "model/dpo", "model/orpo"]
     names = [t.name for t in builtin_tasks(pref_ws, n=4, ppl_docs=1)]
-    assert {"pref_identity", "pref_sentiment", "pref_tool", "pref_notool"} <= set(names)
+    assert {"pref_identity", "pref_sentiment", "pref_tool", "pref_notool", "tool_use"} <= set(names)
 
 
 def test_stop_ends_a_run_early(pref_ws):
