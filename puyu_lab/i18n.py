@@ -148,7 +148,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "fits_yes": ("fits", "放得下"),
     "fits_no": ("does not fit", "放不下"),
     # preference tuning (DPO / ORPO)
-    "rewards": ("implicit rewards (β·log π/π_ref)", "隐式奖励"),
+    "rewards_dpo": ("implicit rewards: β·log π/π_ref", "隐式奖励 β·log π/π_ref"),
+    "rewards_orpo": ("rewards: β·mean log π per token (no reference)", "奖励 β·每词元平均 log π（无参考模型）"),
     "reward_accuracy": ("reward accuracy", "奖励准确率"),
     "chosen": ("chosen", "选中"),
     "rejected": ("rejected", "拒绝"),

@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import itertools
 import json
 import random
 
@@ -72,8 +73,10 @@ def tool_use_task(ws, n: int) -> Task:
             for t in load_sft_data(ws, "arithmetic_heldout")[: n // 2]]
     docs += [{"messages": tool_prompt(DATE_QUESTION.format(date=t["date"], days=t["days"])), "answer": "add_days"}
              for t in load_sft_data(ws, "date_heldout")[: n // 4]]
-    docs += [{"messages": tool_prompt(h["prompt"]), "answer": "none"}
-             for h in load_sft_data(ws, "notool_heldout") if h.get("kind") in ("self", "dialog")][: n // 4]
+    # no tool needed: self-cognition paraphrases and chit-chat, alternating (both kinds are in any n)
+    kinds = [[h for h in load_sft_data(ws, "notool_heldout") if h.get("kind") == k] for k in ("self", "dialog")]
+    mixed = [h for pair in itertools.zip_longest(*kinds) for h in pair if h is not None]
+    docs += [{"messages": tool_prompt(h["prompt"]), "answer": "none"} for h in mixed[: n // 4]]
     return Task("tool_use", "generation", docs, match="tool", keep_special=True, stop=(ACTION_END,),
                 max_new_tokens=40, description="held-out questions with tools offered: the right tool is called, "
                 "or none when none is needed")

@@ -21,8 +21,39 @@ class EvalResult:
 
 
 def model_names(ws: Workspace, cfg: EvalConfig) -> list[str]:
-    """``cfg.models``, then those of ``cfg.optional_models`` the workspace has."""
-    return list(cfg.models) + [m for m in cfg.optional_models if m not in cfg.models and ws.exists(m)]
+    """``cfg.models``, then those of ``cfg.optional_models`` the workspace has and that were made from
+    its current artifacts (a ``model/dpo`` trained before ``model/sft`` or ``pref/data`` was rebuilt
+    would be scored on pairs it may have trained on: it is left out, with a warning)."""
+    import warnings
+
+    out = list(cfg.models)
+    for m in cfg.optional_models:
+        if m in cfg.models or not ws.exists(m):
+            continue
+        art = ws.get(m)
+        if ws.is_stale(art):
+            olds = ", ".join(p["name"] for p in art.parents if not ws.exists(p["name"]) or
+                             ws.get(p["name"]).id != p.get("id"))
+            warnings.warn(f"{m} was made from an earlier {olds}: it is left out of the evaluation; rerun the "
+                          f"lab that makes it (labs/{_lab_of(m)}) to include it", stacklevel=2)
+            continue
+        out.append(m)
+    return out
+
+
+def _lab_of(name: str) -> str:
+    from ..stages import stage_for_artifact
+
+    st = stage_for_artifact(name)
+    return st.lab if st else "?"
+
+
+def parents_for(ws: Workspace, cfg: EvalConfig) -> list[Artifact]:
+    """What an eval run is made from: every evaluated model, and ``pref/data`` when its tasks are in."""
+    from ..artifacts import PREF_DATA
+
+    names = model_names(ws, cfg) + ([PREF_DATA] if ws.exists(PREF_DATA) else [])
+    return [ws.get(m) for m in names]
 
 
 @stage_entry("eval")
@@ -61,5 +92,5 @@ def run(ws: Workspace, cfg: EvalConfig | None = None, *, on_event: Callable[[Eve
     finally:
         for s in scorers.values():
             s.close()
-    art = save(ws, result, cfg.name, parents=[ws.get(m) for m in model_names(ws, cfg)])
+    art = save(ws, result, cfg.name, parents=parents_for(ws, cfg))
     return EvalResult(result, art, tasks)

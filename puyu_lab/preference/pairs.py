@@ -37,6 +37,7 @@ from ..contracts.tasks import (
 )
 from ..errors import InputError, jsonl_records, read_text_file
 from ..models.template import IM_END, IM_START, PLUGIN, ROLES, tool_call
+from ..models.tokenizer import BOS, EOS
 
 SOURCES = ("identity", "sentiment", "tool", "notool", "custom")
 
@@ -192,20 +193,24 @@ class PairError:
 def _check_turns(field: str, msgs, *, prompt: bool) -> str | None:
     if not isinstance(msgs, list) or not msgs:
         return f"'{field}' must be a non-empty string or a non-empty list of messages"
+    if not prompt and len(msgs) != 1:
+        return (f"'{field}' holds {len(msgs)} messages: a completion is one assistant message (a string, or a "
+                "list with one {\"role\": \"assistant\", \"content\": …}); move earlier turns into 'prompt'")
     for i, m in enumerate(msgs):
         if not isinstance(m, dict):
             return f"{field}[{i}] is not an object with 'role' and 'content'"
         role = "environment" if m.get("role") == "tool" else m.get("role")
+        if not prompt and role != "assistant":
+            return f"{field}[{i}].role is {m.get('role')!r}: a completion holds assistant messages only"
         if role not in ROLES:
             return f"{field}[{i}].role is {m.get('role')!r}; use one of {', '.join(ROLES)} (or 'tool')"
         if not isinstance(m.get("content"), str) or (not prompt and not m["content"].strip()):
             return f"{field}[{i}].content must be a{'' if prompt else ' non-empty'} string"
         if m.get("name") is not None and not isinstance(m["name"], str):
             return f"{field}[{i}].name must be a string"
-        if IM_START in m["content"] or IM_END in m["content"]:
-            return f"{field}[{i}].content contains {IM_START} or {IM_END}: the chat template adds those"
-        if not prompt and role != "assistant":
-            return f"{field}[{i}].role is {m.get('role')!r}: a completion holds assistant messages only"
+        if any(mark in m["content"] for mark in (IM_START, IM_END, BOS, EOS)):
+            return (f"{field}[{i}].content contains {IM_START}, {IM_END}, {BOS} or {EOS}: the chat template adds those "
+                    "(the first two) and the tokenizer the others; remove them from the text")
     if prompt and msgs[-1].get("role") == "assistant":
         return "the prompt ends with an assistant message; it must end with the turn the answer replies to"
     return None

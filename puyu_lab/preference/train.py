@@ -117,8 +117,7 @@ def prepare_pairs(ws: Workspace, cfg: PrefConfig | None = None) -> Artifact:
     for part in ("train", "heldout"):
         for p in mix[part]:
             counts[f"{part}_{p['source']}"] = counts.get(f"{part}_{p['source']}", 0) + 1
-    with ws.write(PAIRS, kind="dataset", stage="preference", parents=parents,
-                  params={"pairs": asdict(cfg.pairs), "custom_pairs": cfg.custom_pairs}) as w:
+    with ws.write(PAIRS, kind="dataset", stage="preference", parents=parents, params=pair_params(cfg)) as w:
         for part in ("train", "heldout"):
             with open(w.path / f"{part}.jsonl", "w", encoding="utf-8") as f:
                 for p in mix[part]:
@@ -131,16 +130,45 @@ def prepare_pairs(ws: Workspace, cfg: PrefConfig | None = None) -> Artifact:
     return ws.get(PAIRS)
 
 
+def pair_params(cfg: PrefConfig) -> dict:
+    """What ``pref/data`` is built from besides its parents: the mixture's sizes and the custom file
+    (its path and a hash of its bytes, so an edited file is read again)."""
+    digest = None
+    if cfg.custom_pairs:
+        import hashlib
+        from pathlib import Path
+
+        f = Path(cfg.custom_pairs)
+        digest = hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() else None
+    return {"pairs": asdict(cfg.pairs), "custom_pairs": cfg.custom_pairs, "custom_sha256": digest}
+
+
+def pairs_current(ws: Workspace, cfg: PrefConfig) -> Artifact | None:
+    """``pref/data`` when it was built from ``cfg``'s mixture and today's ``sft/data`` and ``corpus/clean``;
+    ``None`` when it must be (re)built."""
+    if not ws.exists(PAIRS):
+        return None
+    art = ws.get(PAIRS)
+    if ws.is_stale(art) or any(art.params.get(k) != v for k, v in pair_params(cfg).items()):
+        return None
+    return art
+
+
 def load_pairs(ws: Workspace, part: str = "train") -> list[dict]:
     """``pref/data``'s ``train`` or ``heldout`` pairs (the reader other stages use: :func:`~puyu_lab.artifacts.load_pref_pairs`)."""
     return load_pref_pairs(ws, part)
 
 
 # ---- scoring ------------------------------------------------------------------------------------------
-def encode_pair(tok, p: dict) -> tuple[list[int], list[int], list[int]]:
+def encode_pair(tok, p: dict, max_length: int | None = None) -> tuple[list[int], list[int], list[int]]:
     """(prompt, chosen, rejected) token ids, split as trl's DPOTrainer splits a conversational pair:
     the chat template renders prompt (with the generation prompt) and prompt + completion; the
-    completion starts where they diverge."""
+    completion starts where they diverge. With ``max_length``, prompt + completion is cut to it
+    from the end, as trl's collator does (``truncation_mode="keep_start"``).
+
+    This is DPO's tokenization; trl's ORPOTrainer tokenizes the same text and appends ``</s>`` to
+    each completion, so the held-out scores (always this tokenization) compare both methods on one
+    footing."""
     def ids(msgs, gen=False):
         out = tok.apply_chat_template(msgs, tokenize=True, return_dict=True, add_generation_prompt=gen)
         return list(out["input_ids"])
@@ -155,15 +183,38 @@ def encode_pair(tok, p: dict) -> tuple[list[int], list[int], list[int]]:
         return n
 
     k = min(common(prompt, pc), common(prompt, pr))
-    return prompt[:k], pc[k:], pr[k:]
+    c, r = pc[k:], pr[k:]
+    if max_length is not None:
+        room = max(0, max_length - k)
+        c, r = c[:room], r[:room]
+    return prompt[:k], c, r
 
 
-def score_pairs(scorer, tok, pairs: list[dict]) -> list[dict]:
+def too_long(tok, pairs: list[dict], max_length: int) -> list[str]:
+    """Custom pairs trl would not train as written: a prompt that fills ``max_length`` (trl drops the
+    pair) or an answer cut short by it — one line each, naming the file's line and the token counts."""
+    out = []
+    for p in pairs:
+        if p.get("source") != "custom":
+            continue
+        pr, c, r = encode_pair(tok, p)
+        where = f"line {p.get('line', '?')}"
+        if len(pr) >= max_length:
+            out.append(f"{where}: the prompt is {len(pr)} tokens, max_length is {max_length}: no answer token "
+                       "would be trained; shorten the prompt or raise max_length")
+        elif len(pr) + max(len(c), len(r)) > max_length:
+            out.append(f"{where}: prompt + answer is {len(pr) + max(len(c), len(r))} tokens, max_length is "
+                       f"{max_length}: the answer would be cut; shorten it or raise max_length")
+    return out
+
+
+def score_pairs(scorer, tok, pairs: list[dict], max_length: int | None = None) -> list[dict]:
     """Per pair: log p(chosen | prompt), log p(rejected | prompt) (sums over the completion's tokens,
-    as DPO's log-probabilities are), their lengths, and whether chosen ranks above rejected."""
+    as DPO's log-probabilities are, cut to ``max_length`` as trl cuts them), their lengths, and whether
+    chosen ranks above rejected."""
     reqs, lens = [], []
     for p in pairs:
-        pr, c, r = encode_pair(tok, p)
+        pr, c, r = encode_pair(tok, p, max_length)
         reqs += [(pr, c), (pr, r)]
         lens.append((len(c), len(r)))
     res = scorer.loglikelihood_tokens(reqs)
@@ -195,10 +246,12 @@ def _trainer(cfg: PrefConfig, model, tok, train_ds, eval_ds, out, numerics, call
                   per_device_eval_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
                   learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
                   lr_scheduler_type="cosine", warmup_steps=0.1, logging_steps=cfg.log_every, logging_first_step=True,
-                  eval_strategy="steps" if cfg.eval_every else "no", eval_steps=cfg.eval_every or None,
+                  eval_strategy="steps" if eval_ds is not None else "no",
+                  eval_steps=cfg.eval_every if eval_ds is not None else None,
                   save_strategy="no", report_to="none", use_cpu=not numerics.device == "cuda", bf16=numerics.bf16,
                   fp16=numerics.fp16, seed=cfg.seed, disable_tqdm=not cfg.progress_bar, dataloader_num_workers=0,
-                  max_length=cfg.max_length, beta=cfg.beta)
+                  max_length=cfg.max_length, beta=cfg.beta,
+                  activation_checkpointing=False)  # trl turns it on by default: on a tiny model it only costs time
     peft_config = None
     if cfg.tuning == "lora":
         from peft import LoraConfig
@@ -246,10 +299,7 @@ def train(ws: Workspace, cfg: PrefConfig | None = None, *, on_event: Callable[[E
     cfg = replace(cfg or PrefConfig.for_profile())
     em = Emitter("preference", on_event)
     start_art = ws.get(cfg.model)
-    pairs_art = ws.get(PAIRS) if ws.exists(PAIRS) else None
-    if pairs_art is None or pairs_art.params.get("pairs") != asdict(cfg.pairs) or \
-            pairs_art.params.get("custom_pairs") != cfg.custom_pairs:
-        pairs_art = prepare_pairs(ws, cfg)
+    pairs_art = pairs_current(ws, cfg) or prepare_pairs(ws, cfg)
     train_pairs, held = load_pairs(ws, "train"), load_pairs(ws, "heldout")
     if not train_pairs:
         raise InputError(f"{PAIRS} has no training pair: rebuild it (prepare_pairs) or add a custom pair file")
@@ -264,8 +314,13 @@ def train(ws: Workspace, cfg: PrefConfig | None = None, *, on_event: Callable[[E
     model = AutoModelForCausalLM.from_pretrained(str(start_art.path), dtype=torch.float32)
     if cuda:
         model = model.to("cuda")
+    long = too_long(tok, train_pairs + held, cfg.max_length)
+    if long:
+        more = f"; … {len(long) - 5} more" if len(long) > 5 else ""
+        raise InputError(f"{cfg.custom_pairs}: {len(long)} pair(s) do not fit max_length={cfg.max_length} tokens of "
+                         f"{cfg.model}'s tokenizer: " + "; ".join(long[:5]) + more)
     scorer = HFModel(model, tok, name=cfg.model, batch_size=cfg.batch_size)
-    before = score_pairs(scorer, tok, held)
+    before = score_pairs(scorer, tok, held, cfg.max_length)
     acc_before = accuracy_by_source(held, before)
     em.emit("data", train=len(train_pairs), heldout=len(held), heldout_accuracy_before=acc_before,
             **{k: v for k, v in pairs_art.metrics.items() if k.startswith("train_")})
@@ -284,7 +339,7 @@ def train(ws: Workspace, cfg: PrefConfig | None = None, *, on_event: Callable[[E
 
         trainer.remove_callback(PrinterCallback)
     if stop is not None:
-        stop.clear()
+        stop.check()  # a Stop pressed while the held-out pairs were scored ends the run here
     trainer.train()
     state = trainer.state
     stopped = cb.stopped and state.global_step < state.max_steps
@@ -294,7 +349,7 @@ def train(ws: Workspace, cfg: PrefConfig | None = None, *, on_event: Callable[[E
         trained = trained.merge_and_unload()
     trained = trained.float().eval()
     scorer.model = trained
-    after = score_pairs(scorer, tok, held)
+    after = score_pairs(scorer, tok, held, cfg.max_length)
     acc_after = accuracy_by_source(held, after)
     history = list(state.log_history)
     evals = [h for h in history if "eval_loss" in h]

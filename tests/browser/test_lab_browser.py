@@ -21,7 +21,7 @@ from .shim import jupyterlab_browser_check_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow]
 
-STAGES = ["data", "pretrain", "finetune", "deploy", "eval", "agent"]
+STAGES = ["data", "pretrain", "finetune", "preference", "deploy", "eval", "agent"]
 
 # ---- JavaScript run in the page (window.jupyterapp: the server runs with expose_app_in_browser) ------
 RUN_ALL_ABOVE = """async (idx) => {
@@ -137,12 +137,13 @@ def test_sidebar_lists_the_stages_and_flips_one_when_its_lab_ran(fresh_lab, fres
     assert page.inner_text("#puyu-lab-chain .puyu-chain-title") == "书生·浦语 Chain"
     assert page.evaluate(STAGE_STATUS) == {k: "missing" for k in STAGES}
     names = page.locator("#puyu-lab-chain .puyu-stage-name").all_inner_texts()
-    assert names == ["书生·万卷", "InternLM-Train", "XTuner", "LMDeploy", "OpenCompass", "Lagent / AgentLego"]
+    assert names == ["书生·万卷", "InternLM-Train", "XTuner", "XTuner DPO", "LMDeploy", "OpenCompass",
+                     "Lagent / AgentLego"]
     # launcher cards for the labs
     page.evaluate("async () => { await window.jupyterapp.commands.execute('launcher:create'); return true; }")
     page.wait_for_selector(".jp-LauncherCard[title*='02_pretrain.ipynb']", timeout=30_000)
     cards = page.locator(".jp-Launcher-section:has-text('书生·浦语 Labs') .jp-LauncherCard").count()
-    assert cards == 7
+    assert cards == 8  # 00_tour … 07_agent
     page.screenshot(path=str(shots / "sidebar-missing.png"))
     res = run_lab(fresh_lab.root / "01_data.ipynb", fresh_lab.home / "chain", profile="quick",
                   workspace=Workspace(fresh_lab.home))
@@ -250,11 +251,13 @@ def test_eval_leaderboard_renders_with_its_content(chain_page, shots):
     wait_idle(page, 300)
     assert page.evaluate(CELL_ERRORS) == []
     box = cell(page, cell_index(page, "EvalPanel("))
+    # JupyterLab renders cells out of view with content-visibility: auto — their innerText is empty
+    box.scroll_into_view_if_needed()
     table = box.locator("table.puyu-table").first
     table.wait_for(timeout=30_000)
-    head = table.locator("th").all_inner_texts()
-    assert "base" in head and "sft" in head, head
-    body = table.inner_text()
+    head = [h.strip() for h in table.locator("th").all_text_contents()]
+    assert "base" in head and "sft" in head and "dpo" in head, head
+    body = table.text_content()
     for task in ("selfcog", "sentiment", "news_ppl", "arithmetic"):
         assert task in body, body[:500]
     assert box.locator(".js-plotly-plot").count() >= 2  # bars and radar
@@ -369,7 +372,9 @@ def test_agent_trace_is_live_and_stop_ends_the_run(browser, agent_lab, shots):
         stopped_s = time.monotonic() - t0
         wait_idle(page, 60)
         assert page.evaluate(CELL_ERRORS) == []
-        out = cell(page, wait_cell).locator(".jp-OutputArea").inner_text()
+        out_cell = cell(page, wait_cell)
+        out_cell.scroll_into_view_if_needed()  # out of view, a cell's innerText is empty (content-visibility)
+        out = out_cell.locator(".jp-OutputArea").text_content()
         assert "status: stopped" in out, out
         # Stop ended the second turn's generation at a character, before its call ran; 3 turns would take ~14 s
         info = page.evaluate(KERNEL_EXEC, "assert trace.status == 'stopped' and len(trace.turns) == 2, trace.turns\n"

@@ -74,6 +74,21 @@ def test_encode_pair_is_trls_tokenization(pref_ws):
     for p, row in zip(pairs, trainer.train_dataset):
         assert encode_pair(tok, p) == (row["prompt_ids"], row["chosen_ids"], row["rejected_ids"])
     assert any(tok.convert_tokens_to_ids("<|im_end|>") in encode_pair(tok, p)[1] for p in pairs)
+    # cut to max_length as trl's collator cuts (keep_start): the completion tokens it trains on
+    rows = list(trainer.train_dataset)
+    cut = 0
+    for limit in (40, 60):
+        collate = type(trainer.data_collator)(pad_token_id=tok.pad_token_id, max_length=limit)
+        for p, row in zip(pairs, rows):
+            if len(row["prompt_ids"]) >= limit:
+                continue  # trl drops such a pair from training
+            b = collate([row])
+            _, c, r = encode_pair(tok, p, limit)
+            for i, want in ((0, c), (1, r)):
+                got = b["input_ids"][i][b["completion_mask"][i].bool()].tolist()
+                assert got == want
+            cut += len(c) < len(row["chosen_ids"])
+    assert cut, "no pair was long enough to be cut: the check proved nothing"
 
 
 def test_score_pairs_is_the_sum_of_completion_log_probs(pref_ws):
@@ -155,6 +170,9 @@ BAD_LINES = [
     ('{"prompt": "q", "chosen": [{"role": "user", "content": "x"}], "rejected": "y"}', "completion holds assistant"),
     ('{"prompt": [{"role": "robot", "content": "q"}], "chosen": "x", "rejected": "y"}', "role is 'robot'"),
     ('{"prompt": "q", "chosen": "<|im_end|>x", "rejected": "y"}', "the chat template adds those"),
+    ('{"prompt": "q", "chosen": [{"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}], '
+     '"rejected": "y"}', "'chosen' holds 2 messages"),
+    ('{"prompt": "q", "chosen": "x", "rejected": [{"role": "robot", "content": "y"}]}', "completion holds assistant"),
     ('[1, 2]', "expected a JSON object"),
     ('{"prompt": "broken', "invalid JSON"),
 ]
@@ -214,3 +232,44 @@ def test_custom_pairs_join_the_mixture_with_a_held_out_share(pref_ws, tmp_path):
     held = [p for p in load_pref_pairs(pref_ws, "heldout") if p["source"] == "custom"]
     assert len(train) + len(held) == 20 and held
     assert not {prompt_key(p) for p in held} & {prompt_key(p) for p in train}
+
+
+def test_custom_pairs_too_long_for_max_length_fail_naming_their_lines(pref_ws, tmp_path):
+    from dataclasses import replace
+
+    from puyu_lab.preference.train import train
+
+    f = tmp_path / "long.jsonl"
+    rows = [{"prompt": f"问题{i}", "chosen": "好", "rejected": "坏"} for i in range(6)]
+    rows[1]["prompt"] = "很长的问题，" * 80
+    rows[4]["chosen"] = "很长的回答，" * 80
+    f.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    before = pref_ws.get("model/sft").id
+    with pytest.raises(InputError) as err:
+        train(pref_ws, replace(small_cfg(max_steps=1), custom_pairs=str(f)), save=False)
+    msg = str(err.value)
+    assert "long.jsonl: 2 pair(s) do not fit max_length=160" in msg
+    assert "line 2: the prompt is" in msg and "line 5: prompt + answer is" in msg, msg
+    assert pref_ws.get("model/sft").id == before
+
+
+def test_pairs_are_rebuilt_when_their_inputs_change_and_stale_models_leave_the_eval(pref_ws, tmp_path):
+    from dataclasses import replace
+
+    from puyu_lab.eval.config import EvalConfig
+    from puyu_lab.eval.entry import model_names, parents_for
+    from puyu_lab.preference.train import pairs_current, prepare_pairs
+
+    f = tmp_path / "mine.jsonl"
+    f.write_text(json.dumps({"prompt": "q", "chosen": "good", "rejected": "bad"}) + "\n", encoding="utf-8")
+    cfg = replace(small_cfg(), custom_pairs=str(f))
+    art = prepare_pairs(pref_ws, cfg)
+    assert pairs_current(pref_ws, cfg).id == art.id
+    f.write_text(json.dumps({"prompt": "q", "chosen": "better", "rejected": "bad"}) + "\n", encoding="utf-8")
+    assert pairs_current(pref_ws, cfg) is None, "an edited pair file must be read again"
+    assert pairs_current(pref_ws, small_cfg()) is None, "another mixture must be rebuilt"
+    # model/dpo and model/orpo were trained on an earlier pref/data: the eval leaves them out, saying why
+    with pytest.warns(UserWarning, match=r"model/dpo was made from an earlier pref/data.*04_preference"):
+        names = model_names(pref_ws, EvalConfig())
+    assert names == ["model/base", "model/sft"]
+    assert [a.name for a in parents_for(pref_ws, EvalConfig())][-1] == "pref/data"
