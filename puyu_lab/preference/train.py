@@ -21,6 +21,7 @@ from ..artifacts import CORPUS, PREF_DATA, SFT_DATA, load_corpus, load_pref_pair
 from ..contracts.dialogs import chatterbot_dialogs
 from ..errors import InputError
 from ..events import Emitter, Event, StopFlag
+from ..models.template import render
 from ..workspace import Artifact, Workspace, stage_entry
 from .config import PrefConfig
 from .pairs import (
@@ -160,21 +161,53 @@ def load_pairs(ws: Workspace, part: str = "train") -> list[dict]:
 
 
 # ---- scoring ------------------------------------------------------------------------------------------
+def end_of_turn(tok) -> str | None:
+    """The token the chat template closes an assistant turn with (``<|im_end|>`` for InternLM2 and
+    Qwen, ``<|eot_id|>`` for Llama 3), read off the template itself; ``None`` when it is not one token."""
+    probe = render(tok, [{"role": "user", "content": "q"}, {"role": "assistant", "content": "PUYU_ANSWER"}])
+    tail = probe.rsplit("PUYU_ANSWER", 1)[-1].strip()
+    return tail if tail and len(tok.encode(tail, add_special_tokens=False)) == 1 else None
+
+
+def turn_texts(tok, p: dict) -> dict:
+    """A conversational pair as trl's *standard* (text) format: ``prompt`` rendered by the chat template
+    up to the assistant's turn; ``chosen`` / ``rejected`` the answer through the end-of-turn token and
+    no further. (The template writes a newline after ``<|im_end|>``; with the conversational format
+    trl would train on it, a token generation never produces — it stops at ``<|im_end|>``. The SFT
+    stage trains the same span: the answer and its closing token.)"""
+    prompt = render(tok, p["prompt"], add_generation_prompt=True)
+    if tok.bos_token and prompt.startswith(tok.bos_token) and tok("x")["input_ids"][:1] == [tok.bos_token_id]:
+        prompt = prompt[len(tok.bos_token):]  # the tokenizer adds BOS itself
+    eot = end_of_turn(tok) or ""
+    return {"prompt": prompt, "chosen": p["chosen"][0]["content"] + eot,
+            "rejected": p["rejected"][0]["content"] + eot}
+
+
+def trl_tokenizer(tok):
+    """The tokenizer handed to trl: a copy whose ``eos_token`` is the end-of-turn token, so trl (ORPO
+    appends EOS to each answer; DPO to text answers) does not add ``</s>`` after a turn that is already closed."""
+    import copy
+
+    eot = end_of_turn(tok)
+    if not eot or eot == tok.eos_token:
+        return tok
+    t = copy.deepcopy(tok)
+    t.eos_token = eot
+    return t
+
+
 def encode_pair(tok, p: dict, max_length: int | None = None) -> tuple[list[int], list[int], list[int]]:
-    """(prompt, chosen, rejected) token ids, split as trl's DPOTrainer splits a conversational pair:
-    the chat template renders prompt (with the generation prompt) and prompt + completion; the
-    completion starts where they diverge. With ``max_length``, prompt + completion is cut to it
-    from the end, as trl's collator does (``truncation_mode="keep_start"``).
+    """(prompt, chosen, rejected) token ids, as trl's DPOTrainer tokenizes :func:`turn_texts`: the
+    prompt alone and prompt + answer, the answer starting where they diverge. With ``max_length``,
+    prompt + answer is cut to it from the end, as trl's collator does (``truncation_mode="keep_start"``).
+    trl's ORPOTrainer tokenizes the same texts (a test checks both)."""
+    t = turn_texts(tok, p)
 
-    This is DPO's tokenization; trl's ORPOTrainer tokenizes the same text and appends ``</s>`` to
-    each completion, so the held-out scores (always this tokenization) compare both methods on one
-    footing."""
-    def ids(msgs, gen=False):
-        out = tok.apply_chat_template(msgs, tokenize=True, return_dict=True, add_generation_prompt=gen)
-        return list(out["input_ids"])
+    def ids(text):
+        return list(tok(text)["input_ids"])
 
-    prompt = ids(p["prompt"], True)
-    pc, pr = ids(p["prompt"] + p["chosen"]), ids(p["prompt"] + p["rejected"])
+    prompt = ids(t["prompt"])
+    pc, pr = ids(t["prompt"] + t["chosen"]), ids(t["prompt"] + t["rejected"])
 
     def common(a, b):
         n = 0
@@ -276,8 +309,8 @@ def _trainer(cfg: PrefConfig, model, tok, train_ds, eval_ds, out, numerics, call
                        callbacks=callbacks, peft_config=peft_config)
 
 
-def _trl_rows(pairs: list[dict]) -> list[dict]:
-    return [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
+def _trl_rows(tok, pairs: list[dict]) -> list[dict]:
+    return [turn_texts(tok, p) for p in pairs]
 
 
 @stage_entry("preference")
@@ -331,8 +364,8 @@ def train(ws: Workspace, cfg: PrefConfig | None = None, *, on_event: Callable[[E
     mean_len = sum(sum(map(len, encode_pair(tok, p))) for p in train_pairs[:64]) / min(64, len(train_pairs))
     cb = trainer_callback(em, tokens_per_step=int(mean_len * cfg.batch_size * cfg.grad_accum), stop=stop)
     t0 = time.perf_counter()
-    trainer = _trainer(cfg, model, tok, datasets.Dataset.from_list(_trl_rows(train_pairs)),
-                       datasets.Dataset.from_list(_trl_rows(held)) if held and cfg.eval_every else None, out,
+    trainer = _trainer(cfg, model, trl_tokenizer(tok), datasets.Dataset.from_list(_trl_rows(tok, train_pairs)),
+                       datasets.Dataset.from_list(_trl_rows(tok, held)) if held and cfg.eval_every else None, out,
                        numerics, [cb])
     if not cfg.progress_bar:  # the Trainer prints every log line without a bar: the panel shows them
         from transformers import PrinterCallback

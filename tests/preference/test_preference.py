@@ -55,25 +55,35 @@ def test_pairs_come_from_the_chain_and_never_leak(pref_ws):
 
 
 def test_encode_pair_is_trls_tokenization(pref_ws):
-    """The held-out scores use exactly the ids trl's DPOTrainer trains on."""
+    """The held-out scores use exactly the ids trl's DPOTrainer and ORPOTrainer train on: the answer
+    and its closing <|im_end|>, nothing after it (no template newline, no </s>)."""
     import datasets
     from transformers import AutoModelForCausalLM
     from trl import DPOConfig, DPOTrainer
+    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
     from puyu_lab.artifacts import load_pref_pairs
     from puyu_lab.models.tokenizer import load_tokenizer
-    from puyu_lab.preference.train import _trl_rows, encode_pair
+    from puyu_lab.preference.train import _trl_rows, encode_pair, trl_tokenizer
 
     path = pref_ws.get("model/sft").path
     tok = load_tokenizer(path)
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
     pairs = load_pref_pairs(pref_ws, "heldout")
-    trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(str(path)),
-                         args=DPOConfig(output_dir=str(pref_ws.root / "t"), report_to="none", use_cpu=True,
-                                        max_length=None),
-                         train_dataset=datasets.Dataset.from_list(_trl_rows(pairs)), processing_class=tok)
-    for p, row in zip(pairs, trainer.train_dataset):
-        assert encode_pair(tok, p) == (row["prompt_ids"], row["chosen_ids"], row["rejected_ids"])
-    assert any(tok.convert_tokens_to_ids("<|im_end|>") in encode_pair(tok, p)[1] for p in pairs)
+    model = AutoModelForCausalLM.from_pretrained(str(path))
+    rows = datasets.Dataset.from_list(_trl_rows(tok, pairs))
+    trainer = DPOTrainer(model=model, args=DPOConfig(output_dir=str(pref_ws.root / "t"), report_to="none",
+                                                      use_cpu=True, max_length=None),
+                         train_dataset=rows, processing_class=trl_tokenizer(tok))
+    orpo = ORPOTrainer(model=model, args=ORPOConfig(output_dir=str(pref_ws.root / "t"), report_to="none",
+                                                    use_cpu=True, max_length=4096),
+                       train_dataset=rows, processing_class=trl_tokenizer(tok))
+    for p, row, orow in zip(pairs, trainer.train_dataset, orpo.train_dataset):
+        pr, c, r = encode_pair(tok, p)
+        assert (pr, c, r) == (row["prompt_ids"], row["chosen_ids"], row["rejected_ids"])
+        assert c[-1] == r[-1] == im_end and pr[0] == tok.bos_token_id and pr[1] != tok.bos_token_id
+        assert orow["chosen_input_ids"] == pr + c and orow["rejected_input_ids"] == pr + r
+        assert orow["chosen_labels"][len(pr):] == c
     # cut to max_length as trl's collator cuts (keep_start): the completion tokens it trains on
     rows = list(trainer.train_dataset)
     cut = 0
@@ -273,3 +283,38 @@ def test_pairs_are_rebuilt_when_their_inputs_change_and_stale_models_leave_the_e
         names = model_names(pref_ws, EvalConfig())
     assert names == ["model/base", "model/sft"]
     assert [a.name for a in parents_for(pref_ws, EvalConfig())][-1] == "pref/data"
+
+
+def test_lora_dpo_runs_and_saves_a_merged_model(pref_ws):
+    """The gpu profile's path on the tiny model: LoRA on every linear layer, the reference is the model
+    with its adapter switched off (trl), the saved model/dpo is the merged full model."""
+    from transformers import AutoModelForCausalLM
+
+    from puyu_lab.preference.train import train
+
+    res = train(pref_ws, small_cfg(tuning="lora", lora_r=4, lora_alpha=8, max_steps=2, eval_every=0))
+    art = pref_ws.get("model/dpo")
+    assert res.steps == 2 and art.metrics["tuning"] == "lora"
+    merged = AutoModelForCausalLM.from_pretrained(str(art.path))
+    assert not any("lora" in n for n, _ in merged.named_parameters())
+    assert not (art.path / "adapter_config.json").exists()
+
+
+def test_the_eval_labs_preference_tasks_agree_with_the_stages_scores(pref_ws):
+    """pref_<source> in the eval lab (lm-eval's way: rendered context, choice + <|im_end|>) ranks the
+    pairs as the preference stage's held-out scores do (trl's tokenization)."""
+    from puyu_lab.artifacts import load_pref_pairs
+    from puyu_lab.eval.builtin import preference_tasks
+    from puyu_lab.eval.runner import run_task
+    from puyu_lab.models import HFModel
+    from puyu_lab.preference.train import accuracy_by_source, score_pairs
+
+    m = HFModel.load("model/sft", ws=pref_ws)
+    pairs = load_pref_pairs(pref_ws, "heldout")
+    by = accuracy_by_source(pairs, score_pairs(m, m.tok, pairs))
+    tasks = preference_tasks(pairs)
+    assert {t.name for t in tasks} == {f"pref_{s}" for s in by if s != "all"}
+    for t in tasks:
+        metrics, _ = run_task(m, t)
+        src = t.name.removeprefix("pref_")
+        assert metrics["acc"] == pytest.approx(by[src]["accuracy"], abs=1e-9), (src, metrics, by[src])
