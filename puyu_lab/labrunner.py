@@ -3,7 +3,9 @@
 Each lab is executed with papermill (its ``parameters`` cell receives ``profile``), its executed
 copy and an HTML rendering are saved under ``<workspace>/chain/``, and ``report.html`` there
 sums up the run: one row per lab with its wall time and key figures. A lab records its key
-figures with :func:`record_figures`.
+figures with :func:`record_figures`. The HTML opens offline: the kernel snapshots its live widgets
+after each cell (:mod:`puyu_lab.panels.snapshot`, switched on by ``$PUYU_LAB_SNAPSHOTS``) and each
+widget output is replaced by its snapshot; plotly figures are drawn by a local ``plotly.min.js``.
 """
 from __future__ import annotations
 
@@ -80,9 +82,12 @@ def run_lab(nb: Path, out_dir: Path, *, profile: str, workspace: Workspace,
     executed = out_dir / nb.name
     figures_path = out_dir / f"{nb.stem}.figures.json"
     figures_path.unlink(missing_ok=True)
-    env_before = {k: os.environ.get(k) for k in ("PUYU_LAB_HOME", FIGURES_ENV, "PUYU_LAB_PROFILE")}
+    snapshots = out_dir / f"{nb.stem}.widgets.json"
+    snapshots.unlink(missing_ok=True)
+    env_before = {k: os.environ.get(k) for k in ("PUYU_LAB_HOME", FIGURES_ENV, "PUYU_LAB_PROFILE", SNAPSHOTS_ENV)}
     os.environ["PUYU_LAB_HOME"] = str(workspace.root.resolve())
     os.environ[FIGURES_ENV] = str(figures_path.resolve())
+    os.environ[SNAPSHOTS_ENV] = str(snapshots.resolve())
     os.environ["PUYU_LAB_PROFILE"] = profile
     t0 = time.perf_counter()
     try:
@@ -104,21 +109,80 @@ def run_lab(nb: Path, out_dir: Path, *, profile: str, workspace: Workspace,
                 os.environ[k] = v
     seconds = time.perf_counter() - t0
     figures = json.loads(figures_path.read_text(encoding="utf-8")) if figures_path.exists() else {}
-    _to_html(executed)
+    _to_html(executed, snapshots)
+    snapshots.unlink(missing_ok=True)
     return LabResult(nb.name, ok, seconds, figures, error, executed)
 
 
-def _to_html(executed: Path) -> None:
+SNAPSHOTS_ENV = "PUYU_LAB_SNAPSHOTS"  # puyu_lab.panels.snapshot.ENV
+_EXTERNAL = re.compile(r"""<script[^>]*\ssrc=["']https?://[^"']*["'][^>]*>\s*</script>|"""
+                       r"""<link[^>]*\shref=["']https?://[^"']*["'][^>]*>""", re.I)
+
+
+def offline_notebook(nb, snapshots: dict[str, str]):
+    """A copy of an executed notebook that renders without a network: each widget output replaced by
+    its snapshot (the widget as it ended, from :mod:`puyu_lab.panels.snapshot`), each plotly figure by a
+    div that the local plotly.js draws, the widget state dropped (it only feeds the CDN widget manager)."""
+    import copy
+
+    from .panels.snapshot import output_html
+
+    nb = copy.deepcopy(nb)
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data")
+            if not data:
+                continue
+            view = data.get("application/vnd.jupyter.widget-view+json")
+            if view is not None:
+                snap = snapshots.get(view.get("model_id"))
+                if snap is None:  # a live widget is never dropped (ipywidgets holds it) until it is closed,
+                    # and a closed widget shows nothing in JupyterLab either (a finished progress bar)
+                    snap = "" if snapshots else \
+                        "<div class='dim'>(an interactive widget: open the notebook in JupyterLab)</div>"
+                out["data"] = {"text/html": snap}
+            elif "application/vnd.plotly.v1+json" in data:
+                out["data"] = {"text/html": output_html(out)}
+    return nb
+
+
+def _to_html(executed: Path, snapshots: Path | None = None) -> None:
+    """The executed lab as HTML that opens offline: panels as they ended, plotly figures drawn by
+    ``plotly.min.js`` next to the page (copied from the installed plotly), no CDN script."""
     if not executed.exists():
         return
     try:
         import nbformat
         from nbconvert import HTMLExporter
 
-        body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(executed), as_version=4))
-        executed.with_suffix(".html").write_text(body, encoding="utf-8")
+        from .panels.snapshot import PLOT_SCRIPT, PLOTLY_JS
+
+        snaps = json.loads(snapshots.read_text(encoding="utf-8")) if snapshots and snapshots.exists() else {}
+        nb = offline_notebook(nbformat.read(str(executed), as_version=4), snaps)
+        body, _ = HTMLExporter().from_notebook_node(nb)
+        body = _EXTERNAL.sub("", body)
+        if "puyu-plot" in body:
+            _ship_plotly(executed.parent / PLOTLY_JS)
+            body = body.replace("</head>", f"<script src='{PLOTLY_JS}'></script>{PLOT_SCRIPT}</head>", 1)
+        out = executed.with_suffix(".html")
+        tmp = out.with_name(out.name + ".partial")
+        tmp.write_text(body, encoding="utf-8")
+        os.replace(tmp, out)
     except Exception as exc:  # the report is a convenience; never hide the lab's own result
         executed.with_suffix(".html").write_text(f"<pre>could not render: {html.escape(str(exc))}</pre>")
+
+
+def _ship_plotly(dest: Path) -> None:
+    """plotly.js from the installed plotly package, once per folder (the version the figures were made with)."""
+    import shutil
+
+    import plotly
+
+    src = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    if not dest.exists() or dest.stat().st_size != src.stat().st_size:
+        shutil.copyfile(src, dest.with_name(dest.name + ".partial"))
+        os.replace(dest.with_name(dest.name + ".partial"), dest)
 
 
 def numeric_path() -> str:

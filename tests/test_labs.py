@@ -91,6 +91,13 @@ def test_lab_runs(nb, chain):
     res = chain.run(nb)
     assert res.ok, res.error
     assert res.figures, f"{nb.name} should record its key figures (puyu_lab.labrunner.record_figures)"
+    # its report opens offline: every panel as it ended (a snapshot per widget output), no CDN script
+    page = res.executed.with_suffix(".html").read_text(encoding="utf-8")
+    for bad in ("could not render", "(no snapshot:", "(an interactive widget", "cdnjs.cloudflare.com/ajax/libs/require",
+                "unpkg.com/@jupyter-widgets"):
+        assert bad not in page, f"{res.executed.with_suffix('.html')}: {bad!r}"
+    if "puyu-plot" in page:
+        assert (res.executed.parent / "plotly.min.js").is_file()
 
 
 def test_notebooks_are_committed_clean():

@@ -1,6 +1,10 @@
 """Views over the engines: widgets and HTML that subscribe to engine events and draw. One module
-per stage (``data``, ``pretrain``, ``finetune``, ``deploy``, ``eval``, ``agent``), plus ``chat``
-(any model, from the fine-tune lab on), ``chain`` (the chain map) and ``base`` (shared drawing)."""
+per stage (``data``, ``pretrain``, ``finetune``, ``preference``, ``deploy``, ``eval``, ``agent``), plus
+``chat`` (any model, from the fine-tune lab on), ``chain`` (the chain map), ``base`` (shared drawing)
+and ``snapshot`` (static HTML of live widgets, for reports that open offline: when ``make chain``
+sets ``$PUYU_LAB_SNAPSHOTS``, importing the panels installs its after-each-cell hook)."""
+import os
+
 from ..lazy import exports
 from .base import HTMLView, Throttle, html_table, run_in_thread  # noqa: F401
 from .chain import chain_map, doctor_view, profiles_view  # noqa: F401
@@ -10,6 +14,7 @@ PANELS = {
     "DataCleaningPanel": "data",
     "TrainingPanel": "pretrain",
     "inspect_chat": "finetune",
+    "PreferencePanel": "preference",
     "ChatPanel": "chat",
     "QuantTradeoffPanel": "deploy",
     "MemoryWhatIf": "deploy",
@@ -21,3 +26,8 @@ __all__ = ["HTMLView", "Throttle", "html_table", "run_in_thread", "chain_map", "
            *PANELS]
 
 __getattr__ = exports(__name__, PANELS)
+
+if os.environ.get("PUYU_LAB_SNAPSHOTS"):
+    from .snapshot import install
+
+    install(os.environ["PUYU_LAB_SNAPSHOTS"])

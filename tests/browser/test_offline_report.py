@@ -1,0 +1,80 @@
+"""The chain's lab reports open offline: a notebook run by the lab runner (as ``make chain`` runs the
+labs) with a panel-like widget tree — HTML, a FigureWidget whose traces are added after it was built,
+tabs, an Output holding a plotly figure — and a plain plotly figure. Opened from disk in Chromium
+with every network request refused, the page shows each widget as it ended and draws every figure."""
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from .shim import CHROMIUM
+
+pytestmark = [pytest.mark.browser, pytest.mark.notebook]
+
+CELLS = [
+    "import puyu_lab as pl\nprof, ws = pl.setup(profile=profile)\nimport puyu_lab.panels",
+    """import ipywidgets as W, plotly.graph_objects as go
+fig = go.FigureWidget()
+out = W.Output()
+tabs = W.Tab(children=[W.HTML("<i>first tab body</i>"), out], titles=("one", "two"))
+panel = W.VBox([W.HTML("<b class='marker'>panel title 面板</b>"), fig, tabs,
+                W.Dropdown(options=["a", "b"], value="b", description="pick")])
+panel""",
+    """fig.add_scatter(x=[1, 2, 3], y=[3, 1, 2], name="late trace")   # after display: not in the saved state
+fig.add_bar(x=["p", "q"], y=[1, 2], name="late bars")
+with out:
+    go.Figure(go.Scatter(x=[0, 1], y=[1, 0], name="inside output")).show()
+panel.children[0].value = "<b class='marker'>panel final 最终</b>"
+""",
+    "go.Figure(go.Bar(x=['x', 'y'], y=[2, 1], name='plain figure'))",
+]
+
+
+def test_lab_report_renders_offline_with_every_panel_and_figure(tmp_path, browser):
+    from playwright.sync_api import Error
+
+    from puyu_lab.labrunner import run_lab
+    from puyu_lab.workspace import Workspace
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell("profile = 'quick'", metadata={"tags": ["parameters"]})]
+    nb.cells += [nbformat.v4.new_code_cell(c) for c in CELLS]
+    src = tmp_path / "labs" / "09_offline.ipynb"
+    src.parent.mkdir()
+    nbformat.write(nb, str(src))
+    res = run_lab(src, tmp_path / "chain", profile="quick", workspace=Workspace(tmp_path / "ws"))
+    assert res.ok, res.error
+    page_path = tmp_path / "chain" / "09_offline.html"
+    text = page_path.read_text(encoding="utf-8")
+    assert "https://" not in "".join(l for l in text.splitlines() if "<script src" in l or "<link" in l)
+    assert (tmp_path / "chain" / "plotly.min.js").is_file()
+    assert not (tmp_path / "chain" / "09_offline.widgets.json").exists()
+    # the executed notebook itself keeps its live widgets (JupyterLab renders those)
+    executed = json.loads((tmp_path / "chain" / "09_offline.ipynb").read_text(encoding="utf-8"))
+    assert "widgets" in executed["metadata"]
+
+    page = browser.new_page()
+    asked = []
+
+    def refuse(route):
+        asked.append(route.request.url)
+        route.abort()
+
+    page.route("http*://**/*", refuse)
+    try:
+        page.goto(page_path.as_uri())
+        page.wait_for_function("() => document.querySelectorAll('.puyu-plot .main-svg').length >= 3", timeout=30_000)
+    except Error:
+        pytest.fail(f"figures not drawn offline; requests refused: {asked}")
+    assert asked == [], f"the page asked the network for {asked}"
+    assert page.locator(".marker").first.inner_text() == "panel final 最终"
+    # (the code cells show the same words as source text, not as these elements)
+    assert page.locator(".jp-OutputArea i", has_text="first tab body").count() == 1
+    assert page.locator(".jp-OutputArea summary", has_text="two").count() == 1  # the tab titles
+    assert page.locator(".jp-OutputArea div", has_text="pick b").count() >= 1  # a control: label and value
+    names = page.evaluate("() => [...document.querySelectorAll('.puyu-plot')].map(d => (d.data || []).map(t => t.name))")
+    assert ["late trace", "late bars"] in names and ["inside output"] in names and ["plain figure"] in names, names
+    page.close()
