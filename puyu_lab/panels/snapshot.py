@@ -26,8 +26,10 @@ PLOTLY_JS = "plotly.min.js"  # shipped next to the reports (plotly's own bundle)
 
 
 def _js_json(obj) -> str:
-    """JSON safe inside a <script> element."""
-    return json.dumps(obj, ensure_ascii=False, default=str).replace("</", "<\\/")
+    """Figure JSON as plotly encodes it (NaN and inf → null, numpy arrays → lists), safe in HTML."""
+    from plotly.io.json import to_json_plotly
+
+    return to_json_plotly(obj).replace("</", "<\\/")
 
 
 def plotly_div(fig_json: dict, height: int | None = None) -> str:
@@ -42,8 +44,10 @@ PLOT_SCRIPT = """<script>
 document.addEventListener('DOMContentLoaded', () => {
   for (const el of document.querySelectorAll('.puyu-plot[data-figure]')) {
     if (typeof Plotly === 'undefined') { el.textContent = '(plotly.js is missing next to this page)'; continue; }
-    const f = JSON.parse(el.dataset.figure);
-    Plotly.newPlot(el, f.data, f.layout, {responsive: true, displaylogo: false});
+    try {
+      const f = JSON.parse(el.dataset.figure);
+      Plotly.newPlot(el, f.data, f.layout, {responsive: true, displaylogo: false});
+    } catch (e) { el.textContent = '(this figure could not be drawn: ' + e + ')'; }
   }
 });
 </script>"""
@@ -78,6 +82,14 @@ def _desc(w) -> str:
     return f"<b>{html.escape(d)}</b> " if d else ""
 
 
+def _child(w) -> str:
+    """A child's snapshot; one that fails (a worker thread changing it meanwhile) spoils only itself."""
+    try:
+        return static_html(w)
+    except Exception as exc:
+        return f"<pre>(no snapshot: {html.escape(repr(exc))})</pre>"
+
+
 def static_html(w) -> str:
     """A live widget (and everything inside it) as static HTML."""
     import ipywidgets as W
@@ -94,11 +106,11 @@ def static_html(w) -> str:
         parts = []
         for i, c in enumerate(w.children):
             title = titles[i] if i < len(titles) and titles[i] else f"{i + 1}"
-            parts.append(f"<details open><summary><b>{html.escape(str(title))}</b></summary>{static_html(c)}</details>")
+            parts.append(f"<details open><summary><b>{html.escape(str(title))}</b></summary>{_child(c)}</details>")
         return f"<div class='puyu-tabs'>{''.join(parts)}</div>"
     if isinstance(w, W.Box):
         direction = "row" if isinstance(w, W.HBox) else "column"
-        kids = "".join(f"<div style='flex:1 1 auto;min-width:0'>{static_html(c)}</div>" for c in w.children
+        kids = "".join(f"<div style='flex:1 1 auto;min-width:0'>{_child(c)}</div>" for c in w.children
                        if getattr(getattr(c, "layout", None), "display", None) != "none")
         return f"<div style='display:flex;flex-direction:{direction};gap:6px;flex-wrap:wrap'>{kids}</div>"
     if isinstance(w, W.Output):
@@ -154,4 +166,16 @@ def install(path: str | os.PathLike) -> bool:
         return False
     ip._puyu_snapshots = str(path)
     ip.events.register("post_run_cell", lambda *_: write(path))
+    # once more when the kernel exits: an Output widget's contents reach the kernel (nbclient's
+    # sync_state) only after the cell that filled it ended, so the last cell's would be missed
+    import atexit
+
+    atexit.register(_write_quietly, path)
     return True
+
+
+def _write_quietly(path) -> None:
+    try:
+        write(path)
+    except Exception:  # interpreter shutting down: the last per-cell snapshot stands
+        pass

@@ -189,6 +189,11 @@ def trl_tokenizer(tok):
     import copy
 
     eot = end_of_turn(tok)
+    if not eot:
+        import warnings
+
+        warnings.warn("the chat template does not close a turn with one token: trl will append "
+                      f"{tok.eos_token} to each answer and train it", stacklevel=2)
     if not eot or eot == tok.eos_token:
         return tok
     t = copy.deepcopy(tok)

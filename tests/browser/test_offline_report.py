@@ -18,17 +18,20 @@ CELLS = [
     """import ipywidgets as W, plotly.graph_objects as go
 fig = go.FigureWidget()
 out = W.Output()
+out2 = W.Output()
 tabs = W.Tab(children=[W.HTML("<i>first tab body</i>"), out], titles=("one", "two"))
-panel = W.VBox([W.HTML("<b class='marker'>panel title 面板</b>"), fig, tabs,
+panel = W.VBox([W.HTML("<b class='marker'>panel title 面板</b>"), fig, tabs, out2,
                 W.Dropdown(options=["a", "b"], value="b", description="pick")])
 panel""",
     """fig.add_scatter(x=[1, 2, 3], y=[3, 1, 2], name="late trace")   # after display: not in the saved state
 fig.add_bar(x=["p", "q"], y=[1, 2], name="late bars")
+fig.add_scatter(x=[1, 2, 3], y=[1.0, float("nan"), float("inf")], name="with nan")  # a diverged loss
 with out:
     go.Figure(go.Scatter(x=[0, 1], y=[1, 0], name="inside output")).show()
 panel.children[0].value = "<b class='marker'>panel final 最终</b>"
 """,
     "go.Figure(go.Bar(x=['x', 'y'], y=[2, 1], name='plain figure'))",
+    "with out2:\n    print('written by the last cell')",  # reaches the kernel only after the cell ended
 ]
 
 
@@ -74,7 +77,8 @@ def test_lab_report_renders_offline_with_every_panel_and_figure(tmp_path, browse
     # (the code cells show the same words as source text, not as these elements)
     assert page.locator(".jp-OutputArea i", has_text="first tab body").count() == 1
     assert page.locator(".jp-OutputArea summary", has_text="two").count() == 1  # the tab titles
+    assert page.locator(".jp-OutputArea pre", has_text="written by the last cell").count() == 1
     assert page.locator(".jp-OutputArea div", has_text="pick b").count() >= 1  # a control: label and value
     names = page.evaluate("() => [...document.querySelectorAll('.puyu-plot')].map(d => (d.data || []).map(t => t.name))")
-    assert ["late trace", "late bars"] in names and ["inside output"] in names and ["plain figure"] in names, names
+    assert ["late trace", "late bars", "with nan"] in names and ["inside output"] in names and ["plain figure"] in names, names
     page.close()
