@@ -6,6 +6,7 @@ sets ``$PUYU_LAB_SNAPSHOTS``, importing the panels installs its after-each-cell 
 import os
 
 from ..lazy import exports
+from . import snapshot  # no widget import until used
 from .base import HTMLView, Throttle, html_table, run_in_thread  # noqa: F401
 from .chain import chain_map, doctor_view, profiles_view  # noqa: F401
 
@@ -27,7 +28,5 @@ __all__ = ["HTMLView", "Throttle", "html_table", "run_in_thread", "chain_map", "
 
 __getattr__ = exports(__name__, PANELS)
 
-if os.environ.get("PUYU_LAB_SNAPSHOTS"):
-    from .snapshot import install
-
-    install(os.environ["PUYU_LAB_SNAPSHOTS"])
+if os.environ.get(snapshot.ENV):
+    snapshot.install(os.environ[snapshot.ENV])

@@ -21,9 +21,7 @@ CURVES = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accu
 
 
 class PreferencePanel(TrainingPanel):
-    def __init__(self, title: str = "XTuner · DPO", method: str | None = None):
-        # DPO's rewards are β·log(π/π_ref) summed over the answer; ORPO's are β·log π per token (no reference)
-        self.method = method or ("orpo" if "orpo" in title.lower() else "dpo")
+    def __init__(self, title: str = "XTuner · DPO"):
         self.pref_pts: dict[str, list[tuple[int, float]]] = {k: [] for k in CURVES}
         self.pref_eval: dict[str, list[tuple[int, float]]] = {k: [] for k in CURVES}
         self.before: dict | None = None
@@ -33,8 +31,7 @@ class PreferencePanel(TrainingPanel):
     def _build(self) -> None:
         super()._build()
         self.pref_fig = go.FigureWidget(make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38],
-                                                      subplot_titles=(t(f"rewards_{self.method}"),
-                                                                      t("reward_accuracy"))))
+                                                      subplot_titles=(t("rewards_dpo"), t("reward_accuracy"))))
         names = {"rewards/chosen": t("chosen"), "rewards/rejected": t("rejected"), "rewards/margins": t("margin")}
         for i, k in enumerate(CURVES[:3]):
             self.pref_fig.add_scatter(x=[], y=[], mode="lines", name=names[k], line=dict(color=PALETTE[i]), row=1, col=1)
@@ -57,6 +54,8 @@ class PreferencePanel(TrainingPanel):
                     target[k].append((d["step"], extra[k]))
         elif e.kind == "data":
             self.before = d.get("heldout_accuracy_before")
+            # DPO's rewards are β·log(π/π_ref) summed over the answer; ORPO's β·log π per token (no reference)
+            self.pref_fig.layout.annotations[0].text = t(f"rewards_{d.get('method', 'dpo')}")
         elif e.kind == "preference":
             self.before, self.after = d["before"], d["after"]
         super().__call__(e)

@@ -164,9 +164,19 @@ def load_pairs(ws: Workspace, part: str = "train") -> list[dict]:
 def end_of_turn(tok) -> str | None:
     """The token the chat template closes an assistant turn with (``<|im_end|>`` for InternLM2 and
     Qwen, ``<|eot_id|>`` for Llama 3), read off the template itself; ``None`` when it is not one token."""
-    probe = render(tok, [{"role": "user", "content": "q"}, {"role": "assistant", "content": "PUYU_ANSWER"}])
-    tail = probe.rsplit("PUYU_ANSWER", 1)[-1].strip()
-    return tail if tail and len(tok.encode(tail, add_special_tokens=False)) == 1 else None
+    return _turn_format(tok)[0]
+
+
+def _turn_format(tok) -> tuple[str | None, bool]:
+    """(end-of-turn token, whether the tokenizer adds BOS itself), worked out once per tokenizer."""
+    cached = getattr(tok, "_puyu_turn_format", None)
+    if cached is None:
+        probe = render(tok, [{"role": "user", "content": "q"}, {"role": "assistant", "content": "PUYU_ANSWER"}])
+        tail = probe.rsplit("PUYU_ANSWER", 1)[-1].strip()
+        eot = tail if tail and len(tok.encode(tail, add_special_tokens=False)) == 1 else None
+        adds_bos = bool(tok.bos_token) and tok("x")["input_ids"][:1] == [tok.bos_token_id]
+        cached = tok._puyu_turn_format = (eot, adds_bos)
+    return cached
 
 
 def turn_texts(tok, p: dict) -> dict:
@@ -176,9 +186,10 @@ def turn_texts(tok, p: dict) -> dict:
     trl would train on it, a token generation never produces — it stops at ``<|im_end|>``. The SFT
     stage trains the same span: the answer and its closing token.)"""
     prompt = render(tok, p["prompt"], add_generation_prompt=True)
-    if tok.bos_token and prompt.startswith(tok.bos_token) and tok("x")["input_ids"][:1] == [tok.bos_token_id]:
+    eot, adds_bos = _turn_format(tok)
+    if adds_bos and prompt.startswith(tok.bos_token):
         prompt = prompt[len(tok.bos_token):]  # the tokenizer adds BOS itself
-    eot = end_of_turn(tok) or ""
+    eot = eot or ""
     return {"prompt": prompt, "chosen": p["chosen"][0]["content"] + eot,
             "rejected": p["rejected"][0]["content"] + eot}
 
@@ -206,6 +217,8 @@ def encode_pair(tok, p: dict, max_length: int | None = None) -> tuple[list[int],
     prompt alone and prompt + answer, the answer starting where they diverge. With ``max_length``,
     prompt + answer is cut to it from the end, as trl's collator does (``truncation_mode="keep_start"``).
     trl's ORPOTrainer tokenizes the same texts (a test checks both)."""
+    from trl.data_utils import common_prefix_length
+
     t = turn_texts(tok, p)
 
     def ids(text):
@@ -213,14 +226,7 @@ def encode_pair(tok, p: dict, max_length: int | None = None) -> tuple[list[int],
 
     prompt = ids(t["prompt"])
     pc, pr = ids(t["prompt"] + t["chosen"]), ids(t["prompt"] + t["rejected"])
-
-    def common(a, b):
-        n = 0
-        while n < min(len(a), len(b)) and a[n] == b[n]:
-            n += 1
-        return n
-
-    k = min(common(prompt, pc), common(prompt, pr))
+    k = min(common_prefix_length(prompt, pc), common_prefix_length(prompt, pr))
     c, r = pc[k:], pr[k:]
     if max_length is not None:
         room = max(0, max_length - k)
@@ -360,7 +366,7 @@ def train(ws: Workspace, cfg: PrefConfig | None = None, *, on_event: Callable[[E
     scorer = HFModel(model, tok, name=cfg.model, batch_size=cfg.batch_size)
     before = score_pairs(scorer, tok, held, cfg.max_length)
     acc_before = accuracy_by_source(held, before)
-    em.emit("data", train=len(train_pairs), heldout=len(held), heldout_accuracy_before=acc_before,
+    em.emit("data", method=cfg.method, train=len(train_pairs), heldout=len(held), heldout_accuracy_before=acc_before,
             **{k: v for k, v in pairs_art.metrics.items() if k.startswith("train_")})
 
     out = ws.root / "runs" / "preference" / cfg.method

@@ -124,6 +124,7 @@ def test_dpo_and_orpo_run_with_live_metrics(pref_ws):
     from puyu_lab.eval.builtin import builtin_tasks
     from puyu_lab.eval.config import EvalConfig
     from puyu_lab.eval.entry import model_names
+    from puyu_lab.i18n import t
     from puyu_lab.panels.preference import PreferencePanel, inspect_pairs
     from puyu_lab.preference.train import load_heldout_scores, train
 
@@ -149,8 +150,12 @@ def test_dpo_and_orpo_run_with_live_metrics(pref_ws):
     assert "logp" not in inspect_pairs(load_heldout_scores(pref_ws), limit=3).text  # a readable text view
     assert (art.path / "tokenizer.model").is_file() and (art.path / "model.safetensors").is_file()
 
-    res = train(pref_ws, small_cfg(method="orpo", max_steps=3))
+    orpo_panel = PreferencePanel("XTuner · ORPO")
+    res = train(pref_ws, small_cfg(method="orpo", max_steps=3), on_event=orpo_panel)
     assert res.steps == 3 and pref_ws.get("model/orpo").metrics["method"] == "orpo"
+    # each panel titles the rewards as its run defines them (ORPO has no reference model)
+    assert panel.pref_fig.layout.annotations[0].text == t("rewards_dpo")
+    assert orpo_panel.pref_fig.layout.annotations[0].text == t("rewards_orpo")
     # the eval lab picks both up, with the held-out pairs as one choice task per source
     assert model_names(pref_ws, EvalConfig()) == ["model/base", "model/sft", "model/dpo", "model/orpo"]
     names = [t.name for t in builtin_tasks(pref_ws, n=4, ppl_docs=1)]
