@@ -3,7 +3,7 @@
 Layout under the root (``$PUYU_LAB_HOME``, default ``./workspace``)::
 
     corpus/clean -> .store/corpus__clean.<id>      # a symlink per artifact name
-    .store/corpus__clean.<id>/manifest.json        # kind, stage, created, params, metrics, parents
+    .store/corpus__clean.<id>/manifest.json        # kind, stage, created, params, metrics, parents, files
     .store/corpus__clean.<id>/...                  # the artifact's files
 
 A writer fills a ``.partial`` directory and, once everything (manifest last) is on disk,
@@ -266,6 +266,8 @@ class Workspace:
                 "metrics": writer.metrics,
                 "parents": writer.parents,
                 "package_version": _package_version(),
+                # what the stage wrote, as it wrote it: a bundle's files are checked against these
+                "files": file_digests(tmp),
             }
             data = json.dumps(manifest, indent=2, ensure_ascii=False, default=_json_default)
             with open(tmp / MANIFEST, "w", encoding="utf-8") as f:
@@ -367,6 +369,25 @@ class Workspace:
         sig = json.dumps([[r["name"], r["id"], r["status"]] for st in stages for r in st["artifacts"]])
         return {"workspace": str(self.root), "stages": stages,
                 "version": hashlib.sha1(sig.encode()).hexdigest()[:12]}
+
+
+def file_digests(root: Path) -> dict[str, dict[str, Any]]:
+    """``{relative path: {"sha256", "bytes"}}`` of every file under ``root`` but the manifest (sorted)."""
+    import hashlib
+
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or p.is_symlink():
+            continue
+        rel = p.relative_to(root).as_posix()
+        if rel == MANIFEST:
+            continue
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        out[rel] = {"sha256": h.hexdigest(), "bytes": p.stat().st_size}
+    return out
 
 
 def _fmt(v: Any) -> str:
