@@ -56,6 +56,59 @@ def cmd_chain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from .checks import run
+    from .checks.report import write_report
+    from .workspace import Workspace
+
+    ws = Workspace(args.home)
+    card = run(ws, args.lab)
+    if args.json:
+        import json
+
+        print(json.dumps(card.as_dict(), ensure_ascii=False, indent=1))
+    else:
+        print(f"workspace: {ws.root.resolve()}")
+        print(card.text())
+    if not args.no_write and ws.root.is_dir():
+        print(f"report card: {write_report(card, ws.root / 'report').resolve()}")
+    return 0 if card.ok else 1
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from .checks.bundle import submit
+    from .workspace import Workspace
+
+    path = submit(Workspace(args.home), args.out, learner=args.learner or "",
+                  model=None if args.no_model else "model/sft", max_file_mb=args.max_file_mb,
+                  on_progress=lambda s: print(s, flush=True))
+    print(f"upload this file: {path.resolve()}")
+    return 0
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from .checks.grade import grade
+
+    book = grade(args.folder, args.out, probes=args.probes, on_progress=lambda s: print(s, flush=True))
+    print(f"gradebook: {book.csv_path.resolve()}\n           {book.html_path.resolve()}")
+    return 0
+
+
+def cmd_probes(args: argparse.Namespace) -> int:
+    import json
+
+    from .checks.probes import make_probes
+
+    doc = make_probes(args.seed)
+    out = Path(args.out)
+    tmp = out.with_name(f".{out.name}.partial")
+    tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
+    os.replace(tmp, out)
+    print(f"{out}: {sum(len(g.get('prompts', g.get('items', []))) for g in doc['groups'])} probes in "
+          f"{len(doc['groups'])} groups — keep this file away from learners; add questions of your own")
+    return 0
+
+
 def lab_command(port: int, ip: str = "127.0.0.1", token: str | None = None, root: Path | None = None,
                 extra: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The JupyterLab command line ``make lab`` runs (a test runs the same one)."""
@@ -95,6 +148,32 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--home", default=None)
     c.add_argument("--only", nargs="*", help="run only these labs (e.g. 00 01_data)")
     c.set_defaults(fn=cmd_chain)
+
+    ck = sub.add_parser("check", help="the report card: every lab's self-checks on the workspace (or one lab's)")
+    ck.add_argument("lab", nargs="?", default=None, help="a lab (03, 03_finetune, finetune); default: all")
+    ck.add_argument("--home", default=None)
+    ck.add_argument("--json", action="store_true")
+    ck.add_argument("--no-write", action="store_true", help="do not write workspace/report/")
+    ck.set_defaults(fn=cmd_check)
+
+    sb = sub.add_parser("submit", help="the evidence bundle (one zip) to hand in instead of screenshots")
+    sb.add_argument("--home", default=None)
+    sb.add_argument("--out", default=None, help="zip file or folder (default workspace/report/)")
+    sb.add_argument("--learner", default=None, help="your name (default $PUYU_LAB_LEARNER or $USER)")
+    sb.add_argument("--no-model", action="store_true", help="leave model/sft out (the teacher's probes need it)")
+    sb.add_argument("--max-file-mb", type=float, default=4.0, help="bigger files go in as hashes only")
+    sb.set_defaults(fn=cmd_submit)
+
+    gr = sub.add_parser("grade", help="teacher: verify learners' bundles, run hidden probes, write a gradebook")
+    gr.add_argument("folder", help="a folder of submission zips")
+    gr.add_argument("--probes", default=None, help="the teacher's hidden probe file (JSON)")
+    gr.add_argument("--out", default=None, help="where gradebook.csv/.html go (default: the folder)")
+    gr.set_defaults(fn=cmd_grade)
+
+    pr = sub.add_parser("probes", help="teacher: write a starter hidden-probe file from a seed you choose")
+    pr.add_argument("--seed", type=int, required=True)
+    pr.add_argument("--out", required=True)
+    pr.set_defaults(fn=cmd_probes)
 
     lab = sub.add_parser("lab", help="start JupyterLab on labs/ (127.0.0.1)")
     lab.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8888")))

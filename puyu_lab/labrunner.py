@@ -195,22 +195,53 @@ def numeric_path() -> str:
         return f"unknown ({exc})"
 
 
-def write_report(results: list[LabResult], out_dir: Path, profile: str, numerics: str | None = None) -> Path:
+def write_report(results: list[LabResult], out_dir: Path, profile: str, numerics: str | None = None,
+                 workspace: Workspace | None = None) -> Path:
+    """``report.html``: each lab's status, time, key figures and self-checks passed, the report card's
+    figure, and links to the lab pages; the report card itself goes to ``<workspace>/report/``."""
+    card = None
+    try:  # the checks read the workspace the chain wrote (out_dir is its chain/ folder)
+        from .checks import run as run_checks
+        from .checks.report import write_report as write_card
+
+        ws = workspace or Workspace(out_dir.parent)
+        card = run_checks(ws)
+        write_card(card, ws.root / "report")
+    except Exception as exc:  # the chain's own result comes first
+        card_error = f"{type(exc).__name__}: {exc}"
+    by_lab = card.by_lab() if card else {}
     rows = []
     for r in results:
         figs = "<br>".join(f"{html.escape(k)} = {html.escape(_short(v))}" for k, v in r.figures.items())
         link = f'<a href="{html.escape(r.lab[:-6])}.html">{html.escape(r.lab)}</a>'
         status = '<b style="color:#1e8e3e">ok</b>' if r.ok else f'<b style="color:#c5221f">failed</b><br>{html.escape(r.error)}'
-        rows.append(f"<tr><td>{link}</td><td>{status}</td><td>{r.seconds:.1f}</td><td>{figs}</td></tr>")
+        p, t = by_lab.get(r.lab, (0, 0))
+        checks = f'<b style="color:{"#1e8e3e" if p == t else "#c5221f"}">{p}/{t}</b>' if t else "–"
+        rows.append(f"<tr data-lab='{html.escape(r.lab)}'><td>{link}</td><td>{status}</td><td>{r.seconds:.1f}</td>"
+                    f"<td class='checks'>{checks}</td><td>{figs}</td></tr>")
     total = sum(r.seconds for r in results)
-    page = f"""<!doctype html><meta charset="utf-8"><title>puyu-lab chain report</title>
+    plot, scripts = "", ""
+    if card is not None:
+        from .checks.report import labs_figure
+        from .panels.snapshot import PLOT_SCRIPT, PLOTLY_JS, plotly_div
+
+        _ship_plotly(out_dir / PLOTLY_JS)
+        scripts = f"<script src='{PLOTLY_JS}'></script>{PLOT_SCRIPT}"
+        plot = (f"<p>自检 self-checks: <b>{card.passed}/{card.total}</b> passed — "
+                f"<a href='../report/index.html'>成绩单 report card</a> (each check, its figure and hint)</p>"
+                f"{plotly_div(labs_figure(card), 260)}")
+    else:
+        plot = f"<p>self-checks could not run: {html.escape(card_error)}</p>"
+    page = f"""<!doctype html><meta charset="utf-8"><title>puyu-lab chain report</title>{scripts}
 <style>body{{font-family:sans-serif;margin:2em}} td,th{{border-bottom:1px solid #ddd;padding:4px 10px;text-align:left;vertical-align:top}}</style>
 <h1>书生·浦语 puyu-lab — chain report</h1>
 <p>profile <b>{html.escape(profile)}</b>, {len(results)} lab(s), {total:.1f} s in all, {time.strftime('%Y-%m-%d %H:%M:%S')}</p>
-<p>numeric path: {html.escape(numerics or numeric_path())}</p>
-<table><tr><th>Lab</th><th>Status</th><th>Wall time (s)</th><th>Key figures</th></tr>{''.join(rows)}</table>"""
+<p>numeric path: {html.escape(numerics or numeric_path())}</p>{plot}
+<table><tr><th>Lab</th><th>Status</th><th>Wall time (s)</th><th>Checks</th><th>Key figures</th></tr>{''.join(rows)}</table>"""
     path = out_dir / "report.html"
-    path.write_text(page, encoding="utf-8")
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, path)
     return path
 
 
@@ -235,5 +266,5 @@ def run_chain(*, profile: str = "quick", workspace: Workspace | None = None, lab
         em.emit("done", lab=nb.name, ok=res.ok, line=res.line())
         if not res.ok:
             break
-    write_report(results, out_dir, profile, numerics)
+    write_report(results, out_dir, profile, numerics, ws)
     return results

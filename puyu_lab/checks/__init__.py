@@ -1,0 +1,56 @@
+"""Homework that checks itself: each lab's checks, the learner's report card, the evidence bundle and
+the teacher's gradebook.
+
+    core.py      Check / Outcome / Result / ReportCard, the registry, run()
+    labs/        one module per lab: what its self-check verifies on the learner's own artifacts
+    report.py    the report card as HTML (notebook fragment; an offline page under workspace/report/)
+    bundle.py    ``puyu-lab submit``: manifests, metrics, small artifacts, hashes of the big ones, environment
+    probes.py    hidden probes: a teacher's file of fresh questions, run against a bundled model
+    grade.py     ``puyu-lab grade``: verify bundles, re-run the checks on them, run the probes, write a gradebook
+
+A lab's self-check cell calls :func:`verify`; ``puyu-lab check [LAB]`` prints the same card.
+"""
+from __future__ import annotations
+
+from .core import REGISTRY, Check, ChecksFailed, Outcome, ReportCard, Result, run, select
+
+__all__ = ["REGISTRY", "Check", "ChecksFailed", "Outcome", "ReportCard", "Result", "run", "select", "verify"]
+
+
+def merged(card: ReportCard, previous) -> ReportCard:
+    """``card``'s results, plus those of other labs from an earlier ``checks.json`` (if any)."""
+    import json
+    from pathlib import Path
+
+    p = Path(previous)
+    if not p.is_file():
+        return card
+    try:
+        old = ReportCard.from_dict(json.loads(p.read_text(encoding="utf-8")))
+    except (ValueError, TypeError):
+        return card
+    labs = {r.lab for r in card.results}
+    keep = [r for r in old.results if r.lab not in labs]
+    return ReportCard(card.workspace, sorted(keep + card.results, key=lambda r: r.lab), card.created, card.seconds)
+
+
+def verify(lab: str, ws=None, *, display: bool = True, write: bool = True) -> ReportCard:
+    """A lab's self-check cell: run its checks on the learner's workspace, show the report card, refresh
+    ``workspace/report/``, and raise :class:`ChecksFailed` naming each failed check and its hint."""
+    from ..workspace import Workspace
+    from .report import write_report
+
+    ws = ws or Workspace()
+    card = run(ws, lab)
+    if write:  # this lab's results replace its earlier ones in workspace/report/
+        write_report(merged(card, ws.root / "report" / "checks.json"), ws.root / "report")
+    if display:
+        try:
+            from IPython.display import HTML, display as show
+
+            show(HTML(card._repr_html_()))
+        except ImportError:
+            print(card.text())
+    if not card.ok:
+        raise ChecksFailed("\n".join(f"✗ {r.id} ({r.figure}): {r.hint}" for r in card.failures))
+    return card

@@ -1,0 +1,244 @@
+"""Checks as data: what one check verifies, what it measured, and the report card of a run.
+
+A check reads the learner's *own* artifacts through :mod:`puyu_lab.artifacts` and returns an
+:class:`Outcome`: passed or not, the figure it measured (recomputed from the artifact's evidence —
+per-question files, the GGUF files themselves — where the artifact has any), and, when the stage also
+wrote that figure into its manifest, the ``claimed`` value, so a grader can see a metric that was
+edited after the fact. ``scope`` says where a check can be re-run: ``artifact`` checks run again on a
+learner's bundle; ``machine`` checks (the tour's) describe the learner's computer and are only
+reported.
+
+nbgrader and otter-grader grade *code* cells against tests; nothing in their model checks the outcome
+of an ML exercise on the learner's own artifacts, so this small registry is written here.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from ..workspace import MissingArtifact, Workspace, WorkspaceError
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    figure: str  # the measured figure, as a learner reads it ("95 % (19/20)")
+    value: float | None = None  # the same figure as a number, when it is one
+    claimed: float | None = None  # what the stage's manifest says about the same figure
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str  # "<lab key>.<name>", e.g. "finetune.selfcog"
+    lab: str  # the notebook: "03_finetune.ipynb"
+    zh: str
+    en: str
+    verifies: str  # what, on which artifact, with the tolerance
+    hint: str  # what to do when it fails
+    fn: Callable[["Context"], Outcome]
+    needs: tuple[str, ...] = ()  # artifacts it reads
+    camp: str = ""  # the InternLM camp (书生大模型实战营) task it corresponds to, where one exists
+    scope: str = "artifact"  # "artifact" (re-run on a bundle) or "machine" (reported only)
+    rel_tol: float = 1e-3  # how far ``claimed`` may be from ``value``
+
+    @property
+    def title(self) -> str:
+        return f"{self.zh} {self.en}"
+
+
+@dataclass
+class Result:
+    id: str
+    lab: str
+    title: str
+    verifies: str
+    ok: bool
+    status: str  # "pass", "fail", "missing" (an artifact it needs is absent), "error" (a bug or a corrupt file)
+    figure: str
+    hint: str
+    camp: str = ""
+    scope: str = "artifact"
+    value: float | None = None
+    claimed: float | None = None
+    consistent: bool = True  # False when the manifest's figure differs from the recomputed one
+    detail: str = ""
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Context:
+    """What a check reads: the workspace, and a cache so that checks of one lab share a loaded file."""
+
+    def __init__(self, ws: Workspace):
+        self.ws = ws
+        self._cache: dict[str, Any] = {}
+
+    def get(self, name: str):
+        return self.ws.get(name)
+
+    def cached(self, key: str, make: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+
+REGISTRY: dict[str, Check] = {}
+
+
+def check(id: str, lab: str, zh: str, en: str, *, verifies: str, hint: str, needs: tuple[str, ...] = (),
+          camp: str = "", scope: str = "artifact", rel_tol: float = 1e-3):
+    """Register the decorated ``fn(ctx) -> Outcome`` as a check."""
+    def deco(fn):
+        if id in REGISTRY:
+            raise ValueError(f"check {id!r} registered twice")
+        REGISTRY[id] = Check(id, lab, zh, en, verifies, hint, fn, needs, camp, scope, rel_tol)
+        return fn
+    return deco
+
+
+def close(a: float | None, b: float | None, rel_tol: float = 1e-3) -> bool:
+    if a is None or b is None:
+        return True
+    return math.isclose(float(a), float(b), rel_tol=rel_tol, abs_tol=1e-9)
+
+
+def pct(x: float, n: int | None = None, of: int | None = None) -> str:
+    s = f"{x:.1%}"
+    return f"{s} ({n}/{of})" if n is not None and of is not None else s
+
+
+def run_one(c: Check, ctx: Context) -> Result:
+    t0 = time.perf_counter()
+    base = dict(id=c.id, lab=c.lab, title=c.title, verifies=c.verifies, hint=c.hint, camp=c.camp, scope=c.scope)
+    missing = [n for n in c.needs if not ctx.ws.exists(n)]
+    if missing:
+        from ..stages import stage_for_artifact
+
+        labs = sorted({st.lab for n in missing if (st := stage_for_artifact(n)) is not None})
+        return Result(**base, ok=False, status="missing",
+                      figure=f"missing {', '.join(missing)}",
+                      detail=f"run {', '.join(labs) or 'the lab that makes it'} first",
+                      seconds=time.perf_counter() - t0)
+    try:
+        out = c.fn(ctx)
+    except (MissingArtifact, FileNotFoundError) as exc:
+        return Result(**base, ok=False, status="missing", figure="missing evidence", detail=str(exc),
+                      seconds=time.perf_counter() - t0)
+    except Exception as exc:  # a corrupt file (or a bug in the check): this check errs, the card goes on
+        return Result(**base, ok=False, status="error", figure=f"{type(exc).__name__}", detail=str(exc)[:300],
+                      seconds=time.perf_counter() - t0)
+    consistent = close(out.value, out.claimed, c.rel_tol)
+    return Result(**base, ok=bool(out.ok), status="pass" if out.ok else "fail", figure=out.figure,
+                  value=None if out.value is None else float(out.value),
+                  claimed=None if out.claimed is None else float(out.claimed), consistent=consistent,
+                  detail=out.detail, seconds=time.perf_counter() - t0)
+
+
+@dataclass
+class ReportCard:
+    workspace: str
+    results: list[Result] = field(default_factory=list)
+    created: str = ""
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> int:
+        return sum(r.ok for r in self.results)
+
+    @property
+    def total(self) -> int:
+        return len(self.results)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    @property
+    def failures(self) -> list[Result]:
+        return [r for r in self.results if not r.ok]
+
+    def by_lab(self) -> dict[str, tuple[int, int]]:
+        out: dict[str, tuple[int, int]] = {}
+        for r in self.results:
+            p, t = out.get(r.lab, (0, 0))
+            out[r.lab] = (p + r.ok, t + 1)
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"workspace": self.workspace, "created": self.created, "seconds": round(self.seconds, 3),
+                "passed": self.passed, "total": self.total, "results": [r.as_dict() for r in self.results]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ReportCard":
+        return cls(d.get("workspace", ""), [Result(**r) for r in d.get("results", [])], d.get("created", ""),
+                   d.get("seconds", 0.0))
+
+    def text(self) -> str:
+        """The terminal table: one line per check, the hint under each one that failed."""
+        w_id = max([len(r.id) for r in self.results] + [5]) + 2
+        lines = [f"{'':2}{'check':<{w_id}}{'figure':<34}title"]
+        lab = None
+        for r in self.results:
+            if r.lab != lab:
+                lab = r.lab
+                p, t = self.by_lab()[lab]
+                lines.append(f"── {lab}  {p}/{t}")
+            mark = "✓" if r.ok else "✗"
+            lines.append(f"{mark:2}{r.id:<{w_id}}{r.figure[:33]:<34}{r.title}")
+            if not r.ok:
+                lines.append(f"{'':2}{'':<{w_id}}→ {r.hint}" + (f" ({r.detail})" if r.detail else ""))
+            elif not r.consistent:
+                lines.append(f"{'':2}{'':<{w_id}}! the manifest says {r.claimed:g}, the evidence {r.value:g}")
+        lines.append(f"{self.passed}/{self.total} checks passed in {self.seconds:.1f} s")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from .report import card_fragment
+
+        return card_fragment(self)
+
+
+class ChecksFailed(AssertionError):
+    """Raised by :func:`verify` in a lab's self-check cell: names each failed check and its hint."""
+
+
+def select(lab: str | None = None) -> list[Check]:
+    """The registered checks of one lab (``"03"``, ``"03_finetune"``, ``"finetune"`` or the notebook's
+    name), or of every lab, in the chain's order."""
+    from . import labs  # noqa: F401  (registers every lab's checks)
+
+    checks = list(REGISTRY.values())
+    if lab is None:
+        return sorted(checks, key=lambda c: c.lab)
+    key = lab.removesuffix(".ipynb")
+    chosen = [c for c in checks if c.lab.removesuffix(".ipynb") == key or c.lab.startswith(key)
+              or c.id.split(".", 1)[0] == key]
+    if not chosen:
+        known = sorted({c.lab for c in checks})
+        raise ValueError(f"no checks for lab {lab!r}: labs with checks are {', '.join(known)}")
+    return sorted(chosen, key=lambda c: c.lab)
+
+
+def run(ws: Workspace | None = None, lab: str | None = None, *, scope: str | None = None,
+        on_result: Callable[[Result], None] | None = None) -> ReportCard:
+    """Run the checks of ``lab`` (or all) on ``ws``; ``scope="artifact"`` leaves out machine checks."""
+    import datetime as dt
+
+    ws = ws or Workspace()
+    ctx = Context(ws)
+    card = ReportCard(str(ws.root), created=dt.datetime.now().isoformat(timespec="seconds"))
+    t0 = time.perf_counter()
+    for c in select(lab):
+        if scope is not None and c.scope != scope:
+            continue
+        res = run_one(c, ctx)
+        card.results.append(res)
+        if on_result:
+            on_result(res)
+    card.seconds = time.perf_counter() - t0
+    return card

@@ -1,0 +1,50 @@
+"""07 Lagent Agent: the agent's held-out tasks, traced."""
+from __future__ import annotations
+
+from ...artifacts import AGENT_EVAL, load_agent_eval
+from ..core import Outcome, check
+
+LAB = "07_agent.ipynb"
+CAMP = "进阶岛: Lagent 自定义你的 Agent 智能体"
+
+
+def _rows(ctx):
+    return ctx.cached("agent", lambda: load_agent_eval(ctx.ws)["rows"])
+
+
+@check("agent.traced", LAB, "留存的智能体轨迹", "Traced held-out tasks", needs=(AGENT_EVAL,),
+       verifies="agent/eval holds ≥ 20 traced held-out questions of each kind (arithmetic, date, no tool needed), "
+                "one trace per question", hint="run the evaluation cell of lab 07 to the end (do not stop it)", camp=CAMP)
+def traced(ctx):
+    art = ctx.get(AGENT_EVAL)
+    rows = _rows(ctx)
+    kinds = {k: sum(r["kind"] == k for r in rows) for k in ("arithmetic", "date", "notool")}
+    n_tr = sum(1 for l in art.file("traces.jsonl").read_text(encoding="utf-8").splitlines() if l.strip())
+    ok = all(v >= 20 for v in kinds.values()) and n_tr == len(rows)
+    return Outcome(ok, ", ".join(f"{k} {v}" for k, v in kinds.items()) + f"; {n_tr} traces", value=len(rows),
+                   claimed=sum(art.metrics.get(f"{k}_tasks", 0) for k in kinds))
+
+
+@check("agent.notool", LAB, "不需要工具时不调用", "No tool when none is needed", needs=(AGENT_EVAL,),
+       verifies="on held-out questions that need no tool (self-cognition, chit-chat), the agent answers without "
+                "calling one on ≥ 70 % (recomputed from rows.jsonl)",
+       hint="the SFT data needs its no-tool conversations (data.notool_examples in lab 03)", camp=CAMP)
+def notool(ctx):
+    rows = [r for r in _rows(ctx) if r["kind"] == "notool"]
+    if not rows:
+        return Outcome(False, "no notool rows")
+    n = sum(bool(r["tool_ok"]) and not r["called"] for r in rows)
+    rate = n / len(rows)
+    return Outcome(rate >= 0.7, f"{rate:.1%} ({n}/{len(rows)}) without a call", value=rate,
+                   claimed=ctx.get(AGENT_EVAL).metrics.get("notool_with_tools"))
+
+
+@check("agent.constrained", LAB, "约束解码的调用都有效", "Constrained calls are valid", needs=(AGENT_EVAL,),
+       verifies="with decoding constrained by the tools' JSON schemas, ≥ 95 % of tool calls parse and run "
+                "(agent/eval's constrained_call_valid)",
+       hint="run the constrained-decoding cell of lab 07 (it needs llama.cpp's grammar support)", camp=CAMP)
+def constrained(ctx):
+    v = ctx.get(AGENT_EVAL).metrics.get("constrained_call_valid")
+    if v is None:
+        return Outcome(False, "no constrained run recorded")
+    return Outcome(v >= 0.95, f"{v:.1%} valid", value=v)

