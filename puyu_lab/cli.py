@@ -99,7 +99,7 @@ def cmd_probes(args: argparse.Namespace) -> int:
 
     from .checks.probes import make_probes
 
-    doc = make_probes(args.seed)
+    doc = make_probes(args.seed, name=args.name)
     out = Path(args.out)
     tmp = out.with_name(f".{out.name}.partial")
     tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
@@ -173,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     pr = sub.add_parser("probes", help="teacher: write a starter hidden-probe file from a seed you choose")
     pr.add_argument("--seed", type=int, required=True)
     pr.add_argument("--out", required=True)
+    pr.add_argument("--name", default=None, help="the assistant's name the task fixes (e.g. 小浦): probes expect "
+                    "it instead of the name a bundle declares")
     pr.set_defaults(fn=cmd_probes)
 
     lab = sub.add_parser("lab", help="start JupyterLab on labs/ (127.0.0.1)")

@@ -69,6 +69,10 @@ def stage_entry(stage_key: str):
     return deco
 
 
+class MissingFile(WorkspaceError, FileNotFoundError):
+    """An artifact without one of its files."""
+
+
 class MissingArtifact(WorkspaceError, FileNotFoundError):
     """An input artifact does not exist; the message names the lab that produces it."""
 
@@ -124,9 +128,13 @@ class Artifact:
     parents = property(lambda self: self.manifest.get("parents", []))
 
     def file(self, relpath: str) -> Path:
-        p = self.path / relpath
+        """A file of the artifact; a path that leads outside it (``..``, absolute, a symlink out) is refused."""
+        root = self.path.resolve()
+        p = (self.path / relpath).resolve()
+        if p != root and root not in p.parents:
+            raise WorkspaceError(f"artifact {self.name!r}: {relpath!r} points outside the artifact")
         if not p.exists():
-            raise WorkspaceError(f"artifact {self.name!r} has no file {relpath!r} (in {self.path})")
+            raise MissingFile(f"artifact {self.name!r} has no file {relpath!r} (in {self.path})")
         return p
 
 

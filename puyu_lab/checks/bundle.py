@@ -93,7 +93,8 @@ def submit(ws: Workspace | None = None, out: str | os.PathLike | None = None, *,
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.partial")
     info: dict = {"format": FORMAT, "learner": learner, "created": now.isoformat(timespec="seconds"),
-                  "workspace": str(ws.root.resolve()), "environment": environment(), "report": card.as_dict(),
+                  "max_file_bytes": int(max_file_mb * 2 ** 20), "environment": environment(),
+                  "report": {**card.as_dict(), "workspace": ws.root.name},
                   "probe_model": model if model and ws.exists(model) else None, "artifacts": {}}
     cap = max_file_mb * 2 ** 20
     try:

@@ -126,13 +126,17 @@ def run_one(c: Check, ctx: Context) -> Result:
                       seconds=time.perf_counter() - t0)
     try:
         out = c.fn(ctx)
+        try:
+            consistent = close(out.value, out.claimed, c.rel_tol)
+        except (TypeError, ValueError):  # a claimed figure that is not a number was not written by a stage
+            consistent = False
+            out.claimed = None
     except (MissingArtifact, FileNotFoundError) as exc:
         return Result(**base, ok=False, status="missing", figure="missing evidence", detail=str(exc),
                       seconds=time.perf_counter() - t0)
     except Exception as exc:  # a corrupt file (or a bug in the check): this check errs, the card goes on
         return Result(**base, ok=False, status="error", figure=f"{type(exc).__name__}", detail=str(exc)[:300],
                       seconds=time.perf_counter() - t0)
-    consistent = close(out.value, out.claimed, c.rel_tol)
     return Result(**base, ok=bool(out.ok), status="pass" if out.ok else "fail", figure=out.figure,
                   value=None if out.value is None else float(out.value),
                   claimed=None if out.claimed is None else float(out.claimed), consistent=consistent,

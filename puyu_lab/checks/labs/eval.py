@@ -17,7 +17,7 @@ def _scores(ctx) -> dict:
     def make():
         out: dict = defaultdict(lambda: defaultdict(lambda: [0.0, 0]))
         for s in load_eval(ctx.ws, RUN)["samples"]:
-            if "lls" in s:
+            if s.get("lls"):
                 lls = s["lls"]
                 ok = float(max(range(len(lls)), key=lambda j: lls[j]) == s["gold"])
             elif "score" in s:
@@ -38,7 +38,7 @@ def _claimed(ctx, model, task):
 
 def _gain(ctx, task: str, metric_name: str):
     sc = _scores(ctx)
-    if "base" not in sc or "sft" not in sc or task not in sc["sft"]:
+    if "base" not in sc or "sft" not in sc or task not in sc["sft"] or task not in sc["base"]:
         return Outcome(False, f"no base/sft {task} rows in {RUN}")
     (bc, bn), (sc_, sn) = sc["base"][task], sc["sft"][task]
     b, s = bc / max(1, bn), sc_ / max(1, sn)
@@ -50,7 +50,7 @@ def _gain(ctx, task: str, metric_name: str):
        hint="run lab 06 with both models selected", camp=CAMP)
 def models(ctx):
     m = ctx.get(RUN).metrics
-    ok = all(len(m.get(x, {})) >= 3 for x in ("base", "sft"))
+    ok = all(isinstance(m.get(x), dict) and len(m[x]) >= 3 for x in ("base", "sft"))
     return Outcome(ok, f"models {', '.join(sorted(m))}; tasks {max((len(v) for v in m.values()), default=0)}")
 
 
@@ -77,6 +77,6 @@ def preference(ctx):
         return Outcome(False, "no model/dpo on the leaderboard")
     tot = lambda m: [sum(v[i] for t, v in sc[m].items() if t.startswith("pref_")) for i in (0, 1)]  # noqa: E731
     (s, n), (d, n2) = tot("sft"), tot("dpo")
-    if not n:
-        return Outcome(False, "no pref_* tasks")
+    if not n or not n2:
+        return Outcome(False, "no pref_* tasks for SFT and DPO")
     return Outcome(d / n2 > s / n, f"SFT {s / n:.1%} → DPO {pct(d / n2, int(d), int(n2))}", value=d / n2)
