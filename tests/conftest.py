@@ -186,3 +186,56 @@ class Chain:
 @pytest.fixture(scope="session")
 def chain(tmp_path_factory) -> Chain:
     return Chain(tmp_path_factory.mktemp("chain"))
+
+
+# ---- grading: bundles submitted from the chain's workspace, graded by the teacher's command ----------------
+class Grading:
+    """Three bundles made from the chain's workspace — alice's (every lab), bob's (he stopped after the
+    pretraining lab) and mallory's (alice's, with the fine-tuned model swapped for the base model and the DPO
+    figure raised) — graded with a hidden probe file."""
+
+    def __init__(self, chain, root: Path):
+        import json
+
+        from puyu_lab.checks.bundle import submit
+        from puyu_lab.checks.grade import grade
+
+        from .checks import tamper
+
+        failed = [r for r in chain.run_all() if not r.ok]
+        if failed:
+            pytest.skip(f"the chain failed at {failed[0].lab}")
+        from puyu_lab.stages import stage_for_artifact
+        from puyu_lab.workspace import Workspace
+
+        self.ws = chain.ws
+        self.subs = root / "submissions"
+        self.alice = submit(self.ws, self.subs / "alice.zip", learner="alice")
+        # bob stopped after the pretraining lab: a copy of the chain's workspace up to model/base
+        top = str(self.ws.root)
+        shutil.copytree(self.ws.root, root / "bob", symlinks=True,
+                        ignore=lambda d, names: [n for n in names if d == top and n in ("chain", "report")])
+        bob = Workspace(root / "bob")
+        for art in bob.list():
+            if stage_for_artifact(art.name).key not in ("data", "pretrain"):
+                bob.remove(art.name)
+        self.bob = submit(bob, self.subs / "bob.zip", learner="bob")
+        files = tamper.read(self.alice)
+        tamper.replace_file(files, "model/sft", "model.safetensors",
+                            (self.ws.get("model/base").path / "model.safetensors").read_bytes(), manifest_too=True)
+        tamper.edit_manifest(files, "model/dpo", lambda m: m["metrics"].update(heldout_accuracy=0.95))
+        d = tamper.info(files)
+        d["learner"] = "mallory"
+        tamper.put_info(files, d)
+        self.mallory = tamper.write(files, root / "mallory.zip")
+        self.mallory.rename(self.subs / "mallory.zip")
+        self.mallory = self.subs / "mallory.zip"
+        self.probes = root / "teacher-probes.json"
+        self.probes.write_text(json.dumps(tamper.PROBES, ensure_ascii=False), encoding="utf-8")
+        self.book = grade(self.subs, root / "gradebook", probes=self.probes)
+        self.rows = {r.learner: r for r in self.book.rows}
+
+
+@pytest.fixture(scope="session")
+def grading(chain, tmp_path_factory) -> Grading:
+    return Grading(chain, tmp_path_factory.mktemp("grading"))

@@ -49,6 +49,11 @@ PLOT_POINTS = """(idx) => {
   const gd = cell && cell.node.querySelector('.js-plotly-plot');
   return gd && gd.data ? gd.data.map(t => (t.x || []).length) : null;
 }"""
+STAGE_CHECKS = """() => Object.fromEntries([...document.querySelectorAll('#puyu-lab-chain .puyu-stage')]
+  .map(e => { const c = e.querySelector('.puyu-checks');
+              return [e.dataset.stage, c ? [+c.dataset.passed, +c.dataset.total] : null]; }))"""
+CHECKS_ALL_PASS = """() => [...document.querySelectorAll('#puyu-lab-chain .puyu-stage')].every(e => {
+  const c = e.querySelector('.puyu-checks'); return !!c && +c.dataset.total > 0 && c.dataset.passed === c.dataset.total; })"""
 STAGE_STATUS = """() => Object.fromEntries([...document.querySelectorAll('#puyu-lab-chain .puyu-stage')]
   .map(e => [e.dataset.stage, e.dataset.status]))"""
 
@@ -136,6 +141,12 @@ def test_sidebar_lists_the_stages_and_flips_one_when_its_lab_ran(fresh_lab, fres
     page.wait_for_selector("#puyu-lab-chain .puyu-stage", timeout=30_000)
     assert page.inner_text("#puyu-lab-chain .puyu-chain-title") == "书生·浦语 Chain"
     assert page.evaluate(STAGE_STATUS) == {k: "missing" for k in STAGES}
+    # each lab's self-checks, none passed yet (puyu_lab.checks on an empty workspace)
+    from puyu_lab.checks import run as run_checks
+
+    by_lab = run_checks(Workspace(fresh_lab.home), scope="artifact").by_lab()
+    fresh = page.evaluate(STAGE_CHECKS)
+    assert all(v is not None and v[0] == 0 and v[1] > 0 for v in fresh.values()), fresh
     names = page.locator("#puyu-lab-chain .puyu-stage-name").all_inner_texts()
     assert names == ["书生·万卷", "InternLM-Train", "XTuner", "XTuner DPO", "LMDeploy", "OpenCompass",
                      "Lagent / AgentLego"]
@@ -151,6 +162,10 @@ def test_sidebar_lists_the_stages_and_flips_one_when_its_lab_ran(fresh_lab, fres
     page.wait_for_selector("#puyu-lab-chain .puyu-stage[data-stage='data'][data-status='present']", timeout=15_000)
     assert page.evaluate(STAGE_STATUS)["pretrain"] == "missing"
     assert "documents=" in page.inner_text("#puyu-lab-chain .puyu-stage[data-stage='data']")
+    n_data = by_lab["01_data.ipynb"][1]
+    page.wait_for_selector(f"#puyu-lab-chain .puyu-stage[data-stage='data'] .puyu-checks[data-passed='{n_data}']",
+                           timeout=15_000)  # refreshed with the artifact status
+    assert page.evaluate(STAGE_CHECKS)["pretrain"][0] == 0
     page.locator("#puyu-lab-chain").screenshot(path=str(shots / "sidebar-data-present.png"))
 
 
@@ -222,6 +237,8 @@ def test_sidebar_shows_the_whole_chain_present(chain_page, shots):
     page.click("li.lm-TabBar-tab[data-id='puyu-lab-chain']")
     page.wait_for_selector("#puyu-lab-chain .puyu-stage", timeout=30_000)
     assert page.evaluate(STAGE_STATUS) == {k: "present" for k in STAGES}
+    # every lab's checks pass on the chain's own workspace, and the sidebar says so
+    page.wait_for_function(CHECKS_ALL_PASS, timeout=30_000)
     page.locator("#puyu-lab-chain").screenshot(path=str(shots / "sidebar-chain-present.png"))
 
 

@@ -82,3 +82,53 @@ def test_lab_report_renders_offline_with_every_panel_and_figure(tmp_path, browse
     names = page.evaluate("() => [...document.querySelectorAll('.puyu-plot')].map(d => (d.data || []).map(t => t.name))")
     assert ["late trace", "late bars", "with nan"] in names and ["inside output"] in names and ["plain figure"] in names, names
     page.close()
+
+
+DRAWN = """() => [...document.querySelectorAll('.puyu-plot')].map(e => e.querySelectorAll('svg.main-svg, canvas, img').length)"""
+
+
+@pytest.mark.timeout(2700)
+def test_chain_report_card_and_gradebook_open_offline(grading, browser, shots):
+    """The chain report, every lab page it links, the report card and the teacher's gradebook, opened from
+    disk with the network refused: every plotly figure has drawn content; the gradebook drills down."""
+    from playwright.sync_api import Error
+
+    chain_dir = grading.ws.root / "chain"
+    pages = [chain_dir / "report.html", grading.ws.root / "report" / "index.html", grading.book.html_path]
+    pages += sorted(chain_dir.glob("0*_*.html"))
+    page = browser.new_page()
+    asked = []
+
+    def refuse(route):
+        asked.append(route.request.url)
+        route.abort()
+
+    page.route("http*://**/*", refuse)
+    drawn = {}
+    for p in pages:
+        page.goto(p.as_uri())
+        n = page.locator(".puyu-plot").count()
+        try:
+            page.wait_for_function(f"() => ({DRAWN})().filter(c => c > 0).length === {n}", timeout=30_000)
+        except Error:
+            pytest.fail(f"{p.name}: figures not drawn offline ({page.evaluate(DRAWN)}); refused: {asked}")
+        drawn[p.name] = page.evaluate(DRAWN)
+    assert asked == [], f"pages asked the network for {asked}"
+    for name in ("report.html", "index.html", "gradebook.html"):
+        assert len(drawn[name]) >= 1 and all(drawn[name]), (name, drawn[name])
+    # the chain report gives each lab's checks; the report card one row per check, all passed
+    page.goto(pages[0].as_uri())
+    cells = page.locator("tr[data-lab] td.checks").all_inner_texts()
+    assert len(cells) == 8 and all(c.split("/")[0] == c.split("/")[1] for c in cells), cells
+    page.goto(pages[1].as_uri())
+    assert page.locator("tr[data-check][data-ok='1']").count() == page.locator("tr[data-check]").count() >= 20
+    # the gradebook: one row per learner, mallory flagged; her drill-down lists the reasons
+    page.goto(grading.book.html_path.as_uri())
+    verdicts = {r.get_attribute("data-learner"): r.get_attribute("data-verdict")
+                for r in page.locator("table.gradebook tr[data-learner]").all()}
+    assert verdicts == {"alice": "ok", "bob": "incomplete", "mallory": "flagged"}
+    box = page.locator("details.learner[data-learner='mallory']")
+    box.locator("summary").click()
+    text = box.inner_text()
+    assert "metric edited" in text and "hidden probes selfcog" in text
+    page.screenshot(path=str(shots / "gradebook.png"), full_page=True)

@@ -19,11 +19,34 @@ def find_labs(root: Path) -> Path | None:
     return None
 
 
+_CHECKS: dict = {}  # (workspace, chain version) → {lab: [passed, total]}: checks rerun only when an artifact changes
+
+
+def lab_checks(ws, version: str) -> dict:
+    """Each lab's self-checks passed / total on ``ws`` (``puyu_lab.checks``), cached per chain version."""
+    key = (str(ws.root), version)
+    if key not in _CHECKS:
+        from puyu_lab.checks import run
+
+        card = run(ws, scope="artifact")
+        _CHECKS.clear()
+        _CHECKS[key] = {lab: list(pt) for lab, pt in card.by_lab().items()}
+    return _CHECKS[key]
+
+
 def chain_state(root_dir) -> dict:
     from puyu_lab.workspace import Workspace, project_home
 
     root = Path(root_dir).expanduser().resolve()
-    state = Workspace(project_home(root)).chain()
+    ws = Workspace(project_home(root))
+    state = ws.chain()
+    try:
+        by_lab = lab_checks(ws, state["version"])
+    except Exception as e:  # the artifact status still shows
+        by_lab, state["checks_error"] = {}, f"{type(e).__name__}: {e}"
+    for st in state["stages"]:
+        passed, total = by_lab.get(st["lab"], (0, 0))
+        st["checks"] = {"passed": passed, "total": total}
     labs = find_labs(root)
     state["labs_dir"] = labs.relative_to(root).as_posix() if labs else None
     for st in state["stages"]:
@@ -39,9 +62,11 @@ class ChainHandler(APIHandler):
         self.root_dir = root_dir
 
     @tornado.web.authenticated
-    def get(self):
-        try:
-            state = chain_state(self.root_dir)
+    async def get(self):
+        from tornado.ioloop import IOLoop
+
+        try:  # the checks read artifacts (seconds when one changed): off the server's event loop
+            state = await IOLoop.current().run_in_executor(None, chain_state, self.root_dir)
         except Exception as e:  # the sidebar shows the message instead of a blank panel
             self.set_status(500)
             self.finish(json.dumps({"error": f"{type(e).__name__}: {e}"}))

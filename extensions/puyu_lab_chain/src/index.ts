@@ -29,6 +29,7 @@ interface Stage {
   needs: string[];
   status: 'present' | 'stale' | 'missing';
   artifacts: Artifact[];
+  checks?: { passed: number; total: number };
 }
 
 interface ChainState {
@@ -162,6 +163,15 @@ export class ChainSidebar extends Widget {
       top.appendChild(el('span', 'puyu-stage-en', st.en));
       top.appendChild(el('span', `puyu-badge puyu-badge-${st.status}`, STATUS_LABEL[st.status] || st.status));
       li.appendChild(top);
+      if (st.checks && st.checks.total > 0) {
+        const { passed, total } = st.checks;
+        const cls = passed === total ? 'puyu-checks-all' : passed > 0 ? 'puyu-checks-some' : 'puyu-checks-none';
+        const chk = el('div', `puyu-checks ${cls}`, `自检 checks ${passed}/${total}`);
+        chk.dataset.passed = String(passed);
+        chk.dataset.total = String(total);
+        chk.title = '`puyu-lab check` shows each check, its figure and its hint';
+        li.appendChild(chk);
+      }
       for (const a of st.artifacts) {
         const row = el('div', 'puyu-artifact');
         row.dataset.artifact = a.name;

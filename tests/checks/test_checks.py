@@ -1,0 +1,115 @@
+"""The checks module on small real workspaces: every lab has checks, every self-check cell calls them, a fresh
+workspace fails each with its hint, a check fails on a real artifact that misses its bound, and a figure edited
+in a manifest is caught against its evidence."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from puyu_lab.checks import REGISTRY, run, select
+from puyu_lab.checks.probes import load_probes, make_probes
+from puyu_lab.errors import InputError
+from puyu_lab.labrunner import discover
+from puyu_lab.workspace import Workspace
+
+from ..conftest import ROOT
+
+LABS = discover(ROOT / "labs")
+
+
+def test_every_lab_has_checks_with_titles_and_hints():
+    checks = select()
+    assert {c.lab for c in checks} == {p.name for p in LABS}
+    for c in checks:
+        assert c.zh and c.en and c.verifies and c.hint, c.id
+        assert c.id.split(".", 1)[0] in c.lab, c.id
+        assert c.scope in ("artifact", "machine")
+    assert [c.id for c in select("03")] == [c.id for c in select("finetune")] == [c.id for c in select("03_finetune.ipynb")]
+    with pytest.raises(ValueError, match="labs with checks are"):
+        select("99_nothing")
+
+
+@pytest.mark.parametrize("nb", LABS, ids=[p.stem for p in LABS])
+def test_every_self_check_cell_calls_the_checks_module(nb):
+    cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+    i = next(i for i, c in enumerate(cells) if c["cell_type"] == "markdown" and "自检 Self-check" in "".join(c["source"]))
+    code = "".join(cells[i + 1]["source"])
+    assert f'checks.verify("{nb.stem}", ws)' in code, f"{nb.name}: the first self-check cell should call the checks"
+
+
+def test_fresh_workspace_fails_each_check_with_its_hint(tmp_path, capsys):
+    from puyu_lab.cli import main
+
+    home = tmp_path / "ws"
+    assert main(["check", "--home", str(home), "--no-write"]) == 1
+    out = capsys.readouterr().out
+    card = run(Workspace(home), scope="artifact")
+    assert card.total == sum(c.scope == "artifact" for c in REGISTRY.values()) and card.passed == 0
+    for r in card.results:
+        assert r.status == "missing" and not r.ok, r
+        assert f"✗ {r.id}" in out and f"→ {r.hint}" in out, r.id
+        assert "run " in r.detail  # which lab makes what it needs
+    assert "checks passed" in out.splitlines()[-1]
+
+
+def test_a_real_artifact_that_misses_its_bound_fails_with_the_figure(layers):
+    # the tests' small corpus keeps fewer than 1,000 training documents: data.size fails, the rest pass
+    card = run(Workspace(layers.path("corpus")), "01_data")
+    res = {r.id: r for r in card.results}
+    assert res["data.size"].status == "fail" and "train" in res["data.size"].figure
+    assert res["data.pii"].ok and res["data.sources"].ok
+    assert all(r.consistent for r in card.results)
+
+
+def test_an_edited_manifest_figure_is_caught_against_its_evidence(layers, tmp_path):
+    ws = layers.workspace("base", tmp_path / "ws")
+    art = ws.get("model/base")
+    man = json.loads((art.path / "manifest.json").read_text(encoding="utf-8"))
+    assert run(ws, "02_pretrain").results[0].consistent
+    man["metrics"]["eval_loss"] = man["metrics"]["eval_loss"] * 0.5  # "my loss was half that"
+    (art.path / "manifest.json").write_text(json.dumps(man), encoding="utf-8")
+    loss = next(r for r in run(ws, "02_pretrain").results if r.id == "pretrain.loss")
+    assert not loss.consistent and loss.claimed == pytest.approx(loss.value * 0.5)
+
+
+def test_report_card_page_and_json(layers, tmp_path):
+    from puyu_lab.checks.report import write_report
+
+    card = run(Workspace(layers.path("corpus")), scope="artifact")
+    page = write_report(card, tmp_path / "report")
+    text = page.read_text(encoding="utf-8")
+    assert "<script src='plotly.min.js'>" in text and "https://" not in text
+    assert (tmp_path / "report" / "plotly.min.js").is_file()
+    saved = json.loads((tmp_path / "report" / "checks.json").read_text(encoding="utf-8"))
+    assert saved["passed"] == card.passed and len(saved["results"]) == card.total
+    assert text.count("data-check=") == card.total
+
+
+def test_manifests_record_what_the_stage_wrote(layers):
+    import hashlib
+
+    art = Workspace(layers.path("corpus")).get("corpus/clean")
+    files = art.manifest["files"]
+    assert files and "manifest.json" not in files
+    for rel, meta in files.items():
+        assert hashlib.sha256((art.path / rel).read_bytes()).hexdigest() == meta["sha256"], rel
+
+
+def test_probe_file_errors_name_the_group_and_field(tmp_path):
+    p = tmp_path / "probes.json"
+    doc = make_probes(3)
+    assert {g["id"] for g in doc["groups"]} == {"selfcog", "sentiment"}
+    p.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    assert [g.id for g in load_probes(p)] == ["selfcog", "sentiment"]
+    assert make_probes(3) == doc and make_probes(4) != doc  # the teacher's seed decides
+    bad = {"groups": [{"id": "a", "kind": "answer", "items": [{"prompt": "x"}]}]}
+    p.write_text(json.dumps(bad), encoding="utf-8")
+    with pytest.raises(InputError, match=r"groups\[0\]\.items\[0\].*expect"):
+        load_probes(p)
+    p.write_text('{"groups": [{"id": "a", "kind": "oops"}]}', encoding="utf-8")
+    with pytest.raises(InputError, match=r"groups\[0\]\.kind"):
+        load_probes(p)
+    p.write_text("{not json", encoding="utf-8")
+    with pytest.raises(InputError, match="probes.json:1"):
+        load_probes(p)
