@@ -100,7 +100,10 @@ def convert(model_dir: str | Path, out_path: str | Path, outtype: str = "f32") -
     script = ensure_converter()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".partial")
-    cmd = [sys.executable, str(script), str(model_dir), "--outfile", str(tmp), "--outtype", outtype]
+    # the converter itself, through a wrapper that names a known pre-tokenizer by its regex when the
+    # vocabulary's hash is new (convert_known_pre.py says why)
+    wrapper = Path(__file__).with_name("convert_known_pre.py")
+    cmd = [sys.executable, str(wrapper), str(script), str(model_dir), "--outfile", str(tmp), "--outtype", outtype]
     env = {k: v for k, v in os.environ.items() if k != "NO_LOCAL_GGUF"}  # the vendored gguf-py, not the registry's
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0 or not tmp.is_file():

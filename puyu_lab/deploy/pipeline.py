@@ -41,10 +41,11 @@ def build_ladder(ws: Workspace, model: str = "model/sft", levels: list[str] | No
 
 
 def eval_ids(ws: Workspace, tok, n_tokens: int = 2048) -> list[int]:
-    """Held-out text of ``corpus/clean`` (documents joined by EOS, as in pretraining)."""
+    """Held-out text of ``corpus/clean`` (documents joined by EOS, as in pretraining), after BOS when the
+    tokenizer has one (Qwen2's has none)."""
     from ..artifacts import load_corpus
 
-    ids: list[int] = [tok.bos_token_id]
+    ids: list[int] = [tok.bos_token_id] if tok.bos_token_id is not None else []
     for t in load_corpus(ws, "heldout")["text"]:
         ids += tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
         if len(ids) >= n_tokens:

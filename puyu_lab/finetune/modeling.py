@@ -18,10 +18,31 @@ def resolve_base(ws: Workspace, base: str) -> tuple[Path | str, Artifact | None]
     return base, None  # a hub id (gpu profile, when online)
 
 
-def load_base(path, method: str, *, trainable: bool = True):
-    """The base model as the method needs it: fp32 (full / LoRA) or 4-bit nf4 (QLoRA)."""
-    import torch
+def _from_pretrained(path, trust_remote_code: bool, **kw):
+    """``AutoModelForCausalLM.from_pretrained`` with one clear error naming the model."""
     from transformers import AutoModelForCausalLM
+
+    from ..errors import InputError
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(path), trust_remote_code=trust_remote_code, **kw)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
+        if "trust_remote_code" in str(exc):
+            fix = ("it ships its own modelling code (InternLM2 does): set trust_remote_code=True in the config if you "
+                   "trust its source")
+        elif not Path(str(path)).is_dir():
+            fix = ("it is neither a model directory nor a hub id this machine can fetch (offline here): give the "
+                   "checkpoint's local directory")
+        else:
+            fix = "the directory needs config.json and its weights (*.safetensors) as transformers saves them"
+        raise InputError(f"model {path}: cannot load it ({first}); {fix}") from None
+
+
+def load_base(path, method: str, *, trainable: bool = True, trust_remote_code: bool = False):
+    """The base model as the method needs it: fp32 (full / LoRA) or 4-bit nf4 (QLoRA); the dtype is what
+    the device supports (bf16 where native, else fp16 on CUDA, fp32 on CPU)."""
+    import torch
 
     from ..numerics import choose
 
@@ -32,11 +53,25 @@ def load_base(path, method: str, *, trainable: bool = True):
 
         q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                bnb_4bit_compute_dtype=half or torch.float32)
-        return AutoModelForCausalLM.from_pretrained(str(path), quantization_config=q,
-                                                    device_map={"": 0} if cuda else {"": "cpu"})
+        return _from_pretrained(path, trust_remote_code, quantization_config=q,
+                                device_map={"": 0} if cuda else {"": "cpu"})
     dtype = half if (half is not None and method == "lora") else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+    model = _from_pretrained(path, trust_remote_code, dtype=dtype)
     return model.to("cuda") if cuda else model
+
+
+def linear_targets(model, *, output_layer: bool = True) -> list[str]:
+    """The model's own linear layers by their leaf names (what peft's ``"all-linear"`` picks), with the
+    output layer (``lm_head``, InternLM2's ``output``) when ``output_layer``; 4-bit and 8-bit
+    bitsandbytes layers count (they subclass ``nn.Linear``)."""
+    import torch.nn as nn
+
+    out = model.get_output_embeddings()
+    names = {name.rsplit(".", 1)[-1] for name, mod in model.named_modules()
+             if isinstance(mod, nn.Linear) and (output_layer or mod is not out)}
+    if not names:
+        raise ValueError(f"{type(model).__name__} has no linear layers for LoRA to adapt")
+    return sorted(names)
 
 
 def wrap_peft(model, cfg: SFTConfig):
@@ -44,8 +79,10 @@ def wrap_peft(model, cfg: SFTConfig):
 
     if cfg.method == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    targets = (linear_targets(model, output_layer=cfg.lora_output_layer) if cfg.target_modules == "all-linear"
+               else list(cfg.target_modules))
     lc = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                    target_modules=list(cfg.target_modules), modules_to_save=list(cfg.modules_to_save) or None,
+                    target_modules=targets, modules_to_save=list(cfg.modules_to_save) or None,
                     task_type="CAUSAL_LM")
     return get_peft_model(model, lc)
 
@@ -69,10 +106,10 @@ def training_memory(model, optimizer=None) -> dict:
     return {k: round(v, 2) for k, v in out.items()}
 
 
-def merge_adapter(base_path, adapter_path):
+def merge_adapter(base_path, adapter_path, *, trust_remote_code: bool = False):
     """The full-precision base with the adapter folded in (``merge_and_unload``). A QLoRA adapter
     is merged into the *unquantized* base, as XTuner's ``merge`` does."""
     from peft import PeftModel
 
-    base = load_base(base_path, "full")
+    base = load_base(base_path, "full", trust_remote_code=trust_remote_code)
     return PeftModel.from_pretrained(base, str(adapter_path)).merge_and_unload()

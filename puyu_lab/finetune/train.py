@@ -71,8 +71,9 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
     if data_art is None or data_art.params.get("data") != asdict(cfg.data) or \
             data_art.params.get("custom_data") != cfg.custom_data:
         data_art = prepare_data(ws, cfg)  # missing, or built with other settings (another name …)
-    tok = load_tokenizer(base_path)
-    install_template(tok)
+    tok = load_tokenizer(base_path, trust_remote_code=cfg.trust_remote_code)
+    if not tok.chat_template:  # a base model without a chat format gets the chain's; a chat model keeps its own
+        install_template(tok)
     set_seed(cfg.seed)
     convs = load_sft_data(ws, "train")
     keys: list[str] = []
@@ -86,7 +87,7 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
             **{k: v for k, v in split_info.items() if k != "note"})
 
     t0 = time.perf_counter()
-    model = load_base(base_path, cfg.method)
+    model = load_base(base_path, cfg.method, trust_remote_code=cfg.trust_remote_code)
     if cfg.method in ("lora", "qlora"):
         model = wrap_peft(model, cfg)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -175,7 +176,7 @@ def _save(ws, cfg, model, tok, base_path, base_art, data_art, history, metrics, 
             model.save_pretrained(str(w.path))
             w.metrics.update({k: metrics[k] for k in ("method", "trainable_parameters", "steps", "eval_loss")})
         adapter = ws.get(ADAPTER)
-        merged = merge_adapter(base_path, adapter.path)
+        merged = merge_adapter(base_path, adapter.path, trust_remote_code=cfg.trust_remote_code)
         parents = parents + [adapter]
     else:
         merged = model

@@ -46,20 +46,23 @@ class HFModel(LocalModel, Scorer):
     can_score = True
 
     @classmethod
-    def load(cls, source, name: str | None = None, *, ws=None, dtype=None, **kw) -> "HFModel":
-        """A model directory, or a model artifact of the workspace ``ws`` (``"model/sft"``)."""
+    def load(cls, source, name: str | None = None, *, ws=None, dtype=None, trust_remote_code: bool = False,
+             **kw) -> "HFModel":
+        """A model directory, or a model artifact of the workspace ``ws`` (``"model/sft"``);
+        ``trust_remote_code`` runs the directory's own modelling code (only for a model you trust)."""
         import torch
         from transformers import AutoModelForCausalLM
 
         p = Path(source)
         if not p.is_dir() and ws is not None:
             p = ws.get(str(source)).path
-        # never run code a model directory names (transformers would ask on stdin when left unset)
-        model = AutoModelForCausalLM.from_pretrained(str(p), dtype=dtype or torch.float32, trust_remote_code=False)
+        # code a model directory names runs only when asked (transformers would ask on stdin when left unset)
+        model = AutoModelForCausalLM.from_pretrained(str(p), dtype=dtype or torch.float32,
+                                                     trust_remote_code=trust_remote_code)
         model.eval()
         cfg = p / "config.json"
         ident = kw.pop("model_id", None) or f"hf:{p.resolve()}:{cfg.stat().st_mtime_ns if cfg.exists() else 0}"
-        return cls(model, load_tokenizer(p), name or (str(source) if ws is not None else p.name), model_id=ident, **kw)
+        return cls(model, load_tokenizer(p, trust_remote_code=trust_remote_code), name or (str(source) if ws is not None else p.name), model_id=ident, **kw)
 
     @property
     def has_chat_template(self) -> bool:

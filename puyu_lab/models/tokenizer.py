@@ -54,21 +54,31 @@ def write_hf_files(out_dir: Path) -> None:
 
 
 
-def load_tokenizer(path: str | os.PathLike):
-    """An ``AutoTokenizer`` from a tokenizer directory, with one clear error when it is broken."""
+def load_tokenizer(path: str | os.PathLike, *, trust_remote_code: bool = False):
+    """An ``AutoTokenizer`` from a tokenizer or model directory — a sentencepiece ``tokenizer.model``
+    (the chain's, Llama, InternLM2) or a ``tokenizer.json`` (Qwen2, Llama 3 …) — with one clear error
+    naming the directory when it is broken. ``trust_remote_code`` runs the directory's own tokenizer
+    code (InternLM2's hub checkpoints ship one); only for a model you trust."""
     from transformers import AutoTokenizer
 
     path = Path(path)
     model = path / "tokenizer.model"
-    if not model.is_file():
-        raise InputError(f"{path}: no tokenizer.model here; run labs/02_pretrain.ipynb (the tokenizer step) "
-                         "or point at a tokenizer directory")
-    check_sentencepiece(model)
+    own = path / "tokenizer.json"
+    if not model.is_file() and not own.is_file():
+        raise InputError(f"{path}: no tokenizer here (neither tokenizer.model nor tokenizer.json); for the chain's "
+                         "own model run labs/02_pretrain.ipynb (the tokenizer step), for a model you bring give its "
+                         "checkpoint directory")
+    if model.is_file():
+        check_sentencepiece(model)
     try:
-        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except Exception as exc:
+        fix = ("retrain it in labs/02_pretrain.ipynb" if (path / "tokenizer.model").is_file() and not own.is_file()
+               else "check the checkpoint's tokenizer files (tokenizer.json, tokenizer_config.json)")
+        if "trust_remote_code" in str(exc):
+            fix = "this tokenizer ships its own code: pass trust_remote_code=True if you trust the model's source"
         raise InputError(f"{path}: transformers cannot load this tokenizer ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:200]}); retrain it in labs/02_pretrain.ipynb") from None
+                         f"{str(exc).splitlines()[0][:200]}); {fix}") from None
 
 
 def check_sentencepiece(model: Path):
