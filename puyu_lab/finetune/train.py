@@ -28,7 +28,7 @@ from .config import ALL_LINEAR, LORA_TARGETS, METHODS, SFTConfig, config_for_pro
 from .dataset import Collator, conversation_key, encode_all, prepare_data, split_eval  # noqa: F401
 from .modeling import load_base, merge_adapter, resolve_base, training_memory, wrap_peft  # noqa: F401
 from .scoring import collapse_rate, selfcog_score  # noqa: F401
-from .xtuner import xtuner_config  # noqa: F401
+from .xtuner import XTUNER_DATA, xtuner_config, xtuner_conversations  # noqa: F401
 
 ADAPTER = "adapter/sft"
 MODEL = "model/sft"
@@ -196,5 +196,8 @@ def _save(ws, cfg, model, tok, base_path, base_art, data_art, history, metrics, 
                                                           ensure_ascii=False, indent=1), encoding="utf-8")
         (w.path / "sft_config.json").write_text(json.dumps(cfg.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
         (w.path / "xtuner_config.py").write_text(xtuner_config(cfg), encoding="utf-8")
+        with open(w.path / XTUNER_DATA, "w", encoding="utf-8") as f:  # its data, in XTuner's conversation format
+            for row in xtuner_conversations(tok, load_sft_data(ws, "train")):
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
         w.metrics.update(metrics)
     return ws.get(MODEL)
