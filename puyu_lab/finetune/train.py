@@ -77,7 +77,20 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
     set_seed(cfg.seed)
     convs = load_sft_data(ws, "train")
     keys: list[str] = []
+    # the context the base was trained on: a chain base's pretraining block, else what its config allows
+    base_context = ((base_art.params.get("config") or {}).get("preset") or {}).get("block_size") if base_art else None
+    if base_context is None:
+        try:
+            base_context = json.loads((Path(base_path) / "config.json").read_text(encoding="utf-8")).get(
+                "max_position_embeddings")
+        except (OSError, ValueError):
+            base_context = None
+    if base_context and cfg.max_length > base_context:
+        em.emit("warning", message=f"max_length {cfg.max_length} is longer than the {base_context} tokens the base "
+                f"model was trained on: positions {base_context}–{cfg.max_length - 1} were never trained (set "
+                f"cfg.max_length ≤ {base_context})")
     rows, enc_info = encode_all(tok, convs, cfg.max_length, keys)
+    enc_info = {**enc_info, "max_length": cfg.max_length, "base_context": base_context}
     train_rows, eval_rows, split_info = split_eval(rows, keys, cfg.eval_fraction, cfg.seed)
     if split_info.get("note"):
         em.emit("warning", message=split_info["note"])
@@ -99,8 +112,17 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
     probe = [h["prompt"] for h in heldout[:1] + heldout[-1:]] + list(CONTROL_PROMPTS)
     name = cfg.data.assistant_name
 
+    selfcog_curve: list[dict] = []  # held-out self-cognition accuracy at each sample, live in the panel
+
     def sample_fn(m):
         answers = {p: chat.reply([{"role": "user", "content": p}], cfg.sample_tokens) for p in probe}
+        if heldout:  # every paraphrase never trained on, scored as at the end (the name in the answer)
+            ok = sum(h["expect"] in (answers.get(h["prompt"])
+                                     or chat.reply([{"role": "user", "content": h["prompt"]}], cfg.sample_tokens))
+                     for h in heldout)
+            selfcog_curve.append({"step": len(selfcog_curve) * cfg.sample_every + cfg.sample_every,
+                                  "acc": round(ok / len(heldout), 4)})
+            answers[f"自我认知 held-out self-cognition ({len(heldout)})"] = f"{ok}/{len(heldout)} ({ok / len(heldout):.0%})"
         collapsed = [p for p in CONTROL_PROMPTS if name in answers[p]]
         if len(collapsed) >= max(1, len(CONTROL_PROMPTS) // 2):
             em.emit("warning", message=f"{len(collapsed)} of {len(CONTROL_PROMPTS)} unrelated prompts are answered with "
@@ -156,7 +178,7 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
         "method": cfg.method, "steps": state.global_step, "max_steps": state.max_steps, "stopped": stopped,
         "train_loss": trains[-1]["loss"] if trains else None, "eval_loss": evals[-1]["eval_loss"] if evals else None,
         "eval_loss_first": evals[0]["eval_loss"] if evals else None,
-        "selfcog_heldout_acc": acc, "control_collapse": collapse, "trainable_parameters": trainable,
+        "selfcog_heldout_acc": acc, "selfcog_curve": selfcog_curve, "control_collapse": collapse, "trainable_parameters": trainable,
         "parameters": total, "memory": memory, "seconds": round(seconds, 1), "precision": numerics.dtype,
         "precision_reason": numerics.reason, **enc_info,
     }

@@ -152,3 +152,19 @@ def test_chat_panel_streams_side_by_side_and_inspector(ws):
     html = view._repr_html_()
     assert html.count("background:#d5f5dd;") == sum(x != -100 for x in view.encoded.labels) > 0
     assert "every assistant turn ends" in html or "每个助手回合" in html
+
+
+def test_live_selfcog_accuracy_and_the_base_context_are_reported(ws):
+    events = []
+    res = finetune(ws, cfg(max_length=160), save=False, score=False, on_event=events.append)
+    m = res.metrics
+    assert m["base_context"] == 64 and m["max_length"] == 160
+    warn = [e.data["message"] for e in events if e.kind == "warning" and "never trained" in e.data["message"]]
+    assert warn and "positions 64–159" in warn[0]
+    # held-out self-cognition accuracy at each sample (steps 2 and 4), shown with the samples in the panel
+    assert [c["step"] for c in m["selfcog_curve"]] == [2, 4] and all(0 <= c["acc"] <= 1 for c in m["selfcog_curve"])
+    samples = [e.data["samples"] for e in events if e.kind == "sample"]
+    assert len(samples) == 2 and any("held-out self-cognition" in k for k in samples[0])
+    quiet = []
+    finetune(ws, cfg(max_length=64, max_steps=1, sample_every=0), save=False, score=False, on_event=quiet.append)
+    assert not [e for e in quiet if e.kind == "warning" and "never trained" in e.data["message"]]
