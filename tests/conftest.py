@@ -144,6 +144,7 @@ class Chain:
 
         self.labs = discover(ROOT / "labs")
         self.ws = Workspace(root / "workspace")
+        self.snapshot_root = root / "snapshot"
         self.out = self.ws.root / "chain"
         self.results: dict[str, object] = {}
 
@@ -169,7 +170,21 @@ class Chain:
             raise
         self.results[nb.name] = res
         self._report()
+        if res.ok and nb == self.labs[-1]:
+            self._snapshot()
         return res
+
+    def _snapshot(self) -> None:
+        """The workspace as the chain left it (later tests re-run labs in the page on ``ws``)."""
+        if not self.snapshot_root.exists():
+            shutil.copytree(self.ws.root, self.snapshot_root, symlinks=True)
+
+    @property
+    def snapshot(self):
+        from puyu_lab.workspace import Workspace
+
+        self.run_all()
+        return Workspace(self.snapshot_root)
 
     def _report(self) -> None:
         from puyu_lab.labrunner import write_report
@@ -208,7 +223,7 @@ class Grading:
         from puyu_lab.stages import stage_for_artifact
         from puyu_lab.workspace import Workspace
 
-        self.ws = chain.ws
+        self.ws = chain.snapshot  # the chain's workspace as the labs left it (later tests re-run labs on chain.ws)
         self.subs = root / "submissions"
         self.alice = submit(self.ws, self.subs / "alice.zip", learner="alice")
         # bob stopped after the pretraining lab: a copy of the chain's workspace up to model/base

@@ -35,6 +35,19 @@ panel.children[0].value = "<b class='marker'>panel final 最终</b>"
 ]
 
 
+def offline_page(browser):
+    """A page whose every network request is refused, and the list of what it asked for."""
+    page = browser.new_page()
+    asked = []
+
+    def refuse(route):
+        asked.append(route.request.url)
+        route.abort()
+
+    page.route("http*://**/*", refuse)
+    return page, asked
+
+
 def test_lab_report_renders_offline_with_every_panel_and_figure(tmp_path, browser):
     from playwright.sync_api import Error
 
@@ -59,14 +72,7 @@ def test_lab_report_renders_offline_with_every_panel_and_figure(tmp_path, browse
     executed = json.loads((tmp_path / "chain" / "09_offline.ipynb").read_text(encoding="utf-8"))
     assert "widgets" in executed["metadata"]
 
-    page = browser.new_page()
-    asked = []
-
-    def refuse(route):
-        asked.append(route.request.url)
-        route.abort()
-
-    page.route("http*://**/*", refuse)
+    page, asked = offline_page(browser)
     try:
         page.goto(page_path.as_uri())
         page.wait_for_function("() => document.querySelectorAll('.puyu-plot .main-svg').length >= 3", timeout=30_000)
@@ -96,14 +102,7 @@ def test_chain_report_card_and_gradebook_open_offline(grading, browser, shots):
     chain_dir = grading.ws.root / "chain"
     pages = [chain_dir / "report.html", grading.ws.root / "report" / "index.html", grading.book.html_path]
     pages += sorted(chain_dir.glob("0*_*.html"))
-    page = browser.new_page()
-    asked = []
-
-    def refuse(route):
-        asked.append(route.request.url)
-        route.abort()
-
-    page.route("http*://**/*", refuse)
+    page, asked = offline_page(browser)
     drawn = {}
     for p in pages:
         page.goto(p.as_uri())

@@ -1,7 +1,9 @@
 """``GET /puyu-lab/api/chain``: the workspace's chain state, for an authenticated user only."""
 from __future__ import annotations
 
+import hashlib
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import tornado.web
@@ -19,19 +21,31 @@ def find_labs(root: Path) -> Path | None:
     return None
 
 
-_CHECKS: dict = {}  # (workspace, chain version) → {lab: [passed, total]}: checks rerun only when an artifact changes
+_CHECKS: dict = {}  # (workspace, chain version) → {lab: [passed, total]} or the Future computing it
+_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="puyu-checks")
 
 
-def lab_checks(ws, version: str) -> dict:
-    """Each lab's self-checks passed / total on ``ws`` (``puyu_lab.checks``), cached per chain version."""
+def _compute(ws) -> dict:
+    from puyu_lab.checks import run
+
+    return {lab: list(pt) for lab, pt in run(ws, scope="artifact").by_lab().items()}
+
+
+def lab_checks(ws, version: str) -> dict | None:
+    """Each lab's self-checks passed / total on ``ws`` (``puyu_lab.checks``), computed in the background
+    once per chain version (they read artifacts: seconds); ``None`` while they run, so the artifact status
+    never waits for them."""
     key = (str(ws.root), version)
-    if key not in _CHECKS:
-        from puyu_lab.checks import run
-
-        card = run(ws, scope="artifact")
-        _CHECKS.clear()
-        _CHECKS[key] = {lab: list(pt) for lab, pt in card.by_lab().items()}
-    return _CHECKS[key]
+    val = _CHECKS.get(key)
+    if val is None:
+        if len(_CHECKS) > 16:
+            _CHECKS.clear()
+        val = _CHECKS[key] = _POOL.submit(_compute, ws)
+    if isinstance(val, Future):
+        if not val.done():
+            return None
+        val = _CHECKS[key] = val.result()  # an exception goes to the caller, which shows it
+    return val
 
 
 def chain_state(root_dir) -> dict:
@@ -45,8 +59,14 @@ def chain_state(root_dir) -> dict:
     except Exception as e:  # the artifact status still shows
         by_lab, state["checks_error"] = {}, f"{type(e).__name__}: {e}"
     for st in state["stages"]:
-        passed, total = by_lab.get(st["lab"], (0, 0))
-        st["checks"] = {"passed": passed, "total": total}
+        if by_lab is None:
+            st["checks"] = None  # still running: the sidebar shows "…"
+        else:
+            passed, total = by_lab.get(st["lab"], (0, 0))
+            st["checks"] = {"passed": passed, "total": total}
+    # the version the sidebar re-renders on: the artifacts', and the checks' once they are in
+    state["version"] += "-" + ("pending" if by_lab is None else
+                               hashlib.sha1(json.dumps(by_lab, sort_keys=True).encode()).hexdigest()[:8])
     labs = find_labs(root)
     state["labs_dir"] = labs.relative_to(root).as_posix() if labs else None
     for st in state["stages"]:
@@ -65,7 +85,7 @@ class ChainHandler(APIHandler):
     async def get(self):
         from tornado.ioloop import IOLoop
 
-        try:  # the checks read artifacts (seconds when one changed): off the server's event loop
+        try:  # reading the workspace touches the disk: off the server's event loop
             state = await IOLoop.current().run_in_executor(None, chain_state, self.root_dir)
         except Exception as e:  # the sidebar shows the message instead of a blank panel
             self.set_status(500)

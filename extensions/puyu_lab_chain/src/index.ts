@@ -29,7 +29,7 @@ interface Stage {
   needs: string[];
   status: 'present' | 'stale' | 'missing';
   artifacts: Artifact[];
-  checks?: { passed: number; total: number };
+  checks?: { passed: number; total: number } | null;
 }
 
 interface ChainState {
@@ -163,7 +163,9 @@ export class ChainSidebar extends Widget {
       top.appendChild(el('span', 'puyu-stage-en', st.en));
       top.appendChild(el('span', `puyu-badge puyu-badge-${st.status}`, STATUS_LABEL[st.status] || st.status));
       li.appendChild(top);
-      if (st.checks && st.checks.total > 0) {
+      if (st.checks === null) {
+        li.appendChild(el('div', 'puyu-checks puyu-checks-pending', '自检 checks …'));
+      } else if (st.checks && st.checks.total > 0) {
         const { passed, total } = st.checks;
         const cls = passed === total ? 'puyu-checks-all' : passed > 0 ? 'puyu-checks-some' : 'puyu-checks-none';
         const chk = el('div', `puyu-checks ${cls}`, `自检 checks ${passed}/${total}`);
