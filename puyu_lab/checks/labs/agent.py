@@ -27,7 +27,7 @@ def traced(ctx):
 
 @check("agent.notool", LAB, "不需要工具时不调用", "No tool when none is needed", needs=(AGENT_EVAL,),
        verifies="on held-out questions that need no tool (self-cognition, chit-chat), the agent answers without "
-                "calling one on ≥ 70 % (recomputed from rows.jsonl)",
+                "calling one on ≥ 60 % (recomputed from rows.jsonl; the quick chain: 85 %, #17 aims at 90 %)",
        hint="the SFT data needs its no-tool conversations (data.notool_examples in lab 03)", camp=CAMP)
 def notool(ctx):
     rows = [r for r in _rows(ctx) if r["kind"] == "notool"]
@@ -35,7 +35,7 @@ def notool(ctx):
         return Outcome(False, "no notool rows")
     n = sum(bool(r["tool_ok"]) and not r["called"] for r in rows)
     rate = n / len(rows)
-    return Outcome(rate >= 0.7, f"{rate:.1%} ({n}/{len(rows)}) without a call", value=rate,
+    return Outcome(rate >= 0.6, f"{rate:.1%} ({n}/{len(rows)}) without a call", value=rate,
                    claimed=ctx.get(AGENT_EVAL).metrics.get("notool_with_tools"))
 
 
