@@ -381,8 +381,6 @@ class Workspace:
 
 def file_digests(root: Path) -> dict[str, dict[str, Any]]:
     """``{relative path: {"sha256", "bytes"}}`` of every file under ``root`` but the manifest (sorted)."""
-    import hashlib
-
     out = {}
     for p in sorted(root.rglob("*")):
         if not p.is_file() or p.is_symlink():
@@ -390,12 +388,19 @@ def file_digests(root: Path) -> dict[str, dict[str, Any]]:
         rel = p.relative_to(root).as_posix()
         if rel == MANIFEST:
             continue
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        out[rel] = {"sha256": h.hexdigest(), "bytes": p.stat().st_size}
+        out[rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
     return out
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file, read in 1 MB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _fmt(v: Any) -> str:

@@ -16,7 +16,6 @@ Written to a temporary name and renamed, so a bundle is complete or absent.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import platform
@@ -24,18 +23,10 @@ import zipfile
 from pathlib import Path
 from typing import Callable
 
-from ..workspace import MANIFEST, Workspace
+from ..workspace import MANIFEST, Workspace, sha256_file
 
 FORMAT = "puyu-lab-bundle/1"
 PROBE_MODEL = "model/sft"  # the model the teacher's probes ask by default
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def environment() -> dict:
@@ -110,7 +101,7 @@ def submit(ws: Workspace | None = None, out: str | os.PathLike | None = None, *,
                         continue
                     size = p.stat().st_size
                     included = whole or size <= cap
-                    files[rel] = {"sha256": sha256(p), "bytes": size, "included": included}
+                    files[rel] = {"sha256": sha256_file(p), "bytes": size, "included": included}
                     if included:
                         z.write(p, f"artifacts/{art.name}/{rel}")
                 z.write(art.path / MANIFEST, f"artifacts/{art.name}/{MANIFEST}")

@@ -23,14 +23,16 @@ import html
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from ..workspace import MANIFEST, STORE, Workspace, _check_name
+from ..workspace import MANIFEST, STORE, Workspace, _check_name, sha256_file
 from .bundle import FORMAT
 
 MAX_BUNDLE_BYTES = 1 << 30  # 1 GiB extracted, at most
@@ -63,7 +65,7 @@ class BundleError(Exception):
     pass
 
 
-_REL_PART = __import__("re").compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+\-]*$")
+_REL_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+\-]*$")
 
 
 def _safe_rel(rel) -> bool:
@@ -114,7 +116,7 @@ def restore(z: zipfile.ZipFile, info: dict, root: Path, flags: list[str]) -> Wor
     cap = info.get("max_file_bytes")
     listed = {"bundle.json"}
     ws = Workspace(root)
-    store = (root / STORE)
+    store = root / STORE
     store.mkdir(parents=True, exist_ok=True)
     for name, entry in info["artifacts"].items():
         if not _artifact_name_ok(name):
@@ -183,15 +185,12 @@ def restore(z: zipfile.ZipFile, info: dict, root: Path, flags: list[str]) -> Wor
                 continue
             try:
                 data = z.read(key)
-            except (zipfile.BadZipFile, OSError, EOFError, __import__("zlib").error) as e:
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
                 flags.append(f"{name}/{rel}: unreadable in the zip ({type(e).__name__})")
                 continue
             digest = hashlib.sha256(data).hexdigest()
             if digest != meta.get("sha256"):
                 flags.append(f"{name}/{rel}: content differs from the bundle's list (changed after submitting)")
-            elif written is not None and rel in written and isinstance(written[rel], dict) \
-                    and written[rel].get("sha256") != digest:
-                pass  # already flagged above (the list and the manifest disagree)
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
         link = root / name
@@ -307,7 +306,6 @@ def grade_one(path: Path, groups=None, *, work: Path | None = None) -> Row:
 
 def _grade_into(row: Row, path: Path, groups, tmp: Path) -> None:
     from . import REGISTRY, run
-    from .bundle import sha256
 
     try:
         z = zipfile.ZipFile(path)
@@ -326,7 +324,7 @@ def _grade_into(row: Row, path: Path, groups, tmp: Path) -> None:
             return
     for name in ("model/sft",):  # the learner's own fine-tune: the same weights twice is one learner's work
         if ws.exists(name) and (ws.get(name).path / "model.safetensors").is_file():
-            row.fingerprints[name] = sha256(ws.get(name).path / "model.safetensors")
+            row.fingerprints[name] = sha256_file(ws.get(name).path / "model.safetensors")
     report = info.get("report") or {}
     results = report.get("results", []) if isinstance(report.get("results"), list) else []
     reported = {r["id"]: r for r in results if isinstance(r, dict) and isinstance(r.get("id"), str)}
