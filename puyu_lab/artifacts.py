@@ -15,6 +15,8 @@ here), never through the producing stage's modules; each stage declares what it 
     quant/<model>     deploy    → measured levels + per-token KL                 load_quant_results
     eval/<run>        eval      → a leaderboard (lm-eval-style JSON per model)   load_eval
     agent/eval        agent     → held-out tasks with vs without tools           load_agent_eval
+    rag/index         rag       → chunks, BM25, the dense encoder and vectors    load_rag_index
+    rag/eval          rag       → questions with ranks, refusal curve, answers   load_rag_eval
 """
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ ADAPTER = "adapter/sft"
 AGENT_EVAL = "agent/eval"
 PREF_DATA = "pref/data"
 DPO_MODEL = "model/dpo"
+RAG_INDEX = "rag/index"
+RAG_EVAL = "rag/eval"
 
 SFT_PARTS = ("train", "selfcog_heldout", "arithmetic_heldout", "date_heldout", "notool_heldout")
 
@@ -117,3 +121,21 @@ def load_eval(ws: Workspace, name: str = "eval/chain") -> dict:
     results = {p.stem.replace("__", "/"): json.loads(p.read_text(encoding="utf-8"))
                for p in sorted((art.path / "results").glob("*.json"))}
     return {"metrics": dict(art.metrics), "results": results, "samples": _jsonl(art.path / "samples.jsonl")}
+
+
+def load_rag_index(ws: Workspace, name: str = RAG_INDEX) -> dict:
+    """``rag/index``: ``chunks`` (id, doc, source, text), ``vectors`` (one unit vector per chunk),
+    ``info`` (fusion weight, depth) and ``path`` (its ``bm25/`` and ``encoder/`` folders)."""
+    import numpy as np
+
+    art = ws.get(name)
+    return {"chunks": _jsonl(art.file("chunks.jsonl")), "vectors": np.load(art.file("vectors.npy")),
+            "info": json.loads(art.file("index.json").read_text(encoding="utf-8")), "path": art.path}
+
+
+def load_rag_eval(ws: Workspace, name: str = RAG_EVAL) -> dict:
+    """``rag/eval``: ``metrics``, one row per question (``rows``: split, answerable, ranks per mode,
+    relevance, the reader's answers) and the test half's refusal ``curve``."""
+    art = ws.get(name)
+    return {"metrics": dict(art.metrics), "rows": _jsonl(art.file("questions.jsonl")),
+            "curve": json.loads(art.file("curve.json").read_text(encoding="utf-8"))}

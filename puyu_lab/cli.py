@@ -190,9 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     from .finetune.cli import add_finetune_commands
     from .preference.cli import add_preference_commands
     from .pretrain.cli import add_pretrain_commands
+    from .rag.cli import add_rag_commands
 
     for add in (add_data_commands, add_pretrain_commands, add_finetune_commands, add_preference_commands,
-                add_deploy_commands, add_eval_commands, add_agent_commands):  # the chain's order
+                add_deploy_commands, add_eval_commands, add_agent_commands, add_rag_commands):  # the chain's order
         add(sub)
 
     args = p.parse_args(argv)

@@ -34,6 +34,7 @@ class Profile:
     minutes: str  # the wall time a learner should expect for the whole chain
     data: DataSettings = field(default_factory=DataSettings)
     base_model: str | None = None  # gpu profile: a local path or hub id of a real chat model
+    embedding_model: str | None = None  # gpu profile: a local embedding-model directory for the RAG lab (else trained)
 
     def with_data(self, **changes) -> "Profile":
         return replace(self, data=replace(self.data, **changes))
@@ -52,6 +53,7 @@ PROFILES: dict[str, Profile] = {
         "gpu", "CUDA GPU, a real chat model (InternLM2-chat-1.8B) fine-tuned with QLoRA", "cuda", "≈20",
         data=DataSettings(max_docs_per_source=None),
         base_model=os.environ.get("PUYU_LAB_GPU_MODEL", "internlm/internlm2-chat-1_8b"),
+        embedding_model=os.environ.get("PUYU_LAB_EMBEDDING_MODEL") or None,
     ),
 }
 

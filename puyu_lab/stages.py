@@ -1,4 +1,4 @@
-"""The seven stages of the chain: who produces which artifact, and in which lab.
+"""The eight stages of the chain: who produces which artifact, and in which lab.
 
 This table is the one place that knows the chain's shape. The workspace uses it to name the
 lab that produces a missing input, the tour and ``puyu-lab status`` use it to draw the chain map.
@@ -36,6 +36,7 @@ STAGES: tuple[Stage, ...] = (
           ("model/base", "model/sft", "sft/data", "corpus/clean", "gguf/", "pref/data", "model/dpo", "model/orpo")),
     Stage("agent", "Lagent / AgentLego", "Apply", "07_agent.ipynb", ("agent/",),
           ("model/sft", "sft/data", "corpus/clean", "gguf/")),
+    Stage("rag", "茴香豆 HuixiangDou", "RAG", "08_rag.ipynb", ("rag/",), ("corpus/clean", "model/base", "model/sft")),
 )
 
 

@@ -184,4 +184,5 @@ def test_a_stage_reading_an_undeclared_artifact_fails(tmp_path):
     # what the engines read is declared (the chain's data flow, as the issue lists it)
     assert may_read("finetune", "corpus/clean") and may_read("eval", "sft/data") and may_read("agent", "sft/data")
     assert not may_read("data", "model/sft") and {s.key for s in STAGES} == {
-        "data", "pretrain", "finetune", "preference", "deploy", "eval", "agent"}
+        "data", "pretrain", "finetune", "preference", "deploy", "eval", "agent", "rag"}
+    assert may_read("rag", "model/base") and may_read("rag", "corpus/clean") and not may_read("rag", "gguf/sft")

@@ -13,6 +13,7 @@ from ..workspace import stage_entry
 from ..contracts.calculator import (CALCULATOR_DESCRIPTION, CALCULATOR_SCHEMA, EXPRESSION_PATTERN, CalculatorError,
                                    calculate)
 from ..contracts.dates import ADD_DAYS_DESCRIPTION, ADD_DAYS_SCHEMA, DATE_PATTERN, DateError, add_days, parse_date
+from ..contracts.retrieval import search_tokens
 from .sandbox import Limits, SandboxUnavailable, run_python
 from .tools import Tool, ToolError, ToolRegistry, make_tool
 
@@ -69,22 +70,7 @@ def days_between(start: str, end: str) -> dict:
     return {"days": (b - a).days}
 
 
-# ---- corpus search -------------------------------------------------------------------------------
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-_WORD = re.compile(r"[A-Za-z]+|\d+|[\u3400-\u9fff\uf900-\ufaff]+")
-
-
-def search_tokens(text: str) -> list[str]:
-    """BM25 terms: lower-cased Latin words and numbers, and the characters and character bigrams of
-    Chinese runs (the usual segmenter-free indexing of Chinese)."""
-    out: list[str] = []
-    for run in _WORD.findall(text):
-        if _CJK.match(run):
-            out.extend(run)
-            out.extend(run[i:i + 2] for i in range(len(run) - 1))
-        else:
-            out.append(run.lower())
-    return out
+# ---- corpus search (terms: contracts.retrieval.search_tokens, shared with the RAG lab) ----------------------
 
 
 class CorpusIndex:

@@ -1,5 +1,5 @@
 """Views over the engines: widgets and HTML that subscribe to engine events and draw. One module
-per stage (``data``, ``pretrain``, ``finetune``, ``preference``, ``deploy``, ``eval``, ``agent``), plus
+per stage (``data``, ``pretrain``, ``finetune``, ``preference``, ``deploy``, ``eval``, ``agent``, ``rag``), plus
 ``chat`` (any model, from the fine-tune lab on), ``chain`` (the chain map), ``base`` (shared drawing)
 and ``snapshot`` (static HTML of live widgets, for reports that open offline: when ``make chain``
 sets ``$PUYU_LAB_SNAPSHOTS``, importing the panels installs its after-each-cell hook)."""
@@ -21,6 +21,7 @@ PANELS = {
     "MemoryWhatIf": "deploy",
     "EvalPanel": "eval",
     "AgentTracePanel": "agent",
+    "RAGPanel": "rag",
 }
 
 __all__ = ["HTMLView", "Throttle", "html_table", "run_in_thread", "chain_map", "doctor_view", "profiles_view",

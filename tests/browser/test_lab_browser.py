@@ -1,6 +1,6 @@
 """The JupyterLab extension and the labs' panels in a real browser (Debian Chromium, headless).
 
-1. The "书生·浦语 Chain" sidebar lists the seven stages and flips a stage to present once its lab ran.
+1. The "书生·浦语 Chain" sidebar lists the eight stages and flips a stage to present once its lab ran.
 2. 02_pretrain.ipynb, opened from the sidebar: the training cell's live loss plot grows, Stop ends
    training early with a checkpoint.
 3. The deploy, eval and agent labs run in the browser: the quantization trade-off chart has one
@@ -21,7 +21,7 @@ from .shim import jupyterlab_browser_check_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow]
 
-STAGES = ["data", "pretrain", "finetune", "preference", "deploy", "eval", "agent"]
+STAGES = ["data", "pretrain", "finetune", "preference", "deploy", "eval", "agent", "rag"]
 
 # ---- JavaScript run in the page (window.jupyterapp: the server runs with expose_app_in_browser) ------
 RUN_ALL_ABOVE = """async (idx) => {
@@ -148,7 +148,7 @@ def test_sidebar_lists_the_stages_and_flips_one_when_its_lab_ran(fresh_lab, fres
     page.evaluate("async () => { await window.jupyterapp.commands.execute('launcher:create'); return true; }")
     page.wait_for_selector(".jp-LauncherCard[title*='02_pretrain.ipynb']", timeout=30_000)
     cards = page.locator(".jp-Launcher-section:has-text('书生·浦语 Labs') .jp-LauncherCard").count()
-    assert cards == 8  # 00_tour … 07_agent
+    assert cards == 9  # 00_tour … 08_rag
     # each lab's self-checks, none passed yet (puyu_lab.checks on an empty workspace)
     from puyu_lab.checks import run as run_checks
 

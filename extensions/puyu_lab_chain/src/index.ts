@@ -210,7 +210,8 @@ const LAB_TITLES: Record<string, string> = {
   '04_preference.ipynb': 'XTuner DPO Preference',
   '05_deploy.ipynb': 'LMDeploy Deploy',
   '06_eval.ipynb': 'OpenCompass Evaluate',
-  '07_agent.ipynb': 'Lagent Agent'
+  '07_agent.ipynb': 'Lagent Agent',
+  '08_rag.ipynb': '茴香豆 RAG'
 };
 
 const plugin: JupyterFrontEndPlugin<void> = {
