@@ -3,8 +3,9 @@
 1. The "书生·浦语 Chain" sidebar lists the eight stages and flips a stage to present once its lab ran.
 2. 02_pretrain.ipynb, opened from the sidebar: the training cell's live loss plot grows, Stop ends
    training early with a checkpoint.
-3. The deploy, eval and agent labs run in the browser: the quantization trade-off chart has one
-   point per level, the eval leaderboard and the agent trace render with their content.
+3. The deploy, eval, agent and RAG labs run in the browser: the quantization trade-off chart has one
+   point per level, the eval leaderboard and the agent trace render with their content, the RAG
+   panel's threshold slider changes the refusal counts.
 4. Screenshots of each panel are saved under test-artifacts/browser/.
 """
 from __future__ import annotations
@@ -307,6 +308,53 @@ def test_agent_trace_renders_with_its_steps(chain_page, shots):
     if "call" not in kinds:
         assert "Why was no tool called?" in box.locator(".puyu-trace .pt-diagnosis").first.text_content()
     box.screenshot(path=str(shots / "agent-trace.png"))
+
+
+REFUSAL = """(idx) => { const c = window.jupyterapp.shell.currentWidget.content.widgets[idx];
+  const e = c && c.node.querySelector('.puyu-refusal');
+  return e ? {answered: +e.dataset.answered, refused: +e.dataset.refused} : null; }"""
+
+
+@WHOLE_CHAIN
+def test_rag_threshold_slider_changes_the_refusal_counts(chain, chain_page, shots):
+    """Lab 08 in the browser: moving the threshold slider (keyboard on its handle, as a learner would)
+    changes the answered / refused counts in the page, to the engine's figures at that threshold."""
+    from puyu_lab.artifacts import load_rag_eval
+    from puyu_lab.rag.evaluate import refusal_at
+
+    page = chain_page
+    open_notebook(page, "08_rag.ipynb")
+    page.evaluate(RUN_ALL)
+    wait_idle(page, 300)
+    assert page.evaluate(CELL_ERRORS) == []
+    idx = cell_index(page, "RAGPanel.from_result(")
+    box = cell(page, idx)
+    box.scroll_into_view_if_needed()
+    box.locator(".puyu-refusal").wait_for(timeout=30_000)
+    ev = load_rag_eval(chain.ws)  # what the run in the page wrote
+    test = [r for r in ev["rows"] if r["split"] == "test"]
+    scores, labels = [r["relevance"] for r in test], [r["answerable"] for r in test]
+    at = refusal_at(scores, labels, ev["metrics"]["threshold"])
+    first = page.evaluate(REFUSAL, idx)
+    assert first == {"answered": at["answered"], "refused": at["refused"]}, first
+    handle = box.locator(".widget-slider .noUi-handle").first
+    handle.focus()
+    handle.press("Home")  # the lowest threshold: every question answered
+    page.wait_for_function(f"(idx) => {{ const r = ({REFUSAL})(idx); return r && r.refused === 0; }}", arg=idx,
+                           timeout=30_000)
+    assert page.evaluate(REFUSAL, idx) == {"answered": len(test), "refused": 0}
+    handle.press("End")  # above every score: every question refused
+    page.wait_for_function(f"(idx) => {{ const r = ({REFUSAL})(idx); return r && r.answered === 0; }}", arg=idx,
+                           timeout=30_000)
+    assert page.evaluate(REFUSAL, idx) == {"answered": 0, "refused": len(test)}
+    for _ in range(3):  # a few steps down from the top: the counts follow the engine's at the slider's value
+        handle.press("PageDown")
+    page.wait_for_timeout(1500)
+    value = float(box.locator(".widget-slider .widget-readout").first.text_content())
+    want = refusal_at(scores, labels, value)
+    got = page.evaluate(REFUSAL, idx)
+    assert got == {"answered": want["answered"], "refused": want["refused"]}, (value, got)
+    box.screenshot(path=str(shots / "rag-panel.png"))
 
 
 # ---- 5: lab 07's trace is live: steps appear while the kernel is busy, Stop ends the run ------------------
