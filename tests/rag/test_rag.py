@@ -152,3 +152,19 @@ def test_stop_leaves_no_half_written_index(rag_ws, tmp_path):
         run(ws, RAGConfig.for_profile("quick", progress_bar=False), on_event=on_event, stop=stop)
     assert ws.get("rag/index").id == before
     assert not list(ws.store.glob("*.partial"))
+
+
+@pytest.mark.slow
+def test_a_local_embedding_model_directory_is_used_as_it_is(model_dir, tmp_path):
+    """The gpu profile's option: ``encoder=<dir>`` encodes with that model (mean pooling, unit vectors),
+    untrained; the saved index names the directory and loads it back."""
+    from puyu_lab.rag.index import DirectoryEncoder, load_encoder
+
+    enc = DirectoryEncoder(str(model_dir), max_tokens=64)
+    texts = ["胜利海上油田全年共生产原油", "波兰举行春节武术赛", "胜利海上油田全年共生产原油"]
+    v = enc.encode(texts)
+    assert v.shape[0] == 3 and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+    assert np.allclose(v[0], v[2], atol=1e-6) and not np.allclose(v[0], v[1])
+    enc.save(tmp_path / "encoder", {"base": "a directory"})
+    again = load_encoder(tmp_path / "encoder")
+    assert np.allclose(again.encode(texts), v, atol=1e-6)
