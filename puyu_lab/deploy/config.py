@@ -16,6 +16,7 @@ class DeployConfig:
     n_ctx: int = 256  # the window each measurement sees
     decode_tokens: int = 64  # greedy tokens for the decode speed
     transformers: tuple[str, ...] | None = None  # transformers rows (None: all of measure.HF_VARIANTS)
+    imatrix: bool = True  # also Q4_K_M / Q3_K_M / Q2_K quantized with an importance matrix (llama-imatrix)
 
     @classmethod
     def for_profile(cls, profile=None, **changes) -> "DeployConfig":

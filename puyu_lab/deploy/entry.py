@@ -22,7 +22,8 @@ def run(ws: Workspace, cfg: DeployConfig | None = None, *, on_event: Callable[[E
     from .pipeline import build_ladder, measure
 
     cfg = cfg or DeployConfig.for_profile()
-    gguf = build_ladder(ws, cfg.model, list(cfg.levels), on_event=on_event)
+    gguf = build_ladder(ws, cfg.model, list(cfg.levels), imatrix=cfg.imatrix, skip_tokens=cfg.n_tokens, n_ctx=cfg.n_ctx,
+                       on_event=on_event)
     if stop is not None:
         stop.check()
     quant = measure(ws, cfg.model, n_tokens=cfg.n_tokens, n_ctx=cfg.n_ctx, decode_tokens=cfg.decode_tokens,

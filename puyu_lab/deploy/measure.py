@@ -1,8 +1,9 @@
 """Measure a quantization ladder: size, memory, perplexity, KL from the reference, top-1, speed.
 
-As llama.cpp's ``llama-perplexity`` measures them: the text is cut into windows of ``n_ctx``
-tokens and only the second half of each window is scored (every scored token has at least
-``n_ctx/2`` tokens of context); KL divergence is ``Σ p_ref·(log p_ref − log p_q)`` per scored token
+As llama.cpp's ``llama-perplexity`` measures them, and equal to its figures (a test): the text is cut
+into windows of ``n_ctx`` tokens, each window's first token replaced by BOS when the vocabulary adds
+one, and only the tokens after the first half are scored (:func:`scored`: positions ``n_ctx/2 + 1`` …
+``n_ctx − 1`` of each window, every one with at least ``n_ctx/2`` tokens of context); KL divergence is ``Σ p_ref·(log p_ref − log p_q)`` per scored token
 against the reference level's logits, and top-1 agreement is how often both pick the same token.
 :func:`kld_stats` gives the rest of what ``llama-perplexity --kl-divergence`` prints: KL median,
 99th / 99.9th percentile and maximum, "same top p", and Δp (the change in the probability of the
@@ -46,6 +47,30 @@ def windows(ids: list[int], n_ctx: int, max_windows: int | None = None) -> list[
     return w[:max_windows] if max_windows else w
 
 
+def with_bos(ids: list[int], n_ctx: int, bos: int | None) -> list[int]:
+    """``ids`` with the first token of every window replaced by ``bos`` (llama-perplexity does this when
+    the vocabulary adds a BOS: each window then starts as a document would); unchanged without one."""
+    if bos is None:
+        return list(ids)
+    out = list(ids)
+    for i in range(0, len(out) - n_ctx + 1, n_ctx):
+        out[i] = bos
+    return out
+
+
+def scored(n_ctx: int) -> slice:
+    """The logits of a window that are scored: positions ``n_ctx/2`` … ``n_ctx − 2``, predicting the
+    tokens ``n_ctx/2 + 1`` … ``n_ctx − 1`` (llama-perplexity's ``first = n_ctx/2`` and its
+    ``n_ctx − 1 − first`` tokens per chunk)."""
+    return slice(n_ctx // 2, n_ctx - 1)
+
+
+def targets_of(ids: list[int], n_ctx: int) -> np.ndarray:
+    """The tokens the scored logits predict, window after window."""
+    s = scored(n_ctx)
+    return np.concatenate([np.asarray(w[s.start + 1:s.stop + 1]) for w in windows(ids, n_ctx)])
+
+
 SPEED_REPEATS = 3  # timed greedy generations per level (after one warm-up), as llama-bench repeats (-r)
 
 
@@ -69,12 +94,12 @@ def _llama_sizes(llm) -> dict:
 
 def _window_logits(llm, ids: list[int], n_ctx: int) -> np.ndarray:
     """The logits that predict the second half of each window of ``ids`` (llm made with ``logits_all``)."""
-    first, out = n_ctx // 2, []
+    out = []
     for w in windows(ids, n_ctx):
         llm.reset()
         llm.eval(w)
         # a copy: llm.scores is a view of a buffer the next eval() overwrites
-        out.append(np.array(llm.scores[first - 1:n_ctx - 1], dtype=np.float32, copy=True))  # predicts w[first:]
+        out.append(np.array(llm.scores[scored(n_ctx)], dtype=np.float32, copy=True))
     return np.concatenate(out)
 
 
@@ -177,12 +202,11 @@ def _worker_hf(model_dir: str, variant: str, ids_file: str, out_dir: str, n_ctx:
     rss0 = _rss_mb()
     model = load_hf_variant(model_dir, variant)
     rss = _rss_mb() - rss0
-    first = n_ctx // 2
     logits = []
     with torch.no_grad():
         for w in windows(ids, n_ctx):
             out = model(input_ids=torch.tensor([w])).logits[0]
-            logits.append(out[first - 1:n_ctx - 1].float().numpy())
+            logits.append(out[scored(n_ctx)].float().numpy())
         np.save(Path(out_dir) / "logits.npy", np.concatenate(logits))
         speed = _speed(HFModel(model, load_tokenizer(model_dir)), ids[:min(128, n_ctx // 2)], decode_tokens)
     Path(out_dir, "stats.json").write_text(json.dumps({"rss_mb": rss, **speed, "size_bytes": _weights_bytes(model),
@@ -260,20 +284,23 @@ def measure_level(path: str | Path, ids: list[int], n_ctx: int, decode_tokens: i
 
 def measure_ladder(files: dict[str, str | Path], ids: list[int], *, reference: str | None = None, n_ctx: int = 256,
                    decode_tokens: int = 64, threads: int | None = None, n_params: int | None = None,
+                   bos: int | None = None,
                    on_event: Callable[[Event], None] | None = None) -> tuple[list[LevelResult], dict]:
     """Measure every level in ``files`` (level → GGUF path) on the token ids ``ids``.
 
     A value ``"hf:<variant>:<model dir>"`` measures a transformers row instead (see
     :data:`HF_VARIANTS`); transformers rows are compared with the reference too (F32 GGUF logits
     equal transformers fp32 to ~1e-6). Returns the results and the per-token detail for the
-    heatmap: ``{"targets": ids scored, "kl": {level: per-token KL}}``."""
+    heatmap: ``{"targets": ids scored, "kl": {level: per-token KL}}``. ``bos``: the vocabulary's BOS id
+    when it adds one (each window then starts with it, as in ``llama-perplexity``)."""
     em = Emitter("deploy", on_event)
+    ids = with_bos(ids, n_ctx, bos)
     if len(windows(ids, n_ctx)) == 0:
         raise ValueError(f"the evaluation text has {len(ids)} tokens: fewer than one window of {n_ctx}")
     reference = reference or next(iter(files))
     order = [reference] + [lv for lv in files if lv != reference]
     threads = threads or min(4, os.cpu_count() or 1)
-    targets = np.concatenate([np.asarray(w[n_ctx // 2:]) for w in windows(ids, n_ctx)])
+    targets = targets_of(ids, n_ctx)
     results, per_token = [], {}
     ref_lp = None
     ref_ppl = None
@@ -319,7 +346,8 @@ KV_TYPES = {"F32": 0, "F16": 1, "Q8_0": 8, "Q4_0": 2}
 
 
 def kv_cache_levels(path: str | Path, ids: list[int], *, n_ctx: int = 256, types: tuple[str, ...] = tuple(KV_TYPES),
-                    contexts: tuple[int, ...] = (2048, 8192, 32768), threads: int | None = None) -> list[dict]:
+                    contexts: tuple[int, ...] = (2048, 8192, 32768), threads: int | None = None,
+                    bos: int | None = None) -> list[dict]:
     """One weight file with each KV-cache type: what the cache costs and what it changes.
 
     Per type: :func:`kld_stats`' KL mean and p99 and top-1 agreement against the reference (scored as
@@ -331,13 +359,14 @@ def kv_cache_levels(path: str | Path, ids: list[int], *, n_ctx: int = 256, types
     F32 with flash attention, shows what that kernel alone changes."""
     from ..models.gguf import load
 
+    ids = with_bos(ids, n_ctx, bos)
     wins = windows(ids, n_ctx)
     if not wins:
         raise ValueError(f"the text has {len(ids)} tokens: fewer than one window of {n_ctx}")
     for name in types:
         if name not in KV_TYPES:
             raise ValueError(f"KV-cache type {name!r}: use one of {', '.join(KV_TYPES)}")
-    targets = np.concatenate([np.asarray(w[n_ctx // 2:]) for w in wins])
+    targets = targets_of(ids, n_ctx)
     order = [("F32", False)] + [(t, True) for t in ("F32", *(t for t in types if t != "F32"))]
     rows, ref = [], None
     for name, flash in order:

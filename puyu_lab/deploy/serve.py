@@ -1,6 +1,8 @@
-"""Serve a GGUF with llama-cpp-python's OpenAI-compatible server, on loopback only.
+"""Serve a GGUF with an OpenAI-compatible server, on loopback only: llama-cpp-python's
+``llama_cpp.server`` (one request at a time) or llama.cpp's own ``llama-server`` (``parallel`` slots and
+continuous batching — what LMDeploy's persistent batching does for a GPU).
 
-``Server`` starts ``python -m llama_cpp.server`` bound to 127.0.0.1 under a small launcher
+``Server`` starts it bound to 127.0.0.1 under a small launcher
 (:mod:`puyu_lab.deploy.launch`), waits for ``/v1/models``, and stops it (terminate, then kill). The
 server is tied to the *process* that started it, not to a thread: when the notebook's kernel dies,
 however it dies, the launcher sees its pipe close and kills the server — a server started from a
@@ -35,6 +37,9 @@ LOOPBACK = "127.0.0.1"
 # environment variables llama_cpp.server (pydantic settings) or uvicorn would take over our arguments
 _SERVER_ENV = {"HOST", "PORT", "API_KEY", "CONFIG_FILE", "MODEL", "INTERRUPT_REQUESTS", "SSL_KEYFILE",
                "SSL_CERTFILE", "N_CTX", "N_THREADS", "CHAT_FORMAT", "MODEL_ALIAS"}
+# and those llama-server would take over (it reads every option from LLAMA_ARG_*, the key from LLAMA_API_KEY)
+_LLAMA_SERVER_ENV_PREFIXES = ("LLAMA_ARG_", "LLAMA_API_KEY")
+KINDS = ("llama_cpp.server", "llama-server")
 _LIVE: set["Server"] = set()
 
 
@@ -51,7 +56,10 @@ class ServerError(PuyuError):
 class Server:
     def __init__(self, model: str | Path, *, port: int | None = None, n_ctx: int = 1024, threads: int | None = None,
                  model_alias: str | None = None, chat_format: str | None = None, api_key: str | None = None,
-                 log_dir: str | Path | None = None):
+                 log_dir: str | Path | None = None, kind: str = "llama_cpp.server", parallel: int = 4):
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        self.kind, self.parallel = kind, parallel  # parallel: llama-server's slots (each with n_ctx tokens)
         self.model = check_gguf(model)
         self.chat_format = chat_format  # None: the GGUF's own chat template
         self.port = port or _free_port()
@@ -73,6 +81,13 @@ class Server:
         return OpenAIModel(self.base_url, model or self.alias, api_key=self.api_key or "none")
 
     def command(self) -> list[str]:
+        if self.kind == "llama-server":
+            from .llamatools import tool
+
+            # -c is the whole cache, shared by the slots: n_ctx tokens each; continuous batching is its default
+            return [str(tool("llama-server")), "-m", str(self.model), "--host", LOOPBACK, "--port", str(self.port),
+                    "-c", str(self.n_ctx * self.parallel), "-np", str(self.parallel), "-t", str(self.threads),
+                    "--alias", self.alias, "--cont-batching", "--no-webui"]
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model), "--host", LOOPBACK,
                "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--n_threads", str(self.threads),
                "--model_alias", self.alias, "--type_k", "0", "--type_v", "0"]
@@ -84,9 +99,10 @@ class Server:
         """The server's environment: llama_cpp.server reads settings from environment variables too
         (and uvicorn ``HOST`` / ``PORT`` over the command line), so none of the kernel's reach it; the
         API key goes this way, not on the command line where ``ps`` shows it."""
-        env = {k: v for k, v in os.environ.items() if k.upper() not in _SERVER_ENV}
+        env = {k: v for k, v in os.environ.items()
+               if k.upper() not in _SERVER_ENV and not k.upper().startswith(_LLAMA_SERVER_ENV_PREFIXES)}
         if self.api_key:
-            env["API_KEY"] = self.api_key
+            env["LLAMA_API_KEY" if self.kind == "llama-server" else "API_KEY"] = self.api_key
         return env
 
     def start(self, timeout: float = 60.0) -> "Server":
@@ -182,24 +198,39 @@ def _stop_all() -> None:
 
 def concurrency_bench(client: OpenAIModel, prompts: list[str], clients=(1, 2, 4, 8), requests_per_client: int = 2,
                       max_new_tokens: int = 32) -> list[dict]:
-    """Requests/s, generated tokens/s and p50/p95 latency with 1, 2, 4, 8 concurrent clients."""
+    """Requests/s, generated tokens/s, and p50/p95 of the time to the first token (TTFT) and of the whole
+    request's latency, with 1, 2, 4, 8 concurrent clients — streamed requests, so the first token's time
+    is seen; tokens are the streamed pieces (llama.cpp's servers stream one token per piece)."""
     import numpy as np
 
     rows = []
     for n in clients:
         lat: list[float] = []
+        ttft: list[float] = []
         toks: list[int] = []
+        errors: list[str] = []
         lock = threading.Lock()
 
         def worker(k: int) -> None:
             for j in range(requests_per_client):
                 p = prompts[(k * requests_per_client + j) % len(prompts)]
                 t = time.perf_counter()
-                out = client.completion([{"role": "user", "content": p}], max_new_tokens)
+                first, pieces = None, 0
+                try:
+                    for _piece in client.generate([{"role": "user", "content": p}], max_new_tokens=max_new_tokens,
+                                                  stream=True):
+                        if first is None:
+                            first = time.perf_counter() - t
+                        pieces += 1
+                except Exception as e:  # a failed request is counted, not hidden
+                    with lock:
+                        errors.append(str(e)[:200])
+                    continue
                 dt = time.perf_counter() - t
                 with lock:
                     lat.append(dt)
-                    toks.append(out.get("usage", {}).get("completion_tokens", 0))
+                    ttft.append(first if first is not None else dt)
+                    toks.append(pieces)
 
         t0 = time.perf_counter()
         ths = [threading.Thread(target=worker, args=(k,)) for k in range(n)]
@@ -208,7 +239,10 @@ def concurrency_bench(client: OpenAIModel, prompts: list[str], clients=(1, 2, 4,
         for th in ths:
             th.join()
         wall = time.perf_counter() - t0
-        rows.append({"clients": n, "requests": len(lat), "requests_per_s": len(lat) / wall,
-                     "tokens_per_s": sum(toks) / wall, "p50_s": float(np.percentile(lat, 50)),
+        if not lat:
+            raise ServerError(f"every request failed with {n} clients: {errors[:1]}")
+        rows.append({"clients": n, "requests": len(lat), "failed": len(errors), "requests_per_s": len(lat) / wall,
+                     "tokens_per_s": sum(toks) / wall, "ttft_p50_s": float(np.percentile(ttft, 50)),
+                     "ttft_p95_s": float(np.percentile(ttft, 95)), "p50_s": float(np.percentile(lat, 50)),
                      "p95_s": float(np.percentile(lat, 95))})
     return rows

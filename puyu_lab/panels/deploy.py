@@ -21,6 +21,17 @@ from ..i18n import t
 from .base import CSS, PALETTE, error_html, esc, html_table, run_in_thread
 
 
+def pareto(rows: list[dict], y: str = "kl_mean") -> list[dict]:
+    """The Pareto frontier of size × ``y``: from the smallest file up, each row with a lower ``y`` than
+    every smaller one (no other level is both smaller and closer to the reference)."""
+    out, best = [], float("inf")
+    for r in sorted(rows, key=lambda r: (r["size_mb"], r[y])):
+        if r[y] < best:
+            out.append(r)
+            best = r[y]
+    return out
+
+
 def tradeoff_figure(rows: list[dict], y: str = "kl_mean") -> go.Figure:
     levels = [r["level"] for r in rows]
     sizes = [r["decode_tps"] for r in rows]
@@ -36,6 +47,10 @@ def tradeoff_figure(rows: list[dict], y: str = "kl_mean") -> go.Figure:
                        + "<br>PPL %{customdata[0]:.2f}<br>top-1 %{customdata[1]:.1%}<br>decode %{customdata[2]:.0f} tok/s"
                        "<br>RSS %{customdata[3]:.0f} MB<br>%{customdata[4]}<extra></extra>"),
     ))
+    front = pareto(rows, y)
+    if len(front) > 1:  # the levels no other beats on both size and fidelity
+        fig.add_scatter(x=[r["size_mb"] for r in front], y=[max(r[y], 1e-6) if y == "kl_mean" else r[y] for r in front],
+                        mode="lines", name=t("pareto"), line=dict(dash="dot", color="#777"), hoverinfo="skip")
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=40), title=t("tradeoff_title"),
                       xaxis_title=t("file_size_mb"), yaxis_title="KL (log)" if y == "kl_mean" else "ΔPPL")
     if y == "kl_mean":

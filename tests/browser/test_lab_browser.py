@@ -144,7 +144,7 @@ def test_sidebar_lists_the_stages_and_flips_one_when_its_lab_ran(fresh_lab, fres
     assert page.evaluate(STAGE_STATUS) == {k: "missing" for k in STAGES}
     names = page.locator("#puyu-lab-chain .puyu-stage-name").all_inner_texts()
     assert names == ["书生·万卷", "InternLM-Train", "XTuner", "XTuner DPO", "LMDeploy", "OpenCompass",
-                     "Lagent / AgentLego"]
+                     "Lagent / AgentLego", "茴香豆 HuixiangDou"]
     # launcher cards for the labs
     page.evaluate("async () => { await window.jupyterapp.commands.execute('launcher:create'); return true; }")
     page.wait_for_selector(".jp-LauncherCard[title*='02_pretrain.ipynb']", timeout=30_000)

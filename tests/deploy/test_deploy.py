@@ -95,7 +95,7 @@ def test_measurements_of_the_ladder(model_dir, ladder):
     assert by["HF fp32"].kl_mean < 1e-9 and by["HF fp32"].top1 == 1 and by["HF fp32"].backend == "transformers"
     assert by["bnb nf4"].kl_mean > by["Q8_0"].kl_mean and by["bnb nf4"].size_mb < by["HF fp32"].size_mb  # embeddings and lm_head stay fp32
     assert by["torch int8"].size_mb < by["HF fp32"].size_mb / 1.5
-    assert len(detail["kl"]["bnb nf4"]) == len(detail["kl"]["Q2_K"]) == len(detail["targets"]) == 2 * 64
+    assert len(detail["kl"]["bnb nf4"]) == len(detail["kl"]["Q2_K"]) == len(detail["targets"]) == 2 * 63  # llama-perplexity's n_ctx − 1 − n_ctx/2 per window
     assert all(r.decode_tps > 0 and r.rss_mb > 0 and r.ppl > 1 for r in rows)
     # decode speed is measured on a real greedy generation: F32 GGUF and transformers pick the same tokens
     assert by["F32"].greedy == by["HF fp32"].greedy and len(by["F32"].greedy) == 8
@@ -403,3 +403,41 @@ def test_kv_cache_levels_measured_and_sized_as_llama_cpp_stores_them(model_dir, 
         overhead.add((b - a) / 60 - by[(name, True)]["bytes_per_position"])
         assert by[(name, True)]["mb_at_4096"] == by[(name, True)]["bytes_per_position"] * 4096 / 2**20
     assert len(overhead) == 1 and 0 <= overhead.pop() <= 32
+
+
+def test_llama_server_batches_on_loopback_with_its_key_and_ignores_the_kernels_environment(ladder, tmp_path,
+                                                                                         monkeypatch):
+    """llama.cpp's own llama-server (continuous batching, parallel slots) under the same launcher: loopback only,
+    an API key it enforces, its log where it was asked, gone on stop. Attack: llama-server reads every option from
+    LLAMA_ARG_* and its key from LLAMA_API_KEY — a kernel environment with LLAMA_ARG_HOST=0.0.0.0 and a key of its
+    own must not reach it (without the filter, LLAMA_API_KEY made every request of ours fail with 401)."""
+    import urllib.error
+    import urllib.request
+
+    from puyu_lab.deploy.serve import Server, _free_port, concurrency_bench
+
+    decoy = _free_port()
+    monkeypatch.setenv("LLAMA_ARG_HOST", "0.0.0.0")
+    monkeypatch.setenv("LLAMA_ARG_PORT", str(decoy))
+    monkeypatch.setenv("LLAMA_API_KEY", "from-the-environment")
+    with Server(ladder["Q4_K_M"], kind="llama-server", parallel=4, model_alias="tiny", api_key="s3cret",
+                log_dir=tmp_path / "logs") as srv:
+        assert srv.command()[0].endswith("llama-server") and "-np" in srv.command()
+        assert _listening(srv.port) == [f"0100007F:{srv.port:04X}"] and _listening(decoy) == []
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(srv.base_url + "/models", timeout=5)
+        assert e.value.code == 401
+        env = open(f"/proc/{_children(srv.proc.pid)[0]}/environ", "rb").read().decode(errors="replace")
+        assert "from-the-environment" not in env and "LLAMA_ARG_HOST" not in env
+        client = srv.client()
+        out = client.completion([{"role": "user", "content": "你好"}], max_new_tokens=8)
+        assert out["usage"]["completion_tokens"] >= 1
+        props = json.loads(urllib.request.urlopen(urllib.request.Request(
+            srv.base_url.removesuffix("/v1") + "/props", headers={"Authorization": "Bearer s3cret"}), timeout=5).read())
+        assert props["total_slots"] == 4
+        rows = concurrency_bench(client, ["你好", "你是谁？"], clients=(1, 4), requests_per_client=2, max_new_tokens=8)
+        assert [r["requests"] for r in rows] == [2, 8] and all(r["failed"] == 0 for r in rows)
+        assert all(0 < r["ttft_p50_s"] <= r["p50_s"] for r in rows)
+        pid, server = srv.proc.pid, _children(srv.proc.pid)
+    assert not _alive(pid) and not any(_alive(c) for c in server)
+    assert srv.log.parent == tmp_path / "logs" and srv.log.is_file()
