@@ -56,7 +56,8 @@ def main() -> str:
                                  n_params=ws.get("model/base").metrics["parameters"], bos=tok.bos_token_id)
         hf_pre, hf_dec = hf_decode_tps(ws.get("model/base").path, ids[:128])
         kv = kv_cache_levels(ladder_files(ws, "model/base")["Q4_K_M"], ids, n_ctx=256, bos=tok.bos_token_id)
-        servers = serve_bench(ladder_files(ws, "model/base")["Q4_K_M"])
+        servers = serve_bench(ladder_files(ws, "model/base")["Q4_K_M"],
+                              [i for i in (tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")) if i is not None])
     lines = [f"model: quick preset ({cfg.preset.hidden_size}d × {cfg.preset.num_layers} layers, 5.2 M parameters); "
              f"convert + quantize the whole ladder: {ladder_s:.1f} s; held-out text: {len(ids)} tokens, windows of 256",
              f"{'level':<8}{'MB':>7}{'bits/w':>8}{'RSS MB':>8}{'PPL':>10}{'ΔPPL':>9}{'KL mean':>10}{'KL p99':>10}"
@@ -78,8 +79,9 @@ def main() -> str:
     for r in kv:
         lines.append(f"{r['kv_type']:<8}{'yes' if r['flash_attn'] else 'no':>6}{r['kl_mean']:>10.2e}{r['kl_p99']:>10.2e}"
                      f"{r['top1']:>8.1%}{r['bytes_per_position']:>9,.0f}{r['mb_at_32768']:>11.1f}")
-    lines += ["", f"OpenAI-compatible server on the Q4_K_M file: {SERVE_REQUESTS} streamed requests per client, "
-                  f"{SERVE_TOKENS} new tokens each, 2 threads; llama-server with {SERVE_SLOTS} slots and continuous "
+    lines += ["", f"OpenAI-compatible server on the Q4_K_M file: {SERVE_REQUESTS} requests per client (and one streamed, "
+                  "for the time to the first token), "
+                  f"{SERVE_TOKENS} new tokens each (end tokens biased off), 2 threads; llama-server with {SERVE_SLOTS} slots and continuous "
                   "batching, llama_cpp.server one request at a time",
               f"{'server':<18}{'clients':>8}{'req/s':>8}{'tok/s':>9}{'× 1 client':>11}{'TTFT p50':>10}{'TTFT p95':>10}"
               f"{'lat p50':>9}{'lat p95':>9}"]
@@ -92,19 +94,21 @@ def main() -> str:
     return "\n".join(lines)
 
 
-SERVE_REQUESTS, SERVE_TOKENS, SERVE_SLOTS = 4, 64, 4
+SERVE_REQUESTS, SERVE_TOKENS, SERVE_SLOTS = 4, 256, 4
 PROMPTS = ["你是谁？", "今天天气怎么样？", "请介绍一下北京。", "人民日报报道了什么？", "What is a language model?",
            "写一句新年祝福。", "十二乘以七等于多少？", "推荐一本书。"]
 
 
-def serve_bench(gguf) -> dict:
-    """llama-server (continuous batching, parallel slots) and llama_cpp.server under 1, 2, 4, 8 clients."""
+def serve_bench(gguf, stop_ids: list[int]) -> dict:
+    """llama-server (continuous batching, parallel slots) and llama_cpp.server under 1, 2, 4, 8 clients; every
+    request generates its SERVE_TOKENS (the end tokens ``stop_ids`` get logit_bias −100, on both servers)."""
     from puyu_lab.deploy.serve import Server, concurrency_bench
 
     out = {}
     for kind in ("llama-server", "llama_cpp.server"):
-        with Server(gguf, kind=kind, n_ctx=512, threads=2, parallel=SERVE_SLOTS) as s:
+        with Server(gguf, kind=kind, n_ctx=SERVE_TOKENS + 64, threads=2, parallel=SERVE_SLOTS) as s:
             c = s.client()
+            c.extra_body = {"logit_bias": {str(i): -100 for i in stop_ids}}
             concurrency_bench(c, PROMPTS, clients=(1,), requests_per_client=1, max_new_tokens=8)  # warm-up
             out[kind] = concurrency_bench(c, PROMPTS, clients=(1, 2, 4, 8), requests_per_client=SERVE_REQUESTS,
                                           max_new_tokens=SERVE_TOKENS)

@@ -25,6 +25,7 @@ class OpenAIModel(Model, RequestCache):
         self.base_url, self.model = base_url.rstrip("/"), model
         self.name = name or f"{model} @ {base_url}"
         self.api_key, self.tool_choice, self.timeout = api_key, tool_choice, timeout
+        self.extra_body: dict = {}  # more request fields, as the OpenAI client's extra_body (logit_bias, …)
         self.model_id = f"openai:{self.base_url}:{model}"
         self._init_cache()
 
@@ -51,6 +52,7 @@ class OpenAIModel(Model, RequestCache):
             body["stop"] = list(stop)
         if stream:
             body["stream"] = True
+        body.update(self.extra_body)
         return body
 
     def completion(self, messages: list[dict], max_new_tokens: int = 64, temperature: float = 0.0) -> dict:
