@@ -63,8 +63,8 @@ def check_level(path: str | Path, level: str) -> Counter:
 def quantize(src: str | Path, dst: str | Path, level: str, *, nthread: int | None = None) -> Path:
     """Quantize the F32/F16 GGUF ``src`` to ``level`` at ``dst`` (written to a temp name, then renamed).
 
-    Importance matrices are not offered: computing one needs llama.cpp's ``llama-imatrix`` tool,
-    which llama-cpp-python does not ship."""
+    Without an importance matrix: a level quantized with one goes through llama.cpp's own
+    ``llama-quantize --imatrix`` (:func:`puyu_lab.deploy.llamatools.quantize`)."""
     import ctypes
 
     import llama_cpp

@@ -231,7 +231,8 @@ def concurrency_bench(client: OpenAIModel, prompts: list[str], clients=(1, 2, 4,
     most of llama-server's batching gain: 1.39× at 4 clients streamed, 1.74× plain)."""
     import numpy as np
 
-    msgs = lambda k, j: [{"role": "user", "content": prompts[(k * requests_per_client + j) % len(prompts)]}]  # noqa: E731
+    def msgs(k, j):
+        return [{"role": "user", "content": prompts[(k * requests_per_client + j) % len(prompts)]}]
 
     def plain(k, j):
         t = time.perf_counter()

@@ -12,7 +12,7 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 from ..i18n import t
-from ..rag.evaluate import KS, refusal_at
+from ..rag.evaluate import KS, refusal_at, retrieval_table
 from .base import CSS, PALETTE, esc, html_table
 
 MODES = ("sparse", "dense", "hybrid")
@@ -98,9 +98,7 @@ class RAGPanel:
         return refusal_at(self.scores, self.answerable, self.slider.value)
 
     def table(self) -> list[dict]:
-        m = self.metrics
-        return [{"mode": mode, **{f"hit@{k}": m[f"{mode}_hit@{k}"] for k in (1, 3, 5, 10)}, "mrr": m[f"{mode}_mrr"]}
-                for mode in MODES]
+        return retrieval_table(self.metrics, MODES)
 
     # ---- drawing ----
     def _draw_summary(self) -> None:

@@ -38,9 +38,9 @@ class RAGResult:
 
     def table(self) -> list[dict]:
         """One row per retriever: hit@1/3/5/10 and MRR on the test half."""
-        m = self.metrics
-        return [{"mode": mode, **{f"hit@{k}": m[f"{mode}_hit@{k}"] for k in (1, 3, 5, 10)}, "mrr": m[f"{mode}_mrr"]}
-                for mode in ("sparse", "dense", "hybrid")]
+        from .evaluate import retrieval_table
+
+        return retrieval_table(self.metrics)
 
 
 def load_retriever(ws: Workspace, name: str = INDEX):
@@ -72,31 +72,15 @@ def _split_docs(ws: Workspace, cfg: RAGConfig):
 
 
 def _questions(cfg: RAGConfig, chunks: list[dict], held: list[dict], withheld_docs: list[dict]) -> list[dict]:
-    from . import questions as Q
     from .chunking import chunk_docs
+    from .questions import make_questions
 
-    def make(cs, n, seed, per_doc):
-        rng = random.Random(seed)
-        by_doc: dict[str, list[dict]] = {}
-        for c in cs:
-            if c["source"] == "news-zh":
-                by_doc.setdefault(c["doc"], []).append(c)
-        docs = sorted(by_doc)
-        rng.shuffle(docs)
-        out = []
-        for d in docs:
-            got = 0
-            for c in rng.sample(by_doc[d], len(by_doc[d])):
-                q = Q.cloze(c, rng, left_chars=cfg.left_chars, right_chars=cfg.right_chars,
-                            min_left=min(6, cfg.left_chars))
-                if q and got < per_doc and len(out) < n:
-                    out.append(q)
-                    got += 1
-        return out
+    def make(cs, n, seed):
+        return make_questions(cs, n, seed, per_doc=cfg.per_doc, left_chars=cfg.left_chars, right_chars=cfg.right_chars)
 
     held_ids = {str(d["id"]) for d in held}
-    answerable = make([c for c in chunks if c["doc"] in held_ids], cfg.n_questions, cfg.seed, cfg.per_doc)
-    unanswerable = make(chunk_docs(withheld_docs, cfg.chunk_chars), cfg.n_questions, cfg.seed + 1, cfg.per_doc)
+    answerable = make([c for c in chunks if c["doc"] in held_ids], cfg.n_questions, cfg.seed)
+    unanswerable = make(chunk_docs(withheld_docs, cfg.chunk_chars), cfg.n_questions, cfg.seed + 1)
     rows = []
     for kind, qs in (("answerable", answerable), ("unanswerable", unanswerable)):
         for j, q in enumerate(qs):

@@ -26,6 +26,12 @@ def retrieval_metrics(ranks: list[int | None], ks=KS) -> dict:
             "mrr": sum(1.0 / r for r in ranks if r) / n, "n": len(ranks)}
 
 
+def retrieval_table(metrics: dict, modes=("sparse", "dense", "hybrid")) -> list[dict]:
+    """One row per retriever from a run's metrics: hit@1/3/5/10 and MRR."""
+    return [{"mode": m, **{f"hit@{k}": metrics[f"{m}_hit@{k}"] for k in (1, 3, 5, 10)}, "mrr": metrics[f"{m}_mrr"]}
+            for m in modes]
+
+
 def refusal_at(scores, answerable, threshold: float) -> dict:
     """Answer when the relevance ``score`` ≥ ``threshold``, refuse below it. Positives are the
     answerable questions: precision = answered ∧ answerable / answered, recall = answered ∧

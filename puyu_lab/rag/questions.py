@@ -39,8 +39,10 @@ def cloze(chunk: dict, rng: random.Random, left_chars: int = 14, right_chars: in
     return None
 
 
-def make_questions(chunks: list[dict], n: int, seed: int, sources=("news-zh",)) -> list[dict]:
-    """At most one question per document, ``n`` in all, from ``chunks`` (in a seeded order)."""
+def make_questions(chunks: list[dict], n: int, seed: int, *, per_doc: int = 1, left_chars: int = 14,
+                   right_chars: int = 6, sources=("news-zh",)) -> list[dict]:
+    """At most ``per_doc`` questions per document (each from a different chunk), ``n`` in all, from ``chunks``
+    in a seeded order."""
     rng = random.Random(seed)
     by_doc: dict[str, list[dict]] = {}
     for c in chunks:
@@ -50,13 +52,10 @@ def make_questions(chunks: list[dict], n: int, seed: int, sources=("news-zh",)) 
     rng.shuffle(docs)
     out = []
     for d in docs:
-        cs = list(by_doc[d])
-        rng.shuffle(cs)
-        for c in cs:
-            q = cloze(c, rng)
-            if q:
+        got = 0
+        for c in rng.sample(by_doc[d], len(by_doc[d])):
+            q = cloze(c, rng, left_chars=left_chars, right_chars=right_chars, min_left=min(6, left_chars))
+            if q and got < per_doc and len(out) < n:
                 out.append(q)
-                break
-        if len(out) >= n:
-            break
+                got += 1
     return out
