@@ -110,11 +110,13 @@ def imatrix(model: str | Path, text_file: str | Path, out: str | Path, *, n_ctx:
 
 
 def quantize(src: str | Path, dst: str | Path, level: str, *, imatrix_file: str | Path | None = None,
-             threads: int = 2) -> Path:
-    """``llama-quantize [--imatrix F] src dst LEVEL``; written to a temporary name, then renamed."""
+             threads: int = 2, allow_requantize: bool = False) -> Path:
+    """``llama-quantize [--imatrix F] [--allow-requantize] src dst LEVEL``; written to a temporary name, then
+    renamed."""
     dst = Path(dst)
     tmp = dst.with_name(dst.name + ".partial")
-    cmd = [tool("llama-quantize")] + (["--imatrix", imatrix_file] if imatrix_file else []) + [src, tmp, level, threads]
+    cmd = ([tool("llama-quantize")] + (["--imatrix", imatrix_file] if imatrix_file else [])
+           + (["--allow-requantize"] if allow_requantize else []) + [src, tmp, level, threads])
     try:
         _run(cmd)
         tmp.replace(dst)
@@ -123,8 +125,27 @@ def quantize(src: str | Path, dst: str | Path, level: str, *, imatrix_file: str 
     return dst
 
 
-def bench(model: str | Path, *, prompt: int = 128, gen: int = 64, repeats: int = 3, threads: int = 2) -> list[dict]:
-    """``llama-bench -o json``: one row per test (pp<prompt>, tg<gen>) with avg_ts and stddev_ts (tokens/s)."""
-    out = _run([tool("llama-bench"), "-m", model, "-p", prompt, "-n", gen, "-r", repeats, "-t", threads, "-o", "json"])
+def bench(model: str | Path, *, prompt: int = 128, gen: int = 64, repeats: int = 3,
+          threads: int | list[int] = 2) -> list[dict]:
+    """``llama-bench -o json``: one row per test (pp<prompt>, tg<gen>) and thread count, with avg_ts and
+    stddev_ts (tokens/s over ``repeats`` runs). ``prompt=0`` or ``gen=0`` skips that test."""
+    ts = ",".join(map(str, threads)) if isinstance(threads, (list, tuple)) else threads
+    out = _run([tool("llama-bench"), "-m", model, "-p", prompt, "-n", gen, "-r", repeats, "-t", ts, "-o", "json"])
     start = out.index("[")
     return json.loads(out[start:out.rindex("]") + 1])
+
+
+def pick_threads(model: str | Path, max_threads: int | None = None, *, gen: int = 64,
+                 repeats: int = 3) -> tuple[int, list[dict]]:
+    """The thread count with the fastest generation (``llama-bench``'s tg test at 1 … ``max_threads`` threads,
+    default: every CPU), and the sweep: ``[{"threads", "tg_tps", "tg_sd"}]``. llama.cpp's threads spin while they
+    wait for each other, so on a machine that is busy elsewhere fewer threads than cores can be faster."""
+    import os
+
+    n = max_threads or os.cpu_count() or 1
+    rows = bench(model, prompt=0, gen=gen, repeats=repeats, threads=list(range(1, n + 1)))
+    sweep = [{"threads": r["n_threads"], "tg_tps": r["avg_ts"], "tg_sd": r["stddev_ts"]} for r in rows
+             if r.get("n_gen")]
+    if not sweep:
+        raise PuyuError(f"llama-bench measured no generation for {model}")
+    return max(sweep, key=lambda r: r["tg_tps"])["threads"], sweep

@@ -13,7 +13,9 @@ Each level runs in its own process (``python -m puyu_lab.deploy.measure``), so t
 is that level's alone: the resident set after loading minus the one after the imports (what
 loading the model costs, not the copied logits), beside the sizes llama.cpp itself reports (model
 buffer, KV cache). Speed is a real greedy generation, repeated (mean ± sd), with the thread count
-and the machine's load average recorded beside it: one run on a busy 2-core machine says little.
+and the machine's load average recorded beside it: one run on a busy 2-core machine says little. The thread
+count is picked as ``llama-bench`` lets you (its generation test at 1 … n threads, the fastest), and each GGUF
+row carries ``llama-bench``'s own pp/tg figures at that count beside the ones through the Python binding.
 """
 from __future__ import annotations
 
@@ -113,12 +115,23 @@ def _speed(model, prompt: list[int], decode_tokens: int) -> dict:
             "decode_sd": float(dec.std(ddof=1)), "greedy": runs[-1][2], "load_avg": os.getloadavg()[0]}
 
 
+def _read_ids(ids_file: str) -> tuple[list[int], list]:
+    d = json.loads(Path(ids_file).read_text())
+    return (d["ids"], d.get("chat") or []) if isinstance(d, dict) else (d, [])
+
+
+def chat_rows(conv: tuple[list[int], int]) -> slice:
+    """The logits rows of a conversation ``(ids, start)`` that predict its reply: ``ids[start:]``."""
+    ids, start = conv
+    return slice(start - 1, len(ids) - 1)
+
+
 def _worker(path: str, ids_file: str, out_dir: str, n_ctx: int, decode_tokens: int, threads: int) -> None:
     import llama_cpp  # noqa: F401  (imported before the baseline: the library is not the model)
 
     from ..models.gguf import GGUFModel, load
 
-    ids = json.loads(Path(ids_file).read_text())
+    ids, chat = _read_ids(ids_file)
     rss0 = _rss_mb()
     t0 = time.perf_counter()
     llm = load(path, n_ctx=n_ctx, logits_all=True, n_threads=threads)
@@ -126,6 +139,13 @@ def _worker(path: str, ids_file: str, out_dir: str, n_ctx: int, decode_tokens: i
     rss = _rss_mb() - rss0  # the model loaded, before any logits are copied out
     sizes = _llama_sizes(llm)
     np.save(Path(out_dir) / "logits.npy", _window_logits(llm, ids, n_ctx))
+    if chat:  # each conversation from its start, as a server sees it; the rows that predict the reply
+        rows = []
+        for conv in chat:
+            llm.reset()
+            llm.eval(conv[0])
+            rows.append(np.array(llm.scores[chat_rows(conv)], dtype=np.float32, copy=True))
+        np.save(Path(out_dir) / "logits_chat.npy", np.concatenate(rows))
     llm.close()
     # speed, without per-position logits (what a server does): real greedy generations
     m = GGUFModel(path, llm=load(path, n_ctx=n_ctx, n_threads=threads))
@@ -198,7 +218,7 @@ def _worker_hf(model_dir: str, variant: str, ids_file: str, out_dir: str, n_ctx:
     from ..models.hf import HFModel
     from ..models.tokenizer import load_tokenizer
 
-    ids = json.loads(Path(ids_file).read_text())
+    ids, chat = _read_ids(ids_file)
     rss0 = _rss_mb()
     model = load_hf_variant(model_dir, variant)
     rss = _rss_mb() - rss0
@@ -208,6 +228,9 @@ def _worker_hf(model_dir: str, variant: str, ids_file: str, out_dir: str, n_ctx:
             out = model(input_ids=torch.tensor([w])).logits[0]
             logits.append(out[scored(n_ctx)].float().numpy())
         np.save(Path(out_dir) / "logits.npy", np.concatenate(logits))
+        if chat:
+            np.save(Path(out_dir) / "logits_chat.npy", np.concatenate(
+                [model(input_ids=torch.tensor([c[0]])).logits[0][chat_rows(c)].float().numpy() for c in chat]))
         speed = _speed(HFModel(model, load_tokenizer(model_dir)), ids[:min(128, n_ctx // 2)], decode_tokens)
     Path(out_dir, "stats.json").write_text(json.dumps({"rss_mb": rss, **speed, "size_bytes": _weights_bytes(model),
                                                        "threads": threads}))
@@ -242,6 +265,17 @@ class LevelResult:
     load_avg: float = float("nan")  # the 1-minute load average while the speed was measured
     model_buffer_mb: float = float("nan")
     kv_cache_mb: float = float("nan")
+    # on the text the model serves (chat): the reference's own replies to held-out prompts, reply tokens only
+    kl_chat_mean: float = float("nan")
+    kl_chat_p99: float = float("nan")
+    top1_chat: float = float("nan")
+    ppl_chat: float = float("nan")
+    # llama.cpp's own llama-bench on the same file and threads (GGUF rows): prompt processing and generation,
+    # mean and sd over its repeats — the C++ loop without the Python binding's per-token cost
+    bench_pp_tps: float = float("nan")
+    bench_pp_sd: float = float("nan")
+    bench_tg_tps: float = float("nan")
+    bench_tg_sd: float = float("nan")
 
     def to_dict(self) -> dict:
         """The fields, with None where a figure was not measured (NaN is not JSON)."""
@@ -264,10 +298,12 @@ def kld_stats(ref_lp: np.ndarray, lp: np.ndarray, targets: np.ndarray) -> dict:
 
 
 def measure_level(path: str | Path, ids: list[int], n_ctx: int, decode_tokens: int, threads: int,
-                  tmp: Path) -> tuple[np.ndarray, dict]:
+                  tmp: Path, chat: list | None = None) -> tuple[np.ndarray, dict]:
+    """One level in its own process: the logits of ``ids``' scored windows and its stats (``stats["chat_logits"]``:
+    the reply rows of the ``chat`` conversations, when given)."""
     ids_file = tmp / "ids.json"
     if not ids_file.exists():
-        ids_file.write_text(json.dumps(ids))
+        ids_file.write_text(json.dumps({"ids": ids, "chat": chat or []}))
     out = Path(tempfile.mkdtemp(dir=tmp))
     if str(path).startswith("hf:"):  # hf:<variant>:<model dir>
         _, variant, model_dir = str(path).split(":", 2)
@@ -279,12 +315,15 @@ def measure_level(path: str | Path, ids: list[int], n_ctx: int, decode_tokens: i
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"measuring {path} failed: {r.stderr.strip()[-800:]}")
-    return np.load(out / "logits.npy"), json.loads((out / "stats.json").read_text())
+    stats = json.loads((out / "stats.json").read_text())
+    if (out / "logits_chat.npy").exists():
+        stats["chat_logits"] = np.load(out / "logits_chat.npy")
+    return np.load(out / "logits.npy"), stats
 
 
 def measure_ladder(files: dict[str, str | Path], ids: list[int], *, reference: str | None = None, n_ctx: int = 256,
                    decode_tokens: int = 64, threads: int | None = None, n_params: int | None = None,
-                   bos: int | None = None,
+                   bos: int | None = None, chat: list[tuple[list[int], int]] | None = None,
                    on_event: Callable[[Event], None] | None = None) -> tuple[list[LevelResult], dict]:
     """Measure every level in ``files`` (level → GGUF path) on the token ids ``ids``.
 
@@ -292,23 +331,35 @@ def measure_ladder(files: dict[str, str | Path], ids: list[int], *, reference: s
     :data:`HF_VARIANTS`); transformers rows are compared with the reference too (F32 GGUF logits
     equal transformers fp32 to ~1e-6). Returns the results and the per-token detail for the
     heatmap: ``{"targets": ids scored, "kl": {level: per-token KL}}``. ``bos``: the vocabulary's BOS id
-    when it adds one (each window then starts with it, as in ``llama-perplexity``)."""
+    when it adds one (each window then starts with it, as in ``llama-perplexity``). ``chat``: conversations
+    ``(ids, start)`` — each scored from its beginning on its reply ``ids[start:]`` only (the ``*_chat`` columns)."""
     em = Emitter("deploy", on_event)
     ids = with_bos(ids, n_ctx, bos)
     if len(windows(ids, n_ctx)) == 0:
         raise ValueError(f"the evaluation text has {len(ids)} tokens: fewer than one window of {n_ctx}")
     reference = reference or next(iter(files))
     order = [reference] + [lv for lv in files if lv != reference]
+    from . import llamatools
+
+    tools = llamatools.available()
+    ggufs = [lv for lv in order if not str(files[lv]).startswith("hf:")]
+    sweep: list[dict] = []
+    if threads is None and tools and ggufs:  # as llama-bench lets you: 1 … n threads, the fastest generation
+        threads, sweep = llamatools.pick_threads(files[ggufs[0]], gen=decode_tokens)
+        em.emit("log", message=f"threads: {threads} (llama-bench generation at " + ", ".join(
+            f"{r['threads']}: {r['tg_tps']:,.0f} ± {r['tg_sd']:,.0f} tok/s" for r in sweep) + ")")
     threads = threads or min(4, os.cpu_count() or 1)
     targets = targets_of(ids, n_ctx)
     results, per_token = [], {}
-    ref_lp = None
+    ref_lp = ref_chat = None
     ref_ppl = None
+    chat = [(list(c[0][:n_ctx]), int(c[1])) for c in (chat or []) if int(c[1]) < min(len(c[0]), n_ctx)]
+    chat_targets = np.array([t for c in chat for t in c[0][c[1]:]], dtype=np.int64)
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
         for i, lv in enumerate(order):
             em.emit("progress", step="measure", level=lv, done=i, total=len(order))
-            logits, stats = measure_level(files[lv], ids, n_ctx, decode_tokens, threads, tmp)
+            logits, stats = measure_level(files[lv], ids, n_ctx, decode_tokens, threads, tmp, chat)
             lp = log_softmax(logits)
             nll = -lp[np.arange(len(targets)), targets]
             ppl = float(np.exp(nll.mean()))
@@ -327,10 +378,22 @@ def measure_ladder(files: dict[str, str | Path], ids: list[int], *, reference: s
                               threads=stats["threads"], load_avg=stats["load_avg"],
                               model_buffer_mb=stats.get("model_buffer_mb", float("nan")),
                               kv_cache_mb=stats.get("kv_cache_mb", float("nan")))
+            if tools and not hf:
+                for r in llamatools.bench(files[lv], prompt=min(128, n_ctx // 2), gen=decode_tokens, threads=threads):
+                    if r.get("n_gen"):
+                        res.bench_tg_tps, res.bench_tg_sd = r["avg_ts"], r["stddev_ts"]
+                    else:
+                        res.bench_pp_tps, res.bench_pp_sd = r["avg_ts"], r["stddev_ts"]
+            if chat:
+                clp = log_softmax(stats["chat_logits"])
+                ref_chat = clp if ref_chat is None else ref_chat
+                ck = kld_stats(ref_chat, clp, chat_targets)
+                res.kl_chat_mean, res.kl_chat_p99, res.top1_chat = ck["kl_mean"], ck["kl_p99"], ck["top1"]
+                res.ppl_chat = float(np.exp(-clp[np.arange(len(chat_targets)), chat_targets].mean()))
             results.append(res)
             em.emit("level", **res.to_dict())
     em.emit("done", step="measure", levels=len(results))
-    return results, {"targets": targets, "kl": per_token}
+    return results, {"targets": targets, "kl": per_token, "threads_sweep": sweep}
 
 
 if __name__ == "__main__":
@@ -388,7 +451,9 @@ def kv_cache_levels(path: str | Path, ids: list[int], *, n_ctx: int = 256, types
 # the columns of the trade-off table (the deploy lab's panel and its CSV export)
 COLUMNS = ["level", "backend", "size_mb", "bits_per_weight", "rss_mb", "model_buffer_mb", "kv_cache_mb", "ppl",
            "delta_ppl", "kl_mean", "kl_median", "kl_p99", "kl_p999", "kl_max", "top1", "dp_mean", "dp_rms",
-           "prefill_tps", "prefill_sd", "decode_tps", "decode_sd", "threads", "load_avg"]
+           "kl_chat_mean", "kl_chat_p99", "top1_chat", "ppl_chat",
+           "prefill_tps", "prefill_sd", "decode_tps", "decode_sd", "bench_pp_tps", "bench_pp_sd", "bench_tg_tps",
+           "bench_tg_sd", "threads", "load_avg"]
 
 
 def compare_generations(files: dict, prompt: str, levels: list[str], max_new_tokens: int = 32,

@@ -146,7 +146,7 @@ class QuantTradeoffPanel:
             if isinstance(v, float):
                 if v != v:
                     return "–"
-                return f"{v:.2e}" if c.startswith("kl_") else (f"{v:.1%}" if c == "top1" else f"{v:,.2f}")
+                return f"{v:.2e}" if c.startswith("kl_") else (f"{v:.1%}" if c.startswith("top1") else f"{v:,.2f}")
             return v
 
         rows = [{c: fmt(c, r.get(c, float("nan"))) for c in COLUMNS} for r in self.sorted_rows()]

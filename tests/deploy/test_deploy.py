@@ -88,7 +88,14 @@ def test_measurements_of_the_ladder(model_dir, ladder):
     ids = tok(TEXT * 12)["input_ids"][:256]
     files = {lv: ladder[lv] for lv in ("F32", "Q8_0", "Q2_K")}
     files.update({v: f"hf:{v}:{model_dir}" for v in ("HF fp32", "bnb nf4", "torch int8")})
-    rows, detail = measure_ladder(files, ids, n_ctx=128, decode_tokens=8)
+    # and on chat text: conversations scored from their start on the reply tokens only
+    from puyu_lab.models.template import encode_chat
+
+    convs = []
+    for q, a in [("你是谁？", "我是小浦，由书生学员打造的人工智能助手。"), ("今天天气怎么样？", "今天天气很好，适合出去散步。")]:
+        enc = encode_chat(tok, [{"role": "user", "content": q}, {"role": "assistant", "content": a}])
+        convs.append((enc.input_ids, enc.trained.index(True)))
+    rows, detail = measure_ladder(files, ids, n_ctx=128, decode_tokens=8, chat=convs)
     by = {r.level: r for r in rows}
     assert by["F32"].kl_mean == 0 and by["F32"].top1 == 1
     assert 0 <= by["Q8_0"].kl_mean < by["Q2_K"].kl_mean
@@ -99,8 +106,20 @@ def test_measurements_of_the_ladder(model_dir, ladder):
     assert all(r.decode_tps > 0 and r.rss_mb > 0 and r.ppl > 1 for r in rows)
     # decode speed is measured on a real greedy generation: F32 GGUF and transformers pick the same tokens
     assert by["F32"].greedy == by["HF fp32"].greedy and len(by["F32"].greedy) == 8
+    assert by["F32"].kl_chat_mean == 0 and by["F32"].top1_chat == 1 and by["HF fp32"].kl_chat_mean < 1e-9
+    assert 0 < by["Q8_0"].kl_chat_mean < by["Q2_K"].kl_chat_mean and all(r.ppl_chat > 1 for r in rows)
     # repeated (mean ± sd), with the threads and the machine's load beside it
     assert all(r.decode_sd == r.decode_sd and r.threads >= 1 and r.load_avg >= 0 for r in rows)
+    # the thread count is llama-bench's fastest generation over 1 … n threads on the reference file, and every GGUF
+    # row carries llama-bench's own prompt / generation rates at that count (mean ± sd of its repeats)
+    sweep = detail["threads_sweep"]
+    assert [s["threads"] for s in sweep] == list(range(1, (os.cpu_count() or 1) + 1))
+    assert by["F32"].threads == max(sweep, key=lambda s: s["tg_tps"])["threads"]
+    for r in rows:
+        if r.backend == "llama.cpp":
+            assert r.bench_tg_tps > 0 and r.bench_pp_tps > 0 and r.bench_tg_sd >= 0, r
+        else:
+            assert r.to_dict()["bench_tg_tps"] is None
     # llama-perplexity's KL view: ordered percentiles, nothing but zeros against itself
     for r in rows:
         assert r.kl_median <= r.kl_p99 <= r.kl_p999 <= r.kl_max, r
