@@ -21,6 +21,7 @@ here), never through the producing stage's modules; each stage declares what it 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from .workspace import Workspace
@@ -40,8 +41,27 @@ RAG_EVAL = "rag/eval"
 SFT_PARTS = ("train", "selfcog_heldout", "arithmetic_heldout", "date_heldout", "notool_heldout")
 
 
+def brought(model: str) -> Path | None:
+    """A model the learner brings by its path — a local HF model directory (with ``config.json``) or a ``.gguf``
+    file — or None for an artifact name (``model/sft``). A path is absolute, starts with ``.`` or ``~``, or
+    ends in ``.gguf``, so an artifact name never reads as one."""
+    if not (model.endswith(".gguf") or model.startswith(("/", ".", "~"))):
+        return None
+    p = Path(model).expanduser()
+    if p.suffix == ".gguf" and p.is_file():
+        return p.resolve()
+    if p.is_dir() and (p / "config.json").is_file():
+        return p.resolve()
+    raise FileNotFoundError(f"{model}: neither a GGUF file nor a model directory with a config.json — give the path "
+                            "of a Hugging Face checkpoint directory or of a .gguf file, or an artifact such as model/sft")
+
+
 def short(model: str) -> str:
-    """``model/sft`` → ``sft`` (the suffix the deploy artifacts carry)."""
+    """``model/sft`` → ``sft`` (the suffix the deploy artifacts carry); a brought model → its file or directory
+    name (``/models/Qwen2-0.5B`` → ``Qwen2-0.5B``)."""
+    p = brought(model)
+    if p is not None:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "-", p.stem if p.suffix == ".gguf" else p.name).strip("-.") or "model"
     return model.split("/", 1)[1] if "/" in model else model
 
 

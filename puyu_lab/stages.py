@@ -31,7 +31,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("preference", "XTuner DPO", "Preference", "04_preference.ipynb", ("pref/", "model/dpo", "model/orpo"),
           ("model/sft", "sft/data", "corpus/clean")),
     Stage("deploy", "LMDeploy", "Deploy", "05_deploy.ipynb",
-          ("gguf/", "quant/"), ("model/sft", "model/base", "corpus/clean")),
+          ("gguf/", "quant/"), ("model/sft", "model/base", "corpus/clean", "sft/data")),
     Stage("eval", "OpenCompass", "Evaluate", "06_eval.ipynb", ("eval/",),
           ("model/base", "model/sft", "sft/data", "corpus/clean", "gguf/", "pref/data", "model/dpo", "model/orpo")),
     Stage("agent", "Lagent / AgentLego", "Apply", "07_agent.ipynb", ("agent/",),

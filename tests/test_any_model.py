@@ -71,6 +71,8 @@ def test_a_qwen2_model_goes_through_finetune_merge_ladder_eval_and_agent(layers,
         assert weight_types(imat[f"{lv}+imatrix"]) == weight_types(files[lv])
         assert imat[f"{lv}+imatrix"].read_bytes() != files[lv].read_bytes()
         assert rows[f"{lv}+imatrix"]["kl_mean"] > 0
+    # an i-quant that exists only with an importance matrix: smaller than Q2_K, its own type in the file
+    assert weight_types(imat["IQ2_XS+imatrix"])["IQ2_XS"] > 0 and rows["IQ2_XS+imatrix"]["size_mb"] < rows["Q2_K"]["size_mb"]
     # … and drawn: one point per measured row on the trade-off chart, the Pareto frontier beside them
     from puyu_lab.artifacts import load_quant_results
     from puyu_lab.panels.deploy import QuantTradeoffPanel, pareto
@@ -81,6 +83,34 @@ def test_a_qwen2_model_goes_through_finetune_merge_ladder_eval_and_agent(layers,
     front = pareto(rws)
     assert len(panel.fig.data) == 2 and list(panel.fig.data[1].x) == [r["size_mb"] for r in front]
     assert all(not (o["size_mb"] <= f["size_mb"] and o["kl_mean"] < f["kl_mean"]) for f in front for o in rws if o is not f)
+    # a model brought by its path, not made by the chain: the stand-in's own directory, a GGUF file of it (its
+    # tokenizer read by llama.cpp itself) and a quantized GGUF file (the ladder requantized from its Q8_0)
+    import shutil
+
+    from puyu_lab.deploy.pipeline import source
+
+    own = tmp_path / "brought"
+    own.mkdir()
+    shutil.copyfile(files["F32"], own / "my-model.f32.gguf")
+    shutil.copyfile(files["Q8_0"], own / "my-model.q8.gguf")
+    for path, name, ref in [(base, "qwen2-standin", "F32"), (own / "my-model.f32.gguf", "my-model.f32", "F32"),
+                            (own / "my-model.q8.gguf", "my-model.q8", "Q8_0")]:
+        run_deploy(ws, DeployConfig(model=str(path), levels=("Q8_0", "Q4_K_M"), n_tokens=256, n_ctx=128,
+                                    decode_tokens=8, transformers=("HF fp32",), imatrix=False))
+        gg, qa = ws.get(f"gguf/{name}"), ws.get(f"quant/{name}")
+        assert gg.manifest["params"]["source"] == str(path) and gg.manifest["parents"] == []
+        got = {r["level"]: r for r in json.loads((qa.path / "results.json").read_text())}
+        assert next(iter(got)) == ref and got[ref]["kl_mean"] == 0 and got["Q4_K_M"]["kl_mean"] > 0
+        assert ("HF fp32" in got) == path.is_dir()  # a directory gets its transformers row, a file cannot
+        assert "Q4_K" in weight_types(ladder_files(ws, str(path))["Q4_K_M"])
+        if path.suffix == ".gguf":
+            gtok = source(ws, str(path)).tokenizer()
+            for text in ("今天天气很好，我们去公园散步。", "Hello world, it's 2024! 123456"):
+                assert gtok(text, add_special_tokens=False)["input_ids"] == tok(text, add_special_tokens=False)["input_ids"]
+        brows, bdetail = load_quant_results(ws, str(path))
+        assert list(QuantTradeoffPanel(brows, bdetail, source(ws, str(path)).tokenizer()).fig.data[0].text) == list(got)
+    # the requantized ladder is measured against its own Q8_0 reference: F16 and F32 above it are not made
+    assert set(ladder_files(ws, str(own / "my-model.q8.gguf"))) == {"Q8_0", "Q4_K_M"}
     llm = Llama(str(files["F32"]), verbose=False, n_ctx=128)
     for text in ("今天天气很好，我们去公园散步。", "Hello world, it's 2024! 123456", "<|im_start|>user\n你好<|im_end|>\n"):
         assert llm.tokenize(text.encode(), add_bos=False, special=True) == tok(text, add_special_tokens=False)["input_ids"]

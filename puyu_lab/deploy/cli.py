@@ -31,7 +31,8 @@ def add_deploy_commands(sub) -> None:
     ps = p.add_subparsers(dest="deploy_cmd", required=True)
     r = ps.add_parser("run", help="convert and quantize a model → gguf/<model>, measure it → quant/<model>")
     r.add_argument("--profile", default=None)
-    r.add_argument("--model", default=None, help="the model artifact (default model/sft)")
+    r.add_argument("--model", default=None, help="the model: an artifact (default model/sft), or the path of a local "
+                   "Hugging Face model directory or a .gguf file")
     r.add_argument("--levels", nargs="+", default=None, help="quantization levels (default: the whole ladder)")
     r.add_argument("--n-tokens", type=int, default=None, help="held-out tokens to measure on")
     r.add_argument("--n-ctx", type=int, default=None, help="the context window of each measurement")

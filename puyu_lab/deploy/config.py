@@ -10,7 +10,7 @@ from .quantize import LADDER
 
 @dataclass
 class DeployConfig:
-    model: str = "model/sft"  # the model artifact to convert (model/sft or model/base)
+    model: str = "model/sft"  # model/sft, model/base, or the path of a HF model directory or a .gguf file
     levels: tuple[str, ...] = field(default_factory=lambda: tuple(LADDER))  # F32 is always made (the reference)
     n_tokens: int = 2048  # held-out tokens of corpus/clean the ladder is measured on
     n_ctx: int = 256  # the window each measurement sees

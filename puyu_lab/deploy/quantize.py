@@ -23,9 +23,13 @@ ALLOWED = {
     "F32": {"F32"}, "F16": {"F16"}, "Q8_0": {"Q8_0"}, "Q6_K": {"Q6_K"},
     "Q5_K_M": {"Q5_K", "Q6_K"}, "Q4_K_M": {"Q4_K", "Q5_K", "Q6_K"}, "Q3_K_M": {"Q3_K", "Q4_K", "Q5_K", "Q6_K"},
     "Q2_K": {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"},
+    # an i-quant (2.3 bits per weight): llama.cpp makes it only with an importance matrix; its mix keeps the
+    # attention value and output matrices at a K-quant
+    "IQ2_XS": {"IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"},
 }
 MAIN = {"F32": "F32", "F16": "F16", "Q8_0": "Q8_0", "Q6_K": "Q6_K", "Q5_K_M": "Q5_K", "Q4_K_M": "Q4_K",
-        "Q3_K_M": "Q3_K", "Q2_K": "Q2_K"}
+        "Q3_K_M": "Q3_K", "Q2_K": "Q2_K", "IQ2_XS": "IQ2_XS"}
+IMATRIX_ONLY = ("IQ2_XS",)  # levels llama-quantize makes only with an importance matrix (llamatools.quantize)
 
 
 class LevelMismatch(InputError):
@@ -60,8 +64,30 @@ def check_level(path: str | Path, level: str) -> Counter:
     return types
 
 
-def quantize(src: str | Path, dst: str | Path, level: str, *, nthread: int | None = None) -> Path:
+def reference_level(path: str | Path) -> str:
+    """The level a GGUF file is, from its ``general.file_type`` (``MOSTLY_Q8_0`` → ``Q8_0``, ``ALL_F32`` → ``F32``);
+    without one, its weights' most common type."""
+    from gguf import GGUFReader, LlamaFileType
+
+    r = GGUFReader(str(path))
+    f = r.fields.get("general.file_type")
+    if f is not None:
+        try:
+            name = LlamaFileType(int(f.parts[f.data[0]][0])).name
+            return name.split("_", 1)[1] if name.startswith(("MOSTLY_", "ALL_")) else name
+        except ValueError:
+            pass
+    return weight_types(path).most_common(1)[0][0]
+
+
+FLOAT_LEVELS = ("F32", "F16", "BF16")
+
+
+def quantize(src: str | Path, dst: str | Path, level: str, *, nthread: int | None = None,
+             allow_requantize: bool = False) -> Path:
     """Quantize the F32/F16 GGUF ``src`` to ``level`` at ``dst`` (written to a temp name, then renamed).
+    ``allow_requantize``: ``src`` is itself quantized (a brought Q8_0 file): llama.cpp dequantizes it first, and
+    the two roundings add up.
 
     Without an importance matrix: a level quantized with one goes through llama.cpp's own
     ``llama-quantize --imatrix`` (:func:`puyu_lab.deploy.llamatools.quantize`)."""
@@ -81,6 +107,7 @@ def quantize(src: str | Path, dst: str | Path, level: str, *, nthread: int | Non
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = LEVELS[level]
     params.nthread = nthread or (os.cpu_count() or 1)
+    params.allow_requantize = allow_requantize
     rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
     if rc != 0 or not tmp.is_file():
         tmp.unlink(missing_ok=True)

@@ -191,3 +191,47 @@ class GGUFModel(LocalModel, Scorer):
         if self._scorer is not None:
             self._scorer.close()
             self._scorer = None
+
+
+class GGUFTokenizer:
+    """The tokenizer a GGUF file carries, as llama.cpp itself runs it (the file opened for its vocabulary only,
+    no weights): the part of a transformers tokenizer the deploy stage and its panel use (``__call__``,
+    ``decode``, ``convert_ids_to_tokens`` / ``convert_tokens_to_ids``, ``bos_token_id``, ``eos_token_id``,
+    ``chat_template``). Written here because transformers' own GGUF tokenizer loading (``gguf_file=``) is not
+    exact: on the chain's sentencepiece vocabulary it adds a leading-space token llama.cpp does not (measured),
+    and a ladder must be measured on the tokens llama.cpp will really see."""
+
+    def __init__(self, path: str | Path):
+        import llama_cpp
+
+        quiet()
+        self.path = check_gguf(path)
+        self.llm = llama_cpp.Llama(str(self.path), vocab_only=True, verbose=False)
+        self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+        bos = self.llm.token_bos()
+        self.bos_token_id = bos if add_bos and bos >= 0 else None
+        self.eos_token_id = self.llm.token_eos()
+        self.chat_template = self.llm.metadata.get("tokenizer.chat_template")
+
+    def __call__(self, text: str, add_special_tokens: bool = True, **_) -> dict:
+        ids = self.llm.tokenize(text.encode("utf-8"), add_bos=add_special_tokens and self.bos_token_id is not None,
+                                special=True)
+        return {"input_ids": list(ids)}
+
+    def __len__(self) -> int:
+        return self.llm.n_vocab()
+
+    def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        return self.llm.detokenize([int(i) for i in ids], special=not skip_special_tokens).decode("utf-8", "replace")
+
+    def convert_ids_to_tokens(self, ids):
+        import llama_cpp
+
+        if isinstance(ids, (list, tuple)):
+            return [self.convert_ids_to_tokens(i) for i in ids]
+        return llama_cpp.llama_vocab_get_text(self._vocab, int(ids)).decode("utf-8", "replace")
+
+    def convert_tokens_to_ids(self, token: str) -> int | None:
+        ids = self.llm.tokenize(token.encode("utf-8"), add_bos=False, special=True)
+        return ids[0] if len(ids) == 1 else None

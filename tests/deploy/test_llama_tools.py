@@ -60,3 +60,17 @@ def test_our_ppl_and_kl_statistics_equal_llama_perplexity(ladder, news_text, tmp
             printed = 5e-4 if k in ("same_top", "dp_rms") else 5e-7
             assert v == pytest.approx(theirs[k], rel=0.01, abs=printed), (lv, k, v, theirs[k], theirs["output"][-1500:])
         assert r.kl_mean > 0
+
+
+def test_ladders_side_by_side_through_llama_perplexity(layers, tmp_path):
+    """The deploy lab's base-vs-fine-tuned view: each model's ladder (built on the way when missing) measured by
+    llama-perplexity --kl-divergence on the same held-out documents."""
+    from puyu_lab.deploy.pipeline import kl_by_tool
+
+    ws = layers.workspace("base", tmp_path / "ws")
+    rows = kl_by_tool(ws, ("model/base",), ("Q8_0", "Q2_K"), n_tokens=1024, n_ctx=N_CTX)
+    by = {r["level"]: r for r in rows}
+    assert [r["model"] for r in rows] == ["model/base"] * 2
+    assert 0 < by["Q8_0"]["kl_mean"] < by["Q2_K"]["kl_mean"] and by["Q2_K"]["same_top"] < by["Q8_0"]["same_top"] <= 100
+    assert by["Q2_K"]["kl_p99"] <= by["Q2_K"]["kl_max"] and by["Q8_0"]["ppl_reference"] > 1
+    assert ws.get("gguf/base").metrics["levels"] == ["F32", "Q8_0", "Q2_K"]
