@@ -52,8 +52,8 @@ def main() -> str:
         ladder_s = time.perf_counter() - t0
         tok = load_tokenizer(ws.get("model/base").path)
         ids = eval_ids(ws, tok, 2048)
-        rows, _ = measure_ladder(ladder_files(ws, "model/base"), ids, n_ctx=256, decode_tokens=DECODE,
-                                 n_params=ws.get("model/base").metrics["parameters"], bos=tok.bos_token_id)
+        rows, detail = measure_ladder(ladder_files(ws, "model/base"), ids, n_ctx=256, decode_tokens=DECODE,
+                                      n_params=ws.get("model/base").metrics["parameters"], bos=tok.bos_token_id)
         hf_pre, hf_dec = hf_decode_tps(ws.get("model/base").path, ids[:128])
         kv = kv_cache_levels(ladder_files(ws, "model/base")["Q4_K_M"], ids, n_ctx=256, bos=tok.bos_token_id)
         servers = serve_bench(ladder_files(ws, "model/base"),
@@ -61,15 +61,19 @@ def main() -> str:
     lines = [f"model: quick preset ({cfg.preset.hidden_size}d × {cfg.preset.num_layers} layers, 5.2 M parameters); "
              f"convert + quantize the whole ladder: {ladder_s:.1f} s; held-out text: {len(ids)} tokens, windows of 256",
              f"{'level':<8}{'MB':>7}{'bits/w':>8}{'RSS MB':>8}{'PPL':>10}{'ΔPPL':>9}{'KL mean':>10}{'KL p99':>10}"
-             f"{'KL max':>10}{'Δp RMS %':>10}{'top-1':>8}{'prefill/s':>11}{'decode/s (± sd)':>18}"]
+             f"{'KL max':>10}{'Δp RMS %':>10}{'top-1':>8}{'prefill/s':>11}{'decode/s (± sd)':>18}"
+             f"{'llama-bench tg/s (± sd)':>26}"]
     for r in rows:
         lines.append(f"{r.level:<8}{r.size_mb:>7.2f}{r.bits_per_weight:>8.2f}{r.rss_mb:>8.1f}{r.ppl:>10.2f}"
                      f"{r.delta_ppl:>9.3f}{r.kl_mean:>10.2e}{r.kl_p99:>10.2e}{r.kl_max:>10.2e}{r.dp_rms:>10.3f}"
-                     f"{r.top1:>8.1%}{r.prefill_tps:>11,.0f}{r.decode_tps:>11,.0f} ± {r.decode_sd:<5,.0f}")
+                     f"{r.top1:>8.1%}{r.prefill_tps:>11,.0f}{r.decode_tps:>11,.0f} ± {r.decode_sd:<5,.0f}"
+                     f"{r.bench_tg_tps:>19,.0f} ± {r.bench_tg_sd:<5,.0f}")
     q4 = next(r for r in rows if r.level == "Q4_K_M")
     lines.append(f"{'HF fp32':<8}{'':>7}{'32':>8}{'':>8}{'':>10}{'':>9}{'':>10}{'':>10}{'':>10}{'':>10}{'':>8}"
                  f"{hf_pre:>11,.0f}{hf_dec:>11,.0f}")
-    lines.append(f"speed: {rows[0].threads} threads, 3 greedy generations per level after a warm-up; load average "
+    lines.append(f"speed: {rows[0].threads} threads (llama-bench's fastest generation: " + ", ".join(
+                 f"{s['threads']} → {s['tg_tps']:,.0f} ± {s['tg_sd']:,.0f}" for s in detail["threads_sweep"])
+                 + "), 3 greedy generations per level after a warm-up through the Python binding; load average "
                  f"{min(r.load_avg for r in rows):.1f}–{max(r.load_avg for r in rows):.1f} while measuring")
     lines.append(f"Q4_K_M decode / transformers fp32 decode (same model, same 128-token prompt, {DECODE} greedy tokens): "
                  f"{q4.decode_tps / hf_dec:.2f}× (aim ≥ 3×)")

@@ -162,11 +162,12 @@ class GGUFModel(LocalModel, Scorer):
     def prefix_token_id(self) -> int:
         return self._bos
 
-    def position_logits(self, ids: list[int]) -> np.ndarray:
-        """Every position's logits for ``ids``. llama.cpp keeps them only in a context made with
-        ``logits_all`` — without it ``llm.scores`` holds the last position and stale memory for the rest
-        — so a model loaded for generation scores in a second context that has it (made once, closed
-        with the model; the generation context is left alone)."""
+    def position_logits(self, ids: list[int], start: int = 0) -> np.ndarray:
+        """The logits of positions ``start`` … of ``ids`` (only those rows are copied out and widened to float64:
+        a scorer needs the continuation's, not a vocabulary-wide row per context token). llama.cpp keeps them
+        only in a context made with ``logits_all`` — without it ``llm.scores`` holds the last position and stale
+        memory for the rest — so a model loaded for generation scores in a second context that has it (made
+        once, closed with the model; the generation context is left alone)."""
         llm = self.llm
         if not self._all_logits:
             if self._scorer is None:
@@ -175,13 +176,13 @@ class GGUFModel(LocalModel, Scorer):
             llm = self._scorer
         llm.reset()
         llm.eval(ids)
-        return np.array(llm.scores[: len(ids)], dtype=np.float64)
+        return np.array(llm.scores[start: len(ids)], dtype=np.float64)
 
     def _score_batch(self, batch):
         out = []
         for c, k in batch:
             inp = (c + k)[-(self.max_length + 1):][:-1]
-            lp = log_softmax(self.position_logits(inp)[len(inp) - len(k): len(inp)])
+            lp = log_softmax(self.position_logits(inp, len(inp) - len(k)))
             kk = np.asarray(k)
             out.append((float(lp[np.arange(len(k)), kk].sum()), bool((lp.argmax(-1) == kk).all())))
         return out

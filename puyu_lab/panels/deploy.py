@@ -36,24 +36,25 @@ def tradeoff_figure(rows: list[dict], y: str = "kl_mean") -> go.Figure:
     levels = [r["level"] for r in rows]
     sizes = [r["decode_tps"] for r in rows]
     top = max(sizes) or 1
-    ys = [max(r[y], 1e-6) if y == "kl_mean" else r[y] for r in rows]
+    log = y.startswith("kl_")
+    ys = [max(r[y], 1e-6) if log else r[y] for r in rows]
     fig = go.Figure(go.Scatter(
         x=[r["size_mb"] for r in rows], y=ys, mode="markers+text", text=levels, textposition="top center",
         marker=dict(size=[12 + 28 * s / top for s in sizes], color=[PALETTE[i % len(PALETTE)] for i in range(len(rows))],
                     symbol=["diamond" if r.get("backend") == "transformers" else "circle" for r in rows],
                     line=dict(width=1, color="#333")),
         customdata=[[r["ppl"], r["top1"], r["decode_tps"], r["rss_mb"], r.get("backend", "llama.cpp")] for r in rows],
-        hovertemplate=("<b>%{text}</b><br>size %{x:.2f} MB<br>" + ("KL %{y:.2e}" if y == "kl_mean" else "ΔPPL %{y:.3f}")
+        hovertemplate=("<b>%{text}</b><br>size %{x:.2f} MB<br>" + (t(y) + " %{y:.2e}" if log else "ΔPPL %{y:.3f}")
                        + "<br>PPL %{customdata[0]:.2f}<br>top-1 %{customdata[1]:.1%}<br>decode %{customdata[2]:.0f} tok/s"
                        "<br>RSS %{customdata[3]:.0f} MB<br>%{customdata[4]}<extra></extra>"),
     ))
     front = pareto(rows, y)
     if len(front) > 1:  # the levels no other beats on both size and fidelity
-        fig.add_scatter(x=[r["size_mb"] for r in front], y=[max(r[y], 1e-6) if y == "kl_mean" else r[y] for r in front],
+        fig.add_scatter(x=[r["size_mb"] for r in front], y=[max(r[y], 1e-6) if log else r[y] for r in front],
                         mode="lines", name=t("pareto"), line=dict(dash="dot", color="#777"), hoverinfo="skip")
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=40), title=t("tradeoff_title"),
-                      xaxis_title=t("file_size_mb"), yaxis_title="KL (log)" if y == "kl_mean" else "ΔPPL")
-    if y == "kl_mean":
+                      xaxis_title=t("file_size_mb"), yaxis_title=f"{t(y)} (log)" if log else "ΔPPL")
+    if log:
         fig.update_yaxes(type="log")
     return fig
 
@@ -81,7 +82,10 @@ class QuantTradeoffPanel:
         self.files = files or {r["level"]: r.get("file") for r in gguf_rows}
         self.export_dir = Path(export_dir) if export_dir else None
         self.fig = go.FigureWidget(tradeoff_figure(self.rows))
-        self.metric = W.ToggleButtons(options=[("KL", "kl_mean"), ("ΔPPL", "delta_ppl")], value="kl_mean")
+        metrics = [("KL", "kl_mean"), ("ΔPPL", "delta_ppl")]
+        if rows and all(r.get("kl_chat_mean") is not None for r in rows):  # measured on the model's own replies too
+            metrics.insert(1, (t("kl_chat_mean"), "kl_chat_mean"))
+        self.metric = W.ToggleButtons(options=metrics, value="kl_mean")
         self.metric.observe(lambda ch: self._replot(), names="value")
         self.sort_by = W.Dropdown(options=COLUMNS, value="size_mb", description=t("sort_by"))
         self.desc = W.Checkbox(value=True, description="↓")
@@ -127,7 +131,9 @@ class QuantTradeoffPanel:
         with self.fig.batch_update():
             self.fig.data[0].y = new.data[0].y
             self.fig.data[0].hovertemplate = new.data[0].hovertemplate
-            self.fig.layout.yaxis.type = "log" if self.metric.value == "kl_mean" else "linear"
+            if len(self.fig.data) > 1 and len(new.data) > 1:  # the frontier of this metric
+                self.fig.data[1].x, self.fig.data[1].y = new.data[1].x, new.data[1].y
+            self.fig.layout.yaxis.type = "log" if self.metric.value.startswith("kl_") else "linear"
             self.fig.layout.yaxis.title.text = new.layout.yaxis.title.text
 
     def sorted_rows(self) -> list[dict]:

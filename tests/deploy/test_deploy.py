@@ -338,7 +338,11 @@ def test_tradeoff_panel_from_real_measurements(model_dir, ladder, tmp_path):
 
     tok = load_tokenizer(model_dir)
     ids = tok(TEXT * 12)["input_ids"][:256]
-    rows, detail = measure_ladder(dict(ladder), ids, n_ctx=128, decode_tokens=4)
+    from puyu_lab.models.template import encode_chat
+
+    enc = encode_chat(tok, [{"role": "user", "content": "你是谁？"}, {"role": "assistant", "content": "我是小浦。"}])
+    rows, detail = measure_ladder(dict(ladder), ids, n_ctx=128, decode_tokens=4,
+                                  chat=[(enc.input_ids, enc.trained.index(True))])
     rows = [r.to_dict() for r in rows]
     panel = QuantTradeoffPanel(rows, detail, tok, files=dict(ladder))
     assert panel.points == len(ladder) == 8  # one point per level
@@ -354,6 +358,13 @@ def test_tradeoff_panel_from_real_measurements(model_dir, ladder, tmp_path):
     assert chart.stat().st_size > 100_000 and table.read_text().splitlines()[0].startswith("level,backend,size_mb")
     panel.metric.value = "delta_ppl"
     assert panel.fig.layout.yaxis.type == "linear"
+    # on the chat replies: the points and the frontier follow the metric
+    from puyu_lab.panels.deploy import pareto
+
+    panel.metric.value = "kl_chat_mean"
+    assert panel.fig.layout.yaxis.type == "log"
+    assert list(panel.fig.data[0].y) == [max(r["kl_chat_mean"], 1e-6) for r in rows]
+    assert list(panel.fig.data[1].x) == [r["size_mb"] for r in pareto(rows, "kl_chat_mean")]
 
 
 def test_memory_whatif_real_models():
