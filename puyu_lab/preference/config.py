@@ -37,8 +37,9 @@ class PrefConfig:
     max_length: int = 256  # the SFT model's context
     lora_r: int = 16
     lora_alpha: int = 32
-    # trl's evaluation on the held-out pairs (rewards, margins, accuracy): 5 s each on 2 cores, so twice in quick's 70 steps
-    eval_every: int = 35
+    # trl's evaluation on the held-out pairs (rewards, margins, accuracy): 5–6 s each on 2 cores, so once, at the end
+    # of quick's 70 steps (the panel's before / after bars are the stage's own scoring of the same pairs)
+    eval_every: int = 70
     log_every: int = 2
     seed: int = 0
     bf16: bool | None = None  # None: chosen per machine (puyu_lab.numerics)
