@@ -52,6 +52,27 @@ def weight_types(path: str | Path) -> Counter:
     return Counter(t.tensor_type.name for t in r.tensors if len(t.shape) == 2 or (len(t.shape) > 1 and t.shape[1] > 1))
 
 
+def type_map(files: dict[str, str | Path]) -> dict[str, dict[str, str]]:
+    """The per-tensor view of a ladder: weight matrix → {level: GGML type}, in the files' tensor order (norms and
+    other vectors, F32 in every level, left out) — where each level's mix keeps a tensor a step higher."""
+    from gguf import GGUFReader
+
+    out: dict[str, dict[str, str]] = {}
+    for level, path in files.items():
+        for t in GGUFReader(str(path)).tensors:
+            if len(t.shape) > 1 and t.shape[1] > 1:
+                out.setdefault(t.name, {})[level] = t.tensor_type.name
+    return out
+
+
+def bits_of(type_name: str) -> float:
+    """Bits per weight of a GGML type (its block's bytes × 8 / weights per block: Q4_K 4.5, IQ2_XS 2.31)."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    block, size = GGML_QUANT_SIZES[GGMLQuantizationType[type_name]]
+    return size * 8 / block
+
+
 def check_level(path: str | Path, level: str) -> Counter:
     """Raise :class:`LevelMismatch` unless every weight matrix has a type of ``level`` (and its
     main type is present)."""

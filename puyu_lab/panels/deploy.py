@@ -17,6 +17,7 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 from ..deploy.measure import COLUMNS, compare_generations, write_table_csv
+from ..deploy.quantize import bits_of, type_map
 from ..i18n import t
 from .base import CSS, PALETTE, error_html, esc, html_table, run_in_thread
 
@@ -72,6 +73,25 @@ def kl_heatmap_html(tok, targets, kl, max_tokens: int = 240) -> str:
     return f"<div class='dim'>{esc(t('kl_heatmap_hint'))} (max {top:.2e})</div>" + body
 
 
+def type_map_html(files: dict) -> str:
+    """Each weight matrix (rows) in each level (columns) with its GGML type, shaded by its bits per weight: the
+    mixes of the _M levels and the i-quants keep some tensors a step higher."""
+    tmap = type_map(files)
+    levels = list(files)
+    head = "".join(f"<th>{esc(lv)}</th>" for lv in levels)
+    body = []
+    for name, by in tmap.items():
+        cells = []
+        for lv in levels:
+            ty = by.get(lv, "")
+            shade = min(1.0, bits_of(ty) / 16) if ty else 0
+            cells.append(f"<td data-type='{esc(ty)}' style='background:rgba(33,102,172,{0.1 + 0.8 * shade:.2f});"
+                         f"color:{'#fff' if shade > 0.45 else '#111'}'>{esc(ty)}</td>")
+        body.append(f"<tr><td>{esc(name)}</td>{''.join(cells)}</tr>")
+    return (f"<div class='dim'>{esc(t('type_map_hint'))}</div><table class='puyu-types'><tr><th></th>{head}</tr>"
+            + "".join(body) + "</table>")
+
+
 class QuantTradeoffPanel:
     def __init__(self, rows: list[dict], detail: dict | None = None, tok=None, files: dict | None = None,
                  export_dir: str | Path | None = None):
@@ -106,6 +126,7 @@ class QuantTradeoffPanel:
         self.export_btn = W.Button(description=t("export"), icon="download")
         self.export_btn.on_click(lambda _: self.export())
         self.export_msg = W.HTML()
+        self.types = W.HTML(type_map_html(self.files) if self.files else "")
         self.generations: dict[str, str] = {}
         self.ui = W.VBox([
             W.HTML(CSS + f"<div class='puyu'><h4>{esc(t('quant_panel'))}</h4></div>"),
@@ -113,6 +134,7 @@ class QuantTradeoffPanel:
             W.HTML(f"<div class='puyu'><h4>{esc(t('side_by_side'))}</h4></div>"),
             W.HBox([self.pick, W.VBox([self.prompt, self.gen_btn])]), self.gens,
             W.HTML(f"<div class='puyu'><h4>{esc(t('kl_heatmap'))}</h4></div>"), self.heat_level, self.heat,
+            W.HTML(f"<div class='puyu'><h4>{esc(t('type_map'))}</h4></div>"), self.types,
         ])
         self._draw_table()
         self._draw_heat()

@@ -358,6 +358,16 @@ def test_tradeoff_panel_from_real_measurements(model_dir, ladder, tmp_path):
     assert chart.stat().st_size > 100_000 and table.read_text().splitlines()[0].startswith("level,backend,size_mb")
     panel.metric.value = "delta_ppl"
     assert panel.fig.layout.yaxis.type == "linear"
+    # the per-tensor type map: every weight matrix of every level, as the files hold them
+    import re
+
+    from puyu_lab.deploy.quantize import tensor_types, type_map, weight_types
+
+    tm = type_map(dict(ladder))
+    assert len(tm) == sum(weight_types(ladder["F32"]).values())
+    assert re.findall(r"data-type='([^']*)'", panel.types.value) == [tm[n][lv] for n in tm for lv in ladder]
+    assert all(tm[n][lv] == tensor_types(ladder[lv])[n] for n in tm for lv in ladder)
+    assert len({tm[n]["Q4_K_M"] for n in tm}) > 1  # the _M mix keeps some tensors a step higher
     # on the chat replies: the points and the frontier follow the metric
     from puyu_lab.panels.deploy import pareto
 
