@@ -122,13 +122,16 @@ def ladder_files(ws: Workspace, model: str = SFT_MODEL, imatrix: bool = False) -
 
 
 def load_quant_results(ws: Workspace, model: str = SFT_MODEL) -> tuple[list[dict], dict]:
-    """The measured levels (one row each) and the per-token detail (targets, KL per level)."""
+    """The measured levels (one row each) and the detail: the per-token KL (targets, KL per level) and the
+    held-out task items the levels answered (``tasks``; each row's ``replies`` are in their order)."""
     import numpy as np
 
     art = ws.get(quant_name(model))
     rows = json.loads((art.path / "results.json").read_text(encoding="utf-8"))
     z = np.load(art.path / "per_token.npz")
-    return rows, {"targets": z["targets"], "kl": {k[3:]: z[k] for k in z.files if k.startswith("kl_")}}
+    tasks = art.path / "tasks.json"
+    return rows, {"targets": z["targets"], "kl": {k[3:]: z[k] for k in z.files if k.startswith("kl_")},
+                  "tasks": json.loads(tasks.read_text(encoding="utf-8")) if tasks.is_file() else []}
 
 
 def load_agent_eval(ws: Workspace, name: str = AGENT_EVAL) -> dict:

@@ -16,6 +16,8 @@ buffer, KV cache). Speed is a real greedy generation, repeated (mean ± sd), wit
 and the machine's load average recorded beside it: one run on a busy 2-core machine says little. The thread
 count is picked as ``llama-bench`` lets you (its generation test at 1 … n threads, the fastest), and each GGUF
 row carries ``llama-bench``'s own pp/tg figures at that count beside the ones through the Python binding.
+Each GGUF level also answers held-out tasks greedily (``pipeline.task_items``; :func:`task_ok` scores a reply), so
+the comparison shows what a level still does beside how far its distributions moved.
 """
 from __future__ import annotations
 
@@ -115,9 +117,38 @@ def _speed(model, prompt: list[int], decode_tokens: int) -> dict:
             "decode_sd": float(dec.std(ddof=1)), "greedy": runs[-1][2], "load_avg": os.getloadavg()[0]}
 
 
-def _read_ids(ids_file: str) -> tuple[list[int], list]:
+def _read_ids(ids_file: str) -> tuple[list[int], list, list]:
     d = json.loads(Path(ids_file).read_text())
-    return (d["ids"], d.get("chat") or []) if isinstance(d, dict) else (d, [])
+    return (d["ids"], d.get("chat") or [], d.get("tasks") or []) if isinstance(d, dict) else (d, [], [])
+
+
+def answer_tasks(model, items: list[dict]) -> list[str]:
+    """Each held-out task item's greedy reply (special tokens kept: a tool call shows as one)."""
+    return [model.generate(it["messages"], max_new_tokens=it["max_new_tokens"], stop=tuple(it.get("stop") or ()),
+                           keep_special=True).text for it in items]
+
+
+def task_ok(item: dict, reply: str) -> bool:
+    """Whether ``reply`` solves ``item``: it contains the answer (``contains``), starts with it (``prefix``), or
+    calls the tool it names — ``none``: calls nothing (``tool``)."""
+    from ..contracts.protocol import called_tool
+
+    if item["match"] == "contains":
+        return item["answer"] in reply
+    if item["match"] == "prefix":
+        return reply.strip().startswith(item["answer"])
+    if item["match"] == "tool":
+        return called_tool(reply) == item["answer"]
+    raise ValueError(f"task item match={item['match']!r}: use contains, prefix or tool")
+
+
+def task_scores(items: list[dict], replies: list[str]) -> tuple[float, dict]:
+    """The share of items solved, overall and per task."""
+    ok = [task_ok(it, r) for it, r in zip(items, replies)]
+    by: dict[str, list[bool]] = {}
+    for it, o in zip(items, ok):
+        by.setdefault(it["task"], []).append(o)
+    return float(np.mean(ok)), {k: float(np.mean(v)) for k, v in by.items()}
 
 
 def chat_rows(conv: tuple[list[int], int]) -> slice:
@@ -131,7 +162,7 @@ def _worker(path: str, ids_file: str, out_dir: str, n_ctx: int, decode_tokens: i
 
     from ..models.gguf import GGUFModel, load
 
-    ids, chat = _read_ids(ids_file)
+    ids, chat, items = _read_ids(ids_file)
     rss0 = _rss_mb()
     t0 = time.perf_counter()
     llm = load(path, n_ctx=n_ctx, logits_all=True, n_threads=threads)
@@ -150,9 +181,15 @@ def _worker(path: str, ids_file: str, out_dir: str, n_ctx: int, decode_tokens: i
     # speed, without per-position logits (what a server does): real greedy generations
     m = GGUFModel(path, llm=load(path, n_ctx=n_ctx, n_threads=threads))
     speed = _speed(m, ids[:min(128, n_ctx // 2)], decode_tokens)
+    # what the level still does: held-out tasks, greedy (in a context that holds the longest of them)
+    need = max((len(m.prompt_ids(it["messages"])[1]) + it["max_new_tokens"] for it in items), default=0)
+    tm = m if need <= n_ctx else GGUFModel(path, llm=load(path, n_ctx=need, n_threads=threads))
+    replies = answer_tasks(tm, items)
+    if tm is not m:
+        tm.close()
     m.close()
     Path(out_dir, "stats.json").write_text(json.dumps({"rss_mb": rss, "load_s": load_s, **sizes, **speed,
-                                                       "threads": threads}))
+                                                       "threads": threads, "replies": replies}))
 
 
 def greedy_speed(model, prompt: list[int], decode_tokens: int) -> tuple[float, float, list[int]]:
@@ -218,7 +255,7 @@ def _worker_hf(model_dir: str, variant: str, ids_file: str, out_dir: str, n_ctx:
     from ..models.hf import HFModel
     from ..models.tokenizer import load_tokenizer
 
-    ids, chat = _read_ids(ids_file)
+    ids, chat, _ = _read_ids(ids_file)  # held-out tasks: GGUF levels only (a bnb generation is slow on a CPU)
     rss0 = _rss_mb()
     model = load_hf_variant(model_dir, variant)
     rss = _rss_mb() - rss0
@@ -276,6 +313,11 @@ class LevelResult:
     bench_pp_sd: float = float("nan")
     bench_tg_tps: float = float("nan")
     bench_tg_sd: float = float("nan")
+    # held-out tasks answered greedily (GGUF rows; measure's task_items): the share solved, overall and per task,
+    # and the replies
+    task_acc: float = float("nan")
+    task_by: dict | None = None
+    replies: list[str] | None = None
 
     def to_dict(self) -> dict:
         """The fields, with None where a figure was not measured (NaN is not JSON)."""
@@ -298,12 +340,13 @@ def kld_stats(ref_lp: np.ndarray, lp: np.ndarray, targets: np.ndarray) -> dict:
 
 
 def measure_level(path: str | Path, ids: list[int], n_ctx: int, decode_tokens: int, threads: int,
-                  tmp: Path, chat: list | None = None) -> tuple[np.ndarray, dict]:
+                  tmp: Path, chat: list | None = None, tasks: list | None = None) -> tuple[np.ndarray, dict]:
     """One level in its own process: the logits of ``ids``' scored windows and its stats (``stats["chat_logits"]``:
-    the reply rows of the ``chat`` conversations, when given)."""
+    the reply rows of the ``chat`` conversations, when given; ``stats["replies"]``: a GGUF level's greedy replies to
+    the ``tasks`` items)."""
     ids_file = tmp / "ids.json"
     if not ids_file.exists():
-        ids_file.write_text(json.dumps({"ids": ids, "chat": chat or []}))
+        ids_file.write_text(json.dumps({"ids": ids, "chat": chat or [], "tasks": tasks or []}))
     out = Path(tempfile.mkdtemp(dir=tmp))
     if str(path).startswith("hf:"):  # hf:<variant>:<model dir>
         _, variant, model_dir = str(path).split(":", 2)
@@ -324,6 +367,7 @@ def measure_level(path: str | Path, ids: list[int], n_ctx: int, decode_tokens: i
 def measure_ladder(files: dict[str, str | Path], ids: list[int], *, reference: str | None = None, n_ctx: int = 256,
                    decode_tokens: int = 64, threads: int | None = None, n_params: int | None = None,
                    bos: int | None = None, chat: list[tuple[list[int], int]] | None = None,
+                   tasks: list[dict] | None = None,
                    on_event: Callable[[Event], None] | None = None) -> tuple[list[LevelResult], dict]:
     """Measure every level in ``files`` (level → GGUF path) on the token ids ``ids``.
 
@@ -332,7 +376,9 @@ def measure_ladder(files: dict[str, str | Path], ids: list[int], *, reference: s
     equal transformers fp32 to ~1e-6). Returns the results and the per-token detail for the
     heatmap: ``{"targets": ids scored, "kl": {level: per-token KL}}``. ``bos``: the vocabulary's BOS id
     when it adds one (each window then starts with it, as in ``llama-perplexity``). ``chat``: conversations
-    ``(ids, start)`` — each scored from its beginning on its reply ``ids[start:]`` only (the ``*_chat`` columns)."""
+    ``(ids, start)`` — each scored from its beginning on its reply ``ids[start:]`` only (the ``*_chat`` columns).
+    ``tasks``: held-out task items (``pipeline.task_items``) each GGUF level answers greedily (``task_acc``,
+    ``task_by``, ``replies``; :func:`task_ok` scores them)."""
     em = Emitter("deploy", on_event)
     ids = with_bos(ids, n_ctx, bos)
     if len(windows(ids, n_ctx)) == 0:
@@ -359,7 +405,7 @@ def measure_ladder(files: dict[str, str | Path], ids: list[int], *, reference: s
         tmp = Path(td)
         for i, lv in enumerate(order):
             em.emit("progress", step="measure", level=lv, done=i, total=len(order))
-            logits, stats = measure_level(files[lv], ids, n_ctx, decode_tokens, threads, tmp, chat)
+            logits, stats = measure_level(files[lv], ids, n_ctx, decode_tokens, threads, tmp, chat, tasks)
             lp = log_softmax(logits)
             nll = -lp[np.arange(len(targets)), targets]
             ppl = float(np.exp(nll.mean()))
@@ -390,6 +436,9 @@ def measure_ladder(files: dict[str, str | Path], ids: list[int], *, reference: s
                 ck = kld_stats(ref_chat, clp, chat_targets)
                 res.kl_chat_mean, res.kl_chat_p99, res.top1_chat = ck["kl_mean"], ck["kl_p99"], ck["top1"]
                 res.ppl_chat = float(np.exp(-clp[np.arange(len(chat_targets)), chat_targets].mean()))
+            if tasks and stats.get("replies"):
+                res.replies = stats["replies"]
+                res.task_acc, res.task_by = task_scores(tasks, res.replies)
             results.append(res)
             em.emit("level", **res.to_dict())
     em.emit("done", step="measure", levels=len(results))
@@ -451,7 +500,7 @@ def kv_cache_levels(path: str | Path, ids: list[int], *, n_ctx: int = 256, types
 # the columns of the trade-off table (the deploy lab's panel and its CSV export)
 COLUMNS = ["level", "backend", "size_mb", "bits_per_weight", "rss_mb", "model_buffer_mb", "kv_cache_mb", "ppl",
            "delta_ppl", "kl_mean", "kl_median", "kl_p99", "kl_p999", "kl_max", "top1", "dp_mean", "dp_rms",
-           "kl_chat_mean", "kl_chat_p99", "top1_chat", "ppl_chat",
+           "kl_chat_mean", "kl_chat_p99", "top1_chat", "ppl_chat", "task_acc",
            "prefill_tps", "prefill_sd", "decode_tps", "decode_sd", "bench_pp_tps", "bench_pp_sd", "bench_tg_tps",
            "bench_tg_sd", "threads", "load_avg"]
 

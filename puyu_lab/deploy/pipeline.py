@@ -25,6 +25,7 @@ QUICK_LEVELS = LADDER
 
 
 IMATRIX_LEVELS = ("Q4_K_M", "Q3_K_M", "Q2_K")  # the low levels an importance matrix helps
+TUNED_STAGES = ("finetune", "preference")  # models trained on sft/data: the held-out tasks (task_items) are theirs
 
 
 @dataclass
@@ -197,13 +198,54 @@ def chat_conversations(ws: Workspace, reference: str | Path, n: int = 24,
     return convs
 
 
+def task_items(ws: Workspace, n: int = 16) -> list[dict]:
+    """Held-out tasks every GGUF level answers (greedy, through llama.cpp), so the trade-off view shows what a level
+    still *does*, not only how far its logits moved: ``n`` self-cognition paraphrases (the reply names the
+    assistant), ``n`` reviews (the reply starts with 正面 / 负面, balanced), and ``2n`` questions asked with the tools
+    offered — arithmetic (calls ``calculator``), dates (``add_days``) and questions that need none (calls nothing).
+    All from the fine-tune data's held-out parts and corpus/clean's held-out reviews: none was trained on. Empty
+    for a workspace without sft/data. :func:`measure` asks them of the chain's tuned models only (a brought model
+    has another name and no such tools)."""
+    import itertools
+
+    from ..artifacts import load_corpus, load_sft_data
+    from ..contracts.protocol import tool_prompt
+    from ..contracts.tasks import (ARITHMETIC_QUESTION, DATE_QUESTION, SENTIMENT_ANSWER, SENTIMENT_MAX_CHARS,
+                                   SENTIMENT_PROMPT)
+    from ..models.template import ACTION_END
+    from ..workspace import MissingArtifact
+
+    try:
+        selfcog = load_sft_data(ws, "selfcog_heldout")
+        arith, dates = load_sft_data(ws, "arithmetic_heldout"), load_sft_data(ws, "date_heldout")
+        notool = load_sft_data(ws, "notool_heldout")
+    except MissingArtifact:
+        return []
+    items = [{"task": "selfcog", "messages": [{"role": "user", "content": h["prompt"]}], "answer": h["expect"],
+              "match": "contains", "max_new_tokens": 24} for h in selfcog[:n]]
+    held = [r for r in load_corpus(ws, "heldout").to_list() if r.get("label") in SENTIMENT_ANSWER]
+    by = [[r for r in held if r["label"] == lab] for lab in SENTIMENT_ANSWER]
+    for r in [r for pair in zip(*by) for r in pair][:n]:
+        items.append({"task": "sentiment", "answer": SENTIMENT_ANSWER[r["label"]], "match": "prefix",
+                      "messages": [{"role": "user", "content": SENTIMENT_PROMPT.format(
+                          text=r["text"].strip()[:SENTIMENT_MAX_CHARS])}], "max_new_tokens": 4})
+    asks = [(ARITHMETIC_QUESTION.format(e=t["expression"]), "calculator") for t in arith[:n // 2 + n % 2]]
+    asks += [(DATE_QUESTION.format(date=t["date"], days=t["days"]), "add_days") for t in dates[:n // 2]]
+    kinds = [[h for h in notool if h.get("kind") == k] for k in ("self", "dialog")]
+    asks += [(h["prompt"], "none") for h in [h for pair in itertools.zip_longest(*kinds) for h in pair if h][:n]]
+    items += [{"task": "tool_choice", "messages": tool_prompt(q), "answer": a, "match": "tool", "stop": [ACTION_END],
+               "max_new_tokens": 24} for q, a in asks]  # a call names its tool within ~16 tokens
+    return items
+
+
 @stage_entry("deploy")
 def measure(ws: Workspace, model: str = "model/sft", *, n_tokens: int = 2048, n_ctx: int = 256,
             decode_tokens: int = 64, transformers: tuple[str, ...] | None = None, chat: bool = True,
-            on_event: Callable[[Event], None] | None = None) -> Artifact:
+            tasks: bool = True, on_event: Callable[[Event], None] | None = None) -> Artifact:
     """Measure the ladder and the transformers-side rows (fp32, bitsandbytes int8 / nf4, torch
     dynamic int8) on held-out text → ``quant/<model>``; with ``chat`` (a chat model) also on the F32 level's own
-    replies to held-out prompts (:func:`chat_conversations`: the ``*_chat`` columns)."""
+    replies to held-out prompts (:func:`chat_conversations`: the ``*_chat`` columns); with ``tasks``, each GGUF level's
+    answers to held-out tasks (:func:`task_items`: ``task_acc`` and ``task_by``)."""
     from .measure import HF_VARIANTS, measure_ladder
 
     gg = ws.get(gguf_name(model))
@@ -217,17 +259,23 @@ def measure(ws: Workspace, model: str = "model/sft", *, n_tokens: int = 2048, n_
         for v in (HF_VARIANTS if transformers is None else transformers):
             files[v] = f"hf:{v}:{src.path}"
     convs = chat_conversations(ws, files[reference]) if chat else []
+    # the held-out tasks are the chain's own (its assistant's name, its tool protocol): for models fine-tuned on sft/data
+    items = task_items(ws) if tasks and src.artifact is not None and src.artifact.stage in TUNED_STAGES else []
     results, detail = measure_ladder(files, ids, n_ctx=n_ctx, decode_tokens=decode_tokens, n_params=n_params,
-                                     bos=tok.bos_token_id, chat=convs, on_event=on_event)
+                                     bos=tok.bos_token_id, chat=convs, tasks=items, on_event=on_event)
     with ws.write(quant_name(model), kind="measurements", stage="deploy", parents=[gg, *src.parents],
                   params={"n_tokens": len(ids), "n_ctx": n_ctx, "reference": reference}) as w:
         (w.path / "results.json").write_text(json.dumps([r.to_dict() for r in results], indent=1), encoding="utf-8")
+        (w.path / "tasks.json").write_text(json.dumps(items, ensure_ascii=False, indent=1), encoding="utf-8")
         np.savez_compressed(w.path / "per_token.npz", targets=detail["targets"],
                             **{f"kl_{lv}": v for lv, v in detail["kl"].items()})
         w.metrics["threads_sweep"] = detail.get("threads_sweep", [])  # llama-bench generation at 1 … n threads
         w.metrics["chat"] = {"conversations": len(convs), "reply_tokens": sum(len(c[0]) - c[1] for c in convs)}
+        w.metrics["tasks"] = {k: sum(it["task"] == k for it in items) for k in dict.fromkeys(it["task"] for it in items)}
         w.metrics.update({r.level: {"size_mb": round(r.size_mb, 2), "ppl": round(r.ppl, 3), "kl": round(r.kl_mean, 5),
-                                    "top1": round(r.top1, 4), "decode_tps": round(r.decode_tps, 1)} for r in results})
+                                    "top1": round(r.top1, 4), "decode_tps": round(r.decode_tps, 1),
+                                    **({"task_acc": round(r.task_acc, 4)} if r.task_acc == r.task_acc else {})}
+                          for r in results})
     return ws.get(quant_name(model))
 
 

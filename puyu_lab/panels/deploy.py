@@ -5,6 +5,9 @@
 * a table sortable by any column;
 * pick two or more levels → side-by-side greedy continuations of a prompt (llama.cpp, worker thread);
 * per-token KL heatmap over the held-out text: *where* a level departs from the reference;
+* the per-tensor type map of every level;
+* held-out tasks (self-cognition, sentiment, tool choice) each level answered: per-task accuracy, and the items a
+  level loses against the reference with both replies (the chart's "held-out tasks solved" metric);
 * export: the chart as standalone HTML and the table as CSV.
 
 And ``MemoryWhatIf``: weights + KV cache of a real model from its config.json → fits in 8/24/80 GB?
@@ -22,14 +25,25 @@ from ..i18n import t
 from .base import CSS, PALETTE, error_html, esc, html_table, run_in_thread
 
 
+HIGHER_IS_BETTER = {"task_acc"}  # every other metric of the chart: lower is closer to the reference
+
+
+def _value(r: dict, y: str):
+    v = r.get(y)
+    return None if v is None or (isinstance(v, float) and v != v) else v
+
+
 def pareto(rows: list[dict], y: str = "kl_mean") -> list[dict]:
-    """The Pareto frontier of size × ``y``: from the smallest file up, each row with a lower ``y`` than
-    every smaller one (no other level is both smaller and closer to the reference)."""
+    """The Pareto frontier of size × ``y``: from the smallest file up, each row better on ``y`` than
+    every smaller one (no other level is both smaller and closer to the reference — or, for a higher-is-better
+    ``y`` such as ``task_acc``, both smaller and more accurate). Rows without ``y`` are left out."""
+    sign = -1 if y in HIGHER_IS_BETTER else 1
+    have = [r for r in rows if _value(r, y) is not None]
     out, best = [], float("inf")
-    for r in sorted(rows, key=lambda r: (r["size_mb"], r[y])):
-        if r[y] < best:
+    for r in sorted(have, key=lambda r: (r["size_mb"], sign * r[y])):
+        if sign * r[y] < best:
             out.append(r)
-            best = r[y]
+            best = sign * r[y]
     return out
 
 
@@ -38,14 +52,15 @@ def tradeoff_figure(rows: list[dict], y: str = "kl_mean") -> go.Figure:
     sizes = [r["decode_tps"] for r in rows]
     top = max(sizes) or 1
     log = y.startswith("kl_")
-    ys = [max(r[y], 1e-6) if log else r[y] for r in rows]
+    ys = [None if _value(r, y) is None else max(r[y], 1e-6) if log else r[y] for r in rows]  # None: not measured
     fig = go.Figure(go.Scatter(
         x=[r["size_mb"] for r in rows], y=ys, mode="markers+text", text=levels, textposition="top center",
         marker=dict(size=[12 + 28 * s / top for s in sizes], color=[PALETTE[i % len(PALETTE)] for i in range(len(rows))],
                     symbol=["diamond" if r.get("backend") == "transformers" else "circle" for r in rows],
                     line=dict(width=1, color="#333")),
         customdata=[[r["ppl"], r["top1"], r["decode_tps"], r["rss_mb"], r.get("backend", "llama.cpp")] for r in rows],
-        hovertemplate=("<b>%{text}</b><br>size %{x:.2f} MB<br>" + (t(y) + " %{y:.2e}" if log else "ΔPPL %{y:.3f}")
+        hovertemplate=("<b>%{text}</b><br>size %{x:.2f} MB<br>" + (t(y) + " %{y:.2e}" if log else
+                                                                   t(y) + " %{y:.0%}" if y == "task_acc" else "ΔPPL %{y:.3f}")
                        + "<br>PPL %{customdata[0]:.2f}<br>top-1 %{customdata[1]:.1%}<br>decode %{customdata[2]:.0f} tok/s"
                        "<br>RSS %{customdata[3]:.0f} MB<br>%{customdata[4]}<extra></extra>"),
     ))
@@ -54,7 +69,8 @@ def tradeoff_figure(rows: list[dict], y: str = "kl_mean") -> go.Figure:
         fig.add_scatter(x=[r["size_mb"] for r in front], y=[max(r[y], 1e-6) if log else r[y] for r in front],
                         mode="lines", name=t("pareto"), line=dict(dash="dot", color="#777"), hoverinfo="skip")
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=40), title=t("tradeoff_title"),
-                      xaxis_title=t("file_size_mb"), yaxis_title=f"{t(y)} (log)" if log else "ΔPPL")
+                      xaxis_title=t("file_size_mb"),
+                      yaxis_title=f"{t(y)} (log)" if log else t(y) if y in HIGHER_IS_BETTER else "ΔPPL")
     if log:
         fig.update_yaxes(type="log")
     return fig
@@ -92,6 +108,31 @@ def type_map_html(files: dict) -> str:
             + "".join(body) + "</table>")
 
 
+def task_table_html(rows: list[dict]) -> str:
+    """Per level (rows that answered the held-out tasks), the share of each task solved."""
+    have = [r for r in rows if r.get("task_by")]
+    if not have:
+        return ""
+    tasks = list(have[0]["task_by"])
+    table = [{"level": r["level"], **{k: f"{r['task_by'].get(k, float('nan')):.0%}" for k in tasks},
+              "task_acc": f"{r['task_acc']:.0%}"} for r in have]
+    return html_table(table, ["level", *tasks, "task_acc"], labels={k: t(f"task_{k}") for k in tasks})
+
+
+def task_diff_html(items: list[dict], ref: dict, row: dict, limit: int = 8) -> str:
+    """The held-out items the reference level solves and ``row``'s level does not: the question and both replies."""
+    from ..deploy.measure import task_ok
+
+    if not items or not ref.get("replies") or not row.get("replies"):
+        return ""
+    lost = [(it, a, b) for it, a, b in zip(items, ref["replies"], row["replies"]) if task_ok(it, a) and not task_ok(it, b)]
+    gained = sum(1 for it, a, b in zip(items, ref["replies"], row["replies"]) if not task_ok(it, a) and task_ok(it, b))
+    head = f"<div class='dim'>{esc(t('tasks_lost').format(level=row['level'], ref=ref['level'], lost=len(lost), gained=gained))}</div>"
+    cells = [{"task": it["task"], "question": it["messages"][-1]["content"][:60], "expected": it["answer"],
+              ref["level"]: a[:80], row["level"]: b[:80]} for it, a, b in lost[:limit]]
+    return head + (html_table(cells, ["task", "question", "expected", ref["level"], row["level"]]) if cells else "")
+
+
 class QuantTradeoffPanel:
     def __init__(self, rows: list[dict], detail: dict | None = None, tok=None, files: dict | None = None,
                  export_dir: str | Path | None = None):
@@ -105,6 +146,8 @@ class QuantTradeoffPanel:
         metrics = [("KL", "kl_mean"), ("ΔPPL", "delta_ppl")]
         if rows and all(r.get("kl_chat_mean") is not None for r in rows):  # measured on the model's own replies too
             metrics.insert(1, (t("kl_chat_mean"), "kl_chat_mean"))
+        if any(_value(r, "task_acc") is not None for r in rows):  # the GGUF levels' held-out tasks
+            metrics.append((t("task_acc"), "task_acc"))
         self.metric = W.ToggleButtons(options=metrics, value="kl_mean")
         self.metric.observe(lambda ch: self._replot(), names="value")
         self.sort_by = W.Dropdown(options=COLUMNS, value="size_mb", description=t("sort_by"))
@@ -126,7 +169,13 @@ class QuantTradeoffPanel:
         self.export_btn = W.Button(description=t("export"), icon="download")
         self.export_btn.on_click(lambda _: self.export())
         self.export_msg = W.HTML()
-        self.types = W.HTML(type_map_html(self.files) if self.files else "")
+        # files that are here (results.json can name files of another machine or a removed workspace)
+        present = {lv: p for lv, p in self.files.items() if p and Path(p).is_file()}
+        self.types = W.HTML(type_map_html(present) if present else "")
+        task_rows = [r["level"] for r in self.rows if r.get("replies")]
+        self.task_level = W.Dropdown(options=task_rows[1:] or task_rows, description=t("level"))
+        self.task_level.observe(lambda ch: self._draw_tasks(), names="value")
+        self.tasks = W.HTML()
         self.generations: dict[str, str] = {}
         self.ui = W.VBox([
             W.HTML(CSS + f"<div class='puyu'><h4>{esc(t('quant_panel'))}</h4></div>"),
@@ -135,9 +184,12 @@ class QuantTradeoffPanel:
             W.HBox([self.pick, W.VBox([self.prompt, self.gen_btn])]), self.gens,
             W.HTML(f"<div class='puyu'><h4>{esc(t('kl_heatmap'))}</h4></div>"), self.heat_level, self.heat,
             W.HTML(f"<div class='puyu'><h4>{esc(t('type_map'))}</h4></div>"), self.types,
+            *([W.HTML(f"<div class='puyu'><h4>{esc(t('task_panel'))}</h4></div>"), self.task_level, self.tasks]
+              if task_rows else []),
         ])
         self._draw_table()
         self._draw_heat()
+        self._draw_tasks()
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -174,11 +226,22 @@ class QuantTradeoffPanel:
             if isinstance(v, float):
                 if v != v:
                     return "–"
-                return f"{v:.2e}" if c.startswith("kl_") else (f"{v:.1%}" if c.startswith("top1") else f"{v:,.2f}")
+                return f"{v:.2e}" if c.startswith("kl_") else (f"{v:.1%}" if c.startswith("top1") or c == "task_acc" else f"{v:,.2f}")
             return v
 
         rows = [{c: fmt(c, r.get(c, float("nan"))) for c in COLUMNS} for r in self.sorted_rows()]
         self.table.value = CSS + "<div class='puyu'>" + html_table(rows, COLUMNS, labels={c: t(c) for c in COLUMNS}) + "</div>"
+
+    def _draw_tasks(self) -> None:
+        """The per-task table, and what the chosen level loses against the reference."""
+        items = (self.detail or {}).get("tasks") or []
+        answered = [r for r in self.rows if r.get("replies")]
+        if not answered:
+            self.tasks.value = ""
+            return
+        row = next((r for r in answered if r["level"] == self.task_level.value), answered[-1])
+        self.tasks.value = (CSS + "<div class='puyu'>" + task_table_html(self.rows)
+                            + task_diff_html(items, answered[0], row) + "</div>")
 
     def _draw_heat(self) -> None:
         if not self.detail or self.tok is None or self.heat_level.value not in self.detail["kl"]:

@@ -341,10 +341,28 @@ def test_tradeoff_panel_from_real_measurements(model_dir, ladder, tmp_path):
     from puyu_lab.models.template import encode_chat
 
     enc = encode_chat(tok, [{"role": "user", "content": "你是谁？"}, {"role": "assistant", "content": "我是小浦。"}])
+    # held-out task items, as pipeline.task_items makes them: every GGUF level answers them greedily
+    from puyu_lab.contracts.protocol import tool_prompt
+    from puyu_lab.deploy.measure import task_ok
+    from puyu_lab.models import GGUFModel
+
+    items = [{"task": "selfcog", "messages": [{"role": "user", "content": "你是谁？"}], "answer": "小浦",
+              "match": "contains", "max_new_tokens": 6},
+             {"task": "tool_choice", "messages": tool_prompt("12*7 等于多少？"), "answer": "none", "match": "tool",
+              "stop": ["<|action_end|>"], "max_new_tokens": 6}]
     rows, detail = measure_ladder(dict(ladder), ids, n_ctx=128, decode_tokens=4,
-                                  chat=[(enc.input_ids, enc.trained.index(True))])
+                                  chat=[(enc.input_ids, enc.trained.index(True))], tasks=items)
+    with GGUFModel(ladder["Q2_K"]) as m:  # the replies are the level's own greedy generations
+        assert [m.generate(it["messages"], max_new_tokens=it["max_new_tokens"], stop=tuple(it.get("stop", ())),
+                           keep_special=True).text for it in items] == rows[-1].replies
+    for r in rows:
+        assert len(r.replies) == 2 and r.task_acc == np.mean([task_ok(it, x) for it, x in zip(items, r.replies)])
+        assert set(r.task_by) == {"selfcog", "tool_choice"}
     rows = [r.to_dict() for r in rows]
-    panel = QuantTradeoffPanel(rows, detail, tok, files=dict(ladder))
+    panel = QuantTradeoffPanel(rows, {**detail, "tasks": items}, tok, files=dict(ladder))
+    assert panel.tasks.value.count("<tr>") == 1 + len(ladder)  # the per-task table: a row per level
+    panel.task_level.value = "Q2_K"
+    assert "Q2_K" in panel.tasks.value and "task_acc" in [v for _, v in panel.metric.options]
     assert panel.points == len(ladder) == 8  # one point per level
     assert list(panel.fig.data[0].text) == list(ladder)
     panel.sort_by.value = "kl_mean"
@@ -375,6 +393,11 @@ def test_tradeoff_panel_from_real_measurements(model_dir, ladder, tmp_path):
     assert panel.fig.layout.yaxis.type == "log"
     assert list(panel.fig.data[0].y) == [max(r["kl_chat_mean"], 1e-6) for r in rows]
     assert list(panel.fig.data[1].x) == [r["size_mb"] for r in pareto(rows, "kl_chat_mean")]
+    # held-out tasks solved: higher is better, the frontier follows (no level both smaller and more accurate)
+    panel.metric.value = "task_acc"
+    assert panel.fig.layout.yaxis.type == "linear" and list(panel.fig.data[0].y) == [r["task_acc"] for r in rows]
+    front = pareto(rows, "task_acc")
+    assert all(not (o["size_mb"] <= f["size_mb"] and o["task_acc"] > f["task_acc"]) for f in front for o in rows if o is not f)
 
 
 def test_memory_whatif_real_models():
@@ -400,6 +423,7 @@ def test_a_comparison_that_raises_is_shown_in_the_panel_and_kept(monkeypatch):
              "file": f"/nonexistent/{lv}.gguf"}
             for lv, s, b, d, k in [("F32", 40.0, 32.0, 0.0, 0.0), ("Q4_K_M", 8.0, 4.8, 0.1, 0.01)]]
     panel = dp.QuantTradeoffPanel(rows)
+    assert panel.types.value == ""  # files named by rows but not here (another machine): no type map, no error
 
     def broken(*a, **kw):
         raise FileNotFoundError("/nonexistent/F32.gguf")
