@@ -363,7 +363,10 @@ def no_run_cgroups_left(plan) -> bool:
                 if n.startswith(f"{CGROUP_PREFIX}{os.getpid()}-")]
 
 
-SMALL = {"memory_mb": 256, "disk_mb": 8}  # a total of 256 + 3 x 8 = 280 MB
+# a total of 256 + 3 x 8 = 280 MB. CPU and wall time generous: these runs are about memory, and on a fresh VM the first
+# touch of memory the guest never used costs the kernel seconds (800 MB of SysV segments: 6.4 s of system time the
+# first time, 0.4 s after), which the default 5 s CPU limit turned into a SIGXCPU before the memory limit could act
+SMALL = {"memory_mb": 256, "disk_mb": 8, "cpu_s": 30, "wall_s": 40}
 
 
 def test_forked_children_cannot_take_more_memory_than_the_run_may():
@@ -402,7 +405,7 @@ def test_sysv_shared_memory_cannot_take_more_memory_than_the_run_may():
             "libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]\nlibc.shmdt.argtypes = [ctypes.c_void_p]\n"
             "libc.shmctl.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]\nids = []\ntry:\n"
             "    for i in range(8):\n        sid = libc.shmget(0, 100 << 20, 0o1600)\n        if sid < 0:\n"
-            "            raise OSError(ctypes.get_errno(), 'shmget')\n        ids.append(sid)\n"
+            "            raise OSError(ctypes.get_errno(), 'shmget')\n        ids.append(sid)\n        print('ID', sid, flush=True)\n"
             "        a = libc.shmat(sid, None, 0)\n        if a is None or a == ctypes.c_void_p(-1).value:\n"
             "            raise OSError(ctypes.get_errno(), 'shmat')\n        ctypes.memset(a, 1, 100 << 20)\n"
             "        libc.shmdt(a)\nexcept OSError as e:\n    print('STOPPED', errno.errorcode[e.errno], e)\n"
@@ -411,9 +414,9 @@ def test_sysv_shared_memory_cannot_take_more_memory_than_the_run_may():
     try:
         assert r.ok and "HELD 800 MB" in r.output, r.output
     finally:  # in case the payload broke off: no segment of it may stay in the host's IPC namespace
-        ids = r.output.split("MB [")[-1].split("]")[0] if "MB [" in r.output else ""
-        for sid in filter(None, (s.strip() for s in ids.split(","))):
-            subprocess.run(["ipcrm", "-m", sid], capture_output=True)
+        for line in r.output.splitlines():  # each segment's id is printed as it is made, so a killed run leaks none
+            if line.startswith("ID "):
+                subprocess.run(["ipcrm", "-m", line.split()[1]], capture_output=True)
     r = inside(code, **SMALL)
     assert "HELD 800" not in r.output, r.output
     if plan.setpriv:  # as root: SysV shared memory capped at memory_mb in its IPC namespace
