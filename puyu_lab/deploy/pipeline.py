@@ -210,15 +210,16 @@ def task_items(ws: Workspace, n: int = 16) -> list[dict]:
 
     from ..artifacts import load_corpus, load_sft_data
     from ..contracts.protocol import tool_prompt
-    from ..contracts.tasks import (ARITHMETIC_QUESTION, DATE_QUESTION, SENTIMENT_ANSWER, SENTIMENT_MAX_CHARS,
+    from ..contracts.tasks import (ARITHMETIC_HELDOUT, ARITHMETIC_QUESTION, DATE_HELDOUT, DATE_QUESTION,
+                                   NOTOOL_HELDOUT, SELFCOG_HELDOUT, SENTIMENT_ANSWER, SENTIMENT_MAX_CHARS,
                                    SENTIMENT_PROMPT)
     from ..models.template import ACTION_END
     from ..workspace import MissingArtifact
 
     try:
-        selfcog = load_sft_data(ws, "selfcog_heldout")
-        arith, dates = load_sft_data(ws, "arithmetic_heldout"), load_sft_data(ws, "date_heldout")
-        notool = load_sft_data(ws, "notool_heldout")
+        selfcog = load_sft_data(ws, SELFCOG_HELDOUT)
+        arith, dates = load_sft_data(ws, ARITHMETIC_HELDOUT), load_sft_data(ws, DATE_HELDOUT)
+        notool = load_sft_data(ws, NOTOOL_HELDOUT)
     except MissingArtifact:
         return []
     items = [{"task": "selfcog", "messages": [{"role": "user", "content": h["prompt"]}], "answer": h["expect"],
