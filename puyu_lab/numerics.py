@@ -56,6 +56,17 @@ class NumericPath:
         return self.dtype == "fp16"
 
     @property
+    def pad_multiple(self) -> int | None:
+        """Pad variable-length training batches to a multiple of this many tokens (``None``: to the longest).
+
+        Under bf16 autocast on a CPU, oneDNN builds its kernels for each new input shape, and a batch padded
+        only to its longest sequence has a new length almost every step: the quick SFT run (batches of 25 to
+        256 tokens) took 103 s in bf16 on a 2-core AMX Xeon against 86 s in fp32 — slower on the path chosen
+        for being faster. Padded to a multiple of 32 the shapes repeat and it took 73 s. In fp32 (MKL) the
+        extra padding only costs: 98 s against 89 s with the AVX2 paths forced — so only bf16 CPU runs pad."""
+        return 32 if self.dtype == "bf16" and self.device == "cpu" else None
+
+    @property
     def muon_ns_dtype(self) -> str:
         """The dtype for Muon's Newton–Schulz iterations: bf16 only where it is native and fast."""
         return "bf16" if self.dtype == "bf16" else "fp32"

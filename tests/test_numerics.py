@@ -72,3 +72,29 @@ print(json.dumps({{"metrics": m["metrics"], "numerics": m["params"]["numerics"],
     assert out["metrics"]["precision"] == "fp32" and out["metrics"]["muon_ns_dtype"] == "fp32"
     assert out["numerics"]["dtype"] == "fp32" and "emulated" in out["numerics"]["reason"]
     assert "numerics" in out["events"]
+
+
+def test_bf16_cpu_runs_pad_batches_to_a_multiple_and_the_padding_changes_no_loss():
+    """oneDNN builds bf16 kernels per input shape: SFT batches pad to a multiple of 32 there (103 s → 73 s
+    for the quick run on an AMX Xeon), and only there (fp32 pays for the extra padding)."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from puyu_lab.finetune.dataset import IGNORE, Collator
+    from puyu_lab.pretrain.model import ModelPreset, llama_config
+
+    assert NumericPath("bf16", "native", device="cpu").pad_multiple == 32
+    assert NumericPath("fp32", "emulated bf16", device="cpu").pad_multiple is None
+    assert NumericPath("bf16", "Ampere", device="cuda").pad_multiple is None
+    batch = [{"input_ids": [5, 6, 7], "labels": [IGNORE, 6, 7]},
+             {"input_ids": list(range(10, 50)), "labels": list(range(10, 50))}]
+    padded, plain = Collator(0, 32)(batch), Collator(0)(batch)
+    assert plain["input_ids"].shape == (2, 40) and padded["input_ids"].shape == (2, 64)
+    assert (padded["labels"][:, 40:] == IGNORE).all() and padded["attention_mask"].sum(1).tolist() == [3, 40]
+    torch.manual_seed(0)
+    preset = ModelPreset(hidden_size=256, num_layers=1, num_heads=4, num_kv_heads=2, intermediate_size=256,
+                         vocab_size=256, block_size=64)
+    model = LlamaForCausalLM(llama_config(preset)).eval()
+    with torch.no_grad():
+        a, b = model(**plain).loss.item(), model(**padded).loss.item()
+    assert abs(a - b) < 1e-5, (a, b)

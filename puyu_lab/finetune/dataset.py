@@ -48,15 +48,19 @@ def prepare_data(ws: Workspace, cfg: SFTConfig | None = None, *, corpus: str = "
 
 
 class Collator:
-    """Pad a batch to its longest sequence; padding is never trained."""
+    """Pad a batch to its longest sequence (rounded up to a multiple of ``multiple`` when given: see
+    :attr:`puyu_lab.numerics.NumericPath.pad_multiple`); padding is never trained."""
 
-    def __init__(self, pad_id: int):
+    def __init__(self, pad_id: int, multiple: int | None = None):
         self.pad_id = pad_id
+        self.multiple = multiple
 
     def __call__(self, batch):
         import torch
 
         n = max(len(b["input_ids"]) for b in batch)
+        if self.multiple:
+            n = -(-n // self.multiple) * self.multiple
         ids = torch.full((len(batch), n), self.pad_id, dtype=torch.long)
         labels = torch.full((len(batch), n), IGNORE, dtype=torch.long)
         mask = torch.zeros((len(batch), n), dtype=torch.long)

@@ -153,7 +153,7 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
     cb = trainer_callback(em, tokens_per_step=tokens_per_step, stop=stop, sample_fn=sample_fn,
                           sample_every=cfg.sample_every)
     trainer = Trainer(model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows,
-                      data_collator=Collator(tok.eos_token_id), callbacks=[cb])
+                      data_collator=Collator(tok.eos_token_id, numerics.pad_multiple), callbacks=[cb])
     if stop is not None:
         stop.clear()
     trainer.train(resume_from_checkpoint=ckpt)
