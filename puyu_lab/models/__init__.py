@@ -4,7 +4,8 @@ logits, lm-eval's log-likelihoods). Every stage and panel that runs a model goes
 
     template.py   the InternLM2 chat format (Jinja chat_template, tool calls, training masks)
     tokenizer.py  reading / writing a tokenizer directory
-    base.py       Generation, Stream, Model, and the decode loop of the local backends
+    base.py       Generation, Stream, Model, and the decode loop of the local backends (one sequence, or
+                  many in lock-step: generate_batch)
     constraints.py  constrained decoding: the Constraint a decode step applies, the vocabulary as text
     scoring.py    log-likelihoods as lm-eval computes them
     hf.py         HFModel (transformers)

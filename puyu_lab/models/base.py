@@ -83,6 +83,21 @@ def log_softmax(x) -> np.ndarray:
     return x - m - np.log(np.exp(x - m).sum(-1, keepdims=True))
 
 
+def continuation_logprob(logits, targets) -> tuple[float, bool]:
+    """The summed log-probability of ``targets`` under the rows of ``logits`` (one row per target), and whether
+    each target is its row's argmax: log_softmax at the targets without building the whole table. Float32 logits
+    (what llama.cpp computes) stay float32 through the exp — as torch's float32 log_softmax for a transformers
+    model — and every sum is float64."""
+    x = np.asarray(logits)
+    if x.dtype != np.float32:
+        x = x.astype(np.float64)
+    kk = np.asarray(targets, dtype=np.int64)
+    m = x.max(-1)
+    lse = m.astype(np.float64) + np.log(np.exp(x - m[:, None]).sum(-1, dtype=np.float64))
+    picked = x[np.arange(len(kk)), kk].astype(np.float64)
+    return float((picked - lse).sum()), bool((x.argmax(-1) == kk).all())
+
+
 def top_k(probs: np.ndarray, decode, k: int = 5) -> list[tuple[str, float]]:
     idx = np.argsort(-probs)[:k]
     return [(decode(int(i)), round(float(probs[i]), 4)) for i in idx]
@@ -155,6 +170,34 @@ class Model(ABC):
                 ignore_eos):
         """Yield text pieces, then the Generation."""
 
+    # ---- many prompts at once ----
+    can_batch = False  # True: the backend evaluates several sequences in one forward (LocalModel._begin_batch …)
+
+    def generate_batch(self, inputs: list, *, max_new_tokens: int = 64, stop: Sequence[str] = (),
+                       watch: str | None = None, stop_flag=None, keep_special: bool = False,
+                       ignore_eos: bool = False, constraints: list | None = None,
+                       batch_size: int = 64) -> list[Generation]:
+        """Greedy replies to several prompts: what ``generate`` gives for each of them (same arguments;
+        ``constraints``: one constraint or None per prompt, each with its own state). A backend that
+        evaluates a batch in one forward (transformers: ``can_batch``) decodes ``batch_size`` prompts in
+        lock-step — on a small model most of a step's time is the framework's per-call overhead, not
+        arithmetic, so forty sequences cost little more than one. Rows are left-padded and masked; a row's
+        tokens equal its own unbatched run's (``tests/models``; its logits to float rounding). Each
+        Generation's ``seconds`` is then its batch's wall time. Other backends (llama.cpp here: one sequence
+        per context; an endpoint) run the prompts one by one."""
+        constraints = list(constraints) if constraints is not None else [None] * len(inputs)
+        if len(constraints) != len(inputs):
+            raise ValueError(f"{len(constraints)} constraints for {len(inputs)} prompts: give one (or None) per prompt")
+        return [self.generate(x, max_new_tokens=max_new_tokens, stop=stop, watch=watch, stop_flag=stop_flag,
+                              keep_special=keep_special, ignore_eos=ignore_eos,
+                              **({"constraint": c} if c is not None else {}))
+                for x, c in zip(inputs, constraints)]
+
+    def replies(self, prompts: list[str], max_new_tokens: int = 64) -> list[str]:
+        """``reply`` to each prompt as one user turn, decoded together where the backend batches."""
+        gens = self.generate_batch([[{"role": "user", "content": p}] for p in prompts], max_new_tokens=max_new_tokens)
+        return [g.text.strip() for g in gens]
+
     # the chat panel's two calls
     def reply(self, messages: list[dict], max_new_tokens: int = 64, temperature: float = 0.0, stop_flag=None) -> str:
         return self.generate(messages, max_new_tokens=max_new_tokens, temperature=temperature,
@@ -224,62 +267,152 @@ class LocalModel(Model):
     def _pieces(self, inp, *, max_new_tokens, stop, temperature, watch, stop_flag, tools, keep_special, seed,
                 ignore_eos, constraint=None):
         t0 = time.perf_counter()
-        if isinstance(inp, list) and inp and all(isinstance(i, int) for i in inp):
-            ids = list(inp)
-            prompt = self.detokenize(ids, True)
-        else:
-            prompt, ids = self.prompt_ids(inp)
-        stops = set() if ignore_eos else self.stop_token_ids()
-        rng = np.random.default_rng(seed)
-        out: list[int] = []
-        shown, first, watch_prob, finish = "", [], None, "length"
-        if constraint is not None:
-            constraint.start(ids, max_new_tokens)
+        row = _Row(self, inp, max_new_tokens=max_new_tokens, stop=stop, temperature=temperature, watch=watch,
+                   keep_special=keep_special, seed=seed, ignore_eos=ignore_eos, constraint=constraint)
         try:
-            logits = self._begin(ids)
+            logits = self._begin(row.ids)
             prefill = time.perf_counter() - t0
             for step in range(max_new_tokens):
                 if is_set(stop_flag):
-                    finish = "stopped"
+                    row.finish = "stopped"
                     break
-                if step == 0:
-                    p = softmax(logits)
-                    first = top_k(p, self.piece)
-                    wid = self.token_id(watch) if watch is not None else None
-                    if wid is not None:
-                        watch_prob = round(float(p[wid]), 6)
-                if constraint is not None:  # the candidates above are the model's own; the pick obeys the mask
-                    logits = constraint.process(out, logits)
-                if temperature and temperature > 0:
-                    k = min(TOP_K, logits.shape[-1])
-                    cand = np.argpartition(-logits, k - 1)[:k]
-                    q = softmax(logits[cand] / temperature)
-                    nxt = int(cand[rng.choice(k, p=q)])
-                else:
-                    nxt = int(np.argmax(logits))
-                if nxt in stops:
-                    if keep_special:
-                        out.append(nxt)
-                    finish = "eos"
+                nxt = row.pick(logits)
+                if nxt is None:
                     break
-                out.append(nxt)
-                text = self.detokenize(out, keep_special)
-                cut = cut_at_stops(text, stop)
-                if len(cut) < len(text):
-                    finish = "stop"
-                    break
-                # an unfinished UTF-8 character (byte fallback) or a possible stop string waits
-                safe = text.rstrip("\ufffd")
-                safe = safe[: len(safe) - _held_back(safe, stop)] if stop else safe
-                if len(safe) > len(shown) and safe.startswith(shown):
-                    yield safe[len(shown):]
-                    shown = safe
+                piece = row.piece()
+                if piece:
+                    yield piece
                 if step + 1 < max_new_tokens:
                     logits = self._step(nxt)
-            text = cut_at_stops(self.detokenize(out, keep_special), stop)
-            if len(text) > len(shown) and text.startswith(shown):
-                yield text[len(shown):]
-            yield Generation(text, prompt, len(ids), len(out), time.perf_counter() - t0, first, watch_prob,
-                             finish=finish, tokens=list(out), prefill_seconds=prefill)
+            piece = row.piece(final=True)
+            if piece:
+                yield piece
+            yield row.generation(time.perf_counter() - t0, prefill)
         finally:
             self._end()
+
+    # ---- many prompts at once ----
+    def generate_batch(self, inputs: list, *, max_new_tokens: int = 64, stop: Sequence[str] = (),
+                       watch: str | None = None, stop_flag=None, keep_special: bool = False,
+                       ignore_eos: bool = False, constraints: list | None = None,
+                       batch_size: int = 64) -> list[Generation]:
+        """:meth:`Model.generate_batch`, in lock-step batches where the backend ``can_batch``."""
+        constraints = list(constraints) if constraints is not None else [None] * len(inputs)
+        if len(constraints) != len(inputs):
+            raise ValueError(f"{len(constraints)} constraints for {len(inputs)} prompts: give one (or None) per prompt")
+        kw = dict(max_new_tokens=max_new_tokens, stop=tuple(stop or ()), watch=watch, keep_special=keep_special,
+                  ignore_eos=ignore_eos)
+        if not self.can_batch or len(inputs) < 2:
+            return [self.generate(x, stop_flag=stop_flag, constraint=c, **kw) for x, c in zip(inputs, constraints)]
+        out: list[Generation] = []
+        for b in range(0, len(inputs), batch_size):
+            out += self._decode_batch(inputs[b:b + batch_size], constraints[b:b + batch_size], stop_flag, **kw)
+        return out
+
+    def _decode_batch(self, inputs, constraints, stop_flag, *, max_new_tokens, **kw) -> list[Generation]:
+        t0 = time.perf_counter()
+        rows = [_Row(self, x, max_new_tokens=max_new_tokens, temperature=0.0, seed=0, constraint=c, **kw)
+                for x, c in zip(inputs, constraints)]
+        try:
+            logits = self._begin_batch([r.ids for r in rows])
+            prefill = time.perf_counter() - t0
+            live = [True] * len(rows)
+            for step in range(max_new_tokens):
+                if is_set(stop_flag):
+                    for r, on in zip(rows, live):
+                        if on:
+                            r.finish = "stopped"
+                    break
+                nxt = []
+                for i, r in enumerate(rows):
+                    t = r.pick(logits[i]) if live[i] else None
+                    live[i] = t is not None
+                    nxt.append(t)
+                if not any(live) or step + 1 >= max_new_tokens:
+                    break
+                # a finished row is fed its last token again: its logits are never read
+                logits = self._step_batch([t if t is not None else (r.out[-1] if r.out else r.ids[-1])
+                                           for t, r in zip(nxt, rows)])
+        finally:
+            self._end()
+        seconds = time.perf_counter() - t0
+        return [r.generation(seconds, prefill) for r in rows]
+
+    def _begin_batch(self, seqs: list[list[int]]) -> np.ndarray:
+        """Evaluate several prompts (a fresh cache): each one's last position's logits, ``[batch, vocab]``."""
+        raise NotImplementedError(f"{type(self).__name__} decodes one sequence at a time (can_batch is False)")
+
+    def _step_batch(self, tokens: list[int]) -> np.ndarray:
+        """Append one token to each row of the cache: the new logits, ``[batch, vocab]``."""
+        raise NotImplementedError(f"{type(self).__name__} decodes one sequence at a time (can_batch is False)")
+
+
+class _Row:
+    """One sequence of the decode loop: its prompt ids, the tokens picked so far, and the rules that end
+    it (end tokens, stop strings, the token budget) — shared by the one-sequence loop and the batched one."""
+
+    def __init__(self, model: LocalModel, inp, *, max_new_tokens, stop, temperature, watch, keep_special, seed,
+                 ignore_eos, constraint):
+        self.model = model
+        if isinstance(inp, list) and inp and all(isinstance(i, int) for i in inp):
+            self.ids = list(inp)
+            self.prompt = model.detokenize(self.ids, True)
+        else:
+            self.prompt, self.ids = model.prompt_ids(inp)
+        self.stops = set() if ignore_eos else model.stop_token_ids()
+        self.stop, self.temperature, self.watch, self.keep_special = stop, temperature, watch, keep_special
+        self.constraint = constraint
+        self.rng = np.random.default_rng(seed)
+        self.out: list[int] = []
+        self.shown, self.first, self.watch_prob, self.finish = "", [], None, "length"
+        self.text = ""
+        if constraint is not None:
+            constraint.start(self.ids, max_new_tokens)
+
+    def pick(self, logits: np.ndarray) -> int | None:
+        """The next token from this step's logits; None when the row ends here (``finish`` says why)."""
+        model = self.model
+        if not self.out and not self.first:
+            p = softmax(logits)
+            self.first = top_k(p, model.piece)
+            wid = model.token_id(self.watch) if self.watch is not None else None
+            if wid is not None:
+                self.watch_prob = round(float(p[wid]), 6)
+        if self.constraint is not None:  # the candidates above are the model's own; the pick obeys the mask
+            logits = self.constraint.process(self.out, logits)
+        if self.temperature and self.temperature > 0:
+            k = min(TOP_K, logits.shape[-1])
+            cand = np.argpartition(-logits, k - 1)[:k]
+            q = softmax(logits[cand] / self.temperature)
+            nxt = int(cand[self.rng.choice(k, p=q)])
+        else:
+            nxt = int(np.argmax(logits))
+        if nxt in self.stops:
+            if self.keep_special:
+                self.out.append(nxt)
+            self.finish = "eos"
+            return None
+        self.out.append(nxt)
+        self.text = model.detokenize(self.out, self.keep_special)
+        if len(cut_at_stops(self.text, self.stop)) < len(self.text):
+            self.finish = "stop"
+            return None
+        return nxt
+
+    def piece(self, final: bool = False) -> str:
+        """The text not yet shown that is safe to show: an unfinished UTF-8 character (byte fallback) or a
+        possible stop string waits; ``final`` shows the rest (stop strings cut)."""
+        if final:
+            safe = cut_at_stops(self.model.detokenize(self.out, self.keep_special), self.stop)
+        else:
+            safe = self.text.rstrip("\ufffd")
+            safe = safe[: len(safe) - _held_back(safe, self.stop)] if self.stop else safe
+        if len(safe) > len(self.shown) and safe.startswith(self.shown):
+            new, self.shown = safe[len(self.shown):], safe
+            return new
+        return ""
+
+    def generation(self, seconds: float, prefill: float) -> Generation:
+        text = cut_at_stops(self.model.detokenize(self.out, self.keep_special), self.stop)
+        return Generation(text, self.prompt, len(self.ids), len(self.out), seconds, self.first, self.watch_prob,
+                          finish=self.finish, tokens=list(self.out), prefill_seconds=prefill)

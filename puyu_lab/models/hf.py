@@ -113,8 +113,44 @@ class HFModel(LocalModel, Scorer):
     def _step(self, token):
         return self._forward([token])
 
+    # ---- several sequences in lock-step (LocalModel.generate_batch) ----
+    can_batch = True
+
+    def _begin_batch(self, seqs):
+        """Left-padded prompts with their attention mask, and positions that start at 0 at each row's first real
+        token (as ``model.generate`` does for a left-padded batch)."""
+        import torch
+
+        self._was_training = self.model.training
+        self.model.eval()
+        n = max(len(s) for s in seqs)
+        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
+        ids = torch.tensor([[pad] * (n - len(s)) + list(s) for s in seqs], device=self.model.device)
+        self._mask = torch.tensor([[0] * (n - len(s)) + [1] * len(s) for s in seqs], device=self.model.device)
+        pos = (self._mask.cumsum(-1) - 1).clamp(min=0)
+        self._pos = pos[:, -1:]
+        self._past = None
+        return self._forward_batch(ids, pos)
+
+    def _step_batch(self, tokens):
+        import torch
+
+        self._mask = torch.cat([self._mask, self._mask.new_ones((len(tokens), 1))], dim=1)
+        self._pos = self._pos + 1
+        return self._forward_batch(torch.tensor([[t] for t in tokens], device=self.model.device), self._pos)
+
+    def _forward_batch(self, ids, pos) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            res = self.model(input_ids=ids, attention_mask=self._mask, position_ids=pos, use_cache=True,
+                             **{self._cache_kw: self._past})
+        self._past = getattr(res, self._cache_kw, None)
+        return res.logits[:, -1].float().cpu().numpy().astype(np.float64)
+
     def _end(self):
         self._past = None
+        self._mask = self._pos = None
         if self._was_training:
             self.model.train()
             self._was_training = False

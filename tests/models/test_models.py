@@ -105,3 +105,74 @@ def test_copy_probe_is_the_same_through_both_runtimes(models):
         assert abs(a[k] - b[k]) < 2e-3, (k, a, b)
     assert a["first_nll"] > 1 and a["sequences"] == 6 and a["length"] == 24
     assert a["copied"] == b["copied"]
+
+
+class _Only:
+    """A constraint that allows a fixed set of ids (plus the end tokens)."""
+
+    def __init__(self, ids):
+        self.ids, self.started = list(ids), 0
+
+    def start(self, prompt_ids, max_new_tokens=None):
+        self.started += 1
+
+    def process(self, ids, logits):
+        from puyu_lab.models.constraints import mask_logits
+        return mask_logits(logits, self.ids)
+
+
+@pytest.mark.slow
+def test_a_batch_decodes_what_each_prompt_decodes_alone(models):
+    """generate_batch (left-padded, masked, one forward per token for all rows) gives each prompt the tokens,
+    text, finish reason and first-token figures of its own generate — prompts of different lengths, chat and
+    text, a stop string, a per-row constraint; and a Stop ends every row."""
+    hf = models["hf"]
+    assert hf.can_batch and not models["gguf"].can_batch
+    inputs = [[{"role": "user", "content": "你好"}], "北京的冬天", [{"role": "user", "content": "今天天气怎么样？能出去走走吗"}],
+              "The ", [{"role": "user", "content": "你是谁？"}]]
+    full = hf.generate("北京的冬天", max_new_tokens=20, ignore_eos=True).text
+    stop = next((full[i:i + 2] for i in range(3, len(full) - 2) if full[i:i + 2].strip()), "。")
+    allowed = [hf.token_id(c) for c in "0123456789" if hf.token_id(c) is not None]
+    cons = [None, None, _Only(allowed), None, None]
+    kw = dict(max_new_tokens=16, stop=[stop], watch="<|im_end|>", keep_special=True)
+    alone = [hf.generate(x, constraint=c and _Only(allowed), **kw) for x, c in zip(inputs, cons)]
+    batch = hf.generate_batch(inputs, constraints=cons, **kw)
+    assert cons[2].started == 1
+    assert any(a.finish == "stop" for a in alone), "the test should exercise a stop string"
+    for a, b in zip(alone, batch):
+        assert (b.tokens, b.text, b.finish, b.prompt, b.prompt_tokens) == (a.tokens, a.text, a.finish, a.prompt,
+                                                                          a.prompt_tokens)
+        assert [t for t, _ in b.first_token] == [t for t, _ in a.first_token]
+        assert b.watch_prob == pytest.approx(a.watch_prob, abs=1e-5)
+    assert set(batch[2].tokens) <= set(allowed) | hf.stop_token_ids()
+    # a batch smaller than the prompts: the same
+    assert [g.tokens for g in hf.generate_batch(inputs, constraints=cons, batch_size=2, **kw)] == [g.tokens for g in batch]
+    # Stop before the first step: every row ends "stopped" with nothing generated
+    flag = threading.Event()
+    flag.set()
+    assert {g.finish for g in hf.generate_batch(inputs, stop_flag=flag, max_new_tokens=8)} == {"stopped"}
+    with pytest.raises(ValueError, match="one \\(or None\\) per prompt"):
+        hf.generate_batch(inputs, constraints=[None])
+    # llama.cpp decodes one sequence per context: the same call runs the prompts one by one
+    gg = models["gguf"].generate_batch(inputs[:2], max_new_tokens=8)
+    assert [g.tokens for g in gg] == [hf.generate(x, max_new_tokens=8).tokens for x in inputs[:2]]
+
+
+@pytest.mark.slow
+def test_gguf_scoring_evaluates_a_shared_context_once_and_scores_the_same(ladder):
+    """The choices of a question share its context: the scoring context keeps its cache and evaluates only what
+    follows the shared prefix — and every log-likelihood equals a fresh context's for that request alone."""
+    ctxs = ["北京的冬天很冷，人们常常", "今天的新闻说，科学家们发现"]
+    reqs = [(c, x) for c in ctxs for x in ["穿上厚厚的衣服。", "去公园散步。", "在家里看书和喝茶。"]]
+    m = GGUFModel(ladder["F32"], "reuse", max_length=255)
+    evaluated, orig = [], m.llm.eval
+    m.llm.eval = lambda toks: (evaluated.append(len(toks)), orig(toks))[1]
+    got = m.loglikelihood(reqs)
+    whole = sum(len(c) + len(k) - 1 for c, k in (m.encode_pair(*r) for r in reqs))
+    m.close()
+    assert sum(evaluated) < 0.7 * whole, (sum(evaluated), whole)
+    for r, (ll, greedy) in zip(reqs, got):
+        f = GGUFModel(ladder["F32"], "fresh", max_length=255)
+        (ll0, greedy0), = f.loglikelihood([r])
+        f.close()
+        assert ll == pytest.approx(ll0, abs=1e-4) and greedy == greedy0
