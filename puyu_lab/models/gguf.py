@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .base import LocalModel, log_softmax
+from .base import LocalModel, continuation_logprob
 from .scoring import Scorer
 from .template import IM_END
 
@@ -30,11 +30,18 @@ def quiet() -> None:
         llama_cpp.llama_log_set(_LOG_CB, ctypes.c_void_p(0))
 
 
+_CHECKED: dict = {}  # (path, size, mtime) of files check_gguf has read whole: a file is parsed once per process
+
+
 def check_gguf(path: str | Path) -> Path:
     """A readable GGUF file, or one clear error (missing, truncated, not GGUF)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such GGUF file — run the conversion step first")
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key in _CHECKED:
+        return path
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != b"GGUF":
@@ -49,6 +56,7 @@ def check_gguf(path: str | Path) -> Path:
             raise ValueError(f"tensor data runs to byte {end} but the file has {size}")
     except Exception as e:  # gguf raises plain ValueError / IndexError / struct errors on damage
         raise InputError(f"{path}: the GGUF file is truncated or corrupt ({e}) — convert / quantize it again") from None
+    _CHECKED[key] = True
     return path
 
 
@@ -97,6 +105,8 @@ class GGUFModel(LocalModel, Scorer):
         self.template = self.llm.metadata.get("tokenizer.chat_template")
         self._bos = self.llm.token_bos()
         self._bos_text = self.llm.detokenize([self._bos], special=True).decode("utf-8", "ignore")
+        self._jinja = None  # the chat template, compiled once
+        self._scored: list[int] = []  # the ids whose logits the scoring context holds (prefix reuse)
         self._init_cache()
 
     @property
@@ -110,9 +120,10 @@ class GGUFModel(LocalModel, Scorer):
 
         if not self.template:
             raise ValueError(f"{self.path} carries no chat template (a base model?): generate from a text prompt")
-        tpl = jinja2.Environment(loader=jinja2.BaseLoader()).from_string(self.template)
+        if self._jinja is None:
+            self._jinja = jinja2.Environment(loader=jinja2.BaseLoader()).from_string(self.template)
         eos = self.llm.detokenize([self.llm.token_eos()], special=True).decode("utf-8")
-        return tpl.render(messages=messages, add_generation_prompt=True, bos_token=self._bos_text, eos_token=eos)
+        return self._jinja.render(messages=messages, add_generation_prompt=True, bos_token=self._bos_text, eos_token=eos)
 
     def prompt_ids(self, inp):
         if isinstance(inp, list):
@@ -143,6 +154,7 @@ class GGUFModel(LocalModel, Scorer):
 
     # ---- the decode loop's steps ----
     def _begin(self, ids):
+        self._scored = []  # a generation overwrites the cache (when one context also scores)
         self.llm.reset()
         self.llm.eval(ids)
         return last_logits(self.llm)
@@ -163,28 +175,46 @@ class GGUFModel(LocalModel, Scorer):
         return self._bos
 
     def position_logits(self, ids: list[int], start: int = 0) -> np.ndarray:
-        """The logits of positions ``start`` … of ``ids`` (only those rows are copied out and widened to float64:
-        a scorer needs the continuation's, not a vocabulary-wide row per context token). llama.cpp keeps them
+        """The logits of positions ``start`` … of ``ids``, float32 as llama.cpp computes them (only those rows are
+        copied out: a scorer needs the continuation's, not a vocabulary-wide row per context token). llama.cpp keeps them
         only in a context made with ``logits_all`` — without it ``llm.scores`` holds the last position and stale
         memory for the rest — so a model loaded for generation scores in a second context that has it (made
-        once, closed with the model; the generation context is left alone)."""
+        once, closed with the model; the generation context is left alone).
+
+        The scoring context keeps its KV cache between calls: a request that shares a prefix with the last one
+        (the choices of one multiple-choice question, which :meth:`_order` puts side by side) evaluates only
+        the tokens after it — a row's logits depend on the tokens up to it alone, so the rows kept are the same
+        (llama.cpp's server reuses a slot's cache prefix the same way)."""
         llm = self.llm
         if not self._all_logits:
             if self._scorer is None:
                 self._scorer = load(self.path, n_ctx=self.llm.n_ctx(), logits_all=True,
                                     n_threads=getattr(self.llm, "n_threads", None))
             llm = self._scorer
+        keep = 0
+        if not (getattr(llm, "_is_recurrent", False) or getattr(llm, "_is_hybrid", False)):
+            old = self._scored
+            while keep < min(len(old), len(ids)) and old[keep] == ids[keep]:
+                keep += 1
+            keep = min(keep, len(ids) - 1)  # at least one token is evaluated (the cache then ends at ids)
         llm.reset()
-        llm.eval(ids)
-        return np.array(llm.scores[start: len(ids)], dtype=np.float64)
+        llm.n_tokens = keep
+        llm.eval(ids[keep:])
+        self._scored = list(ids)
+        return np.array(llm.scores[start: len(ids)], dtype=np.float32)  # a copy: the next call overwrites scores
+
+    @staticmethod
+    def _order(req) -> tuple:
+        """Requests in token order, so those that share a context (a question's choices) come one after another
+        and :meth:`position_logits` evaluates the shared part once."""
+        _, c, k, _ = req
+        return tuple(c + k)
 
     def _score_batch(self, batch):
         out = []
         for c, k in batch:
             inp = (c + k)[-(self.max_length + 1):][:-1]
-            lp = log_softmax(self.position_logits(inp, len(inp) - len(k)))
-            kk = np.asarray(k)
-            out.append((float(lp[np.arange(len(k)), kk].sum()), bool((lp.argmax(-1) == kk).all())))
+            out.append(continuation_logprob(self.position_logits(inp, len(inp) - len(k)), k))
         return out
 
     def close(self) -> None:

@@ -105,8 +105,7 @@ class Scorer(RequestCache):
                 self.stats["cached"] += 1
             else:
                 todo.append((i, c, k, key))
-        # longest first, as lm-eval orders them (its Collator sorts by -len(tokens))
-        todo.sort(key=lambda r: (-len(r[1] + r[2]), tuple(r[1] + r[2])))
+        todo.sort(key=self._order)
         for b in range(0, len(todo), self.batch_size):
             batch = todo[b:b + self.batch_size]
             res = self._score_batch([(c, k) for _, c, k, _ in batch])
@@ -140,6 +139,13 @@ class Scorer(RequestCache):
         for i, (ll, _) in zip(owner, res):
             totals[i] += ll
         return totals
+
+    @staticmethod
+    def _order(req) -> tuple:
+        """The order requests are scored in: longest first, as lm-eval orders them (its Collator sorts by
+        -len(tokens)) so a batch pads little."""
+        _, c, k, _ = req
+        return (-len(c + k), tuple(c + k))
 
     @abstractmethod
     def _score_batch(self, batch: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
