@@ -100,6 +100,66 @@ class Agent:
 
     def run(self, question: str, *, on_event: Callable[[Event], None] | None = None,
             stop: StopFlag | None = None) -> Trace:
+        session = self._session(question, on_event, stop)
+        req = next(session)
+        while True:
+            messages, kw = req
+            try:
+                gen = self.backend.generate(messages, stop_flag=stop, **kw)
+            except Exception as e:
+                session.throw(e)  # the trace records the error step, then it is raised here
+                raise
+            try:
+                req = session.send(gen)
+            except StopIteration as done:
+                return done.value
+
+    def run_batch(self, questions: list[str], *, stop: StopFlag | None = None,
+                  on_done: Callable[[int, Trace], None] | None = None) -> list[Trace]:
+        """``run`` on every question, their model turns decoded together (``Model.generate_batch``: on
+        transformers one forward per token for all of them). Each trace is what ``run`` gives for its question,
+        to float rounding of the batched logits; ``on_done(i, trace)`` as each one ends."""
+        if not getattr(self.backend, "can_batch", False):  # llama.cpp, an endpoint: one question at a time
+            traces = []
+            for i, q in enumerate(questions):
+                traces.append(self.run(q, stop=stop))
+                if on_done is not None:
+                    on_done(i, traces[-1])
+            return traces
+        sessions = [self._session(q, None, stop) for q in questions]
+        traces: list[Trace | None] = [None] * len(questions)
+        pending = {}
+        for i, s in enumerate(sessions):
+            pending[i] = next(s)
+        while pending:
+            order = list(pending)
+            kw = pending[order[0]][1]
+            try:
+                gens = self.backend.generate_batch(
+                    [pending[i][0] for i in order], stop_flag=stop, max_new_tokens=kw["max_new_tokens"],
+                    stop=kw["stop"], watch=kw["watch"], keep_special=kw["keep_special"],
+                    constraints=[pending[i][1]["constraint"] for i in order])
+            except Exception as e:
+                for i in order:  # each trace records the error step
+                    try:
+                        sessions[i].throw(e)
+                    except Exception:
+                        pass
+                raise
+            for i, gen in zip(order, gens):
+                try:
+                    pending[i] = sessions[i].send(gen)
+                except StopIteration as done:
+                    del pending[i]
+                    traces[i] = done.value
+                    if on_done is not None:
+                        on_done(i, done.value)
+        return traces
+
+    def _session(self, question: str, on_event, stop):
+        """One question's loop as a generator: it yields ``(messages, generate kwargs)`` for each model turn,
+        is sent the Generation back, and returns the Trace — so ``run`` decodes one question and ``run_batch``
+        many at once through the same steps."""
         em = Emitter(STAGE, on_event)
         trace = Trace(question, self.protocol.name, self.backend.name, [t.name for t in self.tools],
                       constrained=self.constrained)
@@ -129,17 +189,17 @@ class Agent:
                  seconds=round(result.seconds, 4))
             return observation
 
+        kw = dict(max_new_tokens=self.max_new_tokens, stop=self.protocol.stop,
+                  watch=ACTION_START if self.protocol.name == "internlm2" else None,
+                  tools=self.tools.schemas() if self.backend.native_tools else None, keep_special=True,
+                  constraint=constraint)
         try:
             for turn in range(self.max_turns):
                 if stop is not None and stop.is_set:
                     trace.status = "stopped"
                     break
                 messages = self.protocol.messages(question, self.tools, history, self.system)
-                gen = self.backend.generate(
-                    messages, max_new_tokens=self.max_new_tokens, stop=self.protocol.stop,
-                    watch=ACTION_START if self.protocol.name == "internlm2" else None,
-                    tools=self.tools.schemas() if self.backend.native_tools else None, keep_special=True,
-                    stop_flag=stop, constraint=constraint)
+                gen: Generation = yield messages, kw
                 parsed = self.protocol.parse_generation(gen, self.tools)
                 rec = {"turn": turn, "prompt": gen.prompt, "raw": gen.text, "parse": parsed.to_dict(),
                        "prompt_tokens": gen.prompt_tokens, "output_tokens": gen.output_tokens,

@@ -58,11 +58,20 @@ def answer_ok(kind: str, answer: str | None, task: dict, q: str) -> bool:
 
 
 def ask_directly(backend: Model, question: str, max_new_tokens: int = 32) -> str:
+    return ask_all_directly(backend, [question], max_new_tokens)[0]
+
+
+def ask_all_directly(backend: Model, questions: list[str], max_new_tokens: int = 32) -> list[str]:
+    """Each question as one user turn, no tools offered: the model's answer (decoded together where the
+    backend batches)."""
     from .protocols import strip_end
 
-    gen = backend.generate([{"role": "user", "content": question}], max_new_tokens=max_new_tokens,
-                           keep_special=True)
-    return strip_end(gen.text)
+    msgs = [[{"role": "user", "content": q}] for q in questions]
+    if getattr(backend, "can_batch", False):
+        gens = backend.generate_batch(msgs, max_new_tokens=max_new_tokens, keep_special=True)
+    else:
+        gens = [backend.generate(m, max_new_tokens=max_new_tokens, keep_special=True) for m in msgs]
+    return [strip_end(g.text) for g in gens]
 
 
 def call_validity(trace: Trace) -> tuple[int, int]:
@@ -96,13 +105,22 @@ def task_eval(agent: Agent, kind: str, tasks: list[dict], *, direct: bool = True
     em = Emitter(STAGE, on_event)
     tool = TOOL_OF[kind]
     direct = direct and tool is not None
-    rows, traces = [], []
+    rows = []
     attempts = valid = 0
-    for i, t in enumerate(tasks):
-        if stop is not None:
-            stop.check()
-        q = question(kind, t)
-        tr = agent.run(q)
+    if stop is not None:
+        stop.check()
+    qs = [question(kind, t) for t in tasks]
+    done = [0]
+
+    def progress(i: int, trace: Trace) -> None:
+        done[0] += 1
+        em.emit("progress", desc=kind, done=done[0], total=len(tasks))
+
+    traces = agent.run_batch(qs, stop=stop, on_done=progress)  # the questions' turns decoded together
+    if stop is not None:
+        stop.check()
+    directs = ask_all_directly(agent.backend, qs) if direct else [None] * len(qs)
+    for t, q, tr, ans in zip(tasks, qs, traces, directs):
         a, v = call_validity(tr)
         attempts, valid = attempts + a, valid + v
         called = [s.get("tool") for s in tr.calls]
@@ -112,11 +130,8 @@ def task_eval(agent: Agent, kind: str, tasks: list[dict], *, direct: bool = True
                "first_call": first_call(tr),
                "tool_ok": ok, "calls_attempted": a, "calls_valid": v, "turns": len(tr.turns), "seconds": tr.seconds}
         if direct:
-            ans = ask_directly(agent.backend, q)
             row.update(direct_answer=ans, direct_ok=answer_ok(kind, ans, t, q))
         rows.append(row)
-        traces.append(tr)
-        em.emit("progress", desc=kind, done=i + 1, total=len(tasks))
     n = max(1, len(rows))
     metrics = {"tasks": len(rows), "with_tools": sum(r["tool_ok"] for r in rows) / n,
                "called_any": sum(bool(r["called"]) for r in rows) / n,

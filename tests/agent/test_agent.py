@@ -508,9 +508,11 @@ def test_task_eval_counts_success_direct_answers_and_call_validity(tools):
     calc = tools.subset("calculator", "add_days")
     tasks = [{"expression": "37*41", "result": 1517}, {"expression": "12*7", "result": 84},
              {"expression": "9+8", "result": 17}]
-    replies = [_call("calculator", {"expression": "37*41"}), "37*41 = 1517。", "1517",  # right, direct right
-               "<|action_start|><|plugin|>\n{\"name\": \"calculator\", <|action_end|>\n", "84。", "85",  # bad JSON
-               "结果是 17。", "16"]  # no call at all, but the answer is right: not a tool success
+    # every task's agent run first, then the direct answers (each group is decoded together)
+    replies = [_call("calculator", {"expression": "37*41"}), "37*41 = 1517。",  # right
+               "<|action_start|><|plugin|>\n{\"name\": \"calculator\", <|action_end|>\n", "84。",  # bad JSON
+               "结果是 17。",  # no call at all, but the answer is right: not a tool success
+               "1517", "85", "16"]  # directly: right, wrong, wrong
     res = task_eval(Agent(Scripted(replies), calc, max_turns=2), "arithmetic", tasks)
     m, rows = res["metrics"], res["rows"]
     assert [r["tool_ok"] for r in rows] == [True, True, True] and [r["called_tool"] for r in rows] == [True, False, False]
@@ -544,3 +546,44 @@ def test_task_eval_counts_success_direct_answers_and_call_validity(tools):
     with pytest.raises(ValueError, match="use one of arithmetic, date, notool"):
         from puyu_lab.agent.evaluate import heldout_tasks
         heldout_tasks(None, kind="search")
+
+
+class ScriptedByQuestion(Scripted):
+    """Each question's own script of replies, and a ``generate_batch`` that answers a batch's prompts from them
+    (the bookkeeping of Agent.run_batch: questions that need different numbers of turns)."""
+
+    can_batch = True
+
+    def __init__(self, scripts):
+        self.scripts, self.prompts, self.batches = {q: list(r) for q, r in scripts.items()}, [], []
+
+    def _reply(self, messages, watch=None):
+        q = next(m["content"] for m in messages if m["role"] == "user")
+        self.prompts.append(messages)
+        return Generation(self.scripts[q].pop(0), json.dumps(messages, ensure_ascii=False), 10, 5, 0.01,
+                          [("x", 0.9)], 0.001 if watch else None)
+
+    def generate(self, messages, *, watch=None, **kw):
+        return self._reply(messages, watch)
+
+    def generate_batch(self, inputs, *, watch=None, constraints=None, **kw):
+        self.batches.append(len(inputs))
+        return [self._reply(m, watch) for m in inputs]
+
+
+def test_run_batch_keeps_each_questions_turns_apart(tools):
+    calc = tools.subset("calculator")
+    scripts = {"37*41 等于多少？": [_call("calculator", {"expression": "37*41"}), "是 1517。"],
+               "你是谁？": ["我是阿浦。"],
+               "2+2 等于多少？": [_call("calculator", {"expression": "2+"}), _call("calculator", {"expression": "2+2"}),
+                                "4"]}
+    be = ScriptedByQuestion(scripts)
+    done = []
+    traces = Agent(be, calc, max_turns=3).run_batch(list(scripts), on_done=lambda i, tr: done.append(i))
+    assert be.batches == [3, 2, 1]  # a question leaves the batch when it is answered
+    assert done == [1, 0, 2]
+    assert [tr.answer for tr in traces] == ["是 1517。", "我是阿浦。", "4"]
+    assert [len(tr.turns) for tr in traces] == [2, 1, 3]
+    assert [s["kind"] for s in traces[2].steps] == ["call", "observation", "call", "observation", "final"]
+    assert traces[2].steps[1]["ok"] is False and traces[2].steps[3]["text"] == '{"result": 4}'
+    assert all(not s for s in be.scripts.values())

@@ -294,3 +294,23 @@ def test_strict_json_refuses_a_trailing_comma_and_exponents():
         assert refused_at(text, strict=True) == at, text
     for ok in ['{"date": "a, }\\"e", "days": 12, "loud": true, "x": 1.5}', '{"date": "x" , "loud": false}']:
         assert refused_at(ok, strict=True) is None, ok
+
+
+@pytest.mark.slow
+def test_the_agent_runs_many_questions_together_as_it_runs_each(model_dir):
+    """Agent.run_batch decodes every question's turns in one batch (transformers) and gives each the trace its own
+    run gives — free-form and constrained (each question its own grammar state), over more than one turn."""
+    from puyu_lab.models.hf import HFModel
+
+    reg = default_registry().subset("calculator", "add_days", "days_between")
+    m = HFModel.load(model_dir)
+    for constrained in (False, True):
+        agent = Agent(m, reg, max_turns=2, max_new_tokens=48, constrained=constrained)
+        done = []
+        together = agent.run_batch(QUESTIONS, on_done=lambda i, tr: done.append(i))
+        alone = [agent.run(q) for q in QUESTIONS]
+        assert sorted(done) == list(range(len(QUESTIONS)))
+        for a, b in zip(alone, together):
+            assert (b.question, b.status, b.answer, b.constrained) == (a.question, a.status, a.answer, a.constrained)
+            assert [(s["kind"], s.get("text")) for s in b.steps] == [(s["kind"], s.get("text")) for s in a.steps]
+            assert [t["raw"] for t in b.turns] == [t["raw"] for t in a.turns]
