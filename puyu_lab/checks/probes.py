@@ -136,18 +136,18 @@ def load_probes(path) -> list[ProbeGroup]:
 def run_group(model, group: ProbeGroup, *, assistant_name: str | None = None) -> GroupResult:
     """Ask every probe of ``group`` (greedy) and score the replies."""
     res = GroupResult(group.id, group.title, 0, len(group.items), group.min_pass, max_control=group.max_control)
-    for it in group.items:
-        reply = model.reply([{"role": "user", "content": it["prompt"]}], max_new_tokens=group.max_new_tokens)
+    controls = group.controls if group.kind == "name" else []
+    replies = model.replies([it["prompt"] for it in group.items] + list(controls), group.max_new_tokens)
+    for it, reply in zip(group.items, replies):
         if group.kind == "name":
             ok = bool(assistant_name) and assistant_name in reply
         else:
             ok = it["expect"] in reply and not any(r in reply for r in it.get("reject", []))
         res.passed += ok
         res.rows.append({"prompt": it["prompt"], "reply": reply, "ok": ok})
-    if group.kind == "name" and group.controls:
+    if controls:
         said = 0
-        for prompt in group.controls:
-            reply = model.reply([{"role": "user", "content": prompt}], max_new_tokens=group.max_new_tokens)
+        for prompt, reply in zip(controls, replies[len(group.items):]):
             hit = bool(assistant_name) and assistant_name in reply
             said += hit
             res.rows.append({"prompt": prompt, "reply": reply, "ok": not hit, "control": True})

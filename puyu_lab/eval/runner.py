@@ -82,6 +82,9 @@ def _exp(x: float) -> float:
         return float("inf")
 
 
+GEN_BATCH = 16  # generation prompts decoded together (a progress step each)
+
+
 def run_task(scorer: Model, task: Task, progress: Callable[[int], None] | None = None) -> tuple[dict, list[dict]]:
     docs = task.docs
     if task.kind == "perplexity":
@@ -129,28 +132,41 @@ def run_task(scorer: Model, task: Task, progress: Callable[[int], None] | None =
                             "lls": lls, "pred": pred, "answer": d["choices"][pred], "score": float(pred == d["gold"]),
                             "acc_norm": float(pred_norm == d["gold"])})
         return {"acc": acc / len(docs), "acc_norm": acc_norm / len(docs)}, samples
-    # generation
-    samples, total = [], 0.0
+    # generation: the uncached prompts decoded together (Model.generate_batch; one by one where the backend
+    # cannot batch), greedy, as lm-eval's generate_until
     cache = scorer.cache
+    outs, keys, todo = [None] * len(docs), [None] * len(docs), []
     for i, d in enumerate(docs):
         prompt = d.get("messages") or d["prompt"]
-        key = scorer._key("gen", [prompt, list(task.stop), task.max_new_tokens, task.chat]
-                          + ([True] if task.keep_special else [])) if cache is not None else None
-        if key is not None and key in cache:
-            out = cache[key]
+        keys[i] = scorer._key("gen", [prompt, list(task.stop), task.max_new_tokens, task.chat]
+                              + ([True] if task.keep_special else [])) if cache is not None else None
+        if keys[i] is not None and keys[i] in cache:
+            outs[i] = cache[keys[i]]
             scorer.stats["cached"] += 1
         else:
-            inp = as_messages(prompt) if task.chat and scorer.has_chat_template else as_text(prompt)
-            out = scorer.generate(inp, stop=task.stop, max_new_tokens=task.max_new_tokens,
-                                  keep_special=task.keep_special).text.strip()
-            if key is not None:
-                cache[key] = out
+            todo.append(i)
+    inps = [as_messages(d.get("messages") or d["prompt"]) if task.chat and scorer.has_chat_template
+            else as_text(d.get("messages") or d["prompt"]) for d in (docs[i] for i in todo)]
+    kw = dict(stop=task.stop, max_new_tokens=task.max_new_tokens, keep_special=task.keep_special)
+    if progress and len(todo) < len(docs):
+        progress(len(docs) - len(todo))
+    batch = GEN_BATCH if getattr(scorer, "can_batch", False) else 1
+    for b in range(0, len(todo), batch):
+        part = inps[b:b + batch]
+        gens = scorer.generate_batch(part, **kw) if batch > 1 else [scorer.generate(x, **kw) for x in part]
+        for i, g in zip(todo[b:b + batch], gens):
+            outs[i] = g.text.strip()
+            if keys[i] is not None:
+                cache[keys[i]] = outs[i]
+        if progress:
+            progress(len(part))
+    samples, total = [], 0.0
+    for i, (d, out) in enumerate(zip(docs, outs)):
+        prompt = d.get("messages") or d["prompt"]
         s = score_generation(task, out, d["answer"])
         total += s
         samples.append({"doc_id": i, "prompt": prompt if isinstance(prompt, str) else prompt[-1]["content"],
                         "gold": d["answer"], "answer": out, "score": s})
-        if progress:
-            progress(1)
     return {"score": total / len(docs)}, samples
 
 

@@ -115,11 +115,12 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
     selfcog_curve: list[dict] = []  # held-out self-cognition accuracy at each sample, live in the panel
 
     def sample_fn(m):
-        answers = {p: chat.reply([{"role": "user", "content": p}], cfg.sample_tokens) for p in probe}
-        if heldout:  # every paraphrase never trained on, scored as at the end (the name in the answer)
-            ok = sum(h["expect"] in (answers.get(h["prompt"])
-                                     or chat.reply([{"role": "user", "content": h["prompt"]}], cfg.sample_tokens))
-                     for h in heldout)
+        # the probe prompts and every held-out paraphrase (never trained on), decoded together
+        asked = list(dict.fromkeys(probe + [h["prompt"] for h in heldout]))
+        every = dict(zip(asked, chat.replies(asked, cfg.sample_tokens)))
+        answers = {p: every[p] for p in probe}
+        if heldout:  # scored as at the end (the name in the answer)
+            ok = sum(h["expect"] in every[h["prompt"]] for h in heldout)
             selfcog_curve.append({"step": len(selfcog_curve) * cfg.sample_every + cfg.sample_every,
                                   "acc": round(ok / len(heldout), 4)})
             answers[f"自我认知 held-out self-cognition ({len(heldout)})"] = f"{ok}/{len(heldout)} ({ok / len(heldout):.0%})"

@@ -23,6 +23,7 @@ from ..workspace import Artifact, Workspace, stage_entry
 from .config import RAGConfig
 
 STAGE = "rag"
+READ_GROUP = 10  # questions read per step (their free-form replies decoded together): a progress step each
 INDEX, EVAL = "rag/index", "rag/eval"
 
 
@@ -184,16 +185,20 @@ def run(ws: Workspace, cfg: RAGConfig | None = None, *, on_event: Callable[[Even
     model = HFModel.load(cfg.reader, ws=ws, batch_size=8)
     readers = [r for r in test if r["answerable"]][:cfg.n_read]
     try:
-        for r in progress(readers, desc="reading", emitter=emit, stop=stop, show=cfg.progress_bar):
-            ps = [chunks[pos[c]] for c in r["top"]["hybrid"][:cfg.read_k]]
-            ex = reader.extractive(model, r, ps)
-            fr = reader.free(model, r, ps, cfg.max_new_tokens, stop_flag=stop)
-            no = reader.free(model, r, None, cfg.max_new_tokens, stop_flag=stop)
-            r["passages"] = [p["id"] for p in ps]
-            r["read"] = {"rag": {**ex, "correct": reader.correct(r["answer"], ex["reply"])},
-                         "rag_free": {**fr, "correct": reader.correct(r["answer"], fr["reply"])},
-                         "none": {**no, "correct": reader.correct(r["answer"], no["reply"])}}
-            r["read"]["rag"]["answered"] = r["relevance"] >= thr
+        groups = [readers[i:i + READ_GROUP] for i in range(0, len(readers), READ_GROUP)]
+        for group in progress(groups, desc="reading", emitter=emit, stop=stop, show=cfg.progress_bar):
+            passages = [[chunks[pos[c]] for c in r["top"]["hybrid"][:cfg.read_k]] for r in group]
+            # the free-form replies of the group, with and without the passages, decoded together
+            replies = reader.free_all(model, [(r, ps) for r, ps in zip(group, passages)] + [(r, None) for r in group],
+                                      cfg.max_new_tokens, stop_flag=stop)
+            for j, (r, ps) in enumerate(zip(group, passages)):
+                ex = reader.extractive(model, r, ps)
+                fr, no = replies[j], replies[len(group) + j]
+                r["passages"] = [p["id"] for p in ps]
+                r["read"] = {"rag": {**ex, "correct": reader.correct(r["answer"], ex["reply"])},
+                             "rag_free": {**fr, "correct": reader.correct(r["answer"], fr["reply"])},
+                             "none": {**no, "correct": reader.correct(r["answer"], no["reply"])}}
+                r["read"]["rag"]["answered"] = r["relevance"] >= thr
     finally:
         model.close()
     n = max(1, len(readers))

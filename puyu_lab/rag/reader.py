@@ -59,6 +59,13 @@ def free(model, question: dict, passages: list[dict] | None, max_new_tokens: int
     return {"reply": g.text.strip()}
 
 
+def free_all(model, asks: list[tuple[dict, list[dict] | None]], max_new_tokens: int = 24, stop_flag=None) -> list[dict]:
+    """:func:`free` for every ``(question, passages or None)``, decoded together (``Model.generate_batch``)."""
+    gens = model.generate_batch([messages(q, ps) for q, ps in asks], max_new_tokens=max_new_tokens,
+                                stop_flag=stop_flag)
+    return [{"reply": g.text.strip()} for g in gens]
+
+
 def correct(answer: str, reply: str) -> bool:
     """The answer span is contained in the reply (the issue's and SQuAD-style "contains" measure)."""
     return bool(answer) and answer in reply
