@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import replace
 
-import numpy as np
 
 DECODE = 64
 
@@ -32,21 +30,15 @@ def hf_decode_tps(model_dir, prompt_ids: list[int], n: int = DECODE) -> tuple[fl
 
 
 def main() -> str:
-    from puyu_lab.data.pipeline import prepare
-    from puyu_lab.data.sources import load_sources
     from puyu_lab.deploy.measure import kv_cache_levels, measure_ladder
     from puyu_lab.deploy.pipeline import build_ladder, eval_ids, ladder_files
     from puyu_lab.models.tokenizer import load_tokenizer
-    from puyu_lab.pretrain.train import config_for_profile, pretrain, train_tokenizer
-    from puyu_lab.profiles import get_profile
     from puyu_lab.workspace import Workspace
+    from common import tiny_base
 
-    cfg = config_for_profile(get_profile("quick"))
     with tempfile.TemporaryDirectory() as d:
         ws = Workspace(d)
-        prepare(raw=load_sources(["news-zh", "reviews-zh"], limit_per_source=1000), show_progress=False).export(ws)
-        train_tokenizer(ws, cfg.preset.vocab_size)
-        pretrain(ws, replace(cfg, max_steps=60, eval_every=60, save_every=60, sample_every=0, progress_bar=False))
+        cfg = tiny_base(ws, 60)
         t0 = time.perf_counter()
         build_ladder(ws, "model/base")
         ladder_s = time.perf_counter() - t0

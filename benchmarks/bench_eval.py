@@ -5,7 +5,6 @@ import json
 import random
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 
@@ -13,22 +12,17 @@ def main() -> str:
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    from puyu_lab.data.pipeline import load_corpus, prepare
-    from puyu_lab.data.sources import load_sources
+    from puyu_lab.data.pipeline import load_corpus
     from puyu_lab.models import HFModel
     from puyu_lab.eval.runner import evaluate
     from puyu_lab.eval.tasks import load_task_file
-    from puyu_lab.pretrain.train import config_for_profile, pretrain, train_tokenizer
-    from puyu_lab.profiles import get_profile
     from puyu_lab.workspace import Workspace
+    from common import tiny_base
 
-    cfg = config_for_profile(get_profile("quick"))
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         ws = Workspace(d / "ws")
-        prepare(raw=load_sources(["news-zh", "reviews-zh"], limit_per_source=1000), show_progress=False).export(ws)
-        train_tokenizer(ws, cfg.preset.vocab_size)
-        pretrain(ws, replace(cfg, max_steps=30, eval_every=30, save_every=30, sample_every=0, progress_bar=False))
+        cfg = tiny_base(ws, 30)
         model = ws.get("model/base").path
         reviews = [r for r in load_corpus(ws, "train").to_list() if r.get("label")][:200]
         docs = [{"context": f"评论：{r['text'][:120]}\n情感：", "choices": ["正面", "负面"],

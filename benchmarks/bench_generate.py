@@ -9,31 +9,25 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 
 def main() -> str:
     import torch
 
-    from puyu_lab.data.pipeline import load_corpus, prepare
-    from puyu_lab.data.sources import load_sources
+    from puyu_lab.data.pipeline import load_corpus
     from puyu_lab.deploy.converter import convert
     from puyu_lab.models import GGUFModel, HFModel
     from puyu_lab.models.template import install_template
     from puyu_lab.models.tokenizer import load_tokenizer, save_tokenizer
-    from puyu_lab.pretrain.train import config_for_profile, pretrain, train_tokenizer
-    from puyu_lab.profiles import get_profile
     from puyu_lab.workspace import Workspace
+    from common import tiny_base
 
-    cfg = config_for_profile(get_profile("quick"))
     lines = []
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         ws = Workspace(d / "ws")
-        prepare(raw=load_sources(["news-zh", "reviews-zh"], limit_per_source=1000), show_progress=False).export(ws)
-        train_tokenizer(ws, cfg.preset.vocab_size)
-        pretrain(ws, replace(cfg, max_steps=60, eval_every=60, save_every=60, sample_every=0, progress_bar=False))
+        cfg = tiny_base(ws, 60)
         src = ws.get("model/base").path
         texts = [r["text"] for r in load_corpus(ws, "train").to_list()[:200]]
         prompts = [t[:12 + (i * 7) % 40] for i, t in enumerate(texts[:40])]

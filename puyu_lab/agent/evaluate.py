@@ -57,10 +57,6 @@ def answer_ok(kind: str, answer: str | None, task: dict, q: str) -> bool:
     return bool(answer)
 
 
-def ask_directly(backend: Model, question: str, max_new_tokens: int = 32) -> str:
-    return ask_all_directly(backend, [question], max_new_tokens)[0]
-
-
 def ask_all_directly(backend: Model, questions: list[str], max_new_tokens: int = 32) -> list[str]:
     """Each question as one user turn, no tools offered: the model's answer (decoded together where the
     backend batches)."""

@@ -132,40 +132,33 @@ def run_task(scorer: Model, task: Task, progress: Callable[[int], None] | None =
                             "lls": lls, "pred": pred, "answer": d["choices"][pred], "score": float(pred == d["gold"]),
                             "acc_norm": float(pred_norm == d["gold"])})
         return {"acc": acc / len(docs), "acc_norm": acc_norm / len(docs)}, samples
-    # generation: the uncached prompts decoded together (Model.generate_batch; one by one where the backend
-    # cannot batch), greedy, as lm-eval's generate_until
+    # generation: the uncached prompts decoded together, GEN_BATCH a step (Model.generate_batch; one by one
+    # where the backend cannot batch), greedy, as lm-eval's generate_until
     cache = scorer.cache
-    outs, keys, todo = [None] * len(docs), [None] * len(docs), []
-    for i, d in enumerate(docs):
-        prompt = d.get("messages") or d["prompt"]
-        keys[i] = scorer._key("gen", [prompt, list(task.stop), task.max_new_tokens, task.chat]
-                              + ([True] if task.keep_special else [])) if cache is not None else None
-        if keys[i] is not None and keys[i] in cache:
-            outs[i] = cache[keys[i]]
-            scorer.stats["cached"] += 1
-        else:
-            todo.append(i)
-    inps = [as_messages(d.get("messages") or d["prompt"]) if task.chat and scorer.has_chat_template
-            else as_text(d.get("messages") or d["prompt"]) for d in (docs[i] for i in todo)]
-    kw = dict(stop=task.stop, max_new_tokens=task.max_new_tokens, keep_special=task.keep_special)
+    prompts = [d.get("messages") or d["prompt"] for d in docs]
+    keys = [scorer._key("gen", [p, list(task.stop), task.max_new_tokens, task.chat]
+                        + ([True] if task.keep_special else [])) if cache is not None else None for p in prompts]
+    outs = [cache[k] if k is not None and k in cache else None for k in keys]
+    todo = [i for i, o in enumerate(outs) if o is None]
+    scorer.stats["cached"] += len(docs) - len(todo)
     if progress and len(todo) < len(docs):
         progress(len(docs) - len(todo))
-    batch = GEN_BATCH if getattr(scorer, "can_batch", False) else 1
-    for b in range(0, len(todo), batch):
-        part = inps[b:b + batch]
-        gens = scorer.generate_batch(part, **kw) if batch > 1 else [scorer.generate(x, **kw) for x in part]
-        for i, g in zip(todo[b:b + batch], gens):
+    chat = task.chat and scorer.has_chat_template
+    for b in range(0, len(todo), GEN_BATCH):
+        part = todo[b:b + GEN_BATCH]
+        gens = scorer.generate_batch([as_messages(prompts[i]) if chat else as_text(prompts[i]) for i in part],
+                                     stop=task.stop, max_new_tokens=task.max_new_tokens, keep_special=task.keep_special)
+        for i, g in zip(part, gens):
             outs[i] = g.text.strip()
             if keys[i] is not None:
                 cache[keys[i]] = outs[i]
         if progress:
             progress(len(part))
     samples, total = [], 0.0
-    for i, (d, out) in enumerate(zip(docs, outs)):
-        prompt = d.get("messages") or d["prompt"]
+    for i, (d, p, out) in enumerate(zip(docs, prompts, outs)):
         s = score_generation(task, out, d["answer"])
         total += s
-        samples.append({"doc_id": i, "prompt": prompt if isinstance(prompt, str) else prompt[-1]["content"],
+        samples.append({"doc_id": i, "prompt": p if isinstance(p, str) else p[-1]["content"],
                         "gold": d["answer"], "answer": out, "score": s})
     return {"score": total / len(docs)}, samples
 

@@ -188,10 +188,14 @@ class Model(ABC):
         constraints = list(constraints) if constraints is not None else [None] * len(inputs)
         if len(constraints) != len(inputs):
             raise ValueError(f"{len(constraints)} constraints for {len(inputs)} prompts: give one (or None) per prompt")
-        return [self.generate(x, max_new_tokens=max_new_tokens, stop=stop, watch=watch, stop_flag=stop_flag,
-                              keep_special=keep_special, ignore_eos=ignore_eos,
-                              **({"constraint": c} if c is not None else {}))
-                for x, c in zip(inputs, constraints)]
+        kw = dict(max_new_tokens=max_new_tokens, stop=tuple(stop or ()), watch=watch, keep_special=keep_special,
+                  ignore_eos=ignore_eos)
+        if not self.can_batch or len(inputs) < 2:
+            return [self.generate(x, stop_flag=stop_flag, constraint=c, **kw) for x, c in zip(inputs, constraints)]
+        out: list[Generation] = []
+        for b in range(0, len(inputs), batch_size):
+            out += self._decode_batch(inputs[b:b + batch_size], constraints[b:b + batch_size], stop_flag, **kw)
+        return out
 
     def replies(self, prompts: list[str], max_new_tokens: int = 64) -> list[str]:
         """``reply`` to each prompt as one user turn, decoded together where the backend batches."""
@@ -263,6 +267,10 @@ class LocalModel(Model):
     def _end(self) -> None:
         """After a generation (free the cache)."""
 
+    # a backend that sets ``can_batch = True`` also provides (generate_batch's lock-step loop calls them):
+    #   _begin_batch(seqs: list[list[int]]) -> [batch, vocab] logits  evaluate several prompts, a fresh cache
+    #   _step_batch(tokens: list[int]) -> [batch, vocab] logits       append one token to each row
+
     # ---- the loop ----
     def _pieces(self, inp, *, max_new_tokens, stop, temperature, watch, stop_flag, tools, keep_special, seed,
                 ignore_eos, constraint=None):
@@ -291,24 +299,7 @@ class LocalModel(Model):
         finally:
             self._end()
 
-    # ---- many prompts at once ----
-    def generate_batch(self, inputs: list, *, max_new_tokens: int = 64, stop: Sequence[str] = (),
-                       watch: str | None = None, stop_flag=None, keep_special: bool = False,
-                       ignore_eos: bool = False, constraints: list | None = None,
-                       batch_size: int = 64) -> list[Generation]:
-        """:meth:`Model.generate_batch`, in lock-step batches where the backend ``can_batch``."""
-        constraints = list(constraints) if constraints is not None else [None] * len(inputs)
-        if len(constraints) != len(inputs):
-            raise ValueError(f"{len(constraints)} constraints for {len(inputs)} prompts: give one (or None) per prompt")
-        kw = dict(max_new_tokens=max_new_tokens, stop=tuple(stop or ()), watch=watch, keep_special=keep_special,
-                  ignore_eos=ignore_eos)
-        if not self.can_batch or len(inputs) < 2:
-            return [self.generate(x, stop_flag=stop_flag, constraint=c, **kw) for x, c in zip(inputs, constraints)]
-        out: list[Generation] = []
-        for b in range(0, len(inputs), batch_size):
-            out += self._decode_batch(inputs[b:b + batch_size], constraints[b:b + batch_size], stop_flag, **kw)
-        return out
-
+    # ---- many prompts at once (a backend with can_batch = True) ----
     def _decode_batch(self, inputs, constraints, stop_flag, *, max_new_tokens, **kw) -> list[Generation]:
         t0 = time.perf_counter()
         rows = [_Row(self, x, max_new_tokens=max_new_tokens, temperature=0.0, seed=0, constraint=c, **kw)
@@ -337,14 +328,6 @@ class LocalModel(Model):
             self._end()
         seconds = time.perf_counter() - t0
         return [r.generation(seconds, prefill) for r in rows]
-
-    def _begin_batch(self, seqs: list[list[int]]) -> np.ndarray:
-        """Evaluate several prompts (a fresh cache): each one's last position's logits, ``[batch, vocab]``."""
-        raise NotImplementedError(f"{type(self).__name__} decodes one sequence at a time (can_batch is False)")
-
-    def _step_batch(self, tokens: list[int]) -> np.ndarray:
-        """Append one token to each row of the cache: the new logits, ``[batch, vocab]``."""
-        raise NotImplementedError(f"{type(self).__name__} decodes one sequence at a time (can_batch is False)")
 
 
 class _Row:

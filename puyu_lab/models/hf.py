@@ -95,25 +95,33 @@ class HFModel(LocalModel, Scorer):
         return None if i is None or i == self.tok.unk_token_id else int(i)
 
     # ---- the decode loop's steps ----
-    def _forward(self, ids) -> np.ndarray:
+    def _run(self, ids, **inputs) -> np.ndarray:
+        """One forward of the token ids ``ids`` (``[batch, n]``) over the cache: each row's last logits."""
         import torch
 
-        t = torch.tensor([ids], device=self.model.device)
         with torch.no_grad():
-            res = self.model(input_ids=t, use_cache=True, **{self._cache_kw: self._past})
+            res = self.model(input_ids=ids, use_cache=True, **inputs, **{self._cache_kw: self._past})
         self._past = getattr(res, self._cache_kw, None)
-        return res.logits[0, -1].float().cpu().numpy().astype(np.float64)
+        return res.logits[:, -1].float().cpu().numpy().astype(np.float64)
 
-    def _begin(self, ids):
+    def _fresh(self) -> None:
+        """Before a generation: evaluation mode (restored by ``_end``), an empty cache."""
         self._was_training = self.model.training
         self.model.eval()
         self._past = None
-        return self._forward(ids)
+
+    def _begin(self, ids):
+        import torch
+
+        self._fresh()
+        return self._run(torch.tensor([ids], device=self.model.device))[0]
 
     def _step(self, token):
-        return self._forward([token])
+        import torch
 
-    # ---- several sequences in lock-step (LocalModel.generate_batch) ----
+        return self._run(torch.tensor([[token]], device=self.model.device))[0]
+
+    # ---- several sequences in lock-step (Model.generate_batch) ----
     can_batch = True
 
     def _begin_batch(self, seqs):
@@ -121,32 +129,22 @@ class HFModel(LocalModel, Scorer):
         token (as ``model.generate`` does for a left-padded batch)."""
         import torch
 
-        self._was_training = self.model.training
-        self.model.eval()
+        self._fresh()
         n = max(len(s) for s in seqs)
         pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
         ids = torch.tensor([[pad] * (n - len(s)) + list(s) for s in seqs], device=self.model.device)
         self._mask = torch.tensor([[0] * (n - len(s)) + [1] * len(s) for s in seqs], device=self.model.device)
         pos = (self._mask.cumsum(-1) - 1).clamp(min=0)
         self._pos = pos[:, -1:]
-        self._past = None
-        return self._forward_batch(ids, pos)
+        return self._run(ids, attention_mask=self._mask, position_ids=pos)
 
     def _step_batch(self, tokens):
         import torch
 
         self._mask = torch.cat([self._mask, self._mask.new_ones((len(tokens), 1))], dim=1)
         self._pos = self._pos + 1
-        return self._forward_batch(torch.tensor([[t] for t in tokens], device=self.model.device), self._pos)
-
-    def _forward_batch(self, ids, pos) -> np.ndarray:
-        import torch
-
-        with torch.no_grad():
-            res = self.model(input_ids=ids, attention_mask=self._mask, position_ids=pos, use_cache=True,
-                             **{self._cache_kw: self._past})
-        self._past = getattr(res, self._cache_kw, None)
-        return res.logits[:, -1].float().cpu().numpy().astype(np.float64)
+        return self._run(torch.tensor([[t] for t in tokens], device=self.model.device), attention_mask=self._mask,
+                         position_ids=self._pos)
 
     def _end(self):
         self._past = None

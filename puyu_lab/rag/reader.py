@@ -53,14 +53,9 @@ def extractive(model, question: dict, passages: list[dict]) -> dict:
             "logprob": round(float(scores[best][0]), 3)}
 
 
-def free(model, question: dict, passages: list[dict] | None, max_new_tokens: int = 24, stop_flag=None) -> dict:
-    """The model's own reply (greedy), with or without the passages in its prompt."""
-    g = model.generate(messages(question, passages), max_new_tokens=max_new_tokens, stop_flag=stop_flag)
-    return {"reply": g.text.strip()}
-
-
 def free_all(model, asks: list[tuple[dict, list[dict] | None]], max_new_tokens: int = 24, stop_flag=None) -> list[dict]:
-    """:func:`free` for every ``(question, passages or None)``, decoded together (``Model.generate_batch``)."""
+    """The model's own reply (greedy) to each ``(question, passages or None)`` — with or without the passages in
+    its prompt — decoded together (``Model.generate_batch``)."""
     gens = model.generate_batch([messages(q, ps) for q, ps in asks], max_new_tokens=max_new_tokens,
                                 stop_flag=stop_flag)
     return [{"reply": g.text.strip()} for g in gens]
