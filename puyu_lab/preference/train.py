@@ -305,9 +305,13 @@ def _trainer(cfg: PrefConfig, model, tok, train_ds, eval_ds, out, numerics, call
     if cfg.method == "dpo":
         from trl import DPOConfig, DPOTrainer
 
+        from .lmhead import compact_trainer_heads
+
         args = DPOConfig(loss_type=[cfg.loss_type], **common)
-        return DPOTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                          processing_class=tok, callbacks=callbacks, peft_config=peft_config)
+        trainer = DPOTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                             processing_class=tok, callbacks=callbacks, peft_config=peft_config)
+        compact_trainer_heads(trainer)  # without Triton: score the answers' tokens only, as trl does on a GPU
+        return trainer
     import os
     import warnings
 

@@ -323,3 +323,55 @@ def test_the_eval_labs_preference_tasks_agree_with_the_stages_scores(pref_ws):
         metrics, _ = run_task(m, t)
         src = t.name.removeprefix("pref_")
         assert metrics["acc"] == pytest.approx(by[src]["accuracy"], abs=1e-9), (src, metrics, by[src])
+
+
+def test_the_labelled_only_head_equals_trls_fused_head(pref_ws):
+    """On a CPU the DPO trainer's fused LM head scores only the answers' tokens (preference.lmhead): its
+    per-token log-probabilities, entropy, mean logits, top-1, loss and gradients equal trl's own head's, which
+    scores every position, on a real padded DPO batch of model/sft; and the trainer's models get it."""
+    import copy
+
+    import datasets
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl import DPOConfig, DPOTrainer
+    from trl.trainer.utils import add_fused_lm_head
+
+    from puyu_lab.artifacts import load_pref_pairs
+    from puyu_lab.models.tokenizer import load_tokenizer
+    from puyu_lab.preference.lmhead import compact_trainer_heads, score_labelled_only
+    from puyu_lab.preference.train import _trl_rows, trl_tokenizer
+
+    path = pref_ws.get("model/sft").path
+    tok = load_tokenizer(path)
+    rows = datasets.Dataset.from_list(_trl_rows(tok, load_pref_pairs(pref_ws, "heldout")[:6]))
+    trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(str(path)),
+                         args=DPOConfig(output_dir=str(pref_ws.root / "t"), report_to="none", use_cpu=True),
+                         train_dataset=rows, processing_class=trl_tokenizer(tok))
+    batch = trainer.data_collator(list(trainer.train_dataset))
+    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    assert (labels[:, 1:] == -100).float().mean() > 0.3, "nothing to leave out: the check proved nothing"
+
+    outputs = ("log_probs", "entropy", "mean_logits", "is_top1")
+    theirs = AutoModelForCausalLM.from_pretrained(str(path))
+    add_fused_lm_head(theirs, outputs=outputs)
+    ours = copy.deepcopy(theirs)
+    assert score_labelled_only(ours, outputs)
+    got = []
+    for m in (theirs, ours):
+        out = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels, fused_lm_head=True)
+        out.loss.backward()
+        got.append((out, m.lm_head.weight.grad, m.model.layers[0].mlp.up_proj.weight.grad))
+    (a, ga, ha), (b, gb, hb) = got
+    for name in outputs + ("label_mask",):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.shape == y.shape, name
+        assert torch.allclose(x.float(), y.float(), atol=1e-5), name
+    assert torch.allclose(a.loss, b.loss, atol=1e-6)
+    assert torch.allclose(ga, gb, atol=1e-6) and torch.allclose(ha, hb, atol=1e-6)
+    # without the fused flag it is the model's own forward (generation is unchanged)
+    plain = ours(input_ids=batch["input_ids"][:1]).logits
+    assert torch.equal(plain, theirs(input_ids=batch["input_ids"][:1]).logits)
+
+    assert compact_trainer_heads(trainer)
+    assert trainer.model.forward.scores_labelled_only and trainer.ref_model.forward.scores_labelled_only
