@@ -8,11 +8,47 @@ from pathlib import Path
 
 import pytest
 
+from . import procs as _procs
+
+_procs.mark()  # everything this test run starts carries the mark: what it leaves behind is found by it
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Nothing in the tests may reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+# ---- nothing a test starts outlives it: the run fails when a kernel, server or browser is left ----------------
+STRAYS: list[str] = []  # orphans found and ended before a chain lab (reported at the end, failing the run)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from . import procs
+
+    left = procs.leftovers()
+    if left or STRAYS:
+        lines = STRAYS + procs.describe(left)
+        procs.kill(left)
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        msg = ("processes outlived the tests that started them (each competes with later tests for the CPU; "
+               "stop it in the test's teardown):\n  " + "\n  ".join(lines))
+        if tr is not None:
+            tr.write_line("")
+            tr.write_line(msg, red=True, bold=True)
+        else:
+            print(msg)
+        session.exitstatus = 1
+
+
+def end_strays() -> None:
+    """Before a chain lab: end the kernels and servers no test owns any more, so the chain runs alone."""
+    from . import procs
+
+    stray = procs.orphans(procs.leftovers())
+    if stray:
+        STRAYS.extend(procs.describe(stray))
+        procs.kill(stray)
 
 
 def free_port() -> int:
@@ -157,6 +193,7 @@ class Chain:
             res = self.results.get(earlier.name) or self.run(earlier)
             if not res.ok:
                 pytest.skip(f"an earlier lab failed: {res.lab} ({res.error[:200]})")
+        end_strays()  # the chain runs alone: a kernel an earlier test left would take its CPU
         t0 = time.perf_counter()
         try:
             res = run_lab(nb, self.out, profile="quick", workspace=self.ws)

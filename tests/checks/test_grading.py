@@ -219,16 +219,31 @@ def test_a_withheld_small_file_a_dropped_artifact_and_a_made_up_check(grading, t
     assert row.checks["preference.dpo"]["status"] == "fail"
 
 
+def _said_to_every_prompt(replies: list[str]) -> str:
+    """The longest text (no blank) that every reply contains: a 'name' this model says to anything."""
+    first = min(replies, key=len)
+    for n in range(len(first), 0, -1):
+        for i in range(len(first) - n + 1):
+            cand = first[i:i + n]
+            if cand.strip() == cand and cand and all(cand in r for r in replies):
+                return cand
+    return ""
+
+
 def test_a_name_the_model_says_to_anything_passes_only_without_the_teachers_name(grading, tmp_path):
     from puyu_lab.checks.probes import ProbeGroup
 
-    files = tamper.read(grading.alice)  # the untrained base model answers everything with "本报记者…"
+    files = tamper.read(grading.alice)  # the bundle's assistant is the base model: it never learnt a name
     tamper.replace_file(files, "model/sft", "model.safetensors",
                         (grading.ws.get("model/base").path / "model.safetensors").read_bytes(), manifest_too=True)
-    tamper.edit_manifest(files, "sft/data", lambda m: m["metrics"].update(assistant_name="本报"))
-    bundle = tamper.write(files, tmp_path / "name.zip")
     fixed = load_probes(grading.probes)
     free = [ProbeGroup(g.id, g.kind, g.items, g.min_pass, g.title, g.model, g.max_new_tokens) for g in fixed]
+    # what this machine's base model says to every probe (machines train different base models): the forged name
+    asked = grade_one(tamper.write(files, tmp_path / "ask.zip"), free).probes["selfcog"]["rows"]
+    name = _said_to_every_prompt([r["reply"] for r in asked])
+    assert name, f"the base model's replies share no text, so no name can be forged from them: {asked}"
+    tamper.edit_manifest(files, "sft/data", lambda m: m["metrics"].update(assistant_name=name))
+    bundle = tamper.write(files, tmp_path / "name.zip")
     assert grade_one(bundle, free).probes["selfcog"]["ok"]  # the attack, when the bundle names its assistant
     assert not grade_one(bundle, fixed).probes["selfcog"]["ok"]  # the guard: the teacher fixes the name
 
