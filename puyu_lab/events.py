@@ -21,6 +21,7 @@ WARNING = "warning"  # something the learner should read; the work goes on
 DONE = "done"  # the work finished
 # the Trainer bridge's (pretrain, fine-tune): a training run's begin / log / eval / checkpoint / end
 BEGIN, LOG, EVAL, CHECKPOINT, END, SAMPLE = "begin", "log", "eval", "checkpoint", "end", "sample"
+BUDGET = "budget"  # a time-budgeted run's plan: the steps its budget buys on this machine (puyu_lab.budget)
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,8 @@ def trainer_callback(emitter: Emitter, *, tokens_per_step: int, stop: StopFlag |
             self.t_start = None
             self.step_start = 0
             self.stopped = False
+            self.sample_every = sample_every
+            self.sample_steps: set[int] | None = None  # a time budget's planned steps instead (puyu_lab.budget)
 
         def on_train_begin(self, args, state, control, **kw):
             self.t_start = time.perf_counter()
@@ -143,7 +146,11 @@ def trainer_callback(emitter: Emitter, *, tokens_per_step: int, stop: StopFlag |
                 control.should_save = True
                 control.should_training_stop = True
                 self.stopped = True
-            if sample_fn is not None and sample_every and state.global_step % sample_every == 0:
+            if self.sample_steps is not None:
+                due = state.global_step in self.sample_steps
+            else:
+                due = bool(self.sample_every) and state.global_step % self.sample_every == 0
+            if sample_fn is not None and due:
                 emitter.emit(SAMPLE, step=state.global_step, samples=sample_fn(kw.get("model")))
 
         def on_log(self, args, state, control, logs=None, **kw):
@@ -182,6 +189,15 @@ def read_log_history(source) -> list[dict]:
         data = json.loads(Path(source).read_text(encoding="utf-8"))
         return list(data["log_history"] if isinstance(data, dict) else data)
     return list(source)
+
+
+def train_rate(history: list[dict], tokens_per_step: float) -> float:
+    """Training tokens per second over a Trainer run, from the Trainer's own timing (0 when unknown)."""
+    end = next((h for h in reversed(history) if "train_runtime" in h), None)
+    if not end or not end.get("train_runtime"):
+        return 0.0
+    steps = max(h.get("step", 0) for h in history)
+    return steps * tokens_per_step / end["train_runtime"]
 
 
 def history_summary(history: list[dict]) -> dict:

@@ -191,3 +191,49 @@ def resolve(requested: bool | None, device: str | None = None) -> NumericPath:
         return path
     return NumericPath(want, f"set in the config (this machine's choice: {path.summary()})", path.device,
                        path.capability, path.native_bf16, path.probe, True)
+
+
+def machine() -> dict:
+    """This machine in a few fields (what a time or a speed was measured on): the CPU's name, the cores
+    this process may use, the capability PyTorch's kernels use (``ATEN_CPU_CAPABILITY`` applied), the GPU."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    out = {"cpu": cpu, "cores": cores, "threads": torch.get_num_threads(),
+           "capability": os.environ.get("ATEN_CPU_CAPABILITY", "").upper() or torch.backends.cpu.get_cpu_capability()}
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    if isa:
+        out["onednn_max_isa"] = isa
+    if torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name(0)
+    return out
+
+
+def utilisation(tokens_per_s: float, flops_per_token: float, path: NumericPath) -> dict:
+    """Model FLOP utilisation: the model FLOP/s a run achieved (tokens/s × training FLOPs per token, the
+    6·N + attention count) over what this machine's matmul probe measured in the run's dtype."""
+    achieved = tokens_per_s * flops_per_token / 1e9
+    peak = (path.probe or {}).get("bf16" if path.dtype == "bf16" else "fp32")
+    return {"model_gflops": round(achieved, 2), "probe_gflops": peak,
+            "mfu": round(achieved / peak, 3) if peak else None}
+
+
+def train_flops_per_token(model, context: float) -> float:
+    """Training FLOPs per token of a transformers decoder, counted as ``pretrain.model.size_arithmetic``
+    counts the quick model: 6 × the parameters outside the input embedding (forward 2, backward 4) plus
+    the attention's scores and weighted sum, 12 · layers · ``context`` · hidden size."""
+    cfg = model.config
+    params = sum(p.numel() for p in model.parameters())
+    emb = model.get_input_embeddings().weight.numel()
+    return 6 * (params - emb) + 12 * cfg.num_hidden_layers * context * cfg.hidden_size

@@ -28,8 +28,10 @@ def _config(args):
         cfg = replace(cfg, method=args.method)
     if getattr(args, "custom", None):
         cfg = replace(cfg, custom_data=args.custom)
-    if getattr(args, "max_steps", None):
-        cfg = replace(cfg, max_steps=args.max_steps)
+    if getattr(args, "max_steps", None):  # a fixed number of steps: no time budget
+        cfg = replace(cfg, max_steps=args.max_steps, budget_s=None)
+    if getattr(args, "budget", None) is not None:
+        cfg = replace(cfg, budget_s=args.budget or None)
     return cfg
 
 
@@ -93,7 +95,8 @@ def add_finetune_commands(sub) -> None:
         c.set_defaults(fn=fn)
         if name in ("train", "run"):
             c.add_argument("--method", choices=("full", "lora", "qlora"), default=None)
-            c.add_argument("--max-steps", type=int, default=None)
+            c.add_argument("--max-steps", type=int, default=None, help="exactly this many steps (no time budget)")
+            c.add_argument("--budget", type=float, default=None, help="seconds of training (0: the recipe's steps)")
         if name == "train":
             c.add_argument("--resume", action="store_true")
     ck = ps.add_parser("check", help="validate a custom data file, like `xtuner check-custom-dataset`")

@@ -12,6 +12,7 @@ from .data import SFTDataSettings
 ALL_LINEAR = "all-linear"
 LORA_TARGETS = ALL_LINEAR  # the older name
 METHODS = ("full", "lora", "qlora")
+QUICK_BUDGET_S = 95.0  # the quick profile's SFT loop, on any CPU (the steps it buys are the machine's)
 
 
 @dataclass
@@ -41,6 +42,10 @@ class SFTConfig:
     # kept them too, held-out loss 0.971 instead of 1.006, and cost 156 s — the chain's 10-minute budget decides
     epochs: float = 2.0
     max_steps: int = -1
+    # a wall-clock budget for the training loop, in seconds (None: exactly epochs / max_steps). With a budget
+    # the run measures its first steps and buys as many as fit, its schedule complete inside the budget on any
+    # machine; epochs / max_steps, warmup_ratio, sample_every and save_every then give the recipe's shape
+    budget_s: float | None = None
     batch_size: int = 8
     grad_accum: int = 1
     max_length: int = 256  # the base model's training context (pretrain block_size)
@@ -96,7 +101,8 @@ def _ladder(profile) -> SFTConfig:
                          lora_r=64, lora_alpha=16, lora_dropout=0.1, learning_rate=2e-4, epochs=3, batch_size=4,
                          grad_accum=4, max_length=2048, sample_every=100, save_every=200,
                          data=SFTDataSettings(dialogs_en=None, sentiment_max=1500, tool_examples=800, tool_heldout=100))
-    return SFTConfig()
+    # quick: a wall-clock budget, so the lab takes the same minutes on every CPU (the steps it buys are shown)
+    return SFTConfig(budget_s=QUICK_BUDGET_S)
 
 
 def config_for_profile(profile) -> SFTConfig:

@@ -12,6 +12,7 @@ merged full model (``model/sft``, with the chat template) and an XTuner config s
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
@@ -20,9 +21,10 @@ from typing import Callable
 
 from ..artifacts import SFT_DATA, load_sft_data  # noqa: F401 (the reader of what this stage writes)
 from ..contracts.dialogs import CONTROL_PROMPTS
-from ..events import Emitter, Event, StopFlag
+from ..budget import CEILING, budget_metrics, for_stage
+from ..events import Emitter, Event, StopFlag, train_rate
 from ..models.template import install_template
-from ..numerics import resolve
+from ..numerics import resolve, train_flops_per_token, utilisation
 from ..workspace import Artifact, Workspace, stage_entry
 from .config import ALL_LINEAR, LORA_TARGETS, METHODS, SFTConfig, config_for_profile  # noqa: F401 (importable from here too)
 from .dataset import Collator, conversation_key, encode_all, prepare_data, split_eval  # noqa: F401
@@ -121,8 +123,7 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
         answers = {p: every[p] for p in probe}
         if heldout:  # scored as at the end (the name in the answer)
             ok = sum(h["expect"] in every[h["prompt"]] for h in heldout)
-            selfcog_curve.append({"step": len(selfcog_curve) * cfg.sample_every + cfg.sample_every,
-                                  "acc": round(ok / len(heldout), 4)})
+            selfcog_curve.append({"step": trainer.state.global_step, "acc": round(ok / len(heldout), 4)})
             answers[f"自我认知 held-out self-cognition ({len(heldout)})"] = f"{ok}/{len(heldout)} ({ok / len(heldout):.0%})"
         collapsed = [p for p in CONTROL_PROMPTS if name in answers[p]]
         if len(collapsed) >= max(1, len(CONTROL_PROMPTS) // 2):
@@ -151,13 +152,29 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
         dataloader_num_workers=0, seed=cfg.seed, disable_tqdm=not cfg.progress_bar, remove_unused_columns=False,
         train_sampling_strategy="group_by_length", dataloader_pin_memory=cuda,
     )
+    # the recipe's steps: what a fixed-step run makes, and a budgeted run's shape (its warmup share, its points)
+    per_epoch = math.ceil(len(train_rows) / (cfg.batch_size * cfg.grad_accum))
+    recipe_steps = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(per_epoch * cfg.epochs))
+    if cfg.budget_s:  # a ceiling only: the budget's plan decides where the run ends
+        args.max_steps = recipe_steps * CEILING
     cb = trainer_callback(em, tokens_per_step=tokens_per_step, stop=stop, sample_fn=sample_fn,
                           sample_every=cfg.sample_every)
     trainer = Trainer(model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows,
                       data_collator=Collator(tok.eos_token_id, numerics.pad_multiple), callbacks=[cb])
+    budget = None
+    if cfg.budget_s:
+        points = recipe_steps // cfg.sample_every if cfg.sample_every else 0
+        budget = for_stage(cfg.budget_s, em, resume_from=ckpt, guess_steps=recipe_steps,
+                           warmup_ratio=cfg.warmup_ratio, evals=points, samples=points,
+                           saves=max(1, recipe_steps // cfg.save_every), max_steps=args.max_steps, followers=[cb])
+        trainer.add_callback(budget)  # after the event bridge: its step times include the bridge's samples
     if stop is not None:
         stop.clear()
+    if budget is not None:
+        budget.start()
+    t_train = time.perf_counter()
     trainer.train(resume_from_checkpoint=ckpt)
+    t_train = time.perf_counter() - t_train
     state = trainer.state
     stopped = cb.stopped and state.global_step < state.max_steps
     if not any("eval_loss" in h and h.get("step") == state.global_step for h in state.log_history):
@@ -183,6 +200,10 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
         "parameters": total, "memory": memory, "seconds": round(seconds, 1), "precision": numerics.dtype,
         "precision_reason": numerics.reason, **enc_info,
     }
+    if cfg.method == "full":  # model FLOP utilisation (6·N + attention per token; LoRA's backward differs)
+        rate = train_rate(history, tokens_per_step)
+        metrics.update(tokens_per_s=round(rate, 1), **utilisation(rate, train_flops_per_token(model, mean_len), numerics))
+    metrics.update(budget_metrics(budget.plan if budget else None, steps=state.global_step, train_seconds=t_train))
     em.emit("selfcheck", selfcog=acc, rows=score_rows, collapse=collapse, control=control)
     art = None
     if save:

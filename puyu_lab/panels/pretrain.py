@@ -86,6 +86,10 @@ class TrainingPanel:
             self.status.value = f"<span class='puyu'>{t('training')} …</span>"
         elif e.kind == "numerics":
             self.last["numerics"] = d.get("summary") or d.get("dtype")
+        elif e.kind == "budget":  # a time budget's plan: the steps it buys on this machine
+            self.last["budget"] = d
+            if d.get("step_s"):
+                self.max_steps = d["total_steps"]
         elif e.kind == "log":
             self.train_pts.append((d["step"], d["loss"]))
             if d.get("learning_rate") is not None:
@@ -135,7 +139,15 @@ class TrainingPanel:
         step = L.get("step", 0)
         self.progress.max = max(1, self.max_steps)
         self.progress.value = min(step, self.progress.max)
-        parts = [f"{t('step')} <b>{step}</b>/{self.max_steps}"]
+        parts = []
+        if L.get("budget"):  # "budget 3:00 — 412 steps on this machine", re-planned as the run measures itself
+            b = L["budget"]
+            if b.get("step_s"):
+                parts.append(f"{t('budget')} <b>{_fmt_s(b['budget_s'])}</b> — <b>{b['total_steps']}</b> "
+                             f"{t('budget_steps')} ({b['step_s']:.2f} s/{t('step')})")
+            else:
+                parts.append(f"{t('budget')} <b>{_fmt_s(b['budget_s'])}</b> — {t('budget_probe')}")
+        parts.append(f"{t('step')} <b>{step}</b>/{self.max_steps}")
         if L.get("loss") is not None:
             parts.append(f"{t('train_loss')} <b>{L['loss']:.3f}</b>")
         if L.get("eval_loss") is not None:

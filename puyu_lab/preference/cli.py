@@ -11,6 +11,10 @@ def _config(args):
     changes = overrides(args, "method", "tuning", "beta", "learning_rate", "max_steps")
     if getattr(args, "custom", None):
         changes["custom_pairs"] = args.custom
+    if "max_steps" in changes:  # a fixed number of steps: no time budget
+        changes["budget_s"] = None
+    if getattr(args, "budget", None) is not None:
+        changes["budget_s"] = args.budget or None
     return replace(PrefConfig.for_profile(get_profile(args.profile, check=args.cmd_name == "run")), **changes)
 
 
@@ -66,7 +70,8 @@ def add_preference_commands(sub) -> None:
             c.add_argument("--tuning", choices=("full", "lora"), default=None)
             c.add_argument("--beta", type=float, default=None)
             c.add_argument("--learning-rate", type=float, default=None)
-            c.add_argument("--max-steps", type=int, default=None)
+            c.add_argument("--max-steps", type=int, default=None, help="exactly this many steps (no time budget)")
+            c.add_argument("--budget", type=float, default=None, help="seconds of training (0: the recipe's steps)")
     ck = ps.add_parser("check", help="validate a pair file: every bad line with its reason")
     ck.add_argument("file")
     ck.set_defaults(fn=cmd_check)

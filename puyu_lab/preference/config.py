@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field, replace
 from ..profiles import as_profile
 
 METHODS = ("dpo", "orpo")
+QUICK_BUDGET_S = 35.0  # the quick profile's DPO loop, on any CPU (the steps it buys are the machine's)
+ORPO_QUICK_BUDGET_S = 18.0  # the preference lab's ORPO run (its 30-step recipe), likewise
 TUNING = ("full", "lora")
 
 
@@ -32,6 +34,9 @@ class PrefConfig:
     learning_rate: float = 1e-4
     epochs: float = 1.0
     max_steps: int = -1
+    # a wall-clock budget for trl's training loop, in seconds (None: exactly epochs / max_steps): the run buys as
+    # many steps as fit on this machine, its schedule complete (puyu_lab.budget)
+    budget_s: float | None = None
     batch_size: int = 8
     grad_accum: int = 1
     max_length: int = 256  # the SFT model's context
@@ -78,6 +83,6 @@ class PrefConfig:
                                                                         heldout_tool=100))
         elif name == "full":
             cfg = cls(epochs=2.0, pairs=PairSettings(sentiment=800, tool=600, heldout_sentiment=200, heldout_tool=100))
-        else:
-            cfg = cls()
+        else:  # quick: a wall-clock budget, so the lab takes the same minutes on every CPU
+            cfg = cls(budget_s=QUICK_BUDGET_S)
         return replace(cfg, **changes)

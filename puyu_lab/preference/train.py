@@ -12,12 +12,14 @@ accuracies) reach the panel through the Trainer bridge's ``log`` and ``eval`` ev
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 from ..artifacts import CORPUS, PREF_DATA, SFT_DATA, load_corpus, load_pref_pairs, load_sft_data
+from ..budget import CEILING, budget_metrics, for_stage
 from ..contracts.dialogs import chatterbot_dialogs
 from ..errors import InputError
 from ..events import Emitter, Event, StopFlag
@@ -285,10 +287,10 @@ def accuracy_by_source(pairs: list[dict], scores: list[dict]) -> dict:
 
 
 # ---- training -----------------------------------------------------------------------------------------
-def _trainer(cfg: PrefConfig, model, tok, train_ds, eval_ds, out, numerics, callbacks):
+def _trainer(cfg: PrefConfig, model, tok, train_ds, eval_ds, out, numerics, callbacks, max_steps: int):
     common = dict(output_dir=str(out), per_device_train_batch_size=cfg.batch_size,
                   per_device_eval_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
-                  learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+                  learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=max_steps,
                   lr_scheduler_type="cosine", warmup_steps=0.1, logging_steps=cfg.log_every, logging_first_step=True,
                   eval_strategy="steps" if eval_ds is not None else "no",
                   eval_steps=cfg.eval_every if eval_ds is not None else None,
@@ -368,7 +370,9 @@ def train(ws: Workspace, cfg: PrefConfig | None = None, *, on_event: Callable[[E
         raise InputError(f"{cfg.custom_pairs}: {len(long)} pair(s) do not fit max_length={cfg.max_length} tokens of "
                          f"{cfg.model}'s tokenizer: " + "; ".join(long[:5]) + more)
     scorer = HFModel(model, tok, name=cfg.model, batch_size=cfg.batch_size)
+    t_score = time.perf_counter()
     before = score_pairs(scorer, tok, held, cfg.max_length)
+    t_score = time.perf_counter() - t_score  # an evaluation's price for a time budget: trl's scores these pairs too
     acc_before = accuracy_by_source(held, before)
     em.emit("data", method=cfg.method, train=len(train_pairs), heldout=len(held), heldout_accuracy_before=acc_before,
             **{k: v for k, v in pairs_art.metrics.items() if k.startswith("train_")})
@@ -379,16 +383,30 @@ def train(ws: Workspace, cfg: PrefConfig | None = None, *, on_event: Callable[[E
     mean_len = sum(sum(map(len, encode_pair(tok, p))) for p in train_pairs[:64]) / min(64, len(train_pairs))
     cb = trainer_callback(em, tokens_per_step=int(mean_len * cfg.batch_size * cfg.grad_accum), stop=stop)
     t0 = time.perf_counter()
+    # the recipe's steps: what a fixed-step run makes, and a budgeted run's shape (its warmup share, its evaluations)
+    per_epoch = math.ceil(len(train_pairs) / (cfg.batch_size * cfg.grad_accum))
+    recipe_steps = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(per_epoch * cfg.epochs))
+    eval_ds = datasets.Dataset.from_list(_trl_rows(tok, held)) if held and cfg.eval_every else None
     trainer = _trainer(cfg, model, trl_tokenizer(tok), datasets.Dataset.from_list(_trl_rows(tok, train_pairs)),
-                       datasets.Dataset.from_list(_trl_rows(tok, held)) if held and cfg.eval_every else None, out,
-                       numerics, [cb])
+                       eval_ds, out, numerics, [cb], recipe_steps * CEILING if cfg.budget_s else cfg.max_steps)
     if not cfg.progress_bar:  # the Trainer prints every log line without a bar: the panel shows them
         from transformers import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
+    budget = None
+    if cfg.budget_s:
+        # trl's evaluation scores the held-out pairs with the policy and (DPO) the reference model
+        budget = for_stage(cfg.budget_s, em, guess_steps=recipe_steps, warmup_ratio=0.1,
+                           evals=max(1, recipe_steps // cfg.eval_every) if eval_ds is not None else 0,
+                           eval_cost_s=t_score * (2 if cfg.method == "dpo" else 1), max_steps=recipe_steps * CEILING)
+        trainer.add_callback(budget)
     if stop is not None:
         stop.check()  # a Stop pressed while the held-out pairs were scored ends the run here
+    if budget is not None:
+        budget.start()
+    t_train = time.perf_counter()
     trainer.train()
+    t_train = time.perf_counter() - t_train
     state = trainer.state
     stopped = cb.stopped and state.global_step < state.max_steps
     seconds = time.perf_counter() - t0
@@ -409,6 +427,7 @@ def train(ws: Workspace, cfg: PrefConfig | None = None, *, on_event: Callable[[E
         "heldout_accuracy": acc_after["all"]["accuracy"] if held else None,
         "by_source_before": acc_before, "by_source": acc_after,
         "trl_eval": {k: v for k, v in (evals[-1] if evals else {}).items() if k.startswith("eval_")},
+        **budget_metrics(budget.plan if budget else None, steps=state.global_step, train_seconds=t_train),
     }
     em.emit("preference", before=acc_before, after=acc_after)
     art = None

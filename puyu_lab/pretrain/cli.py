@@ -40,8 +40,10 @@ def _config(args: argparse.Namespace):
         cfg = config_from_dict(json.loads(Path(args.config).read_text(encoding="utf-8")))
     else:
         cfg = PretrainConfig.for_profile(get_profile(args.profile))
-    if args.max_steps:
-        cfg = replace(cfg, max_steps=args.max_steps)
+    if args.max_steps:  # a fixed number of steps: no time budget
+        cfg = replace(cfg, max_steps=args.max_steps, budget_s=None)
+    if args.budget is not None:
+        cfg = replace(cfg, budget_s=args.budget or None)
     return cfg
 
 
@@ -75,13 +77,15 @@ def add_pretrain_commands(sub) -> None:
     tr = ps.add_parser("train", help="train model/base (works under accelerate launch / torchrun)")
     tr.add_argument("--profile", default=None)
     tr.add_argument("--config", default=None, help="a PretrainConfig as JSON")
-    tr.add_argument("--max-steps", type=int, default=None)
+    tr.add_argument("--max-steps", type=int, default=None, help="exactly this many steps (no time budget)")
+    tr.add_argument("--budget", type=float, default=None, help="seconds of training (0: the recipe's steps exactly)")
     tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     tr.add_argument("--home", default=None)
     tr.set_defaults(fn=cmd_train)
     r = ps.add_parser("run", help="the whole stage: tokenizer/spm, then model/base")
     r.add_argument("--profile", default=None)
     r.add_argument("--config", default=None, help="a PretrainConfig as JSON")
-    r.add_argument("--max-steps", type=int, default=None)
+    r.add_argument("--max-steps", type=int, default=None, help="exactly this many steps (no time budget)")
+    r.add_argument("--budget", type=float, default=None, help="seconds of training (0: the recipe's steps exactly)")
     r.add_argument("--home", default=None)
     r.set_defaults(fn=cmd_run)

@@ -7,6 +7,7 @@ from ..profiles import as_profile
 from .model import PRESETS, ModelPreset
 
 PROMPTS = ["中国", "今天", "这本书", "The "]
+QUICK_BUDGET_S = 105.0  # the quick profile's pretraining loop, on any CPU (the steps it buys are the machine's)
 
 
 @dataclass
@@ -24,6 +25,11 @@ class PretrainConfig:
     embedding_lr: float = 0.05  # AdamW: the input embeddings
     warmup_steps: int = 30
     max_steps: int = 400
+    # a wall-clock budget for the training loop, in seconds (None: exactly max_steps). With a budget the run
+    # measures its first steps, buys as many as fit (evaluations, samples and checkpoints paid for) and
+    # completes its schedule inside the budget on any machine; max_steps, warmup_steps, eval_every,
+    # sample_every and save_every then give the recipe's shape: its warmup share and how many of each.
+    budget_s: float | None = None
     weight_decay: float = 0.1  # "adamw" only; the Muon recipe trains without decay
     eval_every: int = 50
     eval_blocks: int = 48
@@ -66,7 +72,8 @@ def _ladder(name: str) -> PretrainConfig:
     if name == "gpu":
         return PretrainConfig(preset=PRESETS["gpu"], batch_size=32, learning_rate=2e-3, muon_lr=0.02,
                               warmup_steps=200, max_steps=3000, eval_every=200, sample_every=500, save_every=500)
-    return PretrainConfig()
+    # quick: a wall-clock budget, so the lab takes the same minutes on every CPU (the steps it buys are shown)
+    return PretrainConfig(budget_s=QUICK_BUDGET_S)
 
 
 def config_for_profile(profile) -> PretrainConfig:

@@ -20,8 +20,9 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InputError
-from ..events import Emitter, Event, StopFlag
-from ..numerics import resolve
+from ..events import Emitter, Event, StopFlag, train_rate
+from ..budget import CEILING, budget_metrics, for_stage
+from ..numerics import resolve, utilisation
 from ..workspace import Artifact, Workspace, stage_entry
 from .model import llama_config, size_arithmetic
 from .optim import build_optimizer, zero_init_residual_projections
@@ -214,7 +215,9 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
     (out / RUN_FILE).write_text(json.dumps(identity, indent=1), encoding="utf-8")
     model = LlamaForCausalLM(llama_config(cfg.preset, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
     zero_init_residual_projections(model)
+    t_sample = time.perf_counter()
     before = {} if resume else dict(zip(cfg.prompts, generate_samples(model, tok, cfg.prompts, cfg.sample_tokens, cfg.seed)))
+    t_sample = time.perf_counter() - t_sample if before else None
     if before:
         em.emit("sample", step=0, samples=before)
     cuda = torch.cuda.is_available()
@@ -230,6 +233,8 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
         seed=cfg.seed,
         disable_tqdm=not cfg.progress_bar, remove_unused_columns=False, dataloader_pin_memory=cuda,
     )
+    if cfg.budget_s:  # a ceiling only: the budget's plan decides where the run ends
+        args.max_steps = cfg.max_steps * CEILING
     cb = make_event_callback(em, cfg, tok, stop, eval_info["tokens_per_byte"])
     trainer = Trainer(model=model, args=args, train_dataset=Blocks(train_arr), eval_dataset=Blocks(eval_arr),
                       callbacks=[cb, *(extra_callbacks or [])],
@@ -237,9 +242,24 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
     if stop is not None:
         stop.clear()
     initial = _initial_eval(ws) if resume else None
-    if not resume:  # the held-out loss of the untrained model: the curve's first point
+    t_eval = None
+    if not resume:  # the held-out loss of the untrained model: the curve's first point (and an evaluation's price)
+        t_eval = time.perf_counter()
         initial = {"step": 0, "eval_loss": trainer.evaluate()["eval_loss"]}
+        t_eval = time.perf_counter() - t_eval
+    budget = None
+    if cfg.budget_s:
+        budget = for_stage(cfg.budget_s, em, resume_from=ckpt, guess_steps=cfg.max_steps,
+                           warmup_ratio=cfg.warmup_steps / cfg.max_steps, evals=cfg.max_steps // cfg.eval_every,
+                           samples=cfg.max_steps // cfg.sample_every if cfg.sample_every else 0,
+                           saves=cfg.max_steps // cfg.save_every, eval_cost_s=t_eval, sample_cost_s=t_sample,
+                           max_steps=args.max_steps, followers=[cb])
+        trainer.add_callback(budget)  # after the event bridge: its step times include the bridge's samples
+    if budget is not None:
+        budget.start()
+    t_train = time.perf_counter()
     trainer.train(resume_from_checkpoint=ckpt)
+    t_train = time.perf_counter() - t_train
     state = trainer.state
     stopped = cb.stopped and state.global_step < state.max_steps
     if not any("eval_loss" in h and h.get("step") == state.global_step for h in state.log_history):
@@ -256,8 +276,11 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
         "train_tokens_seen": state.global_step * cfg.tokens_per_step,
         "parameters": size_arithmetic(cfg.preset)["parameters"],
         "precision": numerics.dtype, "muon_ns_dtype": numerics.muon_ns_dtype if cfg.optimizer == "muon" else None,
-        "tokens_per_s": round(_train_rate(history, cfg.tokens_per_step), 1),
+        "tokens_per_s": round(train_rate(history, cfg.tokens_per_step), 1),
+        "train_flops_per_token": size_arithmetic(cfg.preset)["train_flops_per_token"],
     }
+    metrics.update(utilisation(metrics["tokens_per_s"], metrics["train_flops_per_token"], numerics))
+    metrics.update(budget_metrics(budget.plan if budget else None, steps=state.global_step, train_seconds=t_train))
     # can it copy from its context yet (induction heads)? what the agent lab's tool calls will need
     from ..models.hf import HFModel
     from ..models.probes import copy_probe
@@ -310,15 +333,6 @@ def _check_resume(out: Path, now: dict) -> None:
         raise InputError(f"cannot resume {out}: " + " and ".join(changes) + " changed since the checkpoint was "
                          "written. Start a new run (resume=False, which discards the checkpoints), or restore the "
                          "earlier tokenizer / preset to continue")
-
-
-def _train_rate(history: list[dict], tokens_per_step: int) -> float:
-    """Training tokens per second over the run, from the Trainer's own timing (0 when unknown)."""
-    end = next((h for h in reversed(history) if "train_runtime" in h), None)
-    if not end or not end.get("train_runtime"):
-        return 0.0
-    steps = max(h.get("step", 0) for h in history)
-    return steps * tokens_per_step / end["train_runtime"]
 
 
 def _initial_eval(ws: Workspace) -> dict | None:

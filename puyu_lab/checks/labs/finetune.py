@@ -20,7 +20,7 @@ def _name(ctx) -> str:
 
 @check("finetune.selfcog", LAB, "自我认知（未见过的问法）", "Self-cognition on unseen paraphrases", needs=(SFT_MODEL, SFT_DATA),
        verifies="model/sft's answers to the held-out self-cognition paraphrases (selfcheck.json) contain the "
-                "assistant's name in ≥ 90 % of them", hint="train longer (cfg.epochs in lab 03) or raise data.self_repeat",
+                "assistant's name in ≥ 90 % of them", hint="train longer: raise the time budget in lab 03 (cfg = replace(cfg, budget_s=150))",
        camp=CAMP)
 def selfcog(ctx):
     name = _name(ctx)

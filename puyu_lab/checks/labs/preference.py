@@ -21,7 +21,7 @@ def _acc(ctx, name: str, when: str) -> tuple[int, int]:
 @check("preference.dpo", LAB, "DPO 胜过 SFT", "DPO beats SFT on held-out pairs", needs=(DPO_MODEL,),
        verifies="model/dpo ranks the chosen answer above the rejected one on more held-out pairs than the SFT "
                 "model it started from (recomputed from heldout_scores.jsonl)",
-       hint="train longer (cfg.epochs in lab 04) or raise cfg.learning_rate")
+       hint="train longer: raise the time budget in lab 04 (cfg = replace(cfg, budget_s=70)) or cfg.learning_rate")
 def dpo(ctx):
     b, n = _acc(ctx, DPO_MODEL, "before")
     a, _ = _acc(ctx, DPO_MODEL, "after")

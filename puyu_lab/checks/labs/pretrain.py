@@ -7,6 +7,7 @@ from ...artifacts import BASE, TOKENIZER
 from ..core import Outcome, check
 
 LAB = "02_pretrain.ipynb"
+LOSS_FALL = 0.30  # the held-out loss must fall by at least this share
 
 
 def _evals(ctx):
@@ -15,15 +16,16 @@ def _evals(ctx):
 
 
 @check("pretrain.loss", LAB, "预训练损失下降", "Held-out loss fell", needs=(BASE,),
-       verifies="model/base: the last held-out loss of the training curve is at most 2/3 of the first",
-       hint="train longer: raise the steps in lab 02 (cfg.max_steps) and rerun pretraining",
+       verifies="model/base: the last held-out loss of the training curve is at least 30 % below the first",
+       hint="train longer: raise the time budget in lab 02 (cfg = replace(cfg, budget_s=180)) and rerun pretraining",
        camp="全链路开源体系: InternLM-Train")
 def loss(ctx):
     ev = _evals(ctx)
     if len(ev) < 2:
         return Outcome(False, f"{len(ev)} evaluation(s) in curve.json")
     first, last = ev[0], ev[-1]
-    return Outcome(last <= first * 2 / 3, f"{first:.2f} → {last:.2f} ({1 - last / first:.0%} lower)",
+    # 30 %: the floor a quick run reaches on a slow 2-core CPU inside its time budget (the recipe's 400 steps: ~37 %)
+    return Outcome(last <= first * (1 - LOSS_FALL), f"{first:.2f} → {last:.2f} ({1 - last / first:.0%} lower)",
                    value=last, claimed=ctx.get(BASE).metrics.get("eval_loss"))
 
 
@@ -40,7 +42,7 @@ def samples(ctx):
 
 @check("pretrain.tokenizer", LAB, "分词器压缩", "Tokenizer compresses", needs=(TOKENIZER, BASE),
        verifies="tokenizer/spm: > 1 Chinese character per token and a tool call in ≤ 25 tokens; model/base uses it",
-       hint="retrain the tokenizer in lab 02 with the default vocabulary size (cfg.tokenizer.vocab_size)")
+       hint="retrain the tokenizer in lab 02 with the default vocabulary size (cfg.preset.vocab_size)")
 def tokenizer(ctx):
     m = ctx.get(TOKENIZER).metrics
     cpt, call = m.get("chars_per_token_zh") or 0.0, m.get("tokens_per_tool_call") or 1e9
