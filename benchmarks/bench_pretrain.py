@@ -126,29 +126,35 @@ def optimizer_run(ws, cfg, optimizer: str) -> dict:
 def throughput_rows(arr_path: str) -> dict:
     """The throughput table on this process's CPU paths (run once per environment, in a child)."""
     from puyu_lab.numerics import choose
+    from puyu_lab.pretrain.model import size_arithmetic
     from puyu_lab.pretrain.train import config_for_profile
     from puyu_lab.profiles import get_profile
 
-    cfg = config_for_profile(get_profile("quick"))
+    cfg = replace(config_for_profile(get_profile("quick")), budget_s=None)  # fixed steps: reproducible
     arr = np.load(arr_path)
     path = choose("cpu")
     b = cfg.batch_size
-    rows = []
+    flops = size_arithmetic(cfg.preset)["train_flops_per_token"]
+    rows = []  # (name, tokens/s, chosen, training FLOPs per token, dtype)
     for bf16 in (False, True):
         for ns in ("fp32", "bf16"):
             name = f"{'bf16 autocast' if bf16 else 'fp32':<14} Muon NS {ns}"
             chosen = (bf16 == path.bf16) and ns == path.muon_ns_dtype
-            rows.append((name, plain_loop(arr, cfg.preset, bf16, b, ns_dtype=ns), chosen))
+            rows.append((name, plain_loop(arr, cfg.preset, bf16, b, ns_dtype=ns), chosen, flops,
+                         "bf16" if bf16 else "fp32"))
     rows.append((f"{'bf16 autocast' if path.bf16 else 'fp32':<14} AdamW only",
-                 plain_loop(arr, cfg.preset, path.bf16, b, optimizer="adamw"), False))
+                 plain_loop(arr, cfg.preset, path.bf16, b, optimizer="adamw"), False, flops, path.dtype))
     auto = dict(bf16=path.bf16, ns_dtype=path.muon_ns_dtype)
-    rows.append(("chosen path, 1 thread", plain_loop(arr, cfg.preset, batch=b, threads=1, **auto), False))
+    rows.append(("chosen path, 1 thread", plain_loop(arr, cfg.preset, batch=b, threads=1, **auto), False, flops,
+                 path.dtype))
     for bb, L in ((16, 128), (4, 512)):  # the same tokens per step, other shapes
         shaped = pack_shape(arr, L)
-        rows.append((f"chosen path, {bb} x {L}", plain_loop(shaped, replace(cfg.preset, block_size=L), batch=bb,
-                                                            **auto), False))
+        pre = replace(cfg.preset, block_size=L)
+        rows.append((f"chosen path, {bb} x {L}", plain_loop(shaped, pre, batch=bb, **auto), False,
+                     size_arithmetic(pre)["train_flops_per_token"], path.dtype))
     t0 = time.perf_counter()
-    rows.append(("chosen path + torch.compile", plain_loop(arr, cfg.preset, batch=b, compile=True, **auto), False))
+    rows.append(("chosen path + torch.compile", plain_loop(arr, cfg.preset, batch=b, compile=True, **auto), False,
+                 flops, path.dtype))
     compile_s = time.perf_counter() - t0
     return {"rows": rows, "path": path.to_dict(), "compile_s": compile_s,
             "capability": path.capability, "threads": __import__("torch").get_num_threads()}
@@ -172,14 +178,17 @@ def sampling_rates(ws, cfg) -> dict:
 def _table(res: dict, title: str) -> list[str]:
     rows = res["rows"]
     base = rows[0][1]
+    probe = res["path"]["probe"]
     lines = [f"{title}: capability {res['capability']}, {res['threads']} threads; "
-             f"chosen: {res['path']['dtype']} ({res['path']['reason']})",
-             f"  {'setup':<40}{'tokens/s':>10}{'vs fp32':>9}"]
-    best = max(r for _, r, _ in rows[:4])  # the four precision × Newton–Schulz rows (same optimizer)
-    for name, r, chosen in rows:
+             f"chosen: {res['path']['dtype']} ({res['path']['reason']}); matmul probe fp32 {probe['fp32']:g} / "
+             f"bf16 {probe['bf16']:g} GFLOP/s",
+             f"  {'setup':<40}{'tokens/s':>10}{'vs fp32':>9}{'GFLOP/s':>9}{'MFU':>7}"]
+    best = max(r[1] for r in rows[:4])  # the four precision × Newton–Schulz rows (same optimizer)
+    for name, r, chosen, flops, dtype in rows:
         mark = "  ◀ chosen" if chosen else ""
-        lines.append(f"  {name:<40}{r:>10,.0f}{r / base:>9.2f}{mark}")
-    ch = next(r for _, r, c in rows if c)
+        gf = r * flops / 1e9  # model FLOP/s (6·N + attention per token), over the probe in the row's dtype
+        lines.append(f"  {name:<40}{r:>10,.0f}{r / base:>9.2f}{gf:>9.1f}{gf / probe[dtype]:>7.0%}{mark}")
+    ch = next(r[1] for r in rows if r[2])
     lines.append(f"  chosen / fastest precision row: {ch / best:.3f} (aim ≥ 0.95); torch.compile row "
                  f"{res['compile_s']:.0f} s with compilation")
     return lines
@@ -193,7 +202,7 @@ def main(tables_only: bool = False) -> str:
     from puyu_lab.profiles import get_profile
     from puyu_lab.workspace import Workspace
 
-    cfg = config_for_profile(get_profile("quick"))
+    cfg = replace(config_for_profile(get_profile("quick")), budget_s=None)  # fixed steps: reproducible
     with tempfile.TemporaryDirectory() as d:
         ws = Workspace(d)
         prepare(raw=load_sources(["news-zh"], limit_per_source=1500), show_progress=False).export(ws)
@@ -226,7 +235,7 @@ def main(tables_only: bool = False) -> str:
              f"after up to {WARM} (slow rows: ≥ {MIN_STEPS} steps, ~{ROW_BUDGET_S:.0f} s)"]
     for label, res in tables.items():
         lines += [""] + _table(res, label)
-    chosen_native = next(r for _, r, c in tables["native"]["rows"] if c)
+    chosen_native = next(r[1] for r in tables["native"]["rows"] if r[2])
     lines += ["", f"HF Trainer, auto precision (median of 3): {no_panel:,.0f} tokens/s; + TrainingPanel: "
               f"{with_panel:,.0f}",
               f"panel attached / not attached: {with_panel / no_panel:.3f} (aim ≥ 0.97); "
