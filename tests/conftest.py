@@ -27,9 +27,9 @@ def pytest_sessionfinish(session, exitstatus):
     from . import procs
 
     left = procs.leftovers()
+    procs.kill(procs.leftovers(idle=True))  # Chromium's idle crash reporters too, without counting them
     if left or STRAYS:
         lines = STRAYS + procs.describe(left)
-        procs.kill(left)
         tr = session.config.pluginmanager.get_plugin("terminalreporter")
         msg = ("processes outlived the tests that started them (each competes with later tests for the CPU; "
                "stop it in the test's teardown):\n  " + "\n  ".join(lines))
@@ -42,12 +42,15 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def end_strays() -> None:
-    """Before a chain lab: end the kernels and servers no test owns any more, so the chain runs alone."""
+    """Before a chain lab: end the kernels and servers no test owns any more, and any kernel at all (the lab's own
+    starts after this), so the chain runs alone; each is named at the end of the run, which then fails."""
     from . import procs
 
-    stray = procs.orphans(procs.leftovers())
+    left = procs.leftovers()
+    stray = procs.orphans(left) + [p for p in left if "ipykernel" in " ".join(procs.describe([p]))]
+    stray = list({p.pid: p for p in stray}.values())
     if stray:
-        STRAYS.extend(procs.describe(stray))
+        STRAYS.extend(f"{d} (running when a chain lab began)" for d in procs.describe(stray))
         procs.kill(stray)
 
 

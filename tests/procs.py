@@ -34,8 +34,14 @@ def mark() -> str:
     return os.environ.setdefault(MARK, f"{os.getpid()}-{time.time():.6f}")
 
 
-def leftovers(*, ignore: set[int] = frozenset()) -> list[psutil.Process]:
-    """Live processes of :data:`KINDS` that carry this run's mark, except this one and ``ignore``."""
+# Chromium's crash reporter: Chromium double-forks it and leaves it behind by design (idle, no CPU); ended at the
+# end of the run, never counted as a test's leak
+IDLE = ("chrome_crashpad_handler",)
+
+
+def leftovers(*, ignore: set[int] = frozenset(), idle: bool = False) -> list[psutil.Process]:
+    """Live processes of :data:`KINDS` that carry this run's mark, except this one and ``ignore`` (and, unless
+    ``idle``, the :data:`IDLE` ones)."""
     want = mark()
     skip = {os.getpid(), *ignore}
     found = []
@@ -46,7 +52,7 @@ def leftovers(*, ignore: set[int] = frozenset()) -> list[psutil.Process]:
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
             continue
         line = _cmdline(p)
-        if any(k in line for k in KINDS):
+        if any(k in line for k in KINDS) and (idle or not any(k in line for k in IDLE)):
             found.append(p)
     return found
 

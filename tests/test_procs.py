@@ -16,6 +16,7 @@ def test_a_left_kernel_is_found_and_an_orphan_is_told_apart():
     # a process of the same kind that this run did not start (a build, another session): never the run's business
     outsider = subprocess.Popen(SLEEPER, env={k: v for k, v in os.environ.items() if k != procs.MARK})
     child = subprocess.Popen(SLEEPER)
+    crash = subprocess.Popen(SLEEPER[:3] + ["/usr/lib/chromium/chrome_crashpad_handler"])  # Chromium leaves it idle
     # a double fork: the shell exits at once, so its sleeper belongs to no test any more (as a kernel whose server died)
     subprocess.run(["sh", "-c", " ".join(f"'{a}'" for a in SLEEPER) + " >/dev/null 2>&1 &"], check=True)
     try:
@@ -26,14 +27,17 @@ def test_a_left_kernel_is_found_and_an_orphan_is_told_apart():
                 break
             time.sleep(0.1)
         pids = {p.pid for p in left}
-        assert child.pid in pids and outsider.pid not in pids, procs.describe(left)
+        assert child.pid in pids and outsider.pid not in pids and crash.pid not in pids, procs.describe(left)
+        assert crash.pid in {p.pid for p in procs.leftovers(idle=True)}  # ended at the end, not counted
         stray = procs.orphans(left)
         assert child.pid not in {p.pid for p in stray}  # a test's own child: its test ends it
         assert len(stray) == 1 and "ipykernel_launcher" in " ".join(stray[0].cmdline()), procs.describe(stray)
     finally:
         procs.kill(_mine())  # only this test's sleepers: a session fixture's server may be running beside them
         outsider.kill()
+        crash.kill()
         child.wait(5)
+        crash.wait(5)
         outsider.wait(5)
     assert not _mine()
 

@@ -63,6 +63,16 @@ class Lab:
         headers = {} if token is None else {"Authorization": f"token {self.token if token == 'own' else token}"}
         return requests.get(f"{self.base}/{path}", headers=headers, timeout=10)
 
+    def shutdown_kernels(self) -> list[str]:
+        """Shut down every kernel this server runs (through its REST API), so none outlives the test that
+        needed it: an idle kernel of the pretraining test otherwise ran beside the whole chain."""
+        r = requests.get(f"{self.base}/api/kernels", params={"token": self.token}, timeout=10)
+        r.raise_for_status()
+        ids = [k["id"] for k in r.json()]
+        for kid in ids:
+            requests.delete(f"{self.base}/api/kernels/{kid}", params={"token": self.token}, timeout=30)
+        return ids
+
     def stop(self) -> None:
         try:
             os.killpg(self.proc.pid, signal.SIGTERM)

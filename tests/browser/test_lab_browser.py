@@ -208,6 +208,8 @@ def test_pretrain_in_the_browser_live_plot_and_stop(fresh_lab, fresh_page, shots
     page.wait_for_selector("#puyu-lab-chain .puyu-stage[data-stage='pretrain'][data-status='present']",
                            timeout=15_000)
     assert cell_.locator("button:has-text('Resume')").is_enabled()
+    # the last test on this workspace: its kernel (the model, the stopped run) must not sit beside the chain's labs
+    assert fresh_lab.shutdown_kernels()
 
 
 # ---- 3: the panels of the later labs, on the whole chain's artifacts ----------------------------------------
