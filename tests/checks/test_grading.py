@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -219,15 +220,20 @@ def test_a_withheld_small_file_a_dropped_artifact_and_a_made_up_check(grading, t
     assert row.checks["preference.dpo"]["status"] == "fail"
 
 
-def _said_to_every_prompt(replies: list[str]) -> str:
-    """The longest text (no blank) that every reply contains: a 'name' this model says to anything."""
-    first = min(replies, key=len)
-    for n in range(len(first), 0, -1):
-        for i in range(len(first) - n + 1):
-            cand = first[i:i + n]
-            if cand.strip() == cand and cand and all(cand in r for r in replies):
-                return cand
-    return ""
+def _said_most(replies: list[str]) -> tuple[str, int]:
+    """The text (no blank at its ends) that the most replies contain, the longest of those: a 'name' this model says
+    to (nearly) anything; and how many replies contain it."""
+    best, cover = "", 0
+    for r in replies:
+        for i in range(len(r)):
+            for j in range(i + 1, len(r) + 1):
+                cand = r[i:j]
+                if cand.strip() != cand:
+                    continue
+                n = sum(cand in x for x in replies)
+                if (n, len(cand)) > (cover, len(best)):
+                    best, cover = cand, n
+    return best, cover
 
 
 def test_a_name_the_model_says_to_anything_passes_only_without_the_teachers_name(grading, tmp_path):
@@ -238,10 +244,14 @@ def test_a_name_the_model_says_to_anything_passes_only_without_the_teachers_name
                         (grading.ws.get("model/base").path / "model.safetensors").read_bytes(), manifest_too=True)
     fixed = load_probes(grading.probes)
     free = [ProbeGroup(g.id, g.kind, g.items, g.min_pass, g.title, g.model, g.max_new_tokens) for g in fixed]
-    # what this machine's base model says to every probe (machines train different base models): the forged name
+    # what this machine's base model says to the probes (machines train different base models): the forged name is
+    # the text most of its replies contain; both groups then ask for that share, so the case holds by construction
     asked = grade_one(tamper.write(files, tmp_path / "ask.zip"), free).probes["selfcog"]["rows"]
-    name = _said_to_every_prompt([r["reply"] for r in asked])
-    assert name, f"the base model's replies share no text, so no name can be forged from them: {asked}"
+    name, cover = _said_most([r["reply"] for r in asked])
+    assert name and "小浦" not in name, asked  # the teacher's name is never what an untrained model says
+    share = min(fixed[0].min_pass, cover / len(asked))
+    fixed = [replace(g, min_pass=share) for g in fixed]
+    free = [replace(g, min_pass=share) for g in free]
     tamper.edit_manifest(files, "sft/data", lambda m: m["metrics"].update(assistant_name=name))
     bundle = tamper.write(files, tmp_path / "name.zip")
     assert grade_one(bundle, free).probes["selfcog"]["ok"]  # the attack, when the bundle names its assistant
