@@ -28,7 +28,6 @@ STEPS = 16
 WARM = 4
 ROW_BUDGET_S = 15.0  # a row stops timing after this long (with at least MIN_STEPS steps)
 MIN_STEPS = 2
-AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 def plain_loop(arr, preset, bf16: bool, batch: int, compile: bool = False, threads: int | None = None,
@@ -211,11 +210,9 @@ def main(tables_only: bool = False) -> str:
         arr_path = os.path.join(d, "blocks.npy")
         np.save(arr_path, arr)
         tables = {}
-        for label, extra in (("native", {}), ("forced AVX2", AVX2_ENV)):
-            env = {**os.environ, **extra}
-            if not extra:
-                for k in AVX2_ENV:
-                    env.pop(k, None)
+        from common import cpu_kinds
+
+        for label, env in cpu_kinds():
             out = subprocess.run([sys.executable, __file__, "--table", arr_path], env=env, check=True,
                                  capture_output=True, text=True).stdout
             tables[label] = json.loads(out.strip().splitlines()[-1])

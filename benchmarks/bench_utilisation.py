@@ -9,14 +9,12 @@ A time budget's plan is printed beside it: the steps the quick profile's budget 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 PRETRAIN_STEPS = 60
 SFT_STEPS = 60
 
@@ -48,17 +46,13 @@ def measure(home: str) -> dict:
 
 def main() -> str:
     from puyu_lab.workspace import Workspace
-    from common import tiny_base
+    from common import cpu_kinds, tiny_base
 
     with tempfile.TemporaryDirectory() as d:
         home = Path(d) / "ws"
         tiny_base(Workspace(home), 10)
         out = {}
-        for label, extra in (("native", {}), ("forced AVX2", AVX2_ENV)):
-            env = {**os.environ, **extra}
-            if not extra:
-                for k in AVX2_ENV:
-                    env.pop(k, None)
+        for label, env in cpu_kinds():
             r = subprocess.run([sys.executable, __file__, "--child", str(home)], env=env, capture_output=True,
                                text=True, cwd=Path(__file__).parent)
             if r.returncode:

@@ -18,3 +18,15 @@ def tiny_base(ws, steps: int):
     train_tokenizer(ws, cfg.preset.vocab_size)
     pretrain(ws, replace(cfg, max_steps=steps, eval_every=steps, save_every=steps, sample_every=0, progress_bar=False))
     return cfg
+
+
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}  # what an AVX2 laptop gets, on a bigger CPU
+
+
+def cpu_kinds() -> list[tuple[str, dict]]:
+    """(label, environment) for this CPU as it is and with the AVX2 paths forced: a child process per kind (the
+    numeric path is chosen once per process)."""
+    import os
+
+    native = {k: v for k, v in os.environ.items() if k not in AVX2_ENV}
+    return [("native", native), ("forced AVX2", {**native, **AVX2_ENV})]
