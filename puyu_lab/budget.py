@@ -55,6 +55,8 @@ class Plan:
     save_at: list = field(default_factory=list)
     planned_at: int = 0  # the step of the latest plan
     replans: int = 0
+    min_steps: int = 0  # the floor: never fewer steps than this (the recipe's, on which the checks' floors were set)
+    over_budget: bool = False  # this machine needs longer than the budget for the floor's steps
     cut_short: bool = False  # the last step that still fitted came before the plan's end (a machine slowing down)
     elapsed_s: float = 0.0  # the training loop's wall time
     history: list = field(default_factory=list)  # (step, total_steps) at each plan
@@ -100,14 +102,16 @@ def make_budget_callback(seconds: float, *, guess_steps: int, warmup_ratio: floa
                          samples: int = 0, saves: int = 0, eval_cost_s: float | None = None,
                          sample_cost_s: float | None = None, save_cost_s: float | None = None,
                          probe_steps: int = 4, max_steps: int | None = None, resume_total: int | None = None,
-                         on_plan: Callable[[Plan], None] | None = None, followers: list | None = None):
+                         min_steps: int = 0, on_plan: Callable[[Plan], None] | None = None,
+                         followers: list | None = None):
     """A :class:`TimeBudget` (a ``TrainerCallback``; transformers is imported here, lazily).
 
     ``guess_steps``: the schedule's length until the first plan (the fixed-step recipe's); ``evals``,
     ``samples``, ``saves``: how many of each the run makes, spread evenly (the last evaluation and save come
     at the end); ``*_cost_s``: their prices before one is measured; ``max_steps``: a ceiling (the
     ``TrainingArguments.max_steps`` the trainer was given); ``resume_total``: a resumed run keeps the total
-    its first part planned. ``followers``: objects with a ``sample_steps`` attribute (the event bridge: the steps it samples at),
+    its first part planned; ``min_steps``: a floor — the run makes at least these steps even where that takes longer
+    than the budget (recorded as ``over_budget``). ``followers``: objects with a ``sample_steps`` attribute (the event bridge: the steps it samples at),
     set at each plan."""
     from transformers import TrainerCallback
 
@@ -115,7 +119,7 @@ def make_budget_callback(seconds: float, *, guess_steps: int, warmup_ratio: floa
         def __init__(self):
             total = int(resume_total or guess_steps)
             self.plan = Plan(float(seconds), total, max(0, round(warmup_ratio * total)),
-                             evals=evals, samples=samples, saves=saves)
+                             evals=evals, samples=samples, saves=saves, min_steps=min_steps)
             self.schedule = _Schedule(self.plan)
             self.fixed = resume_total is not None
             self.t0 = None
@@ -162,9 +166,11 @@ def make_budget_callback(seconds: float, *, guess_steps: int, warmup_ratio: floa
             if not self.fixed:
                 left_overhead = sum(max(0, n - self.done[k]) * c for k, n, c in (
                     ("eval", evals, p.eval_s), ("save", saves, p.save_s), ("sample", samples, p.sample_s)))
-                left = p.budget_s - (time.perf_counter() - self.t0) - left_overhead - 0.5 * tau  # half a step spare
+                # a step or 2 % of the budget spare, whichever is more: the Trainer's own work after the last step
+                left = p.budget_s - (time.perf_counter() - self.t0) - left_overhead - max(tau, 0.02 * p.budget_s)
                 total = done + max(0, int(left // tau))
-                p.total_steps = max(1, min(total, self.cap), done + (1 if left > 0 else 0))
+                p.over_budget = total < min_steps
+                p.total_steps = max(1, min(max(total, min_steps), self.cap), done + (1 if left > 0 else 0))
                 p.warmup_steps = max(0, round(warmup_ratio * p.total_steps))
             p.eval_at = spread(p.total_steps, evals, self.done["eval"], done)
             p.save_at = spread(p.total_steps, saves, self.done["save"], done)
@@ -234,7 +240,8 @@ def make_budget_callback(seconds: float, *, guess_steps: int, warmup_ratio: floa
                 self._replan_due = True
             # the machine slowed down: stop at the last step that still fits (the schedule is then cut short)
             left = p.budget_s - (now - self.t0)
-            if step < p.total_steps and left < self._step_s() + (p.eval_s if evals else 0) + (p.save_s if saves else 0):
+            if min_steps <= step < p.total_steps and left < self._step_s() + (p.eval_s if evals else 0) + (
+                    p.save_s if saves else 0):
                 p.cut_short = True
                 p.total_steps = step
                 state.max_steps = step
@@ -295,5 +302,7 @@ def describe(metrics: dict) -> str:
         return f"{metrics.get('steps')} steps (a fixed number: no time budget){util}"
     m = b["machine"]
     cut = " — cut short: the machine slowed down" if b.get("cut_short") else ""
+    if b.get("over_budget"):
+        cut += f" — over budget: this CPU needs longer for the {b['min_steps']} steps the recipe never goes below"
     return (f"time budget {b['budget_s']:.0f} s bought {b['steps']} steps on this CPU ({m['cpu']}, {m['cores']} cores, "
             f"{m['capability']}): {b['step_s']:.3f} s a step, the training loop took {b['train_seconds']:.1f} s{cut}{util}")

@@ -44,8 +44,9 @@ def test_a_20_second_budget_ends_within_it_and_completes_the_schedule(layers, tm
     ws = layers.workspace("tokenizer", tmp_path / "ws")
     tiny = ModelPreset(hidden_size=256, num_layers=1, num_heads=4, num_kv_heads=2, intermediate_size=256,
                        vocab_size=3072, block_size=64)
-    cfg = PretrainConfig(preset=tiny, batch_size=4, max_steps=100, warmup_steps=10, eval_every=25, save_every=50,
-                         sample_every=50, sample_tokens=8, eval_blocks=8, log_every=5, progress_bar=False,
+    # the recipe (20 steps, its warmup share 10 %, 4 evaluations, 2 samples, 2 checkpoints) is the run's shape and floor
+    cfg = PretrainConfig(preset=tiny, batch_size=4, max_steps=20, warmup_steps=2, eval_every=5, save_every=10,
+                         sample_every=10, sample_tokens=8, eval_blocks=8, log_every=5, progress_bar=False,
                          bf16=False, budget_s=20)
     from puyu_lab.panels.pretrain import TrainingPanel
 
@@ -64,7 +65,8 @@ def test_a_20_second_budget_ends_within_it_and_completes_the_schedule(layers, tm
     assert b["train_seconds"] <= 20 + b["step_s"], b
     assert b["train_seconds"] >= 20 * 0.8, f"the budget was under-used: {b}"  # it bought what fitted
     # the schedule completed: the run stopped at its planned last step, with the rate at its final value (0)
-    assert not b["cut_short"] and res.steps == b["total_steps"] == b["steps"] == last.step == last.max_steps, b
+    assert not b["cut_short"] and not b["over_budget"], b
+    assert res.steps == b["total_steps"] == b["steps"] == last.step == last.max_steps, b
     assert max(last.lrs) == pytest.approx(0.0, abs=1e-12), last.lrs
     assert res.steps > 10 * 4, "it bought more steps than the measuring phase"
     assert b["warmup_steps"] == round(0.1 * b["total_steps"])
@@ -91,12 +93,31 @@ def test_a_budgeted_sft_and_dpo_end_within_their_budgets(layers, tmp_path):
     ws = layers.workspace("base", tmp_path / "ws")
     data = SFTDataSettings(dialogs_zh=30, dialogs_en=10, sentiment_max=40, tool_examples=20, tool_heldout=5,
                            self_repeat=1)
-    sft = finetune(ws, SFTConfig(batch_size=4, max_length=160, sample_every=20, save_every=40, epochs=1,
+    # small recipes (their floors): 8 SFT steps, 4 DPO steps; the budgets buy what fits beyond them
+    sft = finetune(ws, SFTConfig(batch_size=4, max_length=160, sample_every=4, save_every=4, max_steps=8,
                                  progress_bar=False, data=data, bf16=False, budget_s=10), score=False)
     b = sft.metrics["budget"]
     assert b["train_seconds"] <= 10 + b["step_s"] and not b["cut_short"] and sft.steps == b["total_steps"], b
-    dpo = train(ws, PrefConfig(batch_size=4, max_length=160, eval_every=10, progress_bar=False, bf16=False,
+    dpo = train(ws, PrefConfig(batch_size=4, max_length=160, eval_every=4, max_steps=4, progress_bar=False, bf16=False,
                                budget_s=8, pairs=PairSettings(sentiment=24, tool=16, notool=8, heldout_sentiment=8,
                                                               heldout_tool=8)))
     b = dpo.metrics["budget"]
     assert b["train_seconds"] <= 8 + b["step_s"] and not b["cut_short"] and dpo.steps == b["total_steps"], b
+
+
+def test_a_budget_never_buys_fewer_steps_than_the_recipe(layers, tmp_path):
+    """The checks' floors were set on the recipe's steps: a CPU too slow for them inside the budget takes longer,
+    and says so."""
+    from puyu_lab.pretrain.model import ModelPreset
+    from puyu_lab.pretrain.train import PretrainConfig, pretrain
+
+    ws = layers.workspace("tokenizer", tmp_path / "ws")
+    tiny = ModelPreset(hidden_size=256, num_layers=1, num_heads=4, num_kv_heads=2, intermediate_size=256,
+                       vocab_size=3072, block_size=64)
+    last = Last()
+    res = pretrain(ws, PretrainConfig(preset=tiny, batch_size=4, max_steps=12, warmup_steps=2, eval_every=6,
+                                      save_every=12, sample_every=0, eval_blocks=4, progress_bar=False, bf16=False,
+                                      budget_s=0.5), extra_callbacks=[last])
+    b = ws.get("model/base").metrics["budget"]
+    assert res.steps == 12 == b["min_steps"] and b["over_budget"] and not b["cut_short"], b
+    assert max(last.lrs) == pytest.approx(0.0, abs=1e-12)  # the schedule still ends at the last step

@@ -166,7 +166,8 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
         points = recipe_steps // cfg.sample_every if cfg.sample_every else 0
         budget = for_stage(cfg.budget_s, em, resume_from=ckpt, guess_steps=recipe_steps,
                            warmup_ratio=cfg.warmup_ratio, evals=points, samples=points,
-                           saves=max(1, recipe_steps // cfg.save_every), max_steps=args.max_steps, followers=[cb])
+                           saves=max(1, recipe_steps // cfg.save_every), max_steps=args.max_steps,
+                           min_steps=recipe_steps, followers=[cb])
         trainer.add_callback(budget)  # after the event bridge: its step times include the bridge's samples
     if stop is not None:
         stop.clear()

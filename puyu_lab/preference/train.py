@@ -398,7 +398,8 @@ def train(ws: Workspace, cfg: PrefConfig | None = None, *, on_event: Callable[[E
         # trl's evaluation scores the held-out pairs with the policy and (DPO) the reference model
         budget = for_stage(cfg.budget_s, em, guess_steps=recipe_steps, warmup_ratio=0.1,
                            evals=max(1, recipe_steps // cfg.eval_every) if eval_ds is not None else 0,
-                           eval_cost_s=t_score * (2 if cfg.method == "dpo" else 1), max_steps=recipe_steps * CEILING)
+                           eval_cost_s=t_score * (2 if cfg.method == "dpo" else 1), max_steps=recipe_steps * CEILING,
+                           min_steps=recipe_steps)
         trainer.add_callback(budget)
     if stop is not None:
         stop.check()  # a Stop pressed while the held-out pairs were scored ends the run here

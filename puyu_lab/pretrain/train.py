@@ -253,7 +253,7 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
                            warmup_ratio=cfg.warmup_steps / cfg.max_steps, evals=cfg.max_steps // cfg.eval_every,
                            samples=cfg.max_steps // cfg.sample_every if cfg.sample_every else 0,
                            saves=cfg.max_steps // cfg.save_every, eval_cost_s=t_eval, sample_cost_s=t_sample,
-                           max_steps=args.max_steps, followers=[cb])
+                           max_steps=args.max_steps, min_steps=cfg.max_steps, followers=[cb])
         trainer.add_callback(budget)  # after the event bridge: its step times include the bridge's samples
     if budget is not None:
         budget.start()
