@@ -35,8 +35,10 @@ panel.children[0].value = "<b class='marker'>panel final 最终</b>"
 ]
 
 
-def offline_page(browser):
-    """A page whose every network request is refused, and the list of what it asked for."""
+@pytest.fixture
+def offline(browser):
+    """A page whose every network request is refused, and the list of what it asked for; closed when the test
+    ends, pass or fail (a page left open kept its renderer busy beside the tests after it)."""
     page = browser.new_page()
     asked = []
 
@@ -45,10 +47,11 @@ def offline_page(browser):
         route.abort()
 
     page.route("http*://**/*", refuse)
-    return page, asked
+    yield page, asked
+    page.close()
 
 
-def test_lab_report_renders_offline_with_every_panel_and_figure(tmp_path, browser):
+def test_lab_report_renders_offline_with_every_panel_and_figure(tmp_path, offline):
     from playwright.sync_api import Error
 
     from puyu_lab.labrunner import run_lab
@@ -72,7 +75,7 @@ def test_lab_report_renders_offline_with_every_panel_and_figure(tmp_path, browse
     executed = json.loads((tmp_path / "chain" / "09_offline.ipynb").read_text(encoding="utf-8"))
     assert "widgets" in executed["metadata"]
 
-    page, asked = offline_page(browser)
+    page, asked = offline
     try:
         page.goto(page_path.as_uri())
         page.wait_for_function("() => document.querySelectorAll('.puyu-plot .main-svg').length >= 3", timeout=30_000)
@@ -87,14 +90,13 @@ def test_lab_report_renders_offline_with_every_panel_and_figure(tmp_path, browse
     assert page.locator(".jp-OutputArea div", has_text="pick b").count() >= 1  # a control: label and value
     names = page.evaluate("() => [...document.querySelectorAll('.puyu-plot')].map(d => (d.data || []).map(t => t.name))")
     assert ["late trace", "late bars", "with nan"] in names and ["inside output"] in names and ["plain figure"] in names, names
-    page.close()
 
 
 DRAWN = """() => [...document.querySelectorAll('.puyu-plot')].map(e => e.querySelectorAll('svg.main-svg, canvas, img').length)"""
 
 
 @pytest.mark.timeout(2700)
-def test_chain_report_card_and_gradebook_open_offline(grading, browser, shots):
+def test_chain_report_card_and_gradebook_open_offline(grading, offline, shots):
     """The chain report, every lab page it links, the report card and the teacher's gradebook, opened from
     disk with the network refused: every plotly figure has drawn content; the gradebook drills down."""
     from playwright.sync_api import Error
@@ -102,7 +104,7 @@ def test_chain_report_card_and_gradebook_open_offline(grading, browser, shots):
     chain_dir = grading.ws.root / "chain"
     pages = [chain_dir / "report.html", grading.ws.root / "report" / "index.html", grading.book.html_path]
     pages += sorted(chain_dir.glob("0*_*.html"))
-    page, asked = offline_page(browser)
+    page, asked = offline
     drawn = {}
     for p in pages:
         page.goto(p.as_uri())
