@@ -25,17 +25,19 @@ from torch.optim._muon import _adjust_lr
 
 def newton_schulz(grad: torch.Tensor, coefficients: tuple[float, float, float], steps: int, eps: float,
                   dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
-    """torch.optim.Muon's quintic Newton–Schulz orthogonalisation, computed in ``dtype``."""
+    """torch.optim.Muon's quintic Newton–Schulz orthogonalisation, computed in ``dtype``; ``grad``
+    may be one matrix or a stack of same-shape matrices (batch first), each orthogonalised alone."""
     a, b, c = coefficients
     x = grad.to(dtype)
-    tall = grad.size(0) > grad.size(1)
+    tall = grad.size(-2) > grad.size(-1)
     if tall:
-        x = x.T
-    x = x / x.norm().clamp(min=eps)  # spectral norm at most 1
+        x = x.mT
+    x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=eps)  # spectral norm at most 1
+    fma = torch.baddbmm if x.dim() == 3 else torch.addmm  # beta·input + alpha·(m1 @ m2), one kernel
     for _ in range(steps):
-        gram = x @ x.T
-        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
-    return x.T if tall else x
+        gram = x @ x.mT
+        x = fma(x, fma(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.mT if tall else x
 
 
 def _closure_loss(closure):
@@ -63,13 +65,31 @@ class Muon(torch.optim.Muon):
             params, grads, bufs = [], [], []
             self._init_group(group, params, grads, bufs)
             lr, wd, mom = float(group["lr"]), group["weight_decay"], group["momentum"]
-            for p, g, buf in zip(params, grads, bufs):  # torch's _single_tensor_muon, but for the dtype
+            updates = []
+            for g, buf in zip(grads, bufs):  # torch's _single_tensor_muon, up to the orthogonalisation
                 buf.lerp_(g, 1 - mom)
-                update = g.lerp(buf, mom) if group["nesterov"] else buf
-                update = newton_schulz(update, group["ns_coefficients"], group["ns_steps"], group["eps"], dtype)
-                p.mul_(1 - lr * wd)
-                p.add_(update.to(p.dtype), alpha=-_adjust_lr(lr, group["adjust_lr_fn"], p.shape))
+                updates.append(g.lerp(buf, mom) if group["nesterov"] else buf)
+            # same-shape matrices (a layer's q and o, every layer's gate and up …) orthogonalised as one
+            # batch: one bmm per iteration instead of one small matmul per matrix (in bf16 on AMX: 80 → 50
+            # ms per quick-model step). In fp32 (AVX2) the batch was no faster: one matrix at a time.
+            batch = dtype == torch.bfloat16
+            for idx in _same_shapes(updates) if batch else [[i] for i in range(len(updates))]:
+                stacked = torch.stack([updates[i] for i in idx]) if batch else updates[idx[0]]
+                ortho = newton_schulz(stacked, group["ns_coefficients"], group["ns_steps"], group["eps"], dtype)
+                for k, i in enumerate(idx):
+                    p = params[i]
+                    p.mul_(1 - lr * wd)
+                    p.add_((ortho[k] if batch else ortho).to(p.dtype),
+                           alpha=-_adjust_lr(lr, group["adjust_lr_fn"], p.shape))
         return loss
+
+
+def _same_shapes(tensors: list[torch.Tensor]) -> list[list[int]]:
+    """Indices of ``tensors`` grouped by shape (in first-seen order)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, t in enumerate(tensors):
+        groups.setdefault(tuple(t.shape), []).append(i)
+    return list(groups.values())
 
 
 class MuonAdamW(torch.optim.Optimizer):
@@ -80,7 +100,8 @@ class MuonAdamW(torch.optim.Optimizer):
     def __init__(self, adamw_groups: list[dict], muon_groups: list[dict], *, betas=(0.9, 0.95),
                  momentum: float = 0.95, ns_dtype: str = "bf16"):
         # not Optimizer.__init__: the two inner optimizers own the groups and the state
-        self.adamw = torch.optim.AdamW(adamw_groups, betas=betas, weight_decay=0.0)
+        # fused: one kernel for every tensor (on a CPU 21 → 3 ms per quick-model step; the same update)
+        self.adamw = torch.optim.AdamW(adamw_groups, betas=betas, weight_decay=0.0, fused=_fused_ok(adamw_groups))
         self.muon = Muon(muon_groups, momentum=momentum, weight_decay=0.0, adjust_lr_fn="original", ns_dtype=ns_dtype)
         self.defaults = {}
 
@@ -118,6 +139,13 @@ class MuonAdamW(torch.optim.Optimizer):
                 f"Newton–Schulz in {self.muon.ns_dtype})")
 
 
+def _fused_ok(groups: list[dict]) -> bool:
+    """torch's fused AdamW runs on CPU and CUDA tensors of floating dtypes, all on one device."""
+    params = [p for g in groups for p in g["params"]]
+    return bool(params) and len({p.device for p in params}) == 1 and params[0].device.type in ("cpu", "cuda") \
+        and all(p.is_floating_point() for p in params)
+
+
 def build_optimizer(model, cfg, *, ns_dtype: str | None = None) -> torch.optim.Optimizer:
     """The optimizer ``cfg.optimizer`` names, with its parameter groups.
 
@@ -133,9 +161,8 @@ def build_optimizer(model, cfg, *, ns_dtype: str | None = None) -> torch.optim.O
     if cfg.optimizer == "adamw":
         decay = [p for _, p in named if p.ndim >= 2]
         rest = [p for _, p in named if p.ndim < 2]
-        return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                  {"params": rest, "weight_decay": 0.0}],
-                                 lr=cfg.learning_rate, betas=(0.9, 0.95))
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.9, 0.95), fused=_fused_ok(groups))
     if cfg.optimizer != "muon":
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}: choose 'muon' or 'adamw'")
     special = {id(emb), id(head)}
