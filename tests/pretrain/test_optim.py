@@ -128,3 +128,26 @@ def test_samples_with_the_kv_cache_equal_re_encoding():
     a = generate_samples(m, Tok(), ["ab", "xyz"], 12, seed=3, use_cache=True)
     b = generate_samples(m, Tok(), ["ab", "xyz"], 12, seed=3, use_cache=False)
     assert a == b and all(len(x.split(",")) > 3 for x in a)
+
+
+def test_muon_batches_same_shape_matrices_as_torch_does_them_one_by_one():
+    """Several matrices of two shapes (a tall one among them): the batched Newton–Schulz gives what
+    torch.optim.Muon gives matrix by matrix, to bf16's rounding."""
+    from puyu_lab.pretrain.optim import Muon
+
+    torch.manual_seed(1)
+    shapes = [(64, 96), (64, 96), (96, 64), (32, 32), (64, 96)]
+    w0 = [torch.randn(s) for s in shapes]
+    grads = [[torch.randn(s) for s in shapes] for _ in range(3)]
+    out = {}
+    for name, make in (("torch", lambda ps: torch.optim.Muon(ps, lr=0.02, adjust_lr_fn="original")),
+                       ("ours", lambda ps: Muon(ps, lr=0.02, adjust_lr_fn="original", ns_dtype="bf16"))):
+        ps = [torch.nn.Parameter(w.clone()) for w in w0]
+        opt = make(ps)
+        for gs in grads:
+            for p, g in zip(ps, gs):
+                p.grad = g.clone()
+            opt.step()
+        out[name] = [p.detach() for p in ps]
+    for ours, ref, w in zip(out["ours"], out["torch"], w0):
+        assert (ours - ref).norm() < 0.02 * (ref - w).norm()
