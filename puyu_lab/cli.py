@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     lab.set_defaults(fn=cmd_lab)
 
     from .agent.cli import add_agent_commands
+    from .course.cli import add_course_commands
     from .data.cli import add_data_commands
     from .deploy.cli import add_deploy_commands
     from .eval.cli import add_eval_commands
@@ -195,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     for add in (add_data_commands, add_pretrain_commands, add_finetune_commands, add_preference_commands,
                 add_deploy_commands, add_eval_commands, add_agent_commands, add_rag_commands):  # the chain's order
         add(sub)
+    add_course_commands(sub)  # the course model: the pretrain and fine-tune stages, run once for the course
 
     args = p.parse_args(argv)
     try:

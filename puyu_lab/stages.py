@@ -22,12 +22,17 @@ class Stage:
         return f"{self.zh} · {self.en}"
 
 
+COURSE_PHASES = ("a", "b")
+COURSE_CORPORA = tuple(f"corpus/course-{p}" for p in COURSE_PHASES)
+COURSE_MODELS = tuple(f"model/course-{p}" for p in COURSE_PHASES)
+
 STAGES: tuple[Stage, ...] = (
     Stage("data", "书生·万卷", "Data", "01_data.ipynb", ("corpus/",)),
+    # the course build (puyu_lab/course) runs the pretrain and fine-tune stages on its own corpora, in phases
     Stage("pretrain", "InternLM-Train", "Pretrain", "02_pretrain.ipynb",
-          ("tokenizer/", "model/base"), ("corpus/clean",)),
+          ("tokenizer/", "model/base") + COURSE_MODELS, ("corpus/clean",) + COURSE_CORPORA + COURSE_MODELS),
     Stage("finetune", "XTuner", "Fine-tune", "03_finetune.ipynb",
-          ("model/sft", "adapter/", "sft/"), ("model/base", "tokenizer/spm", "corpus/clean")),
+          ("model/sft", "adapter/", "sft/"), ("model/base", "tokenizer/spm", "corpus/clean") + COURSE_MODELS),
     Stage("preference", "XTuner DPO", "Preference", "04_preference.ipynb", ("pref/", "model/dpo", "model/orpo"),
           ("model/sft", "sft/data", "corpus/clean")),
     Stage("deploy", "LMDeploy", "Deploy", "05_deploy.ipynb",

@@ -25,6 +25,9 @@ class PretrainConfig:
     embedding_lr: float = 0.05  # AdamW: the input embeddings
     warmup_steps: int = 30
     max_steps: int = 400
+    # the Trainer's schedule after the warmup: "cosine" decays to zero at the end; a staged recipe's early
+    # phase holds its rate ("constant_with_warmup") and a later phase decays it
+    lr_scheduler: str = "cosine"
     # a wall-clock budget for the training loop, in seconds (None: exactly max_steps). With a budget the run
     # measures its first steps, buys as many as fit (evaluations, samples and checkpoints paid for) and
     # completes its schedule inside the budget on any machine; max_steps, warmup_steps, eval_every,

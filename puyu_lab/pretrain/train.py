@@ -167,23 +167,29 @@ class PretrainResult:
     samples_after: dict[str, str] = field(default_factory=dict)
 
 
-def run_dir(ws: Workspace) -> Path:
+def run_dir(ws: Workspace, run: str = "pretrain") -> Path:
     """Scratch space for checkpoints (not an artifact: it is work in progress)."""
-    return ws.root / "runs" / "pretrain"
+    return ws.root / "runs" / run
 
 
-def last_checkpoint(ws: Workspace) -> str | None:
+def last_checkpoint(ws: Workspace, run: str = "pretrain") -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
-    d = run_dir(ws)
+    d = run_dir(ws, run)
     return get_last_checkpoint(str(d)) if d.is_dir() else None
 
 
 @stage_entry("pretrain")
 def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Callable[[Event], None] | None = None,
-             stop: StopFlag | None = None, resume: bool = False, extra_callbacks: list | None = None) -> PretrainResult:
+             stop: StopFlag | None = None, resume: bool = False, extra_callbacks: list | None = None,
+             corpus: str = "corpus/clean", init_from: str | None = None, output: str = MODEL,
+             run: str = "pretrain") -> PretrainResult:
     """Train ``model/base`` from ``tokenizer/spm`` and ``corpus/clean``. With ``resume``, continue
-    from the last checkpoint (after a Stop) on the same curve."""
+    from the last checkpoint (after a Stop) on the same curve.
+
+    A staged recipe (the course build) names its own ``corpus`` artifact, starts a phase from an
+    earlier phase's weights (``init_from``, a model artifact of the same preset and tokenizer),
+    writes ``output`` and keeps its checkpoints under ``runs/<run>``."""
     import torch
     from transformers import LlamaForCausalLM, Trainer, TrainingArguments, set_seed
 
@@ -191,19 +197,20 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
 
     cfg = cfg or PretrainConfig()
     em = Emitter("pretrain", on_event)
-    corpus = ws.get("corpus/clean")
+    corpus_name = corpus
+    corpus = ws.get(corpus_name)
     tok_art = ws.get(TOKENIZER)
     tok = load_tokenizer(tok_art.path)
     set_seed(cfg.seed)
-    train_arr, train_info = pack(tok, load_corpus(ws, "train")["text"], cfg.preset.block_size,
-                                 what="corpus/clean's train split")
-    eval_arr, eval_info = pack(tok, load_corpus(ws, "heldout")["text"], cfg.preset.block_size, cfg.eval_blocks,
-                               what="corpus/clean's held-out split")
+    train_arr, train_info = pack(tok, load_corpus(ws, "train", corpus_name)["text"], cfg.preset.block_size,
+                                 what=f"{corpus_name}'s train split")
+    eval_arr, eval_info = pack(tok, load_corpus(ws, "heldout", corpus_name)["text"], cfg.preset.block_size,
+                               cfg.eval_blocks, what=f"{corpus_name}'s held-out split")
     em.emit("data", train_blocks=len(train_arr), train_tokens=train_info["tokens"], eval_blocks=len(eval_arr),
             tokens_per_byte=eval_info["tokens_per_byte"])
 
-    out = run_dir(ws)
-    ckpt = last_checkpoint(ws) if resume else None
+    out = run_dir(ws, run)
+    ckpt = last_checkpoint(ws, run) if resume else None
     if resume and ckpt is None:
         raise FileNotFoundError(f"nothing to resume: no checkpoint in {out}; start a new run")
     identity = _run_identity(tok_art, cfg)
@@ -213,8 +220,16 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_FILE).write_text(json.dumps(identity, indent=1), encoding="utf-8")
-    model = LlamaForCausalLM(llama_config(cfg.preset, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
-    zero_init_residual_projections(model)
+    start = ws.get(init_from) if init_from else None
+    if start is not None:
+        model = LlamaForCausalLM.from_pretrained(str(start.path))
+        if model.config.vocab_size != len(tok) or model.config.hidden_size != cfg.preset.hidden_size:
+            raise InputError(f"init_from={init_from!r} is not this preset and tokenizer (vocabulary "
+                             f"{model.config.vocab_size} vs {len(tok)}, width {model.config.hidden_size} vs "
+                             f"{cfg.preset.hidden_size}): start from a model of the same preset, or from scratch")
+    else:
+        model = LlamaForCausalLM(llama_config(cfg.preset, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
+        zero_init_residual_projections(model)
     t_sample = time.perf_counter()
     before = {} if resume else dict(zip(cfg.prompts, generate_samples(model, tok, cfg.prompts, cfg.sample_tokens, cfg.seed)))
     t_sample = time.perf_counter() - t_sample if before else None
@@ -225,7 +240,7 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
     em.emit("numerics", **numerics.to_dict(), summary=numerics.summary())
     args = TrainingArguments(
         output_dir=str(out), per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate, lr_scheduler_type="cosine",
+        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,  # the optimizer: build_optimizer(cfg)
         max_grad_norm=1.0, logging_steps=cfg.log_every, logging_first_step=True, eval_strategy="steps",
         eval_steps=cfg.eval_every, save_strategy="steps", save_steps=cfg.save_every, save_total_limit=2,
@@ -241,7 +256,7 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
                       optimizers=(build_optimizer(model, cfg, ns_dtype=numerics.muon_ns_dtype), None))
     if stop is not None:
         stop.clear()
-    initial = _initial_eval(ws) if resume else None
+    initial = _initial_eval(ws, output) if resume else None
     t_eval = None
     if not resume:  # the held-out loss of the untrained model: the curve's first point (and an evaluation's price)
         t_eval = time.perf_counter()
@@ -289,8 +304,8 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
     # model's saved tokenizer must stay without one)
     probe = copy_probe(HFModel(trainer.model, copy.copy(tok)))
     metrics.update(copy_first_nll=probe["first_nll"], copy_second_nll=probe["second_nll"], copy_gain=probe["gain"])
-    with ws.write(MODEL, kind="model", stage="pretrain", parents=[corpus, tok_art],
-                  params={"config": cfg.to_dict(), "profile_preset": cfg.preset.to_dict(),
+    with ws.write(output, kind="model", stage="pretrain", parents=[corpus, tok_art] + ([start] if start else []),
+                  params={"config": cfg.to_dict(), "profile_preset": cfg.preset.to_dict(), "init_from": init_from,
                           "numerics": numerics.to_dict()}) as w:
         trainer.model.save_pretrained(str(w.path))
         save_tokenizer(tok, w.path, tok_art.path / "tokenizer.model")
@@ -298,9 +313,9 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
         (w.path / "samples.json").write_text(json.dumps({"before": before, "after": after}, ensure_ascii=False,
                                                         indent=1), encoding="utf-8")
         w.metrics.update(metrics)
-    ckpt_path = last_checkpoint(ws)
+    ckpt_path = last_checkpoint(ws, run)
     em.emit("done", **metrics)
-    return PretrainResult(state.global_step, state.max_steps, stopped, ckpt_path, history, ws.get(MODEL), before, after)
+    return PretrainResult(state.global_step, state.max_steps, stopped, ckpt_path, history, ws.get(output), before, after)
 
 
 RUN_FILE = "run.json"  # what a run was started with: a resume must match it
@@ -335,11 +350,11 @@ def _check_resume(out: Path, now: dict) -> None:
                          "earlier tokenizer / preset to continue")
 
 
-def _initial_eval(ws: Workspace) -> dict | None:
+def _initial_eval(ws: Workspace, output: str = MODEL) -> dict | None:
     """The step-0 held-out loss of the run being resumed (kept in the stopped run's curve)."""
-    if not ws.exists(MODEL):
+    if not ws.exists(output):
         return None
-    curve = json.loads((ws.get(MODEL).path / "curve.json").read_text(encoding="utf-8"))
+    curve = json.loads((ws.get(output).path / "curve.json").read_text(encoding="utf-8"))
     return next((h for h in curve if h.get("step") == 0 and "eval_loss" in h), None)
 
 

@@ -1,0 +1,1 @@
+"""The course model: built once by the chains own stages, shipped in the package, used beside the learners own."""

@@ -1,0 +1,227 @@
+"""``puyu-lab course build``: the course model, made by the project's own stages, resumable.
+
+The learner's quick model (0.8 M tokens) cannot copy from its context: induction heads form only
+after N ≈ 10^5.7·√(B·C) tokens. The course model is the same architecture trained past that point
+by the same pretrain and fine-tune stages, in a workspace of its own (``--home``), step by step:
+
+1. ``corpus/clean`` — the data stage on every document the shipped sources hold (profile ``full``);
+2. ``tokenizer/spm`` — the pretrain stage's tokenizer at the quick preset's vocabulary;
+3. per phase, ``corpus/course-<p>`` (natural documents + copy-rich ones, :mod:`.copyrich`) and
+   ``model/course-<p>`` (the pretrain stage, ``init_from`` the previous phase), the copy probe
+   measured along the way (``runs/course-<p>/probe.jsonl``, then the manifest);
+4. ``sft/data`` + ``model/sft`` — the fine-tune stage on the course base.
+
+Every step is skipped when its artifact exists; a phase stopped part-way (Ctrl-C, a session's end)
+resumes from its last Trainer checkpoint on the same curve. ``ship`` then copies the base, the
+assistant and the tokenizer into the package (bf16, with sha256s) — see :mod:`.ship`.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..events import Emitter, Event, StopFlag
+from ..workspace import Workspace
+from .config import CourseConfig, PhaseConfig
+from .copyrich import copy_rich_documents
+
+TOKENIZER = "tokenizer/spm"
+
+
+def phase_names(p: PhaseConfig) -> tuple[str, str, str]:
+    """(corpus artifact, model artifact, run directory) of a phase."""
+    return f"corpus/course-{p.name}", f"model/course-{p.name}", f"course-{p.name}"
+
+
+def build(home: str | Path, cfg: CourseConfig | None = None, *, on_event: Callable[[Event], None] | None = None,
+          stop: StopFlag | None = None, until: str | None = None) -> Workspace:
+    """Run (or continue) every step of the build in the workspace ``home``; ``until`` = a phase name
+    or ``"sft"`` stops after that step."""
+    cfg = cfg or CourseConfig()
+    ws = Workspace(Path(home))
+    em = Emitter("course", on_event)
+    _data(ws, cfg, em)
+    if not ws.exists(TOKENIZER):
+        from ..pretrain.train import train_tokenizer
+
+        train_tokenizer(ws, cfg.preset.vocab_size, on_event=on_event)
+    prev = None
+    for p in cfg.phases:
+        corpus, model, _ = phase_names(p)
+        if not ws.exists(corpus):
+            course_corpus(ws, p, cfg.seed, em)
+        if not _finished(ws, model):
+            pretrain_phase(ws, cfg, p, init_from=prev, on_event=on_event, stop=stop)
+        prev = model
+        if until == p.name:
+            return ws
+    if not _finished(ws, "model/sft"):
+        sft(ws, cfg, base=prev, on_event=on_event, stop=stop)
+    return ws
+
+
+def _finished(ws: Workspace, name: str) -> bool:
+    return ws.exists(name) and not ws.get(name).metrics.get("stopped")
+
+
+def _data(ws: Workspace, cfg: CourseConfig, em: Emitter) -> None:
+    if ws.exists("corpus/clean"):
+        return
+    from ..data.config import DataConfig
+    from ..data.entry import run as data_run
+
+    em.emit("start", step="data", profile=cfg.data_profile)
+    data_run(ws, DataConfig.for_profile(cfg.data_profile))
+
+
+def course_corpus(ws: Workspace, p: PhaseConfig, seed: int, em: Emitter):
+    """``corpus/course-<p>``: the natural train documents, repeated to fill the phase's natural share,
+    and fresh copy-rich documents for the rest (its held-out split: the natural held-out documents)."""
+    import datasets
+
+    from ..artifacts import load_corpus
+    from ..models.tokenizer import load_tokenizer
+
+    corpus_name, _, _ = phase_names(p)
+    tok = load_tokenizer(ws.get(TOKENIZER).path)
+    train = load_corpus(ws, "train")["text"]
+    heldout = load_corpus(ws, "heldout")["text"]
+    natural_tokens = sum(len(x) for x in tok(list(train), add_special_tokens=False)["input_ids"]) + len(train)
+    want_copy = p.tokens * p.copy_share
+    repeats = max(1, math.ceil(p.tokens * (1 - p.copy_share) / natural_tokens))
+    pieces = [t for t in tok.convert_ids_to_tokens(list(range(len(tok))))
+              if not (t.startswith("<") and t.endswith(">")) and t != "▁"]
+    em.emit("start", step=f"corpus {p.name}", natural_tokens=natural_tokens, repeats=repeats)
+    docs, copy_tokens, batch = [], 0, 0
+    while copy_tokens < want_copy:
+        n = int(min(20_000, max(50, (want_copy - copy_tokens) / 40)))  # ~40 tokens a document
+        new = copy_rich_documents(train, pieces, n, seed=seed * 1000 + batch + 1)
+        batch += 1
+        copy_tokens += sum(len(x) + 1 for x in tok([d["text"] for d in new], add_special_tokens=False)["input_ids"])
+        docs.extend(new)
+    kinds: dict[str, int] = {}
+    for d in docs:
+        kinds[d["kind"]] = kinds.get(d["kind"], 0) + 1
+    rows = [{"text": t, "kind": "natural"} for _ in range(repeats) for t in train] + docs
+    random.Random(seed).shuffle(rows)
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows),
+                               "heldout": datasets.Dataset.from_list([{"text": t, "kind": "natural"} for t in heldout])})
+    with ws.write(corpus_name, kind="corpus", stage="course", parents=["corpus/clean", TOKENIZER],
+                  params={"phase": p.name, "copy_share": p.copy_share, "seed": seed}) as w:
+        dd.save_to_disk(str(w.path / "dataset"))
+        w.metrics.update({"natural_tokens": natural_tokens, "natural_repeats": repeats,
+                          "copy_rich_tokens": copy_tokens, "copy_rich_documents": len(docs),
+                          "copy_rich_kinds": kinds, "train_documents": len(rows)})
+    return ws.get(corpus_name)
+
+
+class ProbeCallback:
+    """Measures the copy probe every ``every`` steps (the curve goes to ``path``, one JSON line per
+    point, kept across resumes) and ends the phase once it reaches ``stop_gain`` / ``stop_copied``."""
+
+    def __init__(self, tok, path: Path, every: int, em: Emitter, tokens_per_step: int,
+                 stop_gain: float | None = None, stop_copied: float | None = None):
+        from transformers import TrainerCallback
+
+        self.tok, self.path, self.every, self.em = tok, Path(path), every, em
+        self.tokens_per_step, self.stop_gain, self.stop_copied = tokens_per_step, stop_gain, stop_copied
+        outer = self
+
+        class _CB(TrainerCallback):
+            def on_step_end(self, args, state, control, model=None, **kw):
+                if state.global_step % outer.every == 0:
+                    outer.measure(model, state, control)
+
+        self.callback = _CB()
+
+    def measure(self, model, state, control) -> dict:
+        from ..models.hf import HFModel
+        from ..models.probes import copy_probe
+
+        was = model.training
+        model.eval()
+        t = time.perf_counter()
+        r = copy_probe(HFModel(model, copy.copy(self.tok)))
+        model.train(was)
+        point = {"step": state.global_step, "tokens": state.global_step * self.tokens_per_step,
+                 "gain": r["gain"], "copied": r["copied"], "first_nll": r["first_nll"],
+                 "second_nll": r["second_nll"], "seconds": round(time.perf_counter() - t, 2),
+                 "time": round(time.time(), 1)}
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(point) + "\n")
+        self.em.emit("probe", **point)
+        if self.stop_gain is not None and r["gain"] >= self.stop_gain and r["copied"] >= (self.stop_copied or 0):
+            control.should_training_stop = True
+        return point
+
+
+def read_curve(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def pretrain_phase(ws: Workspace, cfg: CourseConfig, p: PhaseConfig, *, init_from: str | None,
+                   on_event=None, stop: StopFlag | None = None):
+    from dataclasses import replace
+
+    from ..models.tokenizer import load_tokenizer
+    from ..numerics import machine
+    from ..pretrain.config import PretrainConfig
+    from ..pretrain.train import last_checkpoint, pretrain, run_dir
+
+    corpus, model, run = phase_names(p)
+    pcfg = PretrainConfig(preset=replace(cfg.preset, block_size=p.block_size), batch_size=p.batch_size,
+                          max_steps=p.max_steps, warmup_steps=p.warmup_steps, lr_scheduler=p.lr_scheduler,
+                          muon_lr=p.muon_lr, learning_rate=p.learning_rate, embedding_lr=p.embedding_lr,
+                          eval_every=max(p.probe_every, p.max_steps // 20), eval_blocks=48,
+                          sample_every=max(p.probe_every, p.max_steps // 5), save_every=max(p.probe_every, 250),
+                          log_every=25, seed=cfg.seed)
+    resume = last_checkpoint(ws, run) is not None
+    tok = load_tokenizer(ws.get(TOKENIZER).path)
+    rd = run_dir(ws, run)
+    if not resume and rd.exists():
+        import shutil
+
+        shutil.rmtree(rd)
+    rd.mkdir(parents=True, exist_ok=True)
+    curve_path = rd.parent / f"{run}.probe.jsonl"  # beside the run: pretrain() recreates the run directory
+    if not resume and curve_path.exists():
+        curve_path.unlink()
+    em = Emitter("course", on_event)
+    probe = ProbeCallback(tok, curve_path, p.probe_every, em, pcfg.tokens_per_step, p.stop_gain, p.stop_copied)
+    t0 = time.perf_counter()
+    res = pretrain(ws, pcfg, on_event=on_event, stop=stop, resume=resume, extra_callbacks=[probe.callback],
+                   corpus=corpus, init_from=None if resume else init_from, output=model, run=run)
+    # the phase's record: the probe curve over every session it took, the tokens and the machine
+    art = ws.get(model)
+    curve = read_curve(curve_path)
+    (art.path / "probe_curve.json").write_text(json.dumps(curve, indent=1), encoding="utf-8")
+    meta = {"phase": p.name, "batch_x_context": p.batch_size * p.block_size,
+            "predicted_induction_tokens": round(10 ** 5.7 * math.sqrt(p.batch_size * p.block_size)),
+            "tokens_seen": res.steps * pcfg.tokens_per_step, "this_session_seconds": round(time.perf_counter() - t0, 1),
+            "machine": machine(), "probe_points": len(curve), "resumed": resume}
+    sessions = json.loads((rd / "sessions.json").read_text()) if (rd / "sessions.json").is_file() else []
+    sessions.append(meta)
+    (rd / "sessions.json").write_text(json.dumps(sessions, indent=1), encoding="utf-8")
+    (art.path / "course_phase.json").write_text(json.dumps({**meta, "sessions": sessions}, indent=1), encoding="utf-8")
+    return res
+
+
+def sft(ws: Workspace, cfg: CourseConfig, *, base: str, on_event=None, stop: StopFlag | None = None):
+    from dataclasses import replace
+
+    from ..finetune.config import SFTConfig
+    from ..finetune.data import SFTDataSettings
+    from ..finetune.entry import run as finetune_run
+
+    d = SFTDataSettings()
+    data = replace(d, tool_examples=d.tool_examples * cfg.sft_scale, date_examples=d.date_examples * cfg.sft_scale,
+                   notool_examples=d.notool_examples * cfg.sft_scale, seed=cfg.seed)
+    scfg = SFTConfig(base=base, data=data, epochs=cfg.sft_epochs, seed=cfg.seed)
+    return finetune_run(ws, scfg, on_event=on_event, stop=stop)

@@ -1,0 +1,70 @@
+"""The course build's recipe: the chain's own stages, sized to train past the induction threshold.
+
+One :class:`CourseConfig` holds every choice, so a build's manifest records exactly what made the
+shipped model. The architecture is the quick preset (the learner's model is the same size, so the
+two compare step for step); what differs is the data and the tokens:
+
+- phase ``a`` (induction): a small batch × context (B·C = 4 × 128 = 512; the threshold grows with
+  √(B·C)), half copy-rich documents, a constant learning rate after warmup, until the copy probe
+  passes or the phase's tokens are spent;
+- phase ``b`` (context): the full 256-token context and the quick batch, a third copy-rich, the
+  rate decayed to zero;
+- SFT: the chain's own mixture (self-cognition, sentiment, chit-chat, calculator and date tool
+  calls), larger than the quick profile's.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ..pretrain.model import PRESETS, ModelPreset
+
+
+@dataclass
+class PhaseConfig:
+    name: str
+    block_size: int
+    batch_size: int
+    max_steps: int
+    copy_share: float  # share of training tokens in copy-rich documents
+    lr_scheduler: str
+    warmup_steps: int
+    muon_lr: float
+    learning_rate: float
+    embedding_lr: float
+    probe_every: int  # steps between copy probes (the curve in the manifest)
+    # stop the phase once the probe shows copying this strong (None: run every step)
+    stop_gain: float | None = None
+    stop_copied: float | None = None
+
+    @property
+    def tokens(self) -> int:
+        return self.block_size * self.batch_size * self.max_steps
+
+
+@dataclass
+class CourseConfig:
+    preset: ModelPreset = field(default_factory=lambda: PRESETS["quick"])
+    data_profile: str = "full"  # the data stage's profile: every document the shipped sources hold
+    phases: tuple[PhaseConfig, ...] = (
+        PhaseConfig("a", block_size=128, batch_size=4, max_steps=30_000, copy_share=0.5,
+                    lr_scheduler="constant_with_warmup", warmup_steps=200, muon_lr=0.02, learning_rate=3e-3,
+                    embedding_lr=0.03, probe_every=500, stop_gain=4.0, stop_copied=0.8),
+        PhaseConfig("b", block_size=256, batch_size=8, max_steps=2_000, copy_share=0.33, lr_scheduler="cosine",
+                    warmup_steps=50, muon_lr=0.02, learning_rate=3e-3, embedding_lr=0.03, probe_every=250),
+    )
+    sft_scale: int = 4  # the quick SFT mixture's tool / date / no-tool examples × this
+    sft_epochs: float = 2.0
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["phases"] = [asdict(p) for p in self.phases]
+        return d
+
+    def scaled(self, steps: int) -> "CourseConfig":
+        """The same recipe with every phase cut to ``steps`` steps (a smoke run of the code path)."""
+        from dataclasses import replace
+
+        phases = tuple(replace(p, max_steps=steps, warmup_steps=min(p.warmup_steps, max(1, steps // 4)),
+                               probe_every=max(1, steps // 2)) for p in self.phases)
+        return replace(self, phases=phases, sft_scale=1, sft_epochs=0.02)

@@ -1,0 +1,88 @@
+"""Ship the built course model into the package: base, assistant and tokenizer, bf16, with sha256s.
+
+``puyu_lab/course_model/`` holds ``base/`` and ``assistant/`` (transformers folders: bf16
+safetensors, config, tokenizer files) and ``manifest.json``: every file's size and sha256, and the
+build's record (tokens seen, the B·C schedule, the probe curves, the wall time and machine of every
+session). Labs load it offline through :mod:`puyu_lab.models.course`; a test checks the files
+against the manifest.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..models.course import COURSE_DIR, MANIFEST, shipped_manifest  # noqa: F401 (re-exported for the CLI)
+from ..workspace import Workspace
+
+PARTS = {"base": "model/course-b", "assistant": "model/sft"}
+MAX_BYTES = 25 * 1024 * 1024
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _record(ws: Workspace) -> dict:
+    rec: dict = {"phases": [], "sft": None}
+    for name in ("model/course-a", "model/course-b"):
+        if not ws.exists(name):
+            continue
+        art = ws.get(name)
+        phase = json.loads((art.path / "course_phase.json").read_text(encoding="utf-8"))
+        curve = json.loads((art.path / "probe_curve.json").read_text(encoding="utf-8"))
+        m = art.metrics
+        rec["phases"].append({**phase, "artifact": art.id, "steps": m.get("steps"), "eval_loss": m.get("eval_loss"),
+                              "copy_gain": m.get("copy_gain"), "tokens_per_s": m.get("tokens_per_s"),
+                              "probe_curve": curve})
+    if ws.exists("model/sft"):
+        m = ws.get("model/sft").metrics
+        rec["sft"] = {k: m.get(k) for k in ("steps", "eval_loss", "train_seconds", "tokens_per_s") if k in m}
+    rec["tokens_seen"] = sum(p.get("tokens_seen") or 0 for p in rec["phases"])
+    return rec
+
+
+def ship(ws: Workspace, to: Path | None = None) -> Path:
+    """Copy the parts into ``to`` (default: the package's ``course_model/``), replacing what was there
+    only once every file is written."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ..models.tokenizer import load_tokenizer, save_tokenizer
+
+    dest = Path(to or COURSE_DIR)
+    tmp = Path(tempfile.mkdtemp(prefix=".course-ship-", dir=dest.parent))
+    try:
+        files = {}
+        for part, name in PARTS.items():
+            art = ws.get(name)
+            model = AutoModelForCausalLM.from_pretrained(str(art.path), dtype=torch.bfloat16)
+            model.save_pretrained(str(tmp / part))
+            save_tokenizer(load_tokenizer(art.path), tmp / part, art.path / "tokenizer.model")
+        for f in sorted(tmp.rglob("*")):
+            if f.is_file():
+                files[str(f.relative_to(tmp))] = {"bytes": f.stat().st_size, "sha256": sha256(f)}
+        total = sum(v["bytes"] for v in files.values())
+        if total > MAX_BYTES:
+            raise ValueError(f"the course model is {total / 2**20:.1f} MB, over the {MAX_BYTES / 2**20:.0f} MB the "
+                             "repository allows: ship a smaller preset")
+        manifest = {"parts": PARTS, "files": files, "bytes": total, "build": _record(ws)}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        if dest.exists():
+            old = dest.with_name(dest.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest

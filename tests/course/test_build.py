@@ -1,0 +1,55 @@
+"""The course build, a few steps a phase, through the same code path as the real build."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from puyu_lab.course.build import build, phase_names, read_curve
+from puyu_lab.course.config import CourseConfig
+from puyu_lab.course.copyrich import KINDS, copy_rich_documents
+from puyu_lab.pretrain.model import ModelPreset
+
+from ..conftest import TINY_PRESET
+
+
+def test_copy_rich_documents_repeat_what_they_show():
+    docs = copy_rich_documents(["今天天气很好，我们去公园散步吧。明天可能会下雨，所以要带伞，别忘了。"] * 2,
+                               ["▁the", "中国", "ing", "▁of", "12"], 300, seed=3)
+    kinds = {d["kind"] for d in docs}
+    assert kinds == set(KINDS)
+    for d in docs:
+        t = d["text"]
+        if d["kind"] == "digits":  # the same digit string twice
+            import re
+
+            runs = re.findall(r"\d{3,}", t)
+            assert len(runs) == 2 and runs[0] == runs[1], t
+        if d["kind"] == "calculator":  # the call copies the question's expression; the answer the result
+            q, call, res, ans = t.split("\n")
+            e = json.loads(call)["parameters"]["expression"]
+            r = json.loads(res)["result"]
+            assert e in q and str(r) in ans, t
+
+
+def test_a_few_steps_a_phase_build_every_artifact_and_resume_where_they_stopped(layers, tmp_path):
+    ws = layers.workspace("tokenizer", tmp_path / "ws")  # corpus/clean and tokenizer/spm: those steps are skipped
+    cfg = CourseConfig(preset=ModelPreset(**TINY_PRESET))
+    cfg = cfg.scaled(4)
+    cfg = replace(cfg, phases=tuple(replace(p, block_size=64, batch_size=2) for p in cfg.phases))
+    build(ws.root, cfg, until="a")
+    corpus_a, model_a, run_a = phase_names(cfg.phases[0])
+    assert ws.exists(corpus_a) and ws.exists(model_a) and not ws.exists("model/course-b")
+    m = ws.get(corpus_a).metrics
+    assert m["copy_rich_tokens"] >= cfg.phases[0].tokens * cfg.phases[0].copy_share and m["copy_rich_documents"] > 0
+    curve = read_curve(ws.root / "runs" / f"{run_a}.probe.jsonl")
+    assert [c["step"] for c in curve] == [2, 4] and all("gain" in c and "copied" in c for c in curve)
+    phase = json.loads((ws.get(model_a).path / "course_phase.json").read_text())
+    assert phase["tokens_seen"] == 4 * 2 * 64 and phase["machine"]["cores"] >= 1
+    assert phase["predicted_induction_tokens"] == round(10 ** 5.7 * (2 * 64) ** 0.5)
+    first_a = ws.get(model_a).id
+
+    build(ws.root, cfg)  # goes on from phase b: phase a is not trained again
+    assert ws.get(model_a).id == first_a
+    b = ws.get("model/course-b")
+    assert [p["name"] for p in b.manifest["parents"]][-1] == model_a  # phase b started from phase a's weights
+    assert ws.exists("model/sft") and ws.get("model/sft").manifest["params"]["config"]["base"] == "model/course-b"
