@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 EXT_SRC := $(wildcard extensions/*/pyproject.toml extensions/*/package.json extensions/*/yarn.lock \
 	extensions/*/src/*.ts extensions/*/style/*.css extensions/*/*/*.py)
 
-.PHONY: setup system lab test test-fast chain bench doctor status clean-workspace clean
+.PHONY: setup system lab test test-fast chain bench course doctor status clean-workspace clean
 
 setup: system $(STAMP)
 
@@ -69,6 +69,12 @@ chain: setup
 
 bench: setup
 	$(PY) benchmarks/run.py
+
+# the course model, built by the chain's own stages (an hour or more on 2 CPU cores; stop it any time and run it
+# again to continue from its checkpoints), then shipped into puyu_lab/course_model/
+course: setup
+	$(PY) -m puyu_lab course build
+	$(PY) -m puyu_lab course ship
 
 doctor: setup
 	$(PY) -m puyu_lab doctor

@@ -33,3 +33,36 @@ def course_path(part: str = "assistant", root: Path | None = None) -> Path:
         raise ValueError(f"the course model has parts {', '.join(PARTS)}, not {part!r}")
     shipped_manifest(root)
     return Path(root or COURSE_DIR) / part
+
+
+def verify(root: Path | None = None) -> list[str]:
+    """What differs between the shipped files and their manifest (missing, extra, size or sha256);
+    ``[]`` when they match."""
+    import hashlib
+
+    root = Path(root or COURSE_DIR)
+    files = shipped_manifest(root)["files"]
+    problems = []
+    for rel, want in sorted(files.items()):
+        f = root / rel
+        if not f.is_file():
+            problems.append(f"{rel}: missing")
+            continue
+        if f.stat().st_size != want["bytes"]:
+            problems.append(f"{rel}: {f.stat().st_size} bytes, the manifest says {want['bytes']}")
+            continue
+        if hashlib.sha256(f.read_bytes()).hexdigest() != want["sha256"]:
+            problems.append(f"{rel}: sha256 differs from the manifest's")
+    for f in sorted(root.rglob("*")):
+        rel = str(f.relative_to(root))
+        if f.is_file() and rel != MANIFEST and rel not in files and "__pycache__" not in rel:
+            problems.append(f"{rel}: not in the manifest")
+    return problems
+
+
+def load(part: str = "assistant", root: Path | None = None, **kw):
+    """The shipped ``base`` or ``assistant`` as a model-layer :class:`~puyu_lab.models.hf.HFModel`, in fp32
+    (shipped in bf16 to stay small; the CPU paths of the labs compute in their own precision)."""
+    from .hf import HFModel
+
+    return HFModel.load(course_path(part, root), name=f"course-{part}", **kw)
