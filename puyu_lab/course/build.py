@@ -60,13 +60,19 @@ def build(home: str | Path, cfg: CourseConfig | None = None, *, on_event: Callab
         prev = model
         if until == p.name:
             return ws
-    if not _finished(ws, "model/sft"):
-        sft(ws, cfg, base=prev, on_event=on_event, stop=stop)
+    scfg = sft_config(ws, cfg, base=prev)
+    if not _finished(ws, "model/sft", scfg.to_dict()):
+        from ..finetune.entry import run as finetune_run
+
+        finetune_run(ws, scfg, on_event=on_event, stop=stop)
     return ws
 
 
-def _finished(ws: Workspace, name: str) -> bool:
-    return ws.exists(name) and not ws.get(name).metrics.get("stopped")
+def _finished(ws: Workspace, name: str, config: dict | None = None) -> bool:
+    """Whether ``name`` exists, was not stopped part-way and (given ``config``) was made with it."""
+    if not ws.exists(name) or ws.get(name).metrics.get("stopped"):
+        return False
+    return config is None or json.loads(json.dumps(ws.get(name).params.get("config"))) == json.loads(json.dumps(config))
 
 
 def _data(ws: Workspace, cfg: CourseConfig, em: Emitter) -> None:
@@ -213,15 +219,26 @@ def pretrain_phase(ws: Workspace, cfg: CourseConfig, p: PhaseConfig, *, init_fro
     return res
 
 
-def sft(ws: Workspace, cfg: CourseConfig, *, base: str, on_event=None, stop: StopFlag | None = None):
+def sft_config(ws: Workspace, cfg: CourseConfig, *, base: str):
+    """The fine-tune stage's config for the course assistant: the chain's mixture ×``sft_scale`` plus
+    reading-comprehension conversations (:mod:`.reading`, written beside the workspace's artifacts)."""
     from dataclasses import replace
 
+    from ..artifacts import load_corpus
     from ..finetune.config import SFTConfig
     from ..finetune.data import SFTDataSettings
-    from ..finetune.entry import run as finetune_run
+    from .reading import reading_conversations
 
     d = SFTDataSettings()
     data = replace(d, tool_examples=d.tool_examples * cfg.sft_scale, date_examples=d.date_examples * cfg.sft_scale,
                    notool_examples=d.notool_examples * cfg.sft_scale, seed=cfg.seed)
-    scfg = SFTConfig(base=base, data=data, epochs=cfg.sft_epochs, seed=cfg.seed)
-    return finetune_run(ws, scfg, on_event=on_event, stop=stop)
+    custom = None
+    if cfg.reading_examples:
+        custom = ws.root / "course_reading.jsonl"
+        if not custom.is_file():
+            rows = reading_conversations(load_corpus(ws, "train").to_list(), cfg.reading_examples, seed=cfg.seed)
+            tmp = custom.with_suffix(".partial")
+            tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+            tmp.replace(custom)
+    return SFTConfig(base=base, data=data, epochs=cfg.sft_epochs, seed=cfg.seed,
+                     custom_data=str(custom) if custom else None)

@@ -54,6 +54,7 @@ class CourseConfig:
     )
     sft_scale: int = 4  # the quick SFT mixture's tool / date / no-tool examples × this
     sft_epochs: float = 2.0
+    reading_examples: int = 2000  # reading-comprehension conversations (reviews only: the RAG lab asks about news)
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -67,4 +68,4 @@ class CourseConfig:
 
         phases = tuple(replace(p, max_steps=steps, warmup_steps=min(p.warmup_steps, max(1, steps // 4)),
                                probe_every=max(1, steps // 2)) for p in self.phases)
-        return replace(self, phases=phases, sft_scale=1, sft_epochs=0.02)
+        return replace(self, phases=phases, sft_scale=1, sft_epochs=0.02, reading_examples=20)

@@ -36,3 +36,40 @@ def copy_probe(model, *, n: int = 16, length: int = 32, seed: int = 0) -> dict:
     return {"first_nll": round(first, 3), "second_nll": round(second, 3), "gain": round(first - second, 3),
             "copied": sum(g for _, g in res[n:]) / n, "sequences": n, "length": length,
             "uniform_nll": round(float(np.log(vocab)), 3)}
+
+
+def induction_scores(model, *, n: int = 8, length: int = 32, seed: int = 0) -> dict:
+    """Each attention head's prefix-matching score: on random runs shown twice, the mean attention a
+    token of the second showing pays to the token *after* its earlier occurrence — what an induction
+    head does (Olsson et al., 2022, "In-context Learning and Induction Heads"). 1.0 = all of it, a
+    head that attends uniformly scores about 1/position.
+
+    ``model`` is a model-layer :class:`~puyu_lab.models.hf.HFModel` (attention weights need the
+    transformers model itself; a GGUF runtime does not expose them). Returns ``scores`` (layers ×
+    heads), the best head and its attention pattern over one run (for a heatmap).
+    """
+    import torch
+
+    hf, vocab = model.model, model.vocab_size()
+    margin = min(300, vocab // 10)
+    rng = np.random.default_rng(seed)
+    seqs = rng.integers(margin, vocab - margin, size=(n, length))
+    ids = torch.tensor(np.concatenate([np.full((n, 1), model.prefix_token_id), seqs, seqs], axis=1))
+    impl = getattr(hf.config, "_attn_implementation", None)
+    was_training = hf.training
+    hf.eval()
+    try:
+        hf.config._attn_implementation = "eager"  # sdpa does not return attention weights
+        with torch.no_grad():
+            att = hf(input_ids=ids, output_attentions=True).attentions  # layers × (n, heads, T, T)
+    finally:
+        hf.config._attn_implementation = impl
+        hf.train(was_training)
+    # the second showing's token at position p (p = 1 + length + i) repeats position p - length; its
+    # induction target is the token after that earlier occurrence, at p - length + 1
+    q = np.arange(1 + length, 1 + 2 * length - 1)
+    scores = np.stack([a[:, :, q, q - length + 1].float().mean(dim=(0, 2)).numpy() for a in att]).astype(float)
+    layer, head = np.unravel_index(int(scores.argmax()), scores.shape)
+    return {"scores": scores.round(3).tolist(), "best": {"layer": int(layer), "head": int(head),
+                                                          "score": round(float(scores[layer, head]), 3)},
+            "pattern": att[layer][0, head].float().numpy().astype(float).round(3).tolist(), "length": length}

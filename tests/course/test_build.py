@@ -53,3 +53,4 @@ def test_a_few_steps_a_phase_build_every_artifact_and_resume_where_they_stopped(
     b = ws.get("model/course-b")
     assert [p["name"] for p in b.manifest["parents"]][-1] == model_a  # phase b started from phase a's weights
     assert ws.exists("model/sft") and ws.get("model/sft").manifest["params"]["config"]["base"] == "model/course-b"
+    assert ws.get("sft/data").metrics["train_custom"] > 0  # the reading-comprehension conversations
