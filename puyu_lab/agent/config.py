@@ -19,14 +19,24 @@ class AgentConfig:
     max_new_tokens: int = 96
     direct: bool = True  # also ask each task without the tool
     levels: tuple[str, ...] = ("Q4_K_M",)  # GGUF levels of model/sft also run as agents, when the deploy lab has run
+    # whose held-out tasks: "workspace" (this workspace's sft/data, the learner's fine-tune) or "course" (the shipped
+    # course model's, asked in phrasings its fine-tune never used: contracts.tasks.*_UNSEEN_FORMS)
+    tasks: str = "workspace"
+    output: str = "agent/eval"  # the artifact the evaluation writes ("agent/eval-course" for the course assistant)
+
+    def __post_init__(self):
+        if self.tasks not in ("workspace", "course"):
+            raise ValueError(f"tasks={self.tasks!r}: 'workspace' (sft/data) or 'course' (the course model's)")
+        if not self.output.startswith("agent/"):
+            raise ValueError(f"output={self.output!r}: the agent stage writes artifacts named agent/…")
 
     @classmethod
     def for_profile(cls, profile=None, **changes) -> "AgentConfig":
         """The profile's sizes (a name, a :class:`~puyu_lab.profiles.Profile` or ``None`` for the
         default), with ``changes`` on top."""
         name = as_profile(profile).name
-        cfg = cls() if name == "quick" else cls(n_tasks=100)
+        base = cls() if name == "quick" else cls(n_tasks=100)
         for k in ("levels", "kinds"):
             if k in changes:
                 changes[k] = tuple(changes[k])
-        return replace(cfg, **changes)
+        return replace(base, **changes)

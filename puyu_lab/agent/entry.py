@@ -48,6 +48,10 @@ def heldout_suite(ws: Workspace, cfg: AgentConfig) -> dict:
     """kind → the held-out tasks ``cfg`` asks for."""
     from .evaluate import heldout_tasks
 
+    if cfg.tasks == "course":
+        from ..models import course
+
+        return {k: course.heldout_tasks(k, cfg.n_tasks, seed=cfg.seed) for k in cfg.kinds}
     return {k: heldout_tasks(ws, cfg.n_tasks, seed=cfg.seed, kind=k) for k in cfg.kinds}
 
 
@@ -98,5 +102,6 @@ def run(ws: Workspace, cfg: AgentConfig | None = None, *, on_event: Callable[[Ev
     extra.update(copy_first_nll=copy["first_nll"], copy_second_nll=copy["second_nll"], copy_gain=copy["gain"])
     for lv, by in levels.items():
         extra.update({f"{lv}_{k}_with_tools": round(m["with_tools"], 4) for k, m in by.items() if k != "call_valid"})
-    art = save_eval(ws, result, model=cfg.model, backend=backend.name, protocol=cfg.protocol, extra=extra)
+    art = save_eval(ws, result, model=cfg.model, backend=backend.name, protocol=cfg.protocol, name=cfg.output,
+                    extra={**extra, "tasks": cfg.tasks})
     return AgentResult(result, art, tasks, constrained, levels, copy)

@@ -10,6 +10,12 @@ TOOL_SYSTEM = "你可以使用以下工具。"  # InternLM2 writes the tool list
 
 DATE_QUESTION = "{date} 之后 {days} 天是哪一天？"  # the first of the fine-tune data's date question forms
 
+# phrasings no fine-tune conversation uses: the course assistant's held-out tasks are asked in these, so a
+# success shows the skill and not a remembered sentence (finetune.data's ARITH_Q / DATE_Q are the trained ones)
+ARITHMETIC_UNSEEN_FORMS = ("帮我算算 {e}。", "{e} 的值是多少？", "Tell me the value of {e}.", "请问 {e} 得几？")
+DATE_UNSEEN_FORMS = ("{date} 往后数 {days} 天是几号？", "Which day comes {days} days after {date}?",
+                     "{date} 再过 {days} 天是哪天？")
+
 ARITHMETIC_HELDOUT = "arithmetic_heldout"  # the sft/data part: {"expression", "result"} per line
 SELFCOG_HELDOUT = "selfcog_heldout"  # the sft/data part: {"prompt", "expect", …} per line
 DATE_HELDOUT = "date_heldout"  # the sft/data part: {"date", "days", "result", "weekday"} per line

@@ -1,6 +1,6 @@
 """Ship the built course model into the package: base, assistant and tokenizer, bf16, with sha256s.
 
-``puyu_lab/course_model/`` holds ``base/`` and ``assistant/`` (transformers folders: bf16
+``puyu_lab/course_model/`` holds ``course-base/`` and ``course-assistant/`` (transformers folders: bf16
 safetensors, config, tokenizer files) and ``manifest.json``: every file's size and sha256, and the
 build's record (tokens seen, the B·C schedule, the probe curves, the wall time and machine of every
 session). Labs load it offline through :mod:`puyu_lab.models.course`; a test checks the files
@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..models.course import COURSE_DIR, MANIFEST, shipped_manifest  # noqa: F401 (re-exported for the CLI)
+from ..models.course import COURSE_DIR, FOLDERS, HELDOUT, MANIFEST, shipped_manifest  # noqa: F401 (re-exported for the CLI)
 from ..workspace import Workspace
 
 PARTS = {"base": "model/course-b", "assistant": "model/sft"}
@@ -49,6 +49,19 @@ def _record(ws: Workspace) -> dict:
     return rec
 
 
+def heldout(ws: Workspace) -> dict:
+    """The course fine-tune's held-out tasks (sft/data's held-out parts), the tool tasks phrased in the forms no
+    fine-tune conversation uses (round robin, so each form is asked)."""
+    from ..artifacts import load_sft_data
+    from ..contracts.tasks import ARITHMETIC_UNSEEN_FORMS, DATE_UNSEEN_FORMS
+
+    arith = [{**t, "question": ARITHMETIC_UNSEEN_FORMS[i % len(ARITHMETIC_UNSEEN_FORMS)].format(e=t["expression"])}
+             for i, t in enumerate(load_sft_data(ws, "arithmetic_heldout"))]
+    dates = [{**t, "question": DATE_UNSEEN_FORMS[i % len(DATE_UNSEEN_FORMS)].format(date=t["date"], days=t["days"])}
+             for i, t in enumerate(load_sft_data(ws, "date_heldout"))]
+    return {"arithmetic": arith, "date": dates, "notool": load_sft_data(ws, "notool_heldout")}
+
+
 def ship(ws: Workspace, to: Path | None = None) -> Path:
     """Copy the parts into ``to`` (default: the package's ``course_model/``), replacing what was there
     only once every file is written."""
@@ -64,8 +77,9 @@ def ship(ws: Workspace, to: Path | None = None) -> Path:
         for part, name in PARTS.items():
             art = ws.get(name)
             model = AutoModelForCausalLM.from_pretrained(str(art.path), dtype=torch.bfloat16)
-            model.save_pretrained(str(tmp / part))
-            save_tokenizer(load_tokenizer(art.path), tmp / part, art.path / "tokenizer.model")
+            model.save_pretrained(str(tmp / FOLDERS[part]))
+            save_tokenizer(load_tokenizer(art.path), tmp / FOLDERS[part], art.path / "tokenizer.model")
+        (tmp / HELDOUT).write_text(json.dumps(heldout(ws), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         for f in sorted(tmp.rglob("*")):
             if f.is_file():
                 files[str(f.relative_to(tmp))] = {"bytes": f.stat().st_size, "sha256": sha256(f)}

@@ -13,6 +13,9 @@ from pathlib import Path
 COURSE_DIR = Path(__file__).resolve().parent.parent / "course_model"
 MANIFEST = "manifest.json"
 PARTS = ("base", "assistant")
+# the folder of each part: its name is what the deploy and agent stages call a brought model by
+# (gguf/course-assistant, …), so it says whose model it is
+FOLDERS = {"base": "course-base", "assistant": "course-assistant"}
 
 
 class CourseModelMissing(FileNotFoundError):
@@ -32,7 +35,7 @@ def course_path(part: str = "assistant", root: Path | None = None) -> Path:
     if part not in PARTS:
         raise ValueError(f"the course model has parts {', '.join(PARTS)}, not {part!r}")
     shipped_manifest(root)
-    return Path(root or COURSE_DIR) / part
+    return Path(root or COURSE_DIR) / FOLDERS[part]
 
 
 def verify(root: Path | None = None) -> list[str]:
@@ -66,3 +69,19 @@ def load(part: str = "assistant", root: Path | None = None, **kw):
     from .hf import HFModel
 
     return HFModel.load(course_path(part, root), name=f"course-{part}", **kw)
+
+
+HELDOUT = "heldout.json"  # the course fine-tune's held-out tasks, phrased in forms it never trained on
+
+
+def heldout_tasks(kind: str, n: int | None = None, *, seed: int = 0, root: Path | None = None) -> list[dict]:
+    """The course assistant's held-out ``arithmetic`` / ``date`` / ``notool`` tasks (never in its SFT), each
+    with its ``question``; ``n`` of them drawn with ``seed`` (all when ``None``)."""
+    import random
+
+    shipped_manifest(root)
+    tasks = json.loads((Path(root or COURSE_DIR) / HELDOUT).read_text(encoding="utf-8"))
+    if kind not in tasks:
+        raise ValueError(f"the course model has held-out tasks of kinds {', '.join(tasks)}, not {kind!r}")
+    rows = tasks[kind]
+    return random.Random(seed).sample(rows, n) if n is not None and n < len(rows) else rows
