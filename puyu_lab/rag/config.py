@@ -34,6 +34,9 @@ class RAGConfig:
     reader: str = "model/sft"
     read_k: int = 1  # measured: top-1 55 %, top-3 28 % (more distractors, a context beyond the model's 256 tokens)
     n_read: int = 80  # held-out answerable questions answered with and without retrieval
+    # the shipped course assistant (puyu_lab/course_model) reads the same questions beside the learner's reader
+    # (None: when the package carries it)
+    course_reader: bool | None = None
     max_new_tokens: int = 24
     seed: int = 0
     progress_bar: bool = True

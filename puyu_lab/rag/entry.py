@@ -121,8 +121,6 @@ def _encoder(ws: Workspace, cfg: RAGConfig, train_chunks: list[dict], emit: Emit
 def run(ws: Workspace, cfg: RAGConfig | None = None, *, on_event: Callable[[Event], None] | None = None,
         stop: StopFlag | None = None) -> RAGResult:
     """Index, evaluate retrieval and refusal, read with and without retrieval; save ``rag/index`` and ``rag/eval``."""
-    from ..models import HFModel
-    from . import reader
     from .chunking import chunk_docs
     from .evaluate import KS, choose_threshold, rank_of, refusal_at, refusal_curve, retrieval_metrics, auc
     from .index import Retriever, SparseIndex
@@ -181,9 +179,42 @@ def run(ws: Workspace, cfg: RAGConfig | None = None, *, on_event: Callable[[Even
                     "refusal_auc": round(auc(*ts), 4), "calib_f1": round(chosen["f1"], 4)})
 
     # reading: the SFT model with the top read_k hybrid passages (extractive and free-form) and without any
-    emit.emit("progress", phase="read")
-    model = HFModel.load(cfg.reader, ws=ws, batch_size=8)
     readers = [r for r in test if r["answerable"]][:cfg.n_read]
+    metrics.update(_read(ws, cfg.reader, readers, chunks, pos, cfg, thr, emit, stop, key="read"))
+    if cfg.course_reader or (cfg.course_reader is None and _course_shipped()):  # the shipped course assistant, which can copy from its context, on the same questions
+        from ..models.course import course_path
+
+        got = _read(ws, str(course_path("assistant")), readers, chunks, pos, cfg, thr, emit, stop, key="read_course")
+        metrics.update({f"course_{k}": v for k, v in got.items()})
+    metrics["answer_chance"] = round(sum(1 / r["read"]["rag"]["candidates"] if r["read"]["rag"]["candidates"] else 0
+                                         for r in readers) / max(1, len(readers)), 4)
+    metrics["answered_questions"] = len(readers)
+    metrics["seconds"] = round(time.time() - t0, 1)
+
+    index = _save_index(ws, cfg, retr, meta, history)
+    art = _save_eval(ws, cfg, rows, metrics, curve, by_alpha, history, index)
+    emit.emit("done", **{k: metrics[k] for k in ("hybrid_hit@5", "sparse_hit@5", "dense_hit@5", "answer_rag")})
+    return RAGResult(retr, rows, metrics, curve, history, index, art)
+
+
+def _course_shipped() -> bool:
+    from ..models.course import CourseModelMissing, shipped_manifest
+
+    try:
+        shipped_manifest()
+    except CourseModelMissing:
+        return False
+    return True
+
+
+def _read(ws, reader_name: str, readers: list[dict], chunks, pos, cfg, thr: float, emit, stop, *, key: str) -> dict:
+    """Each question read by ``reader_name`` with its top ``read_k`` passages (extractive and free-form) and
+    without any; the rows get ``r[key]``, the rates come back."""
+    from ..models import HFModel
+    from . import reader
+
+    emit.emit("progress", phase="read", reader=reader_name)
+    model = HFModel.load(reader_name, ws=ws, batch_size=8)
     try:
         groups = [readers[i:i + READ_GROUP] for i in range(0, len(readers), READ_GROUP)]
         for group in progress(groups, desc="reading", emitter=emit, stop=stop, show=cfg.progress_bar):
@@ -195,24 +226,17 @@ def run(ws: Workspace, cfg: RAGConfig | None = None, *, on_event: Callable[[Even
                 ex = reader.extractive(model, r, ps)
                 fr, no = replies[j], replies[len(group) + j]
                 r["passages"] = [p["id"] for p in ps]
-                r["read"] = {"rag": {**ex, "correct": reader.correct(r["answer"], ex["reply"])},
-                             "rag_free": {**fr, "correct": reader.correct(r["answer"], fr["reply"])},
-                             "none": {**no, "correct": reader.correct(r["answer"], no["reply"])}}
-                r["read"]["rag"]["answered"] = r["relevance"] >= thr
+                r[key] = {"rag": {**ex, "correct": reader.correct(r["answer"], ex["reply"])},
+                          "rag_free": {**fr, "correct": reader.correct(r["answer"], fr["reply"])},
+                          "none": {**no, "correct": reader.correct(r["answer"], no["reply"])}}
+                r[key]["rag"]["answered"] = r["relevance"] >= thr
     finally:
         model.close()
     n = max(1, len(readers))
-    for k in ("rag", "rag_free", "none"):
-        metrics[f"answer_{k}"] = round(sum(r["read"][k]["correct"] for r in readers) / n, 4)
-    metrics["answer_rag_with_refusal"] = round(sum(r["read"]["rag"]["correct"] and r["read"]["rag"]["answered"]
-                                                   for r in readers) / n, 4)
-    metrics["answered_questions"] = len(readers)
-    metrics["seconds"] = round(time.time() - t0, 1)
-
-    index = _save_index(ws, cfg, retr, meta, history)
-    art = _save_eval(ws, cfg, rows, metrics, curve, by_alpha, history, index)
-    emit.emit("done", **{k: metrics[k] for k in ("hybrid_hit@5", "sparse_hit@5", "dense_hit@5", "answer_rag")})
-    return RAGResult(retr, rows, metrics, curve, history, index, art)
+    out = {f"answer_{k}": round(sum(r[key][k]["correct"] for r in readers) / n, 4) for k in ("rag", "rag_free", "none")}
+    out["answer_rag_with_refusal"] = round(sum(r[key]["rag"]["correct"] and r[key]["rag"]["answered"]
+                                               for r in readers) / n, 4)
+    return out
 
 
 def _save_index(ws: Workspace, cfg: RAGConfig, retr, meta: dict, history: list[dict]) -> Artifact:
