@@ -32,6 +32,7 @@ def sha256(path: Path) -> str:
 
 def _record(ws: Workspace) -> dict:
     rec: dict = {"phases": [], "sft": None}
+    before = 0  # tokens of the earlier phases: each curve point also gets the build's running total
     for name in ("model/course-a", "model/course-b"):
         if not ws.exists(name):
             continue
@@ -39,9 +40,11 @@ def _record(ws: Workspace) -> dict:
         phase = json.loads((art.path / "course_phase.json").read_text(encoding="utf-8"))
         curve = json.loads((art.path / "probe_curve.json").read_text(encoding="utf-8"))
         m = art.metrics
+        curve = [{**q, "tokens_total": before + q["tokens"]} for q in curve]
         rec["phases"].append({**phase, "artifact": art.id, "steps": m.get("steps"), "eval_loss": m.get("eval_loss"),
                               "copy_gain": m.get("copy_gain"), "tokens_per_s": m.get("tokens_per_s"),
                               "probe_curve": curve})
+        before += phase["tokens_seen"]
     if ws.exists("model/sft"):
         m = ws.get("model/sft").metrics
         rec["sft"] = {k: m.get(k) for k in ("steps", "eval_loss", "train_seconds", "tokens_per_s") if k in m}
