@@ -32,6 +32,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+from .events import BUDGET
+
 NEVER = 10**12  # an eval / save interval that never comes (before the plan exists)
 CEILING = 20  # a budgeted run may buy at most this many times its fixed-step recipe's steps
 
@@ -58,7 +60,6 @@ class Plan:
     min_steps: int = 0  # the floor: never fewer steps than this (the recipe's, on which the checks' floors were set)
     over_budget: bool = False  # this machine needs longer than the budget for the floor's steps
     cut_short: bool = False  # the last step that still fitted came before the plan's end (a machine slowing down)
-    elapsed_s: float = 0.0  # the training loop's wall time
     history: list = field(default_factory=list)  # (step, total_steps) at each plan
 
     def to_dict(self) -> dict:
@@ -201,7 +202,7 @@ def make_budget_callback(seconds: float, *, guess_steps: int, warmup_ratio: floa
             if self.fixed:
                 self._replan(state)
                 return
-            state.max_steps = min(self.cap, NEVER)  # nothing happens while the first steps are measured
+            state.max_steps = self.cap  # nothing happens while the first steps are measured
             for f in followers or ():
                 f.sample_steps = set()
             if on_plan is not None:  # the budget, before the first steps are measured (step_s 0)
@@ -258,9 +259,6 @@ def make_budget_callback(seconds: float, *, guess_steps: int, warmup_ratio: floa
             self._gap_marks["save"] = time.perf_counter()
             self.done["save"] += 1
 
-        def on_train_end(self, args, state, control, **kw):
-            self.plan.elapsed_s = round(time.perf_counter() - (self.t0 or time.perf_counter()), 2)
-
     return TimeBudget()
 
 
@@ -278,7 +276,7 @@ def for_stage(seconds: float, emitter, *, resume_from: str | None = None, **kw):
             total = json.loads(state.read_text(encoding="utf-8")).get("max_steps")
 
     def on_plan(p: Plan) -> None:
-        emitter.emit("budget", **p.to_dict(), summary=p.summary())
+        emitter.emit(BUDGET, **p.to_dict(), summary=p.summary())
 
     return make_budget_callback(seconds, resume_total=total, on_plan=on_plan, **kw)
 
