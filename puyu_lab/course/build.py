@@ -55,7 +55,7 @@ def build(home: str | Path, cfg: CourseConfig | None = None, *, on_event: Callab
         corpus, model, _ = phase_names(p)
         if not ws.exists(corpus):
             course_corpus(ws, p, cfg.seed, em)
-        if not _finished(ws, model):
+        if not phase_done(ws, p):
             pretrain_phase(ws, cfg, p, init_from=prev, on_event=on_event, stop=stop)
         prev = model
         if until == p.name:
@@ -68,9 +68,25 @@ def build(home: str | Path, cfg: CourseConfig | None = None, *, on_event: Callab
     return ws
 
 
+def phase_done(ws: Workspace, p: PhaseConfig) -> bool:
+    """A phase is done when its model exists, unstopped and up to date with its inputs, and either ran every
+    step or reached its probe target. A phase whose steps were raised after it ended short of its target
+    (copying had not formed yet) continues from its last checkpoint on the same curve."""
+    _, model, run = phase_names(p)
+    if not _finished(ws, model):
+        return False
+    art = ws.get(model)
+    if (art.metrics.get("steps") or 0) >= p.max_steps or p.stop_gain is None:
+        return True
+    curve = read_curve(ws.root / "runs" / f"{run}.probe.jsonl")
+    last = curve[-1] if curve else {}
+    return last.get("gain", 0) >= p.stop_gain and last.get("copied", 0) >= (p.stop_copied or 0)
+
+
 def _finished(ws: Workspace, name: str, config: dict | None = None) -> bool:
-    """Whether ``name`` exists, was not stopped part-way and (given ``config``) was made with it."""
-    if not ws.exists(name) or ws.get(name).metrics.get("stopped"):
+    """Whether ``name`` exists, was not stopped part-way, is not stale (an input changed since: an earlier phase
+    trained further) and (given ``config``) was made with it."""
+    if not ws.exists(name) or ws.get(name).metrics.get("stopped") or ws.is_stale(ws.get(name)):
         return False
     return config is None or json.loads(json.dumps(ws.get(name).params.get("config"))) == json.loads(json.dumps(config))
 
@@ -188,7 +204,8 @@ def pretrain_phase(ws: Workspace, cfg: CourseConfig, p: PhaseConfig, *, init_fro
                           eval_every=max(p.probe_every, p.max_steps // 20), eval_blocks=48,
                           sample_every=max(p.probe_every, p.max_steps // 5), save_every=max(p.probe_every, 250),
                           log_every=25, seed=cfg.seed)
-    resume = last_checkpoint(ws, run) is not None
+    # continue the run's checkpoints, unless the phase's model was made from inputs that changed since
+    resume = last_checkpoint(ws, run) is not None and not (ws.exists(model) and ws.is_stale(ws.get(model)))
     tok = load_tokenizer(ws.get(TOKENIZER).path)
     rd = run_dir(ws, run)
     if not resume and rd.exists():

@@ -54,3 +54,18 @@ def test_a_few_steps_a_phase_build_every_artifact_and_resume_where_they_stopped(
     assert [p["name"] for p in b.manifest["parents"]][-1] == model_a  # phase b started from phase a's weights
     assert ws.exists("model/sft") and ws.get("model/sft").manifest["params"]["config"]["base"] == "model/course-b"
     assert ws.get("sft/data").metrics["train_custom"] > 0  # the reading-comprehension conversations
+
+
+def test_a_phase_given_more_steps_continues_from_its_checkpoint_and_later_phases_are_redone(layers, tmp_path):
+    ws = layers.workspace("tokenizer", tmp_path / "ws")
+    cfg = CourseConfig(preset=ModelPreset(**TINY_PRESET)).scaled(4)
+    cfg = replace(cfg, phases=tuple(replace(p, block_size=64, batch_size=2) for p in cfg.phases))
+    build(ws.root, cfg, until="b")
+    b_first = ws.get("model/course-b").id
+    longer = replace(cfg, phases=(replace(cfg.phases[0], max_steps=6), cfg.phases[1]))  # copying had not formed
+    build(ws.root, longer, until="b")
+    a = ws.get("model/course-a")
+    assert a.metrics["steps"] == 6  # resumed at step 4, not started again
+    curve = read_curve(ws.root / "runs" / "course-a.probe.jsonl")
+    assert [c["step"] for c in curve] == [2, 4, 6]
+    assert ws.get("model/course-b").id != b_first and not ws.is_stale(ws.get("model/course-b"))
