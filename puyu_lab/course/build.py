@@ -182,6 +182,21 @@ class ProbeCallback:
         return point
 
 
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(".partial")
+    tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _span(session: dict, curve: list[dict]) -> float:
+    """A killed session's seconds: from its start to its last probe point."""
+    import datetime as dt
+
+    t = dt.datetime.strptime(session["started"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    times = [c["time"] for c in curve if c["time"] >= t]
+    return max(times) - t if times else 0.0
+
+
 def read_curve(path: Path) -> list[dict]:
     if not path.is_file():
         return []
@@ -218,21 +233,28 @@ def pretrain_phase(ws: Workspace, cfg: CourseConfig, p: PhaseConfig, *, init_fro
         curve_path.unlink()
     em = Emitter("course", on_event)
     probe = ProbeCallback(tok, curve_path, p.probe_every, em, pcfg.tokens_per_step, p.stop_gain, p.stop_copied)
+    # every session of the phase is recorded as it starts (a killed one keeps its start; its probe points carry
+    # their times), and completed when it ends
+    log = rd.parent / f"{run}.sessions.json"
+    sessions = json.loads(log.read_text(encoding="utf-8")) if resume and log.is_file() else []
+    ckpt = last_checkpoint(ws, run) if resume else None
+    sessions.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "from_step": int(ckpt.rsplit("-", 1)[1]) if ckpt else 0,
+                     "machine": machine()})
+    _write_json(log, sessions)
     t0 = time.perf_counter()
     res = pretrain(ws, pcfg, on_event=on_event, stop=stop, resume=resume, extra_callbacks=[probe.callback],
                    corpus=corpus, init_from=None if resume else init_from, output=model, run=run)
-    # the phase's record: the probe curve over every session it took, the tokens and the machine
+    sessions[-1].update(to_step=res.steps, seconds=round(time.perf_counter() - t0, 1))
+    _write_json(log, sessions)
+    # the phase's record: the probe curve over every session it took, the tokens, the machines
     art = ws.get(model)
     curve = read_curve(curve_path)
     (art.path / "probe_curve.json").write_text(json.dumps(curve, indent=1), encoding="utf-8")
     meta = {"phase": p.name, "batch_x_context": p.batch_size * p.block_size,
             "predicted_induction_tokens": round(10 ** 5.7 * math.sqrt(p.batch_size * p.block_size)),
-            "tokens_seen": res.steps * pcfg.tokens_per_step, "this_session_seconds": round(time.perf_counter() - t0, 1),
-            "machine": machine(), "probe_points": len(curve), "resumed": resume}
-    sessions = json.loads((rd / "sessions.json").read_text()) if (rd / "sessions.json").is_file() else []
-    sessions.append(meta)
-    (rd / "sessions.json").write_text(json.dumps(sessions, indent=1), encoding="utf-8")
-    (art.path / "course_phase.json").write_text(json.dumps({**meta, "sessions": sessions}, indent=1), encoding="utf-8")
+            "tokens_seen": res.steps * pcfg.tokens_per_step, "machine": machine(), "probe_points": len(curve),
+            "seconds": round(sum(x.get("seconds") or _span(x, curve) for x in sessions), 1), "sessions": sessions}
+    _write_json(art.path / "course_phase.json", meta)
     return res
 
 
