@@ -64,16 +64,3 @@ def free_all(model, asks: list[tuple[dict, list[dict] | None]], max_new_tokens: 
 def correct(answer: str, reply: str) -> bool:
     """The answer span is contained in the reply (the issue's and SQuAD-style "contains" measure)."""
     return bool(answer) and answer in reply
-
-
-def ask(model, retriever, question: str, threshold: float, *, read_k: int = 1, max_new_tokens: int = 24) -> dict:
-    """HuixiangDou's path for one question: retrieve (hybrid), refuse when BM25's top score is below
-    ``threshold``, else the model answers from the top ``read_k`` passages (greedy, free-form)."""
-    got = retriever.rank(retriever.candidates(question), max(1, read_k))
-    passages = [retriever.chunks[i] for i, _ in got["hybrid"][:read_k]]
-    out = {"question": question, "relevance": round(got["relevance"], 4), "threshold": round(threshold, 4),
-           "passages": [{"id": p["id"], "text": p["text"]} for p in passages]}
-    if got["relevance"] < threshold or not passages:
-        return {**out, "refused": True, "reply": REFUSAL}
-    reply = free_all(model, [({"question": question}, passages)], max_new_tokens)[0]
-    return {**out, "refused": False, "reply": reply["reply"]}

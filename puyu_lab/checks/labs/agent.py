@@ -48,25 +48,3 @@ def constrained(ctx):
     if v is None:
         return Outcome(False, "no constrained run recorded")
     return Outcome(v >= 0.95, f"{v:.1%} valid", value=v)
-
-
-COURSE_EVAL = "agent/eval-course"
-COURSE_FLOORS = {"arithmetic": 0.8, "date": 0.6, "notool": 0.9}  # #37: with the tools, on unseen numbers and phrasings
-
-
-@check("agent.course", LAB, "课程模型会用工具", "The course assistant uses its tools", needs=(COURSE_EVAL,),
-       verifies="agent/eval-course (the shipped course assistant on its held-out tasks, phrased in forms its fine-tune "
-                "never used): with the tools, arithmetic ≥ 80 % and dates ≥ 60 % answered right, and ≥ 90 % of the "
-                "questions that need no tool answered without a call (recomputed from rows.jsonl)",
-       hint="run the course-assistant cell of lab 07; the course model comes with the package (make course rebuilds it)",
-       camp=CAMP)
-def course(ctx):
-    rows = load_agent_eval(ctx.ws, COURSE_EVAL)["rows"]
-    got = {}
-    for kind in COURSE_FLOORS:
-        rs = [r for r in rows if r["kind"] == kind]
-        ok = [bool(r["tool_ok"]) and (not r["called"] if kind == "notool" else True) for r in rs]
-        got[kind] = (sum(ok) / len(rs) if rs else 0.0, len(rs))
-    passed = all(got[k][0] >= f and got[k][1] >= 20 for k, f in COURSE_FLOORS.items())
-    return Outcome(passed, ", ".join(f"{k} {v:.0%} of {n}" for k, (v, n) in got.items()), value=got["arithmetic"][0],
-                   claimed=ctx.get(COURSE_EVAL).metrics.get("arithmetic_with_tools"))

@@ -50,25 +50,3 @@ def tokenizer(ctx):
     same = (ctx.get(BASE).path / "tokenizer.model").read_bytes() == ctx.get(TOKENIZER).file("tokenizer.model").read_bytes()
     return Outcome(cpt > 1.0 and call <= 25 and same, f"{cpt:.2f} chars/token, call {call:g} tokens"
                    + ("" if same else ", model/base has another tokenizer"), value=cpt)
-
-
-COURSE_GAIN, COURSE_COPIED = 4.0, 0.8  # the course base's copying (#37): nats/token and share of 32-token runs
-
-
-@check("pretrain.course_copies", LAB, "课程模型会照抄上下文", "The course model copies from its context", scope="machine",
-       verifies="the shipped course base (puyu_lab/course_model) matches its manifest's sha256s, and on the copy "
-                f"probe (16 random 32-token runs shown twice) gains ≥ {COURSE_GAIN:g} nats/token at the second showing "
-                f"and reproduces ≥ {COURSE_COPIED:.0%} of the runs exactly by greedy decoding",
-       hint="reinstall the package (its course_model/ folder was changed), or rebuild it: make course",
-       camp="全链路开源体系: InternLM-Train")
-def course_copies(ctx):
-    from ...models import course
-    from ...models.probes import copy_probe
-
-    bad = course.verify()
-    if bad:
-        return Outcome(False, "; ".join(bad[:3]))
-    r = ctx.cached("course_copy", lambda: copy_probe(course.load("base")))
-    return Outcome(r["gain"] >= COURSE_GAIN and r["copied"] >= COURSE_COPIED,
-                   f"gain {r['gain']:.2f} nats/token ({r['first_nll']:.2f} → {r['second_nll']:.2f}), "
-                   f"{r['copied']:.0%} copied", value=r["gain"])

@@ -73,22 +73,3 @@ def grounded(ctx):
                        f"refusal at {thr:.2f}: precision {prec:.0%}, recall {rec:.0%}"
                        + ("" if same else " (rag/eval says otherwise)"),
                    value=w / len(rows), claimed=ev["metrics"].get("answer_rag"))
-
-
-@check("rag.course_reads", LAB, "课程模型从资料中写出答案", "The course assistant writes the answer from the passage",
-       needs=(RAG_EVAL,),
-       verifies="on the test half's answerable questions, the shipped course assistant's free-form reply with the "
-                "retrieved passage contains the gold quantity on ≥ 60 %, above its own reply without retrieval and "
-                "above chance (1 / the passage's candidates) (recomputed from rag/eval's rows)",
-       hint="run lab 08 with the course model installed (it comes with the package; make course rebuilds it)", camp=CAMP)
-def course_reads(ctx):
-    rows = [r for r in _test(ctx, True) if r.get("read_course")]
-    if not rows:
-        return Outcome(False, "no course-assistant readings in rag/eval")
-    n = len(rows)
-    rag = sum(r["read_course"]["rag_free"]["correct"] for r in rows) / n
-    none = sum(r["read_course"]["none"]["correct"] for r in rows) / n
-    chance = sum(1 / r["read"]["rag"]["candidates"] for r in rows if r["read"]["rag"]["candidates"]) / n
-    return Outcome(rag >= 0.6 and rag > none and rag > chance,
-                   f"with retrieval {rag:.0%}, without {none:.0%}, chance {chance:.0%} ({n} questions)", value=rag,
-                   claimed=ctx.get(RAG_EVAL).metrics.get("course_answer_rag_free"))
