@@ -27,10 +27,14 @@ def main() -> str:
         quick = HFModel.load(ws.get("model/base").path, name="quick base")
         bc = cfg.batch_size * cfg.preset.block_size
         rows.append(("learner's quick base (400 steps)", copy_probe(quick), 400 * bc, bc))
-    build = course.shipped_manifest()["build"]
-    b = build["phases"][0]["batch_x_context"] if build["phases"] else None
-    for part in course.PARTS:
-        rows.append((f"course {part}", copy_probe(course.load(part)), build["tokens_seen"], b))
+    try:
+        build = course.shipped_manifest()["build"]
+    except course.CourseModelMissing as e:  # not built and shipped yet: the learner's row alone, and why
+        build, missing = None, str(e)
+    if build:
+        b = build["phases"][0]["batch_x_context"] if build["phases"] else None
+        for part in course.PARTS:
+            rows.append((f"course {part}", copy_probe(course.load(part)), build["tokens_seen"], b))
     out = [f"{'model':34} {'first':>7} {'second':>7} {'gain':>6} {'copied':>7} {'tokens seen':>12} "
            f"{'threshold':>10}"]
     for name, r, tokens, bc in rows:
@@ -38,4 +42,6 @@ def main() -> str:
         out.append(f"{name:34} {r['first_nll']:7.2f} {r['second_nll']:7.2f} {r['gain']:6.2f} {r['copied']:7.0%} "
                    f"{tokens / 1e6:10.1f} M {thr:>10}")
     out.append("(nats per token; threshold: 10^5.7·√(B·C) tokens at the B·C the model trained (its first phase))")
+    if not build:
+        out.append(f"course model: {missing}")
     return "\n".join(out)
