@@ -16,6 +16,9 @@ class Stage:
     lab: str  # notebook in labs/
     produces: tuple[str, ...]  # artifact names (or name prefixes ending in "/")
     needs: tuple[str, ...] = ()  # what it reads of other stages (checked while its engines run)
+    # what its engines also read and write outside its lab: the course build (puyu_lab/course) runs the pretrain and
+    # fine-tune stages on its own corpora and phases, in a workspace of its own
+    course: tuple[str, ...] = ()
 
     @property
     def title(self) -> str:
@@ -28,11 +31,10 @@ COURSE_MODELS = tuple(f"model/course-{p}" for p in COURSE_PHASES)
 
 STAGES: tuple[Stage, ...] = (
     Stage("data", "书生·万卷", "Data", "01_data.ipynb", ("corpus/",)),
-    # the course build (puyu_lab/course) runs the pretrain and fine-tune stages on its own corpora, in phases
     Stage("pretrain", "InternLM-Train", "Pretrain", "02_pretrain.ipynb",
-          ("tokenizer/", "model/base") + COURSE_MODELS, ("corpus/clean",) + COURSE_CORPORA + COURSE_MODELS),
+          ("tokenizer/", "model/base"), ("corpus/clean",), course=COURSE_CORPORA + COURSE_MODELS),
     Stage("finetune", "XTuner", "Fine-tune", "03_finetune.ipynb",
-          ("model/sft", "adapter/", "sft/"), ("model/base", "tokenizer/spm", "corpus/clean") + COURSE_MODELS),
+          ("model/sft", "adapter/", "sft/"), ("model/base", "tokenizer/spm", "corpus/clean"), course=COURSE_MODELS),
     Stage("preference", "XTuner DPO", "Preference", "04_preference.ipynb", ("pref/", "model/dpo", "model/orpo"),
           ("model/sft", "sft/data", "corpus/clean")),
     Stage("deploy", "LMDeploy", "Deploy", "05_deploy.ipynb",
@@ -52,7 +54,7 @@ def _covers(patterns: tuple[str, ...], name: str) -> bool:
 def may_read(stage_key: str, name: str) -> bool:
     """Whether the stage ``stage_key`` declared (or itself produces) the artifact ``name``."""
     st = next(s for s in STAGES if s.key == stage_key)
-    return _covers(st.produces, name) or _covers(st.needs, name)
+    return _covers(st.produces, name) or _covers(st.needs, name) or _covers(st.course, name)
 
 
 def stage_for_artifact(name: str) -> Stage | None:
