@@ -8,7 +8,6 @@ against the manifest.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -16,18 +15,10 @@ import tempfile
 from pathlib import Path
 
 from ..models.course import COURSE_DIR, FOLDERS, HELDOUT, MANIFEST, shipped_manifest  # noqa: F401 (re-exported for the CLI)
-from ..workspace import Workspace
+from ..workspace import Workspace, sha256_file
 
 PARTS = {"base": "model/course-b", "assistant": "model/sft"}
 MAX_BYTES = 25 * 1024 * 1024
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _record(ws: Workspace) -> dict:
@@ -85,7 +76,7 @@ def ship(ws: Workspace, to: Path | None = None) -> Path:
         (tmp / HELDOUT).write_text(json.dumps(heldout(ws), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         for f in sorted(tmp.rglob("*")):
             if f.is_file():
-                files[str(f.relative_to(tmp))] = {"bytes": f.stat().st_size, "sha256": sha256(f)}
+                files[str(f.relative_to(tmp))] = {"bytes": f.stat().st_size, "sha256": sha256_file(f)}
         total = sum(v["bytes"] for v in files.values())
         if total > MAX_BYTES:
             raise ValueError(f"the course model is {total / 2**20:.1f} MB, over the {MAX_BYTES / 2**20:.0f} MB the "

@@ -41,7 +41,7 @@ def course_path(part: str = "assistant", root: Path | None = None) -> Path:
 def verify(root: Path | None = None) -> list[str]:
     """What differs between the shipped files and their manifest (missing, extra, size or sha256);
     ``[]`` when they match."""
-    import hashlib
+    from ..workspace import sha256_file
 
     root = Path(root or COURSE_DIR)
     files = shipped_manifest(root)["files"]
@@ -54,7 +54,7 @@ def verify(root: Path | None = None) -> list[str]:
         if f.stat().st_size != want["bytes"]:
             problems.append(f"{rel}: {f.stat().st_size} bytes, the manifest says {want['bytes']}")
             continue
-        if hashlib.sha256(f.read_bytes()).hexdigest() != want["sha256"]:
+        if sha256_file(f) != want["sha256"]:
             problems.append(f"{rel}: sha256 differs from the manifest's")
     for f in sorted(root.rglob("*")):
         rel = str(f.relative_to(root))

@@ -69,3 +69,27 @@ def test_a_phase_given_more_steps_continues_from_its_checkpoint_and_later_phases
     curve = read_curve(ws.root / "runs" / "course-a.probe.jsonl")
     assert [c["step"] for c in curve] == [2, 4, 6]
     assert ws.get("model/course-b").id != b_first and not ws.is_stale(ws.get("model/course-b"))
+
+
+def test_ship_writes_what_verify_and_the_model_layer_read_and_a_changed_byte_is_found(layers, tmp_path):
+    from puyu_lab.course.ship import ship
+    from puyu_lab.models import course
+
+    ws = layers.workspace("tokenizer", tmp_path / "ws")
+    cfg = CourseConfig(preset=ModelPreset(**TINY_PRESET)).scaled(2)
+    cfg = replace(cfg, phases=tuple(replace(p, block_size=64, batch_size=2) for p in cfg.phases))
+    build(ws.root, cfg)
+    root = ship(ws, tmp_path / "course_model")
+    assert course.verify(root) == []
+    m = course.shipped_manifest(root)
+    assert [p["phase"] for p in m["build"]["phases"]] == ["a", "b"]
+    b = m["build"]["phases"][1]
+    assert b["probe_curve"][0]["tokens_total"] == m["build"]["phases"][0]["tokens_seen"] + b["probe_curve"][0]["tokens"]
+    base = course.load("base", root)
+    assert base.model.dtype.is_floating_point and base.vocab_size() == TINY_PRESET["vocab_size"]
+    assert all(t["question"] for t in course.heldout_tasks("arithmetic", root=root))
+    w = root / course.FOLDERS["base"] / "model.safetensors"
+    data = bytearray(w.read_bytes())
+    data[-1] ^= 1
+    w.write_bytes(bytes(data))
+    assert course.verify(root) == [f"{course.FOLDERS['base']}/model.safetensors: sha256 differs from the manifest's"]
