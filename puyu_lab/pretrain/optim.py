@@ -20,7 +20,19 @@ machine (bf16 where native, fp32 elsewhere), keeping torch's state, groups and l
 from __future__ import annotations
 
 import torch
-from torch.optim._muon import _adjust_lr
+
+# private names of torch's Muon this module builds on (tested with torch 2.9–2.13): a torch that lacks them fails
+# here, at import, with what to do — not deep inside a training run
+_TORCH_RANGE = "torch>=2.9,<2.14"
+try:
+    from torch.optim._muon import _adjust_lr
+except ImportError as e:
+    raise ImportError(f"puyu_lab.pretrain.optim uses torch.optim._muon._adjust_lr, a private name this torch "
+                      f"({torch.__version__}) does not have: install {_TORCH_RANGE!r} (make setup does), or port "
+                      "Muon.step in puyu_lab/pretrain/optim.py to this torch") from e
+if not hasattr(getattr(torch.optim, "Muon", None), "_init_group"):
+    raise ImportError(f"puyu_lab.pretrain.optim subclasses torch.optim.Muon and uses its private _init_group, which this "
+                      f"torch ({torch.__version__}) does not have: install {_TORCH_RANGE!r} (make setup does)")
 
 
 def newton_schulz(grad: torch.Tensor, coefficients: tuple[float, float, float], steps: int, eps: float,

@@ -151,3 +151,15 @@ def test_muon_batches_same_shape_matrices_as_torch_does_them_one_by_one():
         out[name] = [p.detach() for p in ps]
     for ours, ref, w in zip(out["ours"], out["torch"], w0):
         assert (ours - ref).norm() < 0.02 * (ref - w).norm()
+
+
+@pytest.mark.parametrize("remove", ["del m._adjust_lr", "del torch.optim.Muon._init_group"])
+def test_a_torch_without_the_private_names_fails_at_import_with_the_version_range(remove):
+    """Muon here builds on two private names of torch: without them the import fails at once, naming the range."""
+    import subprocess
+    import sys
+
+    code = f"import torch, torch.optim._muon as m\n{remove}\nimport puyu_lab.pretrain.optim"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert "ImportError" in r.stderr and "torch>=2.9,<2.14" in r.stderr and "make setup" in r.stderr
