@@ -8,7 +8,6 @@ greedy decoding reproduces exactly; then the tokens each model saw against the t
 """
 from __future__ import annotations
 
-import math
 import tempfile
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from pathlib import Path
 def main() -> str:
     from puyu_lab.models import HFModel
     from puyu_lab.models import course
-    from puyu_lab.models.probes import copy_probe
+    from puyu_lab.models.probes import copy_probe, induction_threshold
     from puyu_lab.workspace import Workspace
     from common import tiny_base
 
@@ -38,7 +37,7 @@ def main() -> str:
     out = [f"{'model':34} {'first':>7} {'second':>7} {'gain':>6} {'copied':>7} {'tokens seen':>12} "
            f"{'threshold':>10}"]
     for name, r, tokens, bc in rows:
-        thr = f"{10 ** 5.7 * math.sqrt(bc) / 1e6:.1f} M" if bc else "—"
+        thr = f"{induction_threshold(bc) / 1e6:.1f} M" if bc else "—"
         out.append(f"{name:34} {r['first_nll']:7.2f} {r['second_nll']:7.2f} {r['gain']:6.2f} {r['copied']:7.0%} "
                    f"{tokens / 1e6:10.1f} M {thr:>10}")
     out.append("(nats per token; threshold: 10^5.7·√(B·C) tokens at the B·C the model trained (its first phase))")

@@ -28,6 +28,7 @@ from typing import Callable
 from ..events import Emitter, Event, StopFlag
 from ..workspace import Workspace
 from .config import CourseConfig, PhaseConfig
+from ..models.probes import induction_threshold
 from .copyrich import copy_rich_documents
 
 TOKENIZER = "tokenizer/spm"
@@ -251,7 +252,7 @@ def pretrain_phase(ws: Workspace, cfg: CourseConfig, p: PhaseConfig, *, init_fro
     curve = read_curve(curve_path)
     (art.path / "probe_curve.json").write_text(json.dumps(curve, indent=1), encoding="utf-8")
     meta = {"phase": p.name, "batch_x_context": p.batch_size * p.block_size,
-            "predicted_induction_tokens": round(10 ** 5.7 * math.sqrt(p.batch_size * p.block_size)),
+            "predicted_induction_tokens": round(induction_threshold(p.batch_size * p.block_size)),
             "tokens_seen": res.steps * pcfg.tokens_per_step, "machine": machine(), "probe_points": len(curve),
             "seconds": round(sum(x.get("seconds") or _span(x, curve) for x in sessions), 1), "sessions": sessions}
     _write_json(art.path / "course_phase.json", meta)

@@ -18,7 +18,14 @@ No library offers this probe as a function; it is a few lines over the scorer.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+
+def induction_threshold(batch_x_context: int) -> float:
+    """Training tokens after which induction heads form: N ≈ 10^5.7·√(B·C) (Aoyama, Wilcox & Schneider 2025)."""
+    return 10 ** 5.7 * math.sqrt(batch_x_context)
 
 
 def copy_probe(model, *, n: int = 16, length: int = 32, seed: int = 0) -> dict:

@@ -6,17 +6,14 @@ manifest, :func:`puyu_lab.models.probes.induction_scores`); nothing here compute
 """
 from __future__ import annotations
 
-import math
-
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..models.probes import induction_threshold
 from .base import PALETTE
 
 
-def threshold_tokens(batch_x_context: int) -> float:
-    """The tokens after which induction heads form (Aoyama, Wilcox & Schneider 2025)."""
-    return 10 ** 5.7 * math.sqrt(batch_x_context)
+threshold_tokens = induction_threshold  # the lesson's name for it
 
 
 def copy_curve_figure(curves: list[dict], points: list[dict]) -> go.Figure:
