@@ -39,7 +39,7 @@ class Last:
 
 def test_a_20_second_budget_ends_within_it_and_completes_the_schedule(layers, tmp_path):
     from puyu_lab.pretrain.model import ModelPreset
-    from puyu_lab.pretrain.train import PretrainConfig, pretrain
+    from puyu_lab.pretrain.train import CEILING, PretrainConfig, pretrain
 
     ws = layers.workspace("tokenizer", tmp_path / "ws")
     tiny = ModelPreset(hidden_size=256, num_layers=1, num_heads=4, num_kv_heads=2, intermediate_size=256,
@@ -63,7 +63,8 @@ def test_a_20_second_budget_ends_within_it_and_completes_the_schedule(layers, tm
     b = ws.get("model/base").metrics["budget"]
     # the training loop (evaluations, samples and checkpoints included) ends within the budget plus one step
     assert b["train_seconds"] <= 20 + b["step_s"], b
-    assert b["train_seconds"] >= 20 * 0.8, f"the budget was under-used: {b}"  # it bought what fitted
+    # it bought what fitted: the budget used, or (on a machine fast enough) the ceiling of CEILING × the recipe reached
+    assert b["train_seconds"] >= 20 * 0.8 or b["total_steps"] == 20 * CEILING, f"the budget was under-used: {b}"
     # the schedule completed: the run stopped at its planned last step, with the rate at its final value (0)
     assert not b["cut_short"] and not b["over_budget"], b
     assert res.steps == b["total_steps"] == b["steps"] == last.step == last.max_steps, b
