@@ -216,7 +216,8 @@ def pretrain_phase(ws: Workspace, cfg: CourseConfig, p: PhaseConfig, *, init_fro
     corpus, model, run = phase_names(p)
     pcfg = PretrainConfig(preset=replace(cfg.preset, block_size=p.block_size), batch_size=p.batch_size,
                           max_steps=p.max_steps, warmup_steps=p.warmup_steps, lr_scheduler=p.lr_scheduler,
-                          muon_lr=p.muon_lr, learning_rate=p.learning_rate, embedding_lr=p.embedding_lr,
+                          optimizer=p.optimizer, weight_decay=p.weight_decay, muon_lr=p.muon_lr,
+                          learning_rate=p.learning_rate, embedding_lr=p.embedding_lr,
                           eval_every=max(p.probe_every, p.max_steps // 20), eval_blocks=48,
                           sample_every=max(p.probe_every, p.max_steps // 5), save_every=max(p.probe_every, 250),
                           log_every=25, seed=cfg.seed)

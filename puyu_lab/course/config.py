@@ -28,10 +28,12 @@ class PhaseConfig:
     copy_share: float  # share of training tokens in copy-rich documents
     lr_scheduler: str
     warmup_steps: int
-    muon_lr: float
-    learning_rate: float
-    embedding_lr: float
+    learning_rate: float  # AdamW (every parameter with optimizer "adamw"; embeddings' own rate with "muon")
     probe_every: int  # steps between copy probes (the curve in the manifest)
+    optimizer: str = "adamw"  # the pretrain stage's "adamw" or "muon"
+    weight_decay: float = 0.1  # "adamw" only
+    muon_lr: float = 0.02  # "muon" only
+    embedding_lr: float = 0.03  # "muon" only
     # stop the phase once the probe shows copying this strong (None: run every step)
     stop_gain: float | None = None
     stop_copied: float | None = None
@@ -46,13 +48,16 @@ class CourseConfig:
     preset: ModelPreset = field(default_factory=lambda: PRESETS["quick"])
     data_profile: str = "full"  # the data stage's profile: every document the shipped sources hold
     phases: tuple[PhaseConfig, ...] = (
-        # the first build's probe stayed flat (gain 0.1–0.3 nats/token) through 11 M tokens, the 11.3 M the law
-        # predicts at B·C = 512: the phase runs on until the probe passes (up to 41 M tokens), across sessions
+        # AdamW with decoupled weight decay, the recipe the threshold law was measured with. The first build ran
+        # Muon at a constant 0.02 without decay: by 13.8 M tokens its matrices had grown ~40× (rms 0.8–1.0),
+        # every attention head past the first layer had collapsed onto one position (entropy 0) and the probe
+        # never moved (gain 0.1–0.4 nats/token, 0 % copied). The phase runs until the probe passes (up to
+        # 41 M tokens), across sessions.
         PhaseConfig("a", block_size=128, batch_size=4, max_steps=80_000, copy_share=0.5,
-                    lr_scheduler="constant_with_warmup", warmup_steps=200, muon_lr=0.02, learning_rate=3e-3,
-                    embedding_lr=0.03, probe_every=500, stop_gain=4.0, stop_copied=0.8),
+                    lr_scheduler="constant_with_warmup", warmup_steps=200, learning_rate=2e-3,
+                    probe_every=500, stop_gain=4.0, stop_copied=0.8),
         PhaseConfig("b", block_size=256, batch_size=8, max_steps=2_000, copy_share=0.33, lr_scheduler="cosine",
-                    warmup_steps=50, muon_lr=0.02, learning_rate=3e-3, embedding_lr=0.03, probe_every=250),
+                    warmup_steps=50, learning_rate=1e-3, probe_every=250),
     )
     sft_scale: int = 4  # the quick SFT mixture's tool / date / no-tool examples × this
     sft_epochs: float = 2.0
