@@ -61,3 +61,91 @@ def attention_figure(pattern: list[list[float]], length: int, title: str) -> go.
     fig.update_layout(height=420, width=460, title=title, margin={"l": 40, "r": 20, "t": 40, "b": 40},
                       xaxis={"title": "attends to position"}, yaxis={"title": "query position", "autorange": "reversed"})
     return fig
+
+
+class LessonPanel:
+    """The lesson's live view: the loss on the first and the second showing of a repeated run, step by step
+    (the engine's ``lesson`` events), the cliff's step when it comes, a Stop button. The run goes in a worker
+    thread (:meth:`start`), so Stop reaches it."""
+
+    def __init__(self):
+        import ipywidgets as W
+
+        from ..events import StopFlag
+        from ..i18n import both, t
+        from .base import CSS, Throttle, esc
+
+        self.stop, self.points, self.last, self.thread, self.result, self.error = StopFlag(), [], {}, None, None, None
+        self.fig = go.FigureWidget()
+        for i, key in enumerate(("first_showing", "second_showing")):
+            self.fig.add_scatter(x=[], y=[], mode="lines+markers", name=t(key), line={"color": PALETTE[i]})
+        self.fig.update_layout(height=320, margin={"l": 50, "r": 20, "t": 30, "b": 40},
+                               xaxis={"title": t("step")}, yaxis={"title": t("nll_per_token"), "rangemode": "tozero"},
+                               legend={"orientation": "h", "y": -0.2})
+        self.status = W.HTML()
+        self.stop_btn = W.Button(description=t("stop"), button_style="danger", icon="stop", disabled=True)
+        self.stop_btn.on_click(lambda _: (self.stop.set(), setattr(self.stop_btn, "disabled", True)))
+        self.ui = W.VBox([W.HTML(CSS + f"<div class='puyu'><h4>{esc(both('lesson_title'))}</h4></div>"),
+                          W.HBox([self.stop_btn, self.status]), self.fig])
+        self._t, self._esc = t, esc
+        self._draw = Throttle(self._redraw)
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.ui)
+
+    def __call__(self, e) -> None:
+        if e.kind == "start":
+            self.fig.add_hline(y=e.data["uniform_nll"], line={"dash": "dot", "color": "#888"},
+                               annotation_text=f"log V = {e.data['uniform_nll']:.2f}")
+        elif e.kind == "lesson":
+            self.points.append(e.data)
+        self.last = {**self.last, **e.data, "kind": e.kind}
+        self._draw()
+
+    def _redraw(self) -> None:
+        t, pts = self._t, list(self.points)
+        with self.fig.batch_update():
+            for trace, key in zip(self.fig.data, ("first_nll", "second_nll")):
+                trace.x = [p["step"] for p in pts]
+                trace.y = [p[key] for p in pts]
+        if pts:
+            p, cliff = pts[-1], self.last.get("cliff_step")
+            said = f"{t('cliff_at')}: <b>{cliff}</b>" if cliff is not None else t("no_cliff_yet")
+            self.status.value = (f"<span class='puyu'>{t('step')} <b>{p['step']}</b> · {p['seconds']:.0f} s · "
+                                 f"{t('first_showing')} {p['first_nll']:.2f} · {t('second_showing')} "
+                                 f"<b>{p['second_nll']:.2f}</b> · {said}</span>")
+
+    def start(self, fn) -> "LessonPanel":
+        """Run ``fn(on_event=self, stop=self.stop)`` in a worker thread."""
+        from .base import run_in_thread
+
+        self.stop.clear()
+        self.stop_btn.disabled = False
+
+        def done(result, error):
+            self.result, self.error = result, error
+            self.stop_btn.disabled = True
+            self._draw.flush()
+
+        self.thread = run_in_thread(lambda: fn(on_event=self, stop=self.stop), on_done=done, name="puyu-lesson")
+        return self
+
+    def wait(self, timeout: float | None = None):
+        from .base import join_polling
+
+        join_polling(self.thread, timeout)
+        self._draw.flush()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    async def wait_async(self, timeout: float | None = None):
+        from .base import await_thread
+
+        await await_thread(self.thread, timeout)
+        self._draw.flush()
+        if self.error is not None:
+            raise self.error
+        return self.result
