@@ -82,6 +82,26 @@ def _exp(x: float) -> float:
         return float("inf")
 
 
+def stderr(values: list[float]) -> float | None:
+    """The standard error of a mean, as lm-eval reports it (``acc_stderr``: the sample standard deviation over
+    √n, lm_eval.api.metrics.mean_stderr — lm-eval is the tests' peer, not a dependency, so the three lines are
+    here and a test holds them to lm-eval's figure); None for fewer than 2 values."""
+    n = len(values)
+    if n < 2:
+        return None
+    mu = sum(values) / n
+    return math.sqrt(sum((x - mu) ** 2 for x in values) / (n - 1)) / math.sqrt(n)
+
+
+def with_stderr(metrics: dict, samples: list[dict], per_sample: dict[str, str]) -> dict:
+    """``metrics`` plus ``<metric>_stderr`` for each metric that is a mean of a per-sample value (``per_sample``:
+    metric → the samples' key). A figure's 95 % interval is ±1.96 stderr: what a smaller sample costs."""
+    out = dict(metrics)
+    for m, key in per_sample.items():
+        out[f"{m}_stderr"] = stderr([float(s[key]) for s in samples])
+    return out
+
+
 GEN_BATCH = 16  # generation prompts decoded together (a progress step each)
 
 
@@ -131,7 +151,8 @@ def run_task(scorer: Model, task: Task, progress: Callable[[int], None] | None =
             samples.append({"doc_id": i, "prompt": d["context"], "choices": d["choices"], "gold": d["gold"],
                             "lls": lls, "pred": pred, "answer": d["choices"][pred], "score": float(pred == d["gold"]),
                             "acc_norm": float(pred_norm == d["gold"])})
-        return {"acc": acc / len(docs), "acc_norm": acc_norm / len(docs)}, samples
+        return with_stderr({"acc": acc / len(docs), "acc_norm": acc_norm / len(docs)}, samples,
+                           {"acc": "score", "acc_norm": "acc_norm"}), samples
     # generation: the uncached prompts decoded together, GEN_BATCH a step (Model.generate_batch; one by one
     # where the backend cannot batch), greedy, as lm-eval's generate_until
     cache = scorer.cache
@@ -160,7 +181,7 @@ def run_task(scorer: Model, task: Task, progress: Callable[[int], None] | None =
         total += s
         samples.append({"doc_id": i, "prompt": p if isinstance(p, str) else p[-1]["content"],
                         "gold": d["answer"], "answer": out, "score": s})
-    return {"score": total / len(docs)}, samples
+    return with_stderr({"score": total / len(docs)}, samples, {"score": "score"}), samples
 
 
 def evaluate(scorers: dict[str, Model], tasks: list[Task], *, on_event: Callable[[Event], None] | None = None,

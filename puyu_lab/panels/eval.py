@@ -22,8 +22,12 @@ def bars_figure(run) -> go.Figure:
     fig = go.Figure()
     tasks = [x for x in run.tasks if x.kind != "perplexity"]
     for i, m in enumerate(run.models):
-        fig.add_bar(name=m, x=[x.name for x in tasks], y=[run.metrics.get(m, {}).get(x.name, {}).get(x.main_metric)
-                                                           for x in tasks], marker_color=PALETTE[i % len(PALETTE)])
+        got = [run.metrics.get(m, {}).get(x.name, {}) for x in tasks]
+        # the 95 % interval (±1.96 standard errors): how far a figure on this many documents can be trusted
+        err = [1.96 * (g.get(f"{x.main_metric}_stderr") or 0.0) for g, x in zip(got, tasks)]
+        fig.add_bar(name=m, x=[x.name for x in tasks], y=[g.get(x.main_metric) for g, x in zip(got, tasks)],
+                    error_y={"type": "data", "array": err, "visible": True, "thickness": 1},
+                    marker_color=PALETTE[i % len(PALETTE)])
     fig.update_layout(barmode="group", height=320, margin=dict(l=10, r=10, t=36, b=30), title=t("eval_bars"),
                       yaxis=dict(range=[0, 1]))
     return fig

@@ -116,6 +116,8 @@ def test_matches_lm_evaluation_harness(setup):
     assert ours["choice"]["acc_norm"] == sum(b == s["gold"] for b, s in zip(best_norm, samples)) / len(samples)
     assert ours["choice"]["acc"] == theirs["puyu_choice"]["acc,none"]
     assert ours["choice"]["acc_norm"] == theirs["puyu_choice"]["acc_norm,none"]
+    for m in ("acc", "acc_norm"):  # the standard errors (the figure's 95 % intervals) are lm-eval's
+        assert ours["choice"][f"{m}_stderr"] == pytest.approx(theirs["puyu_choice"][f"{m}_stderr,none"], rel=1e-9), m
     for m in ("word_perplexity", "byte_perplexity", "bits_per_byte"):
         assert ours["ppl"][m] == pytest.approx(theirs["puyu_ppl"][f"{m},none"], rel=1e-6), m
     n_windows = sum(1 for d in ppl.docs for _ in range(1 + max(0, len(scorer.encode(d["text"])) - 1) // MAX_LEN))
