@@ -21,6 +21,21 @@ from __future__ import annotations
 import functools
 import types
 
+import trl
+
+# private names of trl this module builds on (tested with trl 1.16): a trl without them fails here, at import, with
+# what to do — not deep inside a preference run
+_TRL_RANGE = "trl>=1.16,<1.17"
+try:
+    from trl.kernels import ChunkedLogProbFunction
+    from trl.kernels.chunked_logprob import _use_triton
+    from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE, FusedCausalLMOutput
+except ImportError as e:
+    raise ImportError(f"puyu_lab.preference.lmhead uses trl's fused LM head and its private _use_triton / "
+                      f"_CHUNKED_LOGPROB_CHUNK_SIZE, which this trl ({trl.__version__}) does not have: install "
+                      f"{_TRL_RANGE!r} (make setup does), or port score_labelled_only in "
+                      f"puyu_lab/preference/lmhead.py to this trl") from e
+
 # the config fields trl reads to rescale the logits before its kernel: a model with any of them keeps trl's head
 _RESCALING = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
 
@@ -40,10 +55,6 @@ def score_labelled_only(model, outputs: tuple[str, ...] = ("log_probs",)) -> boo
     """Give ``model`` (already patched by trl's ``add_fused_lm_head``) a fused forward that scores only the
     positions whose label is not ``-100``, computing ``outputs`` (trl's names). Returns whether it was
     installed: not on a Triton device (trl already does it there) nor for a head it does not cover."""
-    from trl.kernels import ChunkedLogProbFunction
-    from trl.kernels.chunked_logprob import _use_triton
-    from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE, FusedCausalLMOutput
-
     if _use_triton(model.get_output_embeddings().weight.device) or not _plain_head(model):
         return False
     original = type(model).forward

@@ -375,3 +375,17 @@ def test_the_labelled_only_head_equals_trls_fused_head(pref_ws):
 
     assert compact_trainer_heads(trainer)
     assert trainer.model.forward.scores_labelled_only and trainer.ref_model.forward.scores_labelled_only
+
+
+@pytest.mark.parametrize("remove", ["del trl.kernels.chunked_logprob._use_triton",
+                                    "del trl.trainer.utils._CHUNKED_LOGPROB_CHUNK_SIZE"])
+def test_a_trl_without_the_private_names_fails_at_import_with_the_version_range(remove):
+    """The fused-head patch builds on two private names of trl: without them the import fails at once, naming the
+    range the project pins and what to do."""
+    import subprocess
+    import sys
+
+    code = f"import trl, trl.kernels.chunked_logprob, trl.trainer.utils\n{remove}\nimport puyu_lab.preference.lmhead"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    assert "ImportError" in r.stderr and "trl>=1.16,<1.17" in r.stderr and "make setup" in r.stderr, r.stderr[-2000:]
