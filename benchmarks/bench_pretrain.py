@@ -126,10 +126,10 @@ def throughput_rows(arr_path: str) -> dict:
     """The throughput table on this process's CPU paths (run once per environment, in a child)."""
     from puyu_lab.numerics import choose
     from puyu_lab.pretrain.model import size_arithmetic
-    from puyu_lab.pretrain.train import config_for_profile
+    from puyu_lab.pretrain.train import PretrainConfig
     from puyu_lab.profiles import get_profile
 
-    cfg = replace(config_for_profile(get_profile("quick")), budget_s=None)  # fixed steps: reproducible
+    cfg = replace(PretrainConfig.for_profile(get_profile("quick")), budget_s=None)  # fixed steps: reproducible
     arr = np.load(arr_path)
     path = choose("cpu")
     b = cfg.batch_size
@@ -197,11 +197,11 @@ def main(tables_only: bool = False) -> str:
     from puyu_lab.data.pipeline import load_corpus, prepare
     from puyu_lab.data.sources import load_sources
     from puyu_lab.models.tokenizer import load_tokenizer
-    from puyu_lab.pretrain.train import config_for_profile, pack, train_tokenizer
+    from puyu_lab.pretrain.train import PretrainConfig, pack, train_tokenizer
     from puyu_lab.profiles import get_profile
     from puyu_lab.workspace import Workspace
 
-    cfg = replace(config_for_profile(get_profile("quick")), budget_s=None)  # fixed steps: reproducible
+    cfg = replace(PretrainConfig.for_profile(get_profile("quick")), budget_s=None)  # fixed steps: reproducible
     with tempfile.TemporaryDirectory() as d:
         ws = Workspace(d)
         prepare(raw=load_sources(["news-zh"], limit_per_source=1500), show_progress=False).export(ws)

@@ -10,10 +10,10 @@ def tiny_base(ws, steps: int):
     ``steps`` steps into ``ws``; the quick pretraining config."""
     from puyu_lab.data.pipeline import prepare
     from puyu_lab.data.sources import load_sources
-    from puyu_lab.pretrain.train import config_for_profile, pretrain, train_tokenizer
+    from puyu_lab.pretrain.train import PretrainConfig, pretrain, train_tokenizer
     from puyu_lab.profiles import get_profile
 
-    cfg = replace(config_for_profile(get_profile("quick")), budget_s=None)  # fixed steps: reproducible
+    cfg = replace(PretrainConfig.for_profile(get_profile("quick")), budget_s=None)  # fixed steps: reproducible
     prepare(raw=load_sources(["news-zh", "reviews-zh"], limit_per_source=1000), show_progress=False).export(ws)
     train_tokenizer(ws, cfg.preset.vocab_size)
     pretrain(ws, replace(cfg, max_steps=steps, eval_every=steps, save_every=steps, sample_every=0, progress_bar=False))

@@ -39,11 +39,9 @@ from .memory import KV_BYTES
 
 
 def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
 
 
 def windows(ids: list[int], n_ctx: int, max_windows: int | None = None) -> list[list[int]]:

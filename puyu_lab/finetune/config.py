@@ -10,7 +10,6 @@ from .data import SFTDataSettings
 # own name — q_proj … down_proj in Llama / Qwen2, wqkv / wo / w1–w3 in InternLM2 — as peft's "all-linear"
 # does, so no architecture's names are assumed here.
 ALL_LINEAR = "all-linear"
-LORA_TARGETS = ALL_LINEAR  # the older name
 METHODS = ("full", "lora", "qlora")
 QUICK_BUDGET_S = 95.0  # the quick profile's SFT loop, on any CPU (the steps it buys are the machine's)
 
@@ -104,7 +103,3 @@ def _ladder(profile) -> SFTConfig:
     # quick: a wall-clock budget, so the lab takes the same minutes on every CPU (the steps it buys are shown)
     return SFTConfig(budget_s=QUICK_BUDGET_S)
 
-
-def config_for_profile(profile) -> SFTConfig:
-    """The profile's config (the older name of :meth:`SFTConfig.for_profile`)."""
-    return SFTConfig.for_profile(profile)

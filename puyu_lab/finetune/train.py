@@ -26,7 +26,7 @@ from ..events import Emitter, Event, StopFlag, train_rate
 from ..models.template import install_template
 from ..numerics import resolve, train_flops_per_token, utilisation
 from ..workspace import Artifact, Workspace, stage_entry
-from .config import ALL_LINEAR, LORA_TARGETS, METHODS, SFTConfig, config_for_profile  # noqa: F401 (importable from here too)
+from .config import ALL_LINEAR, METHODS, SFTConfig  # noqa: F401 (importable from here too)
 from .dataset import Collator, conversation_key, encode_all, prepare_data, split_eval  # noqa: F401
 from .modeling import load_base, merge_adapter, resolve_base, training_memory, wrap_peft  # noqa: F401
 from .scoring import collapse_rate, selfcog_score  # noqa: F401

@@ -78,7 +78,3 @@ def _ladder(name: str) -> PretrainConfig:
     # quick: a wall-clock budget, so the lab takes the same minutes on every CPU (the steps it buys are shown)
     return PretrainConfig(budget_s=QUICK_BUDGET_S)
 
-
-def config_for_profile(profile) -> PretrainConfig:
-    """The profile's config (the older name of :meth:`PretrainConfig.for_profile`)."""
-    return PretrainConfig.for_profile(profile)

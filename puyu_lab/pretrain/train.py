@@ -26,7 +26,7 @@ from ..numerics import resolve, utilisation
 from ..workspace import Artifact, Workspace, stage_entry
 from .model import llama_config, size_arithmetic
 from .optim import build_optimizer, zero_init_residual_projections
-from .config import PROMPTS, PretrainConfig, config_for_profile  # noqa: F401 (importable from here too)
+from .config import PROMPTS, PretrainConfig  # noqa: F401 (importable from here too)
 from .tokenizer import TokenizerSettings, load_tokenizer, save_tokenizer, train_sentencepiece
 
 TOKENIZER = "tokenizer/spm"
