@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from gguf import GGMLQuantizationType
 
 from ..events import Emitter, Event
 from ..models.base import log_softmax
@@ -452,7 +453,7 @@ if __name__ == "__main__":
 
 
 # KV-cache types llama.cpp offers on the CPU → ggml type id (bytes per element: memory.KV_BYTES)
-KV_TYPES = {"F32": 0, "F16": 1, "Q8_0": 8, "Q4_0": 2}
+KV_TYPES = {name: int(GGMLQuantizationType[name]) for name in ("F32", "F16", "Q8_0", "Q4_0")}  # ggml_type ids
 
 
 def kv_cache_levels(path: str | Path, ids: list[int], *, n_ctx: int = 256, types: tuple[str, ...] = tuple(KV_TYPES),

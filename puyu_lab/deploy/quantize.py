@@ -12,11 +12,13 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from gguf import LlamaFileType
+
 from ..errors import InputError
 
-# name → llama_ftype (llama.h): the ladder from the reference down
-LEVELS: dict[str, int] = {"F32": 0, "F16": 1, "Q8_0": 7, "Q6_K": 18, "Q5_K_M": 17, "Q4_K_M": 15, "Q3_K_M": 12,
-                          "Q2_K": 10}
+# name → llama_ftype (llama.h), by gguf-py's enum: the ladder from the reference down
+LEVELS: dict[str, int] = {lv: int(LlamaFileType["ALL_F32" if lv == "F32" else f"MOSTLY_{lv}"])
+                          for lv in ("F32", "F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K")}
 LADDER = list(LEVELS)
 # the tensor types a level's large matrices may use (the _M mixes keep some tensors a step higher)
 ALLOWED = {
