@@ -76,8 +76,7 @@ class StopFlag:
     def clear(self) -> None:
         self._event.clear()
 
-    @property
-    def is_set(self) -> bool:
+    def is_set(self) -> bool:  # a method, as threading.Event's: either can be passed as a stop flag
         return self._event.is_set()
 
     def check(self) -> None:
@@ -142,7 +141,7 @@ def trainer_callback(emitter: Emitter, *, tokens_per_step: int, stop: StopFlag |
                          history=list(state.log_history), tokens_per_step=tokens_per_step)
 
         def on_step_end(self, args, state, control, **kw):
-            if stop is not None and stop.is_set:
+            if stop is not None and stop.is_set():
                 control.should_save = True
                 control.should_training_stop = True
                 self.stopped = True

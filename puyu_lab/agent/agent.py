@@ -195,7 +195,7 @@ class Agent:
                   constraint=constraint)
         try:
             for turn in range(self.max_turns):
-                if stop is not None and stop.is_set:
+                if stop is not None and stop.is_set():
                     trace.status = "stopped"
                     break
                 messages = self.protocol.messages(question, self.tools, history, self.system)
@@ -208,7 +208,7 @@ class Agent:
                        "diagnosis": diagnose(parsed, gen, self.tools, self.protocol, turn)}
                 trace.turns.append(rec)
                 em.emit("turn", turn=rec)
-                if gen.finish == "stopped" or (stop is not None and stop.is_set):
+                if gen.finish == "stopped" or (stop is not None and stop.is_set()):
                     trace.status = "stopped"  # Stop ended the generation itself: nothing of it runs
                     break
                 timing = {"seconds": rec["seconds"], "tokens": gen.output_tokens}

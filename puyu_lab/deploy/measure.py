@@ -512,7 +512,7 @@ def compare_generations(files: dict, prompt: str, levels: list[str], max_new_tok
 
     out: dict[str, str] = {}
     for lv in levels:
-        if stop is not None and stop.is_set:
+        if stop is not None and stop.is_set():
             break
         with GGUFModel(files[lv], lv) as m:
             out[lv] = m.generate(prompt, max_new_tokens=max_new_tokens, stop_flag=stop).text

@@ -123,8 +123,7 @@ def _held_back(text: str, stop: Sequence[str]) -> int:
 def is_set(flag) -> bool:
     if flag is None:
         return False
-    v = flag.is_set
-    return bool(v() if callable(v) else v)
+    return flag.is_set()
 
 
 def as_messages(inp) -> list[dict]:

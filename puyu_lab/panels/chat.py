@@ -82,7 +82,7 @@ class ChatPanel:
                                      temperature=self.temperature.value, stop_flag=self.stop_flag,
                                      on_piece=lambda _: self._draw())
             self._draw()
-            if self.stop_flag.is_set:
+            if self.stop_flag.is_set():
                 break
         return answers
 

@@ -151,7 +151,7 @@ def run(cfg: LessonConfig | None = None, *, on_event=None, stop: StopFlag | None
     point()
     model.train()
     while True:
-        if stop is not None and stop.is_set:
+        if stop is not None and stop.is_set():
             res.stopped = True
             break
         if cfg.max_steps is not None and step >= cfg.max_steps:

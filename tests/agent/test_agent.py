@@ -438,7 +438,7 @@ class Slow(Scripted):
         self.prompts.append(messages)
         text, out, finish = self.replies.pop(0), "", "length"
         for ch in text:
-            if stop_flag is not None and stop_flag.is_set:
+            if stop_flag is not None and stop_flag.is_set():
                 finish = "stopped"
                 break
             time.sleep(self.delay)
