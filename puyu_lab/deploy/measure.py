@@ -128,17 +128,10 @@ def answer_tasks(model, items: list[dict]) -> list[str]:
 
 
 def task_ok(item: dict, reply: str) -> bool:
-    """Whether ``reply`` solves ``item``: it contains the answer (``contains``), starts with it (``prefix``), or
-    calls the tool it names — ``none``: calls nothing (``tool``)."""
-    from ..contracts.protocol import called_tool
+    """Whether ``reply`` solves ``item`` by its ``match`` (contracts.scoring: the eval stage's rule too)."""
+    from ..contracts.scoring import answer_matches
 
-    if item["match"] == "contains":
-        return item["answer"] in reply
-    if item["match"] == "prefix":
-        return reply.strip().startswith(item["answer"])
-    if item["match"] == "tool":
-        return called_tool(reply) == item["answer"]
-    raise ValueError(f"task item match={item['match']!r}: use contains, prefix or tool")
+    return answer_matches(item["match"], reply, item["answer"])
 
 
 def task_scores(items: list[dict], replies: list[str]) -> tuple[float, dict]:

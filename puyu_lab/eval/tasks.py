@@ -19,11 +19,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..contracts.protocol import called_tool
+from ..contracts.scoring import MATCHES as SCORING_MATCHES
+from ..contracts.scoring import answer_matches
 from ..errors import InputError, jsonl_records, read_text_file
 
 KINDS = ("perplexity", "choice", "generation")
-MATCHES = ("exact", "contains", "regex", "tool")
+MATCHES = SCORING_MATCHES
 SCHEMA = {
     "perplexity": {"text": "str"},
     "choice": {"context": "str", "choices": "list[str] (≥ 2)", "gold": "int (index into choices)"},
@@ -123,20 +124,8 @@ def load_task_file(path: str | Path, kind: str, name: str | None = None, **optio
 
 
 def score_generation(task: Task, output: str, answer: str) -> float:
-    out = output.strip()
-    if task.match == "exact":
-        return float(out == answer.strip())
-    if task.match == "contains":
-        return float(answer.strip() in out)
-    if task.match == "tool":  # the tool the reply calls ("none" when it answers directly)
-        return float(called_tool(out) == answer.strip())
-    m = re.search(task.regex or r"(-?\d+(?:\.\d+)?)", out)
-    if not m:
-        return 0.0
-    got = m.group(1) if m.groups() else m.group(0)
-    if got is None:  # an optional group that did not take part in the match: no answer, so wrong
-        return 0.0
-    return float(got.strip() == answer.strip())
+    """1.0 when ``output`` answers ``answer`` by the task's ``match`` (contracts.scoring, the deploy stage's rule too)."""
+    return float(answer_matches(task.match, output, answer, task.regex))
 
 
 def word_count(text: str) -> int:

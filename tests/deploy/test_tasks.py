@@ -15,11 +15,26 @@ def test_task_ok_reads_the_reply_as_the_task_asks():
     assert not task_ok({"match": "contains", "answer": "小浦"}, "我是助手。")
     assert task_ok({"match": "prefix", "answer": "正面"}, " 正面") and not task_ok({"match": "prefix", "answer": "正面"}, "不是正面")
     try:
-        task_ok({"match": "regex", "answer": "1"}, "1")
+        task_ok({"match": "fuzzy", "answer": "1"}, "1")
     except ValueError as e:
-        assert "contains, prefix or tool" in str(e)
+        assert "exact, contains, prefix, regex, tool" in str(e)
     else:
         raise AssertionError("an unknown match kind must be refused")
+
+
+def test_deploy_and_eval_score_a_reply_by_the_same_rule():
+    """A quantization level's task accuracy and the leaderboard's generation score read a reply the same way."""
+    from puyu_lab.eval.tasks import Task, score_generation
+
+    call = tool_call("calculator", {"expression": "12*7"})
+    cases = [("contains", "小浦", "我是小浦。"), ("contains", "小浦", "我是助手"), ("prefix", "正面", " 正面。"),
+             ("prefix", "正面", "不是正面"), ("tool", "calculator", call), ("tool", "none", call),
+             ("tool", "none", "84"), ("exact", "84", " 84 "), ("regex", "84", "答案是 84。"), ("regex", "84", "8 4")]
+    for match, answer, reply in cases:
+        ours = task_ok({"match": match, "answer": answer}, reply)
+        assert ours == bool(score_generation(Task("t", "generation", [], match=match), reply, answer)), (match, reply)
+    assert [task_ok({"match": m, "answer": a}, r) for m, a, r in cases] == [
+        True, False, True, False, True, False, True, True, True, False]
 
 
 def test_task_scores_overall_and_per_task():
