@@ -11,10 +11,7 @@ class InputError(PuyuError, ValueError):
 
 
 def is_user_error(exc: BaseException) -> bool:
-    from .profiles import ProfileError
-    from .workspace import WorkspaceError
-
-    return isinstance(exc, (PuyuError, ProfileError, WorkspaceError))
+    return isinstance(exc, PuyuError)  # the workspace's and the profiles' errors are PuyuErrors too
 
 
 def read_text_file(path, what: str = "file") -> str:

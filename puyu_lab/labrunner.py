@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .events import Emitter, Event
+from .htmlassets import ship_plotly
 from .paths import project_root
 from .workspace import Workspace
 
@@ -163,7 +164,7 @@ def _to_html(executed: Path, snapshots: Path | None = None) -> None:
         body, _ = HTMLExporter().from_notebook_node(nb)
         body = _EXTERNAL.sub("", body)
         if "puyu-plot" in body:
-            _ship_plotly(executed.parent / PLOTLY_JS)
+            ship_plotly(executed.parent / PLOTLY_JS)
             body = body.replace("</head>", f"<script src='{PLOTLY_JS}'></script>{PLOT_SCRIPT}</head>", 1)
         out = executed.with_suffix(".html")
         tmp = out.with_name(out.name + ".partial")
@@ -171,18 +172,6 @@ def _to_html(executed: Path, snapshots: Path | None = None) -> None:
         os.replace(tmp, out)
     except Exception as exc:  # the report is a convenience; never hide the lab's own result
         executed.with_suffix(".html").write_text(f"<pre>could not render: {html.escape(str(exc))}</pre>")
-
-
-def _ship_plotly(dest: Path) -> None:
-    """plotly.js from the installed plotly package, once per folder (the version the figures were made with)."""
-    import shutil
-
-    import plotly
-
-    src = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-    if not dest.exists() or dest.stat().st_size != src.stat().st_size:
-        shutil.copyfile(src, dest.with_name(dest.name + ".partial"))
-        os.replace(dest.with_name(dest.name + ".partial"), dest)
 
 
 def numeric_path() -> str:
@@ -225,7 +214,7 @@ def write_report(results: list[LabResult], out_dir: Path, profile: str, numerics
         from .checks.report import labs_figure
         from .panels.snapshot import PLOT_SCRIPT, PLOTLY_JS, plotly_div
 
-        _ship_plotly(out_dir / PLOTLY_JS)
+        ship_plotly(out_dir / PLOTLY_JS)
         scripts = f"<script src='{PLOTLY_JS}'></script>{PLOT_SCRIPT}"
         plot = (f"<p>自检 self-checks: <b>{card.passed}/{card.total}</b> passed — "
                 f"<a href='../report/index.html'>成绩单 report card</a> (each check, its figure and hint)</p>"

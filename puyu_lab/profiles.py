@@ -13,8 +13,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 
+from .errors import PuyuError
 
-class ProfileError(Exception):
+
+class ProfileError(PuyuError):
     pass
 
 

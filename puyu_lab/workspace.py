@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import PuyuError
 from .stages import stage_for_artifact
 
 MANIFEST = "manifest.json"
@@ -33,7 +34,7 @@ STORE = ".store"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-]*)*$")
 
 
-class WorkspaceError(Exception):
+class WorkspaceError(PuyuError):
     pass
 
 
@@ -87,7 +88,7 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _check_name(name: str) -> str:
+def check_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME_RE.match(name) or name.startswith(STORE):
         raise WorkspaceError(
             f"invalid artifact name {name!r}: use slash-separated parts of letters, digits, "
@@ -164,7 +165,7 @@ class Workspace:
 
     # ---- reading ------------------------------------------------------------------------
     def link(self, name: str) -> Path:
-        return self.root / _check_name(name)
+        return self.root / check_name(name)
 
     def exists(self, name: str) -> bool:
         return (self.link(name) / MANIFEST).is_file()
@@ -251,7 +252,7 @@ class Workspace:
         parents: list[str | Artifact] | None = None,
     ) -> Iterator[ArtifactWriter]:
         """Write artifact ``name`` atomically: it appears complete when the block ends, or not at all."""
-        _check_name(name)
+        check_name(name)
         self.store.mkdir(parents=True, exist_ok=True)
         art_id = uuid.uuid4().hex[:12]
         slug = name.replace("/", "__")

@@ -124,3 +124,63 @@ def test_environment_yml_matches_pyproject():
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     wanted = py["dependencies"] + py["optional-dependencies"]["llama"] + py["optional-dependencies"]["dev"]
     assert sorted(pip_section) == sorted(wanted), "environment.yml pip section must list exactly pyproject's packages"
+
+
+def test_no_module_imports_a_private_name_of_another():
+    """A name starting with one underscore is its module's own: another module importing it (``from ..x import
+    _y``) breaks when ``x`` changes it. import-linter has no contract for names, so this reads every import."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "puyu_lab"
+    bad = []
+    for p in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("puyu_lab")):
+                bad += [f"{p.relative_to(root.parent)}:{node.lineno} imports {a.name} from {node.module or '.'}"
+                        for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not bad, "\n".join(bad)
+
+
+def test_no_import_circles_between_the_packages_modules():
+    """checks ↔ labrunner and errors ↔ paths ↔ workspace once imported each other (inside functions, to dodge the
+    circle): a reader could not tell which came first. Every import, at any depth, between two top-level parts."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "puyu_lab"
+    mods = {}
+    for p in root.rglob("*.py"):
+        name = ".".join(p.relative_to(root.parent).with_suffix("").parts)
+        mods[name.removesuffix(".__init__")] = p
+    unit = lambda m: ".".join(m.split(".")[:2])  # noqa: E731 — puyu_lab.<module or subpackage>
+    edges: dict[str, set[str]] = {}
+    for m, p in mods.items():
+        pkg = m if p.name == "__init__.py" else m.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+            targets = []
+            if isinstance(node, ast.ImportFrom):
+                base = pkg.split(".")[:len(pkg.split(".")) - (node.level - 1)] if node.level else []
+                mod = ".".join(base + ([node.module] if node.module else [])) if node.level else (node.module or "")
+                targets = [mod] + [f"{mod}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            for t in targets:
+                if t in mods and unit(t) != unit(m) and unit(m) != "puyu_lab" and unit(t) != "puyu_lab":
+                    edges.setdefault(unit(m), set()).add(unit(t))
+    circles, path = set(), []
+
+    def walk(node: str) -> None:  # depth-first: a node met again on the current path closes a circle
+        if node in path:
+            cyc = path[path.index(node):]
+            k = cyc.index(min(cyc))
+            circles.add(" → ".join(cyc[k:] + cyc[:k] + [min(cyc)]))
+            return
+        path.append(node)
+        for nxt in sorted(edges.get(node, ())):
+            walk(nxt)
+        path.pop()
+
+    for start in sorted(edges):
+        walk(start)
+    assert not circles, sorted(circles)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from ..workspace import MANIFEST, STORE, Workspace, _check_name, sha256_file
+from ..workspace import MANIFEST, STORE, Workspace, check_name, sha256_file
 from .bundle import FORMAT
 
 MAX_BUNDLE_BYTES = 1 << 30  # 1 GiB extracted, at most
@@ -83,7 +83,7 @@ def _artifact_name_ok(name) -> bool:
     if not isinstance(name, str) or name.count("/") != 1:
         return False
     try:
-        _check_name(name)
+        check_name(name)
     except Exception:
         return False
     return stage_for_artifact(name) is not None
@@ -417,7 +417,7 @@ def _columns(rows: list[Row]) -> tuple[list[str], list[str]]:
 
 def write_gradebook(rows: list[Row], out_dir: Path) -> Gradebook:
     from .report import STYLE, page, write_atomic
-    from ..labrunner import _ship_plotly
+    from ..htmlassets import ship_plotly
     from ..panels.snapshot import PLOTLY_JS, plotly_div
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -482,7 +482,7 @@ def write_gradebook(rows: list[Row], out_dir: Path) -> Gradebook:
     fig = _heatmap(rows, check_ids, probe_ids)
     html_body = (f"<h1>书生·浦语 puyu-lab — 成绩册 Gradebook</h1><p>{len(rows)} bundle(s)</p>{STYLE}"
                  f"{plotly_div(fig, 120 + 28 * len(rows))}{table}<h2>每位学员 Per learner</h2>{''.join(details)}")
-    _ship_plotly(out_dir / PLOTLY_JS)
+    ship_plotly(out_dir / PLOTLY_JS)
     html_path = out_dir / "gradebook.html"
     write_atomic(html_path, page("puyu-lab gradebook", html_body, True))
     return Gradebook(rows, csv_path, html_path)

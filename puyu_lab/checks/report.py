@@ -79,14 +79,14 @@ def write_atomic(path: Path, text: str) -> None:
 
 def write_report(card: ReportCard, out_dir: Path) -> Path:
     """``index.html`` (the card and its figure, offline) and ``checks.json`` under ``out_dir``."""
-    from ..labrunner import _ship_plotly
+    from ..htmlassets import ship_plotly
     from ..panels.snapshot import PLOTLY_JS, plotly_div
 
     out_dir = Path(out_dir)
     body = (f"<h1>书生·浦语 puyu-lab — 成绩单 Report card</h1><p class='dim'>workspace {_esc(card.workspace)}</p>"
             f"{plotly_div(labs_figure(card), 260)}{card_fragment(card)}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    _ship_plotly(out_dir / PLOTLY_JS)
+    ship_plotly(out_dir / PLOTLY_JS)
     write_atomic(out_dir / "checks.json", json.dumps(card.as_dict(), ensure_ascii=False, indent=1))
     path = out_dir / "index.html"
     write_atomic(path, page("puyu-lab report card", body, True))
