@@ -2,7 +2,7 @@
 
 A stage reads another stage's output only through these readers (or ``ws.get`` of a name listed
 here), never through the producing stage's modules; each stage declares what it reads in
-:data:`puyu_lab.stages.STAGES` (``reads``), and a test checks that every read is declared.
+:data:`puyu_lab.stages.STAGES` (``needs``), and a test checks that every read is declared.
 
     corpus/clean      data      → a datasets.DatasetDict (train / heldout)       load_corpus
     tokenizer/spm     pretrain  → a tokenizer directory                          tokenizer_dir

@@ -87,10 +87,10 @@ class SFTConfig:
     def for_profile(cls, profile=None, **changes) -> "SFTConfig":
         """The profile's sizes (a name, a :class:`~puyu_lab.profiles.Profile` or ``None`` for the
         default), with ``changes`` on top."""
-        return replace(_ladder(as_profile(profile)), **changes)
+        return replace(_profile_recipe(as_profile(profile)), **changes)
 
 
-def _ladder(profile) -> SFTConfig:
+def _profile_recipe(profile) -> SFTConfig:
     name = profile.name
     if name == "full":
         return SFTConfig(epochs=4, data=SFTDataSettings(dialogs_en=None, sentiment_max=1500, tool_examples=800,

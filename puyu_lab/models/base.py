@@ -266,9 +266,14 @@ class LocalModel(Model):
     def _end(self) -> None:
         """After a generation (free the cache)."""
 
-    # a backend that sets ``can_batch = True`` also provides (generate_batch's lock-step loop calls them):
-    #   _begin_batch(seqs: list[list[int]]) -> [batch, vocab] logits  evaluate several prompts, a fresh cache
-    #   _step_batch(tokens: list[int]) -> [batch, vocab] logits       append one token to each row
+    # a backend that sets ``can_batch = True`` also overrides these two (generate_batch's lock-step loop calls them)
+    def _begin_batch(self, seqs: list[list[int]]):
+        """Evaluate several prompts with a fresh cache: ``[batch, vocab]`` logits of each one's last position."""
+        raise NotImplementedError(f"{type(self).__name__} sets can_batch = {self.can_batch} but has no _begin_batch")
+
+    def _step_batch(self, tokens: list[int]):
+        """Append one token to each row of the batch: ``[batch, vocab]`` logits."""
+        raise NotImplementedError(f"{type(self).__name__} sets can_batch = {self.can_batch} but has no _step_batch")
 
     # ---- the loop ----
     def _pieces(self, inp, *, max_new_tokens, stop, temperature, watch, stop_flag, tools, keep_special, seed,
