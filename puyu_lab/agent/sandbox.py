@@ -107,6 +107,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 UNSAFE_ENV = "PUYU_LAB_UNSAFE_UNSANDBOXED_PYTHON"  # =1: run the code WITHOUT operating-system isolation
 BWRAP_ENV = "PUYU_LAB_BWRAP"  # the bwrap to use (default: the one on PATH); a missing path makes isolation unavailable
@@ -116,87 +117,9 @@ BWRAP_MIN = (0, 8, 0)  # --size (0.7) caps the private folders, --disable-userns
 CGROUP_PREFIX = "puyu-sandbox-"  # each run's cgroup: puyu-sandbox-<pid of this process>-<n>
 _PIDS_EXTRA = 8  # pids.max = nproc + this: the bwraps, setpriv and the sandbox's init
 
-# runs in the child before the user's code, which it reads from stdin
-_BOOT = r'''
-import sys, os, resource
-_mem, _cpu, _fsize, _nproc = (int(x) for x in sys.argv[1:5])
-resource.setrlimit(resource.RLIMIT_AS, (_mem, _mem))
-resource.setrlimit(resource.RLIMIT_CPU, (_cpu, _cpu + 1))
-resource.setrlimit(resource.RLIMIT_FSIZE, (_fsize, _fsize))
-resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-resource.setrlimit(resource.RLIMIT_NPROC, (_nproc, _nproc))
-resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-del resource
-_src = sys.stdin.buffer.read().decode("utf-8", "replace")
-os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # input() sees an empty stdin
-with open("main.py", "w", encoding="utf-8") as _f:  # for the source lines in tracebacks
-    _f.write(_src)
-# the audit hook: friendlier messages, not the guard (the operating system is)
-_WRITABLE = [os.path.realpath(p) for p in sys.argv[5].split(os.pathsep)]
-_BLOCKED = {"os.fork": "starting processes", "os.forkpty": "starting processes", "os.system": "running shell commands",
-            "os.exec": "running programs", "os.spawn": "starting processes", "os.posix_spawn": "starting processes",
-            "subprocess.Popen": "starting processes", "pty.spawn": "starting processes",
-            "socket.__new__": "network access", "socket.connect": "network access", "socket.bind": "network access",
-            "ctypes.dlopen": "loading C libraries", "ctypes.dlsym": "loading C libraries",
-            "ctypes.cdata": "raw memory access", "os.kill": "sending signals", "os.killpg": "sending signals"}
-_NO_IMPORT = {"_posixsubprocess": "starting processes", "_ctypes": "loading C libraries"}
-def _writable(p):
-    return p == os.devnull or any(p == r or p.startswith(r.rstrip(os.sep) + os.sep) for r in _WRITABLE)
-def _hook(event, args):
-    if event == "import" and args and args[0] in _NO_IMPORT:
-        raise PermissionError(f"sandbox: {_NO_IMPORT[args[0]]} is not allowed (import {args[0]})")
-    if event in _BLOCKED:
-        raise PermissionError(f"sandbox: {_BLOCKED[event]} is not allowed ({event})")
-    if event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
-        path, mode, flags = (list(args) + [None, None])[:3]
-        writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or \
-                  (isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND))
-        if writing and not _writable(os.path.realpath(os.fsdecode(path))):
-            raise PermissionError(f"sandbox: writing outside {' and '.join(_WRITABLE)} is not allowed "
-                                  f"({os.path.realpath(os.fsdecode(path))})")
-    if event in ("os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.symlink", "os.link", "os.chmod", "os.chown",
-                 "os.truncate", "os.utime"):
-        for a in args[:2]:
-            if isinstance(a, (str, bytes, os.PathLike)) and not _writable(os.path.realpath(os.fsdecode(a))):
-                raise PermissionError(f"sandbox: changing files outside {' and '.join(_WRITABLE)} is not allowed "
-                                      f"({os.path.realpath(os.fsdecode(a))})")
-import _ast  # the C half of ast: importing ast itself would cost more than the rest of the start-up
-try:
-    _tree = compile(_src, "main.py", "exec", _ast.PyCF_ONLY_AST)
-except SyntaxError as e:
-    print(f"SyntaxError: {e.msg} (line {e.lineno})", file=sys.stderr); sys.exit(1)
-if _tree.body and isinstance(_tree.body[-1], _ast.Expr):  # like a REPL: show the last expression
-    _last = _tree.body[-1]
-    _call = _ast.Call(_ast.Name("__sandbox_show", _ast.Load()), [_last.value], [])
-    _tree.body[-1] = _ast.Expr(_call)
-    for _n in (_call, _call.func, _tree.body[-1]):
-        for _a in ("lineno", "col_offset", "end_lineno", "end_col_offset"):
-            setattr(_n, _a, getattr(_last, _a))
-_code = compile(_tree, "main.py", "exec")
-def __sandbox_show(v):
-    if v is not None:
-        print(repr(v))
-_g = {"__name__": "__main__", "__sandbox_show": __sandbox_show, "__builtins__": __builtins__}
-del _src, _tree
-_MEMORY_EXIT = 99
-sys.addaudithook(_hook)
-try:
-    exec(_code, _g)
-except MemoryError:
-    sys.stdout.flush()
-    os.write(2, b"MemoryError\n")
-    os._exit(_MEMORY_EXIT)
-except BaseException as e:  # a traceback of the user's own lines only
-    if isinstance(e, SystemExit):
-        raise
-    import traceback
-    frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == "main.py"]
-    sys.stdout.flush()
-    print("Traceback (most recent call last):\n" + "".join(traceback.format_list(frames))
-          + "".join(traceback.format_exception_only(type(e), e)), end="", file=sys.stderr)
-    sys.exit(1)
-'''
-_MEMORY_EXIT = 99
+# runs in the child before the user's code (a real file, read as text: see sandbox_boot.py)
+_BOOT = (Path(__file__).with_name("sandbox_boot.py")).read_text(encoding="utf-8")
+MEMORY_EXIT = 99  # the child's exit status for a MemoryError (sandbox_boot.py)
 _PROBE = "import os\nprint(os.getuid(), os.getgid())"
 
 _UNSAFE_HINT = (f"To run code WITHOUT isolation anyway (unsafe: it can then read and change everything this "
@@ -383,7 +306,8 @@ def _sandbox_argv(plan: _Plan, lim: Limits, info_fd: int | None) -> list[str]:
 
 
 def _boot_args(lim: Limits, writable: list[str]) -> list[str]:
-    return [str(lim.memory_mb << 20), str(lim.cpu_s), str(lim.file_mb << 20), str(lim.nproc), os.pathsep.join(writable)]
+    return [str(lim.memory_mb << 20), str(lim.cpu_s), str(lim.file_mb << 20), str(lim.nproc), os.pathsep.join(writable),
+            str(MEMORY_EXIT)]
 
 
 # ---- a cgroup of its own for each run: the cap on its total memory -------------------------------------
@@ -769,7 +693,7 @@ def run_python(code: str, limits: Limits | None = None) -> RunResult:
                     stopped = f"killed by signal {signal.Signals(sig).name}"
                 except ValueError:
                     stopped = f"killed by signal {sig}"
-        if stopped is None and rc == _MEMORY_EXIT:
+        if stopped is None and rc == MEMORY_EXIT:
             stopped = f"memory: the program needed more than {lim.memory_mb} MB"
         return RunResult(text, rc, stopped, time.monotonic() - t0)
     finally:
