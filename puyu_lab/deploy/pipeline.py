@@ -247,7 +247,8 @@ def measure(ws: Workspace, model: str = "model/sft", *, n_tokens: int = 2048, n_
     dynamic int8) on held-out text → ``quant/<model>``; with ``chat`` (a chat model) also on the F32 level's own
     replies to held-out prompts (:func:`chat_conversations`: the ``*_chat`` columns); with ``tasks``, each GGUF level's
     answers to held-out tasks (:func:`task_items`: ``task_acc`` and ``task_by``)."""
-    from .measure import HF_VARIANTS, measure_ladder
+    from .measure import measure_ladder
+    from .workers import HF_VARIANTS
 
     gg = ws.get(gguf_name(model))
     src = source(ws, model)
