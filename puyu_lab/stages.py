@@ -32,7 +32,7 @@ COURSE_MODELS = tuple(f"model/course-{p}" for p in COURSE_PHASES)
 STAGES: tuple[Stage, ...] = (
     Stage("data", "书生·万卷", "Data", "01_data.ipynb", ("corpus/",)),
     Stage("pretrain", "InternLM-Train", "Pretrain", "02_pretrain.ipynb",
-          ("tokenizer/", "model/base"), ("corpus/clean",), course=COURSE_CORPORA + COURSE_MODELS),
+          ("tokenizer/", "model/base", "model/base-"), ("corpus/clean",), course=COURSE_CORPORA + COURSE_MODELS),
     Stage("finetune", "XTuner", "Fine-tune", "03_finetune.ipynb",
           ("model/sft", "adapter/", "sft/"), ("model/base", "tokenizer/spm", "corpus/clean"), course=COURSE_MODELS),
     Stage("preference", "XTuner DPO", "Preference", "04_preference.ipynb", ("pref/", "model/dpo", "model/orpo"),
@@ -48,7 +48,8 @@ STAGES: tuple[Stage, ...] = (
 
 
 def _covers(patterns: tuple[str, ...], name: str) -> bool:
-    return any(name == p or (p.endswith("/") and name.startswith(p)) for p in patterns)
+    # "corpus/" covers every corpus; "model/base-" every experiment beside model/base (model/base-adamw …)
+    return any(name == p or (p.endswith(("/", "-")) and name.startswith(p)) for p in patterns)
 
 
 def may_read(stage_key: str, name: str) -> bool:

@@ -77,8 +77,14 @@ def test_lab_has_the_required_sections(nb):
     tagged = [i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, f"{nb.name} needs one cell tagged 'parameters'"
     p = tagged[0]
-    assert cells[p]["cell_type"] == "code" and re.search(r'^profile = "quick"$', _text(cells[p]), re.M), \
-        f"{nb.name}: the parameters cell sets profile = \"quick\""
+    # the defaults come from the environment (PUYU_LAB_PROFILE / PUYU_LAB_LANG, as the tour documents); papermill
+    # (make chain) injects its own values in a cell after this one
+    assert cells[p]["cell_type"] == "code" and re.search(
+        r'^profile = os\.environ\.get\("PUYU_LAB_PROFILE", "quick"\)$', _text(cells[p]), re.M), \
+        f'{nb.name}: the parameters cell sets profile = os.environ.get("PUYU_LAB_PROFILE", "quick")'
+    assert re.search(r'^language = os\.environ\.get\("PUYU_LAB_LANG", "en"\)$', _text(cells[p]), re.M), \
+        f'{nb.name}: the parameters cell sets language = os.environ.get("PUYU_LAB_LANG", "en")'
+    assert re.search(r"^import os$", _text(cells[p]), re.M), f"{nb.name}: the parameters cell imports os"
     assert "## 参数 Parameters" in _text(cells[p - 1]), f"{nb.name}: the parameters cell follows its heading"
     assert any("record_figures(" in _text(c) for c in cells[p + 1:] if c["cell_type"] == "code"), \
         f"{nb.name} should record its key figures (puyu_lab.labrunner.record_figures)"

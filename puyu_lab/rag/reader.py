@@ -62,5 +62,5 @@ def free_all(model, asks: list[tuple[dict, list[dict] | None]], max_new_tokens: 
 
 
 def correct(answer: str, reply: str) -> bool:
-    """The answer span is contained in the reply (the issue's and SQuAD-style "contains" measure)."""
+    """The answer span is contained in the reply (the SQuAD-style "contains" measure)."""
     return bool(answer) and answer in reply

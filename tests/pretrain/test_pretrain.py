@@ -179,3 +179,19 @@ def test_tokenizer_speaks_the_tool_protocol(ws, tmp_path):
     assert chars_per_token(tok, held) >= 0.95 * chars_per_token(tok_alone, held)
     pieces = tool_call_tokens(tok)["example"]
     assert '▁"calculator",' in pieces and pieces.count("4") == 1, pieces  # names whole, digits one by one
+
+
+def test_an_experiment_beside_model_base_leaves_it_as_it_is(layers, tmp_path):
+    """Lab 02 suggests training a second model into model/base-adamw with a run of its own: the stage may write and
+    read it, and model/base (and its checkpoints) stay untouched."""
+    from puyu_lab.pretrain.model import ModelPreset
+    from puyu_lab.pretrain.train import PretrainConfig, pretrain
+
+    ws = layers.workspace("base", tmp_path / "ws")
+    before = ws.get("model/base").id
+    tiny = ModelPreset(hidden_size=256, num_layers=1, num_heads=4, num_kv_heads=2, intermediate_size=256,
+                       vocab_size=3072, block_size=32)
+    cfg = PretrainConfig(preset=tiny, batch_size=2, max_steps=3, warmup_steps=1, eval_every=3, save_every=3,
+                         sample_every=0, eval_blocks=2, progress_bar=False, bf16=False, optimizer="adamw")
+    res = pretrain(ws, cfg, output="model/base-adamw", run="pretrain-adamw")
+    assert res.artifact.name == "model/base-adamw" and ws.get("model/base").id == before

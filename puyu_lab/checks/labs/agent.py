@@ -27,7 +27,7 @@ def traced(ctx):
 
 @check("agent.notool", LAB, "不需要工具时不调用", "No tool when none is needed", needs=(AGENT_EVAL,),
        verifies="on held-out questions that need no tool (self-cognition, chit-chat), the agent answers without "
-                "calling one on ≥ 60 % (recomputed from rows.jsonl; the quick chain: 85 %, #17 aims at 90 %)",
+                "calling one on ≥ 60 % (recomputed from rows.jsonl)",
        hint="the SFT data needs its no-tool conversations (data.notool_examples in lab 03)", camp=CAMP)
 def notool(ctx):
     rows = [r for r in _rows(ctx) if r["kind"] == "notool"]
@@ -42,7 +42,9 @@ def notool(ctx):
 @check("agent.constrained", LAB, "约束解码的调用都有效", "Constrained calls are valid", needs=(AGENT_EVAL,),
        verifies="with decoding constrained by the tools' JSON schemas, ≥ 95 % of tool calls parse and run "
                 "(agent/eval's constrained_call_valid)",
-       hint="run the constrained-decoding cell of lab 07 (it needs llama.cpp's grammar support)", camp=CAMP)
+       hint="run lab 07's held-out-task cell (section 4) to the end with the InternLM2 protocol and "
+            "AgentConfig.constrained left on: it decodes each call under the tools' schemas with lm-format-enforcer "
+            "(the lmformatenforcer package), in the same decode loop as the free-form run", camp=CAMP)
 def constrained(ctx):
     v = ctx.get(AGENT_EVAL).metrics.get("constrained_call_valid")
     if v is None:

@@ -47,7 +47,8 @@ def _gain(ctx, task: str, metric_name: str):
 
 @check("eval.models", LAB, "排行榜比较基座与微调", "Leaderboard compares base and SFT", needs=(RUN,),
        verifies=f"{RUN} scores at least model/base and model/sft on at least 3 tasks each",
-       hint="run lab 06 with both models selected", camp=CAMP)
+       hint="run labs 02 and 03, then lab 06 to the end: it scores model/base and model/sft (and model/dpo, "
+            "model/orpo when they exist)", camp=CAMP)
 def models(ctx):
     m = ctx.get(RUN).metrics
     ok = all(isinstance(m.get(x), dict) and len(m[x]) >= 3 for x in ("base", "sft"))

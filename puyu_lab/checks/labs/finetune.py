@@ -36,7 +36,8 @@ def selfcog(ctx):
 @check("finetune.stops", LAB, "回答会自己结束", "Answers end by themselves", needs=(SFT_MODEL,),
        verifies="every held-out self-cognition answer ends before the sampling limit (the trained <|im_end|>)",
        hint="the model never learned to close its turn: check that the chat template ends turns with <|im_end|> "
-            "and that the loss covers it (lab 03, 'what exactly is trained')", camp=CAMP)
+            "and that the loss covers it (lab 03, section 2 'The chat template': the inspector shows the trained "
+            "tokens in green, the closing <|im_end|> among them)", camp=CAMP)
 def stops(ctx):
     from transformers import PreTrainedTokenizerFast
 

@@ -49,7 +49,8 @@ def hybrid(ctx):
                    value=h["hybrid"], claimed=_ev(ctx)["metrics"].get("hybrid_hit@5"))
 
 
-@check("rag.grounded", LAB, "检索让回答更准，且会拒答", "Retrieval grounds the answers, and refusal works", needs=(RAG_EVAL,),
+@check("rag.grounded", LAB, "检索让回答更准，拒答指标可复算", "Retrieval grounds the answers; the refusal figures recompute",
+       needs=(RAG_EVAL,),
        verifies="with retrieval the reply contains the answer more often than without (held-out answerable questions), "
                 "and at the chosen threshold the refusal's precision and recall recompute to rag/eval's figures",
        hint="run the reading cell of lab 08 to the end (it needs model/sft from lab 03)", camp=CAMP)
