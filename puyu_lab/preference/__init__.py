@@ -3,8 +3,8 @@ sentiment, tool use, custom files), trl's DPOTrainer / ORPOTrainer on ``model/sf
 accuracy per source before and after.
 
 Engines only (no widgets): ``config`` (``PrefConfig``, sized per profile), ``pairs`` (the sources and
-custom-file checks), ``train`` (``pref/data``, the trl run, scoring), ``entry`` (``run``), ``cli``
-(``puyu-lab preference …``).
+custom-file checks), ``mixture`` (``pref/data``), ``scoring`` (trl's tokenization, held-out scores),
+``train`` (the trl run), ``entry`` (``run``), ``cli`` (``puyu-lab preference …``).
 """
 from __future__ import annotations
 

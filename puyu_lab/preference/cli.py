@@ -20,7 +20,7 @@ def _config(args):
 
 def cmd_pairs(args) -> int:
     from ..workspace import Workspace
-    from .train import prepare_pairs
+    from .mixture import prepare_pairs
 
     args.cmd_name = "pairs"
     art = prepare_pairs(Workspace(args.home), _config(args))

@@ -12,7 +12,8 @@ from .config import PrefConfig
 def run(ws: Workspace, cfg: PrefConfig | None = None, *, on_event: Callable[[Event], None] | None = None,
         stop: StopFlag | None = None):
     """Build ``pref/data`` from ``cfg`` (default: the profile's), then preference-tune → ``PrefResult``."""
-    from .train import prepare_pairs, train
+    from .mixture import prepare_pairs
+    from .train import train
 
     cfg = cfg or PrefConfig.for_profile()
     prepare_pairs(ws, cfg)

@@ -20,7 +20,7 @@ def small_cfg(**kw):
 
 @pytest.fixture(scope="module")
 def pref_ws(layers, tmp_path_factory):
-    from puyu_lab.preference.train import prepare_pairs
+    from puyu_lab.preference.mixture import prepare_pairs
 
     ws = layers.workspace("sft", tmp_path_factory.mktemp("pref") / "ws")
     prepare_pairs(ws, small_cfg())
@@ -64,14 +64,14 @@ def test_encode_pair_is_trls_tokenization(pref_ws):
 
     from puyu_lab.artifacts import load_pref_pairs
     from puyu_lab.models.tokenizer import load_tokenizer
-    from puyu_lab.preference.train import _trl_rows, encode_pair, trl_tokenizer
+    from puyu_lab.preference.scoring import encode_pair, trl_rows, trl_tokenizer
 
     path = pref_ws.get("model/sft").path
     tok = load_tokenizer(path)
     im_end = tok.convert_tokens_to_ids("<|im_end|>")
     pairs = load_pref_pairs(pref_ws, "heldout")
     model = AutoModelForCausalLM.from_pretrained(str(path))
-    rows = datasets.Dataset.from_list(_trl_rows(tok, pairs))
+    rows = datasets.Dataset.from_list(trl_rows(tok, pairs))
     trainer = DPOTrainer(model=model, args=DPOConfig(output_dir=str(pref_ws.root / "t"), report_to="none",
                                                       use_cpu=True, max_length=None),
                          train_dataset=rows, processing_class=trl_tokenizer(tok))
@@ -106,7 +106,7 @@ def test_score_pairs_is_the_sum_of_completion_log_probs(pref_ws):
 
     from puyu_lab.artifacts import load_pref_pairs
     from puyu_lab.models import HFModel
-    from puyu_lab.preference.train import encode_pair, score_pairs
+    from puyu_lab.preference.scoring import encode_pair, score_pairs
 
     m = HFModel.load("model/sft", ws=pref_ws)
     p = load_pref_pairs(pref_ws, "heldout")[0]
@@ -213,7 +213,7 @@ def test_custom_pair_file_one_error_per_bad_line(tmp_path):
 def test_bad_pair_files_fail_clearly_and_write_nothing(pref_ws, tmp_path):
     from dataclasses import replace
 
-    from puyu_lab.preference.train import prepare_pairs
+    from puyu_lab.preference.mixture import prepare_pairs
 
     before = pref_ws.get("pref/data").id
     all_bad = tmp_path / "bad.jsonl"
@@ -236,7 +236,7 @@ def test_custom_pairs_join_the_mixture_with_a_held_out_share(pref_ws, tmp_path):
     from dataclasses import replace
 
     from puyu_lab.artifacts import load_pref_pairs
-    from puyu_lab.preference.train import prepare_pairs
+    from puyu_lab.preference.mixture import prepare_pairs
 
     f = tmp_path / "mine.jsonl"
     f.write_text("\n".join(json.dumps({"prompt": f"问题{i}", "chosen": f"好的回答{i}", "rejected": "不知道"},
@@ -273,7 +273,7 @@ def test_pairs_are_rebuilt_when_their_inputs_change_and_stale_models_leave_the_e
 
     from puyu_lab.eval.config import EvalConfig
     from puyu_lab.eval.entry import model_names, parents_for
-    from puyu_lab.preference.train import pairs_current, prepare_pairs
+    from puyu_lab.preference.mixture import pairs_current, prepare_pairs
 
     f = tmp_path / "mine.jsonl"
     f.write_text(json.dumps({"prompt": "q", "chosen": "good", "rejected": "bad"}) + "\n", encoding="utf-8")
@@ -312,7 +312,7 @@ def test_the_eval_labs_preference_tasks_agree_with_the_stages_scores(pref_ws):
     from puyu_lab.eval.builtin import preference_tasks
     from puyu_lab.eval.runner import run_task
     from puyu_lab.models import HFModel
-    from puyu_lab.preference.train import accuracy_by_source, score_pairs
+    from puyu_lab.preference.scoring import accuracy_by_source, score_pairs
 
     m = HFModel.load("model/sft", ws=pref_ws)
     pairs = load_pref_pairs(pref_ws, "heldout")
@@ -340,11 +340,11 @@ def test_the_labelled_only_head_equals_trls_fused_head(pref_ws):
     from puyu_lab.artifacts import load_pref_pairs
     from puyu_lab.models.tokenizer import load_tokenizer
     from puyu_lab.preference.lmhead import compact_trainer_heads, score_labelled_only
-    from puyu_lab.preference.train import _trl_rows, trl_tokenizer
+    from puyu_lab.preference.scoring import trl_rows, trl_tokenizer
 
     path = pref_ws.get("model/sft").path
     tok = load_tokenizer(path)
-    rows = datasets.Dataset.from_list(_trl_rows(tok, load_pref_pairs(pref_ws, "heldout")[:6]))
+    rows = datasets.Dataset.from_list(trl_rows(tok, load_pref_pairs(pref_ws, "heldout")[:6]))
     trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(str(path)),
                          args=DPOConfig(output_dir=str(pref_ws.root / "t"), report_to="none", use_cpu=True),
                          train_dataset=rows, processing_class=trl_tokenizer(tok))
