@@ -184,3 +184,34 @@ def test_no_import_circles_between_the_packages_modules():
     for start in sorted(edges):
         walk(start)
     assert not circles, sorted(circles)
+
+
+def test_lazy_exports_are_visible_to_editors_and_stay_lazy():
+    """Each package's lazily exported names (``_EXPORTS``) are also imported under ``TYPE_CHECKING`` from the same
+    module (so "go to definition" and type checkers find them), and importing the package loads none of them."""
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "puyu_lab"
+    seen = 0
+    for p in sorted(root.glob("*/__init__.py")):
+        tree = ast.parse(p.read_text(encoding="utf-8"))
+        table = next((ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                      and any(getattr(t, "id", None) == "_EXPORTS" for t in n.targets)), None)
+        if table is None:
+            continue
+        seen += 1
+        guarded = {}
+        for n in tree.body:
+            if isinstance(n, ast.If) and getattr(n.test, "id", None) == "TYPE_CHECKING":
+                for imp in n.body:
+                    guarded.update({a.name: imp.module for a in imp.names})
+        assert guarded == table, f"{p.relative_to(root.parent)}: TYPE_CHECKING imports {guarded}, _EXPORTS {table}"
+        pkg = f"puyu_lab.{p.parent.name}"
+        code = (f"import sys, {pkg} as m\nloaded = [k for k, v in m._EXPORTS.items() if f'{pkg}.' + v in sys.modules]\n"
+                "print(loaded)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and out.stdout.strip() == "[]", (pkg, out.stdout, out.stderr[-500:])
+    assert seen >= 9, seen

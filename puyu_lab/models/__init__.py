@@ -15,6 +15,8 @@ logits, lm-eval's log-likelihoods). Every stage and panel that runs a model goes
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..lazy import exports
 from .base import (
     Generation,
@@ -30,8 +32,14 @@ __all__ = ["Generation", "LocalModel", "Model", "Stream", "cut_at_stops", "log_s
            "HFModel", "GGUFModel", "OpenAIModel", "Conversation", "load_model"]
 
 # the backends (torch, llama.cpp) import on first use
-__getattr__ = exports(__name__, {"HFModel": "hf", "GGUFModel": "gguf", "OpenAIModel": "openai",
-                                 "Conversation": "conversation"})
+_EXPORTS = {"HFModel": "hf", "GGUFModel": "gguf", "OpenAIModel": "openai", "Conversation": "conversation"}
+__getattr__ = exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:  # editors and type checkers see the names (go to definition); at run time they load lazily
+    from .conversation import Conversation
+    from .gguf import GGUFModel
+    from .hf import HFModel
+    from .openai import OpenAIModel
 
 
 def load_model(source, name: str | None = None, *, ws=None, **kw) -> Model:

@@ -8,8 +8,14 @@ custom-file checks), ``mixture`` (``pref/data``), ``scoring`` (trl's tokenizatio
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..lazy import exports
 
 _EXPORTS = {"PrefConfig": "config", "run": "entry"}
 __all__ = list(_EXPORTS)
 __getattr__ = exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:  # editors and type checkers see the names (go to definition); at run time they load lazily
+    from .config import PrefConfig
+    from .entry import run
