@@ -8,6 +8,7 @@ Discovery and each lab's required sections are checked without running anything 
 only ``test_lab_runs`` executes the notebooks.
 """
 import json
+import math
 import re
 
 import pytest
@@ -97,6 +98,9 @@ def test_lab_runs(nb, chain):
     res = chain.run(nb)
     assert res.ok, res.error
     assert res.figures, f"{nb.name} should record its key figures (puyu_lab.labrunner.record_figures)"
+    # a figure is a real number: a NaN or an infinity is a measurement gone wrong (the checks passed regardless)
+    broken = {k: v for k, v in res.figures.items() if isinstance(v, float) and not math.isfinite(v)}
+    assert not broken, f"{nb.name} recorded figures that are not finite: {broken}"
     # its report opens offline: every panel as it ended (a snapshot per widget output), no CDN script
     page = res.executed.with_suffix(".html").read_text(encoding="utf-8")
     for bad in ("could not render", "(no snapshot:", "(an interactive widget", "cdnjs.cloudflare.com/ajax/libs/require",

@@ -1,5 +1,6 @@
 """Full / LoRA / QLoRA runs, their memory, merge = adapter, stop/resume, clear errors (tiny real models)."""
 import json
+import math
 import subprocess
 import sys
 
@@ -42,7 +43,8 @@ def test_three_methods_run_and_qlora_holds_least_memory(ws):
     mem = {}
     for method in ("full", "lora", "qlora"):
         res = finetune(ws, cfg(method=method), save=False)
-        assert res.steps == 4 and res.metrics["eval_loss"] > 0
+        # a loss that trains: finite, below a uniform guess over the vocabulary (ln 3072 = 8.03 nats)
+        assert res.steps == 4 and 0 < res.metrics["eval_loss"] < math.log(3072), res.metrics["eval_loss"]
         mem[method] = res.memory
         print(method, res.memory, res.metrics["trainable_parameters"])
     assert mem["qlora"]["total_mb"] < mem["lora"]["total_mb"] < mem["full"]["total_mb"]

@@ -124,16 +124,28 @@ def test_training_panel_draws_from_engine_events(ws):
     from puyu_lab.panels.pretrain import TrainingPanel
 
     panel = TrainingPanel()
-    panel.start(lambda on_event, stop: pretrain(ws, tiny_cfg(max_steps=6), on_event=on_event, stop=stop))
+    logs = []
+
+    def run(on_event, stop):
+        def both(e):
+            if e.kind == "log":
+                logs.append(e.data)
+            on_event(e)
+        return pretrain(ws, tiny_cfg(max_steps=6), on_event=both, stop=stop)
+
+    panel.start(run)
     result = panel.wait(timeout=300)
     assert result.steps == 6
     pts = panel.points
     assert pts["train"] == len([h for h in result.history if "loss" in h])
     assert pts["eval"] >= 1 and pts["lr"] == pts["train"]
-    assert "tokens/s" in panel.stats.value and panel.progress.value == 6
+    # the speed shown is the engine's last measured one, as the panel rounds it
+    speed = [d["tokens_per_s"] for d in logs if d.get("tokens_per_s")][-1]
+    assert f"<b>{speed:,.0f}</b> tokens/s" in panel.stats.value and speed > 0 and panel.progress.value == 6
     precision = ws.get("model/base").metrics["precision"]
     assert f"precision: {precision} (" in panel.stats.value  # the numeric path chosen here, and why
-    assert panel.samples, "generations from fixed prompts are shown"
+    # the generations shown are the engine's: the last sampled step's texts are the run's samples after training
+    assert panel.samples and panel.samples[-1][1] == result.samples_after, (panel.samples[-1], result.samples_after)
     replay = TrainingPanel.replay(str(ws.get("model/base").path / "curve.json"))
     assert replay.points["train"] == pts["train"]
 
