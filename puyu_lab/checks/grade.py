@@ -18,6 +18,7 @@ Results go to ``gradebook.csv`` and ``gradebook.html`` (offline, plotly.js besid
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import html
 import io
@@ -107,103 +108,147 @@ def _read_info(z: zipfile.ZipFile) -> dict:
     return info
 
 
+@dataclass
+class Found:
+    """What one step of restoring found: the flags it raised and the zip members it took as the bundle's own
+    (a member no step takes is flagged as in the zip but not in the bundle's list)."""
+    flags: list[str] = field(default_factory=list)
+    listed: set[str] = field(default_factory=set)
+
+    def add(self, other: Found) -> None:
+        self.flags += other.flags
+        self.listed |= other.listed
+
+
 def restore(z: zipfile.ZipFile, info: dict, root: Path, flags: list[str]) -> Workspace:
-    """Rebuild the bundle's artifacts as a workspace under ``root``, checking every file as it goes."""
+    """Rebuild the bundle's artifacts as a workspace under ``root``, checking every file as it goes; what the
+    checks find is appended to ``flags``."""
     members = {i.filename: i for i in z.infolist()}
     total = sum(i.file_size for i in members.values())
     if total > MAX_BUNDLE_BYTES:
         raise BundleError(f"the bundle would extract to {total / 2**30:.1f} GiB (limit {MAX_BUNDLE_BYTES / 2**30:.0f})")
-    cap = info.get("max_file_bytes")
     listed = {"bundle.json"}
     ws = Workspace(root)
-    store = root / STORE
-    store.mkdir(parents=True, exist_ok=True)
+    (root / STORE).mkdir(parents=True, exist_ok=True)
     for name, entry in info["artifacts"].items():
-        if not _artifact_name_ok(name):
-            flags.append(f"artifact name {name!r} is not a workspace name: skipped")
-            continue
-        if not isinstance(entry, dict) or not isinstance(entry.get("manifest"), dict) \
-                or not isinstance(entry.get("files", {}), dict):
-            flags.append(f"{name}: its entry in bundle.json is malformed: skipped")
-            continue
-        manifest, files = entry["manifest"], entry.get("files", {})
-        mkey = f"artifacts/{name}/{MANIFEST}"
-        listed.add(mkey)
-        if mkey not in members:
-            flags.append(f"{name}: its manifest is missing from the bundle")
-            continue
-        try:
-            zman = json.loads(z.read(mkey).decode("utf-8"))
-        except (ValueError, UnicodeDecodeError, zipfile.BadZipFile):
-            flags.append(f"{name}: its manifest is unreadable")
-            continue
-        if not isinstance(zman, dict):
-            flags.append(f"{name}: its manifest is not an object")
-            continue
-        if zman != manifest:
-            flags.append(f"{name}: manifest.json differs from the copy in bundle.json (edited)")
-        written = zman.get("files")
-        if not isinstance(written, dict):
-            written = None
-            flags.append(f"{name}: its manifest records no digests of what its stage wrote (unverifiable)")
-        else:
-            for rel in sorted(set(written) - set(files)):
-                flags.append(f"{name}/{rel}: written by the stage, missing from the bundle's list")
-            for rel in sorted(set(files) - set(written)):
-                flags.append(f"{name}/{rel}: not written by the stage (added afterwards)")
-        art_id = str(zman.get("id", ""))
-        if not art_id.isalnum() or len(art_id) > 64:
-            flags.append(f"{name}: manifest id {art_id!r} is not an artifact id")
-            continue
-        target = store / f"{name.replace('/', '__')}.{art_id}"
-        if target.exists():
-            flags.append(f"{name}: a second artifact with id {art_id}: skipped")
-            continue
-        target.mkdir()
-        (target / MANIFEST).write_bytes(z.read(mkey))
-        for rel in sorted(files, key=lambda r: (r.count("/"), r) if isinstance(r, str) else (0, "")):
-            meta = files[rel]
-            if not _safe_rel(rel) or not isinstance(meta, dict):
-                flags.append(f"{name}: unsafe file name {rel!r} refused")
-                continue
-            if written is not None and rel in written and isinstance(written[rel], dict) \
-                    and (written[rel].get("sha256"), written[rel].get("bytes")) != (meta.get("sha256"), meta.get("bytes")):
-                flags.append(f"{name}/{rel}: the bundle's list differs from what the {zman.get('stage', '?')} stage "
-                             "wrote (swapped)")
-            if not meta.get("included"):
-                if isinstance(cap, int) and isinstance(meta.get("bytes"), int) and meta["bytes"] <= cap:
-                    flags.append(f"{name}/{rel}: withheld although it is small enough to bundle")
-                continue
-            key = f"artifacts/{name}/{rel}"
-            listed.add(key)
-            if key not in members:
-                flags.append(f"{name}/{rel}: listed as included, missing from the zip")
-                continue
-            dest = target / rel
-            if dest.exists() or any(p.is_file() for p in [*dest.parents][:rel.count("/")]):
-                flags.append(f"{name}: file name {rel!r} collides with another: refused")
-                continue
-            try:
-                data = z.read(key)
-            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
-                flags.append(f"{name}/{rel}: unreadable in the zip ({type(e).__name__})")
-                continue
-            digest = hashlib.sha256(data).hexdigest()
-            if digest != meta.get("sha256"):
-                flags.append(f"{name}/{rel}: content differs from the bundle's list (changed after submitting)")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(data)
-        link = root / name
-        link.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(os.path.relpath(target, link.parent), link)
-        if root.resolve() not in Path(os.path.realpath(link)).parents:
-            link.unlink()
-            flags.append(f"{name}: its link would lead outside the bundle: skipped")
+        found = restore_artifact(z, members, root, name, entry, cap=info.get("max_file_bytes"))
+        flags += found.flags
+        listed |= found.listed
     extra = sorted(k for k in members if k not in listed and not k.endswith("/"))
-    for k in extra[:5]:
-        flags.append(f"{k!r}: in the zip but not in the bundle's list (ignored)")
-    # lineage: each artifact was made from the artifacts the bundle holds under its parents' names
-    for name, entry in info["artifacts"].items():
+    flags += [f"{k!r}: in the zip but not in the bundle's list (ignored)" for k in extra[:5]]
+    flags += check_lineage(info["artifacts"])
+    return ws
+
+
+def restore_artifact(z: zipfile.ZipFile, members: dict, root: Path, name, entry, *, cap) -> Found:
+    """One artifact of the bundle: its manifest checked against bundle.json's copy and the stage's digests,
+    its included files extracted into the workspace's store, its name linked to them."""
+    found = Found()
+    if not _artifact_name_ok(name):
+        found.flags.append(f"artifact name {name!r} is not a workspace name: skipped")
+        return found
+    if not isinstance(entry, dict) or not isinstance(entry.get("manifest"), dict) \
+            or not isinstance(entry.get("files", {}), dict):
+        found.flags.append(f"{name}: its entry in bundle.json is malformed: skipped")
+        return found
+    files = entry.get("files", {})
+    mkey = f"artifacts/{name}/{MANIFEST}"
+    found.listed.add(mkey)
+    zman, manifest_flags = check_manifest(z, members, name, entry)
+    found.flags += manifest_flags
+    if zman is None:
+        return found
+    art_id = str(zman.get("id", ""))
+    if not art_id.isalnum() or len(art_id) > 64:
+        found.flags.append(f"{name}: manifest id {art_id!r} is not an artifact id")
+        return found
+    target = root / STORE / f"{name.replace('/', '__')}.{art_id}"
+    if target.exists():
+        found.flags.append(f"{name}: a second artifact with id {art_id}: skipped")
+        return found
+    target.mkdir()
+    (target / MANIFEST).write_bytes(z.read(mkey))
+    written = zman["files"] if isinstance(zman.get("files"), dict) else None
+    for rel in sorted(files, key=lambda r: (r.count("/"), r) if isinstance(r, str) else (0, "")):
+        found.add(restore_file(z, members, target, name, rel, files[rel], recorded=(written or {}).get(rel),
+                               stage=zman.get("stage", "?"), cap=cap))
+    link = root / name
+    link.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(os.path.relpath(target, link.parent), link)
+    if root.resolve() not in Path(os.path.realpath(link)).parents:
+        link.unlink()
+        found.flags.append(f"{name}: its link would lead outside the bundle: skipped")
+    return found
+
+
+def check_manifest(z: zipfile.ZipFile, members: dict, name: str, entry: dict) -> tuple[dict | None, list[str]]:
+    """The artifact's manifest as the zip holds it (``None`` where it is missing or unreadable) and the flags on
+    it: a copy that differs from bundle.json's, files the stage wrote that the bundle's list leaves out or adds."""
+    mkey = f"artifacts/{name}/{MANIFEST}"
+    if mkey not in members:
+        return None, [f"{name}: its manifest is missing from the bundle"]
+    try:
+        zman = json.loads(z.read(mkey).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, zipfile.BadZipFile):
+        return None, [f"{name}: its manifest is unreadable"]
+    if not isinstance(zman, dict):
+        return None, [f"{name}: its manifest is not an object"]
+    flags = []
+    if zman != entry["manifest"]:
+        flags.append(f"{name}: manifest.json differs from the copy in bundle.json (edited)")
+    written, files = zman.get("files"), entry.get("files", {})
+    if not isinstance(written, dict):
+        flags.append(f"{name}: its manifest records no digests of what its stage wrote (unverifiable)")
+    else:
+        flags += [f"{name}/{rel}: written by the stage, missing from the bundle's list"
+                  for rel in sorted(set(written) - set(files))]
+        flags += [f"{name}/{rel}: not written by the stage (added afterwards)"
+                  for rel in sorted(set(files) - set(written))]
+    return zman, flags
+
+
+def restore_file(z: zipfile.ZipFile, members: dict, target: Path, name: str, rel, meta, *, recorded, stage,
+                 cap) -> Found:
+    """One file of an artifact, as the bundle's list ``meta`` describes it: checked against what the stage
+    recorded writing (``recorded``: its manifest's digest, if any) and, when included, extracted under ``target``
+    and checked against the list's digest."""
+    found = Found()
+    if not _safe_rel(rel) or not isinstance(meta, dict):
+        found.flags.append(f"{name}: unsafe file name {rel!r} refused")
+        return found
+    if isinstance(recorded, dict) \
+            and (recorded.get("sha256"), recorded.get("bytes")) != (meta.get("sha256"), meta.get("bytes")):
+        found.flags.append(f"{name}/{rel}: the bundle's list differs from what the {stage} stage wrote (swapped)")
+    if not meta.get("included"):
+        if isinstance(cap, int) and isinstance(meta.get("bytes"), int) and meta["bytes"] <= cap:
+            found.flags.append(f"{name}/{rel}: withheld although it is small enough to bundle")
+        return found
+    key = f"artifacts/{name}/{rel}"
+    found.listed.add(key)
+    if key not in members:
+        found.flags.append(f"{name}/{rel}: listed as included, missing from the zip")
+        return found
+    dest = target / rel
+    if dest.exists() or any(p.is_file() for p in [*dest.parents][:rel.count("/")]):
+        found.flags.append(f"{name}: file name {rel!r} collides with another: refused")
+        return found
+    try:
+        data = z.read(key)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+        found.flags.append(f"{name}/{rel}: unreadable in the zip ({type(e).__name__})")
+        return found
+    if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+        found.flags.append(f"{name}/{rel}: content differs from the bundle's list (changed after submitting)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(data)
+    return found
+
+
+def check_lineage(artifacts: dict) -> list[str]:
+    """Each artifact was made from the artifacts the bundle holds under its parents' names: a flag for each
+    parent the bundle leaves out or holds from another run."""
+    flags = []
+    for name, entry in artifacts.items():
         if not _artifact_name_ok(name) or not isinstance(entry, dict) or not isinstance(entry.get("manifest"), dict):
             continue
         parents = entry["manifest"].get("parents", [])
@@ -211,14 +256,14 @@ def restore(z: zipfile.ZipFile, info: dict, root: Path, flags: list[str]) -> Wor
             if not isinstance(par, dict):
                 flags.append(f"{name}: a malformed parent entry")
                 continue
-            other = info["artifacts"].get(par.get("name"))
+            other = artifacts.get(par.get("name"))
             other_id = (other.get("manifest") or {}).get("id") if isinstance(other, dict) else None
             if other is None:
                 flags.append(f"{name} was made from {par.get('name')} {par.get('id')}, which the bundle leaves out")
             elif other_id != par.get("id"):
                 flags.append(f"{name} was made from {par.get('name')} {par.get('id')}, the bundle's is "
                              f"{other_id} (from another run or workspace)")
-    return ws
+    return flags
 
 
 def _assistant_name(ws: Workspace) -> str | None:
@@ -438,54 +483,26 @@ def write_gradebook(rows: list[Row], out_dir: Path) -> Gradebook:
     csv_path = out_dir / "gradebook.csv"
     write_atomic(csv_path, buf.getvalue())
 
-    esc = lambda s: html.escape(str(s))  # noqa: E731
-    head = "".join(f"<th title='{esc(c)}'>{esc(c.split('.', 1)[-1])}</th>" for c in check_ids)
-    head += "".join(f"<th>probe: {esc(g)}</th>" for g in probe_ids)
-    body = []
-    for r in rows:
-        cells = []
-        for c in check_ids:
-            st = r.checks.get(c)
-            if st is None:
-                cells.append("<td class='dim'>–</td>")
-            else:
-                mark = "✓" if st["status"] == "pass" else "✗"
-                cls = "pass" if st["status"] == "pass" else "fail"
-                rep = "*" if st["source"] != "re-checked" else ""
-                cells.append(f"<td class='{cls}' title='{esc(st['figure'])}'>{mark}{rep}</td>")
-        for g in probe_ids:
-            p = r.probes.get(g)
-            cells.append(f"<td class='{'pass' if p and p['ok'] else 'fail'}'>{p['passed']}/{p['total']}</td>" if p
-                         else "<td class='dim'>–</td>")
-        body.append(f"<tr data-learner='{esc(r.learner)}' data-verdict='{r.verdict}'><td>{esc(r.learner)}</td>"
-                    f"<td class='{ {'ok': 'pass', 'flagged': 'fail'}.get(r.verdict, 'warn') }'>{r.verdict}</td>"
-                    f"<td>{r.passed}/{len(r.checks)}</td>{''.join(cells)}<td>{len(r.flags)}</td></tr>")
-    table = (f"<table class='puyu-card gradebook'><tr><th>learner</th><th>verdict</th><th>checks</th>{head}"
-             f"<th>flags</th></tr>{''.join(body)}</table><p class='dim'>* as the learner reported it (evidence "
-             "too big to bundle); ✓/✗ without a star were re-checked on the bundle</p>")
-    details = []
-    for r in rows:
-        checks = "".join(f"<tr><td>{'✓' if v['status'] == 'pass' else '✗'}</td><td><code>{esc(k)}</code></td>"
-                         f"<td>{esc(v['figure'])}</td><td class='dim'>{esc(v['source'])}</td></tr>"
-                         for k, v in sorted(r.checks.items(), key=lambda kv: (kv[1]["lab"], kv[0])))
-        probes = ""
-        for g, p in r.probes.items():
-            items = "".join(f"<li class='{'pass' if x['ok'] else 'fail'}'>{esc(x['prompt'])} → "
-                            f"<span class='dim'>{esc(x['reply'][:120])}</span></li>" for x in p.get("rows", []))
-            probes += f"<h4>probe {esc(g)}: {p['passed']}/{p['total']}</h4><ul>{items}</ul>"
-        flags = "".join(f"<li class='fail'>{esc(f)}</li>" for f in r.flags) or "<li class='pass'>none</li>"
-        envs = esc(", ".join(f"{k}={v}" for k, v in r.environment.items() if k != "packages"))
-        details.append(f"<details class='learner' data-learner='{esc(r.learner)}'><summary><b>{esc(r.learner)}</b> — "
-                       f"{r.verdict}, {r.passed}/{len(r.checks)} checks ({esc(r.bundle)}, {esc(r.created)})</summary>"
-                       f"<p class='dim'>{envs}</p><h4>flags</h4><ul>{flags}</ul>"
-                       f"<table class='puyu-card'>{checks}</table>{probes}</details>")
     fig = _heatmap(rows, check_ids, probe_ids)
-    html_body = (f"<h1>书生·浦语 puyu-lab — 成绩册 Gradebook</h1><p>{len(rows)} bundle(s)</p>{STYLE}"
-                 f"{plotly_div(fig, 120 + 28 * len(rows))}{table}<h2>每位学员 Per learner</h2>{''.join(details)}")
+    html_body = _templates().get_template("gradebook.html.j2").render(
+        rows=rows, check_ids=check_ids, probe_ids=probe_ids, style=STYLE,
+        figure=plotly_div(fig, 120 + 28 * len(rows)))
     ship_plotly(out_dir / PLOTLY_JS)
     html_path = out_dir / "gradebook.html"
     write_atomic(html_path, page("puyu-lab gradebook", html_body, True))
     return Gradebook(rows, csv_path, html_path)
+
+
+@functools.cache
+def _templates():
+    """The jinja2 templates under ``checks/templates/`` (the gradebook's page), autoescaped."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+                             autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["by_lab"] = lambda checks: sorted(checks.items(), key=lambda kv: (kv[1]["lab"], kv[0]))
+    env.filters["environment_line"] = lambda facts: ", ".join(f"{k}={v}" for k, v in facts.items() if k != "packages")
+    return env
 
 
 def _heatmap(rows: list[Row], check_ids: list[str], probe_ids: list[str]) -> dict:
