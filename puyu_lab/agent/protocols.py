@@ -27,6 +27,7 @@ import ast
 import json
 import re
 from abc import ABC, abstractmethod
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -38,6 +39,8 @@ END_MARKS = ("<|im_end|>", "</s>", "<|endoftext|>")
 
 # error kinds (also what the tests and the trace panel's diagnosis key on)
 NO_ACTION, BAD_JSON, UNKNOWN_TOOL, BAD_ARGUMENTS = "no_action", "bad_json", "unknown_tool", "bad_arguments"
+NAME_ALIASES = ("tool", "function", "tool_name")  # a call's keys read as "name"
+PARAMETER_ALIASES = ("arguments", "args", "params", "input")  # and as "parameters"
 
 
 @dataclass
@@ -151,6 +154,33 @@ def check_call(tools: ToolRegistry, name: Any, args: Any, raw: str, thought: str
     return Parsed("call", raw, thought, tool=name, args=clean, notes=notes)
 
 
+def split_action(rest: str) -> tuple[str, str, list[str]]:
+    """After ``<|action_start|>``: the executor, the call up to ``<|action_end|>`` (or the reply's end), notes."""
+    executor, notes = "plugin", []
+    if rest.startswith(PLUGIN):
+        rest = rest[len(PLUGIN):]
+    elif rest.startswith(INTERPRETER):
+        rest, executor = rest[len(INTERPRETER):], "interpreter"
+    else:
+        notes.append("no <|plugin|> after <|action_start|>: assumed a plugin call")
+    body, end, after = rest.partition(ACTION_END)
+    if not end:
+        notes.append("no <|action_end|>: took the call up to the end of the reply")
+    elif after.strip():
+        notes.append("ignored text after <|action_end|>")
+    return executor, body, notes
+
+
+def call_fields(obj: dict) -> tuple[Any, Any, list[str]]:
+    """A call object's tool name and parameters, read under an alias where missing (a null name too), and notes."""
+    name, args, notes = obj.get("name"), obj.get("parameters"), []
+    if name is None and (alias := next((a for a in NAME_ALIASES if a in obj), None)):
+        name, notes = obj[alias], notes + [f'read "{alias}" as "name"']
+    if "parameters" not in obj and (alias := next((a for a in PARAMETER_ALIASES if a in obj), None)):
+        args, notes = obj[alias], notes + [f'read "{alias}" as "parameters"']
+    return name, args, notes
+
+
 @dataclass
 class Turn:
     """One earlier model turn, as the next prompt shows it."""
@@ -209,54 +239,22 @@ class InternLM2Protocol(Protocol):
         return ('write it as <|action_start|><|plugin|>\n{"name": "<tool>", "parameters": {…}}<|action_end|>')
 
     def parse(self, text, tools):
-        raw = text
-        text = strip_end(text)
-        notes: list[str] = []
-        if ACTION_START not in text:
-            body = _first_object(text)
-            m_call = re.search(r'\{\s*["\']name["\']\s*:', text)
-            if m_call:
-                obj, more = None, []
-                if body is not None:
-                    try:
-                        obj, more = loads_forgiving(body)
-                    except ValueError:
-                        pass
-                else:
-                    body = text[m_call.start():]
-                if isinstance(obj, dict) and obj.get("name") in tools and \
-                        any(k in obj for k in ("parameters", "arguments")):
-                    thought = text[:text.find(body)].strip()
-                    notes = ["no <|action_start|> token (an endpoint may strip special tokens): "
-                             "read the JSON call anyway"] + more
-                    args = obj.get("parameters", obj.get("arguments"))
-                    return check_call(tools, obj["name"], args, raw, thought, notes, self._how())
-                return Parsed("error", raw, text[:text.find(body)].strip(), error_kind=NO_ACTION,
-                              error="this looks like a tool call but it is not marked as one, so nothing ran; "
-                                    + self._how())
-            if PLUGIN in text or ACTION_END in text:
-                return Parsed("error", raw, text, error_kind=NO_ACTION,
-                              error="a tool call must start with <|action_start|>; " + self._how())
-            return Parsed("final", raw, answer=text)
+        raw, text = text, strip_end(text)
+        if ACTION_START in text:
+            return self._parse_marked(text, raw, tools)
+        return self._parse_unmarked(text, raw, tools)
+
+    def _parse_marked(self, text: str, raw: str, tools: ToolRegistry) -> Parsed:
+        """A reply with ``<|action_start|>``: the thought before it, then the call of its executor."""
         thought, rest = text.split(ACTION_START, 1)
-        thought = thought.strip()
-        executor = "plugin"
-        if rest.startswith(PLUGIN):
-            rest = rest[len(PLUGIN):]
-        elif rest.startswith(INTERPRETER):
-            rest, executor = rest[len(INTERPRETER):], "interpreter"
-        else:
-            notes.append("no <|plugin|> after <|action_start|>: assumed a plugin call")
-        if ACTION_END in rest:
-            body, after = rest.split(ACTION_END, 1)
-            if after.strip():
-                notes.append("ignored text after <|action_end|>")
-        else:
-            body = rest
-            notes.append("no <|action_end|>: took the call up to the end of the reply")
+        executor, body, notes = split_action(rest)
         if executor == "interpreter":
             code = re.sub(r"^\s*```(?:python)?\s*|\s*```\s*$", "", body)
-            return check_call(tools, "python", {"code": code}, raw, thought, notes, self._how())
+            return check_call(tools, "python", {"code": code}, raw, thought.strip(), notes, self._how())
+        return self._plugin_call(body, raw, thought.strip(), notes, tools)
+
+    def _plugin_call(self, body: str, raw: str, thought: str, notes: list[str], tools: ToolRegistry) -> Parsed:
+        """A plugin call's JSON object (``{"name": …, "parameters": …}``, or their aliases) as a call."""
         if not body.strip():
             return Parsed("error", raw, thought, error_kind=BAD_JSON, notes=notes,
                           error="the call is empty; " + self._how())
@@ -269,23 +267,35 @@ class InternLM2Protocol(Protocol):
         if not isinstance(obj, dict):
             return Parsed("error", raw, thought, error_kind=BAD_JSON, notes=notes,
                           error=f"the call must be a JSON object, got {type(obj).__name__}; " + self._how())
-        name = obj.get("name")
-        if name is None:
-            for alias in ("tool", "function", "tool_name"):
-                if alias in obj:
-                    name = obj[alias]
-                    notes.append(f'read "{alias}" as "name"')
-                    break
-        if "parameters" in obj:
-            args = obj["parameters"]
+        name, args, more = call_fields(obj)
+        return check_call(tools, name, args, raw, thought, notes + more, self._how())
+
+    def _parse_unmarked(self, text: str, raw: str, tools: ToolRegistry) -> Parsed:
+        """A reply without ``<|action_start|>``: a final answer, or a call that is not marked as one."""
+        if m_call := re.search(r'\{\s*["\']name["\']\s*:', text):
+            return self._bare_json_call(text, raw, tools, m_call.start())
+        if PLUGIN in text or ACTION_END in text:
+            return Parsed("error", raw, text, error_kind=NO_ACTION,
+                          error="a tool call must start with <|action_start|>; " + self._how())
+        return Parsed("final", raw, answer=text)
+
+    def _bare_json_call(self, text: str, raw: str, tools: ToolRegistry, start: int) -> Parsed:
+        """A ``{"name": …}`` object without ``<|action_start|>`` (an endpoint may strip special tokens): the call
+        where it names a known tool and has its parameters, otherwise an error that says how to mark it."""
+        body, obj, more = _first_object(text), None, []
+        if body is None:
+            body = text[start:]
         else:
-            args = None
-            for alias in ("arguments", "args", "params", "input"):
-                if alias in obj:
-                    args = obj[alias]
-                    notes.append(f'read "{alias}" as "parameters"')
-                    break
-        return check_call(tools, name, args, raw, thought, notes, self._how())
+            with suppress(ValueError):
+                obj, more = loads_forgiving(body)
+        thought = text[:text.find(body)].strip()
+        if isinstance(obj, dict) and isinstance(obj.get("name"), str) and obj["name"] in tools \
+                and any(k in obj for k in ("parameters", "arguments")):
+            notes = ["no <|action_start|> token (an endpoint may strip special tokens): read the JSON call anyway"]
+            args = obj.get("parameters", obj.get("arguments"))
+            return check_call(tools, obj["name"], args, raw, thought, notes + more, self._how())
+        return Parsed("error", raw, thought, error_kind=NO_ACTION,
+                      error="this looks like a tool call but it is not marked as one, so nothing ran; " + self._how())
 
 
 class ReActProtocol(Protocol):

@@ -36,11 +36,12 @@ It starts the code in new user, PID, network, IPC, UTS, cgroup and mount namespa
   process*: alone they bound a run's memory only to about ``nproc`` × ``memory_mb``, and not at all
   what is held outside an address space — SysV shared memory (``shmget`` via ``ctypes``), ``memfd``
   files, pipes.
-* **total memory** (a cgroup), where this process may make one: as root, or inside a cgroup v2 delegated
-  to its user. Each run gets a memory cgroup of its own (with the pids controller where there is one),
-  made inside the caller's cgroup (v1), or the nearest ancestor that delegates memory (v2), before the
-  run starts (a ``/bin/sh`` gate holds the start until it is in the cgroup, so every process of the run
-  starts there) and removed after it (an empty one left by a process that died is swept on the next start).
+* **total memory** (a cgroup, made, read and removed by :mod:`puyu_lab.agent.cgroup`), where this process
+  may make one: as root, or inside a cgroup v2 delegated to its user. Each run gets a memory cgroup of its
+  own (with the pids controller where there is one), made inside the caller's cgroup (v1), or the nearest
+  ancestor that delegates memory (v2), before the run starts (a ``/bin/sh`` gate holds the start until it
+  is in the cgroup, so every process of the run starts there) and removed after it (an empty one left by a
+  process that died is swept on the next start).
   Its limit, ``memory_mb + 3 × disk_mb`` (448 MB by default; no swap), covers everything the kernel
   charges to the run: its processes' memory, SysV and POSIX shared memory, memfds and the files in its
   tmpfs folders; ``pids.max`` is ``nproc + 8``. When the kernel kills a process of the run at that limit,
@@ -76,17 +77,17 @@ Why hand-written
 bubblewrap does the isolation; what no library provides is the glue for this use: a one-shot
 interpreter run whose every ending (finished, timeout, CPU, memory, output, refused) becomes one line
 a model can read, with the interpreter bound into the sandbox without its home folder, and the two-stage
-start for root. It is kept in this one file so that each layer can be read — and attacked.
+start for root. Apart from the child's start-up (``sandbox_boot.py``) and each run's cgroup (``cgroup.py``)
+it is kept in this one file so that each layer can be read — and attacked — in one place: that is why the file
+runs past 450 lines.
 
-Cost, measured (2-core VM, as root, cgroup v1, medians of 3 × 10 interleaved runs of ``print(1)``, taken while
-the full test suite kept the machine busy, load average ~6): 84–95 ms through the sandbox, 73–82 ms for the
-sandbox before the cgroup, the masks and the shell gate, 40–46 ms without it (the unsafe opt-in). Most of the
-difference is moving the run into its cgroup (~10 ms: on cgroup v1 the kernel waits for an RCU grace period);
-making and removing the cgroup take ~0.4 ms, the gate ~1 ms. On the idle VM the sandbox without the cgroup took
-48 ms and the unsafe start 34 ms: the two bwraps and setpriv add ~15 ms (one bwrap, ~8 ms, for a normal user,
-who has no cgroup step). The previous audit-hook-only child took 72 ms: it started the virtualenv's interpreter
-with ``site`` and imported ``ast`` and ``traceback``; this one starts the base interpreter with ``-I -S`` and
-uses ``_ast``. The first run in a process also probes the sandbox once (~0.1 s).
+What a run costs to start is measured by ``make bench`` (``benchmarks/bench_sandbox.py``: ``print(1)`` through
+the sandbox beside the unsafe opt-in, the first run of a process, one run's cgroup), not quoted here. Where the
+time goes: most of the sandbox's extra time over the unsafe start is moving the run into its cgroup (on cgroup v1
+the kernel waits for an RCU grace period); then, as root, the two bwraps and setpriv (a normal user, who has no
+cgroup step, starts one bwrap); making and removing the cgroup and the shell gate are small. The child starts the
+base interpreter with ``-I -S`` and uses ``_ast``: no ``site``, and no ``ast`` or ``traceback`` to import. The
+first run in a process also probes the sandbox once.
 
 Every way a run can end is reported as one line the model can read (see :class:`RunResult`).
 """
@@ -109,12 +110,13 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cgroup import CgroupBase, RunGroup, find_cgroup_base
+
 UNSAFE_ENV = "PUYU_LAB_UNSAFE_UNSANDBOXED_PYTHON"  # =1: run the code WITHOUT operating-system isolation
 BWRAP_ENV = "PUYU_LAB_BWRAP"  # the bwrap to use (default: the one on PATH); a missing path makes isolation unavailable
 SANDBOX_UID = 65534  # nobody / nogroup
 WORKDIR = "/sandbox"  # the code's private working folder (and HOME) inside the sandbox
 BWRAP_MIN = (0, 8, 0)  # --size (0.7) caps the private folders, --disable-userns (0.8) forbids nested user namespaces
-CGROUP_PREFIX = "puyu-sandbox-"  # each run's cgroup: puyu-sandbox-<pid of this process>-<n>
 _PIDS_EXTRA = 8  # pids.max = nproc + this: the bwraps, setpriv and the sandbox's init
 
 # runs in the child before the user's code (a real file, read as text: see sandbox_boot.py)
@@ -231,7 +233,7 @@ class _Plan:
     dirs: list[str]
     masked: list[str]  # site-packages … inside the bound folders, hidden by an empty tmpfs
     sh: str  # /bin/sh: the cgroup gate, and (as root) capping SysV shared memory in the first stage
-    cgroup: "_CgroupBase | None" = None  # where each run gets its own memory (and pids) cgroup
+    cgroup: CgroupBase | None = None  # where each run gets its own memory (and pids) cgroup
     no_cgroup: str = ""  # why there is none
 
     def describe(self) -> str:
@@ -310,197 +312,9 @@ def _boot_args(lim: Limits, writable: list[str]) -> list[str]:
             str(MEMORY_EXIT)]
 
 
-# ---- a cgroup of its own for each run: the cap on its total memory -------------------------------------
-def _write(path: str, value) -> None:
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.write(fd, str(value).encode())
-    finally:
-        os.close(fd)
-
-
-def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read()
-
-
-def _unescape(p: str) -> str:  # mountinfo writes spaces, tabs, newlines and backslashes as octal escapes
-    return p.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
-
-
-@dataclass
-class _CgroupBase:
-    version: int  # 2: the unified hierarchy; 1: the memory (and pids) controllers' own hierarchies
-    memory: str  # the folder in which each run's cgroup is made
-    pids: str | None  # v1: the same in the pids hierarchy; v2: == memory when pids is enabled there; None: no pids cap
-
-    def describe(self) -> str:
-        return f"v{self.version} {'memory and pids' if self.pids else 'memory'}, under {self.memory}"
-
-
-def _cgroup_base() -> tuple[_CgroupBase | None, str]:
-    """Where this process may make cgroups with a memory limit — in its own cgroup, or (v2, whose inner
-    cgroups may not hold processes) the nearest ancestor that delegates memory — or ``None`` and why not."""
-    try:
-        v2, v1 = None, {}
-        for line in _read("/proc/self/mountinfo").splitlines():
-            left, _, right = line.partition(" - ")
-            f, r = left.split(), right.split()
-            if len(f) < 5 or len(r) < 3:
-                continue
-            if r[0] == "cgroup2":
-                v2 = (_unescape(f[4]), _unescape(f[3]))
-            elif r[0] == "cgroup":
-                for c in r[2].split(","):
-                    if c in ("memory", "pids"):
-                        v1[c] = (_unescape(f[4]), _unescape(f[3]))
-        own = {}
-        for line in _read("/proc/self/cgroup").splitlines():
-            _, ctrls, path = line.split(":", 2)
-            for c in (ctrls.split(",") if ctrls else ["unified"]):
-                own[c] = path
-    except (OSError, ValueError) as e:
-        return None, f"cgroups unreadable: {e}"
-
-    def folder(mount, path):
-        mnt, root = mount
-        if root != "/" and _inside(path, root):
-            path = path[len(root.rstrip("/")):] or "/"
-        return os.path.normpath(mnt + "/" + path.lstrip("/"))
-
-    base = None
-    if v2 and "unified" in own and "memory" in _read_or_empty(os.path.join(v2[0], "cgroup.controllers")).split():
-        d = folder(v2, own["unified"])
-        while _inside(d, v2[0]):
-            ctl = _read_or_empty(os.path.join(d, "cgroup.subtree_control")).split()
-            if "memory" in ctl:
-                if os.access(d, os.W_OK):
-                    base = _CgroupBase(2, d, d if "pids" in ctl else None)
-                break
-            if d == v2[0]:
-                break
-            d = os.path.dirname(d)
-        if base is None:
-            return None, (f"cgroup v2: no cgroup around this process that delegates the memory controller to it "
-                          f"(run as root, or in a cgroup delegated to this user, e.g. `systemd-run --user --scope "
-                          f"-p Delegate=yes`)")
-    elif "memory" in v1 and "memory" in own:
-        d = folder(v1["memory"], own["memory"])
-        if not os.access(d, os.W_OK):
-            return None, f"cgroup v1: this user may not make cgroups in {d} (run as root)"
-        p = folder(v1["pids"], own["pids"]) if "pids" in v1 and "pids" in own else None
-        base = _CgroupBase(1, d, p if p and os.access(p, os.W_OK) else None)
-    else:
-        return None, "no memory cgroup controller on this system"
-    _sweep(base)
-    try:  # a trial group: made, limited and removed
-        g = _RunGroup(base, Limits())
-        g.close()
-    except OSError as e:
-        return None, f"cgroup v{base.version}: cannot make a limited cgroup under {base.memory} ({e})"
-    return base, ""
-
-
-def _read_or_empty(path: str) -> str:
-    try:
-        return _read(path)
-    except OSError:
-        return ""
-
-
-def _sweep(base: _CgroupBase) -> None:
-    """Remove the empty cgroups that runs of a process that has since died left behind."""
-    for top in {base.memory, base.pids} - {None}:
-        try:
-            names = os.listdir(top)
-        except OSError:
-            continue
-        for n in names:
-            if n.startswith(CGROUP_PREFIX):
-                try:
-                    os.kill(int(n[len(CGROUP_PREFIX):].split("-")[0]), 0)
-                except ProcessLookupError:
-                    try:
-                        os.rmdir(os.path.join(top, n))
-                    except OSError:
-                        pass
-                except (ValueError, PermissionError):
-                    pass
-
-
-_group_ids = iter(range(1, 1 << 62))
-_group_lock = threading.Lock()
-
-
-class _RunGroup:
-    """One run's cgroup (memory, and pids where available): made before the run, removed after it."""
-
-    def __init__(self, base: _CgroupBase, lim: Limits):
-        with _group_lock:
-            name = f"{CGROUP_PREFIX}{os.getpid()}-{next(_group_ids)}"
-        self.version, self.dirs, self.added = base.version, [], False
-        try:
-            mem = os.path.join(base.memory, name)
-            os.mkdir(mem)
-            self.dirs.append(mem)
-            cap, pids = lim.total_mb << 20, lim.nproc + _PIDS_EXTRA
-            if base.version == 2:
-                _write(os.path.join(mem, "memory.max"), cap)
-                for f, v in (("memory.swap.max", 0), ("memory.oom.group", 1)):
-                    if os.path.exists(os.path.join(mem, f)):
-                        _write(os.path.join(mem, f), v)
-                if base.pids:
-                    _write(os.path.join(mem, "pids.max"), pids)
-                self.events = os.path.join(mem, "memory.events")
-            else:
-                _write(os.path.join(mem, "memory.limit_in_bytes"), cap)
-                if os.path.exists(os.path.join(mem, "memory.memsw.limit_in_bytes")):  # and no swap beyond it
-                    _write(os.path.join(mem, "memory.memsw.limit_in_bytes"), cap)
-                self.events = os.path.join(mem, "memory.oom_control")
-                if base.pids:
-                    p = os.path.join(base.pids, name)
-                    os.mkdir(p)
-                    self.dirs.append(p)
-                    _write(os.path.join(p, "pids.max"), pids)
-        except BaseException:
-            self.close()
-            raise
-
-    def add(self, pid: int) -> None:
-        for d in self.dirs:
-            _write(os.path.join(d, "cgroup.procs"), pid)
-        self.added = True
-
-    def oom_kills(self) -> int:
-        for line in _read_or_empty(self.events).splitlines():
-            k, _, v = line.partition(" ")
-            if k == "oom_kill":
-                return int(v)
-        return 0
-
-    def close(self) -> None:
-        """Kill anything still in it, then remove it (innermost first)."""
-        for d in reversed(self.dirs):
-            end = time.monotonic() + 2.0
-            while True:
-                try:
-                    os.rmdir(d)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    if time.monotonic() > end:
-                        break
-                try:
-                    if os.path.exists(os.path.join(d, "cgroup.kill")):
-                        _write(os.path.join(d, "cgroup.kill"), 1)
-                    else:
-                        for pid in _read_or_empty(os.path.join(d, "cgroup.procs")).split():
-                            os.kill(int(pid), signal.SIGKILL)
-                except (OSError, ValueError):
-                    pass
-                time.sleep(0.005)
-        self.dirs = []
+def cgroup_limits(lim: Limits) -> tuple[int, int]:
+    """A run's cgroup limits: its total memory in bytes (see :class:`Limits`) and its processes."""
+    return lim.total_mb << 20, lim.nproc + _PIDS_EXTRA
 
 
 # ---- is it available? ----------------------------------------------------------------------------------
@@ -580,7 +394,7 @@ def _plan() -> _Plan:
             "above 0; on Debian also `sudo sysctl -w kernel.unprivileged_userns_clone=1`; on Ubuntu 23.10 and later "
             "`sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`; in a Docker container, start it with "
             f"`--security-opt seccomp=unconfined --security-opt apparmor=unconfined`. {_UNSAFE_HINT}")
-    plan.cgroup, plan.no_cgroup = _cgroup_base()
+    plan.cgroup, plan.no_cgroup = find_cgroup_base(*cgroup_limits(Limits()))
     with _plans_lock:
         _plans[key] = plan
     return plan
@@ -651,7 +465,7 @@ def run_python(code: str, limits: Limits | None = None) -> RunResult:
             kw = {"env": {}, "pass_fds": (info_w,)}
             if plan.cgroup:
                 try:
-                    group = _RunGroup(plan.cgroup, lim)
+                    group = RunGroup(plan.cgroup, *cgroup_limits(lim))
                 except OSError as e:
                     raise SandboxUnavailable(f"sandbox unavailable: could not make this run's cgroup under "
                                              f"{plan.cgroup.memory} ({e}), which caps its total memory") from None

@@ -174,6 +174,9 @@ def test_internlm2_forgives_what_is_unambiguous(tools):
     assert s.kind == "call" and "no <|action_start|> token" in s.notes[0]
     bare = I2.parse('<|action_start|><|plugin|>\n{"name": "calculator", "parameters": "2*3"}<|action_end|>', tools)
     assert bare.args == {"expression": "2*3"}
+    # a bare object whose name is not a string is text, not a crash (it raised TypeError: unhashable list)
+    odd = I2.parse('{"name": ["calculator"], "parameters": {}}', tools)
+    assert odd.kind in ("final", "error"), odd
 
 
 def test_react_parses_a_call_and_a_final_answer(tools):

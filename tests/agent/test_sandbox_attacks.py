@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from puyu_lab.agent.sandbox import CGROUP_PREFIX, Limits, _plan, run_python
+from puyu_lab.agent.cgroup import CGROUP_PREFIX
+from puyu_lab.agent.sandbox import Limits, _plan, run_python
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMITS = Limits(wall_s=10, cpu_s=5, memory_mb=256, max_output=4000, nproc=4096)
