@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..lazy import exports
 from .base import (
+    BatchedLocalModel,
     Generation,
     LocalModel,
     Model,
@@ -28,7 +29,7 @@ from .base import (
     softmax,
 )
 
-__all__ = ["Generation", "LocalModel", "Model", "Stream", "cut_at_stops", "log_softmax", "softmax",
+__all__ = ["BatchedLocalModel", "Generation", "LocalModel", "Model", "Stream", "cut_at_stops", "log_softmax", "softmax",
            "HFModel", "GGUFModel", "OpenAIModel", "Conversation", "load_model"]
 
 # the backends (torch, llama.cpp) import on first use

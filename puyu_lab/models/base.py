@@ -170,7 +170,7 @@ class Model(ABC):
         """Yield text pieces, then the Generation."""
 
     # ---- many prompts at once ----
-    can_batch = False  # True: the backend evaluates several sequences in one forward (LocalModel._begin_batch …)
+    can_batch = False  # True: the backend evaluates several sequences in one forward (BatchedLocalModel)
 
     def generate_batch(self, inputs: list, *, max_new_tokens: int = 64, stop: Sequence[str] = (),
                        watch: str | None = None, stop_flag=None, keep_special: bool = False,
@@ -266,15 +266,6 @@ class LocalModel(Model):
     def _end(self) -> None:
         """After a generation (free the cache)."""
 
-    # a backend that sets ``can_batch = True`` also overrides these two (generate_batch's lock-step loop calls them)
-    def _begin_batch(self, seqs: list[list[int]]):
-        """Evaluate several prompts with a fresh cache: ``[batch, vocab]`` logits of each one's last position."""
-        raise NotImplementedError(f"{type(self).__name__} sets can_batch = {self.can_batch} but has no _begin_batch")
-
-    def _step_batch(self, tokens: list[int]):
-        """Append one token to each row of the batch: ``[batch, vocab]`` logits."""
-        raise NotImplementedError(f"{type(self).__name__} sets can_batch = {self.can_batch} but has no _step_batch")
-
     # ---- the loop ----
     def _pieces(self, inp, *, max_new_tokens, stop, temperature, watch, stop_flag, tools, keep_special, seed,
                 ignore_eos, constraint=None):
@@ -303,7 +294,21 @@ class LocalModel(Model):
         finally:
             self._end()
 
-    # ---- many prompts at once (a backend with can_batch = True) ----
+
+class BatchedLocalModel(LocalModel):
+    """A local model that evaluates several sequences in one forward (transformers): ``generate_batch`` decodes them
+    in lock-step through the same :class:`_Row` logic as one prompt."""
+
+    can_batch = True
+
+    @abstractmethod
+    def _begin_batch(self, seqs: list[list[int]]) -> np.ndarray:
+        """Evaluate several prompts with a fresh cache: ``[batch, vocab]`` logits of each one's last position."""
+
+    @abstractmethod
+    def _step_batch(self, tokens: list[int]) -> np.ndarray:
+        """Append one token to each row of the batch: ``[batch, vocab]`` logits."""
+
     def _decode_batch(self, inputs, constraints, stop_flag, *, max_new_tokens, **kw) -> list[Generation]:
         t0 = time.perf_counter()
         rows = [_Row(self, x, max_new_tokens=max_new_tokens, temperature=0.0, seed=0, constraint=c, **kw)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import LocalModel
+from .base import BatchedLocalModel
 from .scoring import Scorer
 from .template import CHAT_TEMPLATE, IM_END, chat_ids, render
 from .tokenizer import load_tokenizer
@@ -26,7 +26,7 @@ def stop_ids(tok) -> list[int]:
     return ids
 
 
-class HFModel(LocalModel, Scorer):
+class HFModel(BatchedLocalModel, Scorer):
     def __init__(self, model, tok, name: str = "model", *, model_id: str = "", max_length: int | None = None,
                  batch_size: int = 1):
         self.own_template = bool(tok.chat_template)  # a base model's tokenizer has none
@@ -122,8 +122,6 @@ class HFModel(LocalModel, Scorer):
         return self._run(torch.tensor([[token]], device=self.model.device))[0]
 
     # ---- several sequences in lock-step (Model.generate_batch) ----
-    can_batch = True
-
     def _begin_batch(self, seqs):
         """Left-padded prompts with their attention mask, and positions that start at 0 at each row's first real
         token (as ``model.generate`` does for a left-padded batch)."""
