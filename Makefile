@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 EXT_SRC := $(wildcard extensions/*/pyproject.toml extensions/*/package.json extensions/*/yarn.lock \
 	extensions/*/src/*.ts extensions/*/style/*.css extensions/*/*/*.py)
 
-.PHONY: setup system lab test test-fast chain bench course doctor status clean-workspace clean
+.PHONY: setup system lab test test-fast chain chain-floors bench course doctor status clean-workspace clean
 
 setup: system $(STAMP)
 
@@ -66,6 +66,10 @@ test-fast: setup
 
 chain: setup
 	$(PY) -m puyu_lab chain --profile $(PROFILE)
+
+# the slowest machine: every training stage makes only its floor of steps (PUYU_LAB_BUDGET_SCALE=0), every check must hold
+chain-floors: setup
+	PUYU_LAB_BUDGET_SCALE=0 $(PY) -m puyu_lab chain --profile $(PROFILE)
 
 bench: setup
 	$(PY) benchmarks/run.py

@@ -34,6 +34,7 @@ from typing import Callable
 
 from .events import BUDGET
 
+SCALE_ENV = "PUYU_LAB_BUDGET_SCALE"
 NEVER = 10**12  # an eval / save interval that never comes (before the plan exists)
 CEILING = 20  # a budgeted run may buy at most this many times its fixed-step recipe's steps
 
@@ -57,7 +58,7 @@ class Plan:
     save_at: list = field(default_factory=list)
     planned_at: int = 0  # the step of the latest plan
     replans: int = 0
-    min_steps: int = 0  # the floor: never fewer steps than this (the recipe's, on which the checks' floors were set)
+    min_steps: int = 0  # the floor: never fewer steps than this (the fewest on which the lab's checks hold)
     over_budget: bool = False  # this machine needs longer than the budget for the floor's steps
     cut_short: bool = False  # the last step that still fitted came before the plan's end (a machine slowing down)
     history: list = field(default_factory=list)  # (step, total_steps) at each plan
@@ -262,6 +263,27 @@ def make_budget_callback(seconds: float, *, guess_steps: int, warmup_ratio: floa
     return TimeBudget()
 
 
+def budget_scale() -> float:
+    """``$PUYU_LAB_BUDGET_SCALE`` (default 1): every stage's time budget is multiplied by it. A workshop on slow
+    laptops can give each lab more time (2), a quick demonstration less (0.5); 0 gives every stage only its floor
+    (``min_steps``), the steps the slowest machine makes — how the floors' checks are tested."""
+    import os
+
+    raw = os.environ.get(SCALE_ENV, "").strip()
+    if not raw:
+        return 1.0
+    try:
+        v = float(raw)
+    except ValueError:
+        v = -1.0
+    if not (v >= 0 and math.isfinite(v)):
+        from .errors import InputError
+
+        raise InputError(f"${SCALE_ENV}={raw!r}: set a number ≥ 0 (1 = the profile's budgets, 2 = twice as long, "
+                         f"0 = only each stage's floor of steps), or unset it")
+    return v
+
+
 def for_stage(seconds: float, emitter, *, resume_from: str | None = None, **kw):
     """A stage's :class:`TimeBudget`: its plans go out as ``budget`` events (the panels' "budget 3:00 — 412
     steps on this CPU"); a run resumed from ``resume_from`` (a checkpoint folder) keeps the total its first
@@ -278,7 +300,12 @@ def for_stage(seconds: float, emitter, *, resume_from: str | None = None, **kw):
     def on_plan(p: Plan) -> None:
         emitter.emit(BUDGET, **p.to_dict(), summary=p.summary())
 
-    return make_budget_callback(seconds, resume_total=total, on_plan=on_plan, **kw)
+    return make_budget_callback(seconds * budget_scale(), resume_total=total, on_plan=on_plan, **kw)
+
+
+def floor_steps(min_steps: int | None, recipe_steps: int) -> int:
+    """A budgeted run's floor: the config's ``min_steps`` (never above the recipe's steps), else the recipe's."""
+    return recipe_steps if min_steps is None else max(1, min(int(min_steps), recipe_steps))
 
 
 def budget_metrics(plan: Plan | None, *, steps: int, train_seconds: float) -> dict:
@@ -301,6 +328,7 @@ def describe(metrics: dict) -> str:
     m = b["machine"]
     cut = " — cut short: the machine slowed down" if b.get("cut_short") else ""
     if b.get("over_budget"):
-        cut += f" — over budget: this CPU needs longer for the {b['min_steps']} steps the recipe never goes below"
+        cut += (f" — over budget: this CPU needs longer for the {b['min_steps']} steps the run never goes below "
+                f"(the fewest on which the lab's checks hold)")
     return (f"time budget {b['budget_s']:.0f} s bought {b['steps']} steps on this CPU ({m['cpu']}, {m['cores']} cores, "
             f"{m['capability']}): {b['step_s']:.3f} s a step, the training loop took {b['train_seconds']:.1f} s{cut}{util}")

@@ -106,9 +106,9 @@ def test_a_budgeted_sft_and_dpo_end_within_their_budgets(layers, tmp_path):
     assert b["train_seconds"] <= 8 + b["step_s"] and not b["cut_short"] and dpo.steps == b["total_steps"], b
 
 
-def test_a_budget_never_buys_fewer_steps_than_the_recipe(layers, tmp_path):
-    """The checks' floors were set on the recipe's steps: a CPU too slow for them inside the budget takes longer,
-    and says so."""
+def test_a_budget_never_buys_fewer_steps_than_its_floor(layers, tmp_path, monkeypatch):
+    """The checks' floors were measured on ``min_steps`` steps: a CPU too slow for them inside the budget takes
+    longer, and says so. ``$PUYU_LAB_BUDGET_SCALE=0`` gives every stage only its floor (the slowest machine)."""
     from puyu_lab.pretrain.model import ModelPreset
     from puyu_lab.pretrain.train import PretrainConfig, pretrain
 
@@ -116,9 +116,26 @@ def test_a_budget_never_buys_fewer_steps_than_the_recipe(layers, tmp_path):
     tiny = ModelPreset(hidden_size=256, num_layers=1, num_heads=4, num_kv_heads=2, intermediate_size=256,
                        vocab_size=3072, block_size=64)
     last = Last()
-    res = pretrain(ws, PretrainConfig(preset=tiny, batch_size=4, max_steps=12, warmup_steps=2, eval_every=6,
-                                      save_every=12, sample_every=0, eval_blocks=4, progress_bar=False, bf16=False,
-                                      budget_s=0.5), extra_callbacks=[last])
+    monkeypatch.setenv("PUYU_LAB_BUDGET_SCALE", "0")
+    res = pretrain(ws, PretrainConfig(preset=tiny, batch_size=4, max_steps=12, min_steps=7, warmup_steps=2,
+                                      eval_every=6, save_every=12, sample_every=0, eval_blocks=4, progress_bar=False,
+                                      bf16=False, budget_s=60), extra_callbacks=[last])
     b = ws.get("model/base").metrics["budget"]
-    assert res.steps == 12 == b["min_steps"] and b["over_budget"] and not b["cut_short"], b
+    assert res.steps == 7 == b["min_steps"] == b["total_steps"] and b["over_budget"] and not b["cut_short"], b
+    assert b["budget_s"] == 0.0  # the scaled budget is the one recorded
     assert max(last.lrs) == pytest.approx(0.0, abs=1e-12)  # the schedule still ends at the last step
+
+
+def test_the_budget_scale_is_read_and_refused_clearly(monkeypatch):
+    from puyu_lab.budget import budget_scale, floor_steps
+    from puyu_lab.errors import InputError
+
+    monkeypatch.delenv("PUYU_LAB_BUDGET_SCALE", raising=False)
+    assert budget_scale() == 1.0
+    monkeypatch.setenv("PUYU_LAB_BUDGET_SCALE", "2.5")
+    assert budget_scale() == 2.5
+    for bad in ("-1", "fast", "nan", "inf"):
+        monkeypatch.setenv("PUYU_LAB_BUDGET_SCALE", bad)
+        with pytest.raises(InputError, match="PUYU_LAB_BUDGET_SCALE.*number ≥ 0"):
+            budget_scale()
+    assert floor_steps(None, 400) == 400 and floor_steps(150, 400) == 150 and floor_steps(900, 400) == 400

@@ -21,7 +21,7 @@ from typing import Callable
 
 from ..artifacts import SFT_DATA, load_sft_data  # noqa: F401 (the reader of what this stage writes)
 from ..contracts.dialogs import CONTROL_PROMPTS
-from ..budget import CEILING, budget_metrics, for_stage
+from ..budget import CEILING, budget_metrics, floor_steps, for_stage
 from ..events import Emitter, Event, StopFlag, train_rate
 from ..models.template import install_template
 from ..numerics import resolve, train_flops_per_token, utilisation
@@ -167,7 +167,7 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
         budget = for_stage(cfg.budget_s, em, resume_from=ckpt, guess_steps=recipe_steps,
                            warmup_ratio=cfg.warmup_ratio, evals=points, samples=points,
                            saves=max(1, recipe_steps // cfg.save_every), max_steps=args.max_steps,
-                           min_steps=recipe_steps, followers=[cb])
+                           min_steps=floor_steps(cfg.min_steps, recipe_steps), followers=[cb])
         trainer.add_callback(budget)  # after the event bridge: its step times include the bridge's samples
     if stop is not None:
         stop.clear()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 from ..artifacts import PREF_DATA, load_pref_pairs
-from ..budget import CEILING, budget_metrics, for_stage
+from ..budget import CEILING, budget_metrics, floor_steps, for_stage
 from ..errors import InputError
 from ..events import Emitter, Event, StopFlag
 from ..workspace import Artifact, Workspace, stage_entry
@@ -145,7 +145,7 @@ def train(ws: Workspace, cfg: PrefConfig | None = None, *, on_event: Callable[[E
         budget = for_stage(cfg.budget_s, em, guess_steps=recipe_steps, warmup_ratio=0.1,
                            evals=max(1, recipe_steps // cfg.eval_every) if eval_ds is not None else 0,
                            eval_cost_s=t_score * (2 if cfg.method == "dpo" else 1), max_steps=recipe_steps * CEILING,
-                           min_steps=recipe_steps)
+                           min_steps=floor_steps(cfg.min_steps, recipe_steps))
         trainer.add_callback(budget)
     if stop is not None:
         stop.check()  # a Stop pressed while the held-out pairs were scored ends the run here

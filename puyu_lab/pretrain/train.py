@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..events import Emitter, Event, StopFlag, train_rate
-from ..budget import CEILING, budget_metrics, for_stage
+from ..budget import CEILING, budget_metrics, floor_steps, for_stage
 from ..numerics import resolve, utilisation
 from ..workspace import Artifact, Workspace, stage_entry
 from .model import llama_config, size_arithmetic
@@ -268,7 +268,8 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
                            warmup_ratio=cfg.warmup_steps / cfg.max_steps, evals=cfg.max_steps // cfg.eval_every,
                            samples=cfg.max_steps // cfg.sample_every if cfg.sample_every else 0,
                            saves=cfg.max_steps // cfg.save_every, eval_cost_s=t_eval, sample_cost_s=t_sample,
-                           max_steps=args.max_steps, min_steps=cfg.max_steps, followers=[cb])
+                           max_steps=args.max_steps, min_steps=floor_steps(cfg.min_steps, cfg.max_steps),
+                           followers=[cb])
         trainer.add_callback(budget)  # after the event bridge: its step times include the bridge's samples
     if budget is not None:
         budget.start()
