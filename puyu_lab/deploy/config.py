@@ -16,6 +16,9 @@ class DeployConfig:
     n_ctx: int = 256  # the window each measurement sees
     decode_tokens: int = 64  # greedy tokens for the decode speed
     transformers: tuple[str, ...] | None = None  # transformers rows (None: all of measure.HF_VARIANTS)
+    # held-out tasks each GGUF level answers greedily: this many self-cognition, sentiment and tool-choice items
+    # each (tool choice: 2×) — the quick profile's sample budget (pipeline.task_items; the accuracy's interval shows it)
+    tasks_per_kind: int = 8
     imatrix: bool = True  # also Q4_K_M / Q3_K_M / Q2_K quantized with an importance matrix (llama-imatrix)
 
     @classmethod
@@ -24,7 +27,7 @@ class DeployConfig:
         default), with ``changes`` on top."""
         name = as_profile(profile).name
         if name in ("full", "gpu"):  # more held-out text, the full preset's training context
-            cfg = cls(n_tokens=8192, n_ctx=512, decode_tokens=128)
+            cfg = cls(n_tokens=8192, n_ctx=512, decode_tokens=128, tasks_per_kind=16)
         else:
             cfg = cls()
         for k in ("levels", "transformers"):

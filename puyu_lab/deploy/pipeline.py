@@ -242,11 +242,11 @@ def task_items(ws: Workspace, n: int = 16) -> list[dict]:
 @stage_entry("deploy")
 def measure(ws: Workspace, model: str = "model/sft", *, n_tokens: int = 2048, n_ctx: int = 256,
             decode_tokens: int = 64, transformers: tuple[str, ...] | None = None, chat: bool = True,
-            tasks: bool = True, on_event: Callable[[Event], None] | None = None) -> Artifact:
+            tasks: bool = True, tasks_per_kind: int = 16, on_event: Callable[[Event], None] | None = None) -> Artifact:
     """Measure the ladder and the transformers-side rows (fp32, bitsandbytes int8 / nf4, torch
     dynamic int8) on held-out text → ``quant/<model>``; with ``chat`` (a chat model) also on the F32 level's own
     replies to held-out prompts (:func:`chat_conversations`: the ``*_chat`` columns); with ``tasks``, each GGUF level's
-    answers to held-out tasks (:func:`task_items`: ``task_acc`` and ``task_by``)."""
+    answers to held-out tasks (:func:`task_items` with ``n = tasks_per_kind``: ``task_acc`` and ``task_by``)."""
     from .measure import measure_ladder
     from .workers import HF_VARIANTS
 
@@ -262,11 +262,11 @@ def measure(ws: Workspace, model: str = "model/sft", *, n_tokens: int = 2048, n_
             files[v] = f"hf:{v}:{src.path}"
     convs = chat_conversations(ws, files[reference]) if chat else []
     # the held-out tasks are the chain's own (its assistant's name, its tool protocol): for models fine-tuned on sft/data
-    items = task_items(ws) if tasks and src.artifact is not None and src.artifact.stage in TUNED_STAGES else []
+    items = task_items(ws, tasks_per_kind) if tasks and src.artifact is not None and src.artifact.stage in TUNED_STAGES else []
     results, detail = measure_ladder(files, ids, n_ctx=n_ctx, decode_tokens=decode_tokens, n_params=n_params,
                                      bos=tok.bos_token_id, chat=convs, tasks=items, on_event=on_event)
     with ws.write(quant_name(model), kind="measurements", stage="deploy", parents=[gg, *src.parents],
-                  params={"n_tokens": len(ids), "n_ctx": n_ctx, "reference": reference}) as w:
+                  params={"n_tokens": len(ids), "n_ctx": n_ctx, "reference": reference, "tasks_per_kind": tasks_per_kind}) as w:
         (w.path / "results.json").write_text(json.dumps([r.to_dict() for r in results], indent=1), encoding="utf-8")
         (w.path / "tasks.json").write_text(json.dumps(items, ensure_ascii=False, indent=1), encoding="utf-8")
         np.savez_compressed(w.path / "per_token.npz", targets=detail["targets"],
