@@ -3,6 +3,7 @@ stage's quantization tasks both score with it, so a level's "task accuracy" and 
 same thing."""
 from __future__ import annotations
 
+import math
 import re
 
 from .protocol import called_tool
@@ -32,3 +33,14 @@ def answer_matches(match: str, output: str, answer: str, regex: str | None = Non
     got = m.group(1) if m.groups() else m.group(0)
     # an optional group that did not take part in the match: no answer, so wrong
     return got is not None and got.strip() == answer
+
+
+def mean_stderr(values: list[float]) -> float | None:
+    """The standard error of a mean, as lm-eval reports it (``acc_stderr``: the sample standard deviation over
+    √n, lm_eval.api.metrics.mean_stderr — lm-eval is the tests' peer, not a dependency, so the three lines are
+    here and a test holds them to lm-eval's figure. The eval stage's scores and the deploy stage's task accuracy use it); None for fewer than 2 values."""
+    n = len(values)
+    if n < 2:
+        return None
+    mu = sum(values) / n
+    return math.sqrt(sum((x - mu) ** 2 for x in values) / (n - 1)) / math.sqrt(n)

@@ -14,6 +14,7 @@ from typing import Callable
 
 from ..events import Emitter, Event, StopFlag
 from ..models.base import Model, as_messages, as_text
+from ..contracts.scoring import mean_stderr
 from .tasks import Task, score_generation, word_count
 
 
@@ -82,23 +83,12 @@ def _exp(x: float) -> float:
         return float("inf")
 
 
-def stderr(values: list[float]) -> float | None:
-    """The standard error of a mean, as lm-eval reports it (``acc_stderr``: the sample standard deviation over
-    √n, lm_eval.api.metrics.mean_stderr — lm-eval is the tests' peer, not a dependency, so the three lines are
-    here and a test holds them to lm-eval's figure); None for fewer than 2 values."""
-    n = len(values)
-    if n < 2:
-        return None
-    mu = sum(values) / n
-    return math.sqrt(sum((x - mu) ** 2 for x in values) / (n - 1)) / math.sqrt(n)
-
-
 def with_stderr(metrics: dict, samples: list[dict], per_sample: dict[str, str]) -> dict:
     """``metrics`` plus ``<metric>_stderr`` for each metric that is a mean of a per-sample value (``per_sample``:
     metric → the samples' key). A figure's 95 % interval is ±1.96 stderr: what a smaller sample costs."""
     out = dict(metrics)
     for m, key in per_sample.items():
-        out[f"{m}_stderr"] = stderr([float(s[key]) for s in samples])
+        out[f"{m}_stderr"] = mean_stderr([float(s[key]) for s in samples])
     return out
 
 

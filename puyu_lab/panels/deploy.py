@@ -19,6 +19,7 @@ from pathlib import Path
 import ipywidgets as W
 import plotly.graph_objects as go
 
+from ..contracts.scoring import mean_stderr
 from ..deploy.measure import COLUMNS, compare_generations, write_table_csv
 from ..deploy.quantize import bits_of, type_map
 from ..i18n import t
@@ -108,14 +109,23 @@ def type_map_html(files: dict) -> str:
             + "".join(body) + "</table>")
 
 
+def _acc_ci(r: dict) -> str:
+    """A level's overall task accuracy and its 95 % interval (±1.96 standard errors over the items it answered:
+    what the sample size costs)."""
+    n = len(r.get("replies") or [])
+    se = mean_stderr([1.0] * round(r["task_acc"] * n) + [0.0] * (n - round(r["task_acc"] * n))) if n else None
+    return f"{r['task_acc']:.0%}" + (f" ± {1.96 * se:.0%} (n={n})" if se is not None else "")
+
+
 def task_table_html(rows: list[dict]) -> str:
-    """Per level (rows that answered the held-out tasks), the share of each task solved."""
+    """Per level (rows that answered the held-out tasks), the share of each task solved; overall with its 95 %
+    interval."""
     have = [r for r in rows if r.get("task_by")]
     if not have:
         return ""
     tasks = list(have[0]["task_by"])
     table = [{"level": r["level"], **{k: f"{r['task_by'].get(k, float('nan')):.0%}" for k in tasks},
-              "task_acc": f"{r['task_acc']:.0%}"} for r in have]
+              "task_acc": _acc_ci(r)} for r in have]
     return html_table(table, ["level", *tasks, "task_acc"], labels={k: t(f"task_{k}") for k in tasks})
 
 

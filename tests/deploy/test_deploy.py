@@ -370,6 +370,7 @@ def test_tradeoff_panel_from_real_measurements(model_dir, ladder, tmp_path):
     rows = [r.to_dict() for r in rows]
     panel = QuantTradeoffPanel(rows, {**detail, "tasks": items}, tok, files=dict(ladder))
     assert panel.tasks.value.count("<tr>") == 1 + len(ladder)  # the per-task table: a row per level
+    assert panel.tasks.value.count("(n=2)") == len(ladder)  # each overall accuracy with its interval and sample size
     panel.task_level.value = "Q2_K"
     assert "Q2_K" in panel.tasks.value and "task_acc" in [v for _, v in panel.metric.options]
     assert panel.points == len(ladder) == 8  # one point per level
