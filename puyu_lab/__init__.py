@@ -19,11 +19,24 @@ def setup(profile: str | None = None, language: str | None = None, home: str | N
     Returns ``(profile, workspace)``. ``home`` defaults to ``$PUYU_LAB_HOME`` or the
     ``workspace/`` folder of the project (found from the notebook's folder upwards).
     """
-    if language:
-        set_language(language)
+    set_language(language or get_language())
+    _show_language(get_language())
     prof = get_profile(profile)
     if home is None:
         from .workspace import project_home
 
         home = str(project_home())
     return prof, Workspace(home)
+
+
+def _show_language(lang: str) -> None:
+    """In a notebook, the CSS that shows the lab's text in ``lang`` only (:mod:`puyu_lab.labtext`)."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import HTML, display
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        from .labtext import language_style
+
+        display(HTML(language_style(lang)))

@@ -3,7 +3,22 @@ from __future__ import annotations
 
 import os
 
-_LANG = os.environ.get("PUYU_LAB_LANG", "en")
+
+
+def default_language() -> str:
+    """``$PUYU_LAB_LANG`` (zh or en), else the system's language (``$LC_ALL`` / ``$LC_MESSAGES`` / ``$LANG``:
+    zh_CN.UTF-8 → zh), else en."""
+    chosen = os.environ.get("PUYU_LAB_LANG", "").strip().lower()
+    if chosen:
+        return "zh" if chosen.startswith("zh") else "en"
+    for var in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        loc = os.environ.get(var, "").strip().lower()
+        if loc and loc not in ("c", "posix", "c.utf-8"):
+            return "zh" if loc.startswith("zh") else "en"
+    return "en"
+
+
+_LANG = default_language()
 
 # key -> (en, zh). The InternLM product names stay as the ecosystem writes them.
 STRINGS: dict[str, tuple[str, str]] = {

@@ -83,8 +83,8 @@ def test_lab_has_the_required_sections(nb):
     assert cells[p]["cell_type"] == "code" and re.search(
         r'^profile = os\.environ\.get\("PUYU_LAB_PROFILE", "quick"\)$', _text(cells[p]), re.M), \
         f'{nb.name}: the parameters cell sets profile = os.environ.get("PUYU_LAB_PROFILE", "quick")'
-    assert re.search(r'^language = os\.environ\.get\("PUYU_LAB_LANG", "en"\)$', _text(cells[p]), re.M), \
-        f'{nb.name}: the parameters cell sets language = os.environ.get("PUYU_LAB_LANG", "en")'
+    assert re.search(r'^language = os\.environ\.get\("PUYU_LAB_LANG"\)  #', _text(cells[p]), re.M), \
+        f'{nb.name}: the parameters cell sets language = os.environ.get("PUYU_LAB_LANG") (unset: the system\'s language)'
     assert re.search(r"^import os$", _text(cells[p]), re.M), f"{nb.name}: the parameters cell imports os"
     assert "## 参数 Parameters" in _text(cells[p - 1]), f"{nb.name}: the parameters cell follows its heading"
     assert any("record_figures(" in _text(c) for c in cells[p + 1:] if c["cell_type"] == "code"), \
@@ -119,3 +119,48 @@ def test_notebooks_are_committed_clean():
         assert "widgets" not in data.get("metadata", {}), f"{nb.name} carries widget state"
         tags = [c.get("metadata", {}).get("tags", []) for c in data["cells"]]
         assert sum("parameters" in t for t in tags) == 1, f"{nb.name} needs one cell tagged 'parameters'"
+
+
+@pytest.mark.parametrize("nb", LABS, ids=[p.stem for p in LABS])
+def test_every_markdown_cell_is_bilingual_from_one_source(nb):
+    """Each markdown cell holds its Chinese (first) and its English, so the two cannot drift (puyu_lab.labtext)."""
+    from puyu_lab.labtext import problems
+
+    bad = [f"cell {i}: {p}" for i, c in enumerate(_cells(nb)) if c["cell_type"] == "markdown"
+           for p in problems(_text(c))]
+    assert not bad, f"{nb.name}:\n" + "\n".join(bad)
+
+
+def test_a_language_block_renders_as_markdown_and_the_style_hides_the_other():
+    """nbconvert's own Markdown renderer (what the chain's HTML uses) keeps the blocks' Markdown, and the CSS
+    ``setup`` shows hides exactly the other language."""
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+    from puyu_lab.labtext import blocks, language_style, problems
+
+    src = ('## 2 预训练 Pretraining\n\n<div lang="zh" class="lang-zh">\n\n**目标。** 训练一个分词器。\n\n- 第一步\n\n'
+           '</div>\n<div lang="en" class="lang-en">\n\n**Goal.** Train a tokenizer.\n\n- step one\n\n</div>')
+    assert problems(src) == [] and blocks(src)["zh"].startswith("**目标。**")
+    html = markdown2html_mistune(src)
+    assert "<strong>目标。</strong>" in html and "<strong>Goal.</strong>" in html and "<li>step one</li>" in html
+    assert 'class="lang-zh"' in html and 'class="lang-en"' in html
+    assert language_style("zh") == "<style>.lang-en { display: none; }</style>"
+    assert language_style("en") == "<style>.lang-zh { display: none; }</style>"
+    assert problems("Only English.") and problems("## Parameters")
+    assert any("first" in p for p in problems(src.replace('lang="zh" class="lang-zh"', "TMP")
+                                              .replace('lang="en" class="lang-en"', 'lang="zh" class="lang-zh"')
+                                              .replace("TMP", 'lang="en" class="lang-en"')))
+
+
+def test_the_language_is_the_variable_then_the_system_locale(monkeypatch):
+    from puyu_lab.i18n import default_language
+
+    for var in ("PUYU_LAB_LANG", "LC_ALL", "LC_MESSAGES", "LANG"):
+        monkeypatch.delenv(var, raising=False)
+    assert default_language() == "en"
+    monkeypatch.setenv("LANG", "zh_CN.UTF-8")
+    assert default_language() == "zh"
+    monkeypatch.setenv("LC_ALL", "en_US.UTF-8")
+    assert default_language() == "en"  # LC_ALL overrides LANG, as in POSIX
+    monkeypatch.setenv("PUYU_LAB_LANG", "zh")
+    assert default_language() == "zh"  # the variable overrides the locale
