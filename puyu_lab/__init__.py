@@ -19,7 +19,7 @@ def setup(profile: str | None = None, language: str | None = None, home: str | N
     Returns ``(profile, workspace)``. ``home`` defaults to ``$PUYU_LAB_HOME`` or the
     ``workspace/`` folder of the project (found from the notebook's folder upwards).
     """
-    set_language(language or get_language())
+    set_language(language if language else get_language())
     _show_language(get_language())
     prof = get_profile(profile)
     if home is None:

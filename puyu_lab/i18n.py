@@ -235,11 +235,16 @@ STRINGS: dict[str, tuple[str, str]] = {
 }
 
 
-def set_language(lang: str) -> None:
+def set_language(lang: str | None) -> None:
+    """``zh`` or ``en`` (a locale name such as ``zh_CN`` counts as its language); None: :func:`default_language`."""
     global _LANG
-    if lang not in ("en", "zh"):
-        raise ValueError(f"language must be 'en' or 'zh', not {lang!r}")
-    _LANG = lang
+    if lang is None:
+        _LANG = default_language()
+        return
+    norm = str(lang).strip().lower()
+    if not norm.startswith(("zh", "en")):
+        raise ValueError(f"language must be 'zh' or 'en', not {lang!r}")
+    _LANG = norm[:2]
 
 
 def get_language() -> str:

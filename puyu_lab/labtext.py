@@ -74,6 +74,8 @@ def problems(source: str) -> list[str]:
 
 
 def language_style(lang: str) -> str:
-    """The CSS that shows one language's blocks only (``lang``: zh or en)."""
-    other = "en" if lang.startswith("zh") else "zh"
-    return f"<style>.lang-{other} {{ display: none; }}</style>"
+    """The CSS that shows one language's blocks only (``lang``: zh or en). It names both, so when a later cell
+    switches the language its style, coming later in the page, wins."""
+    shown = "zh" if lang.startswith("zh") else "en"
+    other = "en" if shown == "zh" else "zh"
+    return f"<style>.lang-{other} {{ display: none; }} .lang-{shown} {{ display: block; }}</style>"

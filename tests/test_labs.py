@@ -144,8 +144,8 @@ def test_a_language_block_renders_as_markdown_and_the_style_hides_the_other():
     html = markdown2html_mistune(src)
     assert "<strong>目标。</strong>" in html and "<strong>Goal.</strong>" in html and "<li>step one</li>" in html
     assert 'class="lang-zh"' in html and 'class="lang-en"' in html
-    assert language_style("zh") == "<style>.lang-en { display: none; }</style>"
-    assert language_style("en") == "<style>.lang-zh { display: none; }</style>"
+    assert language_style("zh") == "<style>.lang-en { display: none; } .lang-zh { display: block; }</style>"
+    assert language_style("en") == "<style>.lang-zh { display: none; } .lang-en { display: block; }</style>"
     assert problems("Only English.") and problems("## Parameters")
     assert any("first" in p for p in problems(src.replace('lang="zh" class="lang-zh"', "TMP")
                                               .replace('lang="en" class="lang-en"', 'lang="zh" class="lang-zh"')
