@@ -90,13 +90,21 @@ def diagnose(parsed: Parsed, gen: Generation, tools: ToolRegistry, protocol: Pro
 
 class Agent:
     def __init__(self, backend: Model, tools: ToolRegistry, protocol: str | Protocol = "internlm2",
-                 max_turns: int = 4, max_new_tokens: int = 96, system: str | None = None, constrained: bool = False):
+                 max_turns: int = 4, max_new_tokens: int = 96, system: str | None = None, constrained: bool = False,
+                 tool_choice: str = "auto"):
         self.backend, self.tools = backend, tools
         self.protocol = get_protocol("openai" if backend.native_tools and protocol == "internlm2" else protocol)
         self.max_turns, self.max_new_tokens, self.system = max_turns, max_new_tokens, system
         self.constrained = constrained  # calls follow the tools' schemas (puyu_lab.agent.constrained)
         if constrained and (self.protocol.name != "internlm2" or not backend.can_constrain):
             raise ValueError("constrained=True needs the internlm2 protocol and a local model (transformers / GGUF)")
+        # OpenAI's tool_choice: "auto" (the model decides whether to call) or "required" (its first turn is a call,
+        # decoded under the tools' schemas: constrained=True)
+        if tool_choice not in ("auto", "required"):
+            raise ValueError(f"tool_choice={tool_choice!r}: choose 'auto' or 'required'")
+        if tool_choice == "required" and not constrained:
+            raise ValueError("tool_choice='required' needs constrained=True (the call is decoded under the schemas)")
+        self.tool_choice = tool_choice
 
     def run(self, question: str, *, on_event: Callable[[Event], None] | None = None,
             stop: StopFlag | None = None) -> Trace:
@@ -199,6 +207,8 @@ class Agent:
                     trace.status = "stopped"
                     break
                 messages = self.protocol.messages(question, self.tools, history, self.system)
+                if constraint is not None:
+                    constraint.required = self.tool_choice == "required" and turn == 0
                 gen: Generation = yield messages, kw
                 parsed = self.protocol.parse_generation(gen, self.tools)
                 rec = {"turn": turn, "prompt": gen.prompt, "raw": gen.text, "parse": parsed.to_dict(),

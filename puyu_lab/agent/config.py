@@ -13,6 +13,10 @@ class AgentConfig:
     n_tasks: int | None = 40  # held-out tasks of each kind (None: all of them)
     kinds: tuple[str, ...] = ("arithmetic", "date", "notool")  # agent.evaluate.KINDS
     constrained: bool = True  # also run the tool tasks with calls decoded under the tools' schemas
+    # the constrained run's tool_choice (OpenAI's): "required" — each tool task's first turn is a call, so the run
+    # measures the calls themselves (valid? the right arguments?) whatever the model's own urge to call;
+    # "auto" — the model decides, as in the free-form run
+    tool_choice: str = "required"
     seed: int = 0
     protocol: str = "internlm2"  # internlm2 | react | openai
     max_turns: int = 3

@@ -228,6 +228,8 @@ class ToolCallConstraint(Constraint):
         self.vocab = _vocab(model)
         self.max_whitespace = max_whitespace
         self.forced = False
+        # OpenAI's tool_choice="required": this generation must open with a call (set per turn by the agent)
+        self.required = False
         self._enforcer = None
         self.budget: int | None = None
         # how much an optional key can add to the shortest ending in one step (closing starts that early)
@@ -263,6 +265,8 @@ class ToolCallConstraint(Constraint):
         st, at = self.state(ids)
         left = None if self.budget is None else self.budget - len(ids)  # tokens left, this one included
         if st == FREE:
+            if self.required and not ids:  # a required call opens at once (no thought before it)
+                return [self.vocab.ids[ACTION_START]]
             if left is not None and left < 1 + self.min_call + self.slack:
                 free = self.vocab.free.copy()
                 free[self.vocab.ids[ACTION_START]] = False  # a call could no longer close

@@ -78,8 +78,8 @@ def run(ws: Workspace, cfg: AgentConfig | None = None, *, on_event: Callable[[Ev
         copy = copy_probe(backend)  # a call copies the question's numbers: can this model copy at all?
         result = suite_eval(Agent(backend, tools, **limits), tasks, direct=cfg.direct, on_event=on_event, stop=stop)
         if cfg.constrained and cfg.protocol == "internlm2":
-            c = suite_eval(Agent(backend, tools, constrained=True, **limits), tool_tasks, direct=False,
-                           on_event=on_event, stop=stop)
+            c = suite_eval(Agent(backend, tools, constrained=True, tool_choice=cfg.tool_choice, **limits), tool_tasks,
+                           direct=False, on_event=on_event, stop=stop)
             constrained = {"by_kind": c["by_kind"], "call_valid": c["metrics"]["call_valid"], "rows": c["rows"],
                            "traces": c["traces"]}
     finally:

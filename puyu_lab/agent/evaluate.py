@@ -22,6 +22,7 @@ from ..events import Emitter, Event, StopFlag
 from ..models.base import Model
 from ..workspace import Workspace, stage_entry
 from .agent import STAGE, Agent, Trace, has_number
+from .protocols import NO_ACTION
 
 QUESTION = ARITHMETIC_QUESTION  # the fine-tune data's first question form
 ARTIFACT = "agent/eval"
@@ -72,16 +73,19 @@ def ask_all_directly(backend: Model, questions: list[str], max_new_tokens: int =
     return [strip_end(g.text) for g in gens]
 
 
-def call_validity(trace: Trace) -> tuple[int, int]:
+def call_validity(trace: Trace, *, marked_only: bool = False) -> tuple[int, int]:
     """(attempted calls, valid calls) of one trace: a call step whose observation is ok is valid;
-    a parse error (the model tried to act, the reply could not be run) is an invalid attempt."""
+    a parse error (the model tried to act, the reply could not be run) is an invalid attempt. ``marked_only``
+    (a constrained run): only calls opened with the protocol's marker count — the ones decoded under the tools'
+    schemas; a call written as plain text was free text to the constraint, and fails its task instead."""
     attempts = valid = 0
     for i, s in enumerate(trace.steps):
         if s["kind"] == "call":
             attempts += 1
             nxt = trace.steps[i + 1] if i + 1 < len(trace.steps) else None
             valid += bool(nxt and nxt["kind"] == "observation" and nxt.get("ok"))
-        elif s["kind"] == "error" and s.get("error_kind") not in (None, "backend"):
+        elif s["kind"] == "error" and s.get("error_kind") not in (None, "backend") and not (
+                marked_only and s.get("error_kind") == NO_ACTION):
             attempts += 1
     return attempts, valid
 
@@ -119,7 +123,7 @@ def task_eval(agent: Agent, kind: str, tasks: list[dict], *, direct: bool = True
         stop.check()
     directs = ask_all_directly(agent.backend, qs) if direct else [None] * len(qs)
     for t, q, tr, ans in zip(tasks, qs, traces, directs):
-        a, v = call_validity(tr)
+        a, v = call_validity(tr, marked_only=agent.constrained)
         attempts, valid = attempts + a, valid + v
         called = [s.get("tool") for s in tr.calls]
         ok = tr.status == "answered" and (not called if tool is None else answer_ok(kind, tr.answer, t, q))

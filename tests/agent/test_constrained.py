@@ -269,6 +269,28 @@ def test_untrained_model_calls_validly_only_when_constrained(model_dir, ladder):
     assert same >= len(QUESTIONS) - 1, texts
 
 
+@pytest.mark.slow
+def test_a_required_call_opens_every_first_turn_and_is_valid(model_dir, ladder):
+    """tool_choice="required" (OpenAI's): an untrained model, which would rather answer in text, opens each first
+    turn with a schema-valid call, on transformers and llama.cpp alike; later turns are the model's own choice."""
+    from puyu_lab.models.gguf import GGUFModel
+    from puyu_lab.models.hf import HFModel
+
+    reg = default_registry().subset("calculator", "add_days", "days_between")
+    for m in (HFModel.load(model_dir), GGUFModel(ladder["Q4_K_M"])):
+        free = [Agent(m, reg, max_turns=1, constrained=True).run(q) for q in QUESTIONS]
+        assert sum(t.turns[0]["raw"].startswith(ACTION_START) for t in free) < len(QUESTIONS), \
+            "the untrained model must sometimes not call on its own, or the test shows nothing"
+        req = [Agent(m, reg, max_turns=2, constrained=True, tool_choice="required").run(q) for q in QUESTIONS]
+        for t in req:
+            assert t.turns[0]["raw"].startswith(ACTION_START), t.turns[0]["raw"]
+            assert t.turns[0]["parse"]["kind"] == "call" and valid_call(t.turns[0]["raw"], reg), t.turns[0]["raw"]
+    with pytest.raises(ValueError, match="needs constrained=True"):
+        Agent(m, reg, tool_choice="required")
+    with pytest.raises(ValueError, match="'auto' or 'required'"):
+        Agent(m, reg, constrained=True, tool_choice="any")
+
+
 def test_strict_json_refuses_a_trailing_comma_and_exponents():
     """Two rules lm-format-enforcer 0.11 lets through (its parser alone accepts both texts below; the
     random-logits test above met each with the protocol-aware tokenizer)."""

@@ -40,13 +40,18 @@ def notool(ctx):
 
 
 @check("agent.constrained", LAB, "约束解码的调用都有效", "Constrained calls are valid", needs=(AGENT_EVAL,),
-       verifies="with decoding constrained by the tools' JSON schemas, ≥ 95 % of tool calls parse and run "
+       verifies="with decoding constrained by the tools' JSON schemas (each tool task's first turn a required call, "
+                "OpenAI's tool_choice), ≥ 95 % of the calls decoded under the schemas parse and run "
                 "(agent/eval's constrained_call_valid)",
        hint="run lab 07's held-out-task cell (section 4) to the end with the InternLM2 protocol and "
             "AgentConfig.constrained left on: it decodes each call under the tools' schemas with lm-format-enforcer "
             "(the lmformatenforcer package), in the same decode loop as the free-form run", camp=CAMP)
 def constrained(ctx):
-    v = ctx.get(AGENT_EVAL).metrics.get("constrained_call_valid")
+    m = ctx.get(AGENT_EVAL).metrics
+    v = m.get("constrained_call_valid")
     if v is None:
+        if any(k.startswith("constrained_") for k in m):  # it ran with tool_choice="auto" and no call was opened
+            return Outcome(False, "the constrained run made no tool call: the model answered every question directly "
+                                  "(run it with AgentConfig.tool_choice='required', the default)")
         return Outcome(False, "no constrained run recorded")
     return Outcome(v >= 0.95, f"{v:.1%} valid", value=v)
