@@ -4,8 +4,7 @@ Engines live in ``puyu_lab.<stage>`` (plain Python); views live in ``puyu_lab.pa
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from .version import __version__  # noqa: E402
 from .i18n import get_language, set_language, t  # noqa: E402
 from .profiles import get_profile  # noqa: E402
 from .workspace import Workspace  # noqa: E402

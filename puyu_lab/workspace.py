@@ -79,7 +79,7 @@ class MissingArtifact(WorkspaceError, FileNotFoundError):
 
 
 def _package_version() -> str:
-    from . import __version__
+    from .version import __version__
 
     return __version__
 

@@ -88,7 +88,7 @@ if __name__ == "__main__":
 
 
 def datatrove_script(recipe: Recipe, name: str = "datatrove_pipeline.py") -> str:
-    from .. import __version__
+    from ..version import __version__
 
     return TEMPLATE.format(version=__version__, name=name, recipe=recipe.to_json())
 
