@@ -36,7 +36,8 @@ def merged(card: ReportCard, previous) -> ReportCard:
 
 def verify(lab: str, ws=None, *, display: bool = True, write: bool = True) -> ReportCard:
     """A lab's self-check cell: run its checks on the learner's workspace, show the report card, refresh
-    ``workspace/report/``, and raise :class:`ChecksFailed` naming each failed check and its hint."""
+    ``workspace/report/``, and raise :class:`ChecksFailed` naming each failed check and its hint (in the current
+    language, as the card shows it)."""
     from ..workspace import Workspace
     from .report import write_report
 
@@ -52,5 +53,5 @@ def verify(lab: str, ws=None, *, display: bool = True, write: bool = True) -> Re
         except ImportError:
             print(card.text())
     if not card.ok:
-        raise ChecksFailed("\n".join(f"✗ {r.id} ({r.figure}): {r.hint}" for r in card.failures))
+        raise ChecksFailed("\n".join(f"✗ {r.id} ({r.figure}): {r.hint_in()}" for r in card.failures))
     return card

@@ -8,6 +8,10 @@ edited after the fact. ``scope`` says where a check can be re-run: ``artifact`` 
 learner's bundle; ``machine`` checks (the tour's) describe the learner's computer and are only
 reported.
 
+What to do when a check fails is written in both languages: ``hint`` (English) and ``hint_zh`` (Chinese, the
+same code in the same backticks). A :class:`Result` keeps both, and the card, its HTML and :class:`ChecksFailed`
+show the one in the language :func:`puyu_lab.i18n.get_language` names when they are drawn.
+
 nbgrader and otter-grader grade *code* cells against tests; nothing in their model checks the outcome
 of an ML exercise on the learner's own artifacts, so this small registry is written here.
 """
@@ -15,9 +19,10 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable
 
+from ..i18n import get_language
 from ..workspace import MissingArtifact, Workspace, WorkspaceError
 
 
@@ -37,7 +42,8 @@ class Check:
     zh: str
     en: str
     verifies: str  # what, on which artifact, with the tolerance
-    hint: str  # what to do when it fails
+    hint: str  # what to do when it fails (English)
+    hint_zh: str  # the same, in Chinese: the same code, config fields and lab numbers
     fn: Callable[["Context"], Outcome]
     needs: tuple[str, ...] = ()  # artifacts it reads
     camp: str = ""  # the InternLM camp (书生大模型实战营) task it corresponds to, where one exists
@@ -47,6 +53,15 @@ class Check:
     @property
     def title(self) -> str:
         return f"{self.zh} {self.en}"
+
+    def hint_in(self, lang: str | None = None) -> str:
+        """The hint in ``lang`` ("zh" or "en"; by default the current language)."""
+        return self.hint_zh if (lang or get_language()) == "zh" else self.hint
+
+
+def _pick(lang: str | None, en: str, zh: str, fallback: str) -> str:
+    lang = lang or get_language()
+    return (zh if lang == "zh" else en) or fallback
 
 
 @dataclass
@@ -58,7 +73,7 @@ class Result:
     ok: bool
     status: str  # "pass", "fail", "missing" (an artifact it needs is absent), "error" (a bug or a corrupt file)
     figure: str
-    hint: str
+    hint: str  # in the language current when the check ran; hint_en / hint_zh hold both
     camp: str = ""
     scope: str = "artifact"
     value: float | None = None
@@ -66,9 +81,21 @@ class Result:
     consistent: bool = True  # False when the manifest's figure differs from the recomputed one
     detail: str = ""
     seconds: float = 0.0
+    hint_en: str = ""  # empty in a report written before hints were bilingual
+    hint_zh: str = ""
+
+    def hint_in(self, lang: str | None = None) -> str:
+        """The hint in ``lang`` ("zh" or "en"; by default the current language), else the stored ``hint``."""
+        return _pick(lang, self.hint_en, self.hint_zh, self.hint)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Result":
+        """A result as ``as_dict`` wrote it; fields a newer or older version wrote are ignored or defaulted."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 class Context:
@@ -90,13 +117,18 @@ class Context:
 REGISTRY: dict[str, Check] = {}
 
 
-def check(id: str, lab: str, zh: str, en: str, *, verifies: str, hint: str, needs: tuple[str, ...] = (),
-          camp: str = "", scope: str = "artifact", rel_tol: float = 1e-3):
-    """Register the decorated ``fn(ctx) -> Outcome`` as a check."""
+def check(id: str, lab: str, zh: str, en: str, *, verifies: str, hint: str, hint_zh: str,
+          needs: tuple[str, ...] = (), camp: str = "", scope: str = "artifact", rel_tol: float = 1e-3):
+    """Register the decorated ``fn(ctx) -> Outcome`` as a check. ``hint`` and ``hint_zh`` say, in English and in
+    Chinese, what a learner should do when it fails."""
+    if not hint.strip() or not hint_zh.strip():
+        raise ValueError(f"check {id!r} needs a hint in English and in Chinese (hint_zh)")
+
     def deco(fn):
         if id in REGISTRY:
             raise ValueError(f"check {id!r} registered twice")
-        REGISTRY[id] = Check(id, lab, zh, en, verifies, hint, fn, needs, camp, scope, rel_tol)
+        REGISTRY[id] = Check(id=id, lab=lab, zh=zh, en=en, verifies=verifies, hint=hint, hint_zh=hint_zh, fn=fn,
+                             needs=needs, camp=camp, scope=scope, rel_tol=rel_tol)
         return fn
     return deco
 
@@ -114,7 +146,8 @@ def pct(x: float, n: int | None = None, of: int | None = None) -> str:
 
 def run_one(c: Check, ctx: Context) -> Result:
     t0 = time.perf_counter()
-    base = dict(id=c.id, lab=c.lab, title=c.title, verifies=c.verifies, hint=c.hint, camp=c.camp, scope=c.scope)
+    base = dict(id=c.id, lab=c.lab, title=c.title, verifies=c.verifies, hint=c.hint_in(), hint_en=c.hint,
+                hint_zh=c.hint_zh, camp=c.camp, scope=c.scope)
     missing = [n for n in c.needs if not ctx.ws.exists(n)]
     if missing:
         from ..stages import stage_for_artifact
@@ -179,11 +212,11 @@ class ReportCard:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ReportCard":
-        return cls(d.get("workspace", ""), [Result(**r) for r in d.get("results", [])], d.get("created", ""),
+        return cls(d.get("workspace", ""), [Result.from_dict(r) for r in d.get("results", [])], d.get("created", ""),
                    d.get("seconds", 0.0))
 
     def text(self) -> str:
-        """The terminal table: one line per check, the hint under each one that failed."""
+        """The terminal table: one line per check, the hint (in the current language) under each one that failed."""
         w_id = max([len(r.id) for r in self.results] + [5]) + 2
         lines = [f"{'':2}{'check':<{w_id}}{'figure':<34}title"]
         lab = None
@@ -195,7 +228,7 @@ class ReportCard:
             mark = "✓" if r.ok else "✗"
             lines.append(f"{mark:2}{r.id:<{w_id}}{r.figure[:33]:<34}{r.title}")
             if not r.ok:
-                lines.append(f"{'':2}{'':<{w_id}}→ {r.hint}" + (f" ({r.detail})" if r.detail else ""))
+                lines.append(f"{'':2}{'':<{w_id}}→ {r.hint_in()}" + (f" ({r.detail})" if r.detail else ""))
             elif not r.consistent:
                 lines.append(f"{'':2}{'':<{w_id}}! the manifest says {r.claimed:g}, the evidence {r.value:g}")
         lines.append(f"{self.passed}/{self.total} checks passed in {self.seconds:.1f} s")

@@ -23,7 +23,8 @@ def _esc(s) -> str:
 
 
 def card_fragment(card: ReportCard) -> str:
-    """The card as an HTML table (what the check cell shows): ✓/✗, figure, title, hint for failures."""
+    """The card as an HTML table (what the check cell shows): ✓/✗, figure, title, and for a failure its hint in
+    the current language (:func:`puyu_lab.i18n.get_language`)."""
     rows = []
     by_lab = card.by_lab()
     lab = None
@@ -35,7 +36,7 @@ def card_fragment(card: ReportCard) -> str:
         mark = "<span class='pass'>✓</span>" if r.ok else "<span class='fail'>✗</span>"
         note = ""
         if not r.ok:
-            note = f"<div class='hint'>→ {_esc(r.hint)}</div>" + (f"<div class='dim'>{_esc(r.detail)}</div>" if r.detail else "")
+            note = f"<div class='hint'>→ {_esc(r.hint_in())}</div>" + (f"<div class='dim'>{_esc(r.detail)}</div>" if r.detail else "")
         elif not r.consistent:
             note = f"<div class='warn'>the manifest says {r.claimed:g}, the evidence {r.value:g}</div>"
         camp = f"<div class='dim'>实战营 camp: {_esc(r.camp)}</div>" if r.camp else ""

@@ -1,16 +1,20 @@
 """The checks module on small real workspaces: every lab has checks, every self-check cell calls them, a fresh
 workspace fails each with its hint, a check fails on a real artifact that misses its bound, and a figure edited
-in a manifest is caught against its evidence."""
+in a manifest is caught against its evidence. Every hint is written in Chinese too, and a learner reads the one of
+the current language on the card and in the self-check cell's error."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from puyu_lab.checks import REGISTRY, run, select
+from puyu_lab.checks import REGISTRY, ChecksFailed, ReportCard, run, select, verify
 from puyu_lab.checks.probes import load_probes, make_probes
 from puyu_lab.errors import InputError
+from puyu_lab.i18n import get_language, set_language
 from puyu_lab.labrunner import discover
+from puyu_lab.labtext import cjk_share
 from puyu_lab.workspace import Workspace
 
 from ..conftest import ROOT
@@ -22,7 +26,7 @@ def test_every_lab_has_checks_with_titles_and_hints():
     checks = select()
     assert {c.lab for c in checks} == {p.name for p in LABS}
     for c in checks:
-        assert c.zh and c.en and c.verifies and c.hint, c.id
+        assert c.zh and c.en and c.verifies and c.hint and c.hint_zh, c.id
         assert c.id.split(".", 1)[0] in c.lab, c.id
         assert c.scope in ("artifact", "machine")
     assert [c.id for c in select("03")] == [c.id for c in select("finetune")] == [c.id for c in select("03_finetune.ipynb")]
@@ -51,6 +55,86 @@ def test_fresh_workspace_fails_each_check_with_its_hint(tmp_path, capsys):
         assert f"✗ {r.id}" in out and f"→ {r.hint}" in out, r.id
         assert "run " in r.detail  # which lab makes what it needs
     assert "checks passed" in out.splitlines()[-1]
+
+
+CODE = re.compile(r"`([^`]*)`")
+
+
+def test_every_hint_has_a_chinese_twin_with_the_same_code():
+    for c in select():
+        en, zh = c.hint, c.hint_zh
+        assert zh.strip() and zh != en, c.id
+        assert en.count("`") % 2 == 0 and zh.count("`") % 2 == 0, f"{c.id}: an unclosed backtick"
+        prose_en, prose_zh = CODE.sub("", en), CODE.sub("", zh)
+        assert cjk_share(prose_zh) >= 0.3, f"{c.id}: hint_zh is not mostly Chinese: {zh!r}"
+        # the same code to run, the same config fields, in the same order
+        assert CODE.findall(zh) == CODE.findall(en), f"{c.id}: {CODE.findall(zh)} != {CODE.findall(en)}"
+        # the same lab numbers, sections, sizes and budgets
+        assert set(re.findall(r"\d+", prose_en)) <= set(re.findall(r"\d+", prose_zh)), c.id
+        # Chinese prose: full-width punctuation, and a lab is 实验 NN
+        assert not re.search(r"[,;:()]", prose_zh), f"{c.id}: half-width punctuation in {zh!r}"
+        assert not re.search(r"\blabs? \d", prose_zh), c.id
+    with pytest.raises(TypeError, match="hint_zh"):
+        from puyu_lab.checks.core import check
+
+        check("x.y", "99_x.ipynb", "题", "title", verifies="v", hint="h")  # the Chinese hint is required
+
+
+@pytest.fixture
+def lang():
+    """Set the course language in a test; the previous one comes back afterwards."""
+    before = get_language()
+    yield set_language
+    set_language(before)
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_a_failing_check_shows_its_hint_in_the_current_language(tmp_path, lang, language):
+    from puyu_lab.checks.report import card_fragment
+
+    lang(language)
+    ws = Workspace(tmp_path / "ws")  # fresh: every check of lab 03 fails (its artifacts are missing)
+    with pytest.raises(ChecksFailed) as err:
+        verify("03_finetune", ws, display=False, write=False)
+    card = run(ws, "03_finetune")
+    text, html, msg = card.text(), card_fragment(card), str(err.value)
+    assert card.failures
+    for r in card.failures:
+        c = REGISTRY[r.id]
+        shown, other = (c.hint_zh, c.hint) if language == "zh" else (c.hint, c.hint_zh)
+        assert r.hint == shown and (r.hint_en, r.hint_zh) == (c.hint, c.hint_zh)
+        assert f"→ {shown}" in text and other not in text, r.id
+        assert f"✗ {r.id} ({r.figure}): {shown}" in msg and other not in msg, r.id
+        assert f"→ {html_escape(shown)}</div>" in html and html_escape(other) not in html, r.id
+    # a card drawn later follows the language then current, whichever language it ran in
+    lang("en" if language == "zh" else "zh")
+    assert all(f"→ {REGISTRY[r.id].hint_zh if language == 'en' else REGISTRY[r.id].hint}" in card.text()
+               for r in card.failures)
+
+
+def html_escape(s: str) -> str:
+    import html
+
+    return html.escape(s)
+
+
+def test_report_json_keeps_both_hints_and_old_reports_still_load(tmp_path, lang):
+    lang("zh")
+    card = run(Workspace(tmp_path / "ws"), "02_pretrain")
+    saved = json.loads(json.dumps(card.as_dict(), ensure_ascii=False))
+    for d in saved["results"]:
+        c = REGISTRY[d["id"]]
+        assert (d["hint"], d["hint_en"], d["hint_zh"]) == (c.hint_zh, c.hint, c.hint_zh)
+    assert ReportCard.from_dict(saved).as_dict() == saved
+    # a checks.json written before hints were bilingual (no hint_en / hint_zh), or by a newer version (more fields)
+    old = json.loads(json.dumps(saved))
+    for d in old["results"]:
+        del d["hint_en"], d["hint_zh"]
+        d["from_the_future"] = 1
+    back = ReportCard.from_dict(old)
+    assert [r.hint_in("en") for r in back.results] == [r.hint_in("zh") for r in back.results] == \
+        [d["hint"] for d in old["results"]]
+    assert "→ " + old["results"][0]["hint"] in back.text()
 
 
 def test_a_real_artifact_that_misses_its_bound_fails_with_the_figure(layers):

@@ -14,7 +14,9 @@ def _rows(ctx):
 
 @check("agent.traced", LAB, "留存的智能体轨迹", "Traced held-out tasks", needs=(AGENT_EVAL,),
        verifies="agent/eval holds ≥ 20 traced held-out questions of each kind (arithmetic, date, no tool needed), "
-                "one trace per question", hint="run the evaluation cell of lab 07 to the end (do not stop it)", camp=CAMP)
+                "one trace per question",
+       hint="run the evaluation cell of lab 07 to the end (do not stop it)",
+       hint_zh="把实验 07 的评测单元格运行到底（不要中途停止）", camp=CAMP)
 def traced(ctx):
     art = ctx.get(AGENT_EVAL)
     rows = _rows(ctx)
@@ -28,7 +30,8 @@ def traced(ctx):
 @check("agent.notool", LAB, "不需要工具时不调用", "No tool when none is needed", needs=(AGENT_EVAL,),
        verifies="on held-out questions that need no tool (self-cognition, chit-chat), the agent answers without "
                 "calling one on ≥ 60 % (recomputed from rows.jsonl)",
-       hint="the SFT data needs its no-tool conversations (data.notool_examples in lab 03)", camp=CAMP)
+       hint="the SFT data needs its no-tool conversations (`data.notool_examples` in lab 03)",
+       hint_zh="SFT 数据需要包含无需调用工具的对话（实验 03 中的 `data.notool_examples`）", camp=CAMP)
 def notool(ctx):
     rows = [r for r in _rows(ctx) if r["kind"] == "notool"]
     if not rows:
@@ -44,8 +47,11 @@ def notool(ctx):
                 "OpenAI's tool_choice), ≥ 95 % of the calls decoded under the schemas parse and run "
                 "(agent/eval's constrained_call_valid)",
        hint="run lab 07's held-out-task cell (section 4) to the end with the InternLM2 protocol and "
-            "AgentConfig.constrained left on: it decodes each call under the tools' schemas with lm-format-enforcer "
-            "(the lmformatenforcer package), in the same decode loop as the free-form run", camp=CAMP)
+            "`AgentConfig.constrained` left on: it decodes each call under the tools' schemas with lm-format-enforcer "
+            "(the `lmformatenforcer` package), in the same decode loop as the free-form run",
+       hint_zh="使用 InternLM2 协议并保持 `AgentConfig.constrained` 开启，把实验 07 的留出任务单元格（第 4 节）运行到底："
+               "它用 lm-format-enforcer（`lmformatenforcer` 包）按各工具的参数模式约束解码每一次调用，"
+               "与自由生成共用同一个解码循环", camp=CAMP)
 def constrained(ctx):
     m = ctx.get(AGENT_EVAL).metrics
     v = m.get("constrained_call_valid")

@@ -14,7 +14,8 @@ def _splits(ctx):
 
 @check("data.size", LAB, "语料规模", "Corpus size", needs=(CORPUS,),
        verifies=f"corpus/clean keeps more than {MIN_DOCS:,} training documents and a non-empty held-out split",
-       hint="the cleaning rules drop too much: loosen the quality thresholds in the recipe (lab 01, the cleaning panel)")
+       hint="the cleaning rules drop too much: loosen the quality thresholds in the recipe (lab 01, the cleaning panel)",
+       hint_zh="清洗规则删得太多：在清洗配方中放宽质量阈值（实验 01 的清洗面板）")
 def size(ctx):
     train, held = _splits(ctx)
     art = ctx.get(CORPUS)
@@ -25,7 +26,8 @@ def size(ctx):
 
 @check("data.sources", LAB, "中文来源保留", "Chinese sources kept", needs=(CORPUS,),
        verifies="both Chinese sources (news-zh, reviews-zh) survive cleaning; reviews keep their pos/neg labels",
-       hint="a filter removes a whole source: look at the funnel per source in lab 01 and loosen the rule that drops it")
+       hint="a filter removes a whole source: look at the funnel per source in lab 01 and loosen the rule that drops it",
+       hint_zh="某条过滤规则删掉了整个来源：在实验 01 中按来源查看清洗漏斗，放宽删掉它的那条规则")
 def sources(ctx):
     train, _ = _splits(ctx)
     srcs = set(train["source"])
@@ -36,7 +38,8 @@ def sources(ctx):
 
 @check("data.pii", LAB, "无邮箱地址", "No e-mail addresses", needs=(CORPUS,),
        verifies="no e-mail address is left in the training text (the PII step replaced them)",
-       hint="turn the PII step back on in the recipe (lab 01) and export again")
+       hint="turn the PII step back on in the recipe (lab 01) and export again",
+       hint_zh="在清洗配方中重新打开隐私脱敏（PII）步骤（实验 01），然后重新导出")
 def pii(ctx):
     from ...data.pii import EMAIL_RE
 

@@ -32,8 +32,10 @@ def _rows(ctx) -> dict:
 
 @check("deploy.ladder", LAB, "量化阶梯逐级变小", "Each level is smaller", needs=(GGUF,),
        verifies="gguf/sft: every file down the ladder (F32 → … → Q2_K) is smaller than the one above it "
-                "(sizes as the deploy stage wrote them)", hint="rerun the ladder in lab 05; a level that is not "
-                "smaller fell back to another type (see the per-tensor type map)", camp=CAMP)
+                "(sizes as the deploy stage wrote them)",
+       hint="rerun the ladder in lab 05; a level that is not smaller fell back to another type "
+            "(see the per-tensor type map)",
+       hint_zh="在实验 05 中重新生成量化阶梯；没有变小的那一级回退成了别的类型（见逐张量的类型图）", camp=CAMP)
 def ladder(ctx):
     art = ctx.get(GGUF)
     files = art.manifest.get("files") or {}
@@ -53,7 +55,9 @@ def ladder(ctx):
 
 @check("deploy.q4km", LAB, "Q4_K_M 是 4 比特 K-quant", "Q4_K_M holds 4-bit K-quants", needs=(GGUF,),
        verifies="the Q4_K_M file's weight matrices include Q4_K tensors and none stayed F16/F32 (read with gguf)",
-       hint="your model's row lengths must be multiples of 256 or llama.cpp falls back; rerun lab 05's ladder", camp=CAMP)
+       hint="your model's row lengths must be multiples of 256 or llama.cpp falls back; rerun lab 05's ladder",
+       hint_zh="模型权重的行长度必须是 256 的倍数，否则 llama.cpp 会回退到别的类型；请重新运行实验 05 的量化阶梯",
+       camp=CAMP)
 def q4km(ctx):
     from ...deploy.quantize import weight_types
 
@@ -65,6 +69,7 @@ def q4km(ctx):
 @check("deploy.kl", LAB, "比特越少偏差越大", "Fewer bits diverge more", needs=(QUANT,),
        verifies=f"quant/sft per-token KL from F32: Q8_0 < Q4_K_M < Q2_K, and Q4_K_M's mean KL < {Q4_KL_BOUND}",
        hint="measure again in lab 05 (the quantization panel); if Q4_K_M diverges far, check the F32 reference",
+       hint_zh="在实验 05 中重新测量（量化面板）；若 Q4_K_M 偏离很大，检查 F32 参考模型",
        camp=CAMP)
 def kl(ctx):
     k = _kl(ctx)
@@ -79,6 +84,7 @@ def kl(ctx):
 @check("deploy.exact", LAB, "转换无损", "The converter kept the model exact", needs=(QUANT,),
        verifies="transformers fp32 and the F32 GGUF give the same distributions: mean KL < 1e-6 (quant/sft)",
        hint="the GGUF does not match your model: reconvert it in lab 05 (an older converter or another tokenizer)",
+       hint_zh="GGUF 与你的模型不一致：在实验 05 中重新转换（可能用了旧版转换器或另一个分词器）",
        camp=CAMP)
 def exact(ctx):
     row = _rows(ctx).get("HF fp32")

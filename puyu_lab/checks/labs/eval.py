@@ -47,8 +47,10 @@ def _gain(ctx, task: str, metric_name: str):
 
 @check("eval.models", LAB, "排行榜比较基座与微调", "Leaderboard compares base and SFT", needs=(RUN,),
        verifies=f"{RUN} scores at least model/base and model/sft on at least 3 tasks each",
-       hint="run labs 02 and 03, then lab 06 to the end: it scores model/base and model/sft (and model/dpo, "
-            "model/orpo when they exist)", camp=CAMP)
+       hint="run labs 02 and 03, then lab 06 to the end: it scores `model/base` and `model/sft` (and `model/dpo`, "
+            "`model/orpo` when they exist)",
+       hint_zh="先运行实验 02 和 03，再把实验 06 运行到底：它会评测 `model/base` 和 `model/sft`"
+               "（若已存在，还有 `model/dpo`、`model/orpo`）", camp=CAMP)
 def models(ctx):
     m = ctx.get(RUN).metrics
     ok = all(isinstance(m.get(x), dict) and len(m[x]) >= 3 for x in ("base", "sft"))
@@ -57,21 +59,24 @@ def models(ctx):
 
 @check("eval.selfcog", LAB, "微调学会了名字", "SFT learned its name", needs=(RUN,),
        verifies="self-cognition score of model/sft above model/base (recomputed from the samples)",
-       hint="fine-tune again (lab 03): the SFT model should answer with its name", camp=CAMP)
+       hint="fine-tune again (lab 03): the SFT model should answer with its name",
+       hint_zh="重新微调（实验 03）：微调后的 SFT 模型应当说出自己的名字", camp=CAMP)
 def selfcog(ctx):
     return _gain(ctx, "selfcog", "score")
 
 
 @check("eval.sentiment", LAB, "微调提升情感分类", "SFT helps on sentiment", needs=(RUN,),
        verifies="sentiment accuracy of model/sft above model/base (recomputed: argmax of the stored log-likelihoods)",
-       hint="the SFT data needs its sentiment instructions (data.sentiment_max in lab 03)", camp=CAMP)
+       hint="the SFT data needs its sentiment instructions (`data.sentiment_max` in lab 03)",
+       hint_zh="SFT 数据需要包含情感分类指令（实验 03 中的 `data.sentiment_max`）", camp=CAMP)
 def sentiment(ctx):
     return _gain(ctx, "sentiment", "acc")
 
 
 @check("eval.preference", LAB, "DPO 提升偏好对排序", "DPO ranks held-out pairs better", needs=(RUN,),
        verifies="on the pref_* tasks pooled, model/dpo ranks the chosen answer first more often than model/sft",
-       hint="run lab 04 (preference) and then lab 06 again so the leaderboard holds model/dpo")
+       hint="run lab 04 (preference) and then lab 06 again so the leaderboard holds `model/dpo`",
+       hint_zh="先运行实验 04（偏好对齐），再重新运行实验 06，让排行榜包含 `model/dpo`")
 def preference(ctx):
     sc = _scores(ctx)
     if "dpo" not in sc:

@@ -21,7 +21,8 @@ def _acc(ctx, name: str, when: str) -> tuple[int, int]:
 @check("preference.dpo", LAB, "DPO 胜过 SFT", "DPO beats SFT on held-out pairs", needs=(DPO_MODEL,),
        verifies="model/dpo ranks the chosen answer above the rejected one on more held-out pairs than the SFT "
                 "model it started from (recomputed from heldout_scores.jsonl)",
-       hint="train longer: raise the time budget in lab 04 (cfg = replace(cfg, budget_s=70)) or cfg.learning_rate")
+       hint="train longer: raise the time budget in lab 04 (`cfg = replace(cfg, budget_s=70)`) or `cfg.learning_rate`",
+       hint_zh="训练更久：在实验 04 中提高时间预算（`cfg = replace(cfg, budget_s=70)`），或调高 `cfg.learning_rate`")
 def dpo(ctx):
     b, n = _acc(ctx, DPO_MODEL, "before")
     a, _ = _acc(ctx, DPO_MODEL, "after")
@@ -33,7 +34,8 @@ def dpo(ctx):
 
 @check("preference.orpo", LAB, "ORPO 已运行", "ORPO ran", needs=(ORPO_MODEL,),
        verifies="model/orpo was trained (steps > 0) and scored on the held-out pairs",
-       hint="run the ORPO cell of lab 04")
+       hint="run the ORPO cell of lab 04",
+       hint_zh="运行实验 04 中的 ORPO 单元格")
 def orpo(ctx):
     art = ctx.get(ORPO_MODEL)
     a, n = _acc(ctx, ORPO_MODEL, "after")

@@ -17,7 +17,8 @@ def _evals(ctx):
 
 @check("pretrain.loss", LAB, "预训练损失下降", "Held-out loss fell", needs=(BASE,),
        verifies="model/base: the last held-out loss of the training curve is at least 30 % below the first",
-       hint="train longer: raise the time budget in lab 02 (cfg = replace(cfg, budget_s=180)) and rerun pretraining",
+       hint="train longer: raise the time budget in lab 02 (`cfg = replace(cfg, budget_s=180)`) and rerun pretraining",
+       hint_zh="训练更久：在实验 02 中提高时间预算（`cfg = replace(cfg, budget_s=180)`），然后重新预训练",
        camp="全链路开源体系: InternLM-Train")
 def loss(ctx):
     ev = _evals(ctx)
@@ -32,7 +33,8 @@ def loss(ctx):
 
 @check("pretrain.samples", LAB, "生成像中文", "Samples read like Chinese", needs=(BASE,),
        verifies="model/base's samples after training are ≥ 30 % Chinese characters with ≥ 2 function characters (的是在了和)",
-       hint="the model has not learned the language yet: train longer or check that corpus/clean is mostly Chinese")
+       hint="the model has not learned the language yet: train longer or check that `corpus/clean` is mostly Chinese",
+       hint_zh="模型还没有学会这门语言：训练更久，或检查 `corpus/clean` 是否以中文为主")
 def samples(ctx):
     s = json.loads(ctx.get(BASE).file("samples.json").read_text(encoding="utf-8"))
     after = "".join(s.get("after", {}).values())
@@ -43,7 +45,8 @@ def samples(ctx):
 
 @check("pretrain.tokenizer", LAB, "分词器压缩", "Tokenizer compresses", needs=(TOKENIZER, BASE),
        verifies="tokenizer/spm: > 1 Chinese character per token and a tool call in ≤ 25 tokens; model/base uses it",
-       hint="retrain the tokenizer in lab 02 with the default vocabulary size (cfg.preset.vocab_size)")
+       hint="retrain the tokenizer in lab 02 with the default vocabulary size (`cfg.preset.vocab_size`)",
+       hint_zh="在实验 02 中用默认词表大小（`cfg.preset.vocab_size`）重新训练分词器")
 def tokenizer(ctx):
     m = ctx.get(TOKENIZER).metrics
     cpt, call = m.get("chars_per_token_zh") or 0.0, m.get("tokens_per_tool_call") or 1e9

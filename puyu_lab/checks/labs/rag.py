@@ -19,7 +19,8 @@ def _test(ctx, answerable=None):
 @check("rag.index", LAB, "检索索引完整", "The index is whole", needs=(RAG_INDEX, RAG_EVAL),
        verifies="rag/index has one dense vector per chunk, and no chunk of a document its unanswerable questions "
                 "came from (those documents were left out of the index)",
-       hint="run lab 08 to the end; do not edit rag/index by hand", camp=CAMP)
+       hint="run lab 08 to the end; do not edit `rag/index` by hand",
+       hint_zh="把实验 08 运行到底；不要手动修改 `rag/index`", camp=CAMP)
 def index(ctx):
     ix = ctx.cached("rag_index", lambda: load_rag_index(ctx.ws))
     n, nv = len(ix["chunks"]), int(ix["vectors"].shape[0])
@@ -37,7 +38,8 @@ def _hit5(rows, mode):
 @check("rag.hybrid", LAB, "混合检索不逊于单一检索", "Hybrid retrieval at least as good as either", needs=(RAG_EVAL,),
        verifies="on the test half's answerable questions, hybrid hit@5 ≥ BM25's and ≥ the dense encoder's "
                 "(recomputed from each question's ranks in rag/eval)",
-       hint="keep the fusion weight chosen on the calibration half (cfg.alphas); a larger encoder_steps helps the dense side",
+       hint="keep the fusion weight chosen on the calibration half (`cfg.alphas`); a larger `encoder_steps` helps the dense side",
+       hint_zh="保留在校准集上选出的融合权重（`cfg.alphas`）；调大 `encoder_steps` 能提升稠密检索的效果",
        camp=CAMP)
 def hybrid(ctx):
     rows = _test(ctx, True)
@@ -53,7 +55,8 @@ def hybrid(ctx):
        needs=(RAG_EVAL,),
        verifies="with retrieval the reply contains the answer more often than without (held-out answerable questions), "
                 "and at the chosen threshold the refusal's precision and recall recompute to rag/eval's figures",
-       hint="run the reading cell of lab 08 to the end (it needs model/sft from lab 03)", camp=CAMP)
+       hint="run the reading cell of lab 08 to the end (it needs `model/sft` from lab 03)",
+       hint_zh="把实验 08 的阅读作答单元格运行到底（它需要实验 03 产出的 `model/sft`）", camp=CAMP)
 def grounded(ctx):
     ev = _ev(ctx)
     rows = [r for r in _test(ctx, True) if r.get("read")]
