@@ -5,11 +5,11 @@ Engines live in ``puyu_lab.<stage>`` (plain Python); views live in ``puyu_lab.pa
 from __future__ import annotations
 
 from .version import __version__  # noqa: E402
-from .i18n import get_language, set_language, t  # noqa: E402
+from .i18n import get_language, set_language, t, tr  # noqa: E402
 from .profiles import get_profile  # noqa: E402
 from .workspace import Workspace  # noqa: E402
 
-__all__ = ["__version__", "Workspace", "get_profile", "set_language", "get_language", "t", "setup"]
+__all__ = ["__version__", "Workspace", "get_profile", "set_language", "get_language", "t", "tr", "setup"]
 
 
 def setup(profile: str | None = None, language: str | None = None, home: str | None = None):

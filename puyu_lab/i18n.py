@@ -251,6 +251,12 @@ def get_language() -> str:
     return _LANG
 
 
+def tr(zh: str, en: str) -> str:
+    """A sentence in the current language, its two versions written side by side where it is used (a lab's
+    printed line: ``print(pl.tr(f"训练了 {n} 步", f"trained {n} steps"))``)."""
+    return zh if _LANG == "zh" else en
+
+
 def t(key: str) -> str:
     """The label for ``key`` in the current language (the key itself if unknown)."""
     pair = STRINGS.get(key)

@@ -79,3 +79,20 @@ def language_style(lang: str) -> str:
     shown = "zh" if lang.startswith("zh") else "en"
     other = "en" if shown == "zh" else "zh"
     return f"<style>.lang-{other} {{ display: none; }} .lang-{shown} {{ display: block; }}</style>"
+
+
+_CODEISH = re.compile(r"`[^`]*`|'[^'\n]*'|\"[^\"\n]*\"|https?://\S+|\S*[/\\]\S*|\S+\.\w{2,5}\b|\b\w+=\S*|\b[a-z_]+_[a-z_]+\b|<[^>]+>")
+
+
+def english_only_sentences(text: str, min_words: int = 4) -> list[str]:
+    """Lines of ``text`` that read as an English sentence and hold no Chinese: ``min_words`` or more English words
+    once code, quoted strings (a dict's keys), paths, file names, key=value pairs and snake_case names are set aside (what a zh learner must not
+    meet in a lab's output)."""
+    out = []
+    for line in text.splitlines():
+        if _CJK.search(line):
+            continue
+        words = re.findall(r"\b[A-Za-z][a-z]+\b", _CODEISH.sub(" ", line))
+        if len(words) >= min_words:
+            out.append(line.strip())
+    return out

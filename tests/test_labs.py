@@ -164,3 +164,36 @@ def test_the_language_is_the_variable_then_the_system_locale(monkeypatch):
     assert default_language() == "en"  # LC_ALL overrides LANG, as in POSIX
     monkeypatch.setenv("PUYU_LAB_LANG", "zh")
     assert default_language() == "zh"  # the variable overrides the locale
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_a_lab_run_in_chinese_prints_no_english_only_sentence(tmp_path):
+    """The tour and the data lab, run with language "zh" in a workspace of their own: no line they print, raise or
+    show as plain text is an English sentence without Chinese (puyu_lab.labtext.english_only_sentences)."""
+    from puyu_lab.labrunner import run_lab
+    from puyu_lab.labtext import english_only_sentences
+    from puyu_lab.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+
+    def english_lines(name: str, language: str) -> list[str]:
+        res = run_lab(ROOT / "labs" / name, tmp_path / language, profile="quick", workspace=ws,
+                      parameters={"language": language})
+        assert res.ok, res.error
+        found = []
+        for i, cell in enumerate(json.loads(res.executed.read_text(encoding="utf-8"))["cells"]):
+            for o in cell.get("outputs", []):
+                if o.get("output_type") == "stream" and o.get("name") == "stdout":
+                    text = _text({"source": o.get("text", "")})
+                elif o.get("output_type") == "error":
+                    text = f"{o.get('ename')}: {o.get('evalue')}"
+                else:
+                    continue
+                found += [f"{name} cell {i}: {line}" for line in english_only_sentences(text)]
+        return found
+
+    # the detector sees English where there is some: the tour run in English prints English sentences
+    assert len(english_lines("00_tour.ipynb", "en")) >= 2
+    bad = english_lines("00_tour.ipynb", "zh") + english_lines("01_data.ipynb", "zh")
+    assert not bad, "English-only lines in a zh run:\n" + "\n".join(bad[:40])
