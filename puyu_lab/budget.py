@@ -318,17 +318,30 @@ def budget_metrics(plan: Plan | None, *, steps: int, train_seconds: float) -> di
                        "machine": machine()}}
 
 
-def describe(metrics: dict) -> str:
-    """One line for a learner: what a run's budget bought on this machine (and its model FLOP utilisation)."""
+def describe(metrics: dict, lang: str = "en") -> str:
+    """One line for a learner, in ``lang`` (zh or en; a lab passes ``pl.get_language()``): what a run's budget bought
+    on this machine (and its model FLOP utilisation)."""
+    zh = lang.startswith("zh")
     b = metrics.get("budget")
-    util = (f"; model FLOP utilisation {metrics['mfu']:.0%} ({metrics['model_gflops']:.1f} of the "
-            f"{metrics['probe_gflops']:.1f} GFLOP/s the matmul probe measured)" if metrics.get("mfu") else "")
+    util = ""
+    if metrics.get("mfu"):
+        util = (f"；模型 FLOP 利用率 {metrics['mfu']:.0%}（矩阵乘探针测得 {metrics['probe_gflops']:.1f} GFLOP/s，"
+                f"实际 {metrics['model_gflops']:.1f}）" if zh else
+                f"; model FLOP utilisation {metrics['mfu']:.0%} ({metrics['model_gflops']:.1f} of the "
+                f"{metrics['probe_gflops']:.1f} GFLOP/s the matmul probe measured)")
     if not b:
-        return f"{metrics.get('steps')} steps (a fixed number: no time budget){util}"
+        return (f"{metrics.get('steps')} 步（固定步数，没有时间预算）{util}" if zh else
+                f"{metrics.get('steps')} steps (a fixed number: no time budget){util}")
     m = b["machine"]
-    cut = " — cut short: the machine slowed down" if b.get("cut_short") else ""
+    cut = ""
+    if b.get("cut_short"):
+        cut = "——提前结束：机器变慢了" if zh else " — cut short: the machine slowed down"
     if b.get("over_budget"):
-        cut += (f" — over budget: this CPU needs longer for the {b['min_steps']} steps the run never goes below "
+        cut += (f"——超出预算：这台 CPU 跑完保底的 {b['min_steps']} 步（实验自检能通过的最少步数）需要更久" if zh else
+                f" — over budget: this CPU needs longer for the {b['min_steps']} steps the run never goes below "
                 f"(the fewest on which the lab's checks hold)")
+    if zh:
+        return (f"{b['budget_s']:.0f} 秒的时间预算在这台 CPU（{m['cpu']}，{m['cores']} 核，{m['capability']}）上买到 "
+                f"{b['steps']} 步：每步 {b['step_s']:.3f} 秒，训练循环用了 {b['train_seconds']:.1f} 秒{cut}{util}")
     return (f"time budget {b['budget_s']:.0f} s bought {b['steps']} steps on this CPU ({m['cpu']}, {m['cores']} cores, "
             f"{m['capability']}): {b['step_s']:.3f} s a step, the training loop took {b['train_seconds']:.1f} s{cut}{util}")

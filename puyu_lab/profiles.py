@@ -37,6 +37,11 @@ class Profile:
     data: DataSettings = field(default_factory=DataSettings)
     base_model: str | None = None  # gpu profile: a local path or hub id of a real chat model
     embedding_model: str | None = None  # gpu profile: a local embedding-model directory for the RAG lab (else trained)
+    description_zh: str = ""  # the description in Chinese (what a zh learner reads)
+
+    def describe(self, lang: str = "en") -> str:
+        """The description in ``lang`` (zh or en)."""
+        return self.description_zh if lang.startswith("zh") and self.description_zh else self.description
 
     def with_data(self, **changes) -> "Profile":
         return replace(self, data=replace(self.data, **changes))
@@ -46,14 +51,17 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         "quick", "CPU, a tiny model, the whole chain in about 10 minutes on 2 cores", "cpu", "≈10",
         data=DataSettings(max_docs_per_source=4000),
+        description_zh="CPU，一个很小的模型，2 核上全链路约 10 分钟",
     ),
     "full": Profile(
         "full", "CPU, all the data and a larger tiny model; pretraining alone ≈ 42 min on 2 cores", "cpu", "≥60",
         data=DataSettings(max_docs_per_source=None),
+        description_zh="CPU，全部数据和一个大一些的小模型；2 核上仅预训练就约 42 分钟",
     ),
     "gpu": Profile(
         "gpu", "CUDA GPU, a real chat model (InternLM2-chat-1.8B) fine-tuned with QLoRA", "cuda", "≈20",
         data=DataSettings(max_docs_per_source=None),
+        description_zh="CUDA GPU，用 QLoRA 微调一个真正的对话模型（InternLM2-chat-1.8B）",
         base_model=os.environ.get("PUYU_LAB_GPU_MODEL", "internlm/internlm2-chat-1_8b"),
         embedding_model=os.environ.get("PUYU_LAB_EMBEDDING_MODEL") or None,
     ),

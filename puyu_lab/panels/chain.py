@@ -1,7 +1,7 @@
 """Static views for the tour: the chain map, the doctor's table, the profiles."""
 from __future__ import annotations
 
-from ..i18n import both
+from ..i18n import both, get_language
 from ..profiles import PROFILES, cuda_available
 from ..workspace import Workspace
 from .base import HTMLView, heading, html_table
@@ -22,7 +22,7 @@ def doctor_view(report) -> HTMLView:
 def profiles_view() -> HTMLView:
     has_cuda = cuda_available()
     rows = [{
-        "profile": p.name, "description": p.description, "device": p.device, "minutes": p.minutes,
+        "profile": p.name, "description": p.describe(get_language()), "device": p.device, "minutes": p.minutes,
         "fits": "yes" if (p.device == "cpu" or has_cuda) else "no",
     } for p in PROFILES.values()]
     text = "\n".join(f"{r['profile']:<6} {r['device']:<5} {r['fits']:<4} {r['description']}" for r in rows)
