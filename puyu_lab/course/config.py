@@ -51,10 +51,12 @@ class CourseConfig:
         # AdamW with decoupled weight decay, the recipe the threshold law was measured with. The first build ran
         # Muon at a constant 0.02 without decay: by 13.8 M tokens its matrices had grown ~40× (rms 0.8–1.0),
         # every attention head past the first layer had collapsed onto one position (entropy 0) and the probe
-        # never moved (gain 0.1–0.4 nats/token, 0 % copied). The phase runs until the probe passes (up to
-        # 41 M tokens), across sessions.
+        # never moved (gain 0.1–0.4 nats/token, 0 % copied). AdamW at 2e-3 did no better: 20.2 M tokens
+        # (39,500 steps), gain 0.16–0.25, 0 % copied. The rate was the cause: the lesson's own copy task on this
+        # width (4 × 256) forms its induction head at 7e-4 (cliff at step 1,200) and not at 2e-3 or 6e-3 in
+        # 2,000 steps. The phase runs until the probe passes (up to 41 M tokens), across sessions.
         PhaseConfig("a", block_size=128, batch_size=4, max_steps=80_000, copy_share=0.5,
-                    lr_scheduler="constant_with_warmup", warmup_steps=200, learning_rate=2e-3,
+                    lr_scheduler="constant_with_warmup", warmup_steps=200, learning_rate=7e-4,
                     probe_every=500, stop_gain=4.0, stop_copied=0.8),
         PhaseConfig("b", block_size=256, batch_size=8, max_steps=2_000, copy_share=0.33, lr_scheduler="cosine",
                     warmup_steps=50, learning_rate=1e-3, probe_every=250),
