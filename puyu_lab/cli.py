@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -109,6 +110,27 @@ def cmd_probes(args: argparse.Namespace) -> int:
     return 0
 
 
+# JupyterLab's own display language (its menus, dialogs: the zh-CN language pack) follows the course's one choice
+LAB_LOCALES = {"zh": "zh_CN", "en": "en"}
+
+
+def lab_settings_dir(lang: str | None = None, base: Path | None = None) -> Path:
+    """A JupyterLab application-settings folder whose ``overrides.json`` sets the interface language to the
+    course's (``$PUYU_LAB_LANG``, else the OS locale; see :mod:`puyu_lab.i18n`). The learner's own choice in
+    Settings → Language still wins: JupyterLab's user settings sit above these defaults."""
+    from .i18n import default_language
+
+    lang = lang or default_language()
+    base = base or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "puyu-lab" / "lab-settings"
+    folder = base / lang
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = {"@jupyterlab/translation-extension:plugin": {"locale": LAB_LOCALES[lang]}}
+    tmp = folder / ".overrides.json.partial"
+    tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    os.replace(tmp, folder / "overrides.json")
+    return folder
+
+
 def lab_command(port: int, ip: str = "127.0.0.1", token: str | None = None, root: Path | None = None,
                 extra: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The JupyterLab command line ``make lab`` runs (a test runs the same one)."""
@@ -116,7 +138,8 @@ def lab_command(port: int, ip: str = "127.0.0.1", token: str | None = None, root
 
     root = root or labs_folder()
     cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}", f"--ServerApp.ip={ip}",
-           f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--no-browser"]
+           f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--no-browser",
+           f"--LabApp.app_settings_dir={lab_settings_dir()}"]
     if token is not None:
         cmd.append(f"--IdentityProvider.token={token}")
     if hasattr(os, "geteuid") and os.geteuid() == 0:

@@ -43,3 +43,46 @@ def test_make_lab_serves_the_labs():
             proc.wait(20)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("lang, locale", [("zh", "zh_CN"), ("en", "en")])
+def test_jupyterlab_speaks_the_course_language(tmp_path, monkeypatch, lang, locale):
+    """PUYU_LAB_LANG picks JupyterLab's own interface language too: its settings say the locale and the
+    zh-CN language pack answers with Chinese menus."""
+    from puyu_lab.cli import lab_command
+
+    port, token = free_port(), uuid.uuid4().hex
+    monkeypatch.setenv("PUYU_LAB_LANG", lang)  # `puyu-lab lab` reads the choice when it builds the command
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "user-settings"))  # no earlier choice of the learner's
+    proc = subprocess.Popen(lab_command(port, token=token), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    base, headers = f"http://127.0.0.1:{port}", {"Authorization": f"token {token}"}
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                if requests.get(f"{base}/api/status", headers=headers, timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.time() < deadline, "JupyterLab did not start in 180 s"
+            time.sleep(0.5)
+        setting = requests.get(f"{base}/lab/api/settings/@jupyterlab/translation-extension:plugin",
+                               headers=headers, timeout=10).json()
+        # the overrides become the schema's default; the learner's own choice (user settings) stays empty
+        assert setting["schema"]["properties"]["locale"]["default"] == locale, setting["schema"]["properties"]
+        packs = requests.get(f"{base}/lab/api/translations/", headers=headers, timeout=10).json()["data"]
+        assert "zh_CN" in packs, f"the zh-CN language pack is not installed: {sorted(packs)}"
+        if lang == "zh":
+            bundle = requests.get(f"{base}/lab/api/translations/zh_CN", headers=headers, timeout=10).json()
+            menus = bundle["data"]["jupyterlab"]
+            assert any("\u4e00" <= ch <= "\u9fff" for v in list(menus.values())[:200] for ch in str(v)), \
+                "the zh-CN pack's JupyterLab strings hold no Chinese"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
