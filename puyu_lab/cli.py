@@ -132,14 +132,16 @@ def lab_settings_dir(lang: str | None = None, base: Path | None = None) -> Path:
 
 
 def lab_command(port: int, ip: str = "127.0.0.1", token: str | None = None, root: Path | None = None,
-                extra: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """The JupyterLab command line ``make lab`` runs (a test runs the same one)."""
+                extra: list[str] | tuple[str, ...] = (), lang: str | None = None) -> list[str]:
+    """The JupyterLab command line ``make lab`` runs (a test runs the same one). ``lang`` ("zh" / "en"): the
+    interface language, by default the course's (:func:`puyu_lab.i18n.default_language`); the kernels read
+    ``$PUYU_LAB_LANG`` from the server's environment, so a caller choosing ``lang`` sets that too."""
     from .labrunner import labs_folder
 
     root = root or labs_folder()
     cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}", f"--ServerApp.ip={ip}",
            f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--no-browser",
-           f"--LabApp.app_settings_dir={lab_settings_dir()}"]
+           f"--LabApp.app_settings_dir={lab_settings_dir(lang)}"]
     if token is not None:
         cmd.append(f"--IdentityProvider.token={token}")
     if hasattr(os, "geteuid") and os.geteuid() == 0:

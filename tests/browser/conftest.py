@@ -23,7 +23,7 @@ class Lab:
     """A JupyterLab server (the ``make lab`` command line) on a copy of the labs, with its own
     workspace and settings."""
 
-    def __init__(self, home: Path, tmp: Path):
+    def __init__(self, home: Path, tmp: Path, lang: str = "en"):
         from puyu_lab.cli import lab_command
 
         self.port, self.token, self.home = free_port(), uuid.uuid4().hex, home
@@ -37,10 +37,11 @@ class Lab:
         notif.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
         extra = [f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp / 'lab-workspaces'}",
                  "--LabApp.expose_app_in_browser=True"]
-        env = dict(os.environ, PUYU_LAB_HOME=str(home), PUYU_LAB_PROFILE="quick",
-                   JUPYTER_RUNTIME_DIR=str(tmp / "runtime"))
+        # the language: JupyterLab's interface (lab_command) and the kernels' (PUYU_LAB_LANG) both
+        env = dict(os.environ, PUYU_LAB_HOME=str(home), PUYU_LAB_PROFILE="quick", PUYU_LAB_LANG=lang,
+                   JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), XDG_CACHE_HOME=str(tmp / "cache"))
         self.log = tmp / "jupyterlab.log"
-        self.proc = subprocess.Popen(lab_command(self.port, token=self.token, root=root, extra=extra), env=env,
+        self.proc = subprocess.Popen(lab_command(self.port, token=self.token, root=root, extra=extra, lang=lang), env=env,
                                      cwd=ROOT, stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
         self.base = f"http://127.0.0.1:{self.port}"

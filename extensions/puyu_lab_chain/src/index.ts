@@ -7,6 +7,7 @@ import {
 import { URLExt } from '@jupyterlab/coreutils';
 import { ILauncher } from '@jupyterlab/launcher';
 import { ServerConnection } from '@jupyterlab/services';
+import { ITranslator } from '@jupyterlab/translation';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
@@ -40,11 +41,43 @@ interface ChainState {
   error?: string;
 }
 
-const STATUS_LABEL: Record<string, string> = {
-  present: '已就绪 present',
-  stale: '已过期 stale',
-  missing: '缺失 missing'
+// The sidebar speaks JupyterLab's own display language (`puyu-lab lab` sets it from PUYU_LAB_LANG / the OS
+// locale; Settings → Language changes it): Chinese under a zh locale, English otherwise. One table, both languages.
+type Lang = 'zh' | 'en';
+
+const WORDS = {
+  present: { zh: '已就绪', en: 'present' },
+  stale: { zh: '已过期', en: 'stale' },
+  missing: { zh: '缺失', en: 'missing' },
+  chain: { zh: '书生·浦语 全链路', en: '书生·浦语 Chain' },
+  refresh: { zh: '刷新', en: 'Refresh' },
+  refreshChain: { zh: '刷新全链路', en: 'Refresh the chain' },
+  workspace: { zh: '工作区', en: 'Workspace' },
+  checks: { zh: '自检', en: 'checks' },
+  checksTip: {
+    zh: '`puyu-lab check` 列出每项自检、它测得的数字和提示',
+    en: '`puyu-lab check` shows each check, its figure and its hint'
+  },
+  needs: { zh: '需要', en: 'needs' },
+  open: { zh: '打开实验', en: 'Open' },
+  labs: { zh: '书生·浦语 实验', en: '书生·浦语 Labs' }
 };
+
+// each stage's role, in Chinese (the server sends the tool's name and the English role)
+const ROLE_ZH: Record<string, string> = {
+  data: '数据',
+  pretrain: '预训练',
+  finetune: '微调',
+  preference: '偏好对齐',
+  deploy: '部署与量化',
+  eval: '评测',
+  agent: '智能体',
+  rag: '检索增强'
+};
+
+export function langOf(languageCode: string | undefined): Lang {
+  return (languageCode || '').toLowerCase().startsWith('zh') ? 'zh' : 'en';
+}
 
 const ICON_SVG =
   '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" width="16" height="16">' +
@@ -96,16 +129,20 @@ export class ChainSidebar extends Widget {
   private _list: HTMLElement;
   private _info: HTMLElement;
 
-  constructor(private _open: (path: string) => void) {
+  constructor(
+    private _open: (path: string) => void,
+    private _lang: Lang = 'en'
+  ) {
     super();
     this.id = 'puyu-lab-chain';
     this.addClass('puyu-chain');
+    this.node.lang = _lang === 'zh' ? 'zh-CN' : 'en';
     this.title.icon = chainIcon;
-    this.title.caption = '书生·浦语 Chain';
+    this.title.caption = this._t('chain');
     const head = el('div', 'puyu-chain-head');
-    head.appendChild(el('h2', 'puyu-chain-title', '书生·浦语 Chain'));
+    head.appendChild(el('h2', 'puyu-chain-title', this._t('chain')));
     const refresh = el('button', 'jp-Button puyu-chain-refresh', '↻');
-    refresh.title = '刷新 Refresh';
+    refresh.title = this._t('refresh');
     refresh.onclick = () => void this.refresh(true);
     head.appendChild(refresh);
     this.node.appendChild(head);
@@ -113,6 +150,10 @@ export class ChainSidebar extends Widget {
     this.node.appendChild(this._info);
     this._list = el('ol', 'puyu-chain-stages');
     this.node.appendChild(this._list);
+  }
+
+  private _t(key: keyof typeof WORDS): string {
+    return WORDS[key][this._lang];
   }
 
   get version(): string {
@@ -152,26 +193,27 @@ export class ChainSidebar extends Widget {
   }
 
   render(state: ChainState): void {
-    this._info.textContent = `工作区 Workspace: ${state.workspace}`;
+    this._info.textContent = `${this._t('workspace')}: ${state.workspace}`;
     this._list.replaceChildren();
     for (const st of state.stages) {
       const li = el('li', `puyu-stage puyu-${st.status}`);
       li.dataset.stage = st.key;
       li.dataset.status = st.status;
       const top = el('div', 'puyu-stage-top');
-      top.appendChild(el('span', 'puyu-stage-name', st.zh));
-      top.appendChild(el('span', 'puyu-stage-en', st.en));
-      top.appendChild(el('span', `puyu-badge puyu-badge-${st.status}`, STATUS_LABEL[st.status] || st.status));
+      top.appendChild(el('span', 'puyu-stage-name', st.zh)); // the InternLM tool's own name
+      top.appendChild(el('span', 'puyu-stage-en', this._lang === 'zh' ? ROLE_ZH[st.key] || st.en : st.en));
+      const status = st.status in WORDS ? this._t(st.status) : st.status;
+      top.appendChild(el('span', `puyu-badge puyu-badge-${st.status}`, status));
       li.appendChild(top);
       if (st.checks === null) {
-        li.appendChild(el('div', 'puyu-checks puyu-checks-pending', '自检 checks …'));
+        li.appendChild(el('div', 'puyu-checks puyu-checks-pending', `${this._t('checks')} …`));
       } else if (st.checks && st.checks.total > 0) {
         const { passed, total } = st.checks;
         const cls = passed === total ? 'puyu-checks-all' : passed > 0 ? 'puyu-checks-some' : 'puyu-checks-none';
-        const chk = el('div', `puyu-checks ${cls}`, `自检 checks ${passed}/${total}`);
+        const chk = el('div', `puyu-checks ${cls}`, `${this._t('checks')} ${passed}/${total}`);
         chk.dataset.passed = String(passed);
         chk.dataset.total = String(total);
-        chk.title = '`puyu-lab check` shows each check, its figure and its hint';
+        chk.title = this._t('checksTip');
         li.appendChild(chk);
       }
       for (const a of st.artifacts) {
@@ -185,14 +227,14 @@ export class ChainSidebar extends Widget {
           row.appendChild(el('span', 'puyu-figures', figs));
         }
         if (a.status === 'stale') {
-          row.appendChild(el('span', 'puyu-badge puyu-badge-stale', STATUS_LABEL.stale));
+          row.appendChild(el('span', 'puyu-badge puyu-badge-stale', this._t('stale')));
         }
         li.appendChild(row);
       }
       if (!st.artifacts.length && st.needs.length) {
-        li.appendChild(el('div', 'puyu-needs', `需要 needs: ${st.needs.join(', ')}`));
+        li.appendChild(el('div', 'puyu-needs', `${this._t('needs')}: ${st.needs.join(', ')}`));
       }
-      const btn = el('button', 'jp-Button puyu-open-lab', `打开实验 Open ${st.lab}`) as HTMLButtonElement;
+      const btn = el('button', 'jp-Button puyu-open-lab', `${this._t('open')} ${st.lab}`) as HTMLButtonElement;
       btn.dataset.lab = st.lab_path || '';
       btn.disabled = !st.lab_path;
       btn.onclick = () => st.lab_path && this._open(st.lab_path);
@@ -202,16 +244,16 @@ export class ChainSidebar extends Widget {
   }
 }
 
-const LAB_TITLES: Record<string, string> = {
-  '00_tour.ipynb': '导览 Tour',
-  '01_data.ipynb': '书生·万卷 Data',
-  '02_pretrain.ipynb': 'InternLM-Train Pretrain',
-  '03_finetune.ipynb': 'XTuner Fine-tune',
-  '04_preference.ipynb': 'XTuner DPO Preference',
-  '05_deploy.ipynb': 'LMDeploy Deploy',
-  '06_eval.ipynb': 'OpenCompass Evaluate',
-  '07_agent.ipynb': 'Lagent Agent',
-  '08_rag.ipynb': '茴香豆 RAG'
+const LAB_TITLES: Record<string, { zh: string; en: string }> = {
+  '00_tour.ipynb': { zh: '导览', en: 'Tour' },
+  '01_data.ipynb': { zh: '书生·万卷 数据', en: '书生·万卷 Data' },
+  '02_pretrain.ipynb': { zh: 'InternLM-Train 预训练', en: 'InternLM-Train Pretrain' },
+  '03_finetune.ipynb': { zh: 'XTuner 微调', en: 'XTuner Fine-tune' },
+  '04_preference.ipynb': { zh: 'XTuner DPO 偏好对齐', en: 'XTuner DPO Preference' },
+  '05_deploy.ipynb': { zh: 'LMDeploy 部署与量化', en: 'LMDeploy Deploy' },
+  '06_eval.ipynb': { zh: 'OpenCompass 评测', en: 'OpenCompass Evaluate' },
+  '07_agent.ipynb': { zh: 'Lagent 智能体', en: 'Lagent Agent' },
+  '08_rag.ipynb': { zh: '茴香豆 检索增强', en: '茴香豆 RAG' }
 };
 
 const plugin: JupyterFrontEndPlugin<void> = {
@@ -219,22 +261,28 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: '书生·浦语 Chain sidebar and lab launcher cards for puyu-lab',
   autoStart: true,
   requires: [ILabShell],
-  optional: [ILauncher],
-  activate: (app: JupyterFrontEnd, shell: ILabShell, launcher: ILauncher | null) => {
+  optional: [ILauncher, ITranslator],
+  activate: (
+    app: JupyterFrontEnd,
+    shell: ILabShell,
+    launcher: ILauncher | null,
+    translator: ITranslator | null
+  ) => {
+    const lang = langOf(translator?.languageCode);
     const open = (path: string) => {
       void app.commands.execute('docmanager:open', { path });
     };
     app.commands.addCommand('puyu-lab:open-lab', {
       label: args => String(args.label || args.path || 'Open lab'),
-      caption: args => `打开实验 Open ${String(args.path || '')}`,
+      caption: args => `${WORDS.open[lang]} ${String(args.path || '')}`,
       icon: chainIcon,
       execute: args => open(String(args.path))
     });
-    const sidebar = new ChainSidebar(open);
+    const sidebar = new ChainSidebar(open, lang);
     shell.add(sidebar, 'left', { rank: 200 });
     sidebar.start();
     app.commands.addCommand('puyu-lab:refresh-chain', {
-      label: '刷新全链路 Refresh the chain',
+      label: WORDS.refreshChain[lang],
       execute: () => sidebar.refresh(true)
     });
     if (launcher) {
@@ -248,8 +296,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
             const name = path.split('/').pop() || path;
             launcher.add({
               command: 'puyu-lab:open-lab',
-              args: { path, label: LAB_TITLES[name] || name },
-              category: '书生·浦语 Labs',
+              args: { path, label: LAB_TITLES[name]?.[lang] || name },
+              category: WORDS.labs[lang],
               rank
             });
           });
