@@ -197,3 +197,284 @@ def test_a_lab_run_in_chinese_prints_no_english_only_sentence(tmp_path):
     assert len(english_lines("00_tour.ipynb", "en")) >= 2
     bad = english_lines("00_tour.ipynb", "zh") + english_lines("01_data.ipynb", "zh")
     assert not bad, "English-only lines in a zh run:\n" + "\n".join(bad[:40])
+
+
+# ---- what the labs name exists ------------------------------------------------------------------------------------
+# A lab's prose — its markdown, and the strings and comments of its code cells (what it prints, raises and explains) —
+# and every check's hint name labs, sections, checks, config fields and package paths. Each must exist: a field
+# renamed, a section that moved to another lab, a check or a lab that is no more would otherwise go on being taught
+# (the hint that named `cfg.tokenizer.vocab_size` for `cfg.preset.vocab_size`, the one that sent a learner to the
+# wrong lab's section).
+
+def _strings_and_comments(code: str) -> list[str]:
+    """What a learner reads in a code cell besides the code: its string literals (f-strings' text parts included)
+    and its comments."""
+    import ast
+    import io
+    import tokenize
+
+    tree = compile(code, "<cell>", "exec", flags=ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    out = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    out += [t.string for t in tokenize.generate_tokens(io.StringIO(code).readline) if t.type == tokenize.COMMENT]
+    return out
+
+
+def _prose(nb) -> list[tuple[str, str]]:
+    out = []
+    for i, c in enumerate(_cells(nb)):
+        if c["cell_type"] == "markdown":
+            out.append((f"{nb.stem} cell {i}", _text(c)))
+        elif c["cell_type"] == "code":
+            out += [(f"{nb.stem} cell {i}", s) for s in _strings_and_comments(_text(c))]
+    return out
+
+
+_NAMES_CACHE: dict = {}
+
+
+def _classes(name: str) -> list:
+    """The classes of the package named ``name`` (found by their ``class`` line, then imported)."""
+    import importlib
+
+    if name not in _NAMES_CACHE:
+        found = []
+        for path in sorted((ROOT / "puyu_lab").rglob("*.py")):
+            if re.search(rf"^class {name}\b", path.read_text(encoding="utf-8"), re.M):
+                parts = path.relative_to(ROOT).with_suffix("").parts
+                mod = importlib.import_module(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+                found.append(getattr(mod, name))
+        _NAMES_CACHE[name] = found
+    return _NAMES_CACHE[name]
+
+
+def _field_type(cls, f):
+    """The dataclass a dataclass field holds (``None``: not a dataclass, or not known)."""
+    import dataclasses
+    import typing
+
+    try:
+        t = typing.get_type_hints(cls).get(f.name)
+    except Exception:  # noqa: BLE001 - an annotation that does not resolve: fall back on the default
+        t = None
+    for cand in (t, *typing.get_args(t)):
+        if dataclasses.is_dataclass(cand):
+            return cand
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    return type(default) if dataclasses.is_dataclass(default) else None
+
+
+def _has_path(cls, path: list[str]) -> bool:
+    """Whether ``cls.a.b…`` names something: dataclass fields are followed into the dataclasses they hold; a
+    property or method ends the walk (what it returns is not followed)."""
+    import dataclasses
+
+    for name in path:
+        if cls is None:
+            return True
+        fields = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+        if name in fields:
+            cls = _field_type(cls, fields[name])
+        elif hasattr(cls, name):
+            cls = None
+        else:
+            return False
+    return True
+
+
+def _resolves(dotted: str) -> bool:
+    """Whether ``puyu_lab.a.b…`` names a module or an attribute of one."""
+    import importlib
+
+    parts = dotted.split(".")
+    for k in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:k]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[k:]:
+                obj = getattr(obj, name)
+        except AttributeError:
+            return False
+        return True
+    return False
+
+
+def _lab_config(nb):
+    """The config class of a lab's ``cfg`` (``cfg = XConfig.for_profile(…)``), or ``None``."""
+    for c in _cells(nb):
+        m = re.search(r"^cfg = (\w+)\.for_profile\(", _text(c), re.M) if c["cell_type"] == "code" else None
+        if m:
+            return _classes(m.group(1))[0]
+    return None
+
+
+def _sections(nb) -> dict[int, str]:
+    """A lab's numbered sections: number → heading line."""
+    return {int(m.group(1)): m.group(0) for c in _cells(nb) if c["cell_type"] == "markdown"
+            for m in re.finditer(r"^#{2,3} (\d+) .*$", _text(c), re.M)}
+
+
+_LAB_NO = re.compile(r"(?<![\w-])labs? (\d\d(?!\d)(?:(?:, | and | or )\d\d(?!\d))*)|实验 ?(\d\d(?!\d)(?: ?(?:和|与|或|、) ?\d\d(?!\d))*)")
+_LAB_STEM = re.compile(r"(?<![\w/])(\d\d_[a-z]+)\b")
+_TITLE = r"(?:\s*['‘“\"]([^'’”\"]+)['’”\"])?"
+_CROSS_SECTION = re.compile(r"\blab (\d\d)(?:'s|,)? sections? (\d+)" + _TITLE + r"|\bsections? (\d+) of lab (\d\d)" + _TITLE
+                            + r"|实验 ?(\d\d) ?的?第 ?(\d+) ?节" + _TITLE)
+_SECTION = re.compile(r"\bsections? (\d+(?:(?:, | and | or )\d+)*)" + _TITLE + r"|第 ?(\d+) ?节" + _TITLE)
+_CFG = re.compile(r"(?<![\w.])cfg((?:\.[a-z_]\w*)+)")
+_REPLACE = re.compile(r"\breplace\((cfg(?:\.\w+)*)\s*,([^()]*)\)")
+_CLASS_ATTR = re.compile(r"\b([A-Z]\w*)\.([a-z_]\w*)")
+_CLASS_CALL = re.compile(r"\b([A-Z]\w*)\(([^()]*)\)")
+_PACKAGE = re.compile(r"\b(?:from (puyu_lab(?:\.\w+)+) import (\w+)|(puyu_lab(?:\.\w+)+))")
+
+
+def name_problems(text: str, lab, configs: list, *, labs=None) -> list[str]:
+    """Every lab, section, check, config field and package path ``text`` names that does not exist. ``lab``: the
+    notebook a bare "section N" means; ``configs``: the config classes ``cfg`` may be (a lab's, or for a hint, those
+    of its lab and of the labs it names)."""
+    import inspect
+
+    from puyu_lab.checks import REGISTRY, select
+
+    select()  # registers every lab's checks
+    labs = labs or LABS
+    by_no = {p.name[:2]: p for p in labs}
+    groups = "|".join(sorted({c.split(".", 1)[0] for c in REGISTRY}))
+    bad = []
+
+    def section(no: str, n: str, title: str | None):
+        nb = by_no.get(no)
+        if nb is None:
+            return  # reported as a lab that does not exist
+        heads = _sections(nb)
+        if int(n) not in heads:
+            bad.append(f"section {n} of {nb.stem}: it has sections {sorted(heads)}")
+        elif title and title not in heads[int(n)]:
+            bad.append(f"section {n} of {nb.stem} is {heads[int(n)]!r}, not {title!r}")
+
+    for m in _LAB_STEM.finditer(text):
+        if m.group(1) not in {p.stem for p in labs}:
+            bad.append(f"lab {m.group(1)}: no such notebook in labs/")
+    for m in _LAB_NO.finditer(text):
+        for no in re.findall(r"\d\d", m.group(0)):
+            if no not in by_no:
+                bad.append(f"{m.group(0)!r}: there is no lab {no}")
+    for m in _CROSS_SECTION.finditer(text):
+        g = m.groups()
+        no, n, title = (g[0], g[1], g[2]) if g[0] else (g[4], g[3], g[5]) if g[3] else (g[6], g[7], g[8])
+        section(no, n, title)
+    rest = _CROSS_SECTION.sub(" ", text)
+    if lab is not None:
+        for m in _SECTION.finditer(rest):
+            numbers = re.findall(r"\d+", m.group(1)) if m.group(1) else [m.group(3)]
+            for n in numbers:
+                section(lab.name[:2], n, m.group(2) or m.group(4))
+    for m in re.finditer(rf"(?<![\w/.\-])({groups})\.([a-z_]\w*)\b", text):
+        name = m.group(0)
+        if name in REGISTRY or _resolves(f"puyu_lab.{name}"):
+            continue
+        if any(_has_path(nb_cfg, [m.group(1), m.group(2)]) for nb_cfg in filter(None, map(_lab_config, labs))):
+            continue  # a config path, e.g. data.self_repeat (SFTConfig.data)
+        bad.append(f"{name}: not a check ({', '.join(sorted(REGISTRY))}), a package path or a config field")
+    for m in _CFG.finditer(text):
+        path = m.group(1).split(".")[1:]
+        if not configs:
+            bad.append(f"cfg{m.group(1)}: this lab has no cfg")
+        elif not any(_has_path(c, path) for c in configs):
+            bad.append(f"cfg{m.group(1)}: {' / '.join(c.__name__ for c in configs)} has no such field")
+    rest = text
+    while True:  # replace(cfg.data, x=…) inside replace(cfg, data=…): the innermost first
+        m = _REPLACE.search(rest)
+        if not m:
+            break
+        path = m.group(1).split(".")[1:]
+        for kw in re.findall(r"(\w+)\s*=", m.group(2)):
+            if configs and not any(_has_path(c, path + [kw]) for c in configs):
+                bad.append(f"replace({m.group(1)}, {kw}=…): {' / '.join(c.__name__ for c in configs)} has no such field")
+        rest = rest[:m.start()] + "X" + rest[m.end():]
+    for m in _CLASS_ATTR.finditer(text):
+        found = _classes(m.group(1))
+        if found and not any(hasattr(c, m.group(2)) or _has_path(c, [m.group(2)]) for c in found):
+            bad.append(f"{m.group(0)}: {m.group(1)} has no {m.group(2)!r}")
+    for m in _CLASS_CALL.finditer(text):
+        for c in _classes(m.group(1)):
+            params = inspect.signature(c).parameters
+            if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+                break
+            unknown = [kw for kw in re.findall(r"(\w+)\s*=(?!=)", m.group(2)) if kw not in params]
+            if not unknown:
+                break
+        else:
+            if _classes(m.group(1)):
+                bad.append(f"{m.group(0)}: {m.group(1)} takes no {unknown}")
+    for m in _PACKAGE.finditer(text):
+        dotted = f"{m.group(1)}.{m.group(2)}" if m.group(1) else m.group(3)
+        if not _resolves(dotted):
+            bad.append(f"{dotted}: no such module or attribute")
+    return bad
+
+
+@pytest.mark.parametrize("nb", LABS, ids=[p.stem for p in LABS])
+def test_what_a_lab_names_exists(nb):
+    """Every lab, section, check, config field and package path a lab's prose names exists (:func:`name_problems`)."""
+    cfg = _lab_config(nb)
+    bad = [f"{where}: {p}" for where, text in _prose(nb) for p in name_problems(text, nb, [cfg] if cfg else [])]
+    assert not bad, f"{nb.name} names what does not exist:\n" + "\n".join(bad)
+
+
+def test_what_a_check_hint_names_exists():
+    """The same for every check's hint, in both languages: "section N" is its lab's, `cfg` the config of its lab or
+    of a lab it names."""
+    from puyu_lab.checks import REGISTRY, select
+
+    select()  # registers every lab's checks
+    by_name = {p.name: p for p in LABS}
+    bad = []
+    for c in REGISTRY.values():
+        nb = by_name[c.lab]
+        named = {no for m in _LAB_NO.finditer(c.hint + c.hint_zh) for no in re.findall(r"\d\d", m.group(0))}
+        configs = list(dict.fromkeys(x for x in [_lab_config(nb)] + [_lab_config(p) for p in LABS if p.name[:2] in named] if x))
+        bad += [f"{c.id}: {p}" for text in (c.hint, c.hint_zh, c.verifies) for p in name_problems(text, nb, configs)]
+    assert not bad, "hints name what does not exist:\n" + "\n".join(bad)
+
+
+def test_the_name_check_catches_what_went_wrong_before():
+    """The errors issue 38 found, each caught: a field that is not there, a section in another lab, a check, a lab
+    and a section number that do not exist, a keyword a config does not take, a package path that is gone."""
+    by_no = {p.name[:2]: p for p in LABS}
+    pre = _lab_config(by_no["02"])
+    sft = _lab_config(by_no["03"])
+    assert name_problems("retrain with `cfg.tokenizer.vocab_size`", by_no["02"], [pre])
+    assert not name_problems("retrain with `cfg.preset.vocab_size`", by_no["02"], [pre])
+    assert name_problems("lab 04, section 2 'The chat template'", None, [])
+    assert not name_problems("lab 03, section 2 'The chat template'", None, [])
+    assert name_problems("实验 04 第 2 节“对话模板”", None, [])
+    assert name_problems("see `finetune.stop`", None, [])
+    assert not name_problems("see `finetune.stops` and `data.self_repeat`", None, [])
+    assert name_problems("run lab 09 first", None, []) and name_problems("run `09_serve.ipynb`", None, [])
+    assert name_problems("as section 9 shows", by_no["03"], [sft])
+    assert name_problems("`cfg = replace(cfg, data=replace(cfg.data, self_repeats=3))`", by_no["03"], [sft])
+    assert not name_problems("`cfg = replace(cfg, data=replace(cfg.data, self_repeat=3))`", by_no["03"], [sft])
+    assert name_problems("`LessonConfig.budget`", None, []) and name_problems("`RAGConfig(encoder_layer=2)`", None, [])
+    assert name_problems("`from puyu_lab.data.filters import Recipes`", None, [])
+
+
+def test_what_the_readme_names_exists():
+    """The README's labs, checks, config fields (`cfg` of any lab) and package paths exist too."""
+    configs = list(dict.fromkeys(c for c in map(_lab_config, LABS) if c))
+    bad = name_problems((ROOT / "README.md").read_text(encoding="utf-8"), None, configs)
+    assert not bad, "README.md names what does not exist:\n" + "\n".join(bad)
+
+
+_TYPED_TIME = re.compile(r"(?<!\w)\d[\d,.]*\s?(?:s|秒|min|分钟|小时|h|hours?|minutes?|seconds?)\b"
+                         r"|\b(?:a|one|two|half a) minutes?\b|[一两二三四五六七八九十半]+(?:个)?(?:分钟|小时)")
+
+
+@pytest.mark.parametrize("nb", LABS, ids=[p.stem for p in LABS])
+def test_a_lab_types_no_time_in_its_prose(nb):
+    """A lab's markdown states no time typed by hand ("71 s", "under a minute"): times drift with every machine and
+    every recipe, so a lab prints its own (a budget from its config, the seconds a run took) or points to the table
+    `make chain` writes. Code spans (`cfg.budget_s`) are left aside."""
+    bad = [f"cell {i}: {m.group(0)!r}" for i, c in enumerate(_cells(nb)) if c["cell_type"] == "markdown"
+           for m in _TYPED_TIME.finditer(re.sub(r"`[^`]*`", "", _text(c)))]
+    assert not bad, f"{nb.name} types times in its prose:\n" + "\n".join(bad)

@@ -38,8 +38,8 @@ def _hit5(rows, mode):
 @check("rag.hybrid", LAB, "混合检索不逊于单一检索", "Hybrid retrieval at least as good as either", needs=(RAG_EVAL,),
        verifies="on the test half's answerable questions, hybrid hit@5 ≥ BM25's and ≥ the dense encoder's "
                 "(recomputed from each question's ranks in rag/eval)",
-       hint="keep the fusion weight chosen on the calibration half (`cfg.alphas`); a larger `encoder_steps` helps the dense side",
-       hint_zh="保留在校准集上选出的融合权重（`cfg.alphas`）；调大 `encoder_steps` 能提升稠密检索的效果",
+       hint="keep the fusion weight chosen on the calibration half (`cfg.alphas`); a larger `cfg.encoder_steps` helps the dense side",
+       hint_zh="保留在校准集上选出的融合权重（`cfg.alphas`）；调大 `cfg.encoder_steps` 能提升稠密检索的效果",
        camp=CAMP)
 def hybrid(ctx):
     rows = _test(ctx, True)
