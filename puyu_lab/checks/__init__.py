@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from .core import REGISTRY, Check, ChecksFailed, Outcome, ReportCard, Result, run, select
 
-__all__ = ["REGISTRY", "Check", "ChecksFailed", "Outcome", "ReportCard", "Result", "run", "select", "verify"]
+__all__ = ["REGISTRY", "Check", "ChecksFailed", "Outcome", "ReportCard", "Result", "homework", "run", "select",
+           "verify"]
 
 
 def merged(card: ReportCard, previous) -> ReportCard:
@@ -29,8 +30,9 @@ def merged(card: ReportCard, previous) -> ReportCard:
         old = ReportCard.from_dict(json.loads(p.read_text(encoding="utf-8")))
     except (ValueError, TypeError):
         return card
-    labs = {r.lab for r in card.results}
-    keep = [r for r in old.results if r.lab not in labs]
+    # a lab's self-checks replace its earlier self-checks, its homework its earlier homework
+    new = {(r.lab, bool(r.homework)) for r in card.results}
+    keep = [r for r in old.results if (r.lab, bool(r.homework)) not in new]
     return ReportCard(card.workspace, sorted(keep + card.results, key=lambda r: r.lab), card.created, card.seconds)
 
 
@@ -54,4 +56,27 @@ def verify(lab: str, ws=None, *, display: bool = True, write: bool = True) -> Re
             print(card.text())
     if not card.ok:
         raise ChecksFailed("\n".join(f"✗ {r.id} ({r.figure}): {r.hint_in()}" for r in card.failures))
+    return card
+
+
+def homework(lab: str, ws=None, *, display: bool = True, write: bool = True, enabled=None) -> ReportCard:
+    """A lab's 作业 cell: run its homework tasks on the learner's workspace, show them as a card and add them to
+    ``workspace/report/`` (what ``puyu-lab submit`` bundles). Homework is optional: this never raises for a task
+    not done. ``enabled`` (check id → bool, a teacher's ``homework`` switches in the probe file) leaves out the
+    tasks switched off."""
+    from ..workspace import Workspace
+    from .report import write_report
+
+    ws = ws or Workspace()
+    on = None if enabled is None else (lambda c: enabled.get(c.id, True))
+    card = run(ws, lab, homework=True, only=on)
+    if write:
+        write_report(merged(card, ws.root / "report" / "checks.json"), ws.root / "report")
+    if display:
+        try:
+            from IPython.display import HTML, display as show
+
+            show(HTML(card._repr_html_()))
+        except ImportError:
+            print(card.text())
     return card

@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable
 
-from ..i18n import get_language
+from ..i18n import get_language, tr
 from ..workspace import MissingArtifact, Workspace, WorkspaceError
 
 
@@ -49,6 +49,10 @@ class Check:
     camp: str = ""  # the InternLM camp (书生大模型实战营) task it corresponds to, where one exists
     scope: str = "artifact"  # "artifact" (re-run on a bundle) or "machine" (reported only)
     rel_tol: float = 1e-3  # how far ``claimed`` may be from ``value``
+    # 作业: "" for a lab's own self-check; "basic" (基础) or "advanced" (进阶) for a homework task, which is
+    # optional: it never fails a lab's self-check cell or the chain, and a teacher turns it on or off in the probe file
+    homework: str = ""
+    verifies_zh: str = ""  # ``verifies`` in Chinese
 
     @property
     def title(self) -> str:
@@ -83,6 +87,11 @@ class Result:
     seconds: float = 0.0
     hint_en: str = ""  # empty in a report written before hints were bilingual
     hint_zh: str = ""
+    homework: str = ""  # "basic" / "advanced" for a homework task (see Check.homework)
+    verifies_zh: str = ""
+
+    def verifies_in(self, lang: str | None = None) -> str:
+        return _pick(lang, self.verifies, self.verifies_zh, self.verifies)
 
     def hint_in(self, lang: str | None = None) -> str:
         """The hint in ``lang`` ("zh" or "en"; by default the current language), else the stored ``hint``."""
@@ -117,18 +126,26 @@ class Context:
 REGISTRY: dict[str, Check] = {}
 
 
+HOMEWORK_LEVELS = {"basic": "基础", "advanced": "进阶"}
+
+
 def check(id: str, lab: str, zh: str, en: str, *, verifies: str, hint: str, hint_zh: str,
-          needs: tuple[str, ...] = (), camp: str = "", scope: str = "artifact", rel_tol: float = 1e-3):
+          needs: tuple[str, ...] = (), camp: str = "", scope: str = "artifact", rel_tol: float = 1e-3,
+          homework: str = "", verifies_zh: str = ""):
     """Register the decorated ``fn(ctx) -> Outcome`` as a check. ``hint`` and ``hint_zh`` say, in English and in
-    Chinese, what a learner should do when it fails."""
+    Chinese, what a learner should do when it fails. ``homework="basic"`` / ``"advanced"`` makes it a 作业 task:
+    optional, run by :func:`puyu_lab.checks.homework`, never by a lab's self-check."""
     if not hint.strip() or not hint_zh.strip():
         raise ValueError(f"check {id!r} needs a hint in English and in Chinese (hint_zh)")
+    if homework and homework not in HOMEWORK_LEVELS:
+        raise ValueError(f"check {id!r}: homework={homework!r}, use one of {', '.join(HOMEWORK_LEVELS)}")
 
     def deco(fn):
         if id in REGISTRY:
             raise ValueError(f"check {id!r} registered twice")
         REGISTRY[id] = Check(id=id, lab=lab, zh=zh, en=en, verifies=verifies, hint=hint, hint_zh=hint_zh, fn=fn,
-                             needs=needs, camp=camp, scope=scope, rel_tol=rel_tol)
+                             needs=needs, camp=camp, scope=scope, rel_tol=rel_tol, homework=homework,
+                             verifies_zh=verifies_zh)
         return fn
     return deco
 
@@ -147,7 +164,7 @@ def pct(x: float, n: int | None = None, of: int | None = None) -> str:
 def run_one(c: Check, ctx: Context) -> Result:
     t0 = time.perf_counter()
     base = dict(id=c.id, lab=c.lab, title=c.title, verifies=c.verifies, hint=c.hint_in(), hint_en=c.hint,
-                hint_zh=c.hint_zh, camp=c.camp, scope=c.scope)
+                hint_zh=c.hint_zh, camp=c.camp, scope=c.scope, homework=c.homework, verifies_zh=c.verifies_zh)
     missing = [n for n in c.needs if not ctx.ws.exists(n)]
     if missing:
         from ..stages import stage_for_artifact
@@ -183,25 +200,34 @@ class ReportCard:
     created: str = ""
     seconds: float = 0.0
 
+    # the figures below count the labs' own checks: homework tasks are optional and counted apart
+    @property
+    def required(self) -> list[Result]:
+        return [r for r in self.results if not r.homework]
+
+    @property
+    def homework(self) -> list[Result]:
+        return [r for r in self.results if r.homework]
+
     @property
     def passed(self) -> int:
-        return sum(r.ok for r in self.results)
+        return sum(r.ok for r in self.required)
 
     @property
     def total(self) -> int:
-        return len(self.results)
+        return len(self.required)
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.results)
+        return all(r.ok for r in self.required)
 
     @property
     def failures(self) -> list[Result]:
-        return [r for r in self.results if not r.ok]
+        return [r for r in self.required if not r.ok]
 
-    def by_lab(self) -> dict[str, tuple[int, int]]:
+    def by_lab(self, homework: bool = False) -> dict[str, tuple[int, int]]:
         out: dict[str, tuple[int, int]] = {}
-        for r in self.results:
+        for r in (self.homework if homework else self.required):
             p, t = out.get(r.lab, (0, 0))
             out[r.lab] = (p + r.ok, t + 1)
         return out
@@ -216,22 +242,33 @@ class ReportCard:
                    d.get("seconds", 0.0))
 
     def text(self) -> str:
-        """The terminal table: one line per check, the hint (in the current language) under each one that failed."""
+        """The terminal table: one line per check, the hint (in the current language) under each one that failed;
+        the homework tasks, when the card has any, in a section of their own."""
         w_id = max([len(r.id) for r in self.results] + [5]) + 2
-        lines = [f"{'':2}{'check':<{w_id}}{'figure':<34}title"]
-        lab = None
-        for r in self.results:
-            if r.lab != lab:
-                lab = r.lab
-                p, t = self.by_lab()[lab]
-                lines.append(f"── {lab}  {p}/{t}")
-            mark = "✓" if r.ok else "✗"
-            lines.append(f"{mark:2}{r.id:<{w_id}}{r.figure[:33]:<34}{r.title}")
-            if not r.ok:
-                lines.append(f"{'':2}{'':<{w_id}}→ {r.hint_in()}" + (f" ({r.detail})" if r.detail else ""))
-            elif not r.consistent:
-                lines.append(f"{'':2}{'':<{w_id}}! the manifest says {r.claimed:g}, the evidence {r.value:g}")
-        lines.append(f"{self.passed}/{self.total} checks passed in {self.seconds:.1f} s")
+        lines = [f"{'':2}{tr('自检', 'check'):<{w_id}}{tr('数字', 'figure'):<34}{tr('标题', 'title')}"]
+        for homework in (False, True):
+            results = self.homework if homework else self.required
+            if homework and results:
+                lines.append(tr("── 作业（选做）", "── homework (optional)"))
+            by_lab, lab = self.by_lab(homework), None
+            for r in results:
+                if r.lab != lab:
+                    lab = r.lab
+                    p, t = by_lab[lab]
+                    lines.append(f"── {lab}  {p}/{t}")
+                mark = "✓" if r.ok else "✗"
+                level = f"[{HOMEWORK_LEVELS[r.homework]}] " if r.homework in HOMEWORK_LEVELS else ""
+                lines.append(f"{mark:2}{r.id:<{w_id}}{r.figure[:33]:<34}{level}{r.title}")
+                if not r.ok:
+                    lines.append(f"{'':2}{'':<{w_id}}→ {r.hint_in()}" + (f" ({r.detail})" if r.detail else ""))
+                elif not r.consistent:
+                    lines.append(f"{'':2}{'':<{w_id}}! " + tr(f"清单写的是 {r.claimed:g}，证据算出 {r.value:g}",
+                                                              f"the manifest says {r.claimed:g}, the evidence {r.value:g}"))
+        lines.append(tr(f"{self.passed}/{self.total} 项自检通过，用时 {self.seconds:.1f} 秒",
+                        f"{self.passed}/{self.total} checks passed in {self.seconds:.1f} s"))
+        if self.homework:
+            done = sum(r.ok for r in self.homework)
+            lines.append(tr(f"作业：完成 {done}/{len(self.homework)} 项", f"homework: {done}/{len(self.homework)} done"))
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -244,12 +281,13 @@ class ChecksFailed(AssertionError):
     """Raised by :func:`verify` in a lab's self-check cell: names each failed check and its hint."""
 
 
-def select(lab: str | None = None) -> list[Check]:
+def select(lab: str | None = None, homework: bool | None = False) -> list[Check]:
     """The registered checks of one lab (``"03"``, ``"03_finetune"``, ``"finetune"`` or the notebook's
-    name), or of every lab, in the chain's order."""
+    name), or of every lab, in the chain's order: the labs' own checks (``homework=False``), the homework tasks
+    (``True``) or both (``None``)."""
     from . import labs  # noqa: F401  (registers every lab's checks)
 
-    checks = list(REGISTRY.values())
+    checks = [c for c in REGISTRY.values() if homework is None or bool(c.homework) == homework]
     if lab is None:
         return sorted(checks, key=lambda c: c.lab)
     key = lab.removesuffix(".ipynb")
@@ -262,16 +300,18 @@ def select(lab: str | None = None) -> list[Check]:
 
 
 def run(ws: Workspace | None = None, lab: str | None = None, *, scope: str | None = None,
-        on_result: Callable[[Result], None] | None = None) -> ReportCard:
-    """Run the checks of ``lab`` (or all) on ``ws``; ``scope="artifact"`` leaves out machine checks."""
+        on_result: Callable[[Result], None] | None = None, homework: bool | None = False,
+        only: Callable[[Check], bool] | None = None) -> ReportCard:
+    """Run the checks of ``lab`` (or all) on ``ws``; ``scope="artifact"`` leaves out machine checks; ``homework``
+    as in :func:`select`; ``only`` keeps the checks it accepts (a teacher's homework switches)."""
     import datetime as dt
 
     ws = ws or Workspace()
     ctx = Context(ws)
     card = ReportCard(str(ws.root), created=dt.datetime.now().isoformat(timespec="seconds"))
     t0 = time.perf_counter()
-    for c in select(lab):
-        if scope is not None and c.scope != scope:
+    for c in select(lab, homework):
+        if (scope is not None and c.scope != scope) or (only is not None and not only(c)):
             continue
         res = run_one(c, ctx)
         card.results.append(res)

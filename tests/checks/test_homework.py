@@ -1,0 +1,64 @@
+"""作业: homework tasks are checks of their own kind — optional, counted apart, switched by the teacher."""
+import json
+
+import pytest
+
+from puyu_lab import checks
+from puyu_lab.checks.core import REGISTRY, Outcome, check
+from puyu_lab.workspace import Workspace
+
+
+@pytest.fixture
+def task():
+    """A homework task of lab 01 that passes when the learner wrote scratch/hw.txt (removed after the test)."""
+    @check("data.hw_test", "01_data.ipynb", "测试作业", "test homework", verifies="scratch/hw.txt exists",
+           verifies_zh="scratch/hw.txt 存在", hint="write scratch/hw.txt", hint_zh="写 scratch/hw.txt",
+           homework="basic")
+    def _fn(ctx):
+        p = ctx.ws.root / "scratch" / "hw.txt"
+        return Outcome(p.is_file(), "written" if p.is_file() else "not yet")
+
+    yield "data.hw_test"
+    REGISTRY.pop("data.hw_test")
+
+
+def test_homework_is_apart_from_the_labs_checks(tmp_path, task):
+    ws = Workspace(tmp_path / "ws")
+    ws.root.mkdir()
+    assert task not in {c.id for c in checks.select("01")}
+    assert [c.id for c in checks.select("01", homework=True)] == [task]
+    card = checks.homework("01", ws, display=False)  # not done: no error, it is optional
+    assert [r.id for r in card.homework] == [task] and not card.homework[0].ok
+    assert card.total == 0 and card.ok, "a homework task does not count as a check"
+    (ws.root / "scratch").mkdir()
+    (ws.root / "scratch" / "hw.txt").write_text("done")
+    card = checks.homework("01", ws, display=False)
+    assert card.homework[0].ok
+    # the lab's self-check on an empty workspace fails its own checks and keeps the homework in the report
+    with pytest.raises(checks.ChecksFailed) as e:
+        checks.verify("01", ws, display=False)
+    assert task not in str(e.value)
+    report = json.loads((ws.root / "report" / "checks.json").read_text())
+    kinds = {(r["id"], r["homework"]) for r in report["results"]}
+    assert (task, "basic") in kinds and any(not h for _, h in kinds), kinds
+    assert report["total"] == len(checks.select("01")), "the report's total counts the lab's checks only"
+    text = card.text()
+    assert "homework: 1/1 done" in text or "作业：完成 1/1 项" in text
+
+
+def test_a_teacher_switches_a_task_off(tmp_path, task):
+    ws = Workspace(tmp_path / "ws")
+    ws.root.mkdir()
+    assert checks.homework("01", ws, display=False, enabled={task: False}).results == []
+    assert len(checks.homework("01", ws, display=False, enabled={task: True}).results) == 1
+
+
+def test_every_homework_task_is_bilingual_and_leveled():
+    for c in checks.select(homework=True):
+        assert c.homework in ("basic", "advanced"), c.id
+        assert c.verifies_zh.strip() and c.hint_zh.strip() and c.zh.strip(), f"{c.id}: needs its Chinese"
+
+
+def test_a_wrong_level_is_refused():
+    with pytest.raises(ValueError, match="homework='easy'"):
+        check("data.hw_bad", "01_data.ipynb", "坏", "bad", verifies="-", hint="-", hint_zh="-", homework="easy")
