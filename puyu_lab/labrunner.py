@@ -75,12 +75,39 @@ class ChainError(RuntimeError):
     pass
 
 
+HOMEWORK_TAG = "homework"  # a 作业 cell's tag: the learner runs it; the headless chain leaves it out
+HOMEWORK_ENV = "PUYU_LAB_HOMEWORK"  # "1": the chain runs the homework cells too
+
+
+def without_homework(nb: Path, out_dir: Path) -> Path:
+    """``nb`` without its cells tagged ``homework`` (the learner's 作业: their starter code trains or measures for
+    minutes, outside the chain's time budget), written beside the executed copy; ``nb`` itself when it has none."""
+    import nbformat
+
+    doc = nbformat.read(nb, as_version=4)
+    kept = [c for c in doc.cells if HOMEWORK_TAG not in c.get("metadata", {}).get("tags", [])]
+    if len(kept) == len(doc.cells):
+        return nb
+    doc.cells = kept
+    src = out_dir / f".{nb.stem}.input.ipynb"
+    tmp = src.with_name(src.name + ".partial")
+    nbformat.write(doc, tmp)
+    os.replace(tmp, src)
+    return src
+
+
 def run_lab(nb: Path, out_dir: Path, *, profile: str, workspace: Workspace,
-            parameters: dict[str, Any] | None = None, timeout: int = 1800) -> LabResult:
+            parameters: dict[str, Any] | None = None, timeout: int = 1800,
+            homework: bool | None = None) -> LabResult:
+    """Run ``nb`` headless on ``workspace``. ``homework`` (default ``$PUYU_LAB_HOMEWORK`` == "1"): run its cells
+    tagged ``homework`` too."""
     import papermill as pm
 
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / nb.name
+    if homework is None:
+        homework = os.environ.get(HOMEWORK_ENV, "") == "1"
+    source = nb if homework else without_homework(nb, out_dir)
     figures_path = out_dir / f"{nb.stem}.figures.json"
     figures_path.unlink(missing_ok=True)
     snapshots = out_dir / f"{nb.stem}.widgets.json"
@@ -93,7 +120,7 @@ def run_lab(nb: Path, out_dir: Path, *, profile: str, workspace: Workspace,
     t0 = time.perf_counter()
     try:
         pm.execute_notebook(
-            str(nb), str(executed), parameters={"profile": profile, **(parameters or {})},
+            str(source), str(executed), parameters={"profile": profile, **(parameters or {})},
             kernel_name="python3", cwd=str(nb.parent), progress_bar=False, log_output=False,
             execution_timeout=timeout,
         )
@@ -109,6 +136,8 @@ def run_lab(nb: Path, out_dir: Path, *, profile: str, workspace: Workspace,
             else:
                 os.environ[k] = v
     seconds = time.perf_counter() - t0
+    if source != nb:
+        source.unlink(missing_ok=True)
     figures = json.loads(figures_path.read_text(encoding="utf-8")) if figures_path.exists() else {}
     _to_html(executed, snapshots)
     snapshots.unlink(missing_ok=True)

@@ -62,3 +62,29 @@ def test_every_homework_task_is_bilingual_and_leveled():
 def test_a_wrong_level_is_refused():
     with pytest.raises(ValueError, match="homework='easy'"):
         check("data.hw_bad", "01_data.ipynb", "坏", "bad", verifies="-", hint="-", hint_zh="-", homework="easy")
+
+
+@pytest.mark.notebook
+def test_the_headless_chain_leaves_homework_cells_to_the_learner(tmp_path):
+    """Cells tagged ``homework`` run when the learner runs them; ``make chain`` leaves them out (their starter code
+    trains or measures outside the chain's time budget), unless PUYU_LAB_HOMEWORK=1."""
+    import nbformat
+
+    from puyu_lab.labrunner import run_lab
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("profile = 'quick'", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("open('ran.txt', 'a').write('lab\\n')"),
+        nbformat.v4.new_code_cell("open('ran.txt', 'a').write('homework\\n')", metadata={"tags": ["homework"]}),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "lab.ipynb"
+    nbformat.write(nb, path)
+    ws = Workspace(tmp_path / "ws")
+    res = run_lab(path, tmp_path / "out", profile="quick", workspace=ws)
+    assert res.ok, res.error
+    assert (tmp_path / "ran.txt").read_text() == "lab\n"
+    assert not list((tmp_path / "out").glob(".*.input.ipynb*")), "the chain's input copy is removed"
+    res = run_lab(path, tmp_path / "out", profile="quick", workspace=ws, homework=True)
+    assert res.ok, res.error
+    assert (tmp_path / "ran.txt").read_text() == "lab\nlab\nhomework\n"
