@@ -1,8 +1,9 @@
 """The artifacts that pass between stages: their names, and one typed reader per kind.
 
 A stage reads another stage's output only through these readers (or ``ws.get`` of a name listed
-here), never through the producing stage's modules; each stage declares what it reads in
-:data:`puyu_lab.stages.STAGES` (``needs``), and a test checks that every read is declared.
+here), never through the producing stage's modules. Each stage lists the artifacts it takes from other
+stages in its ``needs`` (:data:`puyu_lab.stages.STAGES`); its engines read through ``ws.for_stage(key)``,
+whose ``get`` raises :class:`~puyu_lab.workspace.UndeclaredRead` for a name its ``needs`` does not list.
 
     corpus/clean      data      → a datasets.DatasetDict (train / heldout)       load_corpus
     tokenizer/spm     pretrain  → a tokenizer directory                          tokenizer_dir

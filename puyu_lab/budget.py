@@ -308,6 +308,16 @@ def floor_steps(min_steps: int | None, recipe_steps: int) -> int:
     return recipe_steps if min_steps is None else max(1, min(int(min_steps), recipe_steps))
 
 
+def train_timed(trainer, budget=None, *, resume_from: str | None = None) -> float:
+    """``trainer.train()`` (resumed from ``resume_from``, a checkpoint folder), with the time ``budget``'s clock
+    started just before it; returns the loop's seconds (``budget_metrics``' ``train_seconds``)."""
+    if budget is not None:
+        budget.start()
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume_from)
+    return time.perf_counter() - t0
+
+
 def budget_metrics(plan: Plan | None, *, steps: int, train_seconds: float) -> dict:
     """The manifest's record of a budgeted run (``{}`` for a fixed-step run)."""
     if plan is None:

@@ -2,14 +2,14 @@
 
 bf16 autocast is a win only where the hardware multiplies bf16 natively (CPUs with AVX512-BF16 or
 AMX, GPUs from Ampere on). On a plain AVX2 CPU — most laptops, many cloud machines — PyTorch
-*emulates* bf16: a 256×1024 @ 1024×1024 matmul ran at 0.9 GFLOP/s in bf16 and 30 GFLOP/s in fp32
-on a 2-core AMD EPYC, and the quick pretraining step under bf16 autocast was 29× slower than fp32.
+*emulates* bf16: a matmul, and the quick pretraining step under bf16 autocast, run many times slower
+than in fp32 (`make bench`: bench_pretrain times both paths on this CPU and with the AVX2 paths forced).
 So the choice is made per machine, at run time, from two facts:
 
 * the **capability** the math libraries will use: the CPU's flags (``avx512_bf16``, ``amx_bf16``)
   as PyTorch reads them, limited by ``ATEN_CPU_CAPABILITY`` (PyTorch's kernels) and
   ``ONEDNN_MAX_CPU_ISA`` (oneDNN's), which force the AVX2 paths on a bigger CPU;
-* a **measured probe**: the same small matmul in bf16 and in fp32 (~0.1 s once per process), since
+* a **measured probe**: the same small matmul in bf16 and in fp32 (once per process), since
   a capability string alone can mislead (a library without the fast kernel, a VM that hides it).
 
 bf16 is chosen only when both agree that it is native *and* faster; everything else runs in fp32.
@@ -61,9 +61,9 @@ class NumericPath:
 
         Under bf16 autocast on a CPU, oneDNN builds its kernels for each new input shape, and a batch padded
         only to its longest sequence has a new length almost every step: the quick SFT run (batches of 25 to
-        256 tokens) took 103 s in bf16 on a 2-core AMX Xeon against 86 s in fp32 — slower on the path chosen
-        for being faster. Padded to a multiple of 32 the shapes repeat and it took 73 s. In fp32 (MKL) the
-        extra padding only costs: 98 s against 89 s with the AVX2 paths forced — so only bf16 CPU runs pad."""
+        256 tokens) was slower in bf16 on an AMX Xeon than in fp32 — slower on the path chosen for being
+        faster. Padded to a multiple of 32 the shapes repeat and bf16 is the faster again. In fp32 (MKL) the
+        extra padding only costs time — so only bf16 CPU runs pad."""
         return 32 if self.dtype == "bf16" and self.device == "cpu" else None
 
     @property

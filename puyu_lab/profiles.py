@@ -1,7 +1,7 @@
 """Profiles: one setting that sizes every stage of the chain.
 
 ``quick``  CPU, the whole chain in about ten minutes on 2 cores (the default).
-``full``   CPU, better quality; over an hour on 2 cores (pretraining alone 42 min, measured).
+``full``   CPU, better quality; over an hour on 2 cores (the measured times: README, Profiles).
 ``gpu``    a real chat model (e.g. InternLM2-chat-1.8B) from a local path or the hub, QLoRA;
            requires CUDA and says so clearly without it.
 

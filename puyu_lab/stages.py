@@ -15,7 +15,7 @@ class Stage:
     en: str
     lab: str  # notebook in labs/
     produces: tuple[str, ...]  # artifact names (or name prefixes ending in "/")
-    needs: tuple[str, ...] = ()  # what it reads of other stages (checked while its engines run)
+    needs: tuple[str, ...] = ()  # what it reads of other stages (ws.for_stage(key).get refuses any other name)
     # what its engines also read and write outside its lab: the course build (puyu_lab/course) runs the pretrain and
     # fine-tune stages on its own corpora and phases, in a workspace of its own
     course: tuple[str, ...] = ()

@@ -14,7 +14,6 @@ only a ``.partial`` directory, which no listing shows and :meth:`Workspace.gc` r
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import datetime as _dt
 import json
 import os
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import PuyuError
-from .stages import stage_for_artifact
+from .stages import STAGES, may_read, stage_for_artifact
 
 MANIFEST = "manifest.json"
 STORE = ".store"
@@ -39,35 +38,8 @@ class WorkspaceError(PuyuError):
 
 
 class UndeclaredRead(WorkspaceError):
-    """A stage's engine read an artifact its entry in ``stages.STAGES`` does not declare."""
-
-
-_READER: contextvars.ContextVar[str | None] = contextvars.ContextVar("puyu_lab_reader", default=None)
-
-
-@contextlib.contextmanager
-def reading_as(stage_key: str):
-    """While the block runs, every ``Workspace.get`` is checked against what ``stage_key`` declares
-    it reads (``needs``) or produces: an undeclared read raises :class:`UndeclaredRead`. The stages'
-    ``run`` entry points run inside it."""
-    token = _READER.set(stage_key)
-    try:
-        yield
-    finally:
-        _READER.reset(token)
-
-
-def stage_entry(stage_key: str):
-    """Decorator form of :func:`reading_as` for a stage's entry points."""
-    import functools
-
-    def deco(fn):
-        @functools.wraps(fn)
-        def wrapper(*a, **kw):
-            with reading_as(stage_key):
-                return fn(*a, **kw)
-        return wrapper
-    return deco
+    """A stage's engine read, through its stage's view of the workspace (:meth:`Workspace.for_stage`), an
+    artifact its entry in ``stages.STAGES`` does not declare."""
 
 
 class MissingFile(WorkspaceError, FileNotFoundError):
@@ -153,11 +125,25 @@ class ArtifactWriter:
 
 
 class Workspace:
-    def __init__(self, root: str | os.PathLike | None = None):
+    """The artifacts under ``root``. ``stage`` is None for a lab, a panel or the CLI (every read allowed); a
+    stage's engines read through ``ws.for_stage(<key>)``, whose ``get`` allows only what that stage declares."""
+
+    def __init__(self, root: str | os.PathLike | None = None, *, stage: str | None = None):
         self.root = Path(root).expanduser() if root is not None else default_root()
+        if stage is not None and stage not in {s.key for s in STAGES}:
+            raise WorkspaceError(f"no stage {stage!r} in puyu_lab/stages.py: use one of "
+                                 f"{', '.join(s.key for s in STAGES)}")
+        self.stage = stage
 
     def __repr__(self) -> str:
-        return f"Workspace({str(self.root)!r})"
+        return f"Workspace({str(self.root)!r}" + (f", stage={self.stage!r})" if self.stage else ")")
+
+    def for_stage(self, stage_key: str) -> "Workspace":
+        """This workspace as the stage ``stage_key``'s engines see it: its :meth:`get` of an artifact that
+        puyu_lab/stages.py does not list for the stage (``needs``, ``produces``, ``course``) raises
+        :class:`UndeclaredRead`. A stage's entry points begin with ``ws = ws.for_stage("<key>")``, so every read
+        below them, helpers and artifact readers included, goes through this view."""
+        return self if self.stage == stage_key else Workspace(self.root, stage=stage_key)
 
     @property
     def store(self) -> Path:
@@ -171,14 +157,11 @@ class Workspace:
         return (self.link(name) / MANIFEST).is_file()
 
     def get(self, name: str) -> Artifact:
-        """The artifact ``name``, or :class:`MissingArtifact` naming the lab that makes it."""
-        reader = _READER.get()
-        if reader is not None:
-            from .stages import may_read
-
-            if not may_read(reader, name):
-                raise UndeclaredRead(f"the {reader} stage read {name!r}, which puyu_lab/stages.py does not list "
-                                     f"in its needs: declare it there (and read it through puyu_lab.artifacts)")
+        """The artifact ``name``, or :class:`MissingArtifact` naming the lab that makes it; in a stage's view
+        (:meth:`for_stage`), :class:`UndeclaredRead` for a name the stage does not declare."""
+        if self.stage is not None and not may_read(self.stage, name):
+            raise UndeclaredRead(f"the {self.stage} stage read {name!r}, which puyu_lab/stages.py does not list "
+                                 f"in its needs: declare it there (and read it through puyu_lab.artifacts)")
         link = self.link(name)
         try:
             target = Path(os.path.realpath(link))  # resolve once: later swaps do not affect us
@@ -337,8 +320,6 @@ class Workspace:
 
     def table(self) -> list[dict[str, Any]]:
         """One row per stage's expected artifacts: what ``puyu-lab status`` and the tour show."""
-        from .stages import STAGES
-
         arts = self.list()
         rows = []
         for stage in STAGES:
@@ -360,8 +341,6 @@ class Workspace:
         ``present``, ``stale`` (an input changed since it was made) or ``missing`` — its artifacts
         with their key figures, and a ``version`` that changes whenever any artifact does."""
         import hashlib
-
-        from .stages import STAGES
 
         arts = self.list()
         stages = []

@@ -139,3 +139,25 @@ def test_the_budget_scale_is_read_and_refused_clearly(monkeypatch):
         with pytest.raises(InputError, match="PUYU_LAB_BUDGET_SCALE.*number ≥ 0"):
             budget_scale()
     assert floor_steps(None, 400) == 400 and floor_steps(150, 400) == 150 and floor_steps(900, 400) == 400
+
+
+def test_train_timed_starts_the_budget_clock_just_before_training():
+    """The three training stages run their Trainer through budget.train_timed: the budget's clock starts, then the
+    loop (resumed where asked), and the loop's own seconds come back."""
+    from puyu_lab.budget import train_timed
+
+    calls = []
+
+    class Budget:
+        def start(self):
+            calls.append("start")
+
+    class Trainer:
+        def train(self, resume_from_checkpoint=None):
+            calls.append(("train", resume_from_checkpoint))
+            time.sleep(0.05)
+
+    assert 0.05 <= train_timed(Trainer(), Budget(), resume_from="runs/x/checkpoint-6") < 5
+    assert calls == ["start", ("train", "runs/x/checkpoint-6")]
+    calls.clear()
+    assert train_timed(Trainer()) >= 0.05 and calls == [("train", None)]  # a fixed-step run: no budget

@@ -1,5 +1,7 @@
 """Profiles, events, throttling, i18n, doctor, CLI, and the environment.yml/pyproject match."""
 import importlib.metadata as md
+import os
+import re
 import subprocess
 import sys
 import time
@@ -69,6 +71,39 @@ def test_throttle_caps_rate_and_keeps_last():
     assert len(calls) <= 5 * elapsed + 2, f"{len(calls)} draws in {elapsed:.2f}s"
 
 
+def test_panels_share_one_wait():
+    """The panels with a worker thread wait for it through one implementation (panels.base.WorkerWait): draw what
+    is pending, re-raise what the run raised, return what it returned — blocking or awaited."""
+    import asyncio
+
+    from puyu_lab.panels.agent import AgentTracePanel
+    from puyu_lab.panels.base import WorkerWait, run_in_thread
+    from puyu_lab.panels.induction import LessonPanel
+    from puyu_lab.panels.pretrain import TrainingPanel
+
+    for panel in (AgentTracePanel, LessonPanel, TrainingPanel):
+        assert (panel.wait, panel.wait_async) == (WorkerWait.wait, WorkerWait.wait_async), panel.__name__
+
+    class Panel(WorkerWait):
+        def __init__(self, fn):
+            self.drawn, self.result, self.error = 0, None, None
+            self.thread = run_in_thread(fn, on_done=self.done)
+
+        def done(self, result, error):
+            self.result, self.error = result, error
+
+        def flush(self):
+            self.drawn += 1
+
+    ok = Panel(lambda: 42)
+    assert ok.wait(timeout=5) == 42 and ok.drawn == 1
+    assert asyncio.run(ok.wait_async(timeout=5)) == 42 and ok.drawn == 2
+    bad = Panel(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        asyncio.run(bad.wait_async(timeout=5))
+    assert bad.drawn == 1  # what was pending is drawn before the error is raised
+
+
 def test_language_switch():
     puyu_lab.set_language("zh")
     assert puyu_lab.t("funnel") == "清洗漏斗"
@@ -79,7 +114,9 @@ def test_language_switch():
 
 
 def test_doctor_ok_here():
-    out = subprocess.run([sys.executable, "-m", "puyu_lab", "doctor"], capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "PUYU_LAB_LANG": "en"}  # the words below are the English report's
+    out = subprocess.run([sys.executable, "-m", "puyu_lab", "doctor"], capture_output=True, text=True, timeout=120,
+                         env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ready" in out.stdout and "llama.cpp" in out.stdout and "profiles that fit" in out.stdout
 
@@ -93,6 +130,7 @@ def test_doctor_names_a_missing_package_and_the_fix(monkeypatch):
         return real(dist)
 
     monkeypatch.setattr(doctor.md, "version", fake)
+    monkeypatch.setattr(puyu_lab.i18n, "_LANG", "en")
     report = doctor.run()
     assert not report.ok
     bad = report.failures[0]
@@ -140,6 +178,32 @@ def test_no_module_imports_a_private_name_of_another():
                 bad += [f"{p.relative_to(root.parent)}:{node.lineno} imports {a.name} from {node.module or '.'}"
                         for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
     assert not bad, "\n".join(bad)
+
+
+TIMING = re.compile(
+    r"(?<![\w/])\d[\d.,]*\s?(?:ms|s|min|minutes|seconds)\b"  # 55 s, 40 ms, 42 min
+    r"|\d[\d.,]*\s?(?:tokens|tok|samples|docs|documents|steps)/s\b|\d[\d.,]*\s?GFLOP/s"  # 1,700 tokens/s, 30 GFLOP/s
+    r"|\d[\d.,]*\s?× (?:slower|faster)|\d[\d.,]*\s?%\s(?:more|less) time")  # 29× slower, 25 % more time
+
+
+def test_no_measured_timings_in_comments():
+    """Timings in comments and docstrings went stale (commits existed only to refresh them): a measured figure
+    belongs in ``make bench``'s output or the README, the comment keeps the reason in words and points there."""
+    import io
+    import tokenize
+    from pathlib import Path
+
+    assert TIMING.search("took 103 s") and TIMING.search("≈ 1,700 tokens/s") and TIMING.search("29× slower")
+    assert not TIMING.search("budget_s, in seconds") and not TIMING.search("GFLOP/s of one matmul")
+    root = Path(__file__).resolve().parents[1] / "puyu_lab"
+    bad = []
+    for p in sorted(root.rglob("*.py")):
+        for tok in tokenize.generate_tokens(io.StringIO(p.read_text(encoding="utf-8")).readline):
+            doc = tok.type == tokenize.STRING and tok.string.lstrip("rbuRBU").startswith(('"""', "'''"))
+            if tok.type == tokenize.COMMENT or doc:
+                bad += [f"{p.relative_to(root.parent)}:{tok.start[0] + tok.string[:m.start()].count(chr(10))}: "
+                        f"{m.group(0)!r}" for m in TIMING.finditer(tok.string)]
+    assert not bad, "measured timings in comments (move the figure to make bench / the README):\n" + "\n".join(bad)
 
 
 def test_no_import_circles_between_the_packages_modules():

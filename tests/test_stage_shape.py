@@ -46,11 +46,30 @@ def test_config_is_sized_by_profile(stage):
     assert getattr(pkg, cls.__name__) is cls  # exported by the stage package
 
 
+class Bound(Exception):
+    pass
+
+
+class ProbeWorkspace:
+    """A workspace whose ``for_stage`` stops the run at once, saying which stage's view it asked for."""
+
+    def for_stage(self, key):
+        raise Bound(key)
+
+
+def binds_its_view(run) -> str | None:
+    try:
+        run(ProbeWorkspace())
+    except Bound as exc:
+        return exc.args[0]
+    return None
+
+
 @pytest.mark.parametrize("stage", KEYS)
 def test_one_run_entry_point(stage):
     run = importlib.import_module(f"puyu_lab.{stage}").run
     assert callable(run)
-    assert hasattr(run, "__wrapped__"), "run is wrapped in @stage_entry (its reads are checked)"
+    assert binds_its_view(run) == stage, "run reads through ws.for_stage(<its key>) (its reads are checked)"
     params = inspect.signature(run).parameters
     assert list(params)[:2] == ["ws", "cfg"] and params["cfg"].default is None
     for kw in ("on_event", "stop"):

@@ -159,10 +159,13 @@ def test_default_root_from_env(monkeypatch, tmp_path):
 
 
 def test_a_stage_reading_an_undeclared_artifact_fails(tmp_path):
-    """Stages meet only through declared artifacts: inside a stage's entry point, reading an artifact
-    that stages.py does not list in its needs raises (a real read still works outside)."""
+    """Stages meet only through declared artifacts: through a stage's view of the workspace
+    (``ws.for_stage(key)``), reading an artifact that stages.py does not list in its needs raises, whoever
+    calls and in whatever thread; the plain workspace (a lab, a panel) reads anything."""
+    import threading
+
     from puyu_lab.stages import STAGES, may_read
-    from puyu_lab.workspace import UndeclaredRead, reading_as, stage_entry
+    from puyu_lab.workspace import UndeclaredRead, WorkspaceError
 
     ws = Workspace(tmp_path / "ws")
     with ws.write("agent/eval", kind="report", stage="agent") as w:
@@ -170,17 +173,26 @@ def test_a_stage_reading_an_undeclared_artifact_fails(tmp_path):
     with ws.write("sft/data", kind="dataset", stage="finetune") as w:
         (w.path / "train.jsonl").write_text("")
 
-    @stage_entry("pretrain")
-    def pretrain_reads_agent_output():
-        return ws.get("agent/eval")
+    pretrain = ws.for_stage("pretrain")
+    with pytest.raises(UndeclaredRead, match="pretrain stage read 'agent/eval'.*stages.py"):
+        pretrain.get("agent/eval")
+    caught = []
+    reader = threading.Thread(target=lambda: caught.append(pytest.raises(UndeclaredRead, pretrain.get, "agent/eval")))
+    reader.start()
+    reader.join()
+    assert caught, "a read in another thread is checked too"
+    assert ws.for_stage("eval").get("sft/data").name == "sft/data"  # declared: eval reads the held-out parts
+    assert ws.for_stage("agent").get("agent/eval")  # its own output
+    assert ws.get("agent/eval") and ws.stage is None  # the plain workspace: no check
+    assert pretrain.for_stage("pretrain") is pretrain and pretrain.for_stage("agent").get("agent/eval")
+    assert pretrain.root == ws.root and "stage='pretrain'" in repr(pretrain)
+    with pytest.raises(WorkspaceError, match="no stage 'pretrian' in puyu_lab/stages.py: use one of data, "):
+        ws.for_stage("pretrian")
+    # an engine's entry point reads through its stage's view even when handed the plain workspace
+    from puyu_lab.pretrain.train import train_tokenizer
 
     with pytest.raises(UndeclaredRead, match="pretrain stage read 'agent/eval'"):
-        pretrain_reads_agent_output()
-    with reading_as("eval"):
-        assert ws.get("sft/data").name == "sft/data"  # declared: eval reads the held-out parts
-    with reading_as("agent"):
-        assert ws.get("agent/eval")  # its own output
-    assert ws.get("agent/eval")  # outside any stage: no check
+        train_tokenizer(ws, 2000, corpus="agent/eval")
     # what the engines read is declared (the chain's data flow, as the issue lists it)
     assert may_read("finetune", "corpus/clean") and may_read("eval", "sft/data") and may_read("agent", "sft/data")
     assert not may_read("data", "model/sft") and {s.key for s in STAGES} == {

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import threading
 
-from ..workspace import stage_entry
 from ..contracts.calculator import (CALCULATOR_DESCRIPTION, CALCULATOR_SCHEMA, EXPRESSION_PATTERN, CalculatorError,
                                    calculate)
 from ..contracts.dates import ADD_DAYS_DESCRIPTION, ADD_DAYS_SCHEMA, DATE_PATTERN, DateError, add_days, parse_date
@@ -108,8 +107,8 @@ class CorpusIndex:
         return out
 
 
-@stage_entry("agent")
 def search_tool(ws, corpus: str = "corpus/clean") -> Tool:
+    ws = ws.for_stage("agent")  # bound now: the search's later read, in whatever thread, is checked too
     lock, holder = threading.Lock(), {}
 
     def search(query: str, k: int = 3) -> list:

@@ -213,7 +213,7 @@ _VOCABS: dict = {}
 def _vocab(model) -> _Vocab:
     key = (id(model), getattr(model, "model_id", None))
     if key not in _VOCABS:
-        _VOCABS.clear()  # one model at a time is the common case; the table is ~1 s to rebuild
+        _VOCABS.clear()  # one model at a time is the common case; rebuilding walks the whole vocabulary
         _VOCABS[key] = _Vocab(model)
     return _VOCABS[key]
 

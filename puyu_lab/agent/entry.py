@@ -9,7 +9,7 @@ from typing import Callable
 
 from ..errors import InputError
 from ..events import Event, StopFlag
-from ..workspace import Artifact, Workspace, stage_entry
+from ..workspace import Artifact, Workspace
 from .config import AgentConfig
 
 
@@ -43,7 +43,6 @@ class AgentResult:
         return rows
 
 
-@stage_entry("agent")
 def heldout_suite(ws: Workspace, cfg: AgentConfig) -> dict:
     """kind → the held-out tasks ``cfg`` asks for."""
     from .evaluate import heldout_tasks
@@ -55,7 +54,6 @@ def heldout_suite(ws: Workspace, cfg: AgentConfig) -> dict:
     return {k: heldout_tasks(ws, cfg.n_tasks, seed=cfg.seed, kind=k) for k in cfg.kinds}
 
 
-@stage_entry("agent")
 def run(ws: Workspace, cfg: AgentConfig | None = None, *, on_event: Callable[[Event], None] | None = None,
         stop: StopFlag | None = None) -> AgentResult:
     """``suite_eval`` on the held-out tasks sized by ``cfg`` (default: the profile's), ``save_eval``."""
@@ -65,6 +63,7 @@ def run(ws: Workspace, cfg: AgentConfig | None = None, *, on_event: Callable[[Ev
     from .builtin import default_registry
     from .evaluate import AGENT_TOOLS, save_eval, suite_eval
 
+    ws = ws.for_stage("agent")  # reads only what stages.py declares for the stage
     cfg = cfg or AgentConfig.for_profile()
     tools = default_registry(ws).subset(*AGENT_TOOLS)
     limits = dict(protocol=cfg.protocol, max_turns=cfg.max_turns, max_new_tokens=cfg.max_new_tokens)

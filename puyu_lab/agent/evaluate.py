@@ -20,22 +20,21 @@ from ..artifacts import load_sft_data
 from ..contracts.tasks import ARITHMETIC_HELDOUT, ARITHMETIC_QUESTION, DATE_HELDOUT, DATE_QUESTION, NOTOOL_HELDOUT
 from ..events import Emitter, Event, StopFlag
 from ..models.base import Model
-from ..workspace import Workspace, stage_entry
+from ..workspace import Workspace
 from .agent import STAGE, Agent, Trace, has_number
 from .protocols import NO_ACTION
 
-QUESTION = ARITHMETIC_QUESTION  # the fine-tune data's first question form
 ARTIFACT = "agent/eval"
 KINDS = {"arithmetic": ARITHMETIC_HELDOUT, "date": DATE_HELDOUT, "notool": NOTOOL_HELDOUT}
 TOOL_OF = {"arithmetic": "calculator", "date": "add_days", "notool": None}
 AGENT_TOOLS = ("calculator", "add_days")  # the tools the fine-tune lab's conversations offer, in this order
 
 
-@stage_entry("agent")
 def heldout_tasks(ws: Workspace, n: int | None = None, seed: int = 0, kind: str = "arithmetic") -> list[dict]:
     """The fine-tune lab's held-out tasks of one kind (never in its training conversations)."""
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r}: use one of {', '.join(KINDS)}")
+    ws = ws.for_stage("agent")  # reads only what stages.py declares for the stage
     rows = load_sft_data(ws, KINDS[kind])
     if n is not None and n < len(rows):
         rows = random.Random(seed).sample(rows, n)
@@ -46,7 +45,7 @@ def question(kind: str, task: dict) -> str:
     if task.get("question"):  # a task set that phrases its own questions (the course model's unseen forms)
         return task["question"]
     if kind == "arithmetic":
-        return QUESTION.format(e=task["expression"])
+        return ARITHMETIC_QUESTION.format(e=task["expression"])  # the fine-tune data's first question form
     if kind == "date":
         return DATE_QUESTION.format(date=task["date"], days=task["days"])
     return task["prompt"]

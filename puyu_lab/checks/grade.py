@@ -17,6 +17,7 @@ Results go to ``gradebook.csv`` and ``gradebook.html`` (offline, plotly.js besid
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -93,25 +94,32 @@ class Found:
         self.flags += other.flags
         self.listed |= other.listed
 
+    @contextlib.contextmanager
+    def keeping(self, what: str):
+        """Run the block, a step's work on the untrusted bundle: if it raises (a name too long for the file system,
+        an encrypted or oddly compressed member …), that becomes a flag on ``what`` and the block's remaining work
+        is skipped — the flags found before it stay, and the rest of the bundle is still graded."""
+        try:
+            yield
+        except Exception as e:  # noqa: BLE001 — whatever the bundle makes a step raise is the bundle's
+            self.flags.append(f"{what}: could not be restored ({type(e).__name__}: {str(e)[:200]}); left out")
 
-def restore(z: zipfile.ZipFile, info: dict, root: Path, flags: list[str]) -> Workspace:
-    """Rebuild the bundle's artifacts as a workspace under ``root``, checking every file as it goes; what the
-    checks find is appended to ``flags``."""
+
+def restore(z: zipfile.ZipFile, info: dict, root: Path) -> tuple[Workspace, list[str]]:
+    """Rebuild the bundle's artifacts as a workspace under ``root``, checking every file as it goes; returns the
+    workspace and what the checks found (a step that failed included, with the flags found before it)."""
     members = {i.filename: i for i in z.infolist()}
     total = sum(i.file_size for i in members.values())
     if total > MAX_BUNDLE_BYTES:
         raise BundleError(f"the bundle would extract to {total / 2**30:.1f} GiB (limit {MAX_BUNDLE_BYTES / 2**30:.0f})")
-    listed = {"bundle.json"}
+    found = Found(listed={"bundle.json"})
     ws = Workspace(root)
     (root / STORE).mkdir(parents=True, exist_ok=True)
     for name, entry in info["artifacts"].items():
-        found = restore_artifact(z, members, root, name, entry, cap=info.get("max_file_bytes"))
-        flags += found.flags
-        listed |= found.listed
-    extra = sorted(k for k in members if k not in listed and not k.endswith("/"))
-    flags += [f"{k!r}: in the zip but not in the bundle's list (ignored)" for k in extra[:5]]
-    flags += check_lineage(info["artifacts"])
-    return ws
+        found.add(restore_artifact(z, members, root, name, entry, cap=info.get("max_file_bytes")))
+    extra = sorted(k for k in members if k not in found.listed and not k.endswith("/"))
+    found.flags += [f"{k!r}: in the zip but not in the bundle's list (ignored)" for k in extra[:5]]
+    return ws, found.flags + check_lineage(info["artifacts"])
 
 
 def restore_artifact(z: zipfile.ZipFile, members: dict, root: Path, name, entry, *, cap) -> Found:
@@ -136,22 +144,23 @@ def restore_artifact(z: zipfile.ZipFile, members: dict, root: Path, name, entry,
     if not art_id.isalnum() or len(art_id) > 64:
         found.flags.append(f"{name}: manifest id {art_id!r} is not an artifact id")
         return found
-    target = root / STORE / f"{name.replace('/', '__')}.{art_id}"
-    if target.exists():
-        found.flags.append(f"{name}: a second artifact with id {art_id}: skipped")
-        return found
-    target.mkdir()
-    (target / MANIFEST).write_bytes(z.read(mkey))
-    written = zman["files"] if isinstance(zman.get("files"), dict) else None
-    for rel in sorted(files, key=lambda r: (r.count("/"), r) if isinstance(r, str) else (0, "")):
-        found.add(restore_file(z, members, target, name, rel, files[rel], recorded=(written or {}).get(rel),
-                               stage=zman.get("stage", "?"), cap=cap))
-    link = root / name
-    link.parent.mkdir(parents=True, exist_ok=True)
-    os.symlink(os.path.relpath(target, link.parent), link)
-    if root.resolve() not in Path(os.path.realpath(link)).parents:
-        link.unlink()
-        found.flags.append(f"{name}: its link would lead outside the bundle: skipped")
+    with found.keeping(name):
+        target = root / STORE / f"{name.replace('/', '__')}.{art_id}"
+        if target.exists():
+            found.flags.append(f"{name}: a second artifact with id {art_id}: skipped")
+            return found
+        target.mkdir()
+        (target / MANIFEST).write_bytes(z.read(mkey))
+        written = zman["files"] if isinstance(zman.get("files"), dict) else None
+        for rel in sorted(files, key=lambda r: (r.count("/"), r) if isinstance(r, str) else (0, "")):
+            found.add(restore_file(z, members, target, name, rel, files[rel], recorded=(written or {}).get(rel),
+                                   stage=zman.get("stage", "?"), cap=cap))
+        link = root / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(os.path.relpath(target, link.parent), link)
+        if root.resolve() not in Path(os.path.realpath(link)).parents:
+            link.unlink()
+            found.flags.append(f"{name}: its link would lead outside the bundle: skipped")
     return found
 
 
@@ -202,19 +211,20 @@ def restore_file(z: zipfile.ZipFile, members: dict, target: Path, name: str, rel
     if key not in members:
         found.flags.append(f"{name}/{rel}: listed as included, missing from the zip")
         return found
-    dest = target / rel
-    if dest.exists() or any(p.is_file() for p in [*dest.parents][:rel.count("/")]):
-        found.flags.append(f"{name}: file name {rel!r} collides with another: refused")
-        return found
-    try:
-        data = z.read(key)
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
-        found.flags.append(f"{name}/{rel}: unreadable in the zip ({type(e).__name__})")
-        return found
-    if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
-        found.flags.append(f"{name}/{rel}: content differs from the bundle's list (changed after submitting)")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_bytes(data)
+    with found.keeping(f"{name}/{rel}"):
+        dest = target / rel
+        if dest.exists() or any(p.is_file() for p in [*dest.parents][:rel.count("/")]):
+            found.flags.append(f"{name}: file name {rel!r} collides with another: refused")
+            return found
+        try:
+            data = z.read(key)
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+            found.flags.append(f"{name}/{rel}: unreadable in the zip ({type(e).__name__})")
+            return found
+        if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+            found.flags.append(f"{name}/{rel}: content differs from the bundle's list (changed after submitting)")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
     return found
 
 
@@ -227,7 +237,7 @@ def check_lineage(artifacts: dict) -> list[str]:
             continue
         parents = entry["manifest"].get("parents", [])
         for par in parents if isinstance(parents, list) else []:
-            if not isinstance(par, dict):
+            if not isinstance(par, dict) or not isinstance(par.get("name"), str):
                 flags.append(f"{name}: a malformed parent entry")
                 continue
             other = artifacts.get(par.get("name"))
@@ -337,7 +347,8 @@ def _grade_into(row: Row, path: Path, groups, tmp: Path) -> None:
             row.learner = str(info.get("learner", ""))
             row.created = str(info.get("created", ""))
             row.environment = info.get("environment") or {}
-            ws = restore(z, info, tmp / "ws", row.flags)
+            ws, flags = restore(z, info, tmp / "ws")
+            row.flags += flags
         except BundleError as e:
             row.flags.append(str(e))
             return

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..events import Event, StopFlag
-from ..workspace import Artifact, Workspace, stage_entry
+from ..workspace import Artifact, Workspace
 from .config import DataConfig
 
 
@@ -25,12 +25,12 @@ def load_recipe(path):
     return Recipe.from_dict(json.loads(Path(path).read_text(encoding="utf-8-sig")))
 
 
-@stage_entry("data")
 def run(ws: Workspace, cfg: DataConfig | None = None, *, on_event: Callable[[Event], None] | None = None,
         stop: StopFlag | None = None) -> DataResult:
     """``prepare`` the sources of ``cfg`` (default: the profile's) and export ``corpus/clean``."""
     from .pipeline import prepare
 
+    ws = ws.for_stage("data")  # reads only what stages.py declares for the stage
     cfg = cfg or DataConfig.for_profile()
     cleaning = prepare(list(cfg.sources), limit_per_source=cfg.limit_per_source, seed=cfg.seed,
                        recipe=load_recipe(cfg.recipe) if cfg.recipe else None, on_event=on_event, stop=stop,

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..events import Event, StopFlag
-from ..workspace import Artifact, Workspace, stage_entry
+from ..workspace import Artifact, Workspace
 from .config import DeployConfig
 
 
@@ -15,12 +15,12 @@ class DeployResult:
     artifact: Artifact  # quant/<model>: size, perplexity, KL, top-1 and speed per level
 
 
-@stage_entry("deploy")
 def run(ws: Workspace, cfg: DeployConfig | None = None, *, on_event: Callable[[Event], None] | None = None,
         stop: StopFlag | None = None) -> DeployResult:
     """Convert and quantize ``cfg.model`` (default config: the profile's), then measure the ladder."""
     from .pipeline import build_ladder, measure
 
+    ws = ws.for_stage("deploy")  # reads only what stages.py declares for the stage
     cfg = cfg or DeployConfig.for_profile()
     gguf = build_ladder(ws, cfg.model, list(cfg.levels), imatrix=cfg.imatrix, skip_tokens=cfg.n_tokens, n_ctx=cfg.n_ctx,
                        on_event=on_event)

@@ -47,13 +47,17 @@ def task_ok(item: dict, reply: str) -> bool:
     return answer_matches(item["match"], reply, item["answer"])
 
 
-def task_scores(items: list[dict], replies: list[str]) -> tuple[float, dict]:
-    """The share of items solved, overall and per task."""
+def task_scores(items: list[dict], replies: list[str]) -> tuple[float, float, dict]:
+    """The share of items solved, its standard error (:func:`~puyu_lab.contracts.scoring.mean_stderr`, as the
+    eval stage's scores have theirs; NaN under two items) and the share per task."""
+    from ..contracts.scoring import mean_stderr
+
     ok = [task_ok(it, r) for it, r in zip(items, replies)]
     by: dict[str, list[bool]] = {}
     for it, o in zip(items, ok):
         by.setdefault(it["task"], []).append(o)
-    return float(np.mean(ok)), {k: float(np.mean(v)) for k, v in by.items()}
+    se = mean_stderr([float(o) for o in ok])
+    return float(np.mean(ok)), float("nan") if se is None else se, {k: float(np.mean(v)) for k, v in by.items()}
 
 
 @dataclass
@@ -96,15 +100,25 @@ class LevelResult:
     bench_pp_sd: float = float("nan")
     bench_tg_tps: float = float("nan")
     bench_tg_sd: float = float("nan")
-    # held-out tasks answered greedily (GGUF rows; measure's task_items): the share solved, overall and per task,
-    # and the replies
+    # held-out tasks answered greedily (GGUF rows; measure's task_items): the share solved, overall (with its
+    # standard error: the panel's 95 % interval is ±1.96 of it) and per task, and the replies
     task_acc: float = float("nan")
+    task_acc_stderr: float = float("nan")
     task_by: dict | None = None
     replies: list[str] | None = None
 
     def to_dict(self) -> dict:
         """The fields, with None where a figure was not measured (NaN is not JSON)."""
         return {k: (None if isinstance(v, float) and v != v else v) for k, v in asdict(self).items()}
+
+    def key_figures(self) -> dict:
+        """The level's figures in the ``quant/<model>`` manifest (what the status table shows); the task accuracy
+        and its standard error only where the level answered the held-out tasks."""
+        out = {"size_mb": round(self.size_mb, 2), "ppl": round(self.ppl, 3), "kl": round(self.kl_mean, 5),
+               "top1": round(self.top1, 4), "decode_tps": round(self.decode_tps, 1)}
+        out.update({k: round(v, 4) for k, v in (("task_acc", self.task_acc), ("task_acc_stderr", self.task_acc_stderr))
+                    if v == v})
+        return out
 
 
 def measure_level(path: str | Path, ids: list[int], n_ctx: int, decode_tokens: int, threads: int,
@@ -209,7 +223,7 @@ def measure_ladder(files: dict[str, str | Path], ids: list[int], *, reference: s
                 res.ppl_chat = float(np.exp(-clp[np.arange(len(chat_targets)), chat_targets].mean()))
             if tasks and stats.get("replies"):
                 res.replies = stats["replies"]
-                res.task_acc, res.task_by = task_scores(tasks, res.replies)
+                res.task_acc, res.task_acc_stderr, res.task_by = task_scores(tasks, res.replies)
             results.append(res)
             em.emit("level", **res.to_dict())
     em.emit("done", step="measure", levels=len(results))

@@ -16,13 +16,10 @@ import numpy as np
 
 from ..events import Emitter, Event
 from ..artifacts import brought, gguf_name, ladder_files, load_quant_results, quant_name, short  # noqa: F401
-from ..workspace import Artifact, Workspace, stage_entry
+from ..workspace import Artifact, Workspace
 from .converter import convert
 from .quantize import (FLOAT_LEVELS, IMATRIX_ONLY, LADDER, check_level, quantize, reference_level,  # noqa: F401
                        weight_types)
-
-QUICK_LEVELS = LADDER
-
 
 IMATRIX_LEVELS = ("Q4_K_M", "Q3_K_M", "Q2_K")  # the low levels an importance matrix helps
 TUNED_STAGES = ("finetune", "preference")  # models trained on sft/data: the held-out tasks (task_items) are theirs
@@ -92,7 +89,6 @@ def imatrix_text(ws: Workspace, tok, skip_tokens: int, n_tokens: int) -> str:
     return "\n".join(parts)
 
 
-@stage_entry("deploy")
 def build_ladder(ws: Workspace, model: str = "model/sft", levels: list[str] | None = None, *,
                  imatrix: bool = False, imatrix_tokens: int = 4096, skip_tokens: int = 2048, n_ctx: int = 256,
                  on_event: Callable[[Event], None] | None = None) -> Artifact:
@@ -102,12 +98,13 @@ def build_ladder(ws: Workspace, model: str = "model/sft", levels: list[str] | No
     ``skip_tokens`` the ladder is measured on) and each of :data:`IMATRIX_LEVELS` quantized with it
     (``llama-quantize --imatrix``), with the i-quant :data:`~.quantize.IMATRIX_ONLY` levels that exist only with
     one — ``imatrix.json`` lists them beside ``ladder.json``."""
+    ws = ws.for_stage("deploy")  # reads only what stages.py declares for the stage
     em = Emitter("deploy", on_event)
     src = source(ws, model)
     # the reference: F32 from the converter, or a brought GGUF file's own level (llama.cpp dequantizes a quantized
     # one before quantizing it again: levels above it would only add its error, so they are left out)
     ref_level = reference_level(src.path) if src.kind == "gguf" else "F32"
-    levels = [lv for lv in (levels or QUICK_LEVELS) if lv not in ("F32", ref_level)
+    levels = [lv for lv in (levels or LADDER) if lv not in ("F32", ref_level)
               and (ref_level in FLOAT_LEVELS or lv not in FLOAT_LEVELS)]
     t0 = time.perf_counter()
     params = {"levels": [ref_level, *levels], "imatrix": imatrix}
@@ -239,7 +236,6 @@ def task_items(ws: Workspace, n: int = 16) -> list[dict]:
     return items
 
 
-@stage_entry("deploy")
 def measure(ws: Workspace, model: str = "model/sft", *, n_tokens: int = 2048, n_ctx: int = 256,
             decode_tokens: int = 64, transformers: tuple[str, ...] | None = None, chat: bool = True,
             tasks: bool = True, tasks_per_kind: int = 16, on_event: Callable[[Event], None] | None = None) -> Artifact:
@@ -250,6 +246,7 @@ def measure(ws: Workspace, model: str = "model/sft", *, n_tokens: int = 2048, n_
     from .measure import measure_ladder
     from .workers import HF_VARIANTS
 
+    ws = ws.for_stage("deploy")  # reads only what stages.py declares for the stage
     gg = ws.get(gguf_name(model))
     src = source(ws, model)
     tok = src.tokenizer()
@@ -274,10 +271,7 @@ def measure(ws: Workspace, model: str = "model/sft", *, n_tokens: int = 2048, n_
         w.metrics["threads_sweep"] = detail.get("threads_sweep", [])  # llama-bench generation at 1 … n threads
         w.metrics["chat"] = {"conversations": len(convs), "reply_tokens": sum(len(c[0]) - c[1] for c in convs)}
         w.metrics["tasks"] = {k: sum(it["task"] == k for it in items) for k in dict.fromkeys(it["task"] for it in items)}
-        w.metrics.update({r.level: {"size_mb": round(r.size_mb, 2), "ppl": round(r.ppl, 3), "kl": round(r.kl_mean, 5),
-                                    "top1": round(r.top1, 4), "decode_tps": round(r.decode_tps, 1),
-                                    **({"task_acc": round(r.task_acc, 4)} if r.task_acc == r.task_acc else {})}
-                          for r in results})
+        w.metrics.update({r.level: r.key_figures() for r in results})
     return ws.get(quant_name(model))
 
 
@@ -292,6 +286,7 @@ def kl_by_tool(ws: Workspace, models: tuple[str, ...] = ("model/base", "model/sf
 
     from . import llamatools
 
+    ws = ws.for_stage("deploy")  # reads only what stages.py declares for the stage
     em = Emitter("deploy", on_event)
     rows = []
     with tempfile.TemporaryDirectory() as td:

@@ -228,7 +228,7 @@ def concurrency_bench(client: OpenAIModel, prompts: list[str], clients=(1, 2, 4,
     p50/p95 latency of whole requests; then, with ``ttft``, one *streamed* request per client under the same
     load, for the p50/p95 time to the first token. Throughput comes from plain requests because parsing a
     token-by-token stream in the client costs CPU the server shares on a small machine (on 2 cores it hid
-    most of llama-server's batching gain: 1.39× at 4 clients streamed, 1.74× plain)."""
+    most of llama-server's batching gain)."""
     import numpy as np
 
     def msgs(k, j):

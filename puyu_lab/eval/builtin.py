@@ -16,7 +16,6 @@ import itertools
 import json
 import random
 
-from ..workspace import stage_entry
 from ..artifacts import PREF_DATA, load_corpus, load_pref_pairs, load_sft_data
 from ..contracts.dialogs import chatterbot_dialogs
 from ..contracts.tasks import ARITHMETIC_QUESTION, DATE_QUESTION, SENTIMENT_ANSWER, SENTIMENT_MAX_CHARS, SENTIMENT_PROMPT
@@ -25,8 +24,8 @@ from ..models.template import ACTION_END, IM_END
 from .tasks import Task
 
 
-@stage_entry("eval")
 def builtin_tasks(ws, n: int = 40, ppl_docs: int = 12, seed: int = 0) -> list[Task]:
+    ws = ws.for_stage("eval")  # reads only what stages.py declares for the stage
     rng = random.Random(seed)
     held = load_corpus(ws, "heldout").to_list()
     news = [{"text": r["text"]} for r in held if r["source"] == "news-zh"][:ppl_docs]

@@ -7,7 +7,7 @@ from typing import Callable
 
 from ..errors import InputError
 from ..events import Event, StopFlag
-from ..workspace import Artifact, Workspace, stage_entry
+from ..workspace import Artifact, Workspace
 from .config import EvalConfig
 
 GGUF_OF = "model/sft"  # whose GGUF levels are evaluated
@@ -56,12 +56,12 @@ def parents_for(ws: Workspace, cfg: EvalConfig) -> list[Artifact]:
     return [ws.get(m) for m in names]
 
 
-@stage_entry("eval")
 def models_for(ws: Workspace, cfg: EvalConfig) -> dict:
     """The scorers ``cfg`` names: each model artifact (by its short name), then ``sft-<level>`` GGUF files."""
     from ..artifacts import gguf_name, ladder_files, short
     from ..models import GGUFModel, HFModel
 
+    ws = ws.for_stage("eval")  # reads only what stages.py declares for the stage
     scorers = {short(m): HFModel.load(ws.get(m).path, short(m), batch_size=cfg.batch_size) for m in model_names(ws, cfg)}
     if cfg.levels and ws.exists(gguf_name(GGUF_OF)):
         files = ladder_files(ws, GGUF_OF)
@@ -77,13 +77,13 @@ def models_for(ws: Workspace, cfg: EvalConfig) -> dict:
     return scorers
 
 
-@stage_entry("eval")
 def run(ws: Workspace, cfg: EvalConfig | None = None, *, on_event: Callable[[Event], None] | None = None,
         stop: StopFlag | None = None) -> EvalResult:
     """``builtin_tasks`` sized by ``cfg`` (default: the profile's), ``evaluate`` every model, ``save``."""
     from .builtin import builtin_tasks
     from .runner import evaluate, save
 
+    ws = ws.for_stage("eval")  # reads only what stages.py declares for the stage
     cfg = cfg or EvalConfig.for_profile()
     tasks = builtin_tasks(ws, n=cfg.n, ppl_docs=cfg.ppl_docs, seed=cfg.seed)
     scorers = models_for(ws, cfg)

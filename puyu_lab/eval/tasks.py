@@ -19,12 +19,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..contracts.scoring import MATCHES as SCORING_MATCHES
-from ..contracts.scoring import answer_matches
+from ..contracts.scoring import MATCHES, answer_matches
 from ..errors import InputError, jsonl_records, read_text_file
 
 KINDS = ("perplexity", "choice", "generation")
-MATCHES = SCORING_MATCHES
 SCHEMA = {
     "perplexity": {"text": "str"},
     "choice": {"context": "str", "choices": "list[str] (≥ 2)", "gold": "int (index into choices)"},

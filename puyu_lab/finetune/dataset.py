@@ -9,16 +9,16 @@ from dataclasses import asdict
 from ..artifacts import SFT_DATA
 from ..errors import InputError
 from ..models.template import IGNORE, encode_chat
-from ..workspace import Artifact, Workspace, stage_entry
+from ..workspace import Artifact, Workspace
 from .config import SFTConfig
 from .data import build_mixture, load_custom
 
 
-@stage_entry("finetune")
 def prepare_data(ws: Workspace, cfg: SFTConfig | None = None, *, corpus: str = "corpus/clean") -> Artifact:
     """Build the SFT mixture from the learner's settings and ``corpus/clean`` → ``sft/data``."""
     from ..artifacts import load_corpus
 
+    ws = ws.for_stage("finetune")  # reads only what stages.py declares for the stage
     cfg = cfg or SFTConfig()
     src = ws.get(corpus)
     reviews = [r for r in load_corpus(ws, "train", corpus).to_list() if r.get("label")]

@@ -21,11 +21,11 @@ from typing import Callable
 
 from ..artifacts import SFT_DATA, load_sft_data  # noqa: F401 (the reader of what this stage writes)
 from ..contracts.dialogs import CONTROL_PROMPTS
-from ..budget import CEILING, budget_metrics, floor_steps, for_stage
+from ..budget import CEILING, budget_metrics, floor_steps, for_stage, train_timed
 from ..events import Emitter, Event, StopFlag, train_rate
 from ..models.template import install_template
 from ..numerics import resolve, train_flops_per_token, utilisation
-from ..workspace import Artifact, Workspace, stage_entry
+from ..workspace import Artifact, Workspace
 from .config import ALL_LINEAR, METHODS, SFTConfig  # noqa: F401 (importable from here too)
 from .dataset import Collator, conversation_key, encode_all, prepare_data, split_eval  # noqa: F401
 from .modeling import load_base, merge_adapter, resolve_base, training_memory, wrap_peft  # noqa: F401
@@ -52,7 +52,6 @@ def run_dir(ws: Workspace) -> Path:
     return ws.root / "runs" / "finetune"
 
 
-@stage_entry("finetune")
 def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[[Event], None] | None = None,
              stop: StopFlag | None = None, resume: bool = False, save: bool = True, score: bool = True) -> SFTResult:
     """Fine-tune ``cfg.base`` on ``sft/data`` (built first if missing). With ``save`` the adapter and
@@ -66,6 +65,7 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
     from ..models.hf import HFModel
     from ..models.tokenizer import load_tokenizer
 
+    ws = ws.for_stage("finetune")  # reads only what stages.py declares for the stage
     cfg = replace(cfg or SFTConfig())
     em = Emitter("finetune", on_event)
     base_path, base_art = resolve_base(ws, cfg.base)
@@ -171,11 +171,7 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
         trainer.add_callback(budget)  # after the event bridge: its step times include the bridge's samples
     if stop is not None:
         stop.clear()
-    if budget is not None:
-        budget.start()
-    t_train = time.perf_counter()
-    trainer.train(resume_from_checkpoint=ckpt)
-    t_train = time.perf_counter() - t_train
+    t_train = train_timed(trainer, budget, resume_from=ckpt)
     state = trainer.state
     stopped = cb.stopped and state.global_step < state.max_steps
     if not any("eval_loss" in h and h.get("step") == state.global_step for h in state.log_history):

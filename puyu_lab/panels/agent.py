@@ -15,14 +15,14 @@ import traitlets
 
 from ..events import Event, StopFlag
 from ..i18n import both
-from .base import Throttle, error_text, join_polling, run_in_thread
+from .base import Throttle, WorkerWait, error_text, run_in_thread
 
 STATIC = Path(__file__).parent / "static"
 LABEL_KEYS = ("step_thought", "step_call", "step_observation", "step_final", "step_error", "prompt_sent",
               "raw_output", "parse_result", "why_no_tool", "turn", "question", "stop")
 
 
-class AgentTracePanel(anywidget.AnyWidget):
+class AgentTracePanel(WorkerWait, anywidget.AnyWidget):
     _esm = STATIC / "agent_trace.js"
     _css = STATIC / "agent_trace.css"
 
@@ -121,26 +121,12 @@ class AgentTracePanel(anywidget.AnyWidget):
             return self.wait()
         return self.thread
 
-    def wait(self, timeout: float | None = None):
-        """Block until the run ends and return its Trace; re-raises the run's exception. In a notebook
-        prefer ``await panel.wait_async()``: a Stop click reaches the kernel while that cell waits."""
-        join_polling(self.thread, timeout)
+    def flush(self) -> None:
+        """Send what the throttle still holds now."""
         self._push.flush()
-        if self.error is not None:
-            raise self.error
-        return self.trace
 
-    async def wait_async(self, timeout: float | None = None):
-        """``await panel.wait_async()`` in a notebook cell: the kernel's event loop stays free while the
-        cell waits, so it handles the Stop click meanwhile (ipykernel 7 dispatches widget messages
-        during an awaiting cell; a blocking wait cannot see them there). Returns the Trace."""
-        from .base import await_thread
-
-        await await_thread(self.thread, timeout)
-        self._push.flush()
-        if self.error is not None:
-            raise self.error
-        return self.trace
+    def _outcome(self):
+        return self.trace  # what wait / wait_async return
 
     def request_stop(self) -> None:
         """What the Stop button does: the run ends at the model's next token."""

@@ -126,7 +126,7 @@ def join_polling(th: threading.Thread | None, timeout: float | None = None) -> N
     Seen with ipykernel 7.4 and jupyter-ui-poll 1.1.0: the kernel has no ``do_one_iteration`` any
     more, the poll silently does nothing, and a Stop click waits until the cell ends. There an
     awaiting cell works instead (ipykernel 7 dispatches widget messages while a cell awaits): see
-    :meth:`AgentTracePanel.wait_async`."""
+    :meth:`WorkerWait.wait_async`."""
     if th is None:
         return
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -150,6 +150,42 @@ async def await_thread(th: threading.Thread | None, timeout: float | None = None
     deadline = None if timeout is None else time.monotonic() + timeout
     while th is not None and th.is_alive() and (deadline is None or time.monotonic() < deadline):
         await asyncio.sleep(0.05)
+
+
+class WorkerWait:
+    """``wait`` / ``wait_async`` for a panel whose run goes in a worker thread (:func:`run_in_thread`).
+
+    The panel keeps ``thread`` (the worker), ``error`` (what the run raised) and ``result`` (what it returned;
+    a panel that keeps it under another name overrides :meth:`_outcome`), and has ``flush()`` (draws what its
+    throttle still holds)."""
+
+    thread: threading.Thread | None
+    error: BaseException | None
+    result: Any
+    flush: Callable[[], None]
+
+    def _outcome(self) -> Any:
+        return self.result
+
+    def _finish(self) -> Any:
+        self.flush()
+        if self.error is not None:
+            raise self.error
+        return self._outcome()
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Block until the run ends and return its outcome; re-raises the run's exception. In a notebook
+        prefer ``await panel.wait_async()``: a blocking wait cannot see the Stop click on ipykernel 7 (see
+        :func:`join_polling`)."""
+        join_polling(self.thread, timeout)
+        return self._finish()
+
+    async def wait_async(self, timeout: float | None = None) -> Any:
+        """``await panel.wait_async()`` in a notebook cell: the kernel's event loop stays free while the
+        cell waits, so it handles the Stop click meanwhile (ipykernel 7 dispatches widget messages
+        during an awaiting cell; a blocking wait cannot see them there). Returns the run's outcome."""
+        await await_thread(self.thread, timeout)
+        return self._finish()
 
 
 def error_text(error: BaseException) -> str:

@@ -19,7 +19,6 @@ from pathlib import Path
 import ipywidgets as W
 import plotly.graph_objects as go
 
-from ..contracts.scoring import mean_stderr
 from ..deploy.measure import COLUMNS, compare_generations, write_table_csv
 from ..deploy.quantize import bits_of, type_map
 from ..i18n import t
@@ -110,11 +109,10 @@ def type_map_html(files: dict) -> str:
 
 
 def _acc_ci(r: dict) -> str:
-    """A level's overall task accuracy and its 95 % interval (±1.96 standard errors over the items it answered:
-    what the sample size costs)."""
-    n = len(r.get("replies") or [])
-    se = mean_stderr([1.0] * round(r["task_acc"] * n) + [0.0] * (n - round(r["task_acc"] * n))) if n else None
-    return f"{r['task_acc']:.0%}" + (f" ± {1.96 * se:.0%} (n={n})" if se is not None else "")
+    """A level's overall task accuracy and its 95 % interval: ±1.96 × the standard error the deploy stage stored
+    (``task_acc_stderr``, over the items it answered: what the sample size costs)."""
+    se, n = r.get("task_acc_stderr"), len(r.get("replies") or [])
+    return f"{r['task_acc']:.0%}" + (f" ± {1.96 * se:.0%} (n={n})" if se is not None and se == se else "")
 
 
 def task_table_html(rows: list[dict]) -> str:

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..models.probes import induction_threshold
-from .base import PALETTE
+from .base import PALETTE, WorkerWait
 
 
 threshold_tokens = induction_threshold  # the lesson's name for it
@@ -63,7 +63,7 @@ def attention_figure(pattern: list[list[float]], length: int, title: str) -> go.
     return fig
 
 
-class LessonPanel:
+class LessonPanel(WorkerWait):
     """The lesson's live view: the loss on the first and the second showing of a repeated run, step by step
     (the engine's ``lesson`` events), the cliff's step when it comes, a Stop button. The run goes in a worker
     thread (:meth:`start`), so Stop reaches it."""
@@ -132,20 +132,6 @@ class LessonPanel:
         self.thread = run_in_thread(lambda: fn(on_event=self, stop=self.stop), on_done=done, name="puyu-lesson")
         return self
 
-    def wait(self, timeout: float | None = None):
-        from .base import join_polling
-
-        join_polling(self.thread, timeout)
+    def flush(self) -> None:
+        """Draw what the throttle still holds now."""
         self._draw.flush()
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-    async def wait_async(self, timeout: float | None = None):
-        from .base import await_thread
-
-        await await_thread(self.thread, timeout)
-        self._draw.flush()
-        if self.error is not None:
-            raise self.error
-        return self.result

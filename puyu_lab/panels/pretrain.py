@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 
 from ..events import Event, StopFlag
 from ..i18n import t
-from .base import CSS, PALETTE, Throttle, esc, join_polling, run_in_thread
+from .base import CSS, PALETTE, Throttle, WorkerWait, esc, run_in_thread
 
 
 def _fmt_s(s: float | None) -> str:
@@ -28,7 +28,7 @@ def _fmt_s(s: float | None) -> str:
     return f"{s // 60}:{s % 60:02d}"
 
 
-class TrainingPanel:
+class TrainingPanel(WorkerWait):
     def __init__(self, title: str = "InternLM-Train · Pretrain"):
         self.title = title
         self.stop = StopFlag()
@@ -208,27 +208,6 @@ class TrainingPanel:
         if self._resume_fn is None:
             raise RuntimeError("this panel has no resume function (pass resume_fn to start)")
         self._launch(self._resume_fn)
-
-    def wait(self, timeout: float | None = None):
-        """Block until training ends (scripts, tests). In a notebook use ``await panel.wait_async()``:
-        a blocking wait cannot see the Stop click on ipykernel 7 (see ``base.join_polling``)."""
-        if self.thread is None:
-            return self.result
-        join_polling(self.thread, timeout)
-        self.flush()
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-    async def wait_async(self, timeout: float | None = None):
-        """``result = await panel.wait_async()`` in a notebook cell: Stop and Resume work while it waits."""
-        from .base import await_thread
-
-        await await_thread(self.thread, timeout)
-        self.flush()
-        if self.error is not None:
-            raise self.error
-        return self.result
 
     def as_callback(self, tokens_per_step: int = 0, stage: str = "pretrain"):
         """This panel as a TrainerCallback for any HF Trainer (Stop included); ``tokens_per_step``

@@ -10,8 +10,8 @@ METHODS = ("dpo", "orpo")
 QUICK_BUDGET_S = 25.0  # the quick profile's DPO loop, on any CPU (the steps it buys are the machine's)
 ORPO_QUICK_BUDGET_S = 12.0  # the preference lab's ORPO run (its 30-step recipe), likewise
 # the quick floors: a CPU too slow for these steps inside the budget makes them anyway (and says so). On an SFT
-# model that made only its own floor, 30 DPO steps lifted held-out pair accuracy 68.4 % → 77.2 % (lab 04's check:
-# any lift); ORPO's check asks only that it ran. Steps, not seconds: the same on every CPU
+# model that made only its own floor, 30 DPO steps lifted held-out pair accuracy (lab 04's check: any lift; the
+# figures: README, Profiles, "Floors"); ORPO's check asks only that it ran. Steps, not seconds: the same on every CPU
 QUICK_MIN_STEPS = 30
 ORPO_QUICK_MIN_STEPS = 15
 TUNING = ("full", "lora")
@@ -50,8 +50,8 @@ class PrefConfig:
     max_length: int = 256  # the SFT model's context
     lora_r: int = 16
     lora_alpha: int = 32
-    # trl's evaluation on the held-out pairs (rewards, margins, accuracy): 5–6 s each on 2 cores, so once, at the end
-    # of quick's 70 steps (the panel's before / after bars are the stage's own scoring of the same pairs)
+    # trl's evaluation on the held-out pairs (rewards, margins, accuracy): seconds each on a CPU, so once, at the
+    # end of quick's 70 steps (the panel's before / after bars are the stage's own scoring of the same pairs)
     eval_every: int = 70
     log_every: int = 2
     seed: int = 0

@@ -6,8 +6,8 @@ so a GPU never holds a ``(batch, length, vocabulary)`` tensor. On a Triton devic
 positions that have a label; elsewhere it scores *every* position — prompt and padding included — so
 that a compiler that builds one kernel per shape (AWS Neuron) sees fixed shapes. On a CPU nothing is
 compiled per shape, and DPO's labels cover only the answers: in the quick profile's DPO run on 2 CPU
-cores that head was half of every step (31 of 62 s, the AVX2 paths forced), scoring ~12× the tokens it
-needs (long tool prompts, short answers: 8 % of a batch's positions have a label).
+cores that head was about half of every step (`make bench`: bench_preference times both heads), scoring
+every position where few have a label (long tool prompts, short answers).
 
 :func:`score_labelled_only` replaces a model's fused forward with the same forward that gives trl's kernel
 only the labelled positions — trl's own code path on Triton devices (its ``compact`` branch), with the same

@@ -9,7 +9,7 @@ from dataclasses import asdict
 from ..artifacts import CORPUS, PREF_DATA, SFT_DATA, load_corpus, load_sft_data
 from ..contracts.dialogs import chatterbot_dialogs
 from ..errors import InputError
-from ..workspace import Artifact, Workspace, stage_entry
+from ..workspace import Artifact, Workspace
 from .config import PrefConfig
 from .pairs import (
     heldout_notool_pairs,
@@ -30,7 +30,6 @@ def _lang(text: str) -> str:
     return "zh" if _CJK.search(text) else "en"
 
 
-@stage_entry("preference")
 def build_pairs(ws: Workspace, cfg: PrefConfig) -> tuple[dict, list]:
     """The pair mixture from ``sft/data`` and ``corpus/clean``: ``{"train": […], "heldout": […]}`` and
     the custom file's bad lines."""
@@ -83,9 +82,9 @@ def build_pairs(ws: Workspace, cfg: PrefConfig) -> tuple[dict, list]:
     return {"train": train, "heldout": heldout, "dropped_heldout": len(leaked)}, bad
 
 
-@stage_entry("preference")
 def prepare_pairs(ws: Workspace, cfg: PrefConfig | None = None) -> Artifact:
     """Build the pair mixture → ``pref/data`` (``train.jsonl``, ``heldout.jsonl``, per-source counts)."""
+    ws = ws.for_stage("preference")  # reads only what stages.py declares for the stage
     cfg = cfg or PrefConfig.for_profile()
     mix, bad = build_pairs(ws, cfg)
     parents = [ws.get(SFT_DATA), ws.get(CORPUS)]

@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 from ..artifacts import PREF_DATA, load_pref_pairs
-from ..budget import CEILING, budget_metrics, floor_steps, for_stage
+from ..budget import CEILING, budget_metrics, floor_steps, for_stage, train_timed
 from ..errors import InputError
 from ..events import Emitter, Event, StopFlag
-from ..workspace import Artifact, Workspace, stage_entry
+from ..workspace import Artifact, Workspace
 from .config import PrefConfig
 from .mixture import pairs_current, prepare_pairs
 from .scoring import accuracy_by_source, encode_pair, score_pairs, too_long, trl_rows, trl_tokenizer
@@ -76,7 +76,6 @@ def _trainer(cfg: PrefConfig, model, tok, train_ds, eval_ds, out, numerics, call
                        callbacks=callbacks, peft_config=peft_config)
 
 
-@stage_entry("preference")
 def train(ws: Workspace, cfg: PrefConfig | None = None, *, on_event: Callable[[Event], None] | None = None,
           stop: StopFlag | None = None, save: bool = True) -> PrefResult:
     """Preference-tune ``cfg.model`` on ``pref/data`` (built first if missing or built otherwise) with
@@ -92,6 +91,7 @@ def train(ws: Workspace, cfg: PrefConfig | None = None, *, on_event: Callable[[E
     from ..models.tokenizer import load_tokenizer
     from ..numerics import resolve
 
+    ws = ws.for_stage("preference")  # reads only what stages.py declares for the stage
     cfg = replace(cfg or PrefConfig.for_profile())
     em = Emitter("preference", on_event)
     start_art = ws.get(cfg.model)
@@ -149,11 +149,7 @@ def train(ws: Workspace, cfg: PrefConfig | None = None, *, on_event: Callable[[E
         trainer.add_callback(budget)
     if stop is not None:
         stop.check()  # a Stop pressed while the held-out pairs were scored ends the run here
-    if budget is not None:
-        budget.start()
-    t_train = time.perf_counter()
-    trainer.train()
-    t_train = time.perf_counter() - t_train
+    t_train = train_timed(trainer, budget)
     state = trainer.state
     stopped = cb.stopped and state.global_step < state.max_steps
     seconds = time.perf_counter() - t0

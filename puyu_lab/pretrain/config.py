@@ -9,8 +9,9 @@ from .model import PRESETS, ModelPreset
 PROMPTS = ["中国", "今天", "这本书", "The "]
 QUICK_BUDGET_S = 70.0  # the quick profile's pretraining loop, on any CPU (the steps it buys are the machine's)
 # the quick floor: a CPU too slow to make these steps inside the budget makes them anyway (and says so). The fewest
-# steps on which lab 02's check (held-out loss −30 %) holds with margin: a full schedule of 120 steps gave −29.4 %,
-# 160 gave −31.4 %, 200 gave −32.9 % (steps, not seconds: the same on every CPU). `make chain-floors` runs every lab at its floors
+# steps on which lab 02's check (held-out loss −30 %) holds with margin: shorter full schedules missed it or passed
+# narrowly (the figures: README, Profiles, "Floors"). Steps, not seconds: the same on every CPU. `make chain-floors`
+# runs every lab at its floors
 QUICK_MIN_STEPS = 200
 
 
@@ -21,8 +22,8 @@ class PretrainConfig:
     batch_size: int = 8
     grad_accum: int = 1
     # "muon": Muon for the decoder's weight matrices, AdamW for embeddings, head and norms (see optim.py);
-    # "adamw": AdamW for everything, the classic recipe (`make bench`, the quick run: held-out loss falls
-    # 25 % with it, 38 % with Muon)
+    # "adamw": AdamW for everything, the classic recipe; on the quick run its held-out loss falls less than with
+    # Muon (`make bench` prints both: bench_pretrain, "what the optimizer buys")
     optimizer: str = "muon"
     learning_rate: float = 4e-3  # AdamW: the output head and norms (with "adamw": every parameter)
     muon_lr: float = 0.03  # Muon: the attention and MLP matrices
@@ -48,7 +49,8 @@ class PretrainConfig:
     log_every: int = 5
     # bf16 autocast: True / False, or None = chosen per machine (puyu_lab.numerics: bf16 only where
     # it is native and measured faster — AMX / AVX512-BF16 CPUs, Ampere+ GPUs; fp32 on AVX2, where
-    # bf16 is emulated and 29× slower). Muon's Newton–Schulz dtype follows the same choice.
+    # bf16 is emulated and many times slower: `make bench`, bench_pretrain's numeric paths). Muon's Newton–Schulz
+    # dtype follows the same choice.
     bf16: bool | None = None
     seed: int = 0
     prompts: tuple[str, ...] = tuple(PROMPTS)

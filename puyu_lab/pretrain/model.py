@@ -33,15 +33,15 @@ class ModelPreset:
 
 
 PRESETS: dict[str, ModelPreset] = {
-    # 5.2 M parameters: trains in about three minutes on 2 CPU cores. A 4,000-piece vocabulary: on
+    # 5.2 M parameters: trains inside the quick profile's budget on 2 CPU cores. A 4,000-piece vocabulary: on
     # ~1 M training tokens a bigger one leaves most embedding rows barely trained (and its output
     # head costs time); Chinese still gets ~1.2 characters per token.
     "quick": ModelPreset(hidden_size=256, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=768,
                          vocab_size=4000, block_size=256),
-    # 20.8 M parameters (12.6 M outside the embeddings), 512-token context: ≈ 1,700 tokens/s on 2 CPU
-    # cores, so its 1,000 steps (4.1 M tokens, 2.3 passes over the full corpus) take ≈ 40 min.
-    # Eight layers learn no more per minute here (≈ 900 tokens/s): on a CPU budget a wider, shallower
-    # model that sees more tokens wins.
+    # 20.8 M parameters (12.6 M outside the embeddings), 512-token context: its 1,000 steps are 4.1 M tokens,
+    # 2.3 passes over the full corpus (its time on 2 cores: README, Profiles). Eight layers learn no more per
+    # minute here (each step is slower by about what they add): on a CPU budget a wider, shallower model that
+    # sees more tokens wins.
     "full": ModelPreset(hidden_size=512, num_layers=4, num_heads=8, num_kv_heads=4, intermediate_size=1536,
                         vocab_size=8000, block_size=512),
     # 110 M parameters: minutes on a GPU

@@ -3,9 +3,10 @@
 Muon (``torch.optim.Muon``) orthogonalises each matrix's momentum (Newton–Schulz), so every
 direction of a weight matrix learns at the same rate. On the quick budget (~1 M tokens, 2 CPU
 cores) it takes the tiny model well past the unigram plateau where AdamW still sits: in
-``make bench`` the quick run's held-out loss ends at 5.16 with Muon and 6.26 with AdamW alone
-(from 8.35; same model, data, schedule and seed), although a Muon step costs ~25 % more time. Embeddings, the output head and the norm weights are not hidden matrices and stay with
-AdamW (the embeddings at a higher rate: each row learns only when its token occurs).
+``make bench`` (bench_pretrain, "what the optimizer buys") the quick run's held-out loss ends well below
+AdamW's alone (same model, data, schedule and seed), although a Muon step costs more time. Embeddings, the
+output head and the norm weights are not hidden matrices and stay with AdamW (the embeddings at a higher
+rate: each row learns only when its token occurs).
 
 ``MuonAdamW`` is one ``torch.optim.Optimizer`` to the HF Trainer, its LR scheduler (which scales
 every group by the same cosine factor) and its checkpoints (``optimizer.pt`` holds both states),
@@ -13,9 +14,9 @@ so Stop/Resume and ``accelerate launch`` work unchanged.
 
 ``Muon`` here is ``torch.optim.Muon`` with one change: the dtype of its Newton–Schulz iterations.
 torch's casts the momentum to bf16 first, hard-coded; on a CPU without native bf16 (AVX2) that
-made a quick pretraining step 14× slower than AdamW (9.2 s vs 0.66 s). The subclass runs the same
-five iterations with the same coefficients in the dtype :mod:`puyu_lab.numerics` picks for the
-machine (bf16 where native, fp32 elsewhere), keeping torch's state, groups and learning-rate rule.
+made a quick pretraining step many times slower than AdamW (README, Profiles; `make bench` times both). The
+subclass runs the same five iterations with the same coefficients in the dtype :mod:`puyu_lab.numerics` picks
+for the machine (bf16 where native, fp32 elsewhere), keeping torch's state, groups and learning-rate rule.
 """
 from __future__ import annotations
 
@@ -82,8 +83,8 @@ class Muon(torch.optim.Muon):
                 buf.lerp_(g, 1 - mom)
                 updates.append(g.lerp(buf, mom) if group["nesterov"] else buf)
             # same-shape matrices (a layer's q and o, every layer's gate and up …) orthogonalised as one
-            # batch: one bmm per iteration instead of one small matmul per matrix (in bf16 on AMX: 80 → 50
-            # ms per quick-model step). In fp32 (AVX2) the batch was no faster: one matrix at a time.
+            # batch: one bmm per iteration instead of one small matmul per matrix (faster in bf16 on AMX: README,
+            # "Pretraining's optimizer, profiled"). In fp32 (AVX2) the batch was no faster: one matrix at a time.
             batch = dtype == torch.bfloat16
             for idx in _same_shapes(updates) if batch else [[i] for i in range(len(updates))]:
                 stacked = torch.stack([updates[i] for i in idx]) if batch else updates[idx[0]]
@@ -112,7 +113,8 @@ class MuonAdamW(torch.optim.Optimizer):
     def __init__(self, adamw_groups: list[dict], muon_groups: list[dict], *, betas=(0.9, 0.95),
                  momentum: float = 0.95, ns_dtype: str = "bf16"):
         # not Optimizer.__init__: the two inner optimizers own the groups and the state
-        # fused: one kernel for every tensor (on a CPU 21 → 3 ms per quick-model step; the same update)
+        # fused: one kernel for every tensor (the same update, several times faster on a CPU: README,
+        # "Pretraining's optimizer, profiled")
         self.adamw = torch.optim.AdamW(adamw_groups, betas=betas, weight_decay=0.0, fused=_fused_ok(adamw_groups))
         self.muon = Muon(muon_groups, momentum=momentum, weight_decay=0.0, adjust_lr_fn="original", ns_dtype=ns_dtype)
         self.defaults = {}

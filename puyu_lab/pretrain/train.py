@@ -21,9 +21,9 @@ import numpy as np
 
 from ..errors import InputError
 from ..events import Emitter, Event, StopFlag, train_rate
-from ..budget import CEILING, budget_metrics, floor_steps, for_stage
+from ..budget import CEILING, budget_metrics, floor_steps, for_stage, train_timed
 from ..numerics import resolve, utilisation
-from ..workspace import Artifact, Workspace, stage_entry
+from ..workspace import Artifact, Workspace
 from .model import llama_config, size_arithmetic
 from .optim import build_optimizer, zero_init_residual_projections
 from .config import PROMPTS, PretrainConfig  # noqa: F401 (importable from here too)
@@ -34,7 +34,6 @@ MODEL = "model/base"
 
 
 # ---- tokenizer stage ---------------------------------------------------------------------------
-@stage_entry("pretrain")
 def train_tokenizer(ws: Workspace, vocab_size: int, *, corpus: str = "corpus/clean",
                     settings: TokenizerSettings | None = None,
                     on_event: Callable[[Event], None] | None = None) -> Artifact:
@@ -43,6 +42,7 @@ def train_tokenizer(ws: Workspace, vocab_size: int, *, corpus: str = "corpus/cle
     from ..artifacts import load_corpus
     from .tokenizer import byte_fallback_rate, chars_per_token, tool_call_tokens
 
+    ws = ws.for_stage("pretrain")  # reads only what stages.py declares for the stage
     settings = replace(settings or TokenizerSettings(), vocab_size=vocab_size)
     em = Emitter("pretrain", on_event)
     src = ws.get(corpus)  # a missing corpus names the data lab
@@ -179,7 +179,6 @@ def last_checkpoint(ws: Workspace, run: str = "pretrain") -> str | None:
     return get_last_checkpoint(str(d)) if d.is_dir() else None
 
 
-@stage_entry("pretrain")
 def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Callable[[Event], None] | None = None,
              stop: StopFlag | None = None, resume: bool = False, extra_callbacks: list | None = None,
              corpus: str = "corpus/clean", init_from: str | None = None, output: str = MODEL,
@@ -195,6 +194,7 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
 
     from ..artifacts import load_corpus
 
+    ws = ws.for_stage("pretrain")  # reads only what stages.py declares for the stage
     cfg = cfg or PretrainConfig()
     em = Emitter("pretrain", on_event)
     corpus_name = corpus
@@ -271,11 +271,7 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
                            max_steps=args.max_steps, min_steps=floor_steps(cfg.min_steps, cfg.max_steps),
                            followers=[cb])
         trainer.add_callback(budget)  # after the event bridge: its step times include the bridge's samples
-    if budget is not None:
-        budget.start()
-    t_train = time.perf_counter()
-    trainer.train(resume_from_checkpoint=ckpt)
-    t_train = time.perf_counter() - t_train
+    t_train = train_timed(trainer, budget, resume_from=ckpt)
     state = trainer.state
     stopped = cb.stopped and state.global_step < state.max_steps
     if not any("eval_loss" in h and h.get("step") == state.global_step for h in state.log_history):

@@ -13,7 +13,9 @@ class RAGConfig:
     # the dense encoder: the base model's embeddings and first `encoder_layers` layers, trained contrastively
     base: str = "model/base"
     encoder: str | None = None  # or a local embedding-model directory (gpu profile): used as it is, not trained
-    encoder_layers: int = 0  # 0: the embeddings alone (quick: a layer costs ~10× the time and was not better)
+    # 0: the embeddings alone (quick: a transformer layer multiplied the encoder's training time and was no better;
+    # the figures: README, the RAG lab)
+    encoder_layers: int = 0
     encoder_dim: int = 128
     encoder_steps: int = 600
     encoder_batch: int = 64
@@ -32,7 +34,9 @@ class RAGConfig:
     right_chars: int = 3
     # reading: the SFT model answers from the top `read_k` passages
     reader: str = "model/sft"
-    read_k: int = 1  # measured: top-1 55 %, top-3 28 % (more distractors, a context beyond the model's 256 tokens)
+    # the top passage alone: three read worse (more distractors, a prompt beyond the quick model's 256-token context;
+    # the figures: README, the RAG lab)
+    read_k: int = 1
     n_read: int = 80  # held-out answerable questions answered with and without retrieval
     # the shipped course assistant (puyu_lab/course_model) reads the same questions beside the learner's reader
     # (None: when the package carries it)

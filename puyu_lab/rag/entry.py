@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..events import Emitter, Event, StopFlag, progress
-from ..workspace import Artifact, Workspace, stage_entry
+from ..workspace import Artifact, Workspace
 from .config import RAGConfig
 
 STAGE = "rag"
@@ -117,7 +117,6 @@ def _encoder(ws: Workspace, cfg: RAGConfig, train_chunks: list[dict], emit: Emit
     return DenseEncoder(module, tok, cfg.max_tokens), history, meta
 
 
-@stage_entry(STAGE)
 def run(ws: Workspace, cfg: RAGConfig | None = None, *, on_event: Callable[[Event], None] | None = None,
         stop: StopFlag | None = None) -> RAGResult:
     """Index, evaluate retrieval and refusal, read with and without retrieval; save ``rag/index`` and ``rag/eval``."""
@@ -125,6 +124,7 @@ def run(ws: Workspace, cfg: RAGConfig | None = None, *, on_event: Callable[[Even
     from .evaluate import KS, choose_threshold, rank_of, refusal_at, refusal_curve, retrieval_metrics, auc
     from .index import Retriever, SparseIndex
 
+    ws = ws.for_stage(STAGE)  # reads only what stages.py declares for the stage
     cfg = cfg or RAGConfig.for_profile()
     emit = Emitter(STAGE, on_event)
     t0 = time.time()

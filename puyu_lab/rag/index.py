@@ -1,9 +1,9 @@
 """The retrieval index: BM25 (bm25s), a dense encoder made from the learner's base model, and their
 fusion by relative score (Weaviate's ``relativeScoreFusion``, LlamaIndex's ``relative_score`` mode).
 Reciprocal rank fusion (RRF) was measured first: with BM25 near-perfect on these questions and the
-tiny dense encoder weak, RRF's flat 1/(60 + rank) let the dense list reorder BM25's sure hits (hybrid
-hit@5 0.76 vs BM25's 0.96); score fusion keeps a confident BM25 hit and lets the dense side decide
-where BM25's scores are close.
+tiny dense encoder weak, RRF's flat 1/(60 + rank) let the dense list reorder BM25's sure hits, and the
+hybrid found fewer answers than BM25 alone (the figures: README, the RAG lab); score fusion keeps a
+confident BM25 hit and lets the dense side decide where BM25's scores are close.
 
 The dense encoder is the base model's own token embeddings and first ``layers`` transformer layers,
 mean-pooled and projected, trained contrastively in :mod:`puyu_lab.rag.encoder`. It is written here

@@ -159,6 +159,47 @@ def test_not_a_bundle(tmp_path):
     assert "expected 'puyu-lab-bundle/1'" in grade_one(p).flags[0]
 
 
+
+def _hand_made_bundle(tmp_path, name: str, extra: dict[str, bytes], edit=None):
+    """A bundle of one small artifact (``sft/data``) written by hand: its own file, the ``extra`` files added to
+    the bundle's list as included, the manifest passed through ``edit`` in both places it is kept."""
+    import hashlib
+
+    from puyu_lab.checks.bundle import FORMAT
+    from puyu_lab.workspace import Workspace
+
+    ws = Workspace(tmp_path / f"{name}-ws")
+    with ws.write("sft/data", kind="dataset", stage="finetune") as w:
+        (w.path / "train.jsonl").write_text("{}\n")
+    manifest = ws.get("sft/data").manifest
+    if edit:
+        edit(manifest)
+    files, listing = {"artifacts/sft/data/manifest.json": json.dumps(manifest).encode()}, {}
+    for rel, data in {"train.jsonl": b"{}\n", **extra}.items():
+        files[f"artifacts/sft/data/{rel}"] = data
+        listing[rel] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "included": True}
+    files["bundle.json"] = json.dumps({"format": FORMAT, "learner": name,
+                                       "artifacts": {"sft/data": {"manifest": manifest, "files": listing}}}).encode()
+    return tamper.write(files, tmp_path / f"{name}.zip")
+
+
+def test_a_restore_step_that_fails_keeps_what_the_steps_before_it_found(tmp_path):
+    """A file name too long for the file system makes extracting it raise (OSError), and a parent entry whose
+    name is a list made the lineage step raise (TypeError). Each failure is a flag of its own; the flags the
+    earlier steps raised stay in the row, and the bundle is still re-checked (the row has its checks)."""
+    long = "x" * 300 + ".jsonl"
+    row = grade_one(_hand_made_bundle(tmp_path, "mallory", {long: b"added\n"}))
+    assert not _flags(row, "grading failed"), row.flags
+    assert _flags(row, f"sft/data/{long}: not written by the stage (added afterwards)"), row.flags  # found before
+    assert _flags(row, f"sft/data/{long}: could not be restored (OSError"), row.flags
+    assert row.checks and row.learner == "mallory"
+
+    row = grade_one(_hand_made_bundle(tmp_path, "trent", {}, edit=lambda m: m.update(
+        parents=[{"name": "corpus/clean", "id": "0"}, {"name": ["model/base"], "id": "1"}])))
+    assert not _flags(row, "grading failed"), row.flags
+    assert _flags(row, "sft/data was made from corpus/clean 0, which the bundle leaves out"), row.flags
+    assert _flags(row, "sft/data: a malformed parent entry"), row.flags and row.checks
+
 # ---- attacks on the grader (each of these succeeded against the first version of grade.py) ----------------
 def test_a_bundled_model_cannot_run_its_own_code(grading, tmp_path):
     marker = tmp_path / "PWNED"

@@ -352,6 +352,7 @@ def test_tradeoff_panel_from_real_measurements(model_dir, ladder, tmp_path):
     enc = encode_chat(tok, [{"role": "user", "content": "你是谁？"}, {"role": "assistant", "content": "我是小浦。"}])
     # held-out task items, as pipeline.task_items makes them: every GGUF level answers them greedily
     from puyu_lab.contracts.protocol import tool_prompt
+    from puyu_lab.contracts.scoring import mean_stderr
     from puyu_lab.deploy.measure import task_ok
     from puyu_lab.models import GGUFModel
 
@@ -365,7 +366,8 @@ def test_tradeoff_panel_from_real_measurements(model_dir, ladder, tmp_path):
         assert [m.generate(it["messages"], max_new_tokens=it["max_new_tokens"], stop=tuple(it.get("stop", ())),
                            keep_special=True).text for it in items] == rows[-1].replies
     for r in rows:
-        assert len(r.replies) == 2 and r.task_acc == np.mean([task_ok(it, x) for it, x in zip(items, r.replies)])
+        solved = [float(task_ok(it, x)) for it, x in zip(items, r.replies)]
+        assert len(r.replies) == 2 and r.task_acc == np.mean(solved) and r.task_acc_stderr == mean_stderr(solved)
         assert set(r.task_by) == {"selfcog", "tool_choice"}
     rows = [r.to_dict() for r in rows]
     panel = QuantTradeoffPanel(rows, {**detail, "tasks": items}, tok, files=dict(ladder))

@@ -39,8 +39,24 @@ def test_deploy_and_eval_score_a_reply_by_the_same_rule():
 
 def test_task_scores_overall_and_per_task():
     items = [{"task": "a", "match": "contains", "answer": "x"}] * 2 + [{"task": "b", "match": "contains", "answer": "y"}] * 2
-    acc, by = task_scores(items, ["x", "-", "y", "y"])
+    acc, se, by = task_scores(items, ["x", "-", "y", "y"])
     assert acc == 0.75 and by == {"a": 0.5, "b": 1.0}
+    assert se == 0.25  # mean_stderr of 1, 0, 1, 1: √(0.75 / 3) / √4, what the panel's interval is drawn from
+    assert task_scores(items[:1], ["x"])[1] != task_scores(items[:1], ["x"])[1]  # one item: no standard error (NaN)
+
+
+def test_a_levels_manifest_figures_carry_the_task_accuracy_and_its_stderr():
+    """The deploy stage stores each level's task accuracy with its standard error (quant/<model>'s manifest and
+    results.json); the panel only shows them."""
+    from puyu_lab.deploy.measure import LevelResult
+
+    items = [{"task": "a", "match": "contains", "answer": "x"}] * 4
+    r = LevelResult("Q4_K_M", "q4.gguf", 3.0, 4.5, 90.0, 12.3456, 0.5, 0.012345, 0.1, 0.91234, 800.0, 120.04)
+    assert "task_acc" not in r.key_figures() and "task_acc_stderr" not in r.key_figures()  # answered no tasks
+    r.task_acc, r.task_acc_stderr, r.task_by = task_scores(items, ["x", "-", "x", "x"])
+    assert r.key_figures() == {"size_mb": 3.0, "ppl": 12.346, "kl": 0.01235, "top1": 0.9123, "decode_tps": 120.0,
+                               "task_acc": 0.75, "task_acc_stderr": 0.25}
+    assert r.to_dict()["task_acc_stderr"] == 0.25
 
 
 def test_pareto_for_accuracy_keeps_the_smaller_and_more_accurate():
@@ -57,6 +73,9 @@ def test_task_views_show_what_a_level_loses():
     low = {"level": "Q2_K", "replies": ["我是助手", "正面"], "task_by": {"selfcog": 0.0, "sentiment": 1.0}, "task_acc": 0.5}
     table = task_table_html([ref, low, {"level": "HF fp32"}])
     assert table.count("<tr>") == 3 and "100%" in table
+    assert "± " not in table  # no stored standard error: the accuracy alone (the panel derives none)
+    shown = task_table_html([{**ref, "task_acc_stderr": 0.1}])
+    assert "50% ± 20% (n=2)" in shown  # ±1.96 × the stage's task_acc_stderr, as stored
     diff = task_diff_html(items, ref, low)
     assert "我是助手" in diff and "好评" not in diff  # the item it lost, not the one it gained
     assert "1" in diff
