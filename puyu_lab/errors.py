@@ -3,7 +3,23 @@ from __future__ import annotations
 
 
 class PuyuError(Exception):
-    """Base for errors caused by input or setup, whose message says what to do."""
+    """Base for errors caused by input or setup, whose message says what to do — in English (the first argument)
+    and in Chinese (``zh=``), the same file, line, field and commands in both. ``str(err)`` is the one in the
+    current language (:func:`puyu_lab.i18n.get_language`), so a lab, the CLI and a ChecksFailed show what the
+    learner reads; ``err.en`` / ``err.zh`` keep both (tests match on ``err.en``)."""
+
+    def __init__(self, *args, zh: str | None = None):
+        super().__init__(*args)
+        self.en = str(args[0]) if args else ""
+        self.zh = zh
+
+    def __str__(self) -> str:
+        if self.zh:
+            from .i18n import get_language
+
+            if get_language() == "zh":
+                return self.zh
+        return super().__str__()
 
 
 class InputError(PuyuError, ValueError):
