@@ -170,9 +170,13 @@ def run_one(c: Check, ctx: Context) -> Result:
         from ..stages import stage_for_artifact
 
         labs = sorted({st.lab for n in missing if (st := stage_for_artifact(n)) is not None})
+        if c.homework:
+            todo = tr(f"先运行 {c.lab} 作业一节里这道题的代码单元", f"run this task's cell in the 作业 section of {c.lab}")
+        else:
+            todo = tr(f"先运行 {', '.join(labs) or '产出它的实验'}", f"run {', '.join(labs) or 'the lab that makes it'} first")
         return Result(**base, ok=False, status="missing",
-                      figure=f"missing {', '.join(missing)}",
-                      detail=f"run {', '.join(labs) or 'the lab that makes it'} first",
+                      figure=tr(f"缺少 {', '.join(missing)}", f"missing {', '.join(missing)}"),
+                      detail=todo,
                       seconds=time.perf_counter() - t0)
     try:
         out = c.fn(ctx)

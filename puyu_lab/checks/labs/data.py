@@ -46,3 +46,155 @@ def pii(ctx):
     train, _ = _splits(ctx)
     n = sum(1 for t in train["text"] if EMAIL_RE.search(t))
     return Outcome(n == 0, f"{n} document(s) with an address", value=n)
+
+
+# ---- 作业 Homework: the learner's own recipe and banding, measured against corpus/clean's own signals -------------
+RULE = "homework/data/rule"
+MINHASH = "homework/data/minhash"
+
+
+def _fresh(ctx, name: str) -> str:
+    """Why ``name`` no longer measures the current corpus/clean ("" when it does)."""
+    made_from = next((p.get("id") for p in ctx.get(name).parents if p.get("name") == CORPUS), None)
+    if made_from != ctx.get(CORPUS).id:
+        return f"{name} was made from another corpus/clean (re-exported since): run its 作业 cell again"
+    return ""
+
+
+def _recipes(ctx, name: str):
+    import json
+
+    from ...data.filters import Recipe
+
+    chain = Recipe.from_dict(json.loads(ctx.get(CORPUS).file("recipe.json").read_text(encoding="utf-8")))
+    mine = Recipe.from_dict(json.loads(ctx.get(name).file("recipe.json").read_text(encoding="utf-8")))
+    return chain, mine
+
+
+def _changes(a: dict, b: dict, at: str = "") -> list[str]:
+    """The settings in which recipe dicts ``a`` and ``b`` differ, as dotted names."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        x, y = a.get(k), b.get(k)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _changes(x, y, f"{at}{k}.")
+        elif x != y:
+            out.append(f"{at}{k}")
+    return out
+
+
+@check("data.hw_rule", LAB, "改一条清洗规则", "Move one cleaning rule", homework="basic",
+       needs=(CORPUS, RULE),
+       verifies="homework/data/rule: its recipe differs from corpus/clean's; the documents that pass the rules under "
+                "each recipe are recounted from corpus/clean's signals (signals.parquet) and the change keeps a "
+                "different set of documents",
+       verifies_zh="homework/data/rule：它的配方与 corpus/clean 的不同；两份配方下通过规则的文档数，都用 corpus/clean 自己的"
+                   "信号（signals.parquet）重新统计，而且这处改动确实改变了留下的文档",
+       hint="run the 作业 cell `data.hw_rule` at the end of lab 01 with a threshold your documents cross "
+            "(`mine.set(\"gopher_short_doc\", 50, \"zh\")`)",
+       hint_zh="运行实验 01 末尾的作业单元格 `data.hw_rule`，改一个你的文档真会越过的阈值"
+               "（`mine.set(\"gopher_short_doc\", 50, \"zh\")`）")
+def hw_rule(ctx):
+    import pandas as pd
+
+    from ...data.filters import filter_mask
+
+    stale = _fresh(ctx, RULE)
+    if stale:
+        return Outcome(False, "made from an older corpus/clean", detail=stale)
+    chain, mine = _recipes(ctx, RULE)
+    changed = _changes(chain.to_dict(), mine.to_dict())
+    if not changed:
+        return Outcome(False, "the same recipe as corpus/clean", detail="change a threshold, a group or a language")
+    sig = ctx.cached("signals", lambda: pd.read_parquet(ctx.get(CORPUS).file("signals.parquet")))
+    k0, k1 = filter_mask(sig, chain)[0], filter_mask(sig, mine)[0]
+    n0, n1 = int(k0.sum()), int(k1.sum())
+    what = ", ".join(changed[:2]) + ("…" if len(changed) > 2 else "")
+    fig = f"{n0:,} → {n1:,} pass the rules ({n1 / max(1, n0) - 1:+.1%})"
+    if (k0 == k1).all():
+        return Outcome(False, f"{n1:,} pass the rules either way", value=n1,
+                       detail=f"{what}: no document crosses it; pick a value the funnel shows documents near")
+    per = pd.DataFrame({"source": sig["source"], "d": k1.astype(int) - k0.astype(int)}).groupby("source")["d"].sum()
+    most = per.abs().idxmax()
+    return Outcome(True, fig, value=n1, claimed=ctx.get(RULE).metrics.get("passed_rules"),
+                   detail=f"{what}; most change in {most} ({int(per[most]):+,})")
+
+
+def _pairs_of(sigs, b: int, r: int) -> set:
+    """The candidate pairs (i < j) of signatures ``sigs`` under ``b`` bands × ``r`` rows: those sharing a band."""
+    from itertools import combinations
+
+    import numpy as np
+
+    from ...data.dedup import band_keys
+
+    keys = band_keys(np.asarray(sigs), b, r)
+    out = set()
+    for j in range(b):
+        order = np.argsort(keys[:, j], kind="stable")
+        k = keys[order, j]
+        starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+        ends = np.r_[starts[1:], len(k)]
+        for s, e in zip(starts, ends):
+            if e - s > 1:
+                out.update(combinations(sorted(int(i) for i in order[s:e]), 2))
+    return out
+
+
+@check("data.hw_minhash", LAB, "换一种 MinHash 分带", "Band MinHash your way", homework="advanced",
+       needs=(CORPUS, MINHASH),
+       verifies="homework/data/minhash: a banding b × r other than corpus/clean's (b·r ≤ its signature length); every "
+                "pair it lists is re-hashed from its two texts: a pair it gains shares a band under b × r and none "
+                "under corpus/clean's banding, a pair it loses the other way round, and each true Jaccard recomputes",
+       verifies_zh="homework/data/minhash：换一种与 corpus/clean 不同的分带 b × r（b·r 不超过签名长度）；列出的每一对文档"
+                   "都从两篇原文重新计算 MinHash：新增的一对在 b × r 下共享某个分带、在 corpus/clean 的分带下不共享，"
+                   "丢掉的一对正好相反，而且每对的真实 Jaccard 都能重新算出",
+       hint="run the 作业 cell `data.hw_minhash` at the end of lab 01 with another `bands, rows` (say 20 × 5)",
+       hint_zh="运行实验 01 末尾的作业单元格 `data.hw_minhash`，换一组 `bands, rows`（比如 20 × 5）")
+def hw_minhash(ctx):
+    import json
+    import statistics
+
+    import numpy as np
+
+    from ...data.dedup import MinHasher, shingles, true_jaccard
+
+    stale = _fresh(ctx, MINHASH)
+    if stale:
+        return Outcome(False, "made from an older corpus/clean", detail=stale)
+    art = ctx.get(MINHASH)
+    chain = json.loads(ctx.get(CORPUS).file("recipe.json").read_text(encoding="utf-8"))
+    b0, r0 = int(chain["minhash_bands"]), int(chain["minhash_rows"])
+    ev = json.loads(art.file("pairs.json").read_text(encoding="utf-8"))
+    b, r = int(ev["bands"]), int(ev["rows"])
+    if (b, r) == (b0, r0):
+        return Outcome(False, f"{b} × {r}: corpus/clean's own banding", detail="pick other bands and rows")
+    if b * r > b0 * r0 or b < 1 or r < 1:
+        return Outcome(False, f"{b} × {r} = {b * r} > {b0 * r0}",
+                       detail=f"the signatures hold {b0 * r0} values: bands × rows must not exceed it")
+    docs = ev["docs"]
+    mh = MinHasher(b0 * r0, int(chain["minhash_seed"]))
+    seeds = mh.params()
+    sh = {i: shingles(d["text"], int(chain["minhash_ngram"]), bool(d["cjk"])) for i, d in docs.items()}
+    sig = {i: mh.signature(s, seeds) for i, s in sh.items()}
+    bad, tj = [], []
+    for kind, pairs in (("gained", ev["gained"]), ("lost", ev["lost"])):
+        for p in pairs:
+            a, c = p["a"], p["b"]
+            ours, theirs = (bool(_pairs_of([sig[a], sig[c]], bb, rr)) for bb, rr in ((b, r), (b0, r0)))
+            j = true_jaccard(sh[a], sh[c])
+            if (ours, theirs) != ((True, False) if kind == "gained" else (False, True)) or abs(j - p["true_jaccard"]) > 1e-6:
+                bad.append(f"{kind} {a} / {c}")
+            if kind == "gained":
+                tj.append(j)
+    if bad:
+        return Outcome(False, f"{len(bad)} pair(s) do not re-hash as listed", detail="; ".join(bad[:3]))
+    n_gained, n_lost = int(ev["n_gained"]), int(ev["n_lost"])
+    if not (ev["gained"] or ev["lost"]) or n_gained + n_lost == 0:
+        return Outcome(False, f"{b} × {r}: the same pairs as {b0} × {r0}",
+                       detail="this banding finds exactly the chain's candidates: move further from it")
+    med = statistics.median(tj) if tj else None
+    fig = f"{b}×{r} (s≈{(1 / b) ** (1 / r):.2f}): +{n_gained:,} / −{n_lost:,} pairs"
+    return Outcome(True, fig, value=med, claimed=art.metrics.get("gained_median_jaccard"),
+                   detail=(f"gained pairs' true Jaccard: median {med:.2f} ({len(tj)} re-hashed)" if tj
+                           else "no pair gained") + f"; {b0}×{r0}: {ev['n_chain']:,} pairs")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from ...artifacts import BASE, TOKENIZER
+from ...artifacts import BASE, CORPUS, TOKENIZER
 from ..core import Outcome, check
 
 LAB = "02_pretrain.ipynb"
@@ -53,3 +53,114 @@ def tokenizer(ctx):
     same = (ctx.get(BASE).path / "tokenizer.model").read_bytes() == ctx.get(TOKENIZER).file("tokenizer.model").read_bytes()
     return Outcome(cpt > 1.0 and call <= 25 and same, f"{cpt:.2f} chars/token, call {call:g} tokens"
                    + ("" if same else ", model/base has another tokenizer"), value=cpt)
+
+
+# ---- 作业 Homework: a vocabulary sweep and a second optimizer, measured against the chain's own artifacts ----------
+VOCAB = "homework/pretrain/vocab"
+ADAMW = "model/base-adamw"
+
+
+def _zh_heldout(ctx) -> list[str]:
+    """The Chinese held-out texts ``tokenizer/spm``'s chars/token is measured on (its first 200, as the stage does)."""
+    from ...artifacts import load_corpus
+
+    def make():
+        held = load_corpus(ctx.ws, "heldout")
+        return [t for t, lg in zip(held["text"], held["lang"]) if lg == "zh"][:200]
+
+    return ctx.cached("zh_heldout", make)
+
+
+def _k(v: int) -> str:
+    return f"{v / 1000:g}k"
+
+
+@check("pretrain.hw_vocab", LAB, "词表大小与压缩率", "Vocabulary size vs compression", homework="basic",
+       needs=(CORPUS, TOKENIZER, VOCAB),
+       verifies="homework/pretrain/vocab: tokenizers of ≥ 2 vocabulary sizes other than tokenizer/spm's, trained on "
+                "the current corpus/clean; each has the size it claims, and its Chinese characters per token on "
+                "corpus/clean's held-out split are measured again",
+       verifies_zh="homework/pretrain/vocab：除 tokenizer/spm 之外，至少再用 2 种词表大小、在当前的 corpus/clean 上训练"
+                   "分词器；每个分词器的词表都和声称的一样大，它在 corpus/clean 留出集中文上的每词元字符数都重新测量",
+       hint="run the 作业 cell `pretrain.hw_vocab` at the end of lab 02 (`vocab_sizes`: at least the size its error "
+            "names, e.g. `[3000, 6000, 12000]`)",
+       hint_zh="运行实验 02 末尾的作业单元格 `pretrain.hw_vocab`（`vocab_sizes` 不能小于报错里给出的下限，例如 "
+               "`[3000, 6000, 12000]`）")
+def hw_vocab(ctx):
+    from ...models.tokenizer import load_tokenizer
+    from ...pretrain.tokenizer import chars_per_token
+
+    art = ctx.get(VOCAB)
+    made_from = {p.get("name"): p.get("id") for p in art.parents}
+    if made_from.get(CORPUS) != ctx.get(CORPUS).id:
+        return Outcome(False, "made from an older corpus/clean",
+                       detail=f"{VOCAB} was trained before corpus/clean was re-exported: run its 作业 cell again")
+    rows = json.loads(art.file("vocab.json").read_text(encoding="utf-8"))["rows"]
+    chain_v = int(ctx.get(TOKENIZER).params.get("vocab_size") or 0)
+    zh = _zh_heldout(ctx)
+    got, bad = {}, []
+    for r in rows:
+        v = int(r["vocab_size"])
+        tok = load_tokenizer(art.file(r["dir"]))
+        cpt = chars_per_token(tok, zh)
+        if len(tok) != v or abs(cpt - float(r["chars_per_token_zh"])) > 1e-3 * cpt:
+            bad.append(f"{v}: {len(tok)} pieces, {cpt:.3f} chars/token (written {r['chars_per_token_zh']})")
+        got[v] = cpt
+    if bad:
+        return Outcome(False, f"{len(bad)} tokenizer(s) measure otherwise", detail="; ".join(bad[:3]))
+    others = sorted(set(got) - {chain_v})
+    if len(others) < 2:
+        return Outcome(False, f"{len(others)} size(s) besides {chain_v:,}",
+                       detail="train at least 2 vocabulary sizes other than tokenizer/spm's")
+    spm = ctx.get(TOKENIZER).metrics.get("chars_per_token_zh")
+    if spm is not None:
+        got.setdefault(chain_v, float(spm))
+    fig = " · ".join(f"{_k(v)} {c:.2f}" for v, c in sorted(got.items())) + " chars/token"
+    top = max(others)
+    return Outcome(True, fig, value=got[top], claimed=next((float(r["chars_per_token_zh"]) for r in rows
+                                                             if int(r["vocab_size"]) == top), None),
+                   detail=f"tokenizer/spm: {chain_v:,} pieces" + (f", {float(spm):.3f} chars/token" if spm else ""))
+
+
+@check("pretrain.hw_optimizer", LAB, "AdamW 对比 Muon", "AdamW against Muon", homework="advanced",
+       needs=(BASE, ADAMW),
+       verifies="model/base-adamw: trained with AdamW alone on model/base's corpus, tokenizer and recipe (every other "
+                "setting of its config, the time budget included, the same); both held-out losses read from their "
+                "training curves",
+       verifies_zh="model/base-adamw：只用 AdamW，在与 model/base 相同的语料、分词器和配方上训练（除优化器外配置完全相同，"
+                   "时间预算也一样）；两者的留出集损失都从各自的训练曲线读出",
+       hint="run the 作业 cell `pretrain.hw_optimizer` at the end of lab 02: it rebuilds model/base's config from its "
+            "manifest and changes the optimizer only",
+       hint_zh="运行实验 02 末尾的作业单元格 `pretrain.hw_optimizer`：它从 model/base 的清单还原出配置，只换掉优化器")
+def hw_optimizer(ctx):
+    base, other = ctx.get(BASE), ctx.get(ADAMW)
+    a, b = base.params.get("config", {}), other.params.get("config", {})
+    if b.get("optimizer") != "adamw" or a.get("optimizer") != "muon":
+        return Outcome(False, f"model/base {a.get('optimizer')}, model/base-adamw {b.get('optimizer')}",
+                       detail="compare Muon (model/base) with AdamW alone (model/base-adamw)")
+    skip = {"optimizer", "progress_bar"}
+    differ = sorted(k for k in set(a) & set(b) if k not in skip and a[k] != b[k])
+    if differ:
+        return Outcome(False, f"{len(differ)} other setting(s) differ",
+                       detail=", ".join(f"{k}: {a[k]} vs {b[k]}" for k in differ[:4]))
+    parents = {p["name"]: p["id"] for p in base.parents}
+    theirs = {p["name"]: p["id"] for p in other.parents}
+    moved = [n for n in (CORPUS, TOKENIZER) if parents.get(n) != theirs.get(n)]
+    if moved:
+        now = {n: ctx.get(n).id for n in (CORPUS, TOKENIZER) if ctx.ws.exists(n)}
+        older = "model/base" if any(parents.get(n) != now.get(n) for n in now) else "model/base-adamw"
+        return Outcome(False, f"another {' and '.join(moved)}",
+                       detail=f"{older} was trained on an earlier {' / '.join(moved)}: train it again (model/base: "
+                              "lab 02's training cell; model/base-adamw: its 作业 cell), so that both learn from the same")
+
+    def last(art):
+        curve = json.loads(art.file("curve.json").read_text(encoding="utf-8"))
+        ev = [r["eval_loss"] for r in curve if "eval_loss" in r]
+        return ev[-1] if len(ev) >= 2 else None
+
+    la, lb = last(base), last(other)
+    if la is None or lb is None:
+        return Outcome(False, "a curve without two evaluations", detail="let the run finish (no Stop before its end)")
+    budget = f"{a['budget_s']:g} s budget" if a.get("budget_s") else f"{a.get('max_steps')} steps"
+    return Outcome(True, f"AdamW {lb:.2f} vs Muon {la:.2f} ({budget})", value=lb, claimed=other.metrics.get("eval_loss"),
+                   detail=f"steps: AdamW {other.metrics.get('steps')}, Muon {base.metrics.get('steps')}")

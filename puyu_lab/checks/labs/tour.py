@@ -1,7 +1,7 @@
 """00 导览 Tour: is this machine ready for the quick profile? (machine checks: reported, not re-run by a grader)"""
 from __future__ import annotations
 
-from ..core import Outcome, check
+from ..core import Outcome, check, close
 
 LAB = "00_tour.ipynb"
 
@@ -41,3 +41,98 @@ def quick(ctx):
     c = next((c for c in _doctor(ctx).checks if c.name == "profiles that fit"), None)
     fits = c.value if c else ""
     return Outcome("quick" in fits.split(", ") or "quick" in fits, f"fits: {fits or 'none'}")
+
+
+# ---- 作业 Homework: the learner measures this machine; the figures are recomputed from the timings they wrote -----
+MATMUL = "homework/tour/matmul"
+THREADS = "homework/tour/threads"
+
+
+def _timings(ctx, name: str) -> dict:
+    import json
+
+    return json.loads(ctx.get(name).file("timings.json").read_text(encoding="utf-8"))
+
+
+def _shape(r: dict) -> tuple[int, int, int]:
+    return int(r["m"]), int(r["k"]), int(r["n"])
+
+
+def _gflops(r: dict) -> float:
+    m, k, n = _shape(r)
+    return 2 * m * k * n / float(r["seconds"]) / 1e9
+
+
+def _x(shape: tuple[int, int, int]) -> str:
+    return "×".join(map(str, shape))
+
+
+@check("tour.hw_matmul", LAB, "量一量 CPU 的矩阵乘法", "Time your CPU's matmuls", homework="basic",
+       needs=(MATMUL,),
+       verifies="homework/tour/matmul: one matmul timed in fp32 and in bf16 at ≥ 3 sizes; each GFLOP/s recomputed as "
+                "2·m·k·n / seconds; the precision it concludes (bf16 only where native and ≥ 1.2× fp32 at the largest "
+                "size) follows from those timings",
+       verifies_zh="homework/tour/matmul：同一个矩阵乘法在 fp32 和 bf16 下各测 ≥ 3 种尺寸；每个 GFLOP/s 都按 "
+                   "2·m·k·n / 秒数重新计算；得出的数值精度（只有原生支持、且最大尺寸上 bf16 ≥ fp32 的 1.2 倍时才选 bf16）"
+                   "与这些计时一致",
+       hint="run the 作业 cell `tour.hw_matmul` at the end of lab 00 (it times `a @ b` and writes `homework/tour/matmul`)",
+       hint_zh="运行实验 00 末尾的作业单元格 `tour.hw_matmul`（它给 `a @ b` 计时，写出 `homework/tour/matmul`）")
+def hw_matmul(ctx):
+    from ...numerics import BF16_MARGIN
+
+    t = _timings(ctx, MATMUL)
+    rows = t["rows"]
+    by = {(_shape(r), r["dtype"]): r for r in rows}
+    both = sorted({s for s, d in by if d == "fp32"} & {s for s, d in by if d == "bf16"}, key=lambda s: s[0] * s[1] * s[2])
+    if len(both) < 3:
+        return Outcome(False, f"{len(both)} size(s) in fp32 and bf16", detail="time at least 3 sizes in both dtypes")
+    wrong = [r for r in rows if not close(float(r["gflops"]), _gflops(r))]
+    if wrong:
+        return Outcome(False, f"{len(wrong)} GFLOP/s ≠ 2·m·k·n/s",
+                       detail=f"{_x(_shape(wrong[0]))} {wrong[0]['dtype']}: written {wrong[0]['gflops']}, "
+                              f"its seconds give {_gflops(wrong[0]):.3g}")
+    big = both[-1]
+    g32, g16 = _gflops(by[(big, "fp32")]), _gflops(by[(big, "bf16")])
+    should = "bf16" if t.get("native_bf16") and g16 >= BF16_MARGIN * g32 else "fp32"
+    fig = f"{_x(big)}: fp32 {g32:.3g} · bf16 {g16:.3g} GFLOP/s → {should}"
+    if t.get("choice") != should:
+        return Outcome(False, fig, value=g32, detail=f"the notebook concluded {t.get('choice')!r}; its own timings "
+                                                      f"give {should!r}")
+    small = both[0]
+    return Outcome(True, fig, value=g32, claimed=ctx.get(MATMUL).metrics.get("fp32_gflops"),
+                   detail=f"{_x(small)}: fp32 {_gflops(by[(small, 'fp32')]):.3g} GFLOP/s; "
+                          f"numerics.choose() picked {t.get('chain_choice')}")
+
+
+@check("tour.hw_threads", LAB, "第二个核心值多少", "What the second core buys", homework="advanced",
+       needs=(THREADS,),
+       verifies="homework/tour/threads: an fp32 matmul timed on 1 thread and on every core (≥ 2, no more threads than "
+                "cores) at ≥ 2 sizes; the speedup of each size recomputed from the seconds",
+       verifies_zh="homework/tour/threads：同一个 fp32 矩阵乘法在 ≥ 2 种尺寸下，分别用 1 个线程和全部核心（≥ 2，线程数不超过"
+                   "核心数）计时；每种尺寸的加速比都按秒数重新计算",
+       hint="run the 作业 cell `tour.hw_threads` at the end of lab 00 (after `tour.hw_matmul`: it reuses its "
+            "`seconds_per_matmul`)",
+       hint_zh="运行实验 00 末尾的作业单元格 `tour.hw_threads`（先运行 `tour.hw_matmul`：它要用那里定义的 "
+               "`seconds_per_matmul`）")
+def hw_threads(ctx):
+    t = _timings(ctx, THREADS)
+    cores = int(t.get("cores") or 0)
+    rows = t["rows"]
+    most = max((int(r["threads"]) for r in rows), default=0)
+    if cores < 2:
+        return Outcome(False, f"{cores} core(s)", detail="one core has nothing to share: run it on a machine with ≥ 2")
+    if most > cores:
+        return Outcome(False, f"{most} threads on {cores} cores",
+                       detail="more threads than cores measures the system's time slicing, not parallelism")
+    if most < 2:
+        return Outcome(False, "1 thread only", detail="time each size on 1 thread and on every core")
+    by = {(_shape(r), int(r["threads"])): float(r["seconds"]) for r in rows}
+    shapes = sorted({s for s, n in by if (s, 1) in by and (s, most) in by}, key=lambda s: s[0] * s[1] * s[2])
+    if len(shapes) < 2:
+        return Outcome(False, f"{len(shapes)} size(s) on 1 and {most} threads", detail="time at least 2 sizes")
+    speed = {s: by[(s, 1)] / by[(s, most)] for s in shapes}
+    small, big = shapes[0], shapes[-1]
+    return Outcome(True, f"{most} threads: {speed[small]:.2f}× small, {speed[big]:.2f}× large", value=speed[big],
+                   claimed=ctx.get(THREADS).metrics.get("speedup_large"),
+                   detail=f"{_x(small)}: {speed[small]:.2f}×, {_x(big)}: {speed[big]:.2f}× "
+                          f"({speed[big] / most:.0%} of {most}×)")
