@@ -53,8 +53,12 @@ def brought(model: str) -> Path | None:
         return p.resolve()
     if p.is_dir() and (p / "config.json").is_file():
         return p.resolve()
-    raise FileNotFoundError(f"{model}: neither a GGUF file nor a model directory with a config.json — give the path "
-                            "of a Hugging Face checkpoint directory or of a .gguf file, or an artifact such as model/sft")
+    from .errors import MissingInput
+
+    raise MissingInput(f"{model}: neither a GGUF file nor a model directory with a config.json — give the path "
+                       "of a Hugging Face checkpoint directory or of a .gguf file, or an artifact such as model/sft",
+                       zh=f"{model}：既不是 GGUF 文件，也不是含 config.json 的模型目录——请给出 Hugging Face 检查点目录"
+                          "或 .gguf 文件的路径，或者 model/sft 这样的产物名")
 
 
 def short(model: str) -> str:

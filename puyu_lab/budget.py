@@ -280,7 +280,9 @@ def budget_scale() -> float:
         from .errors import InputError
 
         raise InputError(f"${SCALE_ENV}={raw!r}: set a number ≥ 0 (1 = the profile's budgets, 2 = twice as long, "
-                         f"0 = only each stage's floor of steps), or unset it")
+                         f"0 = only each stage's floor of steps), or unset it",
+                         zh=f"${SCALE_ENV}={raw!r}：请设为 ≥ 0 的数（1 = 配置档的时间预算，2 = 两倍时长，"
+                            f"0 = 每个阶段只跑最少步数），或者取消这个变量")
     return v
 
 

@@ -19,6 +19,8 @@ class PuyuError(Exception):
 
             if get_language() == "zh":
                 return self.zh
+        if len(self.args) == 1:  # the English as written (a KeyError base would quote it)
+            return self.en
         return super().__str__()
 
 
@@ -26,8 +28,42 @@ class InputError(PuyuError, ValueError):
     """Bad input data: the message names the file, the line or field, and what to do."""
 
 
+class MissingInput(InputError, FileNotFoundError):
+    """A file or folder the learner named (a model path, a checkpoint to resume) is not there: an
+    :class:`InputError` that callers catching ``FileNotFoundError`` still catch."""
+
+
+class Msg(str):
+    """A message built in one place and raised (or listed) in another, in both languages: it is the English
+    string (it compares, joins and matches as that), and ``.zh`` is its Chinese. :func:`zh_of` reads either."""
+
+    zh: str
+
+    def __new__(cls, en: str, zh: str):
+        s = super().__new__(cls, en)
+        s.zh = zh
+        return s
+
+    def __reduce__(self):  # copies and pickles (a DataFrame's attrs are deep-copied) keep both languages
+        return type(self), (str(self), self.zh)
+
+
+def zh_of(text) -> str:
+    """The Chinese of a :class:`Msg` (or of a PuyuError); a plain string is returned as it is."""
+    return getattr(text, "zh", None) or str(text)
+
+
 def is_user_error(exc: BaseException) -> bool:
     return isinstance(exc, PuyuError)  # the workspace's and the profiles' errors are PuyuErrors too
+
+
+# what read_text_file's callers call their file, in Chinese (anything else reads as 文件)
+_WHAT_ZH = {"file": "文件", "probe file": "探针文件", "task file": "任务文件", "pair file": "偏好对文件",
+            "data file": "数据文件"}
+
+
+def _zh_what(what: str) -> str:
+    return _WHAT_ZH.get(what, "文件")
 
 
 def read_text_file(path, what: str = "file") -> str:
@@ -37,7 +73,7 @@ def read_text_file(path, what: str = "file") -> str:
 
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: no such {what}")
+        raise InputError(f"{path}: no such {what}", zh=f"{path}：{_zh_what(what)}不存在")
     data = path.read_bytes()
     try:
         return data.decode("utf-8-sig")  # a BOM (Windows / Excel "UTF-8") is accepted
@@ -45,7 +81,9 @@ def read_text_file(path, what: str = "file") -> str:
         start = e.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
         line = data.count(b"\n", 0, start) + 1
         raise InputError(f"{path}:{line}: bytes at offset {start} are not UTF-8 ({e.reason}); save the {what} "
-                         "as UTF-8 (e.g. `iconv -f GB18030 -t UTF-8`)") from None
+                         "as UTF-8 (e.g. `iconv -f GB18030 -t UTF-8`)",
+                         zh=f"{path}:{line}：偏移 {start} 处的字节不是 UTF-8 编码（{e.reason}）；请把该{_zh_what(what)}"
+                         "另存为 UTF-8（例如用 `iconv -f GB18030 -t UTF-8` 转换）") from None
 
 
 def jsonl_records(text: str):
@@ -58,4 +96,4 @@ def jsonl_records(text: str):
         try:
             yield ln, json.loads(raw), None
         except json.JSONDecodeError as e:
-            yield ln, None, f"invalid JSON at column {e.colno}: {e.msg}"
+            yield ln, None, Msg(f"invalid JSON at column {e.colno}: {e.msg}", f"第 {e.colno} 列起不是合法的 JSON：{e.msg}")

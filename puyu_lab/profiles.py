@@ -86,13 +86,17 @@ def get_profile(name: str | None = None, *, check: bool = True) -> Profile:
     """
     name = (name or os.environ.get("PUYU_LAB_PROFILE") or DEFAULT).strip().lower()
     if name not in PROFILES:
-        raise ProfileError(f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)}")
+        raise ProfileError(f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)}",
+                           zh=f"没有配置档 {name!r}；可选：{', '.join(PROFILES)}")
     profile = PROFILES[name]
     if check and profile.device == "cuda" and not cuda_available():
         raise ProfileError(
             "the 'gpu' profile needs a CUDA GPU and a CUDA build of torch, and this machine has none "
             "(torch.cuda.is_available() is False). Use profile 'quick' or 'full' here, or run the "
-            "labs on a GPU machine (see README: Running on a GPU)."
+            "labs on a GPU machine (see README: Running on a GPU).",
+            zh="'gpu' 配置档需要一块 CUDA GPU 和 CUDA 版的 torch，而这台机器没有"
+               "（torch.cuda.is_available() 为 False）。在这里请用 'quick' 或 'full' 配置档，"
+               "或者到有 GPU 的机器上运行实验（见 README：Running on a GPU）。",
         )
     return profile
 

@@ -64,7 +64,9 @@ def check_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME_RE.match(name) or name.startswith(STORE):
         raise WorkspaceError(
             f"invalid artifact name {name!r}: use slash-separated parts of letters, digits, "
-            "'_', '-' and '.', such as 'corpus/clean' or 'gguf/Q4_K_M'"
+            "'_', '-' and '.', such as 'corpus/clean' or 'gguf/Q4_K_M'",
+            zh=f"产物名 {name!r} 不合法：名字由斜杠分隔的若干段组成，每段只用字母、数字和 '_'、'-'、'.'，"
+               "例如 'corpus/clean' 或 'gguf/Q4_K_M'",
         )
     return name
 
@@ -105,9 +107,11 @@ class Artifact:
         root = self.path.resolve()
         p = (self.path / relpath).resolve()
         if p != root and root not in p.parents:
-            raise WorkspaceError(f"artifact {self.name!r}: {relpath!r} points outside the artifact")
+            raise WorkspaceError(f"artifact {self.name!r}: {relpath!r} points outside the artifact",
+                                 zh=f"产物 {self.name!r}：{relpath!r} 指向了产物目录之外")
         if not p.exists():
-            raise MissingFile(f"artifact {self.name!r} has no file {relpath!r} (in {self.path})")
+            raise MissingFile(f"artifact {self.name!r} has no file {relpath!r} (in {self.path})",
+                              zh=f"产物 {self.name!r} 中没有文件 {relpath!r}（目录 {self.path}）")
         return p
 
 
@@ -132,7 +136,8 @@ class Workspace:
         self.root = Path(root).expanduser() if root is not None else default_root()
         if stage is not None and stage not in {s.key for s in STAGES}:
             raise WorkspaceError(f"no stage {stage!r} in puyu_lab/stages.py: use one of "
-                                 f"{', '.join(s.key for s in STAGES)}")
+                                 f"{', '.join(s.key for s in STAGES)}",
+                                 zh=f"puyu_lab/stages.py 中没有阶段 {stage!r}：可选 {', '.join(s.key for s in STAGES)}")
         self.stage = stage
 
     def __repr__(self) -> str:
@@ -161,7 +166,9 @@ class Workspace:
         (:meth:`for_stage`), :class:`UndeclaredRead` for a name the stage does not declare."""
         if self.stage is not None and not may_read(self.stage, name):
             raise UndeclaredRead(f"the {self.stage} stage read {name!r}, which puyu_lab/stages.py does not list "
-                                 f"in its needs: declare it there (and read it through puyu_lab.artifacts)")
+                                 f"in its needs: declare it there (and read it through puyu_lab.artifacts)",
+                                 zh=f"{self.stage} 阶段读取了 {name!r}，但 puyu_lab/stages.py 没有把它列入该阶段的 needs："
+                                    "请在那里声明（并通过 puyu_lab.artifacts 读取）")
         link = self.link(name)
         try:
             target = Path(os.path.realpath(link))  # resolve once: later swaps do not affect us
@@ -172,12 +179,18 @@ class Workspace:
                 f"Run labs/{stage.lab} ({stage.title}) first to produce it"
                 if stage else "No lab produces this name; check its spelling"
             )
+            hint_zh = (
+                f"请先运行 labs/{stage.lab}（{stage.title}）生成它"
+                if stage else "没有哪个实验会生成这个名字，请检查拼写"
+            )
             raise MissingArtifact(
                 f"artifact {name!r} not found in workspace {self.root}. {hint}, "
-                "or point PUYU_LAB_HOME at a workspace that has it."
+                "or point PUYU_LAB_HOME at a workspace that has it.",
+                zh=f"工作区 {self.root} 中没有产物 {name!r}。{hint_zh}，或把 PUYU_LAB_HOME 指向已有该产物的工作区。",
             ) from None
         except json.JSONDecodeError as exc:
-            raise WorkspaceError(f"{target / MANIFEST}: corrupt manifest ({exc}); rerun the lab that made it") from None
+            raise WorkspaceError(f"{target / MANIFEST}: corrupt manifest ({exc}); rerun the lab that made it",
+                                 zh=f"{target / MANIFEST}：manifest 已损坏（{exc}）；请重新运行生成它的实验") from None
         return Artifact(name, target, manifest)
 
     def require(self, *names: str) -> list[Artifact]:
@@ -277,7 +290,8 @@ class Workspace:
         link = self.link(name)
         link.parent.mkdir(parents=True, exist_ok=True)
         if link.exists() and not link.is_symlink():
-            raise WorkspaceError(f"{link} is a plain directory, not an artifact link; move it away")
+            raise WorkspaceError(f"{link} is a plain directory, not an artifact link; move it away",
+                                 zh=f"{link} 是普通目录，不是产物链接；请把它移走")
         old = Path(os.path.realpath(link)) if link.is_symlink() else None
         tmp_link = link.with_name(f".{link.name}.{uuid.uuid4().hex[:8]}.link")
         os.symlink(os.path.relpath(target, link.parent), tmp_link)
@@ -299,7 +313,8 @@ class Workspace:
     def remove(self, name: str) -> None:
         link = self.link(name)
         if not link.is_symlink():
-            raise MissingArtifact(f"artifact {name!r} not found in workspace {self.root}")
+            raise MissingArtifact(f"artifact {name!r} not found in workspace {self.root}",
+                                  zh=f"工作区 {self.root} 中没有产物 {name!r}")
         target = Path(os.path.realpath(link))
         link.unlink()
         shutil.rmtree(target, ignore_errors=True)

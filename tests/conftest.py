@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +18,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # Nothing in the tests may reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+# The test session speaks English: tests match English messages (pytest.raises(match=…) reads str(err), which is in
+# the current language), so a zh_CN machine or an exported PUYU_LAB_LANG=zh must not change them. A test that wants
+# Chinese sets it itself (puyu_lab.i18n.set_language, or PUYU_LAB_LANG in a child's environment) and restores it.
+os.environ["PUYU_LAB_LANG"] = "en"
+if "puyu_lab.i18n" in sys.modules:  # imported before this file: it read the language already
+    sys.modules["puyu_lab.i18n"].set_language("en")
 
 
 # ---- nothing a test starts outlives it: the run fails when a kernel, server or browser is left ----------------

@@ -96,14 +96,19 @@ class Agent:
         self.protocol = get_protocol("openai" if backend.native_tools and protocol == "internlm2" else protocol)
         self.max_turns, self.max_new_tokens, self.system = max_turns, max_new_tokens, system
         self.constrained = constrained  # calls follow the tools' schemas (puyu_lab.agent.constrained)
+        from ..errors import InputError
+
         if constrained and (self.protocol.name != "internlm2" or not backend.can_constrain):
-            raise ValueError("constrained=True needs the internlm2 protocol and a local model (transformers / GGUF)")
+            raise InputError("constrained=True needs the internlm2 protocol and a local model (transformers / GGUF)",
+                             zh="constrained=True 需要 internlm2 协议和本地模型（transformers / GGUF）")
         # OpenAI's tool_choice: "auto" (the model decides whether to call) or "required" (its first turn is a call,
         # decoded under the tools' schemas: constrained=True)
         if tool_choice not in ("auto", "required"):
-            raise ValueError(f"tool_choice={tool_choice!r}: choose 'auto' or 'required'")
+            raise InputError(f"tool_choice={tool_choice!r}: choose 'auto' or 'required'",
+                             zh=f"tool_choice={tool_choice!r}：可选 'auto' 或 'required'")
         if tool_choice == "required" and not constrained:
-            raise ValueError("tool_choice='required' needs constrained=True (the call is decoded under the schemas)")
+            raise InputError("tool_choice='required' needs constrained=True (the call is decoded under the schemas)",
+                             zh="tool_choice='required' 需要 constrained=True（工具调用按 schema 约束解码）")
         self.tool_choice = tool_choice
 
     def run(self, question: str, *, on_event: Callable[[Event], None] | None = None,

@@ -29,10 +29,14 @@ class AgentConfig:
     output: str = "agent/eval"  # the artifact the evaluation writes ("agent/eval-course" for the course assistant)
 
     def __post_init__(self):
+        from ..errors import InputError
+
         if self.tasks not in ("workspace", "course"):
-            raise ValueError(f"tasks={self.tasks!r}: 'workspace' (sft/data) or 'course' (the course model's)")
+            raise InputError(f"tasks={self.tasks!r}: 'workspace' (sft/data) or 'course' (the course model's)",
+                             zh=f"tasks={self.tasks!r}：可选 'workspace'（sft/data）或 'course'（课程模型自带的任务）")
         if not self.output.startswith("agent/"):
-            raise ValueError(f"output={self.output!r}: the agent stage writes artifacts named agent/…")
+            raise InputError(f"output={self.output!r}: the agent stage writes artifacts named agent/…",
+                             zh=f"output={self.output!r}：智能体阶段写出的产物都以 agent/… 命名")
 
     @classmethod
     def for_profile(cls, profile=None, **changes) -> "AgentConfig":

@@ -164,8 +164,12 @@ def call_schema(tools: ToolRegistry, max_string: int | None = MAX_STRING) -> dic
         params.setdefault("properties", {})
         for key, pattern in getattr(t, "patterns", {}).items():
             if key not in params["properties"]:
-                raise ValueError(f"tool {t.name}: a pattern for {key!r}, which is not one of its parameters "
-                                 f"({', '.join(params['properties']) or 'none'})")
+                from ..errors import InputError
+
+                raise InputError(f"tool {t.name}: a pattern for {key!r}, which is not one of its parameters "
+                                 f"({', '.join(params['properties']) or 'none'})",
+                                 zh=f"工具 {t.name}：为 {key!r} 设了 pattern，但它不是这个工具的参数"
+                                    f"（参数有：{', '.join(params['properties']) or '无'}）")
             params["properties"][key]["pattern"] = pattern
         if max_string:
             for p in params["properties"].values():

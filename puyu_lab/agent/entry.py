@@ -88,7 +88,8 @@ def run(ws: Workspace, cfg: AgentConfig | None = None, *, on_event: Callable[[Ev
         files = ladder_files(ws, cfg.model)
         for lv in cfg.levels:
             if lv not in files:
-                raise InputError(f"{gguf_name(cfg.model)} has no level {lv}; it has {', '.join(files)}")
+                raise InputError(f"{gguf_name(cfg.model)} has no level {lv}; it has {', '.join(files)}",
+                                 zh=f"{gguf_name(cfg.model)} 中没有 {lv} 这一量化档位；现有：{', '.join(files)}")
             gguf = GGUFModel(files[lv])
             try:
                 g = suite_eval(Agent(gguf, tools, **limits), tool_tasks, direct=False, on_event=on_event, stop=stop)

@@ -450,5 +450,8 @@ def get_protocol(name: str | Protocol) -> Protocol:
     if isinstance(name, Protocol):
         return name
     if name not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {name!r}; choose one of: {', '.join(PROTOCOLS)}")
+        from ..errors import InputError
+
+        raise InputError(f"unknown protocol {name!r}; choose one of: {', '.join(PROTOCOLS)}",
+                         zh=f"没有 {name!r} 这种协议；可选：{', '.join(PROTOCOLS)}")
     return PROTOCOLS[name]()

@@ -26,7 +26,13 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..errors import InputError
+
 _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
+
+
+class ToolDefinitionError(InputError, TypeError):
+    """A function that cannot be described to a model as a tool (your own tool in the agent lab): what to change."""
 
 
 class ToolError(Exception):
@@ -138,12 +144,15 @@ def make_tool(fn: Callable, name: str | None = None, description: str | None = N
     props, required = {}, []
     for p in inspect.signature(fn).parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            raise TypeError(f"tool {fn.__name__}: *args / **kwargs cannot be described to a model")
+            raise ToolDefinitionError(f"tool {fn.__name__}: *args / **kwargs cannot be described to a model",
+                                      zh=f"工具 {fn.__name__}：*args / **kwargs 没法向模型描述，请写出具体的参数")
         t = hints.get(p.name, str)
         origin = typing.get_origin(t) or t
         if origin not in _JSON_TYPES:
-            raise TypeError(f"tool {fn.__name__}: parameter {p.name!r} has type {t!r}; "
-                            f"use one of str, int, float, bool, list, dict")
+            raise ToolDefinitionError(f"tool {fn.__name__}: parameter {p.name!r} has type {t!r}; "
+                                      f"use one of str, int, float, bool, list, dict",
+                                      zh=f"工具 {fn.__name__}：参数 {p.name!r} 的类型是 {t!r}；"
+                                         f"请用 str、int、float、bool、list、dict 之一")
         props[p.name] = {"type": _JSON_TYPES[origin]}
         if p.name in pdocs:
             props[p.name]["description"] = pdocs[p.name]
@@ -151,7 +160,8 @@ def make_tool(fn: Callable, name: str | None = None, description: str | None = N
             required.append(p.name)
     desc = description or summary
     if not desc:
-        raise TypeError(f"tool {fn.__name__}: give it a docstring; its first line is what the model reads")
+        raise ToolDefinitionError(f"tool {fn.__name__}: give it a docstring; its first line is what the model reads",
+                                  zh=f"工具 {fn.__name__}：请给它写 docstring；模型读到的就是 docstring 的第一行")
     return Tool(name or fn.__name__, desc, {"type": "object", "properties": props, "required": required}, fn)
 
 
@@ -174,7 +184,9 @@ class ToolRegistry:
 
     def add(self, tool: Tool) -> Tool:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", tool.name):
-            raise ValueError(f"tool name {tool.name!r}: use letters, digits and _ (it goes into JSON and ReAct text)")
+            raise ToolDefinitionError(f"tool name {tool.name!r}: use letters, digits and _ (it goes into JSON and "
+                                      "ReAct text)",
+                                      zh=f"工具名 {tool.name!r}：只能用字母、数字和 _（它会写进 JSON 和 ReAct 文本）")
         self.tools[tool.name] = tool
         return tool
 

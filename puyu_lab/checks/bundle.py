@@ -72,7 +72,8 @@ def submit(ws: Workspace | None = None, out: str | os.PathLike | None = None, *,
     if not arts:
         from ..errors import InputError
 
-        raise InputError(f"workspace {ws.root} has no artifacts: run the labs (or `make chain`) before submitting")
+        raise InputError(f"workspace {ws.root} has no artifacts: run the labs (or `make chain`) before submitting",
+                         zh=f"工作区 {ws.root} 中还没有任何产物：请先运行各个实验（或 `make chain`）再提交")
     say(f"checks: running on {ws.root}")
     card = run(ws)
     now = dt.datetime.now()

@@ -399,10 +399,12 @@ def grade(submissions, out: str | os.PathLike | None = None, *, probes: str | os
     say = on_progress or (lambda s: None)
     folder = Path(submissions)
     if not folder.is_dir():
-        raise InputError(f"{folder}: not a folder; put the learners' submission-*.zip files in one folder")
+        raise InputError(f"{folder}: not a folder; put the learners' submission-*.zip files in one folder",
+                         zh=f"{folder}：不是文件夹；请把学员的 submission-*.zip 放进同一个文件夹")
     bundles = sorted(folder.glob("*.zip"))
     if not bundles:
-        raise InputError(f"{folder}: no .zip bundles in it (learners make them with `puyu-lab submit`)")
+        raise InputError(f"{folder}: no .zip bundles in it (learners make them with `puyu-lab submit`)",
+                         zh=f"{folder}：里面没有 .zip 提交包（学员用 `puyu-lab submit` 生成）")
     groups = load_probes(probes) if probes else None
     out_dir = Path(out) if out else folder
     rows = []

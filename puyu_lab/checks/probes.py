@@ -81,52 +81,64 @@ def load_probes(path) -> list[ProbeGroup]:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(f"{path}:{e.lineno}: not JSON ({e.msg}); the probe file is one JSON object "
-                         "with a \"groups\" list (see puyu_lab/checks/probes.py)") from None
+                         "with a \"groups\" list (see puyu_lab/checks/probes.py)",
+                         zh=f"{path}:{e.lineno}：不是合法的 JSON（{e.msg}）；探针文件是一个含 \"groups\" 列表的 JSON 对象"
+                            "（见 puyu_lab/checks/probes.py）") from None
     groups = doc.get("groups") if isinstance(doc, dict) else None
     if not isinstance(groups, list) or not groups:
-        raise InputError(f"{path}: needs a non-empty \"groups\" list")
+        raise InputError(f"{path}: needs a non-empty \"groups\" list", zh=f"{path}：需要一个非空的 \"groups\" 列表")
     out, seen = [], set()
     for i, g in enumerate(groups):
         where = f"{path}: groups[{i}]"
         if not isinstance(g, dict):
-            raise InputError(f"{where}: must be an object")
+            raise InputError(f"{where}: must be an object", zh=f"{where}：必须是一个对象")
         gid = g.get("id")
         if not isinstance(gid, str) or not gid or gid in seen:
-            raise InputError(f"{where}.id: a unique non-empty string is needed (got {gid!r})")
+            raise InputError(f"{where}.id: a unique non-empty string is needed (got {gid!r})",
+                             zh=f"{where}.id：需要一个不重复的非空字符串（现在是 {gid!r}）")
         seen.add(gid)
         kind = g.get("kind")
         if kind not in KINDS:
-            raise InputError(f"{where}.kind: {kind!r} is not one of {', '.join(KINDS)}")
+            raise InputError(f"{where}.kind: {kind!r} is not one of {', '.join(KINDS)}",
+                             zh=f"{where}.kind：{kind!r} 不在可选值 {', '.join(KINDS)} 之中")
         mp = g.get("min_pass", 0.8)
         if not isinstance(mp, (int, float)) or not 0 <= mp <= 1:
-            raise InputError(f"{where}.min_pass: a fraction between 0 and 1 is needed (got {mp!r})")
+            raise InputError(f"{where}.min_pass: a fraction between 0 and 1 is needed (got {mp!r})",
+                             zh=f"{where}.min_pass：需要 0 到 1 之间的比例（现在是 {mp!r}）")
         if kind == "name":
             prompts = g.get("prompts")
             if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p for p in prompts):
-                raise InputError(f"{where}.prompts: a non-empty list of strings is needed")
+                raise InputError(f"{where}.prompts: a non-empty list of strings is needed",
+                                 zh=f"{where}.prompts：需要一个非空的字符串列表")
             items = [{"prompt": p} for p in prompts]
             for key in ("name",):
                 if key in g and (not isinstance(g[key], str) or not g[key].strip()):
-                    raise InputError(f"{where}.{key}: a non-empty string is needed")
+                    raise InputError(f"{where}.{key}: a non-empty string is needed", zh=f"{where}.{key}：需要非空字符串")
             controls = g.get("controls", [])
             if not isinstance(controls, list) or not all(isinstance(c, str) and c for c in controls):
-                raise InputError(f"{where}.controls: a list of prompts (strings) is needed")
+                raise InputError(f"{where}.controls: a list of prompts (strings) is needed",
+                                 zh=f"{where}.controls：需要一个提示词（字符串）列表")
         else:
             items = g.get("items")
             if not isinstance(items, list) or not items:
-                raise InputError(f"{where}.items: a non-empty list of {{prompt, expect, reject}} objects is needed")
+                raise InputError(f"{where}.items: a non-empty list of {{prompt, expect, reject}} objects is needed",
+                                 zh=f"{where}.items：需要一个非空列表，元素是 {{prompt, expect, reject}} 对象")
             for j, it in enumerate(items):
                 if not isinstance(it, dict) or not isinstance(it.get("prompt"), str) \
                         or not isinstance(it.get("expect"), str) or not it["expect"]:
-                    raise InputError(f"{where}.items[{j}]: needs \"prompt\" and a non-empty \"expect\" string")
+                    raise InputError(f"{where}.items[{j}]: needs \"prompt\" and a non-empty \"expect\" string",
+                                     zh=f"{where}.items[{j}]：需要 \"prompt\"，以及非空字符串 \"expect\"")
                 if not isinstance(it.get("reject", []), list):
-                    raise InputError(f"{where}.items[{j}].reject: must be a list of strings")
+                    raise InputError(f"{where}.items[{j}].reject: must be a list of strings",
+                                     zh=f"{where}.items[{j}].reject：必须是字符串列表")
         mnt = g.get("max_new_tokens", 48)
         if not isinstance(mnt, int) or not 1 <= mnt <= 512:
-            raise InputError(f"{where}.max_new_tokens: an integer from 1 to 512 is needed (got {mnt!r})")
+            raise InputError(f"{where}.max_new_tokens: an integer from 1 to 512 is needed (got {mnt!r})",
+                             zh=f"{where}.max_new_tokens：需要 1 到 512 之间的整数（现在是 {mnt!r}）")
         mc = g.get("max_control", 0.9)
         if not isinstance(mc, (int, float)) or not 0 <= mc <= 1:
-            raise InputError(f"{where}.max_control: a fraction between 0 and 1 is needed (got {mc!r})")
+            raise InputError(f"{where}.max_control: a fraction between 0 and 1 is needed (got {mc!r})",
+                             zh=f"{where}.max_control：需要 0 到 1 之间的比例（现在是 {mc!r}）")
         out.append(ProbeGroup(gid, kind, items, float(mp), str(g.get("title", gid)), str(g.get("model", "model/sft")),
                               mnt, g.get("name") if kind == "name" else None,
                               list(g.get("controls", [])) if kind == "name" else [], float(mc)))

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
+
 # group -> datatrove's filter name
 GROUPS = {
     "language": "LanguageFilter (py3langid)",
@@ -23,6 +25,12 @@ GROUPS = {
     "fineweb": "FineWebQualityFilter",
     "c4": "C4QualityFilter",
 }
+
+
+class UnknownRule(InputError, KeyError):
+    """A recipe names a rule there is none of (a KeyError too, as a dictionary's missing key is)."""
+
+
 # the funnel's stages, in order: the filter groups, then the two dedup steps
 STAGES = ("raw", *GROUPS, "exact_dedup", "near_dedup")
 
@@ -121,7 +129,8 @@ class Recipe:
         parameter (the '#' and ellipsis ratios: ``max_symbol_word_ratio``) move together, so the
         exported pipeline always means the same recipe."""
         if rule not in RULES_BY_NAME:
-            raise KeyError(f"unknown rule {rule!r}; rules: {', '.join(RULES_BY_NAME)}")
+            raise UnknownRule(f"unknown rule {rule!r}; rules: {', '.join(RULES_BY_NAME)}",
+                              zh=f"没有 {rule!r} 这条规则；现有规则：{', '.join(RULES_BY_NAME)}")
         param = RULES_BY_NAME[rule].param
         for r in RULES:
             if r.param == param and r.group == RULES_BY_NAME[rule].group:
@@ -142,7 +151,7 @@ class Recipe:
         th = base.thresholds
         for k, v in (d.pop("thresholds", None) or {}).items():
             if k not in known:
-                raise KeyError(f"recipe names an unknown rule {k!r}")
+                raise UnknownRule(f"recipe names an unknown rule {k!r}", zh=f"清洗配方里有一条不存在的规则 {k!r}")
             th[k] = dict(v)
         return cls(**{**d, "thresholds": th})
 

@@ -16,7 +16,7 @@ import pandas as pd
 import xxhash
 
 from ..artifacts import load_corpus  # noqa: F401 (the reader of what this stage writes)
-from ..errors import InputError
+from ..errors import InputError, Msg
 from ..events import Emitter, Event, StopFlag
 from ..workspace import Artifact, Workspace
 from . import pii
@@ -57,22 +57,28 @@ def split_documents(ids: list[str], fraction: float) -> tuple[list[str], str | N
     return splits, note
 
 
-def _loosen_advice(v: Verdict, k: int = 3) -> str:
-    """The rules that dropped most documents, each with where to loosen it."""
-    parts = []
+def _loosen_advice(v: Verdict, k: int = 3) -> Msg:
+    """The rules that dropped most documents, each with where to loosen it (``.zh``: in Chinese)."""
+    parts, parts_zh = [], []
     for reason, n in v.reasons().head(k).items():
         rule = RULES_BY_NAME.get(reason)
         if rule is not None:
             how = (f"raise/lower its threshold (recipe.set({reason!r}, …) or its slider) or switch off "
                    f"{rule.group} ({GROUPS[rule.group]})")
+            how_zh = (f"调高或调低它的阈值（recipe.set({reason!r}, …) 或对应的滑块），或者关掉 "
+                      f"{rule.group}（{GROUPS[rule.group]}）")
         elif reason == "language":
             how = "add the language to recipe.languages or lower recipe.min_lang_score"
+            how_zh = "把该语言加进 recipe.languages，或调低 recipe.min_lang_score"
         elif reason == "empty":
             how = "the documents have no text left"
+            how_zh = "这些文档已经没有剩下的文本"
         else:
             how = "switch that step off in the recipe"
+            how_zh = "在清洗配方中关掉这一步"
         parts.append(f"{reason} dropped {n:,} ({how})")
-    return "; ".join(parts)
+        parts_zh.append(f"{reason} 删掉了 {n:,} 篇（{how_zh}）")
+    return Msg("; ".join(parts), "；".join(parts_zh))
 
 
 @dataclass
@@ -148,8 +154,11 @@ class CleaningRun:
         v = self.verdict(r)
         kept = np.flatnonzero(v.keep)
         if len(kept) == 0:  # refused before anything is written: the tokenizer could not train on it
-            raise InputError(f"0 documents kept of {len(self.raw):,} — loosen the recipe: {_loosen_advice(v)}; "
-                             "nothing was written")
+            advice = _loosen_advice(v)
+            raise InputError(f"0 documents kept of {len(self.raw):,} — loosen the recipe: {advice}; "
+                             "nothing was written",
+                             zh=f"{len(self.raw):,} 篇文档一篇也没有留下——请放宽清洗配方：{advice.zh}；"
+                                "没有写入任何内容")
         splits, split_note = split_documents([self.raw["id"].iat[i] for i in kept], r.heldout_fraction)
         rows, pii_total = [], dict.fromkeys(pii.KINDS, 0)
         for i, split in zip(kept, splits):

@@ -50,7 +50,9 @@ def ensure_converter(download: bool = True) -> Path:
         return script
     if not download:
         raise ConverterMissing(f"llama.cpp's converter is not installed ({script}): run `make setup` "
-                               "(it fetches the llama-cpp-python source once)")
+                               "(it fetches the llama-cpp-python source once)",
+                               zh=f"还没有安装 llama.cpp 的转换脚本（{script}）：请运行 `make setup`"
+                                  "（它会下载一次 llama-cpp-python 的源码）")
     ver = llama_cpp_version()
     target = converter_dir()
     with tempfile.TemporaryDirectory() as tmp:
@@ -60,7 +62,9 @@ def ensure_converter(download: bool = True) -> Path:
         sdists = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
         if not sdists:
             raise ConverterMissing(f"could not fetch the llama-cpp-python {ver} source to get llama.cpp's converter "
-                                   f"(needs the package registry once): {r.stderr.strip()[-400:]}")
+                                   f"(needs the package registry once): {r.stderr.strip()[-400:]}",
+                                   zh=f"无法下载 llama-cpp-python {ver} 的源码来获取 llama.cpp 的转换脚本"
+                                      f"（需要能访问一次包仓库）：{r.stderr.strip()[-400:]}")
         staging = Path(tempfile.mkdtemp(dir=target.parent if target.parent.exists() else None))
         try:
             with tarfile.open(sdists[0]) as tf:
@@ -71,7 +75,8 @@ def ensure_converter(download: bool = True) -> Path:
                     m.name = m.name[len(prefix):]
                 tf.extractall(staging, members=picked, filter="data")
             if not (staging / "convert_hf_to_gguf.py").is_file():
-                raise ConverterMissing(f"the llama-cpp-python {ver} source has no vendor/llama.cpp/convert_hf_to_gguf.py")
+                raise ConverterMissing(f"the llama-cpp-python {ver} source has no vendor/llama.cpp/convert_hf_to_gguf.py",
+                                       zh=f"llama-cpp-python {ver} 的源码中没有 vendor/llama.cpp/convert_hf_to_gguf.py")
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.exists() and not (target / "gguf-py" / "gguf").is_dir():
                 shutil.rmtree(target)  # an older, incomplete extraction
@@ -83,6 +88,7 @@ def ensure_converter(download: bool = True) -> Path:
 
 
 SUPPORTED_HINT = "a Llama-family model (LlamaForCausalLM, InternLM2ForCausalLM, Qwen2, Mistral …)"
+SUPPORTED_HINT_ZH = "Llama 系列的模型（LlamaForCausalLM、InternLM2ForCausalLM、Qwen2、Mistral …）"
 
 
 def convert(model_dir: str | Path, out_path: str | Path, outtype: str = "f32") -> Path:
@@ -92,10 +98,12 @@ def convert(model_dir: str | Path, out_path: str | Path, outtype: str = "f32") -
     model_dir, out_path = Path(model_dir), Path(out_path)
     if not model_dir.is_dir():
         raise InputError(f"{model_dir}: no such model directory — give a directory with config.json and weights "
-                         "(e.g. the model/sft artifact)")
+                         "(e.g. the model/sft artifact)",
+                         zh=f"{model_dir}：模型目录不存在——请给出含 config.json 和权重的目录（例如 model/sft 产物）")
     cfg_file = model_dir / "config.json"
     if not cfg_file.is_file():
-        raise InputError(f"{model_dir}: no config.json — not a Hugging Face model directory")
+        raise InputError(f"{model_dir}: no config.json — not a Hugging Face model directory",
+                         zh=f"{model_dir}：没有 config.json——这不是 Hugging Face 模型目录")
     arch = (json.loads(cfg_file.read_text(encoding="utf-8")).get("architectures") or ["?"])[0]
     script = ensure_converter()
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,7 +120,9 @@ def convert(model_dir: str | Path, out_path: str | Path, outtype: str = "f32") -
         last = next((line for line in reversed(err) if line.strip()), "no output")
         if "not supported" in r.stderr:
             raise InputError(f"{model_dir}: llama.cpp's converter does not support the architecture {arch!r}; "
-                             f"use {SUPPORTED_HINT}. ({last})")
-        raise PuyuError(f"converting {model_dir} to GGUF failed: {last}")
+                             f"use {SUPPORTED_HINT}. ({last})",
+                             zh=f"{model_dir}：llama.cpp 的转换脚本不支持 {arch!r} 架构；请换用{SUPPORTED_HINT_ZH}。"
+                                f"（{last}）")
+        raise PuyuError(f"converting {model_dir} to GGUF failed: {last}", zh=f"把 {model_dir} 转换为 GGUF 失败：{last}")
     os.replace(tmp, out_path)
     return out_path

@@ -32,7 +32,9 @@ def tool(name: str) -> Path:
     p = Path(sys.prefix) / "bin" / name
     if not p.exists():
         raise ToolMissing(f"llama.cpp's {name} is not built in this environment ({p}): run `make setup` "
-                          "(scripts/build-llama-tools.sh builds it once, about 8 minutes on 2 cores)")
+                          "(scripts/build-llama-tools.sh builds it once, about 8 minutes on 2 cores)",
+                          zh=f"当前环境里还没有编译 llama.cpp 的 {name}（{p}）：请运行 `make setup`"
+                             "（scripts/build-llama-tools.sh 只需编译一次，2 核上约 8 分钟）")
     return p
 
 
@@ -48,7 +50,8 @@ def _run(cmd: list, timeout: float = 1800) -> str:
                        timeout=timeout)
     out = r.stdout
     if r.returncode != 0:
-        raise PuyuError(f"{Path(str(cmd[0])).name} failed (exit {r.returncode}): {out.strip()[-800:]}")
+        raise PuyuError(f"{Path(str(cmd[0])).name} failed (exit {r.returncode}): {out.strip()[-800:]}",
+                        zh=f"{Path(str(cmd[0])).name} 运行失败（退出码 {r.returncode}）：{out.strip()[-800:]}")
     return out
 
 
@@ -79,8 +82,9 @@ def perplexity(model: str | Path, text_file: str | Path, *, n_ctx: int, threads:
     # llama.cpp's logger writes from a worker thread and leaks its singleton at exit on purpose (common/log.cpp,
     # llama.cpp issue 22142), so the last lines — the whole summary — are sometimes lost (1 run in 15 here, and
     # twice in one test session). stdbuf cannot help: they never reached stdio. The run is repeated, at most
-    # three times, until the summary it exists to print is there.
-    done = re.compile(r"Mean\s+KLD:" if kld else r"Final estimate: PPL")
+    # three times, until the summary it exists to print is there — to its last line ("Same top p", after the KL
+    # lines: a run cut between the two once lost only that figure).
+    done = re.compile(r"Same top p:" if kld else r"Final estimate: PPL")
     for _ in range(3):
         out = _run(cmd + list(extra or []))
         if done.search(out):
@@ -93,7 +97,9 @@ def perplexity(model: str | Path, text_file: str | Path, *, n_ctx: int, threads:
                 res[k] = float(m.group(1))
         if "kl_mean" not in res:
             raise PuyuError(f"llama-perplexity printed no KL-divergence summary for {model} (fewer than 100 scored "
-                            f"tokens?); its output ends: {out.strip()[-400:]}")
+                            f"tokens?); its output ends: {out.strip()[-400:]}",
+                            zh=f"llama-perplexity 没有输出 {model} 的 KL 散度汇总（参与打分的词元不足 100 个？）；"
+                               f"它的输出末尾是：{out.strip()[-400:]}")
     else:
         m = re.search(rf"Final estimate: PPL = {_NUM}", out)
         if m:
@@ -112,7 +118,7 @@ def imatrix(model: str | Path, text_file: str | Path, out: str | Path, *, n_ctx:
         cmd += ["--chunks", chunks]
     _run(cmd)
     if not Path(out).is_file():
-        raise PuyuError(f"llama-imatrix wrote no {out}")
+        raise PuyuError(f"llama-imatrix wrote no {out}", zh=f"llama-imatrix 没有写出 {out}")
     return Path(out)
 
 
@@ -154,5 +160,5 @@ def pick_threads(model: str | Path, max_threads: int | None = None, *, gen: int 
     sweep = [{"threads": r["n_threads"], "tg_tps": r["avg_ts"], "tg_sd": r["stddev_ts"]} for r in rows
              if r.get("n_gen")]
     if not sweep:
-        raise PuyuError(f"llama-bench measured no generation for {model}")
+        raise PuyuError(f"llama-bench measured no generation for {model}", zh=f"llama-bench 没有测到 {model} 的生成速度")
     return max(sweep, key=lambda r: r["tg_tps"])["threads"], sweep

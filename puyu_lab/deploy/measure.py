@@ -33,6 +33,7 @@ from typing import Callable
 import numpy as np
 from gguf import GGMLQuantizationType
 
+from ..errors import InputError
 from ..events import Emitter, Event
 from ..models.base import log_softmax
 from .lmmath import kld_stats, targets_of, windows, with_bos
@@ -166,7 +167,8 @@ def measure_ladder(files: dict[str, str | Path], ids: list[int], *, reference: s
     em = Emitter("deploy", on_event)
     ids = with_bos(ids, n_ctx, bos)
     if len(windows(ids, n_ctx)) == 0:
-        raise ValueError(f"the evaluation text has {len(ids)} tokens: fewer than one window of {n_ctx}")
+        raise InputError(f"the evaluation text has {len(ids)} tokens: fewer than one window of {n_ctx}",
+                         zh=f"评测文本只有 {len(ids)} 个词元：不够一个 {n_ctx} 词元的窗口")
     reference = reference or next(iter(files))
     order = [reference] + [lv for lv in files if lv != reference]
     from . import llamatools
@@ -251,10 +253,12 @@ def kv_cache_levels(path: str | Path, ids: list[int], *, n_ctx: int = 256, types
     ids = with_bos(ids, n_ctx, bos)
     wins = windows(ids, n_ctx)
     if not wins:
-        raise ValueError(f"the text has {len(ids)} tokens: fewer than one window of {n_ctx}")
+        raise InputError(f"the text has {len(ids)} tokens: fewer than one window of {n_ctx}",
+                         zh=f"文本只有 {len(ids)} 个词元：不够一个 {n_ctx} 词元的窗口")
     for name in types:
         if name not in KV_TYPES:
-            raise ValueError(f"KV-cache type {name!r}: use one of {', '.join(KV_TYPES)}")
+            raise InputError(f"KV-cache type {name!r}: use one of {', '.join(KV_TYPES)}",
+                             zh=f"KV 缓存类型 {name!r}：可选 {', '.join(KV_TYPES)}")
     targets = targets_of(ids, n_ctx)
     order = [("F32", False)] + [(t, True) for t in ("F32", *(t for t in types if t != "F32"))]
     rows, ref = [], None

@@ -83,7 +83,10 @@ def check_level(path: str | Path, level: str) -> Counter:
     if bad or MAIN[level] not in types:
         raise LevelMismatch(f"{path}: asked for {level} but the weight matrices are {dict(types)} — llama.cpp fell "
                             f"back for {dict(bad) or 'all'} (to a 32-block type such as Q5_0/Q8_0/IQ4_NL, or F16: "
-                            f"rows must be a multiple of 256 for K-quants)")
+                            f"rows must be a multiple of 256 for K-quants)",
+                            zh=f"{path}：要求量化为 {level}，但权重矩阵的类型是 {dict(types)}——llama.cpp 对 "
+                               f"{dict(bad) or '全部'} 做了回退（退到 Q5_0/Q8_0/IQ4_NL 这类 32 元素分块的类型，或 F16："
+                               f"K-quant 要求行长是 256 的倍数）")
     return types
 
 
@@ -122,10 +125,12 @@ def quantize(src: str | Path, dst: str | Path, level: str, *, nthread: int | Non
 
     quiet()
     if level not in LEVELS:
-        raise InputError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}")
+        raise InputError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}",
+                         zh=f"没有 {level!r} 这个量化档位；可选：{', '.join(LEVELS)}")
     src, dst = Path(src), Path(dst)
     if not src.is_file():
-        raise InputError(f"{src}: no such GGUF file — convert the model first")
+        raise InputError(f"{src}: no such GGUF file — convert the model first",
+                         zh=f"{src}：GGUF 文件不存在——请先转换模型")
     tmp = dst.with_name(dst.name + ".partial")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = LEVELS[level]
@@ -134,7 +139,8 @@ def quantize(src: str | Path, dst: str | Path, level: str, *, nthread: int | Non
     rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
     if rc != 0 or not tmp.is_file():
         tmp.unlink(missing_ok=True)
-        raise InputError(f"llama.cpp could not quantize {src} to {level} (code {rc}); is it a valid GGUF?")
+        raise InputError(f"llama.cpp could not quantize {src} to {level} (code {rc}); is it a valid GGUF?",
+                         zh=f"llama.cpp 无法把 {src} 量化为 {level}（返回码 {rc}）；它是合法的 GGUF 文件吗？")
     try:
         check_level(tmp, level)
     except LevelMismatch:

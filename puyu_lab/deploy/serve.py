@@ -142,7 +142,8 @@ class Server:
             if self.proc.poll() is not None:
                 tail = self.log.read_text(errors="replace")[-600:]
                 self.stop()
-                raise ServerError(f"the server exited with code {self.proc.returncode}: {tail}")
+                raise ServerError(f"the server exited with code {self.proc.returncode}: {tail}",
+                                  zh=f"服务进程已退出，退出码 {self.proc.returncode}：{tail}")
             try:
                 self.models()
                 return self
@@ -150,7 +151,8 @@ class Server:
                 time.sleep(0.25)
         tail = self.log.read_text(errors="replace")[-600:]
         self.stop()
-        raise ServerError(f"the server did not answer within {timeout:.0f} s; its log ends: {tail}")
+        raise ServerError(f"the server did not answer within {timeout:.0f} s; its log ends: {tail}",
+                          zh=f"服务在 {timeout:.0f} 秒内没有响应；日志末尾是：{tail}")
 
     def models(self) -> dict:
         req = urllib.request.Request(self.base_url + "/models")
@@ -251,7 +253,8 @@ def concurrency_bench(client: OpenAIModel, prompts: list[str], clients=(1, 2, 4,
     for n in clients:
         res, errors, wall = _load(n, requests_per_client, plain)
         if not res:
-            raise ServerError(f"every request failed with {n} clients: {errors[:1]}")
+            raise ServerError(f"every request failed with {n} clients: {errors[:1]}",
+                              zh=f"{n} 个客户端并发时，所有请求都失败了：{errors[:1]}")
         lat = [r[0] for r in res]
         row = {"clients": n, "requests": len(res), "failed": len(errors), "requests_per_s": len(res) / wall,
                "tokens_per_s": sum(r[1] for r in res) / wall, "p50_s": float(np.percentile(lat, 50)),

@@ -68,7 +68,8 @@ def models_for(ws: Workspace, cfg: EvalConfig) -> dict:
         ref = scorers.get(short(GGUF_OF))
         for lv in cfg.levels:
             if lv not in files:
-                raise InputError(f"{gguf_name(GGUF_OF)} has no level {lv}; it has {', '.join(files)}")
+                raise InputError(f"{gguf_name(GGUF_OF)} has no level {lv}; it has {', '.join(files)}",
+                                 zh=f"{gguf_name(GGUF_OF)} 中没有 {lv} 这一量化档位；现有：{', '.join(files)}")
             name = f"{short(GGUF_OF)}-{lv}"
             scorers[name] = GGUFModel(files[lv], name, **({"max_length": ref.max_length} if ref else {}))
     if cfg.cache:

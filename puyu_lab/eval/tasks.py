@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..contracts.scoring import MATCHES, answer_matches
-from ..errors import InputError, jsonl_records, read_text_file
+from ..errors import InputError, Msg, jsonl_records, read_text_file, zh_of
 
 KINDS = ("perplexity", "choice", "generation")
 SCHEMA = {
@@ -67,30 +67,34 @@ class Task:
 
 def _check_doc(kind: str, d) -> str | None:
     if not isinstance(d, dict):
-        return "expected a JSON object"
+        return Msg("expected a JSON object", "应当是一个 JSON 对象")
     if kind == "perplexity":
         if not isinstance(d.get("text"), str) or not d["text"]:
-            return "field 'text' is missing or not a non-empty string"
+            return Msg("field 'text' is missing or not a non-empty string", "字段 'text' 缺失，或不是非空字符串")
     elif kind == "choice":
         if not isinstance(d.get("context"), str):
-            return "field 'context' is missing or not a string"
+            return Msg("field 'context' is missing or not a string", "字段 'context' 缺失，或不是字符串")
         ch = d.get("choices")
         if not isinstance(ch, list) or len(ch) < 2 or not all(isinstance(c, str) and c for c in ch):
-            return "field 'choices' must be a list of at least 2 non-empty strings"
+            return Msg("field 'choices' must be a list of at least 2 non-empty strings",
+                       "字段 'choices' 必须是至少含 2 个非空字符串的列表")
         g = d.get("gold")
         if not isinstance(g, int) or isinstance(g, bool) or not 0 <= g < len(ch):
-            return f"field 'gold' must be an integer index into choices (0…{len(ch) - 1})"
+            return Msg(f"field 'gold' must be an integer index into choices (0…{len(ch) - 1})",
+                       f"字段 'gold' 必须是 choices 的整数下标（0…{len(ch) - 1}）")
     elif kind == "generation":
         if not isinstance(d.get("answer"), str):
-            return "field 'answer' is missing or not a string"
+            return Msg("field 'answer' is missing or not a string", "字段 'answer' 缺失，或不是字符串")
         if "messages" in d:
             m = d["messages"]
             if not isinstance(m, list) or not m or not all(isinstance(x, dict) and isinstance(x.get("content"), str)
                                                             and x.get("role") in ("system", "user", "assistant")
                                                             for x in m):
-                return "field 'messages' must be a list of {role: system|user|assistant, content: str}"
+                return Msg("field 'messages' must be a list of {role: system|user|assistant, content: str}",
+                           "字段 'messages' 必须是由 {role: system|user|assistant, content: str} 组成的列表")
         elif not isinstance(d.get("prompt"), str) or not d["prompt"]:
-            return "field 'prompt' (or 'messages') is missing or not a non-empty string"
+            return Msg("field 'prompt' (or 'messages') is missing or not a non-empty string",
+                       "字段 'prompt'（或 'messages'）缺失，或不是非空字符串")
     return None
 
 
@@ -98,26 +102,29 @@ def load_task_file(path: str | Path, kind: str, name: str | None = None, **optio
     """A custom task from JSONL (one doc per line, fields per :data:`SCHEMA`)."""
     path = Path(path)
     if kind not in KINDS:
-        raise InputError(f"unknown task kind {kind!r}; choose one of {', '.join(KINDS)}")
+        raise InputError(f"unknown task kind {kind!r}; choose one of {', '.join(KINDS)}",
+                         zh=f"没有 {kind!r} 这种任务类型；可选：{', '.join(KINDS)}")
     text = read_text_file(path, "task file")
     docs, bad = [], []
     for ln, d, err in jsonl_records(text):
-        if err:
-            bad.append(f"line {ln}: {err}")
-            continue
-        why = _check_doc(kind, d)
+        why = err or _check_doc(kind, d)
         if why:
-            bad.append(f"line {ln}: {why}")
+            bad.append(Msg(f"line {ln}: {why}", f"第 {ln} 行：{zh_of(why)}"))
         else:
             docs.append(d)
     if bad:
         more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        more_zh = f"（另有 {len(bad) - 5} 行）" if len(bad) > 5 else ""
         raise InputError(f"{path}: {len(bad)} bad line(s) for a {kind} task — " + "; ".join(bad[:5]) + more +
-                         f". Expected fields: {SCHEMA[kind]}")
+                         f". Expected fields: {SCHEMA[kind]}",
+                         zh=f"{path}：作为 {kind} 任务，有 {len(bad)} 行不合格——" + "；".join(map(zh_of, bad[:5]))
+                            + more_zh + f"。应有的字段：{SCHEMA[kind]}")
     if not docs:
-        raise InputError(f"{path}: no documents. Expected one JSON object per line with {SCHEMA[kind]}")
+        raise InputError(f"{path}: no documents. Expected one JSON object per line with {SCHEMA[kind]}",
+                         zh=f"{path}：没有任何文档。应当每行一个 JSON 对象，字段为 {SCHEMA[kind]}")
     if options.get("match", "contains") not in MATCHES:
-        raise InputError(f"match={options['match']!r}: choose one of {', '.join(MATCHES)}")
+        raise InputError(f"match={options['match']!r}: choose one of {', '.join(MATCHES)}",
+                         zh=f"match={options['match']!r}：可选值为 {', '.join(MATCHES)}")
     return Task(name or path.stem, kind, docs, **options)
 
 

@@ -70,7 +70,10 @@ class SFTConfig:
 
     def __post_init__(self):
         if self.method not in METHODS:
-            raise ValueError(f"method={self.method!r}: choose one of {', '.join(METHODS)}")
+            from ..errors import InputError
+
+            raise InputError(f"method={self.method!r}: choose one of {', '.join(METHODS)}",
+                             zh=f"method={self.method!r}：可选 {', '.join(METHODS)}")
 
     def to_dict(self) -> dict:
         d = asdict(self)

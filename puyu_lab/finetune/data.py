@@ -24,7 +24,7 @@ from ..contracts.tasks import (
     SENTIMENT_MAX_CHARS,
     SENTIMENT_PROMPT,
 )
-from ..errors import InputError, jsonl_records, read_text_file
+from ..errors import InputError, Msg, jsonl_records, read_text_file, zh_of
 from ..models.template import IM_END, IM_START, ROLES, tool_call
 
 # ---- self-cognition (个人小助手) ------------------------------------------------------------------
@@ -243,34 +243,50 @@ def no_tool(s: SFTDataSettings, dialogs: list[dict]) -> tuple[list[dict], list[d
 @dataclass
 class RecordError:
     line: int
-    reason: str
+    reason: str  # English; a Msg, whose .zh is the Chinese
 
-    def __str__(self) -> str:
+    @property
+    def en(self) -> str:
         return f"line {self.line}: {self.reason}"
+
+    @property
+    def zh(self) -> str:
+        return f"第 {self.line} 行：{zh_of(self.reason)}"
+
+    def __str__(self) -> str:  # in the current language
+        from ..i18n import get_language
+
+        return self.zh if get_language() == "zh" else self.en
 
 
 def _check_messages(msgs) -> str | None:
     if not isinstance(msgs, list) or not msgs:
-        return "'messages' must be a non-empty list"
+        return Msg("'messages' must be a non-empty list", "'messages' 必须是非空列表")
     for i, m in enumerate(msgs):
         if not isinstance(m, dict):
-            return f"messages[{i}] is not an object"
+            return Msg(f"messages[{i}] is not an object", f"messages[{i}] 不是对象")
         role = m.get("role")
         if role == "tool":
             role = "environment"
         if role not in ROLES:
-            return f"messages[{i}].role is {role!r}; use one of {', '.join(ROLES)} (or 'tool')"
+            return Msg(f"messages[{i}].role is {role!r}; use one of {', '.join(ROLES)} (or 'tool')",
+                       f"messages[{i}].role 是 {role!r}；请用 {', '.join(ROLES)} 之一（或 'tool'）")
         if not isinstance(m.get("content"), str):
-            return f"messages[{i}].content must be a string"
+            return Msg(f"messages[{i}].content must be a string", f"messages[{i}].content 必须是字符串")
         if m.get("name") is not None and not isinstance(m["name"], str):
-            return (f"messages[{i}].name is {type(m['name']).__name__}, not a string (the template writes it as "
-                    "' name=…'); make it a string or remove it")
+            return Msg(f"messages[{i}].name is {type(m['name']).__name__}, not a string (the template writes it as "
+                       "' name=…'); make it a string or remove it",
+                       f"messages[{i}].name 是 {type(m['name']).__name__}，不是字符串（对话模板会把它写成 "
+                       "' name=…'）；请改成字符串或删掉它")
         if (IM_START in m["content"] or IM_END in m["content"]):
-            return f"messages[{i}].content contains {IM_START} or {IM_END}: the template adds those"
+            return Msg(f"messages[{i}].content contains {IM_START} or {IM_END}: the template adds those",
+                       f"messages[{i}].content 含有 {IM_START} 或 {IM_END}：这些由对话模板添加，请从文本中删掉")
     if not any(m.get("role") == "assistant" and m["content"].strip() for m in msgs):
-        return "no non-empty assistant message: nothing would be trained"
+        return Msg("no non-empty assistant message: nothing would be trained",
+                   "没有非空的 assistant 消息：没有任何内容可供训练")
     if msgs[-1].get("role") != "assistant":
-        return f"the last message is from {msgs[-1].get('role')!r}; a training conversation ends with the assistant"
+        return Msg(f"the last message is from {msgs[-1].get('role')!r}; a training conversation ends with the assistant",
+                   f"最后一条消息来自 {msgs[-1].get('role')!r}；训练用的对话必须以 assistant 的回复结尾")
     return None
 
 
@@ -296,7 +312,8 @@ def _json_records(text: str) -> Iterable[tuple[int, object, str | None]]:
 
     i = skip(i)
     if i >= n or text[i] != "[":
-        yield (text.count("\n", 0, i) + 1, None, "an Alpaca file is a JSON array of objects: it must start with '['")
+        yield (text.count("\n", 0, i) + 1, None, Msg("an Alpaca file is a JSON array of objects: it must start with '['",
+                                                     "Alpaca 文件是由对象组成的 JSON 数组：必须以 '[' 开头"))
         return
     i = skip(i + 1)
     if i < n and text[i] == "]":
@@ -306,7 +323,7 @@ def _json_records(text: str) -> Iterable[tuple[int, object, str | None]]:
         try:
             value, j = dec.raw_decode(text, i)
         except json.JSONDecodeError as e:
-            yield (text.count("\n", 0, e.pos) + 1, None, f"invalid JSON: {e.msg}")
+            yield (text.count("\n", 0, e.pos) + 1, None, Msg(f"invalid JSON: {e.msg}", f"不是合法的 JSON：{e.msg}"))
             return
         yield (line, value, None)
         i = skip(j)
@@ -315,7 +332,8 @@ def _json_records(text: str) -> Iterable[tuple[int, object, str | None]]:
         elif i < n and text[i] == "]":
             return
         else:
-            yield (text.count("\n", 0, i) + 1, None, "expected ',' or ']' between records")
+            yield (text.count("\n", 0, i) + 1, None, Msg("expected ',' or ']' between records",
+                                                         "记录之间应当是 ',' 或 ']'"))
             return
 
 
@@ -333,7 +351,8 @@ def load_custom(path: str | Path) -> tuple[list[dict], list[RecordError]]:
                 bad.append(RecordError(ln, err))
                 continue
             if not isinstance(rec, dict) or "messages" not in rec:
-                bad.append(RecordError(ln, "expected an object with a 'messages' list (OpenAI chat format)"))
+                bad.append(RecordError(ln, Msg("expected an object with a 'messages' list (OpenAI chat format)",
+                                               "应当是带 'messages' 列表的对象（OpenAI 对话格式）")))
                 continue
             why = _check_messages(rec["messages"])
             if why:
@@ -346,14 +365,16 @@ def load_custom(path: str | Path) -> tuple[list[dict], list[RecordError]]:
                 bad.append(RecordError(ln, err))
                 continue
             if not isinstance(rec, dict):
-                bad.append(RecordError(ln, "expected an object with 'instruction' and 'output' (Alpaca format)"))
+                bad.append(RecordError(ln, Msg("expected an object with 'instruction' and 'output' (Alpaca format)",
+                                               "应当是带 'instruction' 和 'output' 的对象（Alpaca 格式）")))
                 continue
             missing = [k for k in ("instruction", "output") if not isinstance(rec.get(k), str) or not rec[k].strip()]
             if missing:
-                bad.append(RecordError(ln, f"field {missing[0]!r} is missing or not a non-empty string"))
+                bad.append(RecordError(ln, Msg(f"field {missing[0]!r} is missing or not a non-empty string",
+                                               f"字段 {missing[0]!r} 缺失，或不是非空字符串")))
                 continue
             if "input" in rec and not isinstance(rec["input"], str):
-                bad.append(RecordError(ln, "field 'input' must be a string"))
+                bad.append(RecordError(ln, Msg("field 'input' must be a string", "字段 'input' 必须是字符串")))
                 continue
             user = rec["instruction"] + (("\n" + rec["input"]) if rec.get("input") else "")
             msgs = ([_msg("system", rec["system"])] if isinstance(rec.get("system"), str) and rec["system"] else []) + \
@@ -364,10 +385,13 @@ def load_custom(path: str | Path) -> tuple[list[dict], list[RecordError]]:
             else:
                 good.append({"kind": "custom", "messages": msgs})
     else:
-        raise InputError(f"{path}: unknown format {path.suffix!r}; use .jsonl (OpenAI messages) or .json (Alpaca)")
+        raise InputError(f"{path}: unknown format {path.suffix!r}; use .jsonl (OpenAI messages) or .json (Alpaca)",
+                         zh=f"{path}：无法识别的格式 {path.suffix!r}；请用 .jsonl（OpenAI messages）或 .json（Alpaca）")
     if not good:
-        detail = "; ".join(str(b) for b in bad[:5]) + (f"; … {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise InputError(f"{path}: no valid record ({len(bad)} bad: {detail or 'the file is empty'})")
+        detail = "; ".join(b.en for b in bad[:5]) + (f"; … {len(bad) - 5} more" if len(bad) > 5 else "")
+        detail_zh = "；".join(b.zh for b in bad[:5]) + (f"；…… 另有 {len(bad) - 5} 条" if len(bad) > 5 else "")
+        raise InputError(f"{path}: no valid record ({len(bad)} bad: {detail or 'the file is empty'})",
+                         zh=f"{path}：没有一条有效记录（{len(bad)} 条有问题：{detail_zh or '文件是空的'}）")
     return good, bad
 
 

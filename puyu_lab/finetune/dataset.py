@@ -116,7 +116,9 @@ def split_eval(rows: list[dict], keys: list[str], eval_fraction: float, seed: in
     if unique < 2:
         raise InputError(f"only {unique} distinct SFT conversation(s) left after encoding ({len(rows)} rows): "
                          "fine-tuning needs at least 2 — one to train on and one held out for the loss; add data "
-                         "(custom_data, or the built-in mixture's settings in cfg.data)")
+                         "(custom_data, or the built-in mixture's settings in cfg.data)",
+                         zh=f"编码后只剩 {unique} 段不同的 SFT 对话（共 {len(rows)} 行）：微调至少需要 2 段——"
+                            "一段用来训练，一段留出来算损失；请补充数据（custom_data，或 cfg.data 中内置数据混合的设置）")
     n_eval = max(8, int(unique * eval_fraction))
     note = None
     if n_eval > unique - 1:

@@ -31,12 +31,16 @@ def _from_pretrained(path, trust_remote_code: bool, **kw):
         if "trust_remote_code" in str(exc):
             fix = ("it ships its own modelling code (InternLM2 does): set trust_remote_code=True in the config if you "
                    "trust its source")
+            fix_zh = "它自带建模代码（InternLM2 就是这样）：如果信任它的来源，请在配置中设置 trust_remote_code=True"
         elif not Path(str(path)).is_dir():
             fix = ("it is neither a model directory nor a hub id this machine can fetch (offline here): give the "
                    "checkpoint's local directory")
+            fix_zh = "它既不是模型目录，也不是这台机器能下载的 Hub 模型名（这里处于离线状态）：请给出检查点的本地目录"
         else:
             fix = "the directory needs config.json and its weights (*.safetensors) as transformers saves them"
-        raise InputError(f"model {path}: cannot load it ({first}); {fix}") from None
+            fix_zh = "该目录需要有 config.json 和权重文件（*.safetensors），即 transformers 保存出来的样子"
+        raise InputError(f"model {path}: cannot load it ({first}); {fix}",
+                         zh=f"模型 {path}：无法加载（{first}）；{fix_zh}") from None
 
 
 def load_base(path, method: str, *, trainable: bool = True, trust_remote_code: bool = False):

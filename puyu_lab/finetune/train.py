@@ -135,7 +135,10 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
     out = run_dir(ws)
     ckpt = get_last_checkpoint(str(out)) if resume and out.is_dir() else None
     if resume and ckpt is None:
-        raise FileNotFoundError(f"nothing to resume: no checkpoint in {out}; start a new run")
+        from ..errors import MissingInput
+
+        raise MissingInput(f"nothing to resume: no checkpoint in {out}; start a new run",
+                           zh=f"没有可以继续的训练：{out} 中没有检查点；请开始新的训练")
     if not resume and out.exists():
         shutil.rmtree(out)
     cuda = torch.cuda.is_available()

@@ -57,5 +57,8 @@ def load_model(source, name: str | None = None, *, ws=None, **kw) -> Model:
         return GGUFModel(s, name, **kw)
     from .hf import HFModel
     if not Path(s).is_dir() and ws is None:
-        raise FileNotFoundError(f"{s}: not a model directory, .gguf file or http(s) endpoint")
+        from ..errors import MissingInput
+
+        raise MissingInput(f"{s}: not a model directory, .gguf file or http(s) endpoint",
+                           zh=f"{s}：既不是模型目录，也不是 .gguf 文件或 http(s) 服务地址")
     return HFModel.load(s, name, ws=ws, **kw)

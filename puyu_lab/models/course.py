@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..errors import PuyuError
+
 COURSE_DIR = Path(__file__).resolve().parent.parent / "course_model"
 MANIFEST = "manifest.json"
 PARTS = ("base", "assistant")
@@ -18,15 +20,17 @@ PARTS = ("base", "assistant")
 FOLDERS = {"base": "course-base", "assistant": "course-assistant"}
 
 
-class CourseModelMissing(FileNotFoundError):
-    pass
+class CourseModelMissing(PuyuError, FileNotFoundError):
+    """The course model is not built here; the message says how to build it."""
 
 
 def shipped_manifest(root: Path | None = None) -> dict:
     f = Path(root or COURSE_DIR) / MANIFEST
     if not f.is_file():
         raise CourseModelMissing(f"no course model in {f.parent}: build it with `puyu-lab course build`, then "
-                                 "`puyu-lab course ship`")
+                                 "`puyu-lab course ship`",
+                                 zh=f"{f.parent} 中没有课程模型：请先用 `puyu-lab course build` 构建，再运行 "
+                                    "`puyu-lab course ship`")
     return json.loads(f.read_text(encoding="utf-8"))
 
 

@@ -37,7 +37,8 @@ def check_gguf(path: str | Path) -> Path:
     """A readable GGUF file, or one clear error (missing, truncated, not GGUF)."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: no such GGUF file — run the conversion step first")
+        raise InputError(f"{path}: no such GGUF file — run the conversion step first",
+                         zh=f"{path}：GGUF 文件不存在——请先运行转换这一步")
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key in _CHECKED:
@@ -45,7 +46,8 @@ def check_gguf(path: str | Path) -> Path:
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != b"GGUF":
-        raise InputError(f"{path}: not a GGUF file (it starts with {magic!r}, not b'GGUF') — convert the model again")
+        raise InputError(f"{path}: not a GGUF file (it starts with {magic!r}, not b'GGUF') — convert the model again",
+                         zh=f"{path}：不是 GGUF 文件（开头是 {magic!r}，而不是 b'GGUF'）——请重新转换模型")
     try:
         from gguf import GGUFReader
 
@@ -55,7 +57,8 @@ def check_gguf(path: str | Path) -> Path:
         if end > size:
             raise ValueError(f"tensor data runs to byte {end} but the file has {size}")
     except Exception as e:  # gguf raises plain ValueError / IndexError / struct errors on damage
-        raise InputError(f"{path}: the GGUF file is truncated or corrupt ({e}) — convert / quantize it again") from None
+        raise InputError(f"{path}: the GGUF file is truncated or corrupt ({e}) — convert / quantize it again",
+                         zh=f"{path}：GGUF 文件不完整或已损坏（{e}）——请重新转换 / 量化") from None
     _CHECKED[key] = True
     return path
 
@@ -119,7 +122,8 @@ class GGUFModel(LocalModel, Scorer):
         import jinja2
 
         if not self.template:
-            raise ValueError(f"{self.path} carries no chat template (a base model?): generate from a text prompt")
+            raise InputError(f"{self.path} carries no chat template (a base model?): generate from a text prompt",
+                             zh=f"{self.path} 没有附带对话模板（是基座模型吗？）：请直接用文本提示生成")
         if self._jinja is None:
             self._jinja = jinja2.Environment(loader=jinja2.BaseLoader()).from_string(self.template)
         eos = self.llm.detokenize([self.llm.token_eos()], special=True).decode("utf-8")

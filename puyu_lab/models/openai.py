@@ -37,10 +37,13 @@ class OpenAIModel(Model, RequestCache):
             return urllib.request.urlopen(req, timeout=self.timeout)
         except urllib.error.HTTPError as e:
             detail = e.read().decode("utf-8", errors="replace")[:500]
-            raise PuyuError(f"{self.base_url}/chat/completions answered {e.code}: {detail}") from None
+            raise PuyuError(f"{self.base_url}/chat/completions answered {e.code}: {detail}",
+                            zh=f"{self.base_url}/chat/completions 返回了 {e.code}：{detail}") from None
         except urllib.error.URLError as e:
             raise PuyuError(f"{self.base_url}: no answer ({e.reason}) — is the server running? "
-                            "(start it with puyu_lab.deploy.serve.Server)") from None
+                            "(start it with puyu_lab.deploy.serve.Server)",
+                            zh=f"{self.base_url}：没有响应（{e.reason}）——服务启动了吗？"
+                               "（用 puyu_lab.deploy.serve.Server 启动）") from None
 
     def body(self, messages: list[dict], *, max_new_tokens: int = 64, temperature: float = 0.0, stop=(),
              tools=None, stream: bool = False) -> dict:

@@ -97,8 +97,12 @@ class Scorer(RequestCache):
         todo = []
         for i, (c, k) in enumerate(reqs):
             if not k or len(k) > self.max_length:
-                raise ValueError(f"a continuation of {len(k)} tokens cannot be scored with max_length "
-                                 f"{self.max_length} (lm-eval refuses it too): shorten the choice")
+                from ..errors import InputError
+
+                raise InputError(f"a continuation of {len(k)} tokens cannot be scored with max_length "
+                                 f"{self.max_length} (lm-eval refuses it too): shorten the choice",
+                                 zh=f"{len(k)} 个词元的续写无法在 max_length {self.max_length} 内打分"
+                                    "（lm-eval 同样会拒绝）：请缩短这个选项")
             key = self._key("ll", [c, k]) if self.cache is not None else None
             if key is not None and key in self.cache:
                 out[i] = tuple(self.cache[key])

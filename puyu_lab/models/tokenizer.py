@@ -67,18 +67,26 @@ def load_tokenizer(path: str | os.PathLike, *, trust_remote_code: bool = False):
     if not model.is_file() and not own.is_file():
         raise InputError(f"{path}: no tokenizer here (neither tokenizer.model nor tokenizer.json); for the chain's "
                          "own model run labs/02_pretrain.ipynb (the tokenizer step), for a model you bring give its "
-                         "checkpoint directory")
+                         "checkpoint directory",
+                         zh=f"{path}：这里没有分词器（既没有 tokenizer.model，也没有 tokenizer.json）；全链路自己的模型"
+                            "请运行 labs/02_pretrain.ipynb（训练分词器那一步），自带的模型请给出它的检查点目录")
     if model.is_file():
         check_sentencepiece(model)
     try:
         return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except Exception as exc:
-        fix = ("retrain it in labs/02_pretrain.ipynb" if (path / "tokenizer.model").is_file() and not own.is_file()
+        spm_only = (path / "tokenizer.model").is_file() and not own.is_file()
+        fix = ("retrain it in labs/02_pretrain.ipynb" if spm_only
                else "check the checkpoint's tokenizer files (tokenizer.json, tokenizer_config.json)")
+        fix_zh = ("请在 labs/02_pretrain.ipynb 中重新训练它" if spm_only
+                  else "请检查检查点中的分词器文件（tokenizer.json、tokenizer_config.json）")
         if "trust_remote_code" in str(exc):
             fix = "this tokenizer ships its own code: pass trust_remote_code=True if you trust the model's source"
+            fix_zh = "这个分词器自带代码：如果信任模型的来源，请传入 trust_remote_code=True"
         raise InputError(f"{path}: transformers cannot load this tokenizer ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:200]}); {fix}") from None
+                         f"{str(exc).splitlines()[0][:200]}); {fix}",
+                         zh=f"{path}：transformers 无法加载这个分词器（{type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:200]}）；{fix_zh}") from None
 
 
 def check_sentencepiece(model: Path):
@@ -89,7 +97,9 @@ def check_sentencepiece(model: Path):
         sp.load(str(model))
     except Exception as exc:
         raise InputError(f"{model}: not a valid sentencepiece model ({str(exc).splitlines()[0][:160]}); "
-                         "the file is corrupt or truncated — retrain the tokenizer in labs/02_pretrain.ipynb") from None
+                         "the file is corrupt or truncated — retrain the tokenizer in labs/02_pretrain.ipynb",
+                         zh=f"{model}：不是有效的 sentencepiece 模型（{str(exc).splitlines()[0][:160]}）；"
+                            "文件已损坏或不完整——请在 labs/02_pretrain.ipynb 中重新训练分词器") from None
     return sp
 
 

@@ -61,10 +61,14 @@ class PrefConfig:
     progress_bar: bool = True
 
     def __post_init__(self):
+        from ..errors import InputError
+
         if self.method not in METHODS:
-            raise ValueError(f"method={self.method!r}: choose one of {', '.join(METHODS)}")
+            raise InputError(f"method={self.method!r}: choose one of {', '.join(METHODS)}",
+                             zh=f"method={self.method!r}：可选 {', '.join(METHODS)}")
         if self.tuning not in TUNING:
-            raise ValueError(f"tuning={self.tuning!r}: choose one of {', '.join(TUNING)}")
+            raise InputError(f"tuning={self.tuning!r}: choose one of {', '.join(TUNING)}",
+                             zh=f"tuning={self.tuning!r}：可选 {', '.join(TUNING)}")
 
     @property
     def output(self) -> str:

@@ -44,7 +44,9 @@ def build_pairs(ws: Workspace, cfg: PrefConfig) -> tuple[dict, list]:
         questions.setdefault(q, _lang(q))
     if set(answers) != {"zh", "en"}:
         raise InputError(f"{SFT_DATA} has no self-cognition conversations in both Chinese and English: rebuild it "
-                         "in the fine-tune lab (03_finetune.ipynb) with the built-in mixture")
+                         "in the fine-tune lab (03_finetune.ipynb) with the built-in mixture",
+                         zh=f"{SFT_DATA} 中没有同时覆盖中文和英文的自我认知对话：请在微调实验（03_finetune.ipynb）中"
+                            "用内置的数据混合重新生成")
     held_self = load_sft_data(ws, "selfcog_heldout")
     train = identity_pairs([(lang, q) for q, lang in questions.items()], answers, s.identity_per_prompt, s.seed)
     heldout = identity_pairs([(h.get("lang") or _lang(h["prompt"]), h["prompt"]) for h in held_self], answers,

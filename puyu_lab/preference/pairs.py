@@ -35,7 +35,7 @@ from ..contracts.tasks import (
     SENTIMENT_MAX_CHARS,
     SENTIMENT_PROMPT,
 )
-from ..errors import InputError, jsonl_records, read_text_file
+from ..errors import InputError, Msg, jsonl_records, read_text_file, zh_of
 from ..models.template import IM_END, IM_START, PLUGIN, ROLES, tool_call
 from ..models.tokenizer import BOS, EOS
 
@@ -184,35 +184,55 @@ def heldout_tool_pairs(arithmetic: list[dict], dates: list[dict], limit: int, se
 @dataclass
 class PairError:
     line: int
-    reason: str
+    reason: str  # English; a Msg, whose .zh is the Chinese
 
-    def __str__(self) -> str:
+    @property
+    def en(self) -> str:
         return f"line {self.line}: {self.reason}"
+
+    @property
+    def zh(self) -> str:
+        return f"第 {self.line} 行：{zh_of(self.reason)}"
+
+    def __str__(self) -> str:  # in the current language
+        from ..i18n import get_language
+
+        return self.zh if get_language() == "zh" else self.en
 
 
 def _check_turns(field: str, msgs, *, prompt: bool) -> str | None:
     if not isinstance(msgs, list) or not msgs:
-        return f"'{field}' must be a non-empty string or a non-empty list of messages"
+        return Msg(f"'{field}' must be a non-empty string or a non-empty list of messages",
+                   f"'{field}' 必须是非空字符串，或非空的消息列表")
     if not prompt and len(msgs) != 1:
-        return (f"'{field}' holds {len(msgs)} messages: a completion is one assistant message (a string, or a "
-                "list with one {\"role\": \"assistant\", \"content\": …}); move earlier turns into 'prompt'")
+        return Msg(f"'{field}' holds {len(msgs)} messages: a completion is one assistant message (a string, or a "
+                   "list with one {\"role\": \"assistant\", \"content\": …}); move earlier turns into 'prompt'",
+                   f"'{field}' 含有 {len(msgs)} 条消息：一个回答只能是一条 assistant 消息（一个字符串，或只含一个 "
+                   "{\"role\": \"assistant\", \"content\": …} 的列表）；请把前面的轮次移到 'prompt' 里")
     for i, m in enumerate(msgs):
         if not isinstance(m, dict):
-            return f"{field}[{i}] is not an object with 'role' and 'content'"
+            return Msg(f"{field}[{i}] is not an object with 'role' and 'content'",
+                       f"{field}[{i}] 不是带 'role' 和 'content' 的对象")
         role = "environment" if m.get("role") == "tool" else m.get("role")
         if not prompt and role != "assistant":
-            return f"{field}[{i}].role is {m.get('role')!r}: a completion holds assistant messages only"
+            return Msg(f"{field}[{i}].role is {m.get('role')!r}: a completion holds assistant messages only",
+                       f"{field}[{i}].role 是 {m.get('role')!r}：回答里只能有 assistant 消息")
         if role not in ROLES:
-            return f"{field}[{i}].role is {m.get('role')!r}; use one of {', '.join(ROLES)} (or 'tool')"
+            return Msg(f"{field}[{i}].role is {m.get('role')!r}; use one of {', '.join(ROLES)} (or 'tool')",
+                       f"{field}[{i}].role 是 {m.get('role')!r}；请用 {', '.join(ROLES)} 之一（或 'tool'）")
         if not isinstance(m.get("content"), str) or (not prompt and not m["content"].strip()):
-            return f"{field}[{i}].content must be a{'' if prompt else ' non-empty'} string"
+            return Msg(f"{field}[{i}].content must be a{'' if prompt else ' non-empty'} string",
+                       f"{field}[{i}].content 必须是{'' if prompt else '非空'}字符串")
         if m.get("name") is not None and not isinstance(m["name"], str):
-            return f"{field}[{i}].name must be a string"
+            return Msg(f"{field}[{i}].name must be a string", f"{field}[{i}].name 必须是字符串")
         if any(mark in m["content"] for mark in (IM_START, IM_END, BOS, EOS)):
-            return (f"{field}[{i}].content contains {IM_START}, {IM_END}, {BOS} or {EOS}: the chat template adds those "
-                    "(the first two) and the tokenizer the others; remove them from the text")
+            return Msg(f"{field}[{i}].content contains {IM_START}, {IM_END}, {BOS} or {EOS}: the chat template adds "
+                       "those (the first two) and the tokenizer the others; remove them from the text",
+                       f"{field}[{i}].content 含有 {IM_START}、{IM_END}、{BOS} 或 {EOS}：前两个由对话模板添加，"
+                       "后两个由分词器添加；请从文本中删掉")
     if prompt and msgs[-1].get("role") == "assistant":
-        return "the prompt ends with an assistant message; it must end with the turn the answer replies to"
+        return Msg("the prompt ends with an assistant message; it must end with the turn the answer replies to",
+                   "prompt 以 assistant 消息结尾；它应当以回答所回应的那一轮结尾")
     return None
 
 
@@ -235,16 +255,19 @@ def _normalise(msgs: list[dict]) -> list[dict]:
 def check_pair(rec) -> tuple[dict | None, str | None]:
     """One record of a custom pair file → (the pair, None) or (None, what is wrong and how to fix it)."""
     if not isinstance(rec, dict):
-        return None, "expected a JSON object with 'prompt', 'chosen' and 'rejected'"
+        return None, Msg("expected a JSON object with 'prompt', 'chosen' and 'rejected'",
+                         "应当是带 'prompt'、'chosen' 和 'rejected' 的 JSON 对象")
     missing = [k for k in ("prompt", "chosen", "rejected") if k not in rec]
     if missing:
-        return None, (f"field {missing[0]!r} is missing: each line needs 'prompt', 'chosen' and 'rejected' "
-                      "(strings, or lists of {role, content} messages as in trl's conversational format)")
+        return None, Msg(f"field {missing[0]!r} is missing: each line needs 'prompt', 'chosen' and 'rejected' "
+                         "(strings, or lists of {role, content} messages as in trl's conversational format)",
+                         f"缺少字段 {missing[0]!r}：每一行都需要 'prompt'、'chosen' 和 'rejected'"
+                         "（字符串，或 trl 对话格式中由 {role, content} 消息组成的列表）")
     for k in ("chosen", "rejected"):
         if isinstance(rec[k], str) and not rec[k].strip():
-            return None, f"field {k!r} is an empty string"
+            return None, Msg(f"field {k!r} is an empty string", f"字段 {k!r} 是空字符串")
     if isinstance(rec["prompt"], str) and not rec["prompt"].strip():
-        return None, "field 'prompt' is an empty string"
+        return None, Msg("field 'prompt' is an empty string", "字段 'prompt' 是空字符串")
     prompt = _as_messages(rec["prompt"], "user")
     chosen, rejected = _as_messages(rec["chosen"], "assistant"), _as_messages(rec["rejected"], "assistant")
     for field, msgs, is_prompt in (("prompt", prompt, True), ("chosen", chosen, False), ("rejected", rejected, False)):
@@ -252,7 +275,8 @@ def check_pair(rec) -> tuple[dict | None, str | None]:
         if why:
             return None, why
     if [m["content"] for m in chosen] == [m["content"] for m in rejected]:
-        return None, "'chosen' and 'rejected' are the same: the pair teaches nothing; fix or remove the line"
+        return None, Msg("'chosen' and 'rejected' are the same: the pair teaches nothing; fix or remove the line",
+                         "'chosen' 和 'rejected' 完全相同：这一对什么也教不会模型；请修改或删掉这一行")
     return {"source": "custom", "prompt": _normalise(prompt), "chosen": _normalise(chosen),
             "rejected": _normalise(rejected)}, None
 
@@ -263,7 +287,9 @@ def load_custom_pairs(path: str | Path) -> tuple[list[dict], list[PairError]]:
     path = Path(path)
     if path.suffix != ".jsonl":
         raise InputError(f"{path}: a pair file is JSONL (one object per line, extension .jsonl) with 'prompt', "
-                         "'chosen' and 'rejected'; rename or convert it")
+                         "'chosen' and 'rejected'; rename or convert it",
+                         zh=f"{path}：偏好对文件是 JSONL 格式（每行一个对象，扩展名 .jsonl），含 'prompt'、"
+                            "'chosen' 和 'rejected'；请改名或转换格式")
     text = read_text_file(path, "pair file")
     good, bad = [], []
     for ln, rec, err in jsonl_records(text):
@@ -277,8 +303,10 @@ def load_custom_pairs(path: str | Path) -> tuple[list[dict], list[PairError]]:
             p["line"] = ln
             good.append(p)
     if not good:
-        detail = "; ".join(str(b) for b in bad[:5]) + (f"; … {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise InputError(f"{path}: no valid pair ({len(bad)} bad: {detail or 'the file is empty'})")
+        detail = "; ".join(b.en for b in bad[:5]) + (f"; … {len(bad) - 5} more" if len(bad) > 5 else "")
+        detail_zh = "；".join(b.zh for b in bad[:5]) + (f"；…… 另有 {len(bad) - 5} 行" if len(bad) > 5 else "")
+        raise InputError(f"{path}: no valid pair ({len(bad)} bad: {detail or 'the file is empty'})",
+                         zh=f"{path}：没有一对有效的偏好对（{len(bad)} 行有问题：{detail_zh or '文件是空的'}）")
     return good, bad
 
 

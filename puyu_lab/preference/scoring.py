@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import weakref
 
+from ..errors import Msg
 from ..models.template import render
 
 # per tokenizer: (end-of-turn token, whether it adds BOS itself); dropped with the tokenizer
@@ -86,19 +87,24 @@ def encode_pair(tok, p: dict, max_length: int | None = None) -> tuple[list[int],
 
 def too_long(tok, pairs: list[dict], max_length: int) -> list[str]:
     """Custom pairs trl would not train as written: a prompt that fills ``max_length`` (trl drops the
-    pair) or an answer cut short by it — one line each, naming the file's line and the token counts."""
+    pair) or an answer cut short by it — one line each (a :class:`~puyu_lab.errors.Msg`, with its Chinese), naming
+    the file's line and the token counts."""
     out = []
     for p in pairs:
         if p.get("source") != "custom":
             continue
         pr, c, r = encode_pair(tok, p)
-        where = f"line {p.get('line', '?')}"
+        where, where_zh = f"line {p.get('line', '?')}", f"第 {p.get('line', '?')} 行"
         if len(pr) >= max_length:
-            out.append(f"{where}: the prompt is {len(pr)} tokens, max_length is {max_length}: no answer token "
-                       "would be trained; shorten the prompt or raise max_length")
+            out.append(Msg(f"{where}: the prompt is {len(pr)} tokens, max_length is {max_length}: no answer token "
+                           "would be trained; shorten the prompt or raise max_length",
+                           f"{where_zh}：提示有 {len(pr)} 个词元，而 max_length 是 {max_length}：回答中没有一个词元"
+                           "能参与训练；请缩短提示，或调大 max_length"))
         elif len(pr) + max(len(c), len(r)) > max_length:
-            out.append(f"{where}: prompt + answer is {len(pr) + max(len(c), len(r))} tokens, max_length is "
-                       f"{max_length}: the answer would be cut; shorten it or raise max_length")
+            out.append(Msg(f"{where}: prompt + answer is {len(pr) + max(len(c), len(r))} tokens, max_length is "
+                           f"{max_length}: the answer would be cut; shorten it or raise max_length",
+                           f"{where_zh}：提示加回答共 {len(pr) + max(len(c), len(r))} 个词元，而 max_length 是 "
+                           f"{max_length}：回答会被截断；请缩短它，或调大 max_length"))
     return out
 
 

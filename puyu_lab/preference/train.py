@@ -18,7 +18,7 @@ from typing import Callable
 
 from ..artifacts import PREF_DATA, load_pref_pairs
 from ..budget import CEILING, budget_metrics, floor_steps, for_stage, train_timed
-from ..errors import InputError
+from ..errors import InputError, zh_of
 from ..events import Emitter, Event, StopFlag
 from ..workspace import Artifact, Workspace
 from .config import PrefConfig
@@ -98,12 +98,15 @@ def train(ws: Workspace, cfg: PrefConfig | None = None, *, on_event: Callable[[E
     pairs_art = pairs_current(ws, cfg) or prepare_pairs(ws, cfg)
     train_pairs, held = load_pref_pairs(ws, "train"), load_pref_pairs(ws, "heldout")
     if not train_pairs:
-        raise InputError(f"{PREF_DATA} has no training pair: rebuild it (prepare_pairs) or add a custom pair file")
+        raise InputError(f"{PREF_DATA} has no training pair: rebuild it (prepare_pairs) or add a custom pair file",
+                         zh=f"{PREF_DATA} 中没有训练用的偏好对：请重新生成（prepare_pairs），或加入自定义偏好对文件")
     set_seed(cfg.seed)
     tok = load_tokenizer(start_art.path)
     if not tok.chat_template:
         raise InputError(f"{cfg.model} has no chat template: preference tuning starts from a chat model — "
-                         "the fine-tune lab's model/sft (03_finetune.ipynb)")
+                         "the fine-tune lab's model/sft (03_finetune.ipynb)",
+                         zh=f"{cfg.model} 没有对话模板：偏好对齐要从对话模型出发——即微调实验产出的 model/sft"
+                            "（03_finetune.ipynb）")
     cuda = torch.cuda.is_available()
     numerics = resolve(cfg.bf16, "cuda" if cuda else "cpu")
     em.emit("numerics", **numerics.to_dict(), summary=numerics.summary())
@@ -113,8 +116,11 @@ def train(ws: Workspace, cfg: PrefConfig | None = None, *, on_event: Callable[[E
     long = too_long(tok, train_pairs + held, cfg.max_length)
     if long:
         more = f"; … {len(long) - 5} more" if len(long) > 5 else ""
+        more_zh = f"；…… 另有 {len(long) - 5} 对" if len(long) > 5 else ""
         raise InputError(f"{cfg.custom_pairs}: {len(long)} pair(s) do not fit max_length={cfg.max_length} tokens of "
-                         f"{cfg.model}'s tokenizer: " + "; ".join(long[:5]) + more)
+                         f"{cfg.model}'s tokenizer: " + "; ".join(long[:5]) + more,
+                         zh=f"{cfg.custom_pairs}：有 {len(long)} 对超出了 max_length={cfg.max_length}"
+                            f"（按 {cfg.model} 的分词器计）：" + "；".join(map(zh_of, long[:5])) + more_zh)
     scorer = HFModel(model, tok, name=cfg.model, batch_size=cfg.batch_size)
     t_score = time.perf_counter()
     before = score_pairs(scorer, tok, held, cfg.max_length)

@@ -59,7 +59,10 @@ class PretrainConfig:
 
     def __post_init__(self):
         if self.optimizer not in ("muon", "adamw"):
-            raise ValueError(f"optimizer={self.optimizer!r}: choose 'muon' (Muon + AdamW, the default) or 'adamw'")
+            from ..errors import InputError
+
+            raise InputError(f"optimizer={self.optimizer!r}: choose 'muon' (Muon + AdamW, the default) or 'adamw'",
+                             zh=f"optimizer={self.optimizer!r}：可选 'muon'（Muon + AdamW，默认）或 'adamw'")
 
     @property
     def tokens_per_step(self) -> int:

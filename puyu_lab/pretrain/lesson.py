@@ -46,9 +46,12 @@ class LessonConfig:
     def __post_init__(self):
         if not 2 <= self.run_min <= self.run_max:
             raise InputError(f"LessonConfig: run_min={self.run_min}, run_max={self.run_max}: "
-                             f"need 2 ≤ run_min ≤ run_max")
+                             f"need 2 ≤ run_min ≤ run_max",
+                             zh=f"LessonConfig：run_min={self.run_min}，run_max={self.run_max}："
+                                f"需要满足 2 ≤ run_min ≤ run_max")
         if self.vocab_size < 16:
-            raise InputError(f"LessonConfig.vocab_size={self.vocab_size}: use at least 16 tokens")
+            raise InputError(f"LessonConfig.vocab_size={self.vocab_size}: use at least 16 tokens",
+                             zh=f"LessonConfig.vocab_size={self.vocab_size}：词表至少要有 16 个词元")
 
     @property
     def context(self) -> int:

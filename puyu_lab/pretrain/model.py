@@ -21,12 +21,17 @@ class ModelPreset:
     rope_theta: float = 1_000_000.0  # InternLM2's base
 
     def __post_init__(self):
+        from ..errors import InputError
+
         for name in ("hidden_size", "intermediate_size"):
             if getattr(self, name) % 256:
-                raise ValueError(f"{name}={getattr(self, name)} is not a multiple of 256: llama.cpp's K-quants "
-                                 "would silently give those tensors a 32-block type (Q5_0, Q8_0, IQ4_NL …) instead")
+                raise InputError(f"{name}={getattr(self, name)} is not a multiple of 256: llama.cpp's K-quants "
+                                 "would silently give those tensors a 32-block type (Q5_0, Q8_0, IQ4_NL …) instead",
+                                 zh=f"{name}={getattr(self, name)} 不是 256 的倍数：llama.cpp 的 K-quant 量化会悄悄"
+                                    "给这些张量换成 32 元素分块的类型（Q5_0、Q8_0、IQ4_NL …）")
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
-            raise ValueError("hidden_size must divide into heads, and heads into key/value groups")
+            raise InputError("hidden_size must divide into heads, and heads into key/value groups",
+                             zh="hidden_size 必须能被注意力头数整除，头数也必须能被键/值组数（num_kv_heads）整除")
 
     def to_dict(self) -> dict:
         return asdict(self)

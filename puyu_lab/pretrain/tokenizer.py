@@ -93,13 +93,17 @@ def fit_character_coverage(sentences: list[str], vocab_size: int, wanted: float)
     room = int(vocab_size * 0.85) - fixed  # keep at least 15 % of the vocabulary for merges
     if room <= 0:
         raise InputError(f"vocab_size {vocab_size} is too small: {fixed} pieces are fixed (bytes and special "
-                         "tokens); use at least 1000")
+                         "tokens); use at least 1000",
+                         zh=f"vocab_size {vocab_size} 太小：已有 {fixed} 个固定的词元（字节和特殊词元）；"
+                            "请至少设为 1000")
     covered = sum(freqs[:room]) / total
     coverage = min(wanted, covered)
     if coverage < 0.98:
         need = next(i for i in range(len(freqs) + 1) if sum(freqs[:i]) / total >= 0.98)
         raise InputError(f"vocab_size {vocab_size} is too small for this corpus: 98 % of its text needs {need} "
-                         f"distinct characters; use vocab_size ≥ {int((need + fixed) / 0.85) + 1}")
+                         f"distinct characters; use vocab_size ≥ {int((need + fixed) / 0.85) + 1}",
+                         zh=f"对这份语料来说 vocab_size {vocab_size} 太小：覆盖 98 % 的文本需要 {need} 个不同的字符；"
+                            f"请把 vocab_size 设为 ≥ {int((need + fixed) / 0.85) + 1}")
     return coverage
 
 

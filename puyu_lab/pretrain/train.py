@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, Msg, zh_of
 from ..events import Emitter, Event, StopFlag, train_rate
 from ..budget import CEILING, budget_metrics, floor_steps, for_stage, train_timed
 from ..numerics import resolve, utilisation
@@ -71,8 +71,9 @@ def train_tokenizer(ws: Workspace, vocab_size: int, *, corpus: str = "corpus/cle
 
 # ---- data -------------------------------------------------------------------------------------
 def pack(tok, texts, block_size: int, max_blocks: int | None = None, *,
-         what: str = "the corpus") -> tuple[np.ndarray, dict]:
-    """Concatenate documents (each ended by EOS) and cut into blocks of ``block_size`` tokens."""
+         what: str = Msg("the corpus", "语料")) -> tuple[np.ndarray, dict]:
+    """Concatenate documents (each ended by EOS) and cut into blocks of ``block_size`` tokens. ``what`` names the
+    texts in an error (a :class:`~puyu_lab.errors.Msg` names them in Chinese too)."""
     ids: list[int] = []
     n_bytes = 0
     limit = None if max_blocks is None else max_blocks * block_size
@@ -87,7 +88,10 @@ def pack(tok, texts, block_size: int, max_blocks: int | None = None, *,
     if n == 0:
         raise InputError(f"{what} has only {len(ids):,} tokens: not one block of {block_size} tokens to train or "
                          f"measure on. Add documents (more data into corpus/clean) or use a smaller block_size "
-                         f"(preset.block_size ≤ {max(1, len(ids))})")
+                         f"(preset.block_size ≤ {max(1, len(ids))})",
+                         zh=f"{zh_of(what)} 只有 {len(ids):,} 个词元：凑不满一个 {block_size} 词元的块来训练或评估。"
+                            f"请补充文档（往 corpus/clean 加更多数据），或用更小的 block_size"
+                            f"（preset.block_size ≤ {max(1, len(ids))}）")
     arr = np.asarray(ids[: n * block_size], dtype=np.int64).reshape(n, block_size)
     return arr, {"tokens": n_tokens, "bytes": n_bytes, "blocks": n, "tokens_per_byte": n_tokens / max(1, n_bytes)}
 
@@ -203,16 +207,19 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
     tok = load_tokenizer(tok_art.path)
     set_seed(cfg.seed)
     train_arr, train_info = pack(tok, load_corpus(ws, "train", corpus_name)["text"], cfg.preset.block_size,
-                                 what=f"{corpus_name}'s train split")
+                                 what=Msg(f"{corpus_name}'s train split", f"{corpus_name} 的训练集"))
     eval_arr, eval_info = pack(tok, load_corpus(ws, "heldout", corpus_name)["text"], cfg.preset.block_size,
-                               cfg.eval_blocks, what=f"{corpus_name}'s held-out split")
+                               cfg.eval_blocks, what=Msg(f"{corpus_name}'s held-out split", f"{corpus_name} 的留出集"))
     em.emit("data", train_blocks=len(train_arr), train_tokens=train_info["tokens"], eval_blocks=len(eval_arr),
             tokens_per_byte=eval_info["tokens_per_byte"])
 
     out = run_dir(ws, run)
     ckpt = last_checkpoint(ws, run) if resume else None
     if resume and ckpt is None:
-        raise FileNotFoundError(f"nothing to resume: no checkpoint in {out}; start a new run")
+        from ..errors import MissingInput
+
+        raise MissingInput(f"nothing to resume: no checkpoint in {out}; start a new run",
+                           zh=f"没有可以继续的训练：{out} 中没有检查点；请开始新的训练")
     identity = _run_identity(tok_art, cfg)
     if resume:
         _check_resume(out, identity)
@@ -226,7 +233,10 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
         if model.config.vocab_size != len(tok) or model.config.hidden_size != cfg.preset.hidden_size:
             raise InputError(f"init_from={init_from!r} is not this preset and tokenizer (vocabulary "
                              f"{model.config.vocab_size} vs {len(tok)}, width {model.config.hidden_size} vs "
-                             f"{cfg.preset.hidden_size}): start from a model of the same preset, or from scratch")
+                             f"{cfg.preset.hidden_size}): start from a model of the same preset, or from scratch",
+                             zh=f"init_from={init_from!r} 与当前的预设和分词器不一致（词表 "
+                                f"{model.config.vocab_size} 对 {len(tok)}，宽度 {model.config.hidden_size} 对 "
+                                f"{cfg.preset.hidden_size}）：请从同一预设的模型出发，或者从头训练")
     else:
         model = LlamaForCausalLM(llama_config(cfg.preset, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
         zero_init_residual_projections(model)
@@ -333,18 +343,23 @@ def _check_resume(out: Path, now: dict) -> None:
     if not f.is_file():
         return  # a run started before run.json existed: nothing to compare with
     then = json.loads(f.read_text(encoding="utf-8"))
-    changes = []
+    changes, changes_zh = [], []
     if then.get("tokenizer", {}).get("sha256") != now["tokenizer"]["sha256"]:
         changes.append(f"the tokenizer ({TOKENIZER} was {then.get('tokenizer', {}).get('artifact')} when the run "
                        f"started, now {now['tokenizer']['artifact']}, with a different vocabulary)")
+        changes_zh.append(f"分词器（训练开始时 {TOKENIZER} 是 {then.get('tokenizer', {}).get('artifact')}，"
+                          f"现在是 {now['tokenizer']['artifact']}，词表不同）")
     old_p, new_p = then.get("preset", {}), now["preset"]
     diff = [f"{k} {old_p.get(k)} → {new_p.get(k)}" for k in sorted(set(old_p) | set(new_p)) if old_p.get(k) != new_p.get(k)]
     if diff:
         changes.append("the model preset (" + ", ".join(diff) + ")")
+        changes_zh.append("模型预设（" + ", ".join(diff) + "）")
     if changes:
         raise InputError(f"cannot resume {out}: " + " and ".join(changes) + " changed since the checkpoint was "
                          "written. Start a new run (resume=False, which discards the checkpoints), or restore the "
-                         "earlier tokenizer / preset to continue")
+                         "earlier tokenizer / preset to continue",
+                         zh=f"无法继续训练 {out}：写入检查点之后，" + "和".join(changes_zh) + "发生了变化。"
+                            "请开始新的训练（resume=False，会丢弃已有检查点），或恢复原来的分词器 / 预设后再继续")
 
 
 def _initial_eval(ws: Workspace, output: str = MODEL) -> dict | None:

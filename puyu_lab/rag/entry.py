@@ -67,7 +67,10 @@ def _split_docs(ws: Workspace, cfg: RAGConfig):
     if len(news) < 2 * max(1, cfg.withheld_docs // 2):
         raise InputError(f"corpus/clean's held-out split has {len(news)} news documents; the RAG lab needs at "
                          f"least {cfg.withheld_docs} to leave out of the index and as many to ask about (run "
-                         "labs/01_data.ipynb with more documents, or lower withheld_docs)")
+                         "labs/01_data.ipynb with more documents, or lower withheld_docs)",
+                         zh=f"corpus/clean 的留出集只有 {len(news)} 篇新闻；检索增强实验至少需要 {cfg.withheld_docs} 篇"
+                            "留在索引之外，还要同样多篇用来提问（请用更多文档重新运行 labs/01_data.ipynb，"
+                            "或调小 withheld_docs）")
     indexed = train + [d for d in held if str(d["id"]) not in withheld]
     return train, held, indexed, [d for d in held if str(d["id"]) in withheld]
 
@@ -98,7 +101,9 @@ def _encoder(ws: Workspace, cfg: RAGConfig, train_chunks: list[dict], emit: Emit
     if cfg.encoder:
         if not Path(cfg.encoder).is_dir():
             raise InputError(f"encoder={cfg.encoder!r} is not a local directory: name an embedding model's directory "
-                             "(e.g. a downloaded bge-small-zh), or leave it unset to train one from model/base")
+                             "(e.g. a downloaded bge-small-zh), or leave it unset to train one from model/base",
+                             zh=f"encoder={cfg.encoder!r} 不是本地目录：请指定一个向量模型的目录（例如下载好的 "
+                                "bge-small-zh），或者不设置它，由 model/base 训练一个")
         return DirectoryEncoder(cfg.encoder, cfg.max_tokens), [], {"directory": str(cfg.encoder)}
     from ..models.tokenizer import load_tokenizer
     from .encoder import init_from_base, set_token_weights, train_encoder
