@@ -56,13 +56,16 @@ def _artifact_name_ok(name) -> bool:
     """Bundles carry the chain's two-part names (``model/sft``); nothing nested that could climb through a link."""
     from ..stages import stage_for_artifact
 
-    if not isinstance(name, str) or name.count("/") != 1:
+    if not isinstance(name, str):
         return False
     try:
         check_name(name)
     except Exception:
         return False
-    return stage_for_artifact(name) is not None
+    parts = name.split("/")
+    if parts[0] == "homework":  # a 作业 task's evidence: homework/<lab key>/<task>
+        return len(parts) == 3
+    return len(parts) == 2 and stage_for_artifact(name) is not None
 
 
 def _read_info(z: zipfile.ZipFile) -> dict:
@@ -320,12 +323,12 @@ def run_probes(ws: Workspace, info: dict, groups, flags: list[str]) -> dict:
     return out
 
 
-def grade_one(path: Path, groups=None, *, work: Path | None = None) -> Row:
+def grade_one(path: Path, groups=None, *, work: Path | None = None, homework: dict | None = None) -> Row:
     """One bundle's row; whatever the bundle holds, the row comes back (a broken bundle is a flag)."""
     row = Row(bundle=path.name)
     tmp = Path(tempfile.mkdtemp(prefix="puyu-grade-", dir=work))
     try:
-        _grade_into(row, path, groups, tmp)
+        _grade_into(row, path, groups, tmp, homework)
     except Exception as e:  # noqa: BLE001 — one bad bundle must not cost the others their gradebook
         row.flags.append(f"grading failed: {type(e).__name__}: {str(e)[:200]}")
     finally:
@@ -333,7 +336,7 @@ def grade_one(path: Path, groups=None, *, work: Path | None = None) -> Row:
     return row
 
 
-def _grade_into(row: Row, path: Path, groups, tmp: Path) -> None:
+def _grade_into(row: Row, path: Path, groups, tmp: Path, homework: dict | None = None) -> None:
     from . import REGISTRY, run
 
     try:
@@ -382,6 +385,11 @@ def _grade_into(row: Row, path: Path, groups, tmp: Path) -> None:
         if c is not None and c.scope == "machine":
             row.checks[rid] = {"status": "pass" if rep.get("ok") is True else "fail",
                                "figure": str(rep.get("figure", "")), "source": "reported", "lab": c.lab}
+    # the 作业 tasks the teacher assigned: re-checked on the bundle, counted apart (optional, no verdict)
+    on = None if homework is None else (lambda c: homework.get(c.id, True))
+    for r in run(ws, scope="artifact", homework=True, only=on).results:
+        row.homework[r.id] = {"status": "pass" if r.ok else ("missing" if r.status == "missing" else "fail"),
+                              "figure": r.figure, "lab": r.lab, "level": r.homework}
     if groups:
         row.probes = run_probes(ws, info, groups, row.flags)
 
@@ -394,7 +402,7 @@ def grade(submissions, out: str | os.PathLike | None = None, *, probes: str | os
           on_progress: Callable[[str], None] | None = None) -> Gradebook:
     """Grade every ``*.zip`` under ``submissions`` and write the gradebook to ``out`` (default: the folder)."""
     from ..errors import InputError
-    from .probes import load_probes
+    from .probes import load_homework_switches, load_probes
 
     say = on_progress or (lambda s: None)
     folder = Path(submissions)
@@ -406,11 +414,12 @@ def grade(submissions, out: str | os.PathLike | None = None, *, probes: str | os
         raise InputError(f"{folder}: no .zip bundles in it (learners make them with `puyu-lab submit`)",
                          zh=f"{folder}：里面没有 .zip 提交包（学员用 `puyu-lab submit` 生成）")
     groups = load_probes(probes) if probes else None
+    switches = load_homework_switches(probes) if probes else None
     out_dir = Path(out) if out else folder
     rows = []
     for i, b in enumerate(bundles, 1):
         say(f"[{i}/{len(bundles)}] {_printable(b.name)}")
-        rows.append(grade_one(b, groups))
+        rows.append(grade_one(b, groups, homework=switches))
     # the same trained weights in two bundles: one learner handed in another's work
     seen: dict = {}
     for r in rows:

@@ -21,6 +21,11 @@ class Row:
     probes: dict = field(default_factory=dict)  # group id → {"passed", "total", "rate", "ok", "rows"}
     flags: list[str] = field(default_factory=list)
     fingerprints: dict = field(default_factory=dict)  # model name → sha256 of its weights (copies across bundles)
+    homework: dict = field(default_factory=dict)  # 作业 task id → {"status", "figure", "lab", "level"} (optional)
+
+    @property
+    def homework_done(self) -> int:
+        return sum(h["status"] == "pass" for h in self.homework.values())
 
     @property
     def passed(self) -> int:
@@ -67,12 +72,16 @@ def write_gradebook(rows: list[Row], out_dir: Path) -> Gradebook:
     def cell(v):  # a spreadsheet must not read a learner's text as a formula
         v = str(v)
         return "'" + v if v[:1] in ("=", "+", "-", "@", "\t", "\r") else v
+    hw_ids = sorted({h for r in rows for h in r.homework}, key=lambda h: (rows and next(
+        (r.homework[h]["lab"] for r in rows if h in r.homework), ""), h))
     w.writerow([cell(c) for c in ["learner", "bundle", "verdict", "checks_passed", "checks_total", *check_ids,
-                                  *[f"probe:{g}" for g in probe_ids], "flags"]])
+                                  *[f"probe:{g}" for g in probe_ids], "homework_done", "homework_total",
+                                  *[f"homework:{h}" for h in hw_ids], "flags"]])
     for r in rows:
         w.writerow([cell(c) for c in [r.learner, r.bundle, r.verdict, r.passed, len(r.checks),
                     *[(r.checks.get(c) or {}).get("status", "") for c in check_ids],
                     *[f"{r.probes[g]['passed']}/{r.probes[g]['total']}" if g in r.probes else "" for g in probe_ids],
+                    r.homework_done, len(r.homework), *[(r.homework.get(h) or {}).get("status", "") for h in hw_ids],
                     " | ".join(r.flags)]])
     csv_path = out_dir / "gradebook.csv"
     write_atomic(csv_path, buf.getvalue())

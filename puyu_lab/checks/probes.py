@@ -73,6 +73,31 @@ class GroupResult:
         return f"{self.passed}/{self.total} ({self.rate:.0%}) below {self.min_pass:.0%}"
 
 
+def load_homework_switches(path) -> dict[str, bool]:
+    """The probe file's ``"homework"`` object: each 作业 task's id → whether it is assigned (true) or switched off
+    (false); a task the file does not name stays on. One :class:`InputError` naming the key at fault."""
+    from . import select
+
+    path = Path(path)
+    try:
+        doc = json.loads(read_text_file(path, "probe file"))
+    except json.JSONDecodeError:
+        return {}  # load_probes names the JSON error
+    sw = doc.get("homework", {}) if isinstance(doc, dict) else {}
+    if not isinstance(sw, dict):
+        raise InputError(f"{path}: \"homework\" must be an object of task id → true/false",
+                         zh=f"{path}：\"homework\" 必须是“作业题 id → true/false”的对象")
+    known = {c.id for c in select(homework=True)}
+    for key, on in sw.items():
+        if key not in known:
+            raise InputError(f"{path}: homework.{key}: no such homework task; the tasks are {', '.join(sorted(known))}",
+                             zh=f"{path}：homework.{key}：没有这道作业题；现有的作业题是 {', '.join(sorted(known))}")
+        if not isinstance(on, bool):
+            raise InputError(f"{path}: homework.{key}: true (assigned) or false (switched off), got {on!r}",
+                             zh=f"{path}：homework.{key}：应为 true（布置）或 false（不布置），实际是 {on!r}")
+    return dict(sw)
+
+
 def load_probes(path) -> list[ProbeGroup]:
     """The teacher's file, validated: one :class:`InputError` naming the group and field at fault."""
     path = Path(path)
@@ -205,4 +230,7 @@ def make_probes(seed: int, *, name: str | None = None, n_selfcog: int = 20, n_se
                        "min_pass": 0.55, "max_new_tokens": 8, "items": items})
     except (ImportError, FileNotFoundError):
         pass
-    return {"seed": seed, "groups": groups}
+    from . import select
+
+    # every 作业 task of the labs, assigned: set one to false to switch it off for the class
+    return {"seed": seed, "groups": groups, "homework": {c.id: True for c in select(homework=True)}}

@@ -90,3 +90,46 @@ def test_the_headless_chain_leaves_homework_cells_to_the_learner(tmp_path):
     res = run_lab(path, tmp_path / "out", profile="quick", workspace=ws, homework=True)
     assert res.ok, res.error
     assert (tmp_path / "ran.txt").read_text() == "lab\nlab\nhomework\n"
+
+
+def test_the_grader_rechecks_the_homework_the_teacher_assigned(tmp_path, task):
+    """A bundle's 作业 evidence travels (homework/<lab>/<task> artifacts) and is re-checked by `puyu-lab grade`;
+    the probe file's "homework" switches say which tasks count; a switched-off task is not graded; a bad switch is
+    one clear error naming it."""
+    from puyu_lab.checks.bundle import submit
+    from puyu_lab.checks.grade import grade
+    from puyu_lab.checks.probes import make_probes
+    from puyu_lab.errors import InputError
+
+    @check("data.hw_artifact", "01_data.ipynb", "测试作业产物", "test homework artifact",
+           verifies="homework/data/test exists with n = 3", verifies_zh="homework/data/test 存在且 n = 3",
+           hint="run the task", hint_zh="运行这道题", homework="advanced", needs=("homework/data/test",))
+    def _fn(ctx):
+        n = int((ctx.get("homework/data/test").path / "n.txt").read_text())
+        return Outcome(n == 3, f"n = {n}", value=n)
+
+    try:
+        ws = Workspace(tmp_path / "ws")
+        with ws.write("homework/data/test", kind="homework", stage="data") as w:
+            (w.path / "n.txt").write_text("3")
+        subs = tmp_path / "subs"
+        submit(ws, subs / "amy.zip", learner="amy")
+        doc = make_probes(1)
+        assert doc["homework"]["data.hw_artifact"] is True and task in doc["homework"]
+        doc["homework"] = {"data.hw_artifact": True, task: False}
+        probes = tmp_path / "probes.json"
+        probes.write_text(json.dumps(doc, ensure_ascii=False))
+        book = grade(subs, tmp_path / "book", probes=probes)
+        row = book.rows[0]
+        assert row.homework["data.hw_artifact"]["status"] == "pass", row.homework
+        assert task not in row.homework, "a task the teacher switched off is not graded"
+        assert row.homework_done >= 1
+        html = book.html_path.read_text(encoding="utf-8")
+        assert "data-homework='data.hw_artifact'" in html
+        assert "homework:data.hw_artifact" in book.csv_path.read_text(encoding="utf-8")
+        doc["homework"] = {"data.hw_nonesuch": True}
+        probes.write_text(json.dumps(doc))
+        with pytest.raises(InputError, match="homework.data.hw_nonesuch: no such homework task"):
+            grade(subs, tmp_path / "book2", probes=probes)
+    finally:
+        REGISTRY.pop("data.hw_artifact")
