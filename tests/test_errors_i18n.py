@@ -18,18 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "puyu_lab"
 
 # The command-line modules, whose messages another change turns bilingual: scanned once this list is empty.
-CLI_FILES_PENDING_ZH = [
-    "puyu_lab/cli.py",
-    "puyu_lab/agent/cli.py",
-    "puyu_lab/course/cli.py",
-    "puyu_lab/data/cli.py",
-    "puyu_lab/deploy/cli.py",
-    "puyu_lab/eval/cli.py",
-    "puyu_lab/finetune/cli.py",
-    "puyu_lab/preference/cli.py",
-    "puyu_lab/pretrain/cli.py",
-    "puyu_lab/rag/cli.py",
-]
+CLI_FILES_PENDING_ZH: list[str] = []
 
 CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")  # Chinese characters and Chinese punctuation
 

@@ -7,6 +7,7 @@ The labs share one workspace, as in ``make chain``, because each lab reads what 
 Discovery and each lab's required sections are checked without running anything (fast tests);
 only ``test_lab_runs`` executes the notebooks.
 """
+import functools
 import json
 import math
 import re
@@ -68,13 +69,18 @@ def test_lab_has_the_required_sections(nb):
     headings = [ln for c in cells if c["cell_type"] == "markdown" for ln in _text(c).splitlines()
                 if ln.startswith("## ")]
     where = {}
-    for h in ("## 参数 Parameters", "## 自检 Self-check", "## 更进一步 Go further"):
+    for h in ("## 参数 Parameters", "## 自检 Self-check", "## 更进一步 Go further", "## 作业 Homework"):
         at = [i for i, x in enumerate(headings) if x.startswith(h)]
         assert at, f"{nb.name}: no section {h!r} (sections: {headings})"
         where[h] = at[0]
     assert where["## 参数 Parameters"] == 0, f"{nb.name}: the parameters come first ({headings})"
-    assert where["## 自检 Self-check"] < where["## 更进一步 Go further"] == len(headings) - 1, \
-        f"{nb.name}: the lab ends with its self-check, then go-further ({headings})"
+    assert where["## 自检 Self-check"] < where["## 更进一步 Go further"] < where["## 作业 Homework"] \
+        == len(headings) - 1, f"{nb.name}: the lab ends with its self-check, go-further, then homework ({headings})"
+    hw = [c for c in cells if "homework" in c.get("metadata", {}).get("tags", [])]
+    assert hw, f"{nb.name}: its 作业 tasks' starter cells carry the tag 'homework' (the headless chain skips them)"
+    assert any("checks.homework(" in _text(c) for c in cells if c["cell_type"] == "code"
+               and "homework" not in c.get("metadata", {}).get("tags", [])), \
+        f"{nb.name}: the 作业 section ends with an untagged checks.homework(...) cell (its card runs in the chain)"
     tagged = [i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, f"{nb.name} needs one cell tagged 'parameters'"
     p = tagged[0]
@@ -101,6 +107,11 @@ def test_lab_runs(nb, chain):
     # a figure is a real number: a NaN or an infinity is a measurement gone wrong (the checks passed regardless)
     broken = {k: v for k, v in res.figures.items() if isinstance(v, float) and not math.isfinite(v)}
     assert not broken, f"{nb.name} recorded figures that are not finite: {broken}"
+    # each figure within its bound (FIGURE_BOUNDS), and none recorded without one
+    figures = Figures(res.figures)
+    FIGURE_BOUNDS[nb.stem](figures)
+    unbounded = sorted(set(res.figures) - figures.read)
+    assert not unbounded, f"{nb.name} recorded figures no bound reads: {unbounded} (bound them in FIGURE_BOUNDS)"
     # its report opens offline: every panel as it ended (a snapshot per widget output), no CDN script
     page = res.executed.with_suffix(".html").read_text(encoding="utf-8")
     for bad in ("could not render", "(no snapshot:", "(an interactive widget", "cdnjs.cloudflare.com/ajax/libs/require",
@@ -108,6 +119,252 @@ def test_lab_runs(nb, chain):
         assert bad not in page, f"{res.executed.with_suffix('.html')}: {bad!r}"
     if "puyu-plot" in page:
         assert (res.executed.parent / "plotly.min.js").is_file()
+
+
+# ---- what each lab's figures must be ----------------------------------------------------------------------------------
+# Every figure a lab records (puyu_lab.labrunner.record_figures) has a bound that a wrong result fails: the threshold
+# of the lab's self-check where one measures it (puyu_lab/checks/labs/<stage>.py), else what the figure is (a
+# fraction, a size down the ladder, a loss below uniform guessing). test_lab_runs holds the chain's figures to them.
+PROFILE = "quick"  # the profile the chain runs with (conftest.Chain)
+
+
+class Figures(dict):
+    """A lab's recorded figures, remembering which ones a bound read."""
+
+    def __init__(self, figures: dict):
+        super().__init__(figures)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def like(self, prefix: str) -> dict:
+        """The figures whose names start with ``prefix``."""
+        return {k: self[k] for k in list(self) if k.startswith(prefix)}
+
+
+def _fractions(f: Figures, *keys: str) -> None:
+    for k in keys:
+        assert 0 <= f[k] <= 1, f"{k} = {f[k]} is not a share"
+
+
+@functools.cache
+def _vocab() -> int:
+    from puyu_lab.pretrain.config import PretrainConfig
+
+    return PretrainConfig.for_profile(PROFILE).preset.vocab_size
+
+
+@functools.cache
+def _parameters_m() -> float:
+    """The profile's model's parameters in millions, counted on the transformers model built from its preset (on the
+    meta device: no weights)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from puyu_lab.pretrain.config import PretrainConfig
+    from puyu_lab.pretrain.model import llama_config
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(llama_config(PretrainConfig.for_profile(PROFILE).preset))
+    return round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
+
+
+def _tour(f: Figures) -> None:
+    assert f["ready"] is True, "tour.ready: every required doctor check passes"
+    assert "quick" in f["profiles"].split(", "), f"tour.quick: the quick profile fits ({f['profiles']!r})"
+
+
+def _data(f: Figures) -> None:
+    from puyu_lab.checks.labs.data import MIN_DOCS
+    from puyu_lab.data.filters import Recipe
+
+    assert MIN_DOCS < f["docs_kept"] < f["docs_raw"], "data.size: more than MIN_DOCS kept, and the rules drop some"
+    shortest = min(Recipe().threshold("gopher_short_doc", lang) for lang in ("zh", "en"))  # the default recipe's
+    assert f["kept_chars"] >= shortest * f["docs_kept"], f"no kept document is under {shortest} characters"
+    assert 0 < f["near_dup_clusters"] < f["docs_raw"], "the sources hold near-duplicates, fewer clusters than documents"
+
+
+def _pretrain(f: Figures) -> None:
+    from puyu_lab.budget import CEILING, floor_steps
+    from puyu_lab.checks.labs.pretrain import LOSS_FALL
+    from puyu_lab.pretrain.config import PretrainConfig
+
+    cfg = PretrainConfig.for_profile(PROFILE)
+    log_v = math.log(_vocab())
+    assert f["eval_loss"] <= f["eval_loss_first"] * (1 - LOSS_FALL), "pretrain.loss: the held-out loss fell ≥ 30 %"
+    assert 0 < f["eval_loss"] < log_v, "a trained model's loss is below uniform guessing (log V)"
+    assert 0 < f["bits_per_byte"] < 8, "below 8 bits per byte: the model compresses the text"
+    assert floor_steps(cfg.min_steps, cfg.max_steps) <= f["steps"] <= CEILING * cfg.max_steps, "the budget's steps"
+    assert 0 < f["mfu"] < 1, "model FLOP utilisation is a share of the machine's peak"
+    assert f["params_M"] == _parameters_m(), "the parameters of the profile's preset"
+    assert abs(f["copy_gain"]) < log_v, "a copying gain within log V nats/token"
+    assert f["lesson_steps"] > 0 and f["lesson_seconds"] > 0
+    cliff = f["lesson_cliff_step"]
+    assert cliff is None or 0 < cliff <= f["lesson_steps"], "the cliff comes within the lesson's steps"
+    _fractions(f, "lesson_best_head_score")
+    if cliff is not None:  # an induction head formed: a head attends where one does (tests/pretrain/test_lesson.py)
+        assert f["lesson_best_head_score"] > 0.3
+
+
+def _finetune(f: Figures) -> None:
+    assert f["method"] in ("full", "lora", "qlora")
+    assert f["selfcog_heldout"] >= 0.9, "finetune.selfcog: ≥ 90 % of the held-out paraphrases answered with the name"
+    assert 0 <= f["base_selfcog"] < f["selfcog_heldout"], "the base model never heard the name"
+    _fractions(f, "control_collapse")
+    assert 0 < f["eval_loss"] < math.log(_vocab()), "a trained model's loss is below uniform guessing (log V)"
+    assert 0 < f["qlora_state_mb"] < f["lora_state_mb"], "QLoRA's 4-bit base holds less than LoRA's"
+    if f["method"] == "full":
+        assert f["lora_state_mb"] < f["train_state_mb"], "a full fine-tune holds Adam state for every weight"
+    assert f["train_state_mb"] > 0 and f["seconds"] > 0
+    assert 0 <= f["merge_max_diff"] < 1e-4, "merged = adapter (the lab's own allowance)"
+
+
+def _preference(f: Figures) -> None:
+    from puyu_lab.preference.config import PrefConfig
+
+    _fractions(f, "pref_acc_sft", "pref_acc_dpo", "pref_acc_orpo")
+    assert f["pref_acc_sft"] < f["pref_acc_dpo"], "preference.dpo: DPO ranks more held-out pairs right than SFT"
+    by_source = f.like("dpo_")
+    by_source = {k: v for k, v in by_source.items() if k not in ("dpo_seconds", "dpo_steps")}
+    _fractions(f, *by_source)
+    assert min(by_source.values()) - 1e-3 <= f["pref_acc_dpo"] <= max(by_source.values()) + 1e-3, \
+        "all held-out pairs' accuracy lies between the sources'"
+    assert f["dpo_steps"] >= PrefConfig.for_profile(PROFILE).min_steps, "the budget buys at least the floor's steps"
+    assert f["dpo_seconds"] > 0 and f["orpo_seconds"] > 0
+
+
+def _deploy(f: Figures) -> None:
+    from puyu_lab.checks.labs.deploy import Q4_KL_BOUND
+    from puyu_lab.deploy.quantize import LADDER
+
+    sizes = f.like("MB_")
+    ladder = [sizes[f"MB_{lv}"] for lv in LADDER if f"MB_{lv}" in sizes]
+    assert len(ladder) >= 3 and all(a > b > 0 for a, b in zip(ladder, ladder[1:])), f"deploy.ladder: {ladder}"
+    for k, mb in sizes.items():
+        if k.endswith("+imatrix") and k[:-len("+imatrix")] in sizes:  # the same tensor types: the same size
+            assert abs(mb - sizes[k[:-len("+imatrix")]]) <= 0.02, k
+    if "MB_IQ2_XS+imatrix" in sizes:
+        assert sizes["MB_IQ2_XS+imatrix"] < sizes["MB_Q2_K"], "an i-quant below Q2_K"
+    assert 0 < f["kl_Q4_K_M"] < min(Q4_KL_BOUND, f["kl_Q2_K"]), "deploy.kl: Q4_K_M < Q2_K, and under the bound"
+    _fractions(f, *f.like("task_acc_"))
+    assert f["decode_tps_Q4_K_M"] > 0 and f["decode_tps_reference"] > 0
+    assert f["server_tokens_per_s_8_clients"] > 0 and f["llama_server_tokens_per_s_4_clients"] > 0
+    for k, ratio in f.like("llama_server_4_vs_1_").items():
+        assert ratio > 1, f"{k}: four clients batched get more tokens/s than one"
+
+
+_EVAL_FIGURE = re.compile(r"(?P<model>.+?)_(?P<task>news_ppl|sentiment|selfcog|dialog|arithmetic|tool_use|pref_[a-z]+)")
+
+
+def _eval(f: Figures) -> None:
+    tasks = {}
+    for k in list(f):
+        m = _EVAL_FIGURE.fullmatch(k)
+        assert m, f"{k}: not <model>_<task>"
+        tasks.setdefault(m["model"], set()).add(m["task"])
+        if m["task"] == "news_ppl":
+            assert 0 < f[k] < 8, f"{k}: bits per byte below the raw 8"
+        else:
+            _fractions(f, k)
+    assert len(tasks.get("base", ())) >= 3 and len(tasks.get("sft", ())) >= 3, "eval.models: base and SFT, ≥ 3 tasks"
+    assert f["sft_selfcog"] > f["base_selfcog"], "eval.selfcog: SFT learned its name"
+    assert f["sft_sentiment"] > f["base_sentiment"], "eval.sentiment: SFT helps on sentiment"
+
+
+def _agent(f: Figures) -> None:
+    # each kind's share solved, with the tools and directly, and the GGUF levels' (Q4_K_M_arithmetic_with_tools …)
+    _fractions(f, *(k for k in list(f) if k.endswith(("_with_tools", "_direct")) and k != "notool_with_tools"))
+    assert f["notool_with_tools"] >= 0.6, "agent.notool: no tool on ≥ 60 % of the questions that need none"
+    assert f["call_valid"] is None or 0 <= f["call_valid"] <= 1
+    assert f["constrained_call_valid"] >= 0.95, "agent.constrained: ≥ 95 % of the constrained calls valid"
+    assert 0 < f["p_action_start"] < 1
+    assert abs(f["copy_gain"]) < math.log(_vocab()), "a copying gain within log V nats/token"
+
+
+def _rag(f: Figures) -> None:
+    for mode in ("hybrid", "sparse", "dense"):
+        hit5, mrr = f[f"{mode}_hit@5"], f[f"{mode}_mrr"]
+        _fractions(f, f"{mode}_hit@5")
+        # a hit within 5 adds at least 1/5 to the mean reciprocal rank, a question ranked lower at most 1/6
+        assert hit5 / 5 - 1e-3 <= mrr <= hit5 + (1 - hit5) / 6 + 1e-3, f"{mode}: MRR {mrr} with hit@5 {hit5}"
+    assert f["hybrid_hit@5"] >= max(f["sparse_hit@5"], f["dense_hit@5"]), "rag.hybrid: hybrid ≥ either retriever"
+    _fractions(f, "refusal_precision", "refusal_recall", "answer_rag_free", "answer_none", "answer_chance")
+    assert 0 < f["threshold"] < math.inf, "a BM25 top score (≥ 0): at 0 the threshold would refuse nothing"
+    assert f["answer_none"] < f["answer_rag"] <= f["answer_in_passage"] + 1e-3 <= 1 + 1e-3, \
+        "rag.grounded: retrieval helps, up to the extractive reader's ceiling"
+    assert f["answer_chance"] <= f["answer_in_passage"], "a random pick is right no more often than the ceiling"
+    assert f["chunks"] > 0 and f["seconds"] > 0
+
+
+FIGURE_BOUNDS = {"00_tour": _tour, "01_data": _data, "02_pretrain": _pretrain, "03_finetune": _finetune,
+                 "04_preference": _preference, "05_deploy": _deploy, "06_eval": _eval, "07_agent": _agent,
+                 "08_rag": _rag}
+
+# a quick chain's figures (test-artifacts/chain-summary.txt; lab 08's two baselines as its cell computes them on
+# workspace/): the bounds' own test input
+CHAIN_FIGURES = {
+    "00_tour": dict(ready=True, profiles="quick, full"),
+    "01_data": dict(docs_raw=7602, docs_kept=4546, kept_chars=1859626, near_dup_clusters=262),
+    "02_pretrain": dict(eval_loss_first=8.346, eval_loss=5.261, bits_per_byte=2.175, steps=400, mfu=0.188, params_M=5.2,
+                        copy_gain=0.106, lesson_cliff_step=1200, lesson_steps=1500, lesson_seconds=143,
+                        lesson_best_head_score=0.877),
+    "03_finetune": dict(method="full", selfcog_heldout=1, base_selfcog=0, control_collapse=0.5, eval_loss=1.324,
+                        train_state_mb=79.29, seconds=227.5, lora_state_mb=42.98, qlora_state_mb=32.48,
+                        merge_max_diff=1.05e-05),
+    "04_preference": dict(pref_acc_sft=0.731, pref_acc_dpo=0.798, pref_acc_orpo=0.705, dpo_identity=1,
+                          dpo_sentiment=0.633, dpo_tool=1, dpo_notool=0.528, dpo_seconds=92.1, orpo_seconds=44.7,
+                          dpo_steps=70),
+    "05_deploy": {"MB_F32": 19.9, "MB_F16": 9.99, "MB_Q8_0": 5.35, "MB_Q6_K": 4.15, "MB_Q5_K_M": 3.68, "MB_Q4_K_M": 3.24,
+                  "MB_Q3_K_M": 2.75, "MB_Q2_K": 2.31, "MB_Q4_K_M+imatrix": 3.24, "MB_Q3_K_M+imatrix": 2.75,
+                  "MB_Q2_K+imatrix": 2.31, "MB_IQ2_XS+imatrix": 1.95, "kl_Q4_K_M": 0.005038, "kl_Q2_K": 0.05691,
+                  "task_acc_F32": 0.75, "task_acc_Q4_K_M": 0.75, "task_acc_Q2_K": 0.733, "decode_tps_Q4_K_M": 1966,
+                  "decode_tps_reference": 949, "server_tokens_per_s_8_clients": 561,
+                  "llama_server_tokens_per_s_4_clients": 1593, "llama_server_4_vs_1_Q8_0": 1.9,
+                  "llama_server_4_vs_1_Q4_K_M": 1.97},
+    "06_eval": {f"{m}_{t}": v for m, row in {
+        "base": (2.162, 0.45, 0, 0.175, 0, 0.25, 0.333, 0.533, 0, 1),
+        "sft": (3.036, 0.575, 1, 0.175, 0, 0.75, 1, 0.65, 0.871, 0.444),
+        "dpo": (3.063, 0.55, 1, 0.15, 0, 0.7, 1, 0.633, 1, 0.528),
+        "sft-Q4_K_M": (3.036, 0.575, 1, 0.175, 0, 0.75, 1, 0.667, 0.871, 0.444)}.items()
+        for t, v in zip(("news_ppl", "sentiment", "selfcog", "dialog", "arithmetic", "tool_use", "pref_identity",
+                         "pref_sentiment", "pref_tool", "pref_notool"), row)},
+    "07_agent": dict(arithmetic_with_tools=0, arithmetic_direct=0, date_with_tools=0, date_direct=0,
+                     notool_with_tools=0.925, call_valid=1, p_action_start=0.2344, constrained_call_valid=1,
+                     Q4_K_M_arithmetic_with_tools=0, copy_gain=0.011),
+    "08_rag": {"hybrid_hit@5": 0.9667, "sparse_hit@5": 0.9667, "dense_hit@5": 0.3667, "hybrid_mrr": 0.9097,
+               "sparse_mrr": 0.9125, "dense_mrr": 0.2285, "threshold": 13.93, "refusal_precision": 0.7215,
+               "refusal_recall": 0.95, "answer_rag": 0.6167, "answer_rag_free": 0, "answer_none": 0, "chunks": 12438,
+               "seconds": 65.1, "answer_chance": 0.5614, "answer_in_passage": 0.9333},
+}
+
+
+def test_every_lab_has_its_figures_bounds():
+    assert set(FIGURE_BOUNDS) == set(CHAIN_FIGURES) == {p.stem for p in LABS}
+
+
+@pytest.mark.parametrize("lab", sorted(FIGURE_BOUNDS))
+def test_the_figure_bounds_pass_a_chains_figures_and_fail_each_broken_one(lab):
+    """On a quick chain's figures every bound holds and reads every figure; each figure broken (a number set to −1
+    and to 10⁹, a flag flipped, a word replaced) fails at least one bound."""
+    figures = Figures(CHAIN_FIGURES[lab])
+    FIGURE_BOUNDS[lab](figures)
+    assert figures.read == set(CHAIN_FIGURES[lab]), f"figures no bound reads: {set(CHAIN_FIGURES[lab]) - figures.read}"
+    unbounded = []
+    for key, value in CHAIN_FIGURES[lab].items():
+        breaks = [not value] if isinstance(value, bool) else ["(broken)"] if isinstance(value, str) else [-1, 1e9]
+        if not any(_fails(FIGURE_BOUNDS[lab], {**CHAIN_FIGURES[lab], key: wrong}) for wrong in breaks):
+            unbounded.append(key)
+    assert not unbounded, f"no bound fails when these are broken: {unbounded}"
+
+
+def _fails(bounds, figures: dict) -> bool:
+    try:
+        bounds(Figures(figures))
+    except AssertionError:
+        return True
+    return False
 
 
 def test_notebooks_are_committed_clean():

@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..stagecli import Verb, add_stage, opt
+
 DEFAULT_HOME = "course-build"  # under the current directory: a workspace of its own, never the learner's
 
 
@@ -42,16 +44,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def add_course_commands(sub) -> None:
-    p = sub.add_parser("course", help="the course model: build it with the chain's own stages, ship it, show it")
-    ps = p.add_subparsers(dest="course_cmd", required=True)
-    b = ps.add_parser("build", help="build (or continue building) the course model in its own workspace")
-    b.add_argument("--home", default=DEFAULT_HOME, help=f"the build's workspace (default: ./{DEFAULT_HOME})")
-    b.add_argument("--steps", type=int, default=None, help="cut every phase to this many steps (a smoke run)")
-    b.add_argument("--until", default=None, help="stop after this phase (a, b) or 'sft'")
-    b.set_defaults(fn=cmd_build)
-    s = ps.add_parser("ship", help="copy the built base, assistant and tokenizer into the package (bf16, sha256)")
-    s.add_argument("--home", default=DEFAULT_HOME)
-    s.add_argument("--to", default=None, help="another folder than the package's course_model/")
-    s.set_defaults(fn=cmd_ship)
-    st = ps.add_parser("status", help="the shipped course model's manifest")
-    st.set_defaults(fn=cmd_status)
+    # the course's own workspace (--home: ./course-build), no profile: its recipe is fixed
+    add_stage(sub, "course", "the course model: build it with the chain's own stages, ship it, show it",
+              Verb("build", cmd_build, "build (or continue building) the course model in its own workspace", (
+                  opt("--home", default=DEFAULT_HOME, help=f"the build's workspace (default: ./{DEFAULT_HOME})"),
+                  opt("--steps", type=int, help="cut every phase to this many steps (a smoke run)"),
+                  opt("--until", help="stop after this phase (a, b) or 'sft'")), profile=False, home=False),
+              Verb("ship", cmd_ship, "copy the built base, assistant and tokenizer into the package (bf16, sha256)", (
+                  opt("--home", default=DEFAULT_HOME),
+                  opt("--to", help="another folder than the package's course_model/")), profile=False, home=False),
+              Verb("status", cmd_status, "the shipped course model's manifest", profile=False, home=False))

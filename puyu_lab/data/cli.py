@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..stagecli import Verb, add_stage, opt, stage_config, wrote
+
 
 def _recipe(args):
     from ..workspace import Workspace
@@ -19,16 +21,12 @@ def _recipe(args):
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from ..profiles import get_profile
     from ..workspace import Workspace
     from .config import DataConfig
     from .entry import run
     from .sources import SKIP_HINT
 
-    changes = {"sources": args.sources, "recipe": args.recipe, "skip_bad": args.skip_bad}
-    if args.limit is not None:
-        changes["limit_per_source"] = args.limit
-    cfg = DataConfig.for_profile(get_profile(args.profile), **changes)
+    cfg = stage_config(args, DataConfig, "sources", "recipe", "skip_bad", "limit_per_source")
     token = SKIP_HINT.set("rerun with --skip-bad to skip such records and count them")  # the advice a CLI user can follow
     try:
         res = run(Workspace(args.home), cfg)
@@ -42,8 +40,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
     art = res.artifact
     if art.metrics.get("split_note"):
         print(f"note: {art.metrics['split_note']}")
-    print(f"wrote {art.name}: {art.metrics}")
-    return 0
+    return wrote(art, metrics=True)
 
 
 def cmd_export_datatrove(args: argparse.Namespace) -> int:
@@ -55,26 +52,20 @@ def cmd_export_datatrove(args: argparse.Namespace) -> int:
 
 
 def add_data_commands(sub) -> None:
-    data = sub.add_parser("data", help="书生·万卷 data stage: clean a corpus, export a datatrove pipeline")
-    dsub = data.add_subparsers(dest="data_cmd", required=True)
-
     from .config import SOURCES
 
-    for verb in ("run", "clean"):  # the same: every stage has `run`, `clean` is this stage's own word for it
-        c = dsub.add_parser(verb, help="load sources, apply the recipe, write corpus/clean")
-        c.add_argument("--sources", nargs="+", default=list(SOURCES),
-                       help="built-in names, local files/folders, or hf:<dataset>")
-        c.add_argument("--profile", default=None)
-        c.add_argument("--limit", type=int, default=None, help="documents per source (default: the profile's)")
-        c.add_argument("--recipe", default=None, help="a recipe.json (default: the built-in defaults)")
-        c.add_argument("--skip-bad", action="store_true",
-                       help="skip bad records (malformed lines, empty or oversized texts) instead of stopping; "
-                            "they are counted in corpus/clean's manifest")
-        c.add_argument("--home", default=None)
-        c.set_defaults(fn=cmd_clean)
-
-    e = dsub.add_parser("export-datatrove", help="write the recipe as a datatrove pipeline script")
-    e.add_argument("--out", default="datatrove_pipeline.py")
-    e.add_argument("--recipe", default=None, help="a recipe.json (default: corpus/clean's, else the defaults)")
-    e.add_argument("--home", default=None)
-    e.set_defaults(fn=cmd_export_datatrove)
+    clean = (opt("--sources", nargs="+", default=list(SOURCES),
+                 help="built-in names, local files/folders, or hf:<dataset>"),
+             opt("--limit", dest="limit_per_source", metavar="LIMIT", type=int,
+                 help="documents per source (default: the profile's)"),
+             opt("--recipe", help="a recipe.json (default: the built-in defaults)"),
+             opt("--skip-bad", action="store_true",
+                 help="skip bad records (malformed lines, empty or oversized texts) instead of stopping; "
+                      "they are counted in corpus/clean's manifest"))
+    # `run` and `clean` are the same: every stage has `run`, `clean` is this stage's own word for it
+    add_stage(sub, "data", "书生·万卷 data stage: clean a corpus, export a datatrove pipeline",
+              *(Verb(verb, cmd_clean, "load sources, apply the recipe, write corpus/clean", clean)
+                for verb in ("run", "clean")),
+              Verb("export-datatrove", cmd_export_datatrove, "write the recipe as a datatrove pipeline script", (
+                  opt("--out", default="datatrove_pipeline.py"),
+                  opt("--recipe", help="a recipe.json (default: corpus/clean's, else the defaults)")), profile=False))

@@ -1,5 +1,5 @@
-"""Agent: tool registry, sandbox, both protocols' parsers, the loop, real backends, the trace panel."""
-import asyncio
+"""Agent: tool registry, sandbox, both protocols' parsers, the loop, real backends (the trace panel:
+tests/panels/test_agent.py)."""
 import json
 import os
 import threading
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from puyu_lab.agent.agent import Agent, Trace, has_number
+from puyu_lab.agent.agent import Agent, has_number
 from puyu_lab.models import Generation
 from puyu_lab.agent.builtin import calculator, default_registry
 from puyu_lab.contracts.calculator import CalculatorError, calculate
@@ -17,21 +17,7 @@ from puyu_lab.agent.sandbox import (BWRAP_ENV, UNSAFE_ENV, Limits, SandboxUnavai
                                     run_python)
 from puyu_lab.agent.tools import ToolRegistry
 
-
-@pytest.fixture
-def tools():
-    reg = default_registry()
-
-    @reg.tool
-    def greet(name: str, times: int = 1) -> str:
-        """Greet someone.
-
-        name: who to greet
-        times: how often
-        """
-        return " ".join([f"hello {name}"] * times)
-
-    return reg
+from .helpers import CALL, Scripted, Slow, tools  # noqa: F401 (tools: a fixture)
 
 
 # ---- registry ------------------------------------------------------------------------------------
@@ -204,19 +190,6 @@ def test_react_malformed_calls_become_precise_observations(tools, text, kind, wo
 
 
 # ---- the loop (a scripted backend: a unit test of the loop itself) ---------------------------------
-class Scripted:
-    """Replies from a script, through the model layer's ``generate`` signature."""
-
-    name = "scripted"
-    native_tools = False
-
-    def __init__(self, replies):
-        self.replies, self.prompts = list(replies), []
-
-    def generate(self, messages, *, max_new_tokens=128, stop=(), watch=None, tools=None, **kw):
-        self.prompts.append(messages)
-        return Generation(self.replies.pop(0), json.dumps(messages, ensure_ascii=False), 10, 5, 0.01,
-                          [("x", 0.9)], 0.001 if watch else None)
 
 
 def test_agent_loop_runs_the_tool_and_feeds_back_the_observation(tools):
@@ -364,31 +337,6 @@ def test_openai_endpoint_native_tool_calling(ladder, tools):
 
 
 # ---- the trace panel -------------------------------------------------------------------------------
-def test_trace_panel_renders_a_recorded_trace_and_streams_a_live_one(tools, tmp_path):
-    from puyu_lab.panels.agent import STATIC, AgentTracePanel
-
-    be = Scripted(["我来算。<|action_start|><|plugin|>\n{\"name\": \"calculator\", \"parameters\": "
-                   "{\"expression\": \"6*7\"}}<|action_end|>\n", "6*7 = 42。"])
-    tr = Agent(be, tools.subset("calculator")).run("6*7 等于多少？")
-    path = tr.save(tmp_path / "trace.json")
-    panel = AgentTracePanel(path)  # a recorded trace
-    assert [s["kind"] for s in panel.steps] == ["thought", "call", "observation", "final"]
-    assert panel.steps[1]["args"] == {"expression": "6*7"} and panel.steps[2]["text"] == '{"result": 42}'
-    assert panel.status == "answered" and panel.question == "6*7 等于多少？"
-    assert len(panel.turns) == 2 and "<|im_start|>" not in panel.turns[0]["prompt"]  # scripted: JSON prompt
-    assert panel.turns[0]["parse"]["kind"] == "call" and panel.turns[1]["diagnosis"]
-    assert panel.labels["why_no_tool"] == "为什么没有调用工具？ Why was no tool called?"
-    # live: events stream into the same state
-    live = AgentTracePanel()
-    be2 = Scripted(["42"])
-    th = live.run(Agent(be2, tools.subset("calculator")), "6*7?")
-    th.join(10)
-    live._push.flush()
-    assert [s["kind"] for s in live.steps] == ["final"] and live.status == "answered"
-    assert "answered directly" in live.turns[0]["diagnosis"]
-    js = (STATIC / "agent_trace.js").read_text()
-    assert "export default" in js and "http" not in js  # local ESM, nothing from a CDN
-    assert Trace.load(path).to_dict() == json.loads(json.dumps(tr.to_dict()))
 
 
 # ---- several native calls in one reply; Stop during a generation; a failing backend -------------------
@@ -429,29 +377,6 @@ def test_every_tool_call_of_an_endpoint_reply_runs_in_order(tools):
     assert [m["tool_call_id"] for m in msgs[-2:]] == ["a", "b"] and msgs[-1]["content"].startswith("error: ")
 
 
-class Slow(Scripted):
-    """Streams each reply a character at a time, ending at the next character once ``stop_flag`` is set
-    (what the model layer's decode loop does)."""
-
-    def __init__(self, replies, delay=0.02):
-        super().__init__(replies)
-        self.delay = delay
-
-    def generate(self, messages, *, max_new_tokens=128, stop=(), watch=None, tools=None, stop_flag=None, **kw):
-        self.prompts.append(messages)
-        text, out, finish = self.replies.pop(0), "", "length"
-        for ch in text:
-            if stop_flag is not None and stop_flag.is_set():
-                finish = "stopped"
-                break
-            time.sleep(self.delay)
-            out += ch
-        return Generation(out, json.dumps(messages, ensure_ascii=False), 10, len(out), 0.01, finish=finish)
-
-
-CALL = '<|action_start|><|plugin|>\n{"name": "calculator", "parameters": {"expression": "1+1"}}<|action_end|>\n'
-
-
 def test_stop_during_a_generation_ends_the_run_at_once(tools):
     from puyu_lab.events import StopFlag
 
@@ -470,34 +395,6 @@ def test_stop_during_a_generation_ends_the_run_at_once(tools):
     assert len(tr.turns) == 2 and len(tr.turns[1]["raw"]) < len(CALL)
     assert [s["kind"] for s in tr.steps] == ["call", "observation"]  # nothing of the cut reply ran
     assert seen[-1] == "done"
-
-
-def test_trace_panel_is_live_stops_on_its_button_and_shows_a_failing_run(tools):
-    from puyu_lab.panels.agent import AgentTracePanel
-
-    panel = AgentTracePanel()
-    th = panel.run(Agent(Slow([CALL] * 4, delay=0.01), tools.subset("calculator"), max_turns=4), "1+1?")
-    assert panel.status == "running" and panel.question == "1+1?" and th.is_alive()
-    deadline = time.monotonic() + 10
-    while not panel.steps and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert panel.steps and th.is_alive()  # a step is drawn while the run goes on
-    panel.stop_requested = True  # what the Stop button sets
-    tr = panel.wait(timeout=5)
-    assert tr.status == "stopped" and panel.status == "stopped" and len(tr.turns) < 4
-    assert panel.error is None and panel.error_text == ""
-    panel.run(Agent(Slow(["42"], delay=0.01), tools.subset("calculator")), "6*7?")
-    assert asyncio.run(panel.wait_async(timeout=5)).answer == "42"  # what the lab's waiting cell awaits
-
-    class Broken(Scripted):
-        def generate(self, *a, **kw):
-            raise ConnectionError("the endpoint went away")
-
-    with pytest.raises(ConnectionError):
-        panel.run(Agent(Broken([]), tools.subset("calculator")), "1+1?", wait=True)
-    assert isinstance(panel.error, ConnectionError) and panel.trace is None
-    assert panel.error_text == "ConnectionError: the endpoint went away" and panel.status == "error"
-    assert panel.steps[-1]["kind"] == "error" and "went away" in panel.steps[-1]["text"]
 
 
 # ---- held-out evaluation (scripted replies: the bookkeeping itself) -------------------------------

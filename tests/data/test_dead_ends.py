@@ -1,5 +1,5 @@
 """No dead ends for one's own data: every refusal is one InputError that says what to do, and the
-option it names can be followed where the learner is (Python, CLI, panel)."""
+option it names can be followed where the learner is (Python, CLI; the panel's: tests/panels/test_data.py)."""
 import json
 import subprocess
 import sys
@@ -8,23 +8,10 @@ import pandas as pd
 import pytest
 
 from puyu_lab.data.pipeline import load_corpus, prepare
-from puyu_lab.data.sources import load_local, load_news_zh
+from puyu_lab.data.sources import load_local
 from puyu_lab.errors import InputError
 
-
-@pytest.fixture(scope="module")
-def news():
-    """Real articles (People's Daily) that pass the default recipe."""
-    df = load_news_zh()
-    return [t for t in df.text.iloc[:40] if 300 < len(t) < 3000][:6]
-
-
-def write_jsonl(path, texts, *, bad_line: bool = False, bom: bool = False):
-    lines = [json.dumps({"text": t}, ensure_ascii=False) for t in texts]
-    if bad_line:
-        lines.insert(1, '{"text": "broken')
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8-sig" if bom else "utf-8")
-    return path
+from .helpers import news, write_jsonl  # noqa: F401 (news: a fixture)
 
 
 def test_skip_bad_from_prepare_is_counted_in_the_manifest(news, tmp_path, ws):
@@ -50,15 +37,6 @@ def test_cli_advises_and_accepts_skip_bad(news, tmp_path):
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "1 record(s) skipped" in out.stdout and "'skipped_records': 1" in out.stdout
-
-
-def test_panel_loads_with_skip_bad_and_shows_the_count(news, tmp_path):
-    from puyu_lab.panels.data import DataCleaningPanel
-
-    src = write_jsonl(tmp_path / "mine.jsonl", news[:3], bad_line=True)
-    panel = DataCleaningPanel.from_sources([str(src)], skip_bad=True, show_progress=False)
-    panel.flush()
-    assert len(panel.run.skipped) == 1 and "1 bad record(s) skipped" in panel.status.value
 
 
 def test_utf8_bom_is_accepted(news, tmp_path):

@@ -1,7 +1,7 @@
-"""Scoring a level's replies to held-out tasks, and the trade-off chart's frontier for a higher-is-better metric."""
+"""Scoring a level's replies to held-out tasks (the trade-off chart's frontier and task views:
+tests/panels/test_deploy.py)."""
 from puyu_lab.deploy.measure import task_ok, task_scores
 from puyu_lab.models.template import tool_call
-from puyu_lab.panels.deploy import pareto, task_diff_html, task_table_html
 
 
 def test_task_ok_reads_the_reply_as_the_task_asks():
@@ -59,23 +59,3 @@ def test_a_levels_manifest_figures_carry_the_task_accuracy_and_its_stderr():
     assert r.to_dict()["task_acc_stderr"] == 0.25
 
 
-def test_pareto_for_accuracy_keeps_the_smaller_and_more_accurate():
-    rows = [{"level": "F32", "size_mb": 20, "task_acc": 0.9}, {"level": "Q8_0", "size_mb": 6, "task_acc": 0.9},
-            {"level": "Q4_K_M", "size_mb": 3, "task_acc": 0.8}, {"level": "Q3_K_M", "size_mb": 2.6, "task_acc": 0.85},
-            {"level": "Q2_K", "size_mb": 2.3, "task_acc": 0.5}, {"level": "HF fp32", "size_mb": 21, "task_acc": None}]
-    assert [r["level"] for r in pareto(rows, "task_acc")] == ["Q2_K", "Q3_K_M", "Q8_0"]
-
-
-def test_task_views_show_what_a_level_loses():
-    items = [{"task": "selfcog", "match": "contains", "answer": "小浦", "messages": [{"role": "user", "content": "你是谁？"}]},
-             {"task": "sentiment", "match": "prefix", "answer": "正面", "messages": [{"role": "user", "content": "好评"}]}]
-    ref = {"level": "F32", "replies": ["我是小浦", "负面"], "task_by": {"selfcog": 1.0, "sentiment": 0.0}, "task_acc": 0.5}
-    low = {"level": "Q2_K", "replies": ["我是助手", "正面"], "task_by": {"selfcog": 0.0, "sentiment": 1.0}, "task_acc": 0.5}
-    table = task_table_html([ref, low, {"level": "HF fp32"}])
-    assert table.count("<tr>") == 3 and "100%" in table
-    assert "± " not in table  # no stored standard error: the accuracy alone (the panel derives none)
-    shown = task_table_html([{**ref, "task_acc_stderr": 0.1}])
-    assert "50% ± 20% (n=2)" in shown  # ±1.96 × the stage's task_acc_stderr, as stored
-    diff = task_diff_html(items, ref, low)
-    assert "我是助手" in diff and "好评" not in diff  # the item it lost, not the one it gained
-    assert "1" in diff

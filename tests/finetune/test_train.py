@@ -6,37 +6,12 @@ import sys
 
 import pytest
 
-from puyu_lab.data.pipeline import prepare
-from puyu_lab.data.sources import load_sources
-from puyu_lab.finetune.data import SFTDataSettings
-from puyu_lab.finetune.train import SFTConfig, finetune, prepare_data
-from puyu_lab.pretrain.model import ModelPreset
-from puyu_lab.pretrain.train import PretrainConfig, pretrain, train_tokenizer
+from puyu_lab.finetune.train import finetune
 from puyu_lab.workspace import MissingArtifact, Workspace
 
+from .helpers import SMALL_DATA, cfg, ws  # noqa: F401 (ws: a fixture)
+
 pytestmark = pytest.mark.slow
-
-TINY = ModelPreset(hidden_size=256, num_layers=1, num_heads=4, num_kv_heads=2, intermediate_size=256,
-                   vocab_size=3072, block_size=64)
-SMALL_DATA = SFTDataSettings(dialogs_zh=30, dialogs_en=10, sentiment_max=20, tool_examples=10, tool_heldout=5, self_repeat=1)
-
-
-def cfg(**kw) -> SFTConfig:
-    base = dict(max_steps=4, batch_size=4, max_length=160, sample_every=2, save_every=2, log_every=1,
-                sample_tokens=4, progress_bar=False, data=SMALL_DATA, bf16=False)
-    base.update(kw)
-    return SFTConfig(**base)
-
-
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory):
-    ws = Workspace(tmp_path_factory.mktemp("sft") / "ws")
-    prepare(raw=load_sources(["news-zh", "reviews-zh"], limit_per_source=400, seed=1), show_progress=False).export(ws)
-    train_tokenizer(ws, 3072)
-    pretrain(ws, PretrainConfig(preset=TINY, batch_size=4, max_steps=6, warmup_steps=1, eval_every=6, save_every=6,
-                                sample_every=0, eval_blocks=4, progress_bar=False, bf16=False))
-    prepare_data(ws, cfg())
-    return ws
 
 
 def test_three_methods_run_and_qlora_holds_least_memory(ws):
@@ -136,24 +111,6 @@ def test_cli_check_reports_lines(tmp_path):
                  encoding="utf-8")
     out = subprocess.run([sys.executable, "-m", "puyu_lab", "finetune", "check", str(f)], capture_output=True, text=True)
     assert out.returncode == 1 and f"{f}:line 2: expected an object" in out.stdout and "1 valid record(s), 1 bad" in out.stdout
-
-
-def test_chat_panel_streams_side_by_side_and_inspector(ws):
-    from puyu_lab.models import HFModel
-    from puyu_lab.panels import ChatPanel, inspect_chat
-
-    base = HFModel.load("model/base", ws=ws)
-    panel = ChatPanel({"base": base, "again": HFModel.load("model/base", ws=ws)}, max_new_tokens=8)
-    answers = panel.ask("你好")
-    assert set(answers) == {"base", "again"} and answers["base"] == answers["again"]  # greedy: same model, same text
-    assert [m["role"] for m in panel.history["base"]] == ["user", "assistant"]
-    assert "你好" in panel.columns["base"].value
-    pieces = list(base.stream([{"role": "user", "content": "你好"}], max_new_tokens=8))
-    assert "".join(pieces).strip() == answers["base"]
-    view = inspect_chat(base.tok, [{"role": "user", "content": "你是谁？"}, {"role": "assistant", "content": "我是小浦。"}])
-    html = view._repr_html_()
-    assert html.count("background:#d5f5dd;") == sum(x != -100 for x in view.encoded.labels) > 0
-    assert "every assistant turn ends" in html or "每个助手回合" in html
 
 
 def test_live_selfcog_accuracy_and_the_base_context_are_reported(ws):

@@ -72,25 +72,6 @@ def test_both_runtimes_decode_identically_and_stop_at_strings(models):
         assert streamed == cut.text  # the stream never shows a stop string, not even its start
 
 
-def test_chat_panel_shows_and_keeps_a_backend_error():
-    from puyu_lab.panels import ChatPanel
-
-    class Broken:
-        name = "broken"
-
-        def generate(self, *a, **kw):
-            raise ConnectionError("the server closed the connection")
-
-    panel = ChatPanel({"broken": Broken()})
-    with pytest.raises(ConnectionError):
-        panel.ask("你好")
-    assert isinstance(panel.error, ConnectionError) and not panel.send_btn.disabled
-    assert "ConnectionError: the server closed the connection" in panel.error_line.value
-    panel.send("again")  # without waiting: the error still reaches the panel
-    panel.thread.join(10)
-    assert "ConnectionError" in panel.error_line.value and isinstance(panel.error, ConnectionError)
-
-
 @pytest.mark.slow
 def test_copy_probe_is_the_same_through_both_runtimes(models):
     """The copying probe (random sequences shown twice) through lm-eval's scoring on transformers and

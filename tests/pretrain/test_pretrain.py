@@ -1,4 +1,4 @@
-"""Tokenizer ids, stop/resume on one curve, clear errors, the panel as a Trainer listener."""
+"""Tokenizer ids, stop/resume on one curve, clear errors (the panel as a Trainer listener: tests/panels/test_pretrain.py)."""
 import json
 import subprocess
 import sys
@@ -7,28 +7,14 @@ import pytest
 
 from puyu_lab.errors import InputError
 from puyu_lab.events import StopFlag
-from puyu_lab.pretrain.model import ModelPreset
 from puyu_lab.data.pipeline import load_corpus
 from puyu_lab.pretrain.tokenizer import SPECIAL_TOKENS, TokenizerSettings, load_tokenizer, train_sentencepiece
-from puyu_lab.pretrain.train import PretrainConfig, pretrain, train_tokenizer
+from puyu_lab.pretrain.train import pretrain, train_tokenizer
 from puyu_lab.workspace import MissingArtifact, Workspace
 
+from .helpers import tiny_cfg, ws  # noqa: F401 (ws: a fixture)
+
 pytestmark = pytest.mark.slow
-
-TINY = ModelPreset(hidden_size=256, num_layers=1, num_heads=4, num_kv_heads=2, intermediate_size=256,
-                   vocab_size=3072, block_size=64)
-
-
-def tiny_cfg(**kw) -> PretrainConfig:
-    base = dict(preset=TINY, batch_size=4, max_steps=8, warmup_steps=2, eval_every=4, save_every=4, log_every=1,
-                sample_every=4, sample_tokens=4, eval_blocks=4, progress_bar=False, bf16=False)
-    base.update(kw)
-    return PretrainConfig(**base)
-
-
-@pytest.fixture(scope="module")
-def ws(layers, tmp_path_factory):
-    return layers.workspace("tokenizer", tmp_path_factory.mktemp("pre") / "ws")
 
 
 MIXED = ["北京的冬天很冷，但是人们的生活依然丰富多彩。", "The quick brown fox jumps over 13 lazy dogs.",
@@ -120,36 +106,6 @@ def test_stop_then_resume_continues_the_same_curve(ws):
     assert final[0] == pytest.approx(final[1], rel=1e-5)
 
 
-def test_training_panel_draws_from_engine_events(ws):
-    from puyu_lab.panels.pretrain import TrainingPanel
-
-    panel = TrainingPanel()
-    logs = []
-
-    def run(on_event, stop):
-        def both(e):
-            if e.kind == "log":
-                logs.append(e.data)
-            on_event(e)
-        return pretrain(ws, tiny_cfg(max_steps=6), on_event=both, stop=stop)
-
-    panel.start(run)
-    result = panel.wait(timeout=300)
-    assert result.steps == 6
-    pts = panel.points
-    assert pts["train"] == len([h for h in result.history if "loss" in h])
-    assert pts["eval"] >= 1 and pts["lr"] == pts["train"]
-    # the speed shown is the engine's last measured one, as the panel rounds it
-    speed = [d["tokens_per_s"] for d in logs if d.get("tokens_per_s")][-1]
-    assert f"<b>{speed:,.0f}</b> tokens/s" in panel.stats.value and speed > 0 and panel.progress.value == 6
-    precision = ws.get("model/base").metrics["precision"]
-    assert f"precision: {precision} (" in panel.stats.value  # the numeric path chosen here, and why
-    # the generations shown are the engine's: the last sampled step's texts are the run's samples after training
-    assert panel.samples and panel.samples[-1][1] == result.samples_after, (panel.samples[-1], result.samples_after)
-    replay = TrainingPanel.replay(str(ws.get("model/base").path / "curve.json"))
-    assert replay.points["train"] == pts["train"]
-
-
 def test_cli_runs_under_accelerate_launch(ws, tmp_path):
     """The same entry point a multi-GPU user runs with accelerate, here with one CPU process."""
     cfg = tmp_path / "cfg.json"
@@ -159,20 +115,6 @@ def test_cli_runs_under_accelerate_launch(ws, tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert ws.get("model/base").metrics["steps"] == 2
-
-
-def test_training_that_raises_is_shown_in_the_panel_and_kept():
-    from puyu_lab.panels.pretrain import TrainingPanel
-
-    def broken(on_event, stop):
-        raise RuntimeError("CUDA out of memory (scripted)")
-
-    panel = TrainingPanel()
-    panel.start(broken)
-    with pytest.raises(RuntimeError, match="out of memory"):
-        panel.wait(timeout=10)
-    assert isinstance(panel.error, RuntimeError)
-    assert "RuntimeError: CUDA out of memory (scripted)" in panel.status.value
 
 
 def test_tokenizer_speaks_the_tool_protocol(ws, tmp_path):

@@ -1,6 +1,6 @@
 """The RAG stage: chunking, questions, fusion and the refusal figures (fast), then on the chain's own
-workspace: the saved index searches, withheld documents stay out, the panel's slider shows the engine's
-numbers, a Stop leaves nothing half-written."""
+workspace: the saved index searches, withheld documents stay out, a Stop leaves nothing half-written (the
+panel's slider: tests/panels/test_rag.py)."""
 from __future__ import annotations
 
 import random
@@ -12,6 +12,8 @@ from puyu_lab.rag.chunking import chunk_text, sentences
 from puyu_lab.rag.evaluate import choose_threshold, rank_of, refusal_at, refusal_curve, retrieval_metrics
 from puyu_lab.rag.index import relative_fusion
 from puyu_lab.rag.questions import cloze, quantities
+
+from .helpers import rag_ws  # noqa: F401 (a fixture)
 
 NEWS = ("胜利海上油田产油创新高\n本报济南十二月三十一日电截至一九九七年十二月三十一日，胜利海上油田全年共生产原油一百五十万零一百吨，"
         "超计划一百吨。与上年同期相比，海上油田的年产能力增加了五十万吨。\n『八五』以来，胜利油田在渤海湾极浅海海域展开了大规模"
@@ -74,12 +76,6 @@ def test_refusal_counts_precision_and_recall():
 
 
 # ---- on the chain's workspace (the labs ran; lab 08 made rag/index and rag/eval) -------------------------------
-@pytest.fixture(scope="module")
-def rag_ws(chain):
-    ws = chain.snapshot
-    if not ws.exists("rag/eval"):
-        pytest.skip("the chain did not make rag/eval")
-    return ws
 
 
 @pytest.mark.slow
@@ -100,35 +96,6 @@ def test_saved_index_finds_the_chunk_a_question_came_from(rag_ws):
     assert [h["id"] for h in retr.search(r["question"], k=5, mode="hybrid")] == r["top"]["hybrid"]
     withheld = {r["doc"] for r in ev["rows"] if not r["answerable"]}
     assert withheld and not withheld & {c["doc"] for c in retr.chunks}
-
-
-@pytest.mark.slow
-def test_panel_slider_shows_the_engines_refusal_figures(rag_ws):
-    from puyu_lab.artifacts import load_rag_eval
-    from puyu_lab.panels import RAGPanel
-
-    ev = load_rag_eval(rag_ws)
-    panel = RAGPanel.from_workspace(rag_ws)
-    test = [r for r in ev["rows"] if r["split"] == "test"]
-    scores, labels = [r["relevance"] for r in test], [r["answerable"] for r in test]
-    # the figure's curve is the engine's
-    assert list(panel.pr.data[0].x) == [c["threshold"] for c in ev["curve"]]
-    assert list(panel.pr.data[0].y) == [c["precision"] for c in ev["curve"]]
-    assert list(panel.pr.data[1].y) == [c["recall"] for c in ev["curve"]]
-    # the slider at the chosen threshold shows rag/eval's precision and recall
-    assert panel.slider.value == pytest.approx(ev["metrics"]["threshold"])
-    assert panel.stats()["precision"] == pytest.approx(ev["metrics"]["refusal_precision"], abs=1e-4)
-    assert panel.stats()["recall"] == pytest.approx(ev["metrics"]["refusal_recall"], abs=1e-4)
-    seen = set()
-    for v in np.linspace(panel.slider.min, panel.slider.max, 25):
-        panel.slider.value = float(v)
-        want = refusal_at(scores, labels, panel.slider.value)
-        assert panel.stats() == want
-        assert f"data-answered='{want['answered']}'" in panel.counts.value
-        assert f"data-refused='{want['refused']}'" in panel.counts.value
-        assert panel.pr.layout.shapes[0].x0 == panel.slider.value
-        seen.add(want["answered"])
-    assert len(seen) > 3  # the slider really moves the counts
 
 
 @pytest.mark.slow

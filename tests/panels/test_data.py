@@ -1,4 +1,5 @@
-"""The cleaning panel is a view: after a slider move its funnel shows the engine's counts."""
+"""The cleaning panel (puyu_lab/panels/data.py) is a view: after a slider move its funnel shows the engine's
+counts; it exports, shows an export that raises, and loads one's own data with the bad records skipped."""
 import html
 import time
 
@@ -6,6 +7,8 @@ import pytest
 
 from puyu_lab.data.pipeline import prepare
 from puyu_lab.data.sources import load_sources
+
+from ..data.helpers import news, write_jsonl  # noqa: F401 (news: a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +94,12 @@ def test_an_export_that_raises_is_shown_in_the_panel_and_kept(run, ws, monkeypat
     panel.export_thread.join(10)
     assert isinstance(panel.error, OSError) and not panel.export_btn.disabled
     assert "OSError: No space left on device" in panel.export_status.value
+
+
+def test_panel_loads_with_skip_bad_and_shows_the_count(news, tmp_path):
+    from puyu_lab.panels.data import DataCleaningPanel
+
+    src = write_jsonl(tmp_path / "mine.jsonl", news[:3], bad_line=True)
+    panel = DataCleaningPanel.from_sources([str(src)], skip_bad=True, show_progress=False)
+    panel.flush()
+    assert len(panel.run.skipped) == 1 and "1 bad record(s) skipped" in panel.status.value

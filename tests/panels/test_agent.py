@@ -1,0 +1,66 @@
+"""The agent's trace panel (puyu_lab/panels/agent.py): a recorded trace and a live one, its Stop button, a run
+that fails (scripted backends: tests/agent/helpers.py)."""
+import asyncio
+import json
+import time
+
+import pytest
+
+from puyu_lab.agent.agent import Agent, Trace
+
+from ..agent.helpers import CALL, Scripted, Slow, tools  # noqa: F401 (tools: a fixture)
+
+
+def test_trace_panel_renders_a_recorded_trace_and_streams_a_live_one(tools, tmp_path):
+    from puyu_lab.panels.agent import STATIC, AgentTracePanel
+
+    be = Scripted(["我来算。<|action_start|><|plugin|>\n{\"name\": \"calculator\", \"parameters\": "
+                   "{\"expression\": \"6*7\"}}<|action_end|>\n", "6*7 = 42。"])
+    tr = Agent(be, tools.subset("calculator")).run("6*7 等于多少？")
+    path = tr.save(tmp_path / "trace.json")
+    panel = AgentTracePanel(path)  # a recorded trace
+    assert [s["kind"] for s in panel.steps] == ["thought", "call", "observation", "final"]
+    assert panel.steps[1]["args"] == {"expression": "6*7"} and panel.steps[2]["text"] == '{"result": 42}'
+    assert panel.status == "answered" and panel.question == "6*7 等于多少？"
+    assert len(panel.turns) == 2 and "<|im_start|>" not in panel.turns[0]["prompt"]  # scripted: JSON prompt
+    assert panel.turns[0]["parse"]["kind"] == "call" and panel.turns[1]["diagnosis"]
+    assert panel.labels["why_no_tool"] == "为什么没有调用工具？ Why was no tool called?"
+    # live: events stream into the same state
+    live = AgentTracePanel()
+    be2 = Scripted(["42"])
+    th = live.run(Agent(be2, tools.subset("calculator")), "6*7?")
+    th.join(10)
+    live._push.flush()
+    assert [s["kind"] for s in live.steps] == ["final"] and live.status == "answered"
+    assert "answered directly" in live.turns[0]["diagnosis"]
+    js = (STATIC / "agent_trace.js").read_text()
+    assert "export default" in js and "http" not in js  # local ESM, nothing from a CDN
+    assert Trace.load(path).to_dict() == json.loads(json.dumps(tr.to_dict()))
+
+
+def test_trace_panel_is_live_stops_on_its_button_and_shows_a_failing_run(tools):
+    from puyu_lab.panels.agent import AgentTracePanel
+
+    panel = AgentTracePanel()
+    th = panel.run(Agent(Slow([CALL] * 4, delay=0.01), tools.subset("calculator"), max_turns=4), "1+1?")
+    assert panel.status == "running" and panel.question == "1+1?" and th.is_alive()
+    deadline = time.monotonic() + 10
+    while not panel.steps and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert panel.steps and th.is_alive()  # a step is drawn while the run goes on
+    panel.stop_requested = True  # what the Stop button sets
+    tr = panel.wait(timeout=5)
+    assert tr.status == "stopped" and panel.status == "stopped" and len(tr.turns) < 4
+    assert panel.error is None and panel.error_text == ""
+    panel.run(Agent(Slow(["42"], delay=0.01), tools.subset("calculator")), "6*7?")
+    assert asyncio.run(panel.wait_async(timeout=5)).answer == "42"  # what the lab's waiting cell awaits
+
+    class Broken(Scripted):
+        def generate(self, *a, **kw):
+            raise ConnectionError("the endpoint went away")
+
+    with pytest.raises(ConnectionError):
+        panel.run(Agent(Broken([]), tools.subset("calculator")), "1+1?", wait=True)
+    assert isinstance(panel.error, ConnectionError) and panel.trace is None
+    assert panel.error_text == "ConnectionError: the endpoint went away" and panel.status == "error"
+    assert panel.steps[-1]["kind"] == "error" and "went away" in panel.steps[-1]["text"]
