@@ -1,6 +1,8 @@
 """Errors a learner can fix. The CLI prints them as one line; anything else is a bug and keeps its traceback."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class PuyuError(Exception):
     """Base for errors caused by input or setup, whose message says what to do — in English (the first argument)
@@ -97,3 +99,24 @@ def jsonl_records(text: str):
             yield ln, json.loads(raw), None
         except json.JSONDecodeError as e:
             yield ln, None, Msg(f"invalid JSON at column {e.colno}: {e.msg}", f"第 {e.colno} 列起不是合法的 JSON：{e.msg}")
+
+
+@dataclass
+class LineProblem:
+    """What is wrong with one line of a learner's file (a custom SFT or preference file), in both languages."""
+
+    line: int
+    reason: str  # English; a Msg, whose .zh is the Chinese
+
+    @property
+    def en(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+    @property
+    def zh(self) -> str:
+        return f"第 {self.line} 行：{zh_of(self.reason)}"
+
+    def __str__(self) -> str:  # in the current language
+        from .i18n import get_language
+
+        return self.zh if get_language() == "zh" else self.en

@@ -13,6 +13,20 @@ from .conftest import ROOT, free_port
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 
+def wait_for_lab(proc, base: str, token: str, limit_s: float = 180) -> None:
+    """Until the server answers /api/status, failing with its output if it exits first."""
+    deadline = time.time() + limit_s
+    while True:
+        try:
+            if requests.get(f"{base}/api/status", params={"token": token}, timeout=2).ok:
+                return
+        except requests.ConnectionError:
+            pass
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.time() < deadline, f"JupyterLab did not start in {limit_s:.0f} s"
+        time.sleep(0.5)
+
+
 def test_make_lab_serves_the_labs():
     port, token = free_port(), uuid.uuid4().hex
     env = dict(os.environ, PUYU_LAB_TOKEN=token)
@@ -20,16 +34,7 @@ def test_make_lab_serves_the_labs():
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                if requests.get(f"{base}/api/status", params={"token": token}, timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.time() < deadline, "JupyterLab did not start in 180 s"
-            time.sleep(0.5)
+        wait_for_lab(proc, base, token)
         headers = {"Authorization": f"token {token}"}
         lab = requests.get(f"{base}/lab", headers=headers, timeout=10)
         assert lab.status_code == 200 and "JupyterLab" in lab.text
@@ -59,16 +64,7 @@ def test_jupyterlab_speaks_the_course_language(tmp_path, monkeypatch, lang, loca
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     base, headers = f"http://127.0.0.1:{port}", {"Authorization": f"token {token}"}
     try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                if requests.get(f"{base}/api/status", headers=headers, timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.time() < deadline, "JupyterLab did not start in 180 s"
-            time.sleep(0.5)
+        wait_for_lab(proc, base, token)
         setting = requests.get(f"{base}/lab/api/settings/@jupyterlab/translation-extension:plugin",
                                headers=headers, timeout=10).json()
         # the overrides become the schema's default; the learner's own choice (user settings) stays empty

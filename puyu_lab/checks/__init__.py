@@ -36,16 +36,12 @@ def merged(card: ReportCard, previous) -> ReportCard:
     return ReportCard(card.workspace, sorted(keep + card.results, key=lambda r: r.lab), card.created, card.seconds)
 
 
-def verify(lab: str, ws=None, *, display: bool = True, write: bool = True) -> ReportCard:
-    """A lab's self-check cell: run its checks on the learner's workspace, show the report card, refresh
-    ``workspace/report/``, and raise :class:`ChecksFailed` naming each failed check and its hint (in the current
-    language, as the card shows it)."""
-    from ..workspace import Workspace
+def _publish(card: ReportCard, ws, *, write: bool, display: bool) -> None:
+    """Refresh ``workspace/report/`` (the card's results replace the same lab's earlier self-checks, or its
+    earlier homework) and show the card in the notebook (text outside IPython)."""
     from .report import write_report
 
-    ws = ws or Workspace()
-    card = run(ws, lab)
-    if write:  # this lab's results replace its earlier ones in workspace/report/
+    if write:
         write_report(merged(card, ws.root / "report" / "checks.json"), ws.root / "report")
     if display:
         try:
@@ -54,6 +50,17 @@ def verify(lab: str, ws=None, *, display: bool = True, write: bool = True) -> Re
             show(HTML(card._repr_html_()))
         except ImportError:
             print(card.text())
+
+
+def verify(lab: str, ws=None, *, display: bool = True, write: bool = True) -> ReportCard:
+    """A lab's self-check cell: run its checks on the learner's workspace, show the report card, refresh
+    ``workspace/report/``, and raise :class:`ChecksFailed` naming each failed check and its hint (in the current
+    language, as the card shows it)."""
+    from ..workspace import Workspace
+
+    ws = ws or Workspace()
+    card = run(ws, lab)
+    _publish(card, ws, write=write, display=display)
     if not card.ok:
         raise ChecksFailed("\n".join(f"✗ {r.id} ({r.figure}): {r.hint_in()}" for r in card.failures))
     return card
@@ -65,18 +72,9 @@ def homework(lab: str, ws=None, *, display: bool = True, write: bool = True, ena
     not done. ``enabled`` (check id → bool, a teacher's ``homework`` switches in the probe file) leaves out the
     tasks switched off."""
     from ..workspace import Workspace
-    from .report import write_report
 
     ws = ws or Workspace()
     on = None if enabled is None else (lambda c: enabled.get(c.id, True))
     card = run(ws, lab, homework=True, only=on)
-    if write:
-        write_report(merged(card, ws.root / "report" / "checks.json"), ws.root / "report")
-    if display:
-        try:
-            from IPython.display import HTML, display as show
-
-            show(HTML(card._repr_html_()))
-        except ImportError:
-            print(card.text())
+    _publish(card, ws, write=write, display=display)
     return card

@@ -24,7 +24,7 @@ from ..contracts.tasks import (
     SENTIMENT_MAX_CHARS,
     SENTIMENT_PROMPT,
 )
-from ..errors import InputError, Msg, jsonl_records, read_text_file, zh_of
+from ..errors import InputError, LineProblem, Msg, jsonl_records, read_text_file
 from ..models.template import IM_END, IM_START, ROLES, tool_call
 
 # ---- self-cognition (个人小助手) ------------------------------------------------------------------
@@ -240,23 +240,8 @@ def no_tool(s: SFTDataSettings, dialogs: list[dict]) -> tuple[list[dict], list[d
 
 
 # ---- custom files (like `xtuner check-custom-dataset`) -------------------------------------------
-@dataclass
-class RecordError:
-    line: int
-    reason: str  # English; a Msg, whose .zh is the Chinese
-
-    @property
-    def en(self) -> str:
-        return f"line {self.line}: {self.reason}"
-
-    @property
-    def zh(self) -> str:
-        return f"第 {self.line} 行：{zh_of(self.reason)}"
-
-    def __str__(self) -> str:  # in the current language
-        from ..i18n import get_language
-
-        return self.zh if get_language() == "zh" else self.en
+class RecordError(LineProblem):
+    """A bad line of a custom SFT file."""
 
 
 def _check_messages(msgs) -> str | None:

@@ -35,7 +35,7 @@ from ..contracts.tasks import (
     SENTIMENT_MAX_CHARS,
     SENTIMENT_PROMPT,
 )
-from ..errors import InputError, Msg, jsonl_records, read_text_file, zh_of
+from ..errors import InputError, LineProblem, Msg, jsonl_records, read_text_file
 from ..models.template import IM_END, IM_START, PLUGIN, ROLES, tool_call
 from ..models.tokenizer import BOS, EOS
 
@@ -181,23 +181,8 @@ def heldout_tool_pairs(arithmetic: list[dict], dates: list[dict], limit: int, se
 
 
 # ---- custom files -----------------------------------------------------------------------------------
-@dataclass
-class PairError:
-    line: int
-    reason: str  # English; a Msg, whose .zh is the Chinese
-
-    @property
-    def en(self) -> str:
-        return f"line {self.line}: {self.reason}"
-
-    @property
-    def zh(self) -> str:
-        return f"第 {self.line} 行：{zh_of(self.reason)}"
-
-    def __str__(self) -> str:  # in the current language
-        from ..i18n import get_language
-
-        return self.zh if get_language() == "zh" else self.en
+class PairError(LineProblem):
+    """A bad line of a custom preference file."""
 
 
 def _check_turns(field: str, msgs, *, prompt: bool) -> str | None:
