@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ...artifacts import AGENT_EVAL, load_agent_eval
+from ...i18n import tr
 from ..core import Outcome, check
 
 LAB = "07_agent.ipynb"
@@ -61,3 +62,151 @@ def constrained(ctx):
                                   "(run it with AgentConfig.tool_choice='required', the default)")
         return Outcome(False, "no constrained run recorded")
     return Outcome(v >= 0.95, f"{v:.1%} valid", value=v)
+
+
+# ---- 作业 homework -----------------------------------------------------------------------------------------------
+HW_TOOL = "homework/agent/my-tool"  # 作业 1: a tool of the learner's own, asked free-form and with a required call
+HW_PATTERN = "homework/agent/pattern"  # 作业 2: the calculator's expression narrowed per question by a pattern
+HW_MIN_QUESTIONS = 5
+HW_MIN_TASKS = 10
+# the tools the labs give (07's built-ins and its example, 08's knowledge base): a tool of one's own has another name
+GIVEN_TOOLS = ("calculator", "python", "add_days", "days_between", "search", "artifact_info", "knowledge_base")
+
+
+def _jsonl(path) -> list[dict]:
+    import json
+
+    return [json.loads(l) for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+
+
+def _call_ok(trace: dict, i: int) -> bool:
+    """Whether step ``i`` (a call) ran: the observation after it is ok."""
+    steps = trace.get("steps", [])
+    nxt = steps[i + 1] if i + 1 < len(steps) else None
+    return bool(nxt and nxt.get("kind") == "observation" and nxt.get("ok"))
+
+
+@check("agent.hw_tool", LAB, "你自己的工具", "A tool of your own, called by the agent", needs=(HW_TOOL,),
+       homework="basic",
+       verifies=f"{HW_TOOL} holds a tool that is not one the labs give, with a description and at least one parameter; "
+                f"≥ {HW_MIN_QUESTIONS} questions asked with it offered, free-form and with a required call "
+                "(tool_choice='required'); in the required run every question's prompt shows the tool, and at least "
+                "half of the questions end in a call whose arguments pass the tool's schema (recomputed from the saved "
+                "schema) and that ran",
+       verifies_zh=f"{HW_TOOL} 中保存了一个不属于实验自带的工具，有描述，至少一个参数；至少 {HW_MIN_QUESTIONS} 个问题在提供该工具时"
+                   "各问了两遍：自由生成一遍，强制调用（tool_choice='required'）一遍；强制调用那一遍里，每个问题的提示词都列出了"
+                   "这个工具，并且至少一半的问题调用了它，参数符合它的 schema（按保存的 schema 重新校验）且运行成功",
+       hint="run the first 作业 cell of lab 07 (a tool of your own): change `count_chars` into a tool of your own "
+            "(docstring and type hints: they make its schema) and `my_questions` into questions for it; a tool that "
+            "refuses most arguments fails its calls — make it accept what the schema allows",
+       hint_zh="运行实验 07 的作业 1 单元格（你自己的工具）：把 `count_chars` 改成你自己的工具（docstring 和类型注解决定它的 schema），"
+               "把 `my_questions` 换成针对它的问题；如果工具拒绝大多数参数，调用就会失败——让它接受 schema 允许的输入", camp=CAMP)
+def hw_tool(ctx):
+    import json
+
+    from ...agent.tools import Tool, ToolError
+
+    art = ctx.get(HW_TOOL)
+    spec = json.loads(art.file("tool.json").read_text(encoding="utf-8"))
+    name, params = spec.get("name", ""), spec.get("parameters") or {}
+    if name in GIVEN_TOOLS:
+        return Outcome(False, tr(f"{name} 是实验自带的工具：写一个你自己的",
+                                 f"{name} is a tool the labs give: write one of your own"))
+    if not str(spec.get("description", "")).strip() or not params.get("properties"):
+        return Outcome(False, tr(f"{name}：需要描述和至少一个参数", f"{name}: needs a description and at least one parameter"))
+    tool = Tool(name, spec["description"], params, fn=lambda **kw: None)
+    runs: dict = {}
+    for t in _jsonl(art.file("traces.jsonl")):
+        runs.setdefault(t.get("run"), []).append(t)
+    auto, req = runs.get("auto", []), runs.get("required", [])
+    if len(req) < HW_MIN_QUESTIONS or len(auto) != len(req):
+        return Outcome(False, tr(f"强制调用问了 {len(req)} 个问题，自由生成问了 {len(auto)} 个："
+                                 f"两遍都要问同样的、至少 {HW_MIN_QUESTIONS} 个问题",
+                                 f"{len(req)} questions with a required call, {len(auto)} free-form: ask the same "
+                                 f"{HW_MIN_QUESTIONS} or more both ways"))
+
+    def valid(trace) -> bool:  # a call to the tool whose arguments pass its schema and that ran
+        for i, s in enumerate(trace.get("steps", [])):
+            if s.get("kind") == "call" and s.get("tool") == name and _call_ok(trace, i):
+                try:
+                    tool.validate(s.get("args"))
+                except ToolError:
+                    continue
+                return True
+        return False
+
+    shown = all(t.get("turns") and name in t["turns"][0].get("prompt", "") for t in req)
+    n_valid = sum(valid(t) for t in req)
+    n_auto = sum(any(s.get("kind") == "call" and s.get("tool") == name for s in t.get("steps", [])) for t in auto)
+    figure = tr(f"{name}：自己决定时调用 {n_auto}/{len(auto)}，强制调用时有效 {n_valid}/{len(req)}",
+                f"{name}: called on its own {n_auto}/{len(auto)}, valid when required {n_valid}/{len(req)}")
+    if not shown:
+        return Outcome(False, figure + tr("——有的提示词里没有这个工具", " — a prompt does not show the tool"))
+    return Outcome(2 * n_valid >= len(req), figure, value=round(n_valid / len(req), 4),
+                   claimed=art.metrics.get("required_valid"))
+
+
+@check("agent.hw_pattern", LAB, "把内容写进语法", "Content in the grammar", needs=(HW_PATTERN,), homework="advanced",
+       verifies=f"{HW_PATTERN} holds ≥ {HW_MIN_TASKS} held-out arithmetic tasks, each asked twice with a required call: "
+                "under the calculator's own pattern and under a pattern of your own for that question; every narrowed call "
+                "matches its pattern, and more narrowed calls than schema-only calls compute the task's result "
+                "(recomputed from the traces with the calculator); the answers' success is reported beside it",
+       verifies_zh=f"{HW_PATTERN} 中有至少 {HW_MIN_TASKS} 道留出的算术题，每道题强制调用两遍：一遍用计算器自带的 pattern，"
+                   "一遍用你为这道题写的 pattern；收窄后的每次调用都符合它的 pattern，并且收窄后算出正确结果的调用比只用 schema 时多"
+                   "（用计算器从轨迹重新计算）；最终回答的正确率一并列出",
+       hint="run the second 作业 cell of lab 07 (content in the grammar): `pattern_for(task)` must let the calculator's "
+            "expression be the question's own — make it tighter until the narrowed calls compute the task's result",
+       hint_zh="运行实验 07 的作业 2 单元格（把内容写进语法）：`pattern_for(task)` 必须允许写出题目本身的算式——"
+               "逐步收紧它，直到收窄后的调用能算出正确结果", camp=CAMP)
+def hw_pattern(ctx):
+    import re
+
+    from ...agent.agent import has_number
+    from ...contracts.calculator import EXPRESSION_PATTERN, CalculatorError, calculate
+
+    art = ctx.get(HW_PATTERN)
+    tasks = _jsonl(art.file("rows.jsonl"))
+    by_run: dict = {"schema": {}, "narrowed": {}}
+    for t in _jsonl(art.file("traces.jsonl")):
+        if t.get("run") in by_run:
+            by_run[t["run"]][t.get("task")] = t
+    n = len(tasks)
+    if n < HW_MIN_TASKS or any(set(v) != set(range(n)) for v in by_run.values()):
+        return Outcome(False, tr(f"{n} 道题，轨迹：schema {len(by_run['schema'])}、收窄 {len(by_run['narrowed'])}；"
+                                 f"每道题两遍都要有，至少 {HW_MIN_TASKS} 道",
+                                 f"{n} tasks, traces: schema {len(by_run['schema'])}, narrowed {len(by_run['narrowed'])}; "
+                                 f"both runs of each, {HW_MIN_TASKS} tasks at least"))
+
+    def first_calc(trace):
+        return next((s.get("args", {}).get("expression") for s in trace.get("steps", [])
+                     if s.get("kind") == "call" and s.get("tool") == "calculator"), None)
+
+    def right(expr, result) -> bool:
+        if not isinstance(expr, str):
+            return False
+        try:
+            return abs(float(calculate(expr)) - float(result)) < 1e-6 * max(1.0, abs(float(result)))
+        except (CalculatorError, ValueError, TypeError, ZeroDivisionError):
+            return False
+
+    counts = {}
+    for run in ("schema", "narrowed"):
+        calls = [first_calc(by_run[run][i]) for i in range(n)]
+        counts[run] = (sum(right(e, t["result"]) for e, t in zip(calls, tasks)),
+                       sum(has_number(by_run[run][i].get("answer"), t["result"], t["question"]) for i, t in enumerate(tasks)))
+        if run == "narrowed":
+            try:
+                off = [i for i, (e, t) in enumerate(zip(calls, tasks)) if e is not None and not re.fullmatch(t["pattern"], e)]
+            except (re.error, TypeError) as e:
+                return Outcome(False, tr(f"有一个 pattern 不是 Python 能读的正则表达式（{e}）",
+                                         f"a pattern is not a regular expression Python reads ({e})"))
+        else:
+            off = [i for i, e in enumerate(calls) if e is not None and not re.fullmatch(EXPRESSION_PATTERN, e)]
+        if off:
+            return Outcome(False, tr(f"{run} 那一遍的第 {off[0]} 题的调用 {calls[off[0]]!r} 不符合它的 pattern：这一遍没有按它解码",
+                                     f"the {run} run's call {calls[off[0]]!r} (task {off[0]}) does not match its pattern: "
+                                     "that run was not decoded under it"))
+    (c0, a0), (c1, a1) = counts["schema"], counts["narrowed"]
+    figure = tr(f"算对的调用 {c0}/{n} → {c1}/{n}；答对 {a0}/{n} → {a1}/{n}",
+                f"right calls {c0}/{n} → {c1}/{n}; right answers {a0}/{n} → {a1}/{n}")
+    return Outcome(c1 > c0, figure, value=round(c1 / n, 4), claimed=art.metrics.get("narrowed_right_calls"))

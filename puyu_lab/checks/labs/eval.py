@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ...artifacts import load_eval
+from ...i18n import tr
 from ..core import Outcome, check, pct
 
 LAB = "06_eval.ipynb"
@@ -86,3 +87,130 @@ def preference(ctx):
     if not n or not n2:
         return Outcome(False, "no pref_* tasks for SFT and DPO")
     return Outcome(d / n2 > s / n, f"SFT {s / n:.1%} → DPO {pct(d / n2, int(d), int(n2))}", value=d / n2)
+
+
+# ---- 作业 homework -----------------------------------------------------------------------------------------------
+HW_TASK = "eval/hw-my-task"  # 作业 1: a task of the learner's own, scored by the eval engine into a named variant
+HW_SAMPLE = "eval/hw-sample-size"  # 作业 2: built-in tasks at a larger sample size
+HW_MIN_DOCS = 10
+BUILTIN_TASKS = ("news_ppl", "sentiment", "selfcog", "dialog", "arithmetic", "tool_use")  # and pref_<source>
+
+
+def _per_doc(ctx, name: str) -> dict:
+    """model → task → each document's score in order, recomputed where the samples allow: a choice task in lm-eval's
+    mode from the stored log-likelihoods (argmax = gold), otherwise the sample's own score; perplexity rows left out."""
+    def make():
+        art = ctx.get(name)
+        modes = {t: v.get("mode", "ll") for t, v in art.params.get("tasks", {}).items()}
+        out: dict = defaultdict(lambda: defaultdict(list))
+        for s in load_eval(ctx.ws, name)["samples"]:
+            lls = s.get("lls")
+            if lls and modes.get(s["task"], "ll") == "ll":
+                ok = float(max(range(len(lls)), key=lambda j: lls[j]) == s["gold"])
+            elif "score" in s:
+                ok = float(s["score"])
+            else:
+                continue
+            out[s["model"]][s["task"]].append((s.get("doc_id", 0), ok))
+        return {m: {t: [v for _, v in sorted(rows)] for t, rows in by.items()} for m, by in out.items()}
+    return ctx.cached(f"per_doc:{name}", make)
+
+
+def _paired(base: list[float], sft: list[float]) -> tuple[float, float]:
+    """SFT − base over the same documents: the mean difference and its 95 % half-interval (1.96 standard errors
+    of the per-document differences)."""
+    import math
+
+    d = [f - b for b, f in zip(base, sft)]
+    if len(d) < 2:
+        return (d[0] if d else 0.0), float("inf")
+    mean = sum(d) / len(d)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1))
+    return mean, 1.96 * sd / math.sqrt(len(d))
+
+
+@check("eval.hw_task", LAB, "自己的评测集", "An eval task of your own", needs=(HW_TASK,), homework="basic",
+       verifies=f"{HW_TASK} holds a task that is not built in, with ≥ {HW_MIN_DOCS} documents, answered by model/base "
+                "and model/sft (a choice task's accuracy recomputed from the stored log-likelihoods; its gold answers "
+                "not all the same option)",
+       verifies_zh=f"{HW_TASK} 中有一个不属于内置任务的评测任务，至少 {HW_MIN_DOCS} 个样本，model/base 和 model/sft 都作答过"
+                   "（选择题的正确率由保存的对数似然重新计算；标准答案不能全是同一个选项）",
+       hint=f"run the first 作业 cell of lab 06 (an eval task of your own): write at least {HW_MIN_DOCS} samples of your own "
+            "in `my_reviews` (both labels), then run it — it saves `eval/hw-my-task`",
+       hint_zh=f"运行实验 06 的作业 1 单元格（你自己的评测集）：在 `my_reviews` 里写至少 {HW_MIN_DOCS} 条你自己的样本"
+               "（正面和负面都要有），再运行——它会保存 `eval/hw-my-task`", camp=CAMP)
+def hw_task(ctx):
+    tasks = ctx.get(HW_TASK).params.get("tasks", {})
+    own = [t for t in tasks if t not in BUILTIN_TASKS and not t.startswith("pref_")]
+    if not own:
+        return Outcome(False, tr(f"{HW_TASK} 里只有内置任务（{', '.join(tasks) or '无'}）",
+                                 f"only built-in tasks in {HW_TASK} ({', '.join(tasks) or 'none'})"))
+    name = own[0]
+    if tasks[name].get("kind") == "perplexity":  # bits per byte, recomputed from each document's log-likelihood
+        import math
+
+        rows: dict = defaultdict(lambda: [0.0, 0, 0])
+        for s in load_eval(ctx.ws, HW_TASK)["samples"]:
+            if s["task"] == name and "ll" in s:
+                rows[s["model"]][0] += s["ll"]
+                rows[s["model"]][1] += s["bytes"]
+                rows[s["model"]][2] += 1
+        bpb = {m: -ll / max(1, nb) / math.log(2) for m, (ll, nb, _) in rows.items()}
+        n = rows["sft"][2] if "sft" in rows else 0
+        figure = f"{name} ({n}): " + " · ".join(f"{m} {v:.3f} bits/byte" for m, v in bpb.items())
+        ok = "base" in bpb and "sft" in bpb and n >= HW_MIN_DOCS
+        return Outcome(ok, figure if ok else figure + tr(f"——base 和 SFT 都要评测，至少 {HW_MIN_DOCS} 个样本",
+                                                          f" — base and SFT, {HW_MIN_DOCS} samples at least"),
+                       value=round(bpb["sft"], 4) if "sft" in bpb else None,
+                       claimed=ctx.get(HW_TASK).metrics.get("sft", {}).get(name))
+    per = _per_doc(ctx, HW_TASK)
+    missing = [m for m in ("base", "sft") if name not in per.get(m, {})]
+    if missing:
+        return Outcome(False, tr(f"{name}：{'、'.join(missing)} 没有作答", f"{name}: not answered by {', '.join(missing)}"))
+    n = len(per["sft"][name])
+    accs = {m: sum(by[name]) / len(by[name]) for m, by in per.items() if by.get(name)}
+    board = " · ".join(f"{m} {a:.0%}" for m, a in accs.items())
+    figure = f"{name} ({n}): {board}"
+    if n < HW_MIN_DOCS:
+        return Outcome(False, tr(f"{figure}——样本太少，至少要 {HW_MIN_DOCS} 个",
+                                 f"{figure} — too few samples, {HW_MIN_DOCS} at least"))
+    if tasks[name].get("kind") == "choice":
+        golds = {s["gold"] for s in load_eval(ctx.ws, HW_TASK)["samples"] if s["task"] == name and s["model"] == "sft"}
+        if len(golds) < 2:
+            return Outcome(False, tr(f"{figure}——标准答案全是同一个选项：它测的是偏向，不是能力",
+                                     f"{figure} — every gold answer is the same option: that measures a bias, not a skill"))
+    claimed = ctx.get(HW_TASK).metrics.get("sft", {}).get(name)
+    return Outcome(True, figure, value=round(accs["sft"], 4), claimed=claimed)
+
+
+@check("eval.hw_sample", LAB, "差距是真的吗：样本量与置信区间", "Is the gap real? Sample size and the interval",
+       needs=(HW_SAMPLE, RUN), homework="advanced",
+       verifies=f"{HW_SAMPLE} scores model/base and model/sft on a built-in task with ≥ 2× the documents {RUN} used; "
+                "the accuracies and the 95 % interval of the paired difference (SFT − base, per document) are recomputed "
+                f"from the samples, beside the same interval on {RUN}",
+       verifies_zh=f"{HW_SAMPLE} 在某个内置任务上用不少于 {RUN} 两倍的样本评测了 model/base 和 model/sft；"
+                   f"两者的正确率和配对差值（SFT − base，逐样本相减）的 95% 区间都由样本重新计算，并与 {RUN} 上的同一区间对比",
+       hint="run the second 作业 cell of lab 06 (is the gap real?) with `n_big` at least twice the chain's samples per task "
+            "(`cfg.n`) — it saves `eval/hw-sample-size`",
+       hint_zh="运行实验 06 的作业 2 单元格（差距是真的吗？），`n_big` 至少取链路每个任务样本数（`cfg.n`）的两倍——"
+               "它会保存 `eval/hw-sample-size`", camp=CAMP)
+def hw_sample(ctx):
+    big, chain = _per_doc(ctx, HW_SAMPLE), _per_doc(ctx, RUN)
+    found = []
+    for task in BUILTIN_TASKS:
+        if all(task in big.get(m, {}) and task in chain.get(m, {}) for m in ("base", "sft")):
+            n, n0 = len(big["sft"][task]), len(chain["sft"][task])
+            found.append((n >= 2 * n0, task, n, n0))
+    if not found:
+        return Outcome(False, tr(f"{HW_SAMPLE} 和 {RUN} 没有 base 与 SFT 都作答过的同一个内置任务",
+                                 f"no built-in task answered by base and SFT in both {HW_SAMPLE} and {RUN}"))
+    ok, task, n, n0 = max(found)
+    g, h = _paired(big["base"][task], big["sft"][task])
+    g0, h0 = _paired(chain["base"][task], chain["sft"][task])
+    figure = tr(f"{task}：SFT − base {g:+.1%} ± {h:.1%}（{n} 个样本），链路 {g0:+.1%} ± {h0:.1%}（{n0} 个）",
+                f"{task}: SFT − base {g:+.1%} ± {h:.1%} ({n} samples), chain {g0:+.1%} ± {h0:.1%} ({n0})")
+    if not ok:
+        return Outcome(False, figure + tr(f"——样本数要至少是链路的两倍（≥ {2 * n0}）",
+                                          f" — needs at least twice the chain's samples (≥ {2 * n0})"))
+    sft = sum(big["sft"][task]) / n
+    return Outcome(True, figure, value=round(sft, 4), claimed=ctx.get(HW_SAMPLE).metrics.get("sft", {}).get(task))

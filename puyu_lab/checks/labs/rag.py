@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ...artifacts import RAG_EVAL, RAG_INDEX, load_rag_eval, load_rag_index
+from ...i18n import tr
 from ..core import Outcome, check, pct
 
 LAB = "08_rag.ipynb"
@@ -77,3 +78,111 @@ def grounded(ctx):
                        f"refusal at {thr:.2f}: precision {prec:.0%}, recall {rec:.0%}"
                        + ("" if same else " (rag/eval says otherwise)"),
                    value=w / len(rows), claimed=ev["metrics"].get("answer_rag"))
+
+
+# ---- 作业 homework -----------------------------------------------------------------------------------------------
+HW_THRESHOLD = "homework/rag/threshold"  # 作业 1: the refusal threshold for a precision the learner chooses
+HW_CHUNKS = "homework/rag/chunks"  # 作业 2: the index re-chunked, retrieval and the extractive reader measured again
+HW_MIN_READ = 30
+
+
+def _refusal(rows, thr):
+    from ...rag.evaluate import refusal_at
+
+    return refusal_at([r["relevance"] for r in rows], [r["answerable"] for r in rows], thr)
+
+
+@check("rag.hw_threshold", LAB, "按目标精确率定拒答阈值", "A refusal threshold for a target precision",
+       needs=(HW_THRESHOLD, RAG_EVAL), homework="basic",
+       verifies=f"{HW_THRESHOLD}'s target precision is above what the chain's threshold gives on the calibration half, "
+                "and its threshold is the lowest at which the calibration half's precision reaches the target; its "
+                "precision and recall on the test half are recomputed from rag/eval's questions, beside the chain's",
+       verifies_zh=f"{HW_THRESHOLD} 的目标精确率高于链路阈值在校准集上的精确率，它的阈值是校准集上精确率达到目标的最低阈值；"
+                   "它在测试集上的精确率和召回率由 rag/eval 的问题重新计算，并与链路阈值的结果对比",
+       hint="run the first 作业 cell of lab 08 with `target_precision` above the chain's calibration precision; keep the "
+            "threshold it picks (the lowest that reaches the target on the calibration half)",
+       hint_zh="把 `target_precision` 设得高于链路阈值在校准集上的精确率，运行实验 08 的作业 1 单元格；"
+               "保留它选出的阈值（校准集上达到目标的最低阈值）", camp=CAMP)
+def hw_threshold(ctx):
+    art = ctx.get(HW_THRESHOLD)
+    ev = _ev(ctx)
+    target, thr = float(art.params["target_precision"]), float(art.params["threshold"])
+    calib = [r for r in ev["rows"] if r["split"] == "calib"]
+    test = _test(ctx)
+    chain_thr = ev["metrics"]["threshold"]
+    chain_cal = _refusal(calib, chain_thr)["precision"]
+    mine_cal = _refusal(calib, thr)
+    lower = sorted({r["relevance"] for r in calib if r["relevance"] < thr})
+    reached_lower = [s for s in lower if _refusal(calib, s)["precision"] >= target]
+    mine, chain = _refusal(test, thr), _refusal(test, chain_thr)
+    figure = tr(f"阈值 {thr:.2f}（校准集精确率 ≥ {target:.0%}）：测试集精确率 {mine['precision']:.0%}、召回率 {mine['recall']:.0%}；"
+                f"链路阈值 {chain_thr:.2f}：{chain['precision']:.0%}、{chain['recall']:.0%}",
+                f"threshold {thr:.2f} (calibration precision ≥ {target:.0%}): test precision {mine['precision']:.0%}, "
+                f"recall {mine['recall']:.0%}; the chain's {chain_thr:.2f}: {chain['precision']:.0%}, {chain['recall']:.0%}")
+    if target <= chain_cal:
+        return Outcome(False, figure + tr(f"——目标要高于链路阈值在校准集上的精确率 {chain_cal:.1%}",
+                                          f" — aim above the chain's calibration precision, {chain_cal:.1%}"))
+    if mine_cal["precision"] < target:
+        return Outcome(False, figure + tr(f"——这个阈值在校准集上的精确率只有 {mine_cal['precision']:.1%}",
+                                          f" — at this threshold the calibration precision is {mine_cal['precision']:.1%}"))
+    if reached_lower:
+        return Outcome(False, figure + tr(f"——更低的阈值 {reached_lower[0]:.2f} 已经达到目标：选最低的那个（它拒答得最少）",
+                                          f" — the lower threshold {reached_lower[0]:.2f} already reaches it: take the lowest "
+                                          "(it refuses the fewest)"))
+    return Outcome(True, figure, value=round(mine["precision"], 4), claimed=art.metrics.get("test_precision"))
+
+
+@check("rag.hw_chunks", LAB, "分块大小：检索与阅读", "Chunk size: retrieval and reading",
+       needs=(HW_CHUNKS, RAG_EVAL, RAG_INDEX), homework="advanced",
+       verifies=f"{HW_CHUNKS} re-chunks the index at another size than rag/index and asks ≥ {HW_MIN_READ} of the test half's "
+                "questions that the chain's reader answered; every passage read fits the chunk size, every extractive "
+                "reply is the question around a quantity of its passage, and hit@1, hit@5 and the share of answers "
+                "are recomputed from the rows, beside the chain's on the same questions",
+       verifies_zh=f"{HW_CHUNKS} 用不同于 rag/index 的大小重新分块，并问了测试集中链路阅读器答过的问题（至少 {HW_MIN_READ} 个）；"
+                   "读到的每个段落都不超过分块大小，每个抽取式回答都是题目中间填上段落里的一个数量；hit@1、hit@5 和答对的比例"
+                   "由逐题记录重新计算，并与链路在同一批问题上的结果对比",
+       hint="run the second 作业 cell of lab 08 with `chunk_chars` other than the chain's `cfg.chunk_chars` (it re-chunks "
+            "the corpus, reuses the chain's encoder and reader, and saves `homework/rag/chunks`; `rag/index` stays as it is)",
+       hint_zh="把 `chunk_chars` 设成不同于链路 `cfg.chunk_chars` 的值，运行实验 08 的作业 2 单元格"
+               "（它重新分块，沿用链路的编码器和阅读器，保存 `homework/rag/chunks`；`rag/index` 保持不变）", camp=CAMP)
+def hw_chunks(ctx):
+    import json
+
+    from ...rag.evaluate import retrieval_metrics
+    from ...rag.reader import REFUSAL, correct
+
+    art = ctx.get(HW_CHUNKS)
+    size = int(art.params["chunk_chars"])
+    chain_size = ctx.get(RAG_INDEX).params.get("chunk_chars")
+    rows = [json.loads(l) for l in art.file("rows.jsonl").read_text(encoding="utf-8").splitlines() if l.strip()]
+    chain = {r["id"]: r for r in _test(ctx, True) if r.get("read")}
+    if size == chain_size:
+        return Outcome(False, tr(f"chunk_chars {size} 和链路的 rag/index 一样：换一个大小",
+                                 f"chunk_chars {size} is rag/index's own: choose another size"))
+    asked = [r for r in rows if r.get("id") in chain]
+    if len(asked) < min(HW_MIN_READ, len(chain)):
+        return Outcome(False, tr(f"只问了 {len(asked)} 个链路答过的测试问题，至少要 {min(HW_MIN_READ, len(chain))} 个",
+                                 f"{len(asked)} of the test questions the chain's reader answered, "
+                                 f"{min(HW_MIN_READ, len(chain))} needed"))
+    for r in asked:
+        texts, reply = [p["text"] for p in r.get("passages") or []], r["reply"]
+        if any(len(t) > size for t in texts):
+            return Outcome(False, tr(f"{r['id']} 读到的段落有 {max(map(len, texts))} 个字符，超过了 {size}",
+                                     f"{r['id']}: a passage read has {max(map(len, texts))} characters, more than {size}"))
+        src = chain[r["id"]]
+        left, right = src["left"], src["right"]
+        mid = reply[len(left):len(reply) - len(right)] if right else reply[len(left):]
+        if reply != REFUSAL and not (reply.startswith(left) and reply.endswith(right) and mid
+                                     and any(mid in t for t in texts)):
+            return Outcome(False, tr(f"{r['id']} 的回答 {reply!r} 不是题目填上段落里的一个数量",
+                                     f"{r['id']}: the reply {reply!r} is not the question filled with a quantity of its passage"))
+    n = len(asked)
+    mine = retrieval_metrics([r["rank"] for r in asked], (1, 5))
+    theirs = retrieval_metrics([chain[r["id"]]["ranks"]["hybrid"] for r in asked], (1, 5))
+    a1 = sum(correct(chain[r["id"]]["answer"], r["reply"]) for r in asked)
+    a0 = sum(bool(chain[r["id"]]["read"]["rag"]["correct"]) for r in asked)
+    figure = tr(f"{size} 字：hit@1 {mine['hit@k'][1]:.0%}、hit@5 {mine['hit@k'][5]:.0%}、答对 {a1}/{n}；"
+                f"{chain_size} 字（链路）：{theirs['hit@k'][1]:.0%}、{theirs['hit@k'][5]:.0%}、{a0}/{n}",
+                f"{size} chars: hit@1 {mine['hit@k'][1]:.0%}, hit@5 {mine['hit@k'][5]:.0%}, answered {a1}/{n}; "
+                f"{chain_size} (chain): {theirs['hit@k'][1]:.0%}, {theirs['hit@k'][5]:.0%}, {a0}/{n}")
+    return Outcome(True, figure, value=round(a1 / n, 4), claimed=art.metrics.get("answer_rag"))
