@@ -16,6 +16,7 @@ def _rows(ctx):
 @check("agent.traced", LAB, "留存的智能体轨迹", "Traced held-out tasks", needs=(AGENT_EVAL,),
        verifies="agent/eval holds ≥ 20 traced held-out questions of each kind (arithmetic, date, no tool needed), "
                 "one trace per question",
+       verifies_zh='agent/eval 里每类（算术、日期、无需工具）至少有 20 道留出题的完整轨迹，每题一条',
        hint="run the evaluation cell of lab 07 to the end (do not stop it)",
        hint_zh="把实验 07 的评测单元格运行到底（不要中途停止）", camp=CAMP)
 def traced(ctx):
@@ -31,6 +32,7 @@ def traced(ctx):
 @check("agent.notool", LAB, "不需要工具时不调用", "No tool when none is needed", needs=(AGENT_EVAL,),
        verifies="on held-out questions that need no tool (self-cognition, chit-chat), the agent answers without "
                 "calling one on ≥ 60 % (recomputed from rows.jsonl)",
+       verifies_zh='对不需要工具的留出问题（自我认知、闲聊），智能体在 ≥ 60 % 的题上不调用工具直接回答（由 rows.jsonl 重新计算）',
        hint="the SFT data needs its no-tool conversations (`data.notool_examples` in lab 03)",
        hint_zh="SFT 数据需要包含无需调用工具的对话（实验 03 中的 `data.notool_examples`）", camp=CAMP)
 def notool(ctx):
@@ -47,6 +49,7 @@ def notool(ctx):
        verifies="with decoding constrained by the tools' JSON schemas (each tool task's first turn a required call, "
                 "OpenAI's tool_choice), ≥ 95 % of the calls decoded under the schemas parse and run "
                 "(agent/eval's constrained_call_valid)",
+       verifies_zh='按工具的 JSON schema 约束解码（每道工具题的第一轮必须调用，即 OpenAI 的 tool_choice）时，≥ 95 % 的调用能解析并执行（agent/eval 的 constrained_call_valid）',
        hint="run lab 07's held-out-task cell (section 4) to the end with the InternLM2 protocol and "
             "`AgentConfig.constrained` left on: it decodes each call under the tools' schemas with lm-format-enforcer "
             "(the `lmformatenforcer` package), in the same decode loop as the free-form run",

@@ -14,6 +14,7 @@ def _splits(ctx):
 
 @check("data.size", LAB, "语料规模", "Corpus size", needs=(CORPUS,),
        verifies=f"corpus/clean keeps more than {MIN_DOCS:,} training documents and a non-empty held-out split",
+       verifies_zh='corpus/clean 保留了 1,000 篇以上的训练文档，留出集（held-out）不为空',
        hint="the cleaning rules drop too much: loosen the quality thresholds in the recipe (lab 01, the cleaning panel)",
        hint_zh="清洗规则删得太多：在清洗配方中放宽质量阈值（实验 01 的清洗面板）")
 def size(ctx):
@@ -26,6 +27,7 @@ def size(ctx):
 
 @check("data.sources", LAB, "中文来源保留", "Chinese sources kept", needs=(CORPUS,),
        verifies="both Chinese sources (news-zh, reviews-zh) survive cleaning; reviews keep their pos/neg labels",
+       verifies_zh='两个中文数据源（news-zh、reviews-zh）清洗后都还在；评论保留了 pos/neg 标签',
        hint="a filter removes a whole source: look at the funnel per source in lab 01 and loosen the rule that drops it",
        hint_zh="某条过滤规则删掉了整个来源：在实验 01 中按来源查看清洗漏斗，放宽删掉它的那条规则")
 def sources(ctx):
@@ -38,6 +40,7 @@ def sources(ctx):
 
 @check("data.pii", LAB, "无邮箱地址", "No e-mail addresses", needs=(CORPUS,),
        verifies="no e-mail address is left in the training text (the PII step replaced them)",
+       verifies_zh='训练文本里不再有电子邮件地址（PII 步骤已把它们替换掉）',
        hint="turn the PII step back on in the recipe (lab 01) and export again",
        hint_zh="在清洗配方中重新打开隐私脱敏（PII）步骤（实验 01），然后重新导出")
 def pii(ctx):

@@ -33,6 +33,7 @@ def _rows(ctx) -> dict:
 @check("deploy.ladder", LAB, "量化阶梯逐级变小", "Each level is smaller", needs=(GGUF,),
        verifies="gguf/sft: every file down the ladder (F32 → … → Q2_K) is smaller than the one above it "
                 "(sizes as the deploy stage wrote them)",
+       verifies_zh='gguf/sft：量化阶梯上每个文件（F32 → … → Q2_K）都比上一级小（大小取自部署阶段写下的数字）',
        hint="rerun the ladder in lab 05; a level that is not smaller fell back to another type "
             "(see the per-tensor type map)",
        hint_zh="在实验 05 中重新生成量化阶梯；没有变小的那一级回退成了别的类型（见逐张量的类型图）", camp=CAMP)
@@ -55,6 +56,7 @@ def ladder(ctx):
 
 @check("deploy.q4km", LAB, "Q4_K_M 是 4 比特 K-quant", "Q4_K_M holds 4-bit K-quants", needs=(GGUF,),
        verifies="the Q4_K_M file's weight matrices include Q4_K tensors and none stayed F16/F32 (read with gguf)",
+       verifies_zh='Q4_K_M 文件的权重矩阵里有 Q4_K 张量，且没有一个还停留在 F16/F32（用 gguf 读取）',
        hint="your model's row lengths must be multiples of 256 or llama.cpp falls back; rerun lab 05's ladder",
        hint_zh="模型权重的行长度必须是 256 的倍数，否则 llama.cpp 会回退到别的类型；请重新运行实验 05 的量化阶梯",
        camp=CAMP)
@@ -68,6 +70,7 @@ def q4km(ctx):
 
 @check("deploy.kl", LAB, "比特越少偏差越大", "Fewer bits diverge more", needs=(QUANT,),
        verifies=f"quant/sft per-token KL from F32: Q8_0 < Q4_K_M < Q2_K, and Q4_K_M's mean KL < {Q4_KL_BOUND}",
+       verifies_zh='quant/sft 相对 F32 的逐词元 KL：Q8_0 < Q4_K_M < Q2_K，且 Q4_K_M 的平均 KL < 0.05',
        hint="measure again in lab 05 (the quantization panel); if Q4_K_M diverges far, check the F32 reference",
        hint_zh="在实验 05 中重新测量（量化面板）；若 Q4_K_M 偏离很大，检查 F32 参考模型",
        camp=CAMP)
@@ -83,6 +86,7 @@ def kl(ctx):
 
 @check("deploy.exact", LAB, "转换无损", "The converter kept the model exact", needs=(QUANT,),
        verifies="transformers fp32 and the F32 GGUF give the same distributions: mean KL < 1e-6 (quant/sft)",
+       verifies_zh='transformers fp32 与 F32 GGUF 给出相同的分布：平均 KL < 1e-6（quant/sft）',
        hint="the GGUF does not match your model: reconvert it in lab 05 (an older converter or another tokenizer)",
        hint_zh="GGUF 与你的模型不一致：在实验 05 中重新转换（可能用了旧版转换器或另一个分词器）",
        camp=CAMP)
@@ -91,3 +95,190 @@ def exact(ctx):
     if row is None:
         return Outcome(False, "no transformers row in quant/sft")
     return Outcome(row["kl_mean"] < 1e-6, f"KL {row['kl_mean']:.1e}", value=row["kl_mean"])
+
+
+# ---- 作业 Homework: a level of the learner's choosing, and a mix of their own, measured on quant/sft's text ----------
+LEVEL = "homework/deploy/level"
+MIX = "homework/deploy/mix"
+FLOAT_TYPES = {"F16", "F32", "BF16"}
+
+
+def _made_from(ctx, name: str, *parents: str) -> str:
+    """Why ``name`` no longer measures the current ``parents`` ("" when it does): one of them was made again."""
+    ids = {p.get("name"): p.get("id") for p in ctx.get(name).parents}
+    for parent in parents:
+        if ids.get(parent) != ctx.get(parent).id:
+            return f"{name} was made from an earlier {parent} (made again since): run its 作业 cell again"
+    return ""
+
+
+def _hw_kl(ctx, name: str) -> tuple[float, int, str]:
+    """(mean KL from F32, tokens, why not) of a homework artifact's kl.npz: its scored tokens must be quant/sft's own
+    (the same held-out text, cut into the same windows), so its KL sits beside the ladder's."""
+    z = np.load(ctx.get(name).file("kl.npz"))
+    ref = np.load(ctx.get(QUANT).file("per_token.npz"))["targets"]
+    kl, targets = z["kl"].astype(np.float64), z["targets"]
+    if not np.array_equal(targets, ref):
+        return float("nan"), len(targets), "measured on other text than quant/sft (its per_token.npz targets)"
+    if len(kl) != len(targets) or not np.isfinite(kl).all() or (kl < 0).any():
+        return float("nan"), len(targets), "kl.npz: not one finite KL ≥ 0 per scored token"
+    return float(kl.mean()), len(targets), ""
+
+
+def _ladder_sizes(ctx) -> dict[str, tuple[float, float]]:
+    """The ladder's levels (plain ones) → (MB, mean KL), from gguf/sft's ladder.json and quant/sft's per-token KL."""
+    k = _kl(ctx)
+    return {lv: (f["size"] / 2**20, float(k[lv].mean())) for lv, f in _ladder(ctx).items() if lv in k}
+
+
+def _size(art, fname: str) -> int:
+    try:
+        return art.file(fname).stat().st_size
+    except FileNotFoundError:  # too big for a bundle: the size the manifest recorded when the file was written
+        rec = (art.manifest.get("files") or {}).get(fname)
+        if rec is None:
+            raise
+        return int(rec["bytes"])
+
+
+def _neighbours(ctx, mb: float) -> str:
+    """The ladder's levels just above and below ``mb`` in size, with their KL."""
+    rows = sorted(_ladder_sizes(ctx).items(), key=lambda kv: kv[1][0])
+    below = [r for r in rows if r[1][0] <= mb][-1:]
+    above = [r for r in rows if r[1][0] > mb][:1]
+    return " · ".join(f"{lv} {s:.2f} MB, KL {kl:.1e}" for lv, (s, kl) in below + above)
+
+
+def _main_type(level: str) -> str | None:
+    """The tensor type a K-quant or legacy level is named after (Q4_K_S → Q4_K, Q4_0 → Q4_0); None for others."""
+    import re
+
+    m = re.fullmatch(r"(Q\d)_(K)(?:_[SML])?|(Q\d)_([01])", level)
+    if not m:
+        return None
+    return f"{m.group(1)}_K" if m.group(1) else f"{m.group(3)}_{m.group(4)}"
+
+
+@check("deploy.hw_level", LAB, "作业：阶梯之外的一个量化等级", "Homework: a level off the ladder", homework="basic",
+       needs=(LEVEL, GGUF, QUANT),
+       verifies="homework/deploy/level: a GGUF file quantized from gguf/sft's F32 to a level that is not on the ladder "
+                "(its header's file type; no weight matrix left F16/F32; a K-quant or legacy level holds its own "
+                "type), and its per-token KL from F32 measured on quant/sft's own scored tokens; the mean KL is "
+                "recomputed and set beside the ladder's levels of the nearest sizes",
+       verifies_zh="homework/deploy/level：从 gguf/sft 的 F32 量化出一个不在量化阶梯上的等级的 GGUF 文件（看文件头记录的类型；"
+                   "没有一个权重矩阵留在 F16/F32；K-quant 或传统等级必须含有它自己的类型），以及它相对 F32 的逐词元 KL，"
+                   "测在 quant/sft 自己打分的那些词元上；成绩单重新计算平均 KL，并和阶梯上大小最接近的等级放在一起比较",
+       hint="run the 作业 cells at the end of lab 05 (the shared measuring cell, then `deploy.hw_level`) with a level "
+            "off the ladder (`level = \"Q4_0\"`)",
+       hint_zh="运行实验 05 末尾的作业单元格（先运行共用的测量单元格，再运行 `deploy.hw_level`），选一个不在阶梯上的等级"
+               "（`level = \"Q4_0\"`）", camp=CAMP)
+def hw_level(ctx):
+    from ...deploy.quantize import reference_level, weight_types
+
+    stale = _made_from(ctx, LEVEL, GGUF, QUANT)
+    if stale:
+        return Outcome(False, "made from an earlier ladder", detail=stale)
+    art = ctx.get(LEVEL)
+    res = json.loads(art.file("result.json").read_text(encoding="utf-8"))
+    level = str(res["level"])
+    on_ladder = set(_ladder(ctx))
+    try:
+        on_ladder |= {lv.split("+")[0] for lv in json.loads(ctx.get(GGUF).file("imatrix.json").read_text(encoding="utf-8"))}
+    except FileNotFoundError:
+        pass
+    if level in on_ladder:
+        return Outcome(False, f"{level} is on the ladder", detail="pick a level the ladder does not have, such as Q4_0")
+    fname = res["file"]
+    try:
+        path = art.file(fname)
+    except FileNotFoundError:  # a bundle without the file: what was recorded when it was written
+        path = None
+    ftype = reference_level(path) if path is not None else res.get("file_type")
+    types = dict(weight_types(path)) if path is not None else res.get("types", {})
+    if ftype != level:
+        return Outcome(False, f"the file is {ftype}, not {level}")
+    main = _main_type(level)
+    if FLOAT_TYPES & set(types) or (main is not None and main not in types):
+        return Outcome(False, f"{level}: " + ", ".join(f"{t}×{n}" for t, n in sorted(types.items())),
+                       detail="llama.cpp fell back to other types: rows must be multiples of the block")
+    kl, n, why = _hw_kl(ctx, LEVEL)
+    if why:
+        return Outcome(False, "KL not comparable", detail=why)
+    mb = _size(art, fname) / 2**20
+    return Outcome(True, f"{level} {mb:.2f} MB, KL {kl:.1e}", value=kl, claimed=res.get("kl_mean"),
+                   detail=f"{n} tokens; ladder: {_neighbours(ctx, mb)}")
+
+
+def _override_problems(types: dict[str, str], overrides: dict[str, str]) -> list[str]:
+    """Tensors a pattern (llama-quantize's --tensor-type: a regex searched in the tensor's name) matched that do not
+    have its type, and patterns that matched nothing."""
+    import re
+
+    bad = []
+    for pat in overrides:
+        if not any(re.search(pat, name) for name in types):
+            bad.append(f"{pat!r} matches no weight matrix")
+    for name, t in types.items():
+        wanted = {v.upper() for p, v in overrides.items() if re.search(p, name)}
+        if wanted and t not in wanted:
+            bad.append(f"{name} is {t}, not {'/'.join(sorted(wanted))}")
+    return bad
+
+
+@check("deploy.hw_mix", LAB, "作业：自己配一份量化混合方案", "Homework: a quantization mix of your own",
+       homework="advanced", needs=(MIX, GGUF, QUANT),
+       verifies="homework/deploy/mix: a GGUF file quantized from gguf/sft's F32 at a ladder level with tensor-type "
+                "overrides of your own (llama-quantize's `--tensor-type`): every weight matrix a pattern matches holds "
+                "its type and the file differs from the ladder's file of that level in at least one matrix (read "
+                "from both headers); its per-token KL from F32 on quant/sft's own scored tokens is recomputed and set "
+                "beside the ladder",
+       verifies_zh="homework/deploy/mix：从 gguf/sft 的 F32 出发，按阶梯上的某个等级量化，并加上你自己的张量类型覆盖"
+                   "（llama-quantize 的 `--tensor-type`）：每个被匹配到的权重矩阵都是指定的类型，而且至少有一个矩阵和阶梯上"
+                   "同一等级的文件不同（两个文件头都读）；它在 quant/sft 自己打分的那些词元上相对 F32 的逐词元 KL，由成绩单"
+                   "重新计算，并和阶梯放在一起比较",
+       hint="run the 作业 cells at the end of lab 05 (the shared measuring cell, then `deploy.hw_mix`) with an "
+            "override that changes a matrix (`overrides = {\"token_embd\": \"Q8_0\"}`)",
+       hint_zh="运行实验 05 末尾的作业单元格（先运行共用的测量单元格，再运行 `deploy.hw_mix`），用一条真能改变某个矩阵的覆盖规则"
+               "（`overrides = {\"token_embd\": \"Q8_0\"}`）", camp=CAMP)
+def hw_mix(ctx):
+    from ...deploy.quantize import tensor_types
+
+    stale = _made_from(ctx, MIX, GGUF, QUANT)
+    if stale:
+        return Outcome(False, "made from an earlier ladder", detail=stale)
+    art = ctx.get(MIX)
+    res = json.loads(art.file("result.json").read_text(encoding="utf-8"))
+    base, overrides = str(res["base_level"]), dict(res["overrides"])
+    ladder = _ladder(ctx)
+    if base not in ladder:
+        return Outcome(False, f"{base} is not a ladder level", detail=f"start from one of {', '.join(ladder)}")
+    if not overrides:
+        return Outcome(False, f"{base} without overrides", detail="keep some tensors at another type")
+
+    def matrices(path):
+        return {k: v for k, v in tensor_types(path).items() if not k.endswith("norm.weight")}
+
+    try:
+        mine = matrices(art.file(res["file"]))
+    except FileNotFoundError:  # a bundle without the file: the types recorded when it was written
+        mine = res["tensor_types"]
+    try:
+        theirs = matrices(ctx.get(GGUF).file(ladder[base]["file"]))
+    except FileNotFoundError:
+        theirs = None
+    bad = _override_problems(mine, overrides)
+    if bad:
+        return Outcome(False, "the overrides are not in the file", detail="; ".join(bad[:3]))
+    changed = None if theirs is None else [k for k in mine if theirs.get(k) != mine[k]]
+    if changed is not None and not changed:
+        return Outcome(False, f"the same types as the ladder's {base}",
+                       detail="override a tensor the level's own mix does not already give that type")
+    kl, n, why = _hw_kl(ctx, MIX)
+    if why:
+        return Outcome(False, "KL not comparable", detail=why)
+    mb = _size(art, res["file"]) / 2**20
+    what = ", ".join(f"{p} {t.upper()}" for p, t in overrides.items())
+    lad = _ladder_sizes(ctx)
+    return Outcome(True, f"{base} + {what}: {mb:.2f} MB, KL {kl:.1e}", value=kl, claimed=res.get("kl_mean"),
+                   detail=f"{len(changed) if changed is not None else '?'} matrices changed; {base} alone "
+                          f"{lad[base][0]:.2f} MB, KL {lad[base][1]:.1e}; ladder: {_neighbours(ctx, mb)}")

@@ -48,6 +48,7 @@ def _gain(ctx, task: str, metric_name: str):
 
 @check("eval.models", LAB, "排行榜比较基座与微调", "Leaderboard compares base and SFT", needs=(RUN,),
        verifies=f"{RUN} scores at least model/base and model/sft on at least 3 tasks each",
+       verifies_zh='eval/chain 至少评测了 model/base 和 model/sft，每个模型至少 3 项任务',
        hint="run labs 02 and 03, then lab 06 to the end: it scores `model/base` and `model/sft` (and `model/dpo`, "
             "`model/orpo` when they exist)",
        hint_zh="先运行实验 02 和 03，再把实验 06 运行到底：它会评测 `model/base` 和 `model/sft`"
@@ -60,6 +61,7 @@ def models(ctx):
 
 @check("eval.selfcog", LAB, "微调学会了名字", "SFT learned its name", needs=(RUN,),
        verifies="self-cognition score of model/sft above model/base (recomputed from the samples)",
+       verifies_zh='model/sft 的自我认知得分高于 model/base（由样本重新计算）',
        hint="fine-tune again (lab 03): the SFT model should answer with its name",
        hint_zh="重新微调（实验 03）：微调后的 SFT 模型应当说出自己的名字", camp=CAMP)
 def selfcog(ctx):
@@ -68,6 +70,7 @@ def selfcog(ctx):
 
 @check("eval.sentiment", LAB, "微调提升情感分类", "SFT helps on sentiment", needs=(RUN,),
        verifies="sentiment accuracy of model/sft above model/base (recomputed: argmax of the stored log-likelihoods)",
+       verifies_zh='model/sft 的情感分类准确率高于 model/base（重新计算：取存下的对数似然的 argmax）',
        hint="the SFT data needs its sentiment instructions (`data.sentiment_max` in lab 03)",
        hint_zh="SFT 数据需要包含情感分类指令（实验 03 中的 `data.sentiment_max`）", camp=CAMP)
 def sentiment(ctx):
@@ -76,6 +79,7 @@ def sentiment(ctx):
 
 @check("eval.preference", LAB, "DPO 提升偏好对排序", "DPO ranks held-out pairs better", needs=(RUN,),
        verifies="on the pref_* tasks pooled, model/dpo ranks the chosen answer first more often than model/sft",
+       verifies_zh='把 pref_* 任务合在一起，model/dpo 把 chosen 排第一的次数多于 model/sft',
        hint="run lab 04 (preference) and then lab 06 again so the leaderboard holds `model/dpo`",
        hint_zh="先运行实验 04（偏好对齐），再重新运行实验 06，让排行榜包含 `model/dpo`")
 def preference(ctx):

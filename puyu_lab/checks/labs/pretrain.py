@@ -17,6 +17,7 @@ def _evals(ctx):
 
 @check("pretrain.loss", LAB, "预训练损失下降", "Held-out loss fell", needs=(BASE,),
        verifies="model/base: the last held-out loss of the training curve is at least 30 % below the first",
+       verifies_zh='model/base：训练曲线上最后一次留出集损失比第一次至少低 30 %',
        hint="train longer: raise the time budget in lab 02 (`cfg = replace(cfg, budget_s=180)`) and rerun pretraining",
        hint_zh="训练更久：在实验 02 中提高时间预算（`cfg = replace(cfg, budget_s=180)`），然后重新预训练",
        camp="全链路开源体系: InternLM-Train")
@@ -33,6 +34,7 @@ def loss(ctx):
 
 @check("pretrain.samples", LAB, "生成像中文", "Samples read like Chinese", needs=(BASE,),
        verifies="model/base's samples after training are ≥ 30 % Chinese characters with ≥ 2 function characters (的是在了和)",
+       verifies_zh='model/base 训练后的生成样本中汉字占比 ≥ 30 %，且至少含 2 个虚词（的是在了和）',
        hint="the model has not learned the language yet: train longer or check that `corpus/clean` is mostly Chinese",
        hint_zh="模型还没有学会这门语言：训练更久，或检查 `corpus/clean` 是否以中文为主")
 def samples(ctx):
@@ -45,6 +47,7 @@ def samples(ctx):
 
 @check("pretrain.tokenizer", LAB, "分词器压缩", "Tokenizer compresses", needs=(TOKENIZER, BASE),
        verifies="tokenizer/spm: > 1 Chinese character per token and a tool call in ≤ 25 tokens; model/base uses it",
+       verifies_zh='tokenizer/spm：每个词元平均超过 1 个汉字，一次工具调用不超过 25 个词元；model/base 用的就是它',
        hint="retrain the tokenizer in lab 02 with the default vocabulary size (`cfg.preset.vocab_size`)",
        hint_zh="在实验 02 中用默认词表大小（`cfg.preset.vocab_size`）重新训练分词器")
 def tokenizer(ctx):

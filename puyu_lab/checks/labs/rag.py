@@ -20,6 +20,7 @@ def _test(ctx, answerable=None):
 @check("rag.index", LAB, "检索索引完整", "The index is whole", needs=(RAG_INDEX, RAG_EVAL),
        verifies="rag/index has one dense vector per chunk, and no chunk of a document its unanswerable questions "
                 "came from (those documents were left out of the index)",
+       verifies_zh='rag/index 每个文本块对应一个稠密向量，且不含任何“不可回答问题”所来自文档的块（这些文档已排除在索引之外）',
        hint="run lab 08 to the end; do not edit `rag/index` by hand",
        hint_zh="把实验 08 运行到底；不要手动修改 `rag/index`", camp=CAMP)
 def index(ctx):
@@ -39,6 +40,7 @@ def _hit5(rows, mode):
 @check("rag.hybrid", LAB, "混合检索不逊于单一检索", "Hybrid retrieval at least as good as either", needs=(RAG_EVAL,),
        verifies="on the test half's answerable questions, hybrid hit@5 ≥ BM25's and ≥ the dense encoder's "
                 "(recomputed from each question's ranks in rag/eval)",
+       verifies_zh='在测试半的可回答问题上，混合检索的 hit@5 ≥ BM25 的，也 ≥ 稠密编码器的（由 rag/eval 里每题的排名重新计算）',
        hint="keep the fusion weight chosen on the calibration half (`cfg.alphas`); a larger `cfg.encoder_steps` helps the dense side",
        hint_zh="保留在校准集上选出的融合权重（`cfg.alphas`）；调大 `cfg.encoder_steps` 能提升稠密检索的效果",
        camp=CAMP)
@@ -56,6 +58,7 @@ def hybrid(ctx):
        needs=(RAG_EVAL,),
        verifies="with retrieval the reply contains the answer more often than without (held-out answerable questions), "
                 "and at the chosen threshold the refusal's precision and recall recompute to rag/eval's figures",
+       verifies_zh='有检索时回复含有答案的次数多于无检索（留出的可回答问题）；在选定阈值下，拒答的精确率和召回率能重新算出 rag/eval 的数字',
        hint="run the reading cell of lab 08 to the end (it needs `model/sft` from lab 03)",
        hint_zh="把实验 08 的阅读作答单元格运行到底（它需要实验 03 产出的 `model/sft`）", camp=CAMP)
 def grounded(ctx):

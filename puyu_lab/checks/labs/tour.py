@@ -14,6 +14,7 @@ def _doctor(ctx):
 
 @check("tour.ready", LAB, "机器就绪", "Machine ready", scope="machine",
        verifies="puyu-lab doctor: every required check passes (packages, Python, memory, disk, data)",
+       verifies_zh='puyu-lab doctor：每一项必需检查都通过（软件包、Python、内存、磁盘、数据）',
        hint="run `puyu-lab doctor` and follow each `→ fix:` line",
        hint_zh="运行 `puyu-lab doctor`，按每条 `→ fix:` 行的提示逐项修复",
        camp="入门岛 Linux / InternStudio 开发机")
@@ -26,6 +27,7 @@ def ready(ctx):
 
 @check("tour.llama", LAB, "llama.cpp 可用", "llama.cpp usable", scope="machine",
        verifies="llama-cpp-python imports and loads its native library",
+       verifies_zh='llama-cpp-python 能导入，并能加载它的本地库',
        hint="rebuild it portably: `make setup` (`CMAKE_ARGS=-DGGML_NATIVE=OFF`, see the README)",
        hint_zh="以可移植的方式重新编译：`make setup`（`CMAKE_ARGS=-DGGML_NATIVE=OFF`，详见 README）")
 def llama(ctx):
@@ -35,6 +37,7 @@ def llama(ctx):
 
 @check("tour.quick", LAB, "quick 配置可运行", "Quick profile fits", scope="machine",
        verifies="the quick profile fits this machine's memory and cores",
+       verifies_zh='quick 配置档放得进这台机器的内存和 CPU 核数',
        hint="free memory (close other programs) or use a machine with ≥ 4 GiB RAM and 2 cores",
        hint_zh="释放内存（关闭其他程序），或换一台内存 ≥ 4 GiB、至少 2 个核心的机器")
 def quick(ctx):
