@@ -82,8 +82,8 @@ class Lab:
             os.killpg(self.proc.pid, signal.SIGKILL)
 
 
-@pytest.fixture(scope="session")
-def browser():
+@pytest.fixture(scope="package")  # closed after the browser tests: Playwright's sync API keeps an event loop
+def browser():                      # running in the main thread, which later tests' asyncio.run() would trip on
     from playwright.sync_api import sync_playwright
 
     if not CHROMIUM.exists():

@@ -1,5 +1,6 @@
 """The agent's trace panel (puyu_lab/panels/agent.py): a recorded trace and a live one, its Stop button, a run
 that fails (scripted backends: tests/agent/helpers.py)."""
+from ..asyncutil import run_coroutine
 import asyncio
 import json
 import time
@@ -53,7 +54,7 @@ def test_trace_panel_is_live_stops_on_its_button_and_shows_a_failing_run(tools):
     assert tr.status == "stopped" and panel.status == "stopped" and len(tr.turns) < 4
     assert panel.error is None and panel.error_text == ""
     panel.run(Agent(Slow(["42"], delay=0.01), tools.subset("calculator")), "6*7?")
-    assert asyncio.run(panel.wait_async(timeout=5)).answer == "42"  # what the lab's waiting cell awaits
+    assert run_coroutine(panel.wait_async(timeout=5)).answer == "42"  # what the lab's waiting cell awaits
 
     class Broken(Scripted):
         def generate(self, *a, **kw):

@@ -1,5 +1,6 @@
 """What every panel shares (puyu_lab/panels/base.py): the throttle that caps redraws, and the one wait for a
 worker thread."""
+from ..asyncutil import run_coroutine
 import time
 
 import pytest
@@ -46,8 +47,8 @@ def test_panels_share_one_wait():
 
     ok = Panel(lambda: 42)
     assert ok.wait(timeout=5) == 42 and ok.drawn == 1
-    assert asyncio.run(ok.wait_async(timeout=5)) == 42 and ok.drawn == 2
+    assert run_coroutine(ok.wait_async(timeout=5)) == 42 and ok.drawn == 2
     bad = Panel(lambda: 1 / 0)
     with pytest.raises(ZeroDivisionError):
-        asyncio.run(bad.wait_async(timeout=5))
+        run_coroutine(bad.wait_async(timeout=5))
     assert bad.drawn == 1  # what was pending is drawn before the error is raised
