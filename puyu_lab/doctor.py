@@ -243,29 +243,13 @@ _BACKTICKED = re.compile(r"`([^`]+)`")
 
 
 def _sandbox_ok_zh(text: str) -> str:
-    """What isolates the agent's Python tool, in Chinese (from the sandbox's plan; ``text`` is its English)."""
+    """What isolates the agent's Python tool, in Chinese (the sandbox's own description; ``text`` is its English)."""
     try:
-        from .agent import sandbox as sb
+        from .agent.sandbox import isolation_description
 
-        plan = sb._plan()  # cached: isolation_status() has just made it
+        return isolation_description("zh")  # the plan is cached: isolation_status() has just made it
     except Exception:
         return "已隔离：" + text
-    v = ".".join(map(str, plan.version))
-    who = "uid 65534（nobody，在宿主机上也是）" if plan.setpriv else f"uid 65534（宿主机上的 uid {os.geteuid()}）"
-    out = (f"bubblewrap {v}（{plan.bwrap}）：独立的用户、PID、网络、IPC、UTS 和挂载命名空间；代码以 {who}的身份运行，"
-           f"只看得到只读的系统和标准库（屏蔽了 {len(plan.masked)} 个 site-packages 目录），以及私有的 {sb.WORKDIR} 和 /tmp；")
-    cg = plan.cgroup
-    if cg:
-        what = "内存和进程数" if cg.pids else "内存"
-        out += (f"每次运行的总内存（进程、共享内存、写下的文件）由 cgroup 限制（v{cg.version}，{what}，位于 {cg.memory}）"
-                f"为 memory_mb + 3 x disk_mb")
-    else:
-        free = "memfd 和管道" if plan.setpriv else "SysV 共享内存、memfd 和管道"
-        out += (f"不限制单次运行的总内存（{plan.no_cgroup}）：只限制每个进程的地址空间（memory_mb，最多 nproc 个进程），"
-                f"{free}完全不受限")
-    if plan.setpriv:
-        out += "；IPC 命名空间里的 SysV 共享内存上限为 memory_mb"
-    return out + "；没有系统调用过滤"
 
 
 def _sandbox_fix_zh(text: str) -> str:

@@ -236,22 +236,36 @@ class _Plan:
     cgroup: CgroupBase | None = None  # where each run gets its own memory (and pids) cgroup
     no_cgroup: str = ""  # why there is none
 
-    def describe(self) -> str:
-        v = ".".join(map(str, self.version))
-        who = "uid 65534 (nobody, also on the host)" if self.setpriv else f"uid 65534 (uid {os.geteuid()} on the host)"
-        text = (f"bubblewrap {v} ({self.bwrap}): user, PID, network, IPC, UTS and mount namespaces; code runs as "
-                f"{who}, sees a read-only system with only the standard library ({len(self.masked)} site-packages "
-                f"folders masked) and private {WORKDIR} and /tmp; ")
-        if self.cgroup:
-            text += (f"each run's total memory (processes, shared memory, its files) capped by a cgroup "
-                     f"({self.cgroup.describe()}) at memory_mb + 3 x disk_mb")
+    def describe(self, lang: str = "en") -> str:
+        """What isolates the code, in English (``lang="en"``) or in Chinese (``"zh"``, what the doctor prints)."""
+        def say(zh: str, en: str) -> str:
+            return zh if lang == "zh" else en
+
+        v, cg = ".".join(map(str, self.version)), self.cgroup
+        who = (say("uid 65534（nobody，在宿主机上也是）", "uid 65534 (nobody, also on the host)") if self.setpriv
+               else say(f"uid 65534（宿主机上的 uid {os.geteuid()}）", f"uid 65534 (uid {os.geteuid()} on the host)"))
+        text = say(f"bubblewrap {v}（{self.bwrap}）：独立的用户、PID、网络、IPC、UTS 和挂载命名空间；代码以 {who}的身份运行，"
+                   f"只看得到只读的系统和标准库（屏蔽了 {len(self.masked)} 个 site-packages 目录），以及私有的 {WORKDIR} 和 "
+                   "/tmp；",
+                   f"bubblewrap {v} ({self.bwrap}): user, PID, network, IPC, UTS and mount namespaces; code runs as "
+                   f"{who}, sees a read-only system with only the standard library ({len(self.masked)} site-packages "
+                   f"folders masked) and private {WORKDIR} and /tmp; ")
+        if cg:
+            text += say(f"每次运行的总内存（进程、共享内存、写下的文件）由 cgroup 限制（v{cg.version}，"
+                        f"{'内存和进程数' if cg.pids else '内存'}，位于 {cg.memory}）为 memory_mb + 3 x disk_mb",
+                        f"each run's total memory (processes, shared memory, its files) capped by a cgroup "
+                        f"({cg.describe()}) at memory_mb + 3 x disk_mb")
         else:
-            unbounded = "memfds and pipes" if self.setpriv else "SysV shared memory, memfds and pipes"
-            text += (f"NO cap on a run's total memory ({self.no_cgroup}): only each process's address space is "
-                     f"limited (memory_mb, for up to nproc processes), and {unbounded} not at all")
+            unbounded = (say("memfd 和管道", "memfds and pipes") if self.setpriv
+                         else say("SysV 共享内存、memfd 和管道", "SysV shared memory, memfds and pipes"))
+            text += say(f"不限制单次运行的总内存（{self.no_cgroup}）：只限制每个进程的地址空间（memory_mb，最多 nproc 个进程），"
+                        f"{unbounded}完全不受限",
+                        f"NO cap on a run's total memory ({self.no_cgroup}): only each process's address space is "
+                        f"limited (memory_mb, for up to nproc processes), and {unbounded} not at all")
         if self.setpriv:
-            text += "; SysV shared memory capped at memory_mb in its IPC namespace"
-        return text + "; no system-call filter"
+            text += say("；IPC 命名空间里的 SysV 共享内存上限为 memory_mb",
+                        "; SysV shared memory capped at memory_mb in its IPC namespace")
+        return text + say("；没有系统调用过滤", "; no system-call filter")
 
 
 def _sandbox_argv(plan: _Plan, lim: Limits, info_fd: int | None) -> list[str]:
@@ -406,6 +420,12 @@ def isolation_status() -> tuple[bool, str]:
         return True, _plan().describe()
     except SandboxUnavailable as e:
         return False, str(e)
+
+
+def isolation_description(lang: str = "en") -> str:
+    """What isolates the code, in English (``lang="en"``, :func:`isolation_status`'s text) or in Chinese (``"zh"``);
+    raises :class:`SandboxUnavailable` where nothing can."""
+    return _plan().describe(lang)
 
 
 # ---- one run -------------------------------------------------------------------------------------------

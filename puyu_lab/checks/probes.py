@@ -98,6 +98,15 @@ def load_homework_switches(path) -> dict[str, bool]:
     return dict(sw)
 
 
+def _fraction(g: dict, key: str, default: float, where: str) -> float:
+    """Field ``key`` of probe group ``g`` (at ``where``), ``default`` where it is absent: a fraction from 0 to 1."""
+    x = g.get(key, default)
+    if not isinstance(x, (int, float)) or not 0 <= x <= 1:
+        raise InputError(f"{where}.{key}: a fraction between 0 and 1 is needed (got {x!r})",
+                         zh=f"{where}.{key}：需要 0 到 1 之间的比例（现在是 {x!r}）")
+    return float(x)
+
+
 def load_probes(path) -> list[ProbeGroup]:
     """The teacher's file, validated: one :class:`InputError` naming the group and field at fault."""
     path = Path(path)
@@ -126,10 +135,7 @@ def load_probes(path) -> list[ProbeGroup]:
         if kind not in KINDS:
             raise InputError(f"{where}.kind: {kind!r} is not one of {', '.join(KINDS)}",
                              zh=f"{where}.kind：{kind!r} 不在可选值 {', '.join(KINDS)} 之中")
-        mp = g.get("min_pass", 0.8)
-        if not isinstance(mp, (int, float)) or not 0 <= mp <= 1:
-            raise InputError(f"{where}.min_pass: a fraction between 0 and 1 is needed (got {mp!r})",
-                             zh=f"{where}.min_pass：需要 0 到 1 之间的比例（现在是 {mp!r}）")
+        mp = _fraction(g, "min_pass", 0.8, where)
         if kind == "name":
             prompts = g.get("prompts")
             if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p for p in prompts):
@@ -160,13 +166,10 @@ def load_probes(path) -> list[ProbeGroup]:
         if not isinstance(mnt, int) or not 1 <= mnt <= 512:
             raise InputError(f"{where}.max_new_tokens: an integer from 1 to 512 is needed (got {mnt!r})",
                              zh=f"{where}.max_new_tokens：需要 1 到 512 之间的整数（现在是 {mnt!r}）")
-        mc = g.get("max_control", 0.9)
-        if not isinstance(mc, (int, float)) or not 0 <= mc <= 1:
-            raise InputError(f"{where}.max_control: a fraction between 0 and 1 is needed (got {mc!r})",
-                             zh=f"{where}.max_control：需要 0 到 1 之间的比例（现在是 {mc!r}）")
-        out.append(ProbeGroup(gid, kind, items, float(mp), str(g.get("title", gid)), str(g.get("model", "model/sft")),
+        mc = _fraction(g, "max_control", 0.9, where)
+        out.append(ProbeGroup(gid, kind, items, mp, str(g.get("title", gid)), str(g.get("model", "model/sft")),
                               mnt, g.get("name") if kind == "name" else None,
-                              list(g.get("controls", [])) if kind == "name" else [], float(mc)))
+                              list(g.get("controls", [])) if kind == "name" else [], mc))
     return out
 
 

@@ -4,67 +4,22 @@ task's own sizes would take longer than a test should) — and fails on evidence
 from __future__ import annotations
 
 import json
-import re
 import shutil
 
 import pytest
 
-import puyu_lab as pl
-from puyu_lab import checks
 from puyu_lab.workspace import Workspace
 
-from ..conftest import ROOT, TINY_PRESET
-
-
-def starter(lab: str, task: str, **lines: str) -> str:
-    """The source of the cell tagged ``homework`` that starts with ``# 作业 <task>`` in ``labs/<lab>.ipynb``; each
-    keyword replaces the line that assigns that name (``sizes="[(64, 64, 64)]"``)."""
-    cells = json.loads((ROOT / "labs" / f"{lab}.ipynb").read_text(encoding="utf-8"))["cells"]
-    found = [("".join(c["source"]), c) for c in cells if c["cell_type"] == "code"
-             and "".join(c["source"]).startswith(f"# 作业 {task} ")]
-    assert len(found) == 1, f"{lab}: one cell starts with '# 作业 {task} '"
-    src, cell = found[0]
-    assert "homework" in cell["metadata"].get("tags", []), f"{lab}: the {task} cell is tagged homework"
-    for name, value in lines.items():
-        src, n = re.subn(rf"^{re.escape(name)} = .*$", f"{name} = {value}", src, count=1, flags=re.M)
-        assert n == 1, f"{task}: no line assigns {name}"
-    return src
-
-
-def run_cell(src: str, ns: dict) -> dict:
-    ns.setdefault("pl", pl)
-    ns.setdefault("display", lambda *a, **k: None)
-    exec(compile(src, "<homework>", "exec"), ns)
-    return ns
-
-
-def result(lab: str, ws: Workspace, task: str):
-    card = checks.homework(lab, ws, display=False, write=False)
-    return next(r for r in card.results if r.id == task)
-
-
-def edit_json(path, edit) -> None:
-    d = json.loads(path.read_text(encoding="utf-8"))
-    edit(d)
-    path.write_text(json.dumps(d, ensure_ascii=False), encoding="utf-8")
+from ..conftest import TINY_PRESET
+from .homework_helpers import (Evidence, assert_homework_section, assert_missing, edit_json, fails, result, run_cell,
+                               starter)
 
 
 def test_every_task_has_a_tagged_cell_and_the_section_ends_with_its_card():
     for lab, tasks in (("00_tour", ("tour.hw_matmul", "tour.hw_threads")),
                        ("01_data", ("data.hw_rule", "data.hw_minhash")),
                        ("02_pretrain", ("pretrain.hw_vocab", "pretrain.hw_optimizer"))):
-        assert [c.id for c in checks.select(lab, homework=True)] == list(tasks)
-        assert {c.homework for c in checks.select(lab, homework=True)} == {"basic", "advanced"}
-        for t in tasks:
-            starter(lab, t)
-        cells = json.loads((ROOT / "labs" / f"{lab}.ipynb").read_text(encoding="utf-8"))["cells"]
-        code = [c for c in cells if c["cell_type"] == "code"]
-        last = "".join(code[-1]["source"])
-        assert f'checks.homework("{lab}", ws)' in last and "homework" not in code[-1]["metadata"].get("tags", [])
-        heading = next(i for i, c in enumerate(cells) if "".join(c["source"]).startswith("## 作业 Homework"))
-        assert heading > max(i for i, c in enumerate(cells) if "## 更进一步 Go further" in "".join(c["source"]))
-        closing = "".join(cells[-1]["source"])
-        assert "puyu-lab submit --learner" in closing and "workspace/report/index.html" in closing
+        assert_homework_section(lab, tasks)
 
 
 # ---- 00 tour -------------------------------------------------------------------------------------------------------
@@ -74,24 +29,19 @@ SMALL = "[(64, 64, 64), (128, 128, 128), (256, 256, 256)]"
 @pytest.mark.slow
 def test_tour_matmul(tmp_path):
     ws = Workspace(tmp_path / "ws")
-    r = result("00_tour", ws, "tour.hw_matmul")
-    assert r.status == "missing" and not r.ok
+    assert_missing("00_tour", ws, "tour.hw_matmul")
     run_cell(starter("00_tour", "tour.hw_matmul", sizes=SMALL), {"ws": ws})
     r = result("00_tour", ws, "tour.hw_matmul")
     assert r.ok and r.consistent and "256×256×256" in r.figure and "GFLOP/s" in r.figure, r
-    timings = ws.get("homework/tour/matmul").file("timings.json")
-    before = timings.read_text(encoding="utf-8")
+    timings = Evidence(ws.get("homework/tour/matmul").file("timings.json"))
     # a conclusion its own timings do not give
-    edit_json(timings, lambda d: d.update(choice="bf16" if d["choice"] == "fp32" else "fp32"))
-    r = result("00_tour", ws, "tour.hw_matmul")
-    assert not r.ok and "its own timings give" in r.detail
+    timings.wrong(lambda d: d.update(choice="bf16" if d["choice"] == "fp32" else "fp32"))
+    assert "its own timings give" in fails("00_tour", ws, "tour.hw_matmul").detail
     # a GFLOP/s that is not 2·m·k·n / seconds
-    timings.write_text(before, encoding="utf-8")
-    edit_json(timings, lambda d: d["rows"][0].update(gflops=d["rows"][0]["gflops"] * 3))
-    assert not result("00_tour", ws, "tour.hw_matmul").ok
+    timings.wrong(lambda d: d["rows"][0].update(gflops=d["rows"][0]["gflops"] * 3))
+    fails("00_tour", ws, "tour.hw_matmul")
     # fewer than 3 sizes in both dtypes
-    timings.write_text(before, encoding="utf-8")
-    edit_json(timings, lambda d: d.update(rows=[r for r in d["rows"] if r["m"] != 64]))
+    timings.wrong(lambda d: d.update(rows=[r for r in d["rows"] if r["m"] != 64]))
     assert result("00_tour", ws, "tour.hw_matmul").figure.startswith("2 size(s)")
 
 
@@ -101,18 +51,16 @@ def test_tour_threads(tmp_path):
     if machine()["cores"] < 2:
         pytest.skip("one core: nothing to compare")
     ws = Workspace(tmp_path / "ws")
-    assert result("00_tour", ws, "tour.hw_threads").status == "missing"
+    assert_missing("00_tour", ws, "tour.hw_threads")
     ns = run_cell(starter("00_tour", "tour.hw_matmul", sizes=SMALL), {"ws": ws})
     run_cell(starter("00_tour", "tour.hw_threads"), ns)
     r = result("00_tour", ws, "tour.hw_threads")
     assert r.ok and r.consistent and r.figure.startswith(f"{machine()['cores']} threads:"), r
-    timings = ws.get("homework/tour/threads").file("timings.json")
-    before = timings.read_text(encoding="utf-8")
-    edit_json(timings, lambda d: d.update(cores=1))  # more threads than cores
-    assert not result("00_tour", ws, "tour.hw_threads").ok
-    timings.write_text(before, encoding="utf-8")
-    edit_json(timings, lambda d: d.update(rows=[r for r in d["rows"] if r["threads"] == 1]))  # one thread only
-    assert not result("00_tour", ws, "tour.hw_threads").ok
+    timings = Evidence(ws.get("homework/tour/threads").file("timings.json"))
+    timings.wrong(lambda d: d.update(cores=1))  # more threads than cores
+    fails("00_tour", ws, "tour.hw_threads")
+    timings.wrong(lambda d: d.update(rows=[r for r in d["rows"] if r["threads"] == 1]))  # one thread only
+    fails("00_tour", ws, "tour.hw_threads")
 
 
 # ---- 01 data -------------------------------------------------------------------------------------------------------
@@ -135,7 +83,7 @@ def data_ws(cleaning, tmp_path):
 @pytest.mark.slow
 def test_data_rule(cleaning, data_ws):
     ws = data_ws
-    assert result("01_data", ws, "data.hw_rule").status == "missing"
+    assert_missing("01_data", ws, "data.hw_rule")
     run_cell(starter("01_data", "data.hw_rule"), {"ws": ws, "run": cleaning})
     r = result("01_data", ws, "data.hw_rule")
     assert r.ok and r.consistent and "pass the rules" in r.figure and "gopher_short_doc" in r.detail, r
@@ -143,45 +91,40 @@ def test_data_rule(cleaning, data_ws):
     src = starter("01_data", "data.hw_rule").replace('mine.set("gopher_short_doc", 50, "zh")',
                                                      'mine.set("gopher_long_doc", 10 ** 9)')
     run_cell(src, {"ws": ws, "run": cleaning})
-    r = result("01_data", ws, "data.hw_rule")
-    assert not r.ok and "either way" in r.figure
+    assert "either way" in fails("01_data", ws, "data.hw_rule").figure
     # no change at all
     run_cell(src.replace('mine.set("gopher_long_doc", 10 ** 9)', "pass"), {"ws": ws, "run": cleaning})
     assert result("01_data", ws, "data.hw_rule").figure == "the same recipe as corpus/clean"
     # corpus/clean exported again since: the homework measured another corpus
     run_cell(starter("01_data", "data.hw_rule"), {"ws": ws, "run": cleaning})
     cleaning.export(ws)
-    r = result("01_data", ws, "data.hw_rule")
-    assert not r.ok and "older corpus/clean" in r.figure
+    assert "older corpus/clean" in fails("01_data", ws, "data.hw_rule").figure
 
 
 @pytest.mark.slow
 def test_data_minhash(cleaning, data_ws):
     ws = data_ws
-    assert result("01_data", ws, "data.hw_minhash").status == "missing"
+    assert_missing("01_data", ws, "data.hw_minhash")
     # a loose banding, so that a few hundred documents gain pairs
     run_cell(starter("01_data", "data.hw_minhash", **{"bands, rows": "56, 2"}), {"ws": ws, "run": cleaning})
     r = result("01_data", ws, "data.hw_minhash")
     assert r.ok and r.consistent and r.figure.startswith("56×2") and "re-hashed" in r.detail, r
-    pairs = ws.get("homework/data/minhash").file("pairs.json")
-    before = pairs.read_text(encoding="utf-8")
-    ev = json.loads(before)
+    pairs = Evidence(ws.get("homework/data/minhash").file("pairs.json"))
+    ev = json.loads(pairs.before)
     assert ev["gained"] and ev["n_gained"] >= len(ev["gained"])
     # a true Jaccard that does not recompute
-    edit_json(pairs, lambda d: d["gained"][0].update(true_jaccard=0.99))
+    pairs.wrong(lambda d: d["gained"][0].update(true_jaccard=0.99))
     assert "do not re-hash" in result("01_data", ws, "data.hw_minhash").figure
-    # a gained pair whose texts share no band under 56 × 2 (the second text swapped for another)
-    pairs.write_text(before, encoding="utf-8")
 
+    # a gained pair whose texts share no band under 56 × 2 (the second text swapped for another)
     def swap(d):
         other = next(i for i in d["docs"] if i not in (d["gained"][0]["a"], d["gained"][0]["b"]))
         d["docs"][d["gained"][0]["b"]] = d["docs"][other] | {"text": d["docs"][other]["text"] + " 另一篇"}
-    edit_json(pairs, swap)
-    assert not result("01_data", ws, "data.hw_minhash").ok
+    pairs.wrong(swap)
+    fails("01_data", ws, "data.hw_minhash")
     # corpus/clean's own banding
     run_cell(starter("01_data", "data.hw_minhash", **{"bands, rows": "14, 8"}), {"ws": ws, "run": cleaning})
-    r = result("01_data", ws, "data.hw_minhash")
-    assert not r.ok and "own banding" in r.figure
+    assert "own banding" in fails("01_data", ws, "data.hw_minhash").figure
     # more values than a signature holds: the cell stops before it writes anything
     with pytest.raises(ValueError, match="bands × rows"):
         run_cell(starter("01_data", "data.hw_minhash", **{"bands, rows": "30, 4"}), {"ws": ws, "run": cleaning})
@@ -198,23 +141,21 @@ def _pretrain_ns(ws: Workspace) -> dict:
 @pytest.mark.slow
 def test_pretrain_vocab(layers, tmp_path):
     ws = layers.workspace("tokenizer", tmp_path / "ws")
-    assert result("02_pretrain", ws, "pretrain.hw_vocab").status == "missing"
+    assert_missing("02_pretrain", ws, "pretrain.hw_vocab")
     run_cell(starter("02_pretrain", "pretrain.hw_vocab", vocab_sizes="[2560, 4096]"), _pretrain_ns(ws))
     r = result("02_pretrain", ws, "pretrain.hw_vocab")
     assert r.ok and r.consistent and "2.56k" in r.figure and "3.072k" in r.figure and "4.096k" in r.figure, r
-    vocab = ws.get("homework/pretrain/vocab").file("vocab.json")
-    before = vocab.read_text(encoding="utf-8")
-    edit_json(vocab, lambda d: d["rows"][0].update(chars_per_token_zh=d["rows"][0]["chars_per_token_zh"] * 1.2))
+    vocab = Evidence(ws.get("homework/pretrain/vocab").file("vocab.json"))
+    vocab.wrong(lambda d: d["rows"][0].update(chars_per_token_zh=d["rows"][0]["chars_per_token_zh"] * 1.2))
     assert "measure otherwise" in result("02_pretrain", ws, "pretrain.hw_vocab").figure
-    vocab.write_text(before, encoding="utf-8")
-    edit_json(vocab, lambda d: d.update(rows=d["rows"][:1]))  # one size besides tokenizer/spm's
-    assert not result("02_pretrain", ws, "pretrain.hw_vocab").ok
+    vocab.wrong(lambda d: d.update(rows=d["rows"][:1]))  # one size besides tokenizer/spm's
+    fails("02_pretrain", ws, "pretrain.hw_vocab")
 
 
 @pytest.mark.slow
 def test_pretrain_optimizer(layers, tmp_path):
     ws = layers.workspace("base", tmp_path / "ws")
-    assert result("02_pretrain", ws, "pretrain.hw_optimizer").status == "missing"
+    assert_missing("02_pretrain", ws, "pretrain.hw_optimizer")
     run_cell(starter("02_pretrain", "pretrain.hw_optimizer"), _pretrain_ns(ws))
     r = result("02_pretrain", ws, "pretrain.hw_optimizer")
     assert r.ok and r.consistent and r.figure.startswith("AdamW ") and "20 steps" in r.figure, r
@@ -222,16 +163,15 @@ def test_pretrain_optimizer(layers, tmp_path):
     # another recipe besides the optimizer: not a comparison of optimizers
     man = ws.get("model/base-adamw").path / "manifest.json"
     edit_json(man, lambda d: d["params"]["config"].update(learning_rate=0.1))
-    r = result("02_pretrain", ws, "pretrain.hw_optimizer")
-    assert not r.ok and "learning_rate" in r.detail
+    assert "learning_rate" in fails("02_pretrain", ws, "pretrain.hw_optimizer").detail
     edit_json(man, lambda d: d["params"]["config"].update(learning_rate=ws.get("model/base").params["config"]
                                                           ["learning_rate"], optimizer="muon"))
-    assert not result("02_pretrain", ws, "pretrain.hw_optimizer").ok
+    fails("02_pretrain", ws, "pretrain.hw_optimizer")
     edit_json(man, lambda d: d["params"]["config"].update(optimizer="adamw"))
     assert result("02_pretrain", ws, "pretrain.hw_optimizer").ok
     # model/base trained on an earlier corpus/clean than model/base-adamw: that one is to train again
     edit_json(ws.get("model/base").path / "manifest.json", lambda d: d["parents"][0].update(id="an-earlier-one"))
-    r = result("02_pretrain", ws, "pretrain.hw_optimizer")
-    assert not r.ok and r.figure == "another corpus/clean" and r.detail.startswith("model/base was trained"), r
+    r = fails("02_pretrain", ws, "pretrain.hw_optimizer")
+    assert r.figure == "another corpus/clean" and r.detail.startswith("model/base was trained"), r
     shutil.rmtree(ws.root / "runs", ignore_errors=True)
 

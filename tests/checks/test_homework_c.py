@@ -13,30 +13,24 @@ import json
 
 import pytest
 
-from puyu_lab import checks
 from puyu_lab.workspace import Workspace
 
-from ..conftest import ROOT
+from .homework_helpers import (assert_homework_section, assert_missing, cells, copy_ws, replace_first_record, result,
+                               source)
 
 pytestmark = pytest.mark.slow  # the tiny chain is built once per session; each task then runs in seconds
 
 
-def _cell(lab: str, id: str) -> str:
-    cells = json.loads((ROOT / "labs" / f"{lab}.ipynb").read_text(encoding="utf-8"))["cells"]
-    return "".join(next(c for c in cells if c.get("id") == id)["source"])
-
-
 def _setup_cells(lab: str) -> list[str]:
-    cells = json.loads((ROOT / "labs" / f"{lab}.ipynb").read_text(encoding="utf-8"))["cells"]
-    p = next(i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", []))
-    return ["".join(cells[i]["source"]) for i in (p, p + 1)]
+    nb = cells(lab)
+    p = next(i for i, c in enumerate(nb) if "parameters" in c["metadata"].get("tags", []))
+    return [source(nb[i]) for i in (p, p + 1)]
 
 
 def homework_cell(lab: str, n: int) -> tuple[str, str]:
     """The id and source of the lab's ``n``-th homework cell (tagged ``homework``), which must say which check it is for."""
-    cells = json.loads((ROOT / "labs" / f"{lab}.ipynb").read_text(encoding="utf-8"))["cells"]
-    tagged = [c for c in cells if "homework" in c["metadata"].get("tags", [])]
-    return tagged[n]["id"], "".join(tagged[n]["source"])
+    tagged = [c for c in cells(lab) if "homework" in c["metadata"].get("tags", [])]
+    return tagged[n]["id"], source(tagged[n])
 
 
 class Lab:
@@ -63,22 +57,22 @@ class Lab:
         return self.ns
 
     def result(self, id: str):
-        card = checks.homework(self.lab, self.ws, display=False, write=False)
-        return next(r for r in card.results if r.id == id)
+        return result(self.lab, self.ws, id)
+
+    @classmethod
+    def fresh(cls, lab: str, ws: Workspace, tmp_path, monkeypatch, task: str) -> "Lab":
+        """``lab`` set up on a copy of ``ws``, where ``task`` is not done yet (its check reports it missing)."""
+        self = cls(lab, copy_ws(ws, tmp_path), monkeypatch)
+        assert_missing(lab, self.ws, task)
+        return self
 
 
 def test_each_lab_ends_with_its_homework_card_and_tags_its_starter_cells():
     for lab, ids in (("06_eval", ("eval.hw_task", "eval.hw_sample")), ("07_agent", ("agent.hw_tool", "agent.hw_pattern")),
                      ("08_rag", ("rag.hw_threshold", "rag.hw_chunks"))):
-        assert [c.id for c in checks.select(lab, homework=True)] == list(ids)
-        assert {c.homework for c in checks.select(lab, homework=True)} == {"basic", "advanced"}
-        cells = json.loads((ROOT / "labs" / f"{lab}.ipynb").read_text(encoding="utf-8"))["cells"]
+        assert_homework_section(lab, ids)
         for n, id in enumerate(ids):
             assert f"作业 {id}" in homework_cell(lab, n)[1], f"{lab}: homework cell {n} is not {id}'s"
-        code = [c for c in cells if c["cell_type"] == "code"]
-        assert f'checks.homework("{lab}", ws)' in "".join(code[-1]["source"]), f"{lab}: the last code cell shows the card"
-        assert "homework" not in code[-1]["metadata"].get("tags", []), f"{lab}: the card cell runs in the chain"
-        assert "puyu-lab submit" in "".join(cells[-1]["source"]) and "workspace/report/index.html" in "".join(cells[-1]["source"])
 
 
 # ---- 06 评测 -----------------------------------------------------------------------------------------------------
@@ -93,17 +87,8 @@ def eval_ws(layers, tmp_path_factory):
     return ws
 
 
-def _copy(ws: Workspace, tmp_path) -> Workspace:
-    import shutil
-
-    shutil.copytree(ws.root, tmp_path / "ws", symlinks=True)
-    return Workspace(tmp_path / "ws")
-
-
 def test_eval_hw_task(eval_ws, tmp_path, monkeypatch):
-    ws = _copy(eval_ws, tmp_path)
-    lab = Lab("06_eval", ws, monkeypatch)
-    assert lab.result("eval.hw_task").status == "missing"
+    lab = Lab.fresh("06_eval", eval_ws, tmp_path, monkeypatch, "eval.hw_task")
     lab.run(0)
     r = lab.result("eval.hw_task")
     assert r.ok and r.consistent and "my_reviews (10)" in r.figure, (r.status, r.figure, r.detail)
@@ -114,9 +99,7 @@ def test_eval_hw_task(eval_ws, tmp_path, monkeypatch):
 
 
 def test_eval_hw_sample(eval_ws, tmp_path, monkeypatch):
-    ws = _copy(eval_ws, tmp_path)
-    lab = Lab("06_eval", ws, monkeypatch)
-    assert lab.result("eval.hw_sample").status == "missing"
+    lab = Lab.fresh("06_eval", eval_ws, tmp_path, monkeypatch, "eval.hw_sample")
     lab.run(1, n=("n_big = 100", "n_big = 6"))  # the chain's own size: nothing learnt about the interval
     r = lab.result("eval.hw_sample")
     assert r.status == "fail" and "twice" in r.figure, (r.status, r.figure, r.detail)
@@ -141,9 +124,8 @@ def agent_ws(layers, tmp_path_factory):
 
 
 def test_agent_hw_tool(agent_ws, tmp_path, monkeypatch):
-    ws = _copy(agent_ws, tmp_path)
-    lab = Lab("07_agent", ws, monkeypatch)
-    assert lab.result("agent.hw_tool").status == "missing"
+    lab = Lab.fresh("07_agent", agent_ws, tmp_path, monkeypatch, "agent.hw_tool")
+    ws = lab.ws
     lab.run(0)
     r = lab.result("agent.hw_tool")
     # a required call is decoded under the schema: count_chars takes any string, so every call runs
@@ -158,9 +140,8 @@ def test_agent_hw_tool(agent_ws, tmp_path, monkeypatch):
 
 
 def test_agent_hw_pattern(agent_ws, tmp_path, monkeypatch):
-    ws = _copy(agent_ws, tmp_path)
-    lab = Lab("07_agent", ws, monkeypatch)
-    assert lab.result("agent.hw_pattern").status == "missing"
+    lab = Lab.fresh("07_agent", agent_ws, tmp_path, monkeypatch, "agent.hw_pattern")
+    ws = lab.ws
     ret = '    return "".join("[-+*/]" if p in "+-*/" else re.escape(p) for p in parts)'
     # the tightest pattern: the whole expression, so every narrowed call computes the task's result
     lab.run(1, tight=(ret, '    return re.escape(task["expression"])'))
@@ -172,11 +153,8 @@ def test_agent_hw_pattern(agent_ws, tmp_path, monkeypatch):
     assert r.status == "fail" and "0/12" in r.figure, (r.status, r.figure, r.detail)
     # the narrowed traces must match their patterns: a row whose pattern was changed afterwards is caught
     lab.run(1, tight=(ret, '    return re.escape(task["expression"])'))
-    art = ws.get("homework/agent/pattern")
-    rows = art.file("rows.jsonl")
-    lines = rows.read_text(encoding="utf-8").splitlines()
-    first = json.loads(lines[0])
-    rows.write_text("\n".join([json.dumps({**first, "pattern": "0"})] + lines[1:]) + "\n", encoding="utf-8")
+    rows = ws.get("homework/agent/pattern").file("rows.jsonl")
+    replace_first_record(rows, {**json.loads(rows.read_text(encoding="utf-8").splitlines()[0]), "pattern": "0"})
     r = lab.result("agent.hw_pattern")
     assert r.status == "fail" and "does not match" in r.figure, (r.status, r.figure, r.detail)
 
@@ -194,9 +172,7 @@ def rag_ws(layers, tmp_path_factory):
 
 
 def test_rag_hw_threshold(rag_ws, tmp_path, monkeypatch):
-    ws = _copy(rag_ws, tmp_path)
-    lab = Lab("08_rag", ws, monkeypatch)
-    assert lab.result("rag.hw_threshold").status == "missing"
+    lab = Lab.fresh("08_rag", rag_ws, tmp_path, monkeypatch, "rag.hw_threshold")
     lab.run(0, target=("target_precision = 0.9", "target_precision = 0.0"))  # no higher than the chain's
     r = lab.result("rag.hw_threshold")
     assert r.status == "fail" and "aim above" in r.figure, (r.status, r.figure, r.detail)
@@ -220,9 +196,8 @@ def test_rag_hw_threshold(rag_ws, tmp_path, monkeypatch):
 
 
 def test_rag_hw_chunks(rag_ws, tmp_path, monkeypatch):
-    ws = _copy(rag_ws, tmp_path)
-    lab = Lab("08_rag", ws, monkeypatch)
-    assert lab.result("rag.hw_chunks").status == "missing"
+    lab = Lab.fresh("08_rag", rag_ws, tmp_path, monkeypatch, "rag.hw_chunks")
+    ws = lab.ws
     lab.run(1)
     r = lab.result("rag.hw_chunks")
     assert r.ok and r.consistent and r.figure.startswith("100 chars"), (r.status, r.figure, r.detail)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from ...artifacts import AGENT_EVAL, load_agent_eval
 from ...i18n import tr
 from ..core import Outcome, check
+from ..evidence import read_json, read_jsonl
 
 LAB = "07_agent.ipynb"
 CAMP = "进阶岛: Lagent 自定义你的 Agent 智能体"
@@ -76,12 +77,6 @@ HW_MIN_TASKS = 10
 GIVEN_TOOLS = ("calculator", "python", "add_days", "days_between", "search", "artifact_info", "knowledge_base")
 
 
-def _jsonl(path) -> list[dict]:
-    import json
-
-    return [json.loads(l) for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
-
-
 def _call_ok(trace: dict, i: int) -> bool:
     """Whether step ``i`` (a call) ran: the observation after it is ok."""
     steps = trace.get("steps", [])
@@ -105,12 +100,10 @@ def _call_ok(trace: dict, i: int) -> bool:
        hint_zh="运行实验 07 的作业 1 单元格（你自己的工具）：把 `count_chars` 改成你自己的工具（docstring 和类型注解决定它的 schema），"
                "把 `my_questions` 换成针对它的问题；如果工具拒绝大多数参数，调用就会失败——让它接受 schema 允许的输入", camp=CAMP)
 def hw_tool(ctx):
-    import json
-
     from ...agent.tools import Tool, ToolError
 
     art = ctx.get(HW_TOOL)
-    spec = json.loads(art.file("tool.json").read_text(encoding="utf-8"))
+    spec = read_json(art, "tool.json")
     name, params = spec.get("name", ""), spec.get("parameters") or {}
     if name in GIVEN_TOOLS:
         return Outcome(False, tr(f"{name} 是实验自带的工具：写一个你自己的",
@@ -119,7 +112,7 @@ def hw_tool(ctx):
         return Outcome(False, tr(f"{name}：需要描述和至少一个参数", f"{name}: needs a description and at least one parameter"))
     tool = Tool(name, spec["description"], params, fn=lambda **kw: None)
     runs: dict = {}
-    for t in _jsonl(art.file("traces.jsonl")):
+    for t in read_jsonl(art.file("traces.jsonl")):
         runs.setdefault(t.get("run"), []).append(t)
     auto, req = runs.get("auto", []), runs.get("required", [])
     if len(req) < HW_MIN_QUESTIONS or len(auto) != len(req):
@@ -168,9 +161,9 @@ def hw_pattern(ctx):
     from ...contracts.calculator import EXPRESSION_PATTERN, CalculatorError, calculate
 
     art = ctx.get(HW_PATTERN)
-    tasks = _jsonl(art.file("rows.jsonl"))
+    tasks = read_jsonl(art.file("rows.jsonl"))
     by_run: dict = {"schema": {}, "narrowed": {}}
-    for t in _jsonl(art.file("traces.jsonl")):
+    for t in read_jsonl(art.file("traces.jsonl")):
         if t.get("run") in by_run:
             by_run[t["run"]][t.get("task")] = t
     n = len(tasks)

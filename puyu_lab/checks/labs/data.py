@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ...artifacts import CORPUS, load_corpus
 from ..core import Outcome, check
+from ..evidence import read_json, stale
 
 LAB = "01_data.ipynb"
 MIN_DOCS = 1000
@@ -56,22 +57,17 @@ RULE = "homework/data/rule"
 MINHASH = "homework/data/minhash"
 
 
-def _fresh(ctx, name: str) -> str:
-    """Why ``name`` no longer measures the current corpus/clean ("" when it does)."""
-    made_from = next((p.get("id") for p in ctx.get(name).parents if p.get("name") == CORPUS), None)
-    if made_from != ctx.get(CORPUS).id:
-        return f"{name} was made from another corpus/clean (re-exported since): run its 作业 cell again"
-    return ""
+def _stale(ctx, name: str) -> Outcome | None:
+    """The failed outcome when ``name`` no longer measures the current corpus/clean (exported again since)."""
+    return stale(ctx, name, (CORPUS,), "made from an older corpus/clean",
+                 detail="{name} was made from another {parent} (re-exported since): run its 作业 cell again")
 
 
 def _recipes(ctx, name: str):
-    import json
-
+    """corpus/clean's cleaning recipe and ``name``'s."""
     from ...data.filters import Recipe
 
-    chain = Recipe.from_dict(json.loads(ctx.get(CORPUS).file("recipe.json").read_text(encoding="utf-8")))
-    mine = Recipe.from_dict(json.loads(ctx.get(name).file("recipe.json").read_text(encoding="utf-8")))
-    return chain, mine
+    return tuple(Recipe.from_dict(read_json(ctx.get(n), "recipe.json")) for n in (CORPUS, name))
 
 
 def _changes(a: dict, b: dict, at: str = "") -> list[str]:
@@ -102,9 +98,8 @@ def hw_rule(ctx):
 
     from ...data.filters import filter_mask
 
-    stale = _fresh(ctx, RULE)
-    if stale:
-        return Outcome(False, "made from an older corpus/clean", detail=stale)
+    if out := _stale(ctx, RULE):
+        return out
     chain, mine = _recipes(ctx, RULE)
     changed = _changes(chain.to_dict(), mine.to_dict())
     if not changed:
@@ -155,20 +150,18 @@ def _pairs_of(sigs, b: int, r: int) -> set:
        hint="run the 作业 cell `data.hw_minhash` at the end of lab 01 with another `bands, rows` (say 20 × 5)",
        hint_zh="运行实验 01 末尾的作业单元格 `data.hw_minhash`，换一组 `bands, rows`（比如 20 × 5）")
 def hw_minhash(ctx):
-    import json
     import statistics
 
     import numpy as np
 
     from ...data.dedup import MinHasher, shingles, true_jaccard
 
-    stale = _fresh(ctx, MINHASH)
-    if stale:
-        return Outcome(False, "made from an older corpus/clean", detail=stale)
+    if out := _stale(ctx, MINHASH):
+        return out
     art = ctx.get(MINHASH)
-    chain = json.loads(ctx.get(CORPUS).file("recipe.json").read_text(encoding="utf-8"))
+    chain = read_json(ctx.get(CORPUS), "recipe.json")
     b0, r0 = int(chain["minhash_bands"]), int(chain["minhash_rows"])
-    ev = json.loads(art.file("pairs.json").read_text(encoding="utf-8"))
+    ev = read_json(art, "pairs.json")
     b, r = int(ev["bands"]), int(ev["rows"])
     if (b, r) == (b0, r0):
         return Outcome(False, f"{b} × {r}: corpus/clean's own banding", detail="pick other bands and rows")

@@ -1,12 +1,11 @@
 """05 LMDeploy Deploy: the GGUF ladder and what each level costs in fidelity."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from ...artifacts import gguf_name, quant_name
 from ..core import Outcome, check
+from ..evidence import read_json, stale
 
 LAB = "05_deploy.ipynb"
 CAMP = "进阶岛: LMDeploy 量化部署进阶实践"
@@ -15,7 +14,7 @@ Q4_KL_BOUND = 0.05  # nats/token: the chain's Q4_K_M sits near 0.013; Q2_K near 
 
 
 def _ladder(ctx) -> dict:
-    return json.loads(ctx.get(GGUF).file("ladder.json").read_text(encoding="utf-8"))
+    return read_json(ctx.get(GGUF), "ladder.json")
 
 
 def _kl(ctx) -> dict:
@@ -26,8 +25,19 @@ def _kl(ctx) -> dict:
 
 
 def _rows(ctx) -> dict:
-    rows = json.loads(ctx.get(QUANT).file("results.json").read_text(encoding="utf-8"))
-    return {r["level"]: r for r in rows}
+    return {r["level"]: r for r in read_json(ctx.get(QUANT), "results.json")}
+
+
+def _size(art, fname: str) -> int:
+    """The size of ``art``'s file ``fname``: a file too big for a bundle is not in it, its size is the one the
+    manifest recorded when the stage wrote it."""
+    try:
+        return art.file(fname).stat().st_size
+    except FileNotFoundError:
+        rec = (art.manifest.get("files") or {}).get(fname)
+        if rec is None:
+            raise FileNotFoundError(f"{art.name}/{fname} is not here and its manifest records no size") from None
+        return int(rec["bytes"])
 
 
 @check("deploy.ladder", LAB, "量化阶梯逐级变小", "Each level is smaller", needs=(GGUF,),
@@ -39,16 +49,7 @@ def _rows(ctx) -> dict:
        hint_zh="在实验 05 中重新生成量化阶梯；没有变小的那一级回退成了别的类型（见逐张量的类型图）", camp=CAMP)
 def ladder(ctx):
     art = ctx.get(GGUF)
-    files = art.manifest.get("files") or {}
-    sizes = []
-    for lv, f in _ladder(ctx).items():
-        try:
-            size = art.file(f["file"]).stat().st_size
-        except FileNotFoundError:  # too big for a bundle: the size the stage recorded when it wrote the file
-            size = files[f["file"]]["bytes"] if f["file"] in files else None
-        if size is None:
-            raise FileNotFoundError(f"gguf/sft/{f['file']} is not here and its manifest records no size")
-        sizes.append((lv, size))
+    sizes = [(lv, _size(art, f["file"])) for lv, f in _ladder(ctx).items()]
     mb = [s / 2**20 for _, s in sizes]
     ok = len(sizes) >= 3 and all(a > b for a, b in zip(mb, mb[1:]))
     return Outcome(ok, " > ".join(f"{lv} {s:.1f}" for (lv, _), s in zip(sizes, mb)) + " MB")
@@ -103,15 +104,6 @@ MIX = "homework/deploy/mix"
 FLOAT_TYPES = {"F16", "F32", "BF16"}
 
 
-def _made_from(ctx, name: str, *parents: str) -> str:
-    """Why ``name`` no longer measures the current ``parents`` ("" when it does): one of them was made again."""
-    ids = {p.get("name"): p.get("id") for p in ctx.get(name).parents}
-    for parent in parents:
-        if ids.get(parent) != ctx.get(parent).id:
-            return f"{name} was made from an earlier {parent} (made again since): run its 作业 cell again"
-    return ""
-
-
 def _hw_kl(ctx, name: str) -> tuple[float, int, str]:
     """(mean KL from F32, tokens, why not) of a homework artifact's kl.npz: its scored tokens must be quant/sft's own
     (the same held-out text, cut into the same windows), so its KL sits beside the ladder's."""
@@ -129,16 +121,6 @@ def _ladder_sizes(ctx) -> dict[str, tuple[float, float]]:
     """The ladder's levels (plain ones) → (MB, mean KL), from gguf/sft's ladder.json and quant/sft's per-token KL."""
     k = _kl(ctx)
     return {lv: (f["size"] / 2**20, float(k[lv].mean())) for lv, f in _ladder(ctx).items() if lv in k}
-
-
-def _size(art, fname: str) -> int:
-    try:
-        return art.file(fname).stat().st_size
-    except FileNotFoundError:  # too big for a bundle: the size the manifest recorded when the file was written
-        rec = (art.manifest.get("files") or {}).get(fname)
-        if rec is None:
-            raise
-        return int(rec["bytes"])
 
 
 def _neighbours(ctx, mb: float) -> str:
@@ -175,15 +157,14 @@ def _main_type(level: str) -> str | None:
 def hw_level(ctx):
     from ...deploy.quantize import reference_level, weight_types
 
-    stale = _made_from(ctx, LEVEL, GGUF, QUANT)
-    if stale:
-        return Outcome(False, "made from an earlier ladder", detail=stale)
+    if out := stale(ctx, LEVEL, (GGUF, QUANT), "made from an earlier ladder"):
+        return out
     art = ctx.get(LEVEL)
-    res = json.loads(art.file("result.json").read_text(encoding="utf-8"))
+    res = read_json(art, "result.json")
     level = str(res["level"])
     on_ladder = set(_ladder(ctx))
     try:
-        on_ladder |= {lv.split("+")[0] for lv in json.loads(ctx.get(GGUF).file("imatrix.json").read_text(encoding="utf-8"))}
+        on_ladder |= {lv.split("+")[0] for lv in read_json(ctx.get(GGUF), "imatrix.json")}
     except FileNotFoundError:
         pass
     if level in on_ladder:
@@ -243,11 +224,10 @@ def _override_problems(types: dict[str, str], overrides: dict[str, str]) -> list
 def hw_mix(ctx):
     from ...deploy.quantize import tensor_types
 
-    stale = _made_from(ctx, MIX, GGUF, QUANT)
-    if stale:
-        return Outcome(False, "made from an earlier ladder", detail=stale)
+    if out := stale(ctx, MIX, (GGUF, QUANT), "made from an earlier ladder"):
+        return out
     art = ctx.get(MIX)
-    res = json.loads(art.file("result.json").read_text(encoding="utf-8"))
+    res = read_json(art, "result.json")
     base, overrides = str(res["base_level"]), dict(res["overrides"])
     ladder = _ladder(ctx)
     if base not in ladder:

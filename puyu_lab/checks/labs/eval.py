@@ -12,18 +12,25 @@ CAMP = "基础岛: OpenCompass 评测书生大模型实践"
 RUN = "eval/chain"
 
 
+def _sample_score(s: dict, choice: bool = True) -> float | None:
+    """One sample's score: a choice task's (``choice``) from its stored log-likelihoods (argmax = gold), otherwise the
+    sample's own score; ``None`` for a perplexity row."""
+    lls = s.get("lls")
+    if lls and choice:
+        return float(max(range(len(lls)), key=lambda j: lls[j]) == s["gold"])
+    if "score" in s:
+        return float(s["score"])
+    return None
+
+
 def _scores(ctx) -> dict:
     """model → task → (correct, n), recomputed from samples.jsonl: choice tasks from the stored
     log-likelihoods (argmax = gold), generation tasks from each sample's score."""
     def make():
         out: dict = defaultdict(lambda: defaultdict(lambda: [0.0, 0]))
         for s in load_eval(ctx.ws, RUN)["samples"]:
-            if s.get("lls"):
-                lls = s["lls"]
-                ok = float(max(range(len(lls)), key=lambda j: lls[j]) == s["gold"])
-            elif "score" in s:
-                ok = float(s["score"])
-            else:
+            ok = _sample_score(s)
+            if ok is None:
                 continue  # perplexity rows
             cell = out[s["model"]][s["task"]]
             cell[0] += ok
@@ -108,12 +115,8 @@ def _per_doc(ctx, name: str) -> dict:
         modes = {t: v.get("mode", "ll") for t, v in art.params.get("tasks", {}).items()}
         out: dict = defaultdict(lambda: defaultdict(list))
         for s in load_eval(ctx.ws, name)["samples"]:
-            lls = s.get("lls")
-            if lls and modes.get(s["task"], "ll") == "ll":
-                ok = float(max(range(len(lls)), key=lambda j: lls[j]) == s["gold"])
-            elif "score" in s:
-                ok = float(s["score"])
-            else:
+            ok = _sample_score(s, choice=modes.get(s["task"], "ll") == "ll")
+            if ok is None:
                 continue
             out[s["model"]][s["task"]].append((s.get("doc_id", 0), ok))
         return {m: {t: [v for _, v in sorted(rows)] for t, rows in by.items()} for m, by in out.items()}

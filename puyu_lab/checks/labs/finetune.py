@@ -1,17 +1,16 @@
 """03 XTuner Fine-tune: the self-cognition assistant (the camp's 个人小助手)."""
 from __future__ import annotations
 
-import json
-
 from ...artifacts import SFT_DATA, SFT_MODEL
 from ..core import Outcome, check, pct
+from ..evidence import eval_losses, read_json, read_jsonl, stale, unequal_steps
 
 LAB = "03_finetune.ipynb"
 CAMP = "基础岛: XTuner 微调个人小助手认知"
 
 
 def _selfcheck(ctx):
-    return ctx.cached("selfcheck", lambda: json.loads(ctx.get(SFT_MODEL).file("selfcheck.json").read_text(encoding="utf-8")))
+    return ctx.cached("selfcheck", lambda: read_json(ctx.get(SFT_MODEL), "selfcheck.json"))
 
 
 def _name(ctx) -> str:
@@ -50,7 +49,7 @@ def stops(ctx):
 
     art = ctx.get(SFT_MODEL)
     tok = PreTrainedTokenizerFast(tokenizer_file=str(art.file("tokenizer.json")))
-    limit = json.loads(art.file("sft_config.json").read_text(encoding="utf-8")).get("sample_tokens", 40)
+    limit = read_json(art, "sft_config.json").get("sample_tokens", 40)
     lens = [len(tok(r["answer"], add_special_tokens=False)["input_ids"]) for r in _selfcheck(ctx)["selfcog"]]
     longest = max(lens, default=limit)
     return Outcome(bool(lens) and longest < limit, f"longest {longest} of {limit} tokens", value=longest)
@@ -63,7 +62,7 @@ def stops(ctx):
        hint_zh="微调没有学到东西：检查学习率（`cfg.learning_rate`），并确认 `sft/data` 中有数据", camp=CAMP)
 def loss(ctx):
     art = ctx.get(SFT_MODEL)
-    ev = [r["eval_loss"] for r in json.loads(art.file("curve.json").read_text(encoding="utf-8")) if "eval_loss" in r]
+    ev = eval_losses(art)
     if len(ev) < 2:
         return Outcome(False, f"{len(ev)} evaluation(s) in curve.json")
     return Outcome(ev[-1] < ev[0], f"{ev[0]:.2f} → {ev[-1]:.2f}", value=ev[-1], claimed=art.metrics.get("eval_loss"))
@@ -76,31 +75,21 @@ BASE_MODEL = "model/base"
 MIN_QUESTIONS = 5  # of each kind: own paraphrases of "who are you?", own questions about something else
 
 
-def _made_from(ctx, name: str, *parents: str) -> str:
-    """Why ``name`` no longer measures the current ``parents`` ("" when it does): one of them was made again."""
-    ids = {p.get("name"): p.get("id") for p in ctx.get(name).parents}
-    for parent in parents:
-        if ids.get(parent) != ctx.get(parent).id:
-            return f"{name} was made from an earlier {parent} (made again since): run its 作业 cell again"
-    return ""
+def _norm(question) -> str:
+    """A question as it is compared: white space folded, case folded."""
+    return " ".join(str(question).split()).casefold()
 
 
 def _seen_prompts(ctx) -> set[str]:
     """Every user turn model/sft trained on, the questions sft/data held out and the unrelated prompts its run asked."""
     from ...contracts.dialogs import CONTROL_PROMPTS
 
-    def norm(s):
-        return " ".join(str(s).split()).casefold()
-
     data = ctx.get(SFT_DATA)
-    seen = {norm(p) for p in CONTROL_PROMPTS}
-    for line in data.file("train.jsonl").read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            seen.update(norm(m["content"]) for m in json.loads(line)["messages"] if m.get("role") == "user")
+    seen = {_norm(p) for p in CONTROL_PROMPTS}
+    for row in read_jsonl(data.file("train.jsonl")):
+        seen.update(_norm(m["content"]) for m in row["messages"] if m.get("role") == "user")
     for part in ("selfcog_heldout", "notool_heldout"):
-        for line in data.file(f"{part}.jsonl").read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                seen.add(norm(json.loads(line)["prompt"]))
+        seen.update(_norm(row["prompt"]) for row in read_jsonl(data.file(f"{part}.jsonl")))
     return seen
 
 
@@ -118,15 +107,14 @@ def _seen_prompts(ctx) -> set[str]:
        hint_zh=f"运行实验 03 末尾的作业单元格 `finetune.hw_paraphrase`，两类问题各写至少 {MIN_QUESTIONS} 个你自己的"
                "（`mine_self`、`mine_other`）")
 def hw_paraphrase(ctx):
-    stale = _made_from(ctx, PARAPHRASE, SFT_MODEL)
-    if stale:
-        return Outcome(False, "asked an earlier model/sft", detail=stale)
+    if out := stale(ctx, PARAPHRASE, (SFT_MODEL,), "asked an earlier model/sft"):
+        return out
     name = _name(ctx)
-    rows = json.loads(ctx.get(PARAPHRASE).file("answers.json").read_text(encoding="utf-8"))
+    rows = read_json(ctx.get(PARAPHRASE), "answers.json")
     seen = _seen_prompts(ctx)
     by = {k: [r for r in rows if r.get("kind") == k] for k in ("self", "other")}
-    old = [r["prompt"] for r in rows if " ".join(str(r["prompt"]).split()).casefold() in seen]
-    prompts = [" ".join(str(r["prompt"]).split()).casefold() for r in rows]
+    prompts = [_norm(r["prompt"]) for r in rows]
+    old = [r["prompt"] for r, p in zip(rows, prompts) if p in seen]
     named = {k: sum(bool(name) and name in str(r.get("answer", "")) for r in v) for k, v in by.items()}
     fig = f"{named['self']}/{len(by['self'])} named {name or '?'} · unrelated {named['other']}/{len(by['other'])}"
     if not name:
@@ -183,16 +171,14 @@ def _si(n: float) -> str:
 def hw_lora_rank(ctx):
     import math
 
-    stale = _made_from(ctx, LORA_RANK, BASE_MODEL, SFT_DATA)
-    if stale:
-        return Outcome(False, "trained from an earlier model/base or sft/data", detail=stale)
-    runs = json.loads(ctx.get(LORA_RANK).file("runs.json").read_text(encoding="utf-8"))
+    if out := stale(ctx, LORA_RANK, (BASE_MODEL, SFT_DATA), "trained from an earlier model/base or sft/data"):
+        return out
+    runs = read_json(ctx.get(LORA_RANK), "runs.json")
     ranks = sorted({int(r["lora_r"]) for r in runs})
     if len(ranks) < 2:
         return Outcome(False, f"{len(ranks)} rank(s)", detail="train at two ranks or more")
-    steps = {int(r["steps"]) for r in runs}
-    if len(steps) != 1 or min(steps) < 1:
-        return Outcome(False, f"steps {sorted(steps)}", detail="give every rank the same number of steps (> 0)")
+    if out := unequal_steps(runs, "rank"):
+        return out
     bad, total = [], None
     for r in runs:
         width, total = _lora_width(ctx, r["targets"])
@@ -209,5 +195,5 @@ def hw_lora_rank(ctx):
                      for r in runs)
     best = min(runs, key=lambda r: float(r["eval_loss"]))
     return Outcome(True, fig, value=float(best["eval_loss"]),
-                   detail=f"{min(steps)} steps each; the largest rank trains "
+                   detail=f"{int(runs[0]['steps'])} steps each; the largest rank trains "
                           f"{int(runs[-1]['trainable_parameters']) / total:.1%} of model/base's {_si(total)} parameters")

@@ -1,10 +1,9 @@
 """04 XTuner DPO Preference: DPO / ORPO on held-out preference pairs."""
 from __future__ import annotations
 
-import json
-
 from ...artifacts import DPO_MODEL
 from ..core import Outcome, check, pct
+from ..evidence import read_json, read_jsonl, stale, unequal_steps
 
 LAB = "04_preference.ipynb"
 ORPO_MODEL = "model/orpo"
@@ -12,10 +11,13 @@ ORPO_MODEL = "model/orpo"
 
 def _acc(ctx, name: str, when: str) -> tuple[int, int]:
     """Pairs whose chosen answer scores above the rejected one (recomputed from the stored log-probs)."""
-    rows = [json.loads(l) for l in ctx.get(name).file("heldout_scores.jsonl").read_text(encoding="utf-8").splitlines()
-            if l.strip()]
-    n = sum(r[when]["logp_chosen"] > r[when]["logp_rejected"] for r in rows)
-    return n, len(rows)
+    rows = read_jsonl(ctx.get(name).file("heldout_scores.jsonl"))
+    return sum(_right(r[when]) for r in rows), len(rows)
+
+
+def _right(score: dict) -> bool:
+    """Whether a pair's score ranks its chosen answer above its rejected one."""
+    return float(score["logp_chosen"]) > float(score["logp_rejected"])
 
 
 @check("preference.dpo", LAB, "DPO 胜过 SFT", "DPO beats SFT on held-out pairs", needs=(DPO_MODEL,),
@@ -54,36 +56,29 @@ PREF_DATA = "pref/data"
 MIN_PAIRS = 4
 
 
-def _made_from(ctx, name: str, *parents: str) -> str:
-    """Why ``name`` no longer measures the current ``parents`` ("" when it does): one of them was made again."""
-    ids = {p.get("name"): p.get("id") for p in ctx.get(name).parents}
-    for parent in parents:
-        if ids.get(parent) != ctx.get(parent).id:
-            return f"{name} was made from an earlier {parent} (made again since): run its 作业 cell again"
-    return ""
-
-
-def _jsonl(path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def _tokenizer(ctx):
     from ...models.tokenizer import load_tokenizer
 
     return ctx.cached("sft_tokenizer", lambda: load_tokenizer(ctx.get(SFT_MODEL).path))
 
 
-def _lengths_match(ctx, pairs: list[dict], scores: list[dict], max_length: int) -> list[str]:
-    """The pairs whose scored token counts are not what model/sft's tokenizer makes of them (as trl cuts them)."""
+def _lengths(ctx, pairs: list[dict], max_length: int) -> list[tuple[int, int]]:
+    """The (chosen, rejected) token counts model/sft's tokenizer makes of ``pairs`` (as trl cuts them)."""
     from ...preference.scoring import encode_pair
 
     tok = _tokenizer(ctx)
-    bad = []
-    for p, s in zip(pairs, scores):
-        _, c, r = encode_pair(tok, p, max_length)
-        if (len(c), len(r)) != (int(s["chosen_tokens"]), int(s["rejected_tokens"])):
-            bad.append(str(p["prompt"][-1]["content"])[:30])
-    return bad
+    return [(len(c), len(r)) for _, c, r in (encode_pair(tok, p, max_length) for p in pairs)]
+
+
+def _scored_lengths(score: dict) -> tuple[int, int]:
+    """The (chosen, rejected) token counts a pair's score says it scored."""
+    return int(score["chosen_tokens"]), int(score["rejected_tokens"])
+
+
+def _lengths_match(ctx, pairs: list[dict], scores: list[dict], max_length: int) -> list[str]:
+    """The pairs whose scored token counts are not what model/sft's tokenizer makes of them (as trl cuts them)."""
+    return [str(p["prompt"][-1]["content"])[:30]
+            for p, n, s in zip(pairs, _lengths(ctx, pairs, max_length), scores) if n != _scored_lengths(s)]
 
 
 @check("preference.hw_pairs", LAB, "作业：你自己的偏好对", "Homework: preference pairs of your own", homework="basic",
@@ -101,27 +96,27 @@ def _lengths_match(ctx, pairs: list[dict], scores: list[dict], max_length: int) 
 def hw_pairs(ctx):
     from ...preference.pairs import load_custom_pairs, prompt_key
 
-    stale = _made_from(ctx, PAIRS, SFT_MODEL, DPO_MODEL)
-    if stale:
-        return Outcome(False, "scored by an earlier model", detail=stale)
+    if out := stale(ctx, PAIRS, (SFT_MODEL, DPO_MODEL), "scored by an earlier model"):
+        return out
     art = ctx.get(PAIRS)
     good, bad = load_custom_pairs(art.file("pairs.jsonl"))
     if bad:
         return Outcome(False, f"{len(bad)} bad line(s) in pairs.jsonl", detail="; ".join(map(str, bad[:3])))
     if len(good) < MIN_PAIRS:
         return Outcome(False, f"{len(good)} pair(s)", detail=f"write at least {MIN_PAIRS}")
-    chain = {prompt_key(p) for part in ("train", "heldout") for p in _jsonl(ctx.get(PREF_DATA).file(f"{part}.jsonl"))}
+    data = ctx.get(PREF_DATA)
+    chain = {prompt_key(p) for part in ("train", "heldout") for p in read_jsonl(data.file(f"{part}.jsonl"))}
     old = [p["prompt"][-1]["content"][:30] for p in good if prompt_key(p) in chain]
     if old:
         return Outcome(False, f"{len(old)} prompt(s) from pref/data", detail="not your own: " + "; ".join(old[:3]))
-    scores = json.loads(art.file("scores.json").read_text(encoding="utf-8"))
+    scores = read_json(art, "scores.json")
     if sorted(scores) != sorted(["model/sft", "model/dpo"]) or any(len(s) != len(good) for s in scores.values()):
         return Outcome(False, "scores.json: not one score per pair for model/sft and model/dpo")
     max_length = int(art.params.get("max_length") or 256)
     off = [t for m in ("model/sft", "model/dpo") for t in _lengths_match(ctx, good, scores[m], max_length)]
     if off:
         return Outcome(False, "scores of other texts", detail="token counts differ for: " + "; ".join(off[:3]))
-    right = {m: sum(float(s["logp_chosen"]) > float(s["logp_rejected"]) for s in ss) for m, ss in scores.items()}
+    right = {m: sum(_right(s) for s in ss) for m, ss in scores.items()}
     margin = {m: sum(float(s["logp_chosen"]) - float(s["logp_rejected"]) for s in ss) / len(ss)
               for m, ss in scores.items()}
     n = len(good)
@@ -132,7 +127,7 @@ def hw_pairs(ctx):
 
 
 def _heldout(ctx) -> list[dict]:
-    return ctx.cached("pref_heldout", lambda: _jsonl(ctx.get(PREF_DATA).file("heldout.jsonl")))
+    return ctx.cached("pref_heldout", lambda: read_jsonl(ctx.get(PREF_DATA).file("heldout.jsonl")))
 
 
 @check("preference.hw_beta", LAB, "作业：DPO 的 β", "Homework: DPO's β", homework="advanced",
@@ -149,19 +144,17 @@ def _heldout(ctx) -> list[dict]:
 def hw_beta(ctx):
     from ...preference.pairs import prompt_key
 
-    stale = _made_from(ctx, BETA, SFT_MODEL, PREF_DATA, DPO_MODEL)
-    if stale:
-        return Outcome(False, "trained from an earlier model/sft or pref/data", detail=stale)
+    if out := stale(ctx, BETA, (SFT_MODEL, PREF_DATA, DPO_MODEL), "trained from an earlier model/sft or pref/data"):
+        return out
     art = ctx.get(BETA)
-    runs = json.loads(art.file("runs.json").read_text(encoding="utf-8"))
+    runs = read_json(art, "runs.json")
     betas = sorted({float(r["beta"]) for r in runs})
     if len(betas) < 2:
         return Outcome(False, f"{len(betas)} β", detail="train at two values of β or more")
-    steps = {int(r["steps"]) for r in runs}
-    if len(steps) != 1 or min(steps) < 1:
-        return Outcome(False, f"steps {sorted(steps)}", detail="give every β the same number of steps (> 0)")
+    if out := unequal_steps(runs, "β"):
+        return out
     held = _heldout(ctx)
-    chain = _jsonl(ctx.get(DPO_MODEL).file("heldout_scores.jsonl"))
+    chain = read_jsonl(ctx.get(DPO_MODEL).file("heldout_scores.jsonl"))
     if [prompt_key(p) for p in chain] != [prompt_key(p) for p in held]:
         return Outcome(False, "model/dpo scored other held-out pairs", detail="run lab 04's DPO again, then this task")
     before = [r["before"] for r in chain]
@@ -172,25 +165,14 @@ def hw_beta(ctx):
         sc = r["scores"]
         if len(sc) != len(held):
             return Outcome(False, f"β {r['beta']}: {len(sc)} of {len(held)} held-out pairs scored")
-        if [(int(s["chosen_tokens"]), int(s["rejected_tokens"])) for s in sc] != lens:
+        if [_scored_lengths(s) for s in sc] != lens:
             return Outcome(False, f"β {r['beta']}: scores of other texts", detail="token counts differ from pref/data's")
-        acc = sum(float(s["logp_chosen"]) > float(s["logp_rejected"]) for s in sc) / len(sc)
+        acc = sum(_right(s) for s in sc) / len(sc)
         moved = sum(abs(float(s["logp_chosen"]) - b["logp_chosen"]) + abs(float(s["logp_rejected"]) - b["logp_rejected"])
                     for s, b in zip(sc, before)) / (2 * len(sc))
         parts.append((float(r["beta"]), acc, moved))
-    sft_acc = sum(b["logp_chosen"] > b["logp_rejected"] for b in before) / len(before)
+    sft_acc = sum(_right(b) for b in before) / len(before)
     fig = " · ".join(f"β {b:g}: {a:.1%}, moved {m:.2f}" for b, a, m in parts)
     return Outcome(True, fig, value=max(a for _, a, _ in parts), claimed=art.metrics.get("best_accuracy"),
-                   detail=f"{min(steps)} steps each; model/sft {sft_acc:.1%} on the same {len(held)} pairs; moved: mean "
-                          "|Δ log p| of chosen and rejected from model/sft, in nats")
-
-
-def _lengths(ctx, pairs: list[dict], max_length: int) -> list[tuple[int, int]]:
-    from ...preference.scoring import encode_pair
-
-    tok = _tokenizer(ctx)
-    out = []
-    for p in pairs:
-        _, c, r = encode_pair(tok, p, max_length)
-        out.append((len(c), len(r)))
-    return out
+                   detail=f"{int(runs[0]['steps'])} steps each; model/sft {sft_acc:.1%} on the same {len(held)} pairs; "
+                          "moved: mean |Δ log p| of chosen and rejected from model/sft, in nats")

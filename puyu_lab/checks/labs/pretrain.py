@@ -1,18 +1,12 @@
 """02 InternLM-Train Pretrain: the tokenizer and the base model trained from scratch."""
 from __future__ import annotations
 
-import json
-
 from ...artifacts import BASE, CORPUS, TOKENIZER
 from ..core import Outcome, check
+from ..evidence import eval_losses, read_json, stale
 
 LAB = "02_pretrain.ipynb"
 LOSS_FALL = 0.30  # the held-out loss must fall by at least this share
-
-
-def _evals(ctx):
-    curve = json.loads(ctx.get(BASE).file("curve.json").read_text(encoding="utf-8"))
-    return [r["eval_loss"] for r in curve if "eval_loss" in r]
 
 
 @check("pretrain.loss", LAB, "预训练损失下降", "Held-out loss fell", needs=(BASE,),
@@ -22,7 +16,7 @@ def _evals(ctx):
        hint_zh="训练更久：在实验 02 中提高时间预算（`cfg = replace(cfg, budget_s=180)`），然后重新预训练",
        camp="全链路开源体系: InternLM-Train")
 def loss(ctx):
-    ev = _evals(ctx)
+    ev = eval_losses(ctx.get(BASE))
     if len(ev) < 2:
         return Outcome(False, f"{len(ev)} evaluation(s) in curve.json")
     first, last = ev[0], ev[-1]
@@ -38,7 +32,7 @@ def loss(ctx):
        hint="the model has not learned the language yet: train longer or check that `corpus/clean` is mostly Chinese",
        hint_zh="模型还没有学会这门语言：训练更久，或检查 `corpus/clean` 是否以中文为主")
 def samples(ctx):
-    s = json.loads(ctx.get(BASE).file("samples.json").read_text(encoding="utf-8"))
+    s = read_json(ctx.get(BASE), "samples.json")
     after = "".join(s.get("after", {}).values())
     cjk = sum("\u4e00" <= c <= "\u9fff" for c in after) / max(1, len(after))
     fn = sum(after.count(c) for c in "的是在了和")
@@ -93,12 +87,11 @@ def hw_vocab(ctx):
     from ...models.tokenizer import load_tokenizer
     from ...pretrain.tokenizer import chars_per_token
 
+    if out := stale(ctx, VOCAB, (CORPUS,), "made from an older corpus/clean",
+                    detail="{name} was trained before {parent} was re-exported: run its 作业 cell again"):
+        return out
     art = ctx.get(VOCAB)
-    made_from = {p.get("name"): p.get("id") for p in art.parents}
-    if made_from.get(CORPUS) != ctx.get(CORPUS).id:
-        return Outcome(False, "made from an older corpus/clean",
-                       detail=f"{VOCAB} was trained before corpus/clean was re-exported: run its 作业 cell again")
-    rows = json.loads(art.file("vocab.json").read_text(encoding="utf-8"))["rows"]
+    rows = read_json(art, "vocab.json")["rows"]
     chain_v = int(ctx.get(TOKENIZER).params.get("vocab_size") or 0)
     zh = _zh_heldout(ctx)
     got, bad = {}, []
@@ -157,8 +150,7 @@ def hw_optimizer(ctx):
                               "lab 02's training cell; model/base-adamw: its 作业 cell), so that both learn from the same")
 
     def last(art):
-        curve = json.loads(art.file("curve.json").read_text(encoding="utf-8"))
-        ev = [r["eval_loss"] for r in curve if "eval_loss" in r]
+        ev = eval_losses(art)
         return ev[-1] if len(ev) >= 2 else None
 
     la, lb = last(base), last(other)

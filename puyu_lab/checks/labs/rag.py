@@ -4,6 +4,7 @@ from __future__ import annotations
 from ...artifacts import RAG_EVAL, RAG_INDEX, load_rag_eval, load_rag_index
 from ...i18n import tr
 from ..core import Outcome, check, pct
+from ..evidence import read_jsonl
 
 LAB = "08_rag.ipynb"
 CAMP = "基础岛: 茴香豆 / LlamaIndex RAG 实践"
@@ -149,15 +150,13 @@ def hw_threshold(ctx):
        hint_zh="把 `chunk_chars` 设成不同于链路 `cfg.chunk_chars` 的值，运行实验 08 的作业 2 单元格"
                "（它重新分块，沿用链路的编码器和阅读器，保存 `homework/rag/chunks`；`rag/index` 保持不变）", camp=CAMP)
 def hw_chunks(ctx):
-    import json
-
     from ...rag.evaluate import retrieval_metrics
     from ...rag.reader import REFUSAL, correct
 
     art = ctx.get(HW_CHUNKS)
     size = int(art.params["chunk_chars"])
     chain_size = ctx.get(RAG_INDEX).params.get("chunk_chars")
-    rows = [json.loads(l) for l in art.file("rows.jsonl").read_text(encoding="utf-8").splitlines() if l.strip()]
+    rows = read_jsonl(art.file("rows.jsonl"))
     chain = {r["id"]: r for r in _test(ctx, True) if r.get("read")}
     if size == chain_size:
         return Outcome(False, tr(f"chunk_chars {size} 和链路的 rag/index 一样：换一个大小",

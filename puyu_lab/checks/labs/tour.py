@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..core import Outcome, check, close
+from ..evidence import read_json
 
 LAB = "00_tour.ipynb"
 
@@ -52,9 +53,7 @@ THREADS = "homework/tour/threads"
 
 
 def _timings(ctx, name: str) -> dict:
-    import json
-
-    return json.loads(ctx.get(name).file("timings.json").read_text(encoding="utf-8"))
+    return read_json(ctx.get(name), "timings.json")
 
 
 def _shape(r: dict) -> tuple[int, int, int]:
