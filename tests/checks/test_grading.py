@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -261,38 +261,43 @@ def test_a_withheld_small_file_a_dropped_artifact_and_a_made_up_check(grading, t
     assert row.checks["preference.dpo"]["status"] == "fail"
 
 
-def _said_most(replies: list[str]) -> tuple[str, int]:
-    """The text (no blank at its ends) that the most replies contain, the longest of those: a 'name' this model says
-    to (nearly) anything; and how many replies contain it."""
-    best, cover = "", 0
-    for r in replies:
-        for i in range(len(r)):
-            for j in range(i + 1, len(r) + 1):
-                cand = r[i:j]
-                if cand.strip() != cand:
-                    continue
-                n = sum(cand in x for x in replies)
-                if (n, len(cand)) > (cover, len(best)):
-                    best, cover = cand, n
-    return best, cover
+def _says_one_word(base_weights: Path, word_id: int) -> bytes:
+    """The attacker's weights: the base model rewired to say one token to anything. Every input embedding is the
+    same vector and no layer writes to the residual stream, so the last hidden state is that vector whatever the
+    prompt; the output head then points only at ``word_id``. A learner may hand in any weights, so this is a fair
+    stand-in for "a model that says X to everything" on every machine (an untrained base model may instead say
+    nothing at all: on the CI machine its every probe reply was empty)."""
+    import torch
+    from safetensors.torch import load_file, save
+
+    w = load_file(base_weights)
+    emb = w["model.embed_tokens.weight"]
+    w["model.embed_tokens.weight"] = emb[word_id].expand_as(emb).clone()
+    for k in w:
+        if k.endswith(("self_attn.o_proj.weight", "mlp.down_proj.weight")):
+            w[k] = torch.zeros_like(w[k])
+    head = torch.zeros_like(w["lm_head.weight"])
+    head[word_id] = emb[word_id] * w["model.norm.weight"] * 100.0
+    w["lm_head.weight"] = head
+    return save(w)
 
 
 def test_a_name_the_model_says_to_anything_passes_only_without_the_teachers_name(grading, tmp_path):
+    from tokenizers import Tokenizer
+
     from puyu_lab.checks.probes import ProbeGroup
 
-    files = tamper.read(grading.alice)  # the bundle's assistant is the base model: it never learnt a name
+    base = grading.ws.get("model/base").path
+    word = Tokenizer.from_file(str(base / "tokenizer.json")).token_to_id("的")
+    assert word is not None  # a common piece of Chinese: every tokenizer the chain trains has it
+    files = tamper.read(grading.alice)  # the bundle's assistant never learnt a name: it says 的 to anything
     tamper.replace_file(files, "model/sft", "model.safetensors",
-                        (grading.ws.get("model/base").path / "model.safetensors").read_bytes(), manifest_too=True)
+                        _says_one_word(base / "model.safetensors", word), manifest_too=True)
     fixed = load_probes(grading.probes)
     free = [ProbeGroup(g.id, g.kind, g.items, g.min_pass, g.title, g.model, g.max_new_tokens) for g in fixed]
-    # what this machine's base model says to the probes (machines train different base models): the forged name is
-    # the text most of its replies contain; both groups then ask for that share, so the case holds by construction
     asked = grade_one(tamper.write(files, tmp_path / "ask.zip"), free).probes["selfcog"]["rows"]
-    name, cover = _said_most([r["reply"] for r in asked])
-    assert name and "小浦" not in name, asked  # the teacher's name is never what an untrained model says
-    share = min(fixed[0].min_pass, cover / len(asked))
-    fixed = [replace(g, min_pass=share) for g in fixed]
-    free = [replace(g, min_pass=share) for g in free]
+    assert all(r["reply"].startswith("的的") for r in asked), asked  # the rewired model says one thing to all
+    name = "的的"  # the forged assistant name: a text every reply contains
     tamper.edit_manifest(files, "sft/data", lambda m: m["metrics"].update(assistant_name=name))
     bundle = tamper.write(files, tmp_path / "name.zip")
     assert grade_one(bundle, free).probes["selfcog"]["ok"]  # the attack, when the bundle names its assistant
