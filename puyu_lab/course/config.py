@@ -4,9 +4,10 @@ One :class:`CourseConfig` holds every choice, so a build's manifest records exac
 shipped model. The architecture is the quick preset (the learner's model is the same size, so the
 two compare step for step); what differs is the data and the tokens:
 
-- phase ``a`` (induction): a small batch × context (B·C = 4 × 128 = 512; the threshold grows with
-  √(B·C)), half copy-rich documents, a constant learning rate after warmup, until the copy probe
-  passes or the phase's tokens are spent;
+- phase ``a`` (language): a small batch × context (B·C = 4 × 128 = 512; the threshold grows with
+  √(B·C)), half copy-rich documents, a constant learning rate after warmup;
+- phase ``copy`` (induction): the same shape on copy-rich documents only, until the copy probe passes
+  or the phase's tokens are spent;
 - phase ``b`` (context): the full 256-token context and the quick batch, a third copy-rich, the
   rate decayed to zero;
 - SFT: the chain's own mixture (self-cognition, sentiment, chit-chat, calculator and date tool
@@ -25,7 +26,7 @@ class PhaseConfig:
     block_size: int
     batch_size: int
     max_steps: int
-    copy_share: float  # share of training tokens in copy-rich documents
+    copy_share: float  # share of training tokens in copy-rich documents (1.0: no natural documents)
     lr_scheduler: str
     warmup_steps: int
     learning_rate: float  # AdamW (every parameter with optimizer "adamw"; embeddings' own rate with "muon")
@@ -37,6 +38,8 @@ class PhaseConfig:
     # stop the phase once the probe shows copying this strong (None: run every step)
     stop_gain: float | None = None
     stop_copied: float | None = None
+    # the copy-rich kinds' weights (None: every kind alike; see :mod:`.copyrich`)
+    copy_kinds: dict[str, float] | None = None
 
     @property
     def tokens(self) -> int:
@@ -52,12 +55,20 @@ class CourseConfig:
         # Muon at a constant 0.02 without decay: by 13.8 M tokens its matrices had grown ~40× (rms 0.8–1.0),
         # every attention head past the first layer had collapsed onto one position (entropy 0) and the probe
         # never moved (gain 0.1–0.4 nats/token, 0 % copied). AdamW at 2e-3 did no better: 20.2 M tokens
-        # (39,500 steps), gain 0.16–0.25, 0 % copied. The rate was the cause: the lesson's own copy task on this
-        # width (4 × 256) forms its induction head at 7e-4 (cliff at step 1,200) and not at 2e-3 or 6e-3 in
-        # 2,000 steps. The phase runs until the probe passes (up to 41 M tokens), across sessions.
-        PhaseConfig("a", block_size=128, batch_size=4, max_steps=80_000, copy_share=0.5,
+        # (39,500 steps), gain 0.16–0.25, 0 % copied; nor did AdamW at 7e-4 (the rate at which the lesson's copy
+        # task forms its head on this width): 11.3 M tokens (22,000 steps), gain 0.03–0.16, 0 % copied. Half
+        # copy-rich was too little: at step 22,000 the model read back a digit string it had just seen
+        # (2.17 → 1.03 nats/token) but not a run of random pieces (8.52 → 8.56), and runs were one sixth of
+        # the copy-rich half. So phase a ends there (the language it learnt is kept) and phase "copy" trains
+        # on copy-rich documents only, runs weighted up, until the probe passes.
+        PhaseConfig("a", block_size=128, batch_size=4, max_steps=22_000, copy_share=0.5,
                     lr_scheduler="constant_with_warmup", warmup_steps=200, learning_rate=7e-4,
                     probe_every=500, stop_gain=4.0, stop_copied=0.8),
+        PhaseConfig("copy", block_size=128, batch_size=4, max_steps=16_000, copy_share=1.0,
+                    lr_scheduler="constant_with_warmup", warmup_steps=100, learning_rate=7e-4,
+                    probe_every=250, stop_gain=4.0, stop_copied=0.8,
+                    copy_kinds={"runs": 4.0, "span": 1.0, "digits": 1.0, "lookup": 1.0, "calculator": 0.5,
+                                "dates": 0.5}),
         PhaseConfig("b", block_size=256, batch_size=8, max_steps=2_000, copy_share=0.33, lr_scheduler="cosine",
                     warmup_steps=50, learning_rate=1e-3, probe_every=250),
     )

@@ -24,7 +24,10 @@ MAX_BYTES = 25 * 1024 * 1024
 def _record(ws: Workspace) -> dict:
     rec: dict = {"phases": [], "sft": None}
     before = 0  # tokens of the earlier phases: each curve point also gets the build's running total
-    for name in ("model/course-a", "model/course-b"):
+    from .build import phase_names
+    from .config import CourseConfig
+
+    for name in [phase_names(p)[1] for p in CourseConfig().phases]:
         if not ws.exists(name):
             continue
         art = ws.get(name)

@@ -48,10 +48,15 @@ def test_a_few_steps_a_phase_build_every_artifact_and_resume_where_they_stopped(
     assert phase["predicted_induction_tokens"] == round(10 ** 5.7 * (2 * 64) ** 0.5)
     first_a = ws.get(model_a).id
 
-    build(ws.root, cfg)  # goes on from phase b: phase a is not trained again
+    build(ws.root, cfg)  # goes on from phase copy: phase a is not trained again
     assert ws.get(model_a).id == first_a
+    corpus_c, model_c, _ = phase_names(cfg.phases[1])
+    m = ws.get(corpus_c).metrics  # the copy phase: copy-rich documents only, runs weighted up
+    assert m["natural_repeats"] == 0 and m["train_documents"] == m["copy_rich_documents"]
+    assert max(m["copy_rich_kinds"], key=m["copy_rich_kinds"].get) == "runs"
+    assert [p["name"] for p in ws.get(model_c).manifest["parents"]][-1] == model_a  # from phase a's weights
     b = ws.get("model/course-b")
-    assert [p["name"] for p in b.manifest["parents"]][-1] == model_a  # phase b started from phase a's weights
+    assert [p["name"] for p in b.manifest["parents"]][-1] == model_c  # phase b from the copy phase's weights
     assert ws.exists("model/sft") and ws.get("model/sft").manifest["params"]["config"]["base"] == "model/course-b"
     assert ws.get("sft/data").metrics["train_custom"] > 0  # the reading-comprehension conversations
 
@@ -62,7 +67,7 @@ def test_a_phase_given_more_steps_continues_from_its_checkpoint_and_later_phases
     cfg = replace(cfg, phases=tuple(replace(p, block_size=64, batch_size=2) for p in cfg.phases))
     build(ws.root, cfg, until="b")
     b_first = ws.get("model/course-b").id
-    longer = replace(cfg, phases=(replace(cfg.phases[0], max_steps=6), cfg.phases[1]))  # copying had not formed
+    longer = replace(cfg, phases=(replace(cfg.phases[0], max_steps=6), *cfg.phases[1:]))  # copying had not formed
     build(ws.root, longer, until="b")
     a = ws.get("model/course-a")
     assert a.metrics["steps"] == 6  # resumed at step 4, not started again
@@ -82,9 +87,10 @@ def test_ship_writes_what_verify_and_the_model_layer_read_and_a_changed_byte_is_
     root = ship(ws, tmp_path / "course_model")
     assert course.verify(root) == []
     m = course.shipped_manifest(root)
-    assert [p["phase"] for p in m["build"]["phases"]] == ["a", "b"]
-    b = m["build"]["phases"][1]
-    assert b["probe_curve"][0]["tokens_total"] == m["build"]["phases"][0]["tokens_seen"] + b["probe_curve"][0]["tokens"]
+    phases = m["build"]["phases"]
+    assert [p["phase"] for p in phases] == ["a", "copy", "b"]
+    b = phases[2]
+    assert b["probe_curve"][0]["tokens_total"] == phases[0]["tokens_seen"] + phases[1]["tokens_seen"] + b["probe_curve"][0]["tokens"]
     base = course.load("base", root)
     assert base.model.dtype.is_floating_point and base.vocab_size() == TINY_PRESET["vocab_size"]
     assert all(t["question"] for t in course.heldout_tasks("arithmetic", root=root))
@@ -93,3 +99,9 @@ def test_ship_writes_what_verify_and_the_model_layer_read_and_a_changed_byte_is_
     data[-1] ^= 1
     w.write_bytes(bytes(data))
     assert course.verify(root) == [f"{course.FOLDERS['base']}/model.safetensors: sha256 differs from the manifest's"]
+
+
+def test_the_stages_know_every_phase_the_build_makes():
+    from puyu_lab.stages import COURSE_PHASES
+
+    assert tuple(p.name for p in CourseConfig().phases) == COURSE_PHASES
