@@ -190,13 +190,15 @@ def read_log_history(source) -> list[dict]:
     return list(source)
 
 
-def train_rate(history: list[dict], tokens_per_step: float) -> float:
-    """Training tokens per second over a Trainer run, from the Trainer's own timing (0 when unknown)."""
+def train_rate(history: list[dict], tokens_per_step: float, *, from_step: int = 0) -> float:
+    """Training tokens per second over a Trainer run, from the Trainer's own timing (0 when unknown). A resumed
+    run's history holds the earlier sessions' steps too, its runtime only this session's: ``from_step`` is the
+    step it resumed from."""
     end = next((h for h in reversed(history) if "train_runtime" in h), None)
     if not end or not end.get("train_runtime"):
         return 0.0
-    steps = max(h.get("step", 0) for h in history)
-    return steps * tokens_per_step / end["train_runtime"]
+    steps = max(h.get("step", 0) for h in history) - from_step
+    return max(steps, 0) * tokens_per_step / end["train_runtime"]
 
 
 def history_summary(history: list[dict]) -> dict:

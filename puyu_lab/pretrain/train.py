@@ -298,7 +298,7 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
         "train_tokens_seen": state.global_step * cfg.tokens_per_step,
         "parameters": size_arithmetic(cfg.preset)["parameters"],
         "precision": numerics.dtype, "muon_ns_dtype": numerics.muon_ns_dtype if cfg.optimizer == "muon" else None,
-        "tokens_per_s": round(train_rate(history, cfg.tokens_per_step), 1),
+        "tokens_per_s": round(train_rate(history, cfg.tokens_per_step, from_step=_step_of(ckpt)), 1),
         "train_flops_per_token": size_arithmetic(cfg.preset)["train_flops_per_token"],
     }
     metrics.update(utilisation(metrics["tokens_per_s"], metrics["train_flops_per_token"], numerics))
@@ -323,6 +323,11 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
     ckpt_path = last_checkpoint(ws, run)
     em.emit("done", **metrics)
     return PretrainResult(state.global_step, state.max_steps, stopped, ckpt_path, history, ws.get(output), before, after)
+
+
+def _step_of(checkpoint: str | None) -> int:
+    """The step a Trainer checkpoint (``…/checkpoint-<step>``) was written at; 0 for none."""
+    return int(str(checkpoint).rsplit("-", 1)[1]) if checkpoint else 0
 
 
 RUN_FILE = "run.json"  # what a run was started with: a resume must match it

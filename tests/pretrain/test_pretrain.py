@@ -91,6 +91,10 @@ def test_stop_then_resume_continues_the_same_curve(ws):
     assert begin[-1]["step"] == first.steps and any("loss" in h for h in begin[-1]["history"])
     m = ws.get("model/base").metrics
     assert m["steps"] == 8
+    # the rate counts this session's steps over this session's time (the history holds the first session's too)
+    end = [h for h in second.history if "train_runtime" in h][-1]
+    assert m["tokens_per_s"] == pytest.approx((8 - first.steps) * tiny_cfg().tokens_per_step / end["train_runtime"],
+                                              rel=0.01, abs=0.1)
     # the copying probe: 8 steps teach no copying — the repeat of a random sequence is no easier
     assert m["copy_first_nll"] > 5 and abs(m["copy_gain"]) < 0.5 and "copy_second_nll" in m
     # probing it did not give the base model's saved tokenizer a chat template (the eval lab would then
