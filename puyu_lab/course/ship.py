@@ -35,9 +35,10 @@ def _record(ws: Workspace) -> dict:
         curve = json.loads((art.path / "probe_curve.json").read_text(encoding="utf-8"))
         m = art.metrics
         curve = [{**q, "tokens_total": before + q["tokens"]} for q in curve]
+        # the rate over every session of the phase (the model's own tokens_per_s is its last session's)
+        rate = round(phase["tokens_seen"] / phase["seconds"], 1) if phase.get("seconds") else None
         rec["phases"].append({**phase, "artifact": art.id, "steps": m.get("steps"), "eval_loss": m.get("eval_loss"),
-                              "copy_gain": m.get("copy_gain"), "tokens_per_s": m.get("tokens_per_s"),
-                              "probe_curve": curve})
+                              "copy_gain": m.get("copy_gain"), "tokens_per_s": rate, "probe_curve": curve})
         before += phase["tokens_seen"]
     if ws.exists("model/sft"):
         m = ws.get("model/sft").metrics
