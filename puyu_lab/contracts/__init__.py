@@ -9,4 +9,6 @@ without going through either (stages never import each other).
                    (fine-tune trains on them; eval and agent ask them)
     dialogs.py     the chatterbot-corpus dialogs and the over-fitting probes kept out of them
                    (fine-tune trains on dialogs; eval asks unseen ones)
+    training.py    what fine-tune and preference share: a tuning run's result (TrainResult) and the error a
+                   custom data file without one valid line raises
 """

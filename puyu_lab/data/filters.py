@@ -223,24 +223,26 @@ def _drop_c4_doc_rules(sig: pd.DataFrame, recipe: Recipe, drop) -> None:
     drop((cu < big) & (cu < lo), "curly_bracket", "c4")
 
 
+def _drop_repeats(key: pd.Series, keep: np.ndarray, reason: np.ndarray, stage: np.ndarray, why: str,
+                  at: str) -> np.ndarray:
+    """``keep`` less every kept document whose ``key`` an earlier kept one has (marked ``why``, at stage ``at``)."""
+    dup = np.zeros(len(key), dtype=bool)
+    dup[keep] = key[keep].duplicated().to_numpy()
+    reason[dup] = why
+    stage[dup] = at
+    return keep & ~dup
+
+
 def apply(sig: pd.DataFrame, recipe: Recipe, *, exact_key: pd.Series | None = None,
           cluster: pd.Series | np.ndarray | None = None) -> Verdict:
     """Rules, then exact and near dedup among the survivors (first in corpus order is kept)."""
     keep, reason, stage = filter_mask(sig, recipe)
     if recipe.exact_dedup and exact_key is not None:
-        key = pd.Series(np.asarray(exact_key), index=sig.index)
-        dup = np.zeros(len(sig), dtype=bool)
-        dup[keep] = key[keep].duplicated().to_numpy()
-        reason[dup] = "exact_duplicate"
-        stage[dup] = "exact_dedup"
-        keep = keep & ~dup
+        keep = _drop_repeats(pd.Series(np.asarray(exact_key), index=sig.index), keep, reason, stage,
+                             "exact_duplicate", "exact_dedup")
     if recipe.near_dedup and cluster is not None:
-        cl = pd.Series(np.asarray(cluster), index=sig.index)
-        dup = np.zeros(len(sig), dtype=bool)
-        dup[keep] = cl[keep].duplicated().to_numpy()
-        reason[dup] = "near_duplicate"
-        stage[dup] = "near_dedup"
-        keep = keep & ~dup
+        keep = _drop_repeats(pd.Series(np.asarray(cluster), index=sig.index), keep, reason, stage,
+                             "near_duplicate", "near_dedup")
     chars = sig["n_chars"].to_numpy()
     rows, alive = [], np.ones(len(sig), dtype=bool)
     rows.append(("raw", int(alive.sum()), int(chars.sum())))

@@ -24,6 +24,7 @@ from ..contracts.tasks import (
     SENTIMENT_MAX_CHARS,
     SENTIMENT_PROMPT,
 )
+from ..contracts.training import raise_no_valid_line
 from ..errors import InputError, LineProblem, Msg, jsonl_records, read_text_file
 from ..models.template import IM_END, IM_START, ROLES, tool_call
 
@@ -373,10 +374,7 @@ def load_custom(path: str | Path) -> tuple[list[dict], list[RecordError]]:
         raise InputError(f"{path}: unknown format {path.suffix!r}; use .jsonl (OpenAI messages) or .json (Alpaca)",
                          zh=f"{path}：无法识别的格式 {path.suffix!r}；请用 .jsonl（OpenAI messages）或 .json（Alpaca）")
     if not good:
-        detail = "; ".join(b.en for b in bad[:5]) + (f"; … {len(bad) - 5} more" if len(bad) > 5 else "")
-        detail_zh = "；".join(b.zh for b in bad[:5]) + (f"；…… 另有 {len(bad) - 5} 条" if len(bad) > 5 else "")
-        raise InputError(f"{path}: no valid record ({len(bad)} bad: {detail or 'the file is empty'})",
-                         zh=f"{path}：没有一条有效记录（{len(bad)} 条有问题：{detail_zh or '文件是空的'}）")
+        raise_no_valid_line(path, bad, what="record", what_zh="没有一条有效记录", unit_zh="条")
     return good, bad
 
 

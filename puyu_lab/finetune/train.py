@@ -15,12 +15,13 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from ..artifacts import SFT_DATA, load_sft_data  # noqa: F401 (the reader of what this stage writes)
 from ..contracts.dialogs import CONTROL_PROMPTS
+from ..contracts.training import TrainResult
 from ..budget import CEILING, budget_metrics, floor_steps, for_stage, train_timed
 from ..events import Emitter, Event, StopFlag, train_rate
 from ..models.template import install_template
@@ -37,15 +38,10 @@ MODEL = "model/sft"
 
 
 @dataclass
-class SFTResult:
-    steps: int
-    max_steps: int
-    stopped: bool
-    history: list[dict]
-    metrics: dict
-    artifact: Artifact | None
-    memory: dict
-    model: object = None  # the trained model (a peft model for LoRA / QLoRA)
+class SFTResult(TrainResult):
+    """A fine-tuning run (``model`` is a peft model for LoRA / QLoRA), with its training state's memory."""
+
+    memory: dict = field(default_factory=dict)  # training_memory's estimate: what the method keeps in memory
 
 
 def run_dir(ws: Workspace) -> Path:
@@ -209,7 +205,7 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
     if save:
         art = _save(ws, cfg, model, tok, base_path, base_art, data_art, history, metrics, score_rows, control)
     em.emit("done", **{k: v for k, v in metrics.items() if k != "memory"})
-    return SFTResult(state.global_step, state.max_steps, stopped, history, metrics, art, memory, model)
+    return SFTResult(state.global_step, state.max_steps, stopped, history, metrics, art, model, memory=memory)
 
 
 def _save(ws, cfg, model, tok, base_path, base_art, data_art, history, metrics, score_rows, control) -> Artifact:

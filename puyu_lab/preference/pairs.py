@@ -35,6 +35,7 @@ from ..contracts.tasks import (
     SENTIMENT_MAX_CHARS,
     SENTIMENT_PROMPT,
 )
+from ..contracts.training import raise_no_valid_line
 from ..errors import InputError, LineProblem, Msg, jsonl_records, read_text_file
 from ..models.template import IM_END, IM_START, PLUGIN, ROLES, tool_call
 from ..models.tokenizer import BOS, EOS
@@ -288,10 +289,7 @@ def load_custom_pairs(path: str | Path) -> tuple[list[dict], list[PairError]]:
             p["line"] = ln
             good.append(p)
     if not good:
-        detail = "; ".join(b.en for b in bad[:5]) + (f"; … {len(bad) - 5} more" if len(bad) > 5 else "")
-        detail_zh = "；".join(b.zh for b in bad[:5]) + (f"；…… 另有 {len(bad) - 5} 行" if len(bad) > 5 else "")
-        raise InputError(f"{path}: no valid pair ({len(bad)} bad: {detail or 'the file is empty'})",
-                         zh=f"{path}：没有一对有效的偏好对（{len(bad)} 行有问题：{detail_zh or '文件是空的'}）")
+        raise_no_valid_line(path, bad, what="pair", what_zh="没有一对有效的偏好对", unit_zh="行")
     return good, bad
 
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Callable
 
 from ..artifacts import PREF_DATA, load_pref_pairs
 from ..budget import CEILING, budget_metrics, floor_steps, for_stage, train_timed
+from ..contracts.training import TrainResult
 from ..errors import InputError, zh_of
 from ..events import Emitter, Event, StopFlag
 from ..workspace import Artifact, Workspace
@@ -26,15 +27,8 @@ from .mixture import pairs_current, prepare_pairs
 from .scoring import accuracy_by_source, encode_pair, score_pairs, too_long, trl_rows, trl_tokenizer
 
 
-@dataclass
-class PrefResult:
-    steps: int
-    max_steps: int
-    stopped: bool
-    history: list[dict]
-    metrics: dict
-    artifact: Artifact | None
-    model: object = None
+class PrefResult(TrainResult):
+    """A DPO or ORPO run (``model``: the trained policy)."""
 
 
 def _trainer(cfg: PrefConfig, model, tok, train_ds, eval_ds, out, numerics, callbacks, max_steps: int):

@@ -11,6 +11,7 @@ import pytest
 
 from puyu_lab.workspace import Workspace
 
+from ..preference.small import pairs_workspace, small_cfg
 from .homework_helpers import (Evidence, assert_homework_section, assert_missing, copy_ws, edit_json, fails,
                                replace_first_record, result, run_cell, starter)
 
@@ -118,21 +119,16 @@ def test_finetune_lora_rank(layers, tmp_path):
 
 # ---- 04 preference -------------------------------------------------------------------------------------------------
 def _small_pref(**kw):
-    from puyu_lab.preference.config import PairSettings, PrefConfig
-
-    pairs = PairSettings(sentiment=24, tool=16, heldout_sentiment=10, heldout_tool=6)
-    return PrefConfig(**{**dict(pairs=pairs, batch_size=4, max_length=160, eval_every=0, log_every=1,
-                                progress_bar=False, bf16=False), **kw})
+    """The preference tests' small sizes, without trl's evaluation."""
+    return small_cfg(**{"eval_every": 0, **kw})
 
 
 @pytest.fixture(scope="module")
 def dpo_ws(layers, tmp_path_factory):
     """The tiny chain up to model/sft, with pref/data and a two-step model/dpo (the lab's own engines)."""
-    from puyu_lab.preference.mixture import prepare_pairs
     from puyu_lab.preference.train import train
 
-    ws = layers.workspace("sft", tmp_path_factory.mktemp("dpo") / "ws")
-    prepare_pairs(ws, _small_pref())
+    ws = pairs_workspace(layers, tmp_path_factory.mktemp("dpo") / "ws", _small_pref())
     train(ws, _small_pref(max_steps=2))
     return ws.root
 

@@ -7,24 +7,14 @@ import sys
 import pytest
 
 from puyu_lab.errors import InputError
-from puyu_lab.preference.config import PairSettings, PrefConfig
 from puyu_lab.preference.pairs import load_custom_pairs, prompt_key
 
-SMALL = PairSettings(sentiment=24, tool=16, heldout_sentiment=10, heldout_tool=6)
-
-
-def small_cfg(**kw):
-    return PrefConfig(**{**dict(pairs=SMALL, batch_size=4, max_length=160, eval_every=2, log_every=1,
-                                progress_bar=False, bf16=False), **kw})
+from .small import SMALL, pairs_workspace, small_cfg
 
 
 @pytest.fixture(scope="module")
 def pref_ws(layers, tmp_path_factory):
-    from puyu_lab.preference.mixture import prepare_pairs
-
-    ws = layers.workspace("sft", tmp_path_factory.mktemp("pref") / "ws")
-    prepare_pairs(ws, small_cfg())
-    return ws
+    return pairs_workspace(layers, tmp_path_factory.mktemp("pref") / "ws")
 
 
 def test_pairs_come_from_the_chain_and_never_leak(pref_ws):
