@@ -25,7 +25,7 @@ class Stage:
         return f"{self.zh} · {self.en}"
 
 
-COURSE_PHASES = ("a", "copy", "b")  # CourseConfig().phases (a test holds them equal)
+COURSE_PHASES = ("a", "copy-256", "copy-1k", "copy", "b")  # CourseConfig().phases (a test holds them equal)
 COURSE_CORPORA = tuple(f"corpus/course-{p}" for p in COURSE_PHASES)
 COURSE_MODELS = tuple(f"model/course-{p}" for p in COURSE_PHASES)
 

@@ -117,8 +117,11 @@ def course_corpus(ws: Workspace, p: PhaseConfig, seed: int, em: Emitter):
     natural_tokens = sum(len(x) for x in tok(list(train), add_special_tokens=False)["input_ids"]) + len(train)
     want_copy = p.tokens * p.copy_share
     repeats = max(1, math.ceil(p.tokens * (1 - p.copy_share) / natural_tokens)) if p.copy_share < 1 else 0
-    pieces = [t for t in tok.convert_ids_to_tokens(list(range(len(tok))))
-              if not (t.startswith("<") and t.endswith(">")) and t != "▁"]
+    ids = list(range(len(tok)))
+    if p.runs_pieces:  # the probe's range: clear of the special and byte pieces at the start (models/probes.py)
+        margin = min(300, len(tok) // 10)
+        ids = ids[margin:margin + p.runs_pieces]
+    pieces = [t for t in tok.convert_ids_to_tokens(ids) if not (t.startswith("<") and t.endswith(">")) and t != "▁"]
     em.emit("start", step=f"corpus {p.name}", natural_tokens=natural_tokens, repeats=repeats)
     docs, copy_tokens, batch = [], 0, 0
     while copy_tokens < want_copy:
@@ -135,7 +138,8 @@ def course_corpus(ws: Workspace, p: PhaseConfig, seed: int, em: Emitter):
     dd = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows),
                                "heldout": datasets.Dataset.from_list([{"text": t, "kind": "natural"} for t in heldout])})
     with ws.write(corpus_name, kind="corpus", stage="course", parents=["corpus/clean", TOKENIZER],
-                  params={"phase": p.name, "copy_share": p.copy_share, "copy_kinds": p.copy_kinds, "seed": seed}) as w:
+                  params={"phase": p.name, "copy_share": p.copy_share, "copy_kinds": p.copy_kinds,
+                          "runs_pieces": p.runs_pieces, "seed": seed}) as w:
         dd.save_to_disk(str(w.path / "dataset"))
         w.metrics.update({"natural_tokens": natural_tokens, "natural_repeats": repeats,
                           "copy_rich_tokens": copy_tokens, "copy_rich_documents": len(docs),
