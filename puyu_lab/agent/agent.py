@@ -17,11 +17,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..errors import Msg, zh_of
 from ..events import Emitter, Event, StopFlag
 from ..models.base import Generation, Model
 from ..models.template import ACTION_START
 from .constrained import ToolCallConstraint
-from .protocols import Parsed, Protocol, Turn, get_protocol
+from .protocols import ERROR_KINDS_ZH, Parsed, Protocol, Turn, get_protocol
 from .tools import ToolRegistry
 
 STAGE = "agent"
@@ -63,29 +64,40 @@ class Trace:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-def diagnose(parsed: Parsed, gen: Generation, tools: ToolRegistry, protocol: Protocol, turn: int) -> str | None:
-    """Why this turn called no tool (None when it did)."""
+def diagnose(parsed: Parsed, gen: Generation, tools: ToolRegistry, protocol: Protocol, turn: int) -> Msg | None:
+    """Why this turn called no tool (None when it did), for the learner: a :class:`~puyu_lab.errors.Msg`, the English
+    string with its Chinese as ``.zh`` (the turn record keeps both: ``diagnosis`` and ``diagnosis_zh``). The model
+    never reads it. ``turn`` counts from 0; the panel and the labs show it from 1."""
     if parsed.kind == "call":
         return None
     if not len(tools):
-        return "No tools were offered, so the model could only answer directly."
-    if parsed.kind == "error":
-        return f"The model tried to act but its reply could not be run ({parsed.error_kind}): {parsed.error}"
+        return Msg("No tools were offered, so the model could only answer directly.",
+                   "没有提供任何工具，模型只能直接回答。")
+    if parsed.kind == "error":  # parsed.error is what the model reads next: quoted as it is
+        kind = ERROR_KINDS_ZH.get(parsed.error_kind, parsed.error_kind)
+        return Msg(f"The model tried to act but its reply could not be run ({parsed.error_kind}): {parsed.error}",
+                   f"模型想调用工具，但它的回复无法执行（{kind}）。模型接下来会读到这条英文说明：{parsed.error}")
     if turn > 0:
-        return "The model answered after seeing a tool result: this is the expected last step."
-    parts = ["The model answered directly: its reply contains no tool call."]
+        return Msg("The model answered after seeing a tool result: this is the expected last step.",
+                   "模型看到工具结果后给出了回答：这正是预期中的最后一步。")
+    en, zh = ["The model answered directly: its reply contains no tool call."], ["模型直接回答了：它的回复里没有工具调用。"]
+    top = ", ".join(f"{t!r} {p:.1%}" for t, p in gen.first_token[:3])
     if gen.watch_prob is not None:
-        top = ", ".join(f"{t!r} {p:.1%}" for t, p in gen.first_token[:3])
-        parts.append(f"At its first token it gave {ACTION_START} a probability of {gen.watch_prob:.2%}; "
-                     f"it preferred {top}.")
+        en.append(f"At its first token it gave {ACTION_START} a probability of {gen.watch_prob:.2%}; "
+                  f"it preferred {top}.")
+        zh.append(f"在第一个词元处，它给 {ACTION_START} 的概率是 {gen.watch_prob:.2%}，更倾向于 {top}。")
         if gen.watch_prob < 0.01:
-            parts.append("The model has not learned to call tools for prompts like this one: fine-tune it on "
-                         "tool-use conversations in this exact format (the fine-tune lab's sft/data has them).")
+            en.append("The model has not learned to call tools for prompts like this one: fine-tune it on "
+                      "tool-use conversations in this exact format (the fine-tune lab's sft/data has them).")
+            zh.append("模型还没学会在这类提示下调用工具：用完全相同格式的工具调用对话微调它"
+                      "（微调实验的 sft/data 里就有）。")
     elif gen.first_token:
-        parts.append("Its first-token candidates: " + ", ".join(f"{t!r} {p:.1%}" for t, p in gen.first_token[:3]))
+        en.append("Its first-token candidates: " + top)
+        zh.append("它第一个词元的候选：" + top)
     if protocol.name == "react" and "Action" not in gen.text:
-        parts.append("In ReAct a call needs the lines 'Action: <tool>' and 'Action Input: {…}'.")
-    return " ".join(parts)
+        en.append("In ReAct a call needs the lines 'Action: <tool>' and 'Action Input: {…}'.")
+        zh.append("在 ReAct 格式里，一次调用需要写出 'Action: <tool>' 和 'Action Input: {…}' 两行。")
+    return Msg(" ".join(en), "".join(zh))
 
 
 class Agent:
@@ -190,16 +202,22 @@ class Agent:
         def act(parsed: Parsed, turn: int, timing: dict) -> str:
             """Run one call (or report why it cannot run) as steps; the observation for the model."""
             if parsed.kind == "error":
-                step("error", turn, text=parsed.error, error_kind=parsed.error_kind, tool=parsed.tool, **timing)
+                # the error text is what the model reads next (English): a learner reading Chinese gets what it means
+                kind = ERROR_KINDS_ZH.get(parsed.error_kind, parsed.error_kind)
+                step("error", turn, text=parsed.error, error_kind=parsed.error_kind, tool=parsed.tool,
+                     text_zh=f"{kind}。模型读到的说明：{parsed.error}", **timing)
                 observation = f"error: {parsed.error}"
-                step("observation", turn, text=observation, ok=False, seconds=0.0)
+                step("observation", turn, text=observation, ok=False, seconds=0.0, text_zh=f"错误（{kind}）：{parsed.error}")
                 return observation
             step("call", turn, tool=parsed.tool, args=parsed.args, notes=parsed.notes,
                  text=self.protocol.call_text(parsed.tool, parsed.args), **timing)
             result = self.tools.call(parsed.tool, parsed.args)
-            observation = result.as_text()
+            observation = str(result.as_text())  # what the model reads
+            # for a learner reading Chinese: the same observation with this package's own words (an error, the
+            # sandbox's stop line) in Chinese; what the tool itself returned stays as it is
+            said = {"text_zh": zh} if (zh := result.as_text_zh()) != observation else {}
             step("observation", turn, text=observation, ok=result.ok, tool=parsed.tool,
-                 seconds=round(result.seconds, 4))
+                 seconds=round(result.seconds, 4), **said)
             return observation
 
         kw = dict(max_new_tokens=self.max_new_tokens, stop=self.protocol.stop,
@@ -219,8 +237,10 @@ class Agent:
                 rec = {"turn": turn, "prompt": gen.prompt, "raw": gen.text, "parse": parsed.to_dict(),
                        "prompt_tokens": gen.prompt_tokens, "output_tokens": gen.output_tokens,
                        "seconds": round(gen.seconds, 4), "first_token": gen.first_token, "watch_prob": gen.watch_prob,
-                       "native_calls": gen.tool_calls,
-                       "diagnosis": diagnose(parsed, gen, self.tools, self.protocol, turn)}
+                       "native_calls": gen.tool_calls}
+                why = diagnose(parsed, gen, self.tools, self.protocol, turn)
+                rec["diagnosis"] = None if why is None else str(why)  # English; the Chinese beside it
+                rec["diagnosis_zh"] = None if why is None else zh_of(why)
                 trace.turns.append(rec)
                 em.emit("turn", turn=rec)
                 if gen.finish == "stopped" or (stop is not None and stop.is_set()):
@@ -244,7 +264,8 @@ class Agent:
                 trace.status = "max_turns"
         except Exception as e:
             trace.status = "error"
-            step("error", len(trace.turns), text=f"{type(e).__name__}: {e}", error_kind="backend")
+            step("error", len(trace.turns), text=f"{type(e).__name__}: {e}", error_kind="backend",
+                 text_zh=f"{ERROR_KINDS_ZH['backend']}：{type(e).__name__}: {zh_of(e)}")
             raise
         finally:
             trace.seconds = round(time.perf_counter() - t_start, 4)

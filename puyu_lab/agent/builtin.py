@@ -13,6 +13,7 @@ from ..contracts.calculator import (CALCULATOR_DESCRIPTION, CALCULATOR_SCHEMA, E
                                    calculate)
 from ..contracts.dates import ADD_DAYS_DESCRIPTION, ADD_DAYS_SCHEMA, DATE_PATTERN, DateError, add_days, parse_date
 from ..contracts.retrieval import search_tokens
+from ..errors import Msg
 from .sandbox import Limits, SandboxUnavailable, run_python
 from .tools import Tool, ToolError, ToolRegistry, make_tool
 
@@ -20,7 +21,8 @@ def _calculator(expression: str) -> dict:
     try:
         return {"result": calculate(expression)}
     except CalculatorError as e:
-        raise ToolError(f"calculator: {e}") from None
+        # the reason comes from the shared contract (puyu_lab.contracts.calculator), in English only
+        raise ToolError(Msg(f"calculator: {e}", f"计算器：{e}")) from None
 
 
 calculator = Tool(CALCULATOR_SCHEMA["name"], CALCULATOR_DESCRIPTION, CALCULATOR_SCHEMA["parameters"], _calculator,
@@ -38,7 +40,8 @@ def python_tool(limits: Limits | None = None) -> Tool:
         try:
             return run_python(code, lim).observation()
         except SandboxUnavailable as e:  # no isolation here: the model (and the trace) read why, and the fix
-            raise ToolError(str(e)) from None
+            raise ToolError(Msg(str(e), "本机无法启动沙箱，代码没有运行；`puyu-lab doctor` 会说明缺什么、怎么装。"
+                                        f"原文：{e}")) from None
 
     t = make_tool(python)
     t.description += f" Limits: {lim.wall_s:g} s, {lim.memory_mb} MB, {lim.max_output} characters of output."
@@ -93,7 +96,7 @@ class CorpusIndex:
     def search(self, query: str, k: int = 3) -> list[dict]:
         terms = search_tokens(query)
         if not terms:
-            raise ToolError("the query has no words to search for")
+            raise ToolError(Msg("the query has no words to search for", "查询里没有可以检索的词"))
         k = max(1, min(int(k), 10, len(self.docs)))
         idx, scores = self.bm25.retrieve([terms], k=k, show_progress=False)
         out = []
@@ -120,7 +123,7 @@ def search_tool(ws, corpus: str = "corpus/clean") -> Tool:
         with lock:
             if "index" not in holder:
                 holder["index"] = CorpusIndex.from_workspace(ws, corpus)
-        return holder["index"].search(query, k) or "no passage matches"
+        return holder["index"].search(query, k) or Msg("no passage matches", "没有匹配的段落")
 
     return make_tool(search)
 

@@ -42,6 +42,9 @@ END_MARKS = ("<|im_end|>", "</s>", "<|endoftext|>")
 
 # error kinds (also what the tests and the trace panel's diagnosis key on)
 NO_ACTION, BAD_JSON, UNKNOWN_TOOL, BAD_ARGUMENTS = "no_action", "bad_json", "unknown_tool", "bad_arguments"
+# what each kind means, for a learner reading the trace in Chinese (the model reads the English error text itself)
+ERROR_KINDS_ZH = {NO_ACTION: "没有标记成工具调用，所以什么也没有运行", BAD_JSON: "调用写得不是合法的 JSON",
+                  UNKNOWN_TOOL: "调用了不存在的工具", BAD_ARGUMENTS: "参数不符合工具的 schema", "backend": "模型后端出错"}
 NAME_ALIASES = ("tool", "function", "tool_name")  # a call's keys read as "name"
 PARAMETER_ALIASES = ("arguments", "args", "params", "input")  # and as "parameters"
 

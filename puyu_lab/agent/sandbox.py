@@ -110,6 +110,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import Msg, zh_of
 from .cgroup import CgroupBase, RunGroup, find_cgroup_base
 
 UNSAFE_ENV = "PUYU_LAB_UNSAFE_UNSANDBOXED_PYTHON"  # =1: run the code WITHOUT operating-system isolation
@@ -157,21 +158,27 @@ class Limits:
 class RunResult:
     output: str
     returncode: int | None
-    stopped: str | None  # why it was stopped: timeout, cpu, memory, output; None when it finished
+    # why it was stopped: timeout, cpu, memory, output; None when it finished. A Msg: the English (what the model
+    # reads, starting with the kind: "timeout: …") and its Chinese (.zh) for a learner reading the trace in Chinese
+    stopped: str | None
     seconds: float
 
     @property
     def ok(self) -> bool:
         return self.stopped is None and self.returncode == 0
 
-    def observation(self) -> str:
-        """The text the model reads."""
+    def observation(self) -> Msg:
+        """The text the model reads (the English: a Msg compares, formats and serializes as that), with the same
+        text for a learner in Chinese as ``.zh``: what the code printed as it is, the sandbox's own line in Chinese."""
         out = self.output.rstrip()
         if self.stopped:
-            return (out + "\n" if out else "") + f"[stopped: {self.stopped}]"
+            head = out + "\n" if out else ""
+            return Msg(head + f"[stopped: {self.stopped}]", head + f"[已停止：{zh_of(self.stopped)}]")
         if self.returncode not in (0, None):
-            return out or f"[exited with code {self.returncode}]"
-        return out or "[no output: print() what you want to see]"
+            return Msg(out, out) if out else Msg(f"[exited with code {self.returncode}]",
+                                                 f"[程序退出，退出码 {self.returncode}]")
+        return Msg(out, out) if out else Msg("[no output: print() what you want to see]",
+                                             "[没有输出：想看什么，就 print() 出来]")
 
 
 # ---- what the sandbox is made of ---------------------------------------------------------------------
@@ -515,20 +522,23 @@ def run_python(code: str, limits: Limits | None = None) -> RunResult:
         text = out.decode("utf-8", errors="replace")
         if len(text) > lim.max_output:
             text = text[:lim.max_output] + "\n…"
-            stopped = stopped or f"output: more than {lim.max_output} characters printed"
+            stopped = stopped or _output_stop(lim)
         if stopped is None and group and group.oom_kills():
             stopped = _total_memory_stop(lim)
         if stopped is None and rc < 0:
             sig = -rc
             if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= lim.cpu_s):
-                stopped = f"cpu: used more than {lim.cpu_s} s of CPU time"
+                stopped = Msg(f"cpu: used more than {lim.cpu_s} s of CPU time",
+                              f"CPU：用掉了超过 {lim.cpu_s} 秒的 CPU 时间")
             else:
                 try:
-                    stopped = f"killed by signal {signal.Signals(sig).name}"
+                    name = signal.Signals(sig).name
                 except ValueError:
-                    stopped = f"killed by signal {sig}"
+                    name = str(sig)
+                stopped = Msg(f"killed by signal {name}", f"被信号 {name} 终止")
         if stopped is None and rc == MEMORY_EXIT:
-            stopped = f"memory: the program needed more than {lim.memory_mb} MB"
+            stopped = Msg(f"memory: the program needed more than {lim.memory_mb} MB",
+                          f"内存：程序需要的内存超过了 {lim.memory_mb} MB")
         return RunResult(text, rc, stopped, time.monotonic() - t0)
     finally:
         for fd in (info_r, info_w):
@@ -543,9 +553,14 @@ def run_python(code: str, limits: Limits | None = None) -> RunResult:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _total_memory_stop(lim: Limits) -> str:
-    return (f"memory: the run needed more than {lim.total_mb} MB in all (its processes, shared memory and files "
-            f"together), and a process of it was killed")
+def _total_memory_stop(lim: Limits) -> Msg:
+    return Msg(f"memory: the run needed more than {lim.total_mb} MB in all (its processes, shared memory and files "
+               f"together), and a process of it was killed",
+               f"内存：这次运行总共需要超过 {lim.total_mb} MB（进程、共享内存和文件加在一起），其中一个进程被终止了")
+
+
+def _output_stop(lim: Limits) -> Msg:
+    return Msg(f"output: more than {lim.max_output} characters printed", f"输出：打印了超过 {lim.max_output} 个字符")
 
 
 def _communicate(proc, data, lim, t0, info_r, sandboxed, group):
@@ -565,7 +580,8 @@ def _communicate(proc, data, lim, t0, info_r, sandboxed, group):
         while not eof and stopped is None:
             left = deadline - time.monotonic()
             if left <= 0:
-                stopped = f"timeout: still running after {lim.wall_s:g} s of wall-clock time"
+                stopped = Msg(f"timeout: still running after {lim.wall_s:g} s of wall-clock time",
+                              f"超时：运行了 {lim.wall_s:g} 秒（墙钟时间）还没有结束")
                 break
             events = sel.select(timeout=min(left, 0.1 if group else 0.2))
             if group and group.oom_kills():  # the cgroup killed one of its processes: the run ends here
@@ -598,7 +614,7 @@ def _communicate(proc, data, lim, t0, info_r, sandboxed, group):
                         break
                     out += chunk
                     if len(out) > lim.max_output * 4:  # bytes; characters are checked by the caller
-                        stopped = f"output: more than {lim.max_output} characters printed"
+                        stopped = _output_stop(lim)
                         break
         sel.close()
         if stopped is None:  # it ended by itself: let its exit status come through before anything is killed

@@ -14,7 +14,9 @@ The schema (name, description, parameters) comes from the signature and the docs
 become JSON types, ``name: text`` lines of the docstring describe the parameters, parameters
 without a default are required. ``registry.call(name, args)`` validates the arguments against the
 schema first and turns every problem into a :class:`ToolError` whose message is written for the
-model (it becomes the next observation).
+model (it becomes the next observation). The model reads it in English, the language of its tool-use training
+data; each message of this module carries its Chinese too (a :class:`~puyu_lab.errors.Msg`), which the trace
+shows a learner who reads Chinese (:meth:`ToolResult.as_text_zh`).
 """
 from __future__ import annotations
 
@@ -26,9 +28,11 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..errors import InputError
+from ..errors import InputError, Msg, zh_of
 
 _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
+_JSON_TYPES_ZH = {"string": "字符串（string）", "integer": "整数（integer）", "number": "数字（number）",
+                  "boolean": "布尔值（boolean）", "array": "数组（array）", "object": "对象（object）"}
 
 
 class ToolDefinitionError(InputError, TypeError):
@@ -36,7 +40,13 @@ class ToolDefinitionError(InputError, TypeError):
 
 
 class ToolError(Exception):
-    """A failed call, explained for the model (unknown tool, bad arguments, the tool's own error)."""
+    """A failed call, explained for the model (unknown tool, bad arguments, the tool's own error). Its message may
+    be a :class:`~puyu_lab.errors.Msg`: the model reads the English, a learner reading Chinese the ``.zh``."""
+
+    @property
+    def message(self) -> str:
+        """The message as raised (a Msg keeps its Chinese; ``str(err)`` is the English alone)."""
+        return self.args[0] if self.args and isinstance(self.args[0], str) else str(self)
 
 
 @dataclass
@@ -61,17 +71,22 @@ class Tool:
         if isinstance(args, str) and len(self.parameters.get("properties", {})) == 1:
             args = {next(iter(self.parameters["properties"])): args}  # a bare value for a one-argument tool
         if not isinstance(args, dict):
-            raise ToolError(f"arguments of {self.name} must be a JSON object like "
-                            f"{example_args(self)}, got {type(args).__name__}")
+            raise ToolError(Msg(f"arguments of {self.name} must be a JSON object like "
+                                f"{example_args(self)}, got {type(args).__name__}",
+                                f"{self.name} 的参数必须是 JSON 对象，例如 {example_args(self)}；"
+                                f"收到的是 {type(args).__name__}"))
         props, required = self.parameters.get("properties", {}), self.parameters.get("required", [])
         unknown = [k for k in args if k not in props]
         if unknown:
-            raise ToolError(f"{self.name} has no parameter {', '.join(map(repr, unknown))}; "
-                            f"its parameters are: {', '.join(props) or '(none)'}")
+            raise ToolError(Msg(f"{self.name} has no parameter {', '.join(map(repr, unknown))}; "
+                                f"its parameters are: {', '.join(props) or '(none)'}",
+                                f"{self.name} 没有参数 {'、'.join(map(repr, unknown))}；"
+                                f"它的参数是：{'、'.join(props) or '（无）'}"))
         missing = [k for k in required if k not in args]
         if missing:
-            raise ToolError(f"{self.name} needs the parameter {', '.join(map(repr, missing))}, "
-                            f"e.g. {example_args(self)}")
+            raise ToolError(Msg(f"{self.name} needs the parameter {', '.join(map(repr, missing))}, "
+                                f"e.g. {example_args(self)}",
+                                f"{self.name} 缺少参数 {'、'.join(map(repr, missing))}，例如 {example_args(self)}"))
         out = {}
         for k, v in args.items():
             want = props[k].get("type")
@@ -112,7 +127,9 @@ def _coerce(tool: str, key: str, v: Any, want: str | None) -> Any:
     elif want == "object" and isinstance(v, dict):
         return v
     article = "an" if want[0] in "aeiou" else "a"
-    raise ToolError(f"parameter {key!r} of {tool} must be {article} {want}, got {json.dumps(v, ensure_ascii=False)}")
+    got = json.dumps(v, ensure_ascii=False)
+    raise ToolError(Msg(f"parameter {key!r} of {tool} must be {article} {want}, got {got}",
+                        f"{tool} 的参数 {key!r} 必须是 {_JSON_TYPES_ZH.get(want, want)}，收到的是 {got}"))
 
 
 def example_args(tool: Tool) -> str:
@@ -172,10 +189,19 @@ class ToolResult:
     seconds: float
 
     def as_text(self) -> str:
+        """The observation the model reads."""
         if not self.ok:
             return f"error: {self.value}"
         v = self.value
-        return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+        return str(v) if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+
+    def as_text_zh(self) -> str:
+        """The same observation for a learner reading Chinese: this package's own words (an error, the sandbox's
+        stop line: a :class:`~puyu_lab.errors.Msg`'s ``.zh``) in Chinese, what the tool returned as it is."""
+        if not self.ok:
+            return f"错误：{zh_of(self.value)}"
+        v = self.value
+        return zh_of(v) if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
 
 
 @dataclass
@@ -216,7 +242,9 @@ class ToolRegistry:
         if name not in self.tools:
             close = [n for n in self.tools if n.lower() == str(name).lower()]
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ToolError(f"there is no tool {name!r}{hint}; the tools are: {', '.join(self.tools) or '(none)'}")
+            hint_zh = f"（是不是想用 {close[0]!r}？）" if close else ""
+            raise ToolError(Msg(f"there is no tool {name!r}{hint}; the tools are: {', '.join(self.tools) or '(none)'}",
+                                f"没有名为 {name!r} 的工具{hint_zh}；可用的工具：{'、'.join(self.tools) or '（无）'}"))
         return self.tools[name]
 
     def call(self, name: str, args: Any) -> ToolResult:
@@ -227,6 +255,7 @@ class ToolRegistry:
             value = tool.fn(**kwargs)
             return ToolResult(True, value, time.perf_counter() - t0)
         except ToolError as e:
-            return ToolResult(False, str(e), time.perf_counter() - t0)
+            return ToolResult(False, e.message, time.perf_counter() - t0)
         except Exception as e:  # the tool's own failure is an observation too
-            return ToolResult(False, f"{name} failed: {type(e).__name__}: {e}", time.perf_counter() - t0)
+            return ToolResult(False, Msg(f"{name} failed: {type(e).__name__}: {e}",
+                                         f"{name} 运行出错：{type(e).__name__}: {e}"), time.perf_counter() - t0)

@@ -62,7 +62,7 @@ def verify(lab: str, ws=None, *, display: bool = True, write: bool = True) -> Re
     card = run(ws, lab)
     _publish(card, ws, write=write, display=display)
     if not card.ok:
-        raise ChecksFailed("\n".join(f"✗ {r.id} ({r.figure}): {r.hint_in()}" for r in card.failures))
+        raise ChecksFailed("\n".join(f"✗ {r.id} ({r.figure_in()}): {r.hint_in()}" for r in card.failures))
     return card
 
 

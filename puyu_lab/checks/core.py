@@ -9,8 +9,10 @@ learner's bundle; ``machine`` checks (the tour's) describe the learner's compute
 reported.
 
 What to do when a check fails is written in both languages: ``hint`` (English) and ``hint_zh`` (Chinese, the
-same code in the same backticks). A :class:`Result` keeps both, and the card, its HTML and :class:`ChecksFailed`
-show the one in the language :func:`puyu_lab.i18n.get_language` names when they are drawn.
+same code in the same backticks). So is what a check measured: an :class:`Outcome`'s ``figure`` and ``detail`` are
+written with :func:`say` (``say("中文", "English")``, one place for both). A :class:`Result` keeps both languages of
+each, and the card, its HTML and :class:`ChecksFailed` show the one in the language
+:func:`puyu_lab.i18n.get_language` names when they are drawn.
 
 nbgrader and otter-grader grade *code* cells against tests; nothing in their model checks the outcome
 of an ML exercise on the learner's own artifacts, so this small registry is written here.
@@ -22,17 +24,39 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable
 
+from ..errors import Msg, zh_of
 from ..i18n import get_language, tr
 from ..workspace import MissingArtifact, Workspace, WorkspaceError
+
+
+def say(zh: str, en: str) -> Msg:
+    """A figure or detail of a check in both languages, written side by side where it is made (the order of
+    :func:`puyu_lab.i18n.tr`): the :class:`Result` keeps both, and the card shows the one current when it is drawn.
+    It is the English string (it compares and formats as that); ``.zh`` is the Chinese."""
+    return Msg(en, zh)
+
+
+def both_of(text) -> tuple[str, str]:
+    """(English, Chinese) of a :func:`say` text; a plain string (a number, a file name) is both."""
+    return str(text), zh_of(text)
+
+
+def joined(*parts) -> Msg:
+    """:func:`say` texts (or plain strings) one after another, each language with its own."""
+    return Msg("".join(str(p) for p in parts), "".join(zh_of(p) for p in parts))
+
+
+def _now(pair: tuple[str, str]) -> str:
+    return pair[1] if get_language() == "zh" else pair[0]
 
 
 @dataclass
 class Outcome:
     ok: bool
-    figure: str  # the measured figure, as a learner reads it ("95 % (19/20)")
+    figure: str  # the measured figure, as a learner reads it ("95 % (19/20)"); words in it: say("中文", "English")
     value: float | None = None  # the same figure as a number, when it is one
     claimed: float | None = None  # what the stage's manifest says about the same figure
-    detail: str = ""
+    detail: str = ""  # say("中文", "English") too
 
 
 @dataclass(frozen=True)
@@ -76,7 +100,7 @@ class Result:
     verifies: str
     ok: bool
     status: str  # "pass", "fail", "missing" (an artifact it needs is absent), "error" (a bug or a corrupt file)
-    figure: str
+    figure: str  # in the language current when the check ran; figure_en / figure_zh hold both
     hint: str  # in the language current when the check ran; hint_en / hint_zh hold both
     camp: str = ""
     scope: str = "artifact"
@@ -89,6 +113,17 @@ class Result:
     hint_zh: str = ""
     homework: str = ""  # "basic" / "advanced" for a homework task (see Check.homework)
     verifies_zh: str = ""
+    figure_en: str = ""  # empty in a report written before figures were bilingual
+    figure_zh: str = ""
+    detail_en: str = ""
+    detail_zh: str = ""
+
+    def figure_in(self, lang: str | None = None) -> str:
+        """What the check measured, in ``lang`` (by default the current language), else the stored ``figure``."""
+        return _pick(lang, self.figure_en, self.figure_zh, self.figure)
+
+    def detail_in(self, lang: str | None = None) -> str:
+        return _pick(lang, self.detail_en, self.detail_zh, self.detail)
 
     def verifies_in(self, lang: str | None = None) -> str:
         return _pick(lang, self.verifies, self.verifies_zh, self.verifies)
@@ -161,6 +196,22 @@ def pct(x: float, n: int | None = None, of: int | None = None) -> str:
     return f"{s} ({n}/{of})" if n is not None and of is not None else s
 
 
+MISSING_EVIDENCE = say("缺少证据文件", "missing evidence")  # an artifact is there, a file of it is not
+
+
+def _texts(figure, detail) -> dict[str, str]:
+    """A Result's figure and detail fields: each in the current language and in both."""
+    f, d = both_of(figure), both_of(detail)
+    return dict(figure=_now(f), figure_en=f[0], figure_zh=f[1], detail=_now(d), detail_en=d[0], detail_zh=d[1])
+
+
+def _said(exc: BaseException, limit: int | None = None) -> Msg:
+    """What an exception says, in both languages (a PuyuError has both; anything else says it once)."""
+    en = getattr(exc, "en", None) or str(exc)
+    zh = getattr(exc, "zh", None) or en
+    return Msg(en[:limit], zh[:limit])
+
+
 def run_one(c: Check, ctx: Context) -> Result:
     t0 = time.perf_counter()
     base = dict(id=c.id, lab=c.lab, title=c.title, verifies=c.verifies, hint=c.hint_in(), hint_en=c.hint,
@@ -171,12 +222,11 @@ def run_one(c: Check, ctx: Context) -> Result:
 
         labs = sorted({st.lab for n in missing if (st := stage_for_artifact(n)) is not None})
         if c.homework:
-            todo = tr(f"先运行 {c.lab} 作业一节里这道题的代码单元", f"run this task's cell in the 作业 section of {c.lab}")
+            todo = say(f"先运行 {c.lab} 作业一节里这道题的代码单元", f"run this task's cell in the 作业 section of {c.lab}")
         else:
-            todo = tr(f"先运行 {', '.join(labs) or '产出它的实验'}", f"run {', '.join(labs) or 'the lab that makes it'} first")
+            todo = say(f"先运行 {', '.join(labs) or '产出它的实验'}", f"run {', '.join(labs) or 'the lab that makes it'} first")
         return Result(**base, ok=False, status="missing",
-                      figure=tr(f"缺少 {', '.join(missing)}", f"missing {', '.join(missing)}"),
-                      detail=todo,
+                      **_texts(say(f"缺少 {', '.join(missing)}", f"missing {', '.join(missing)}"), todo),
                       seconds=time.perf_counter() - t0)
     try:
         out = c.fn(ctx)
@@ -186,15 +236,15 @@ def run_one(c: Check, ctx: Context) -> Result:
             consistent = False
             out.claimed = None
     except (MissingArtifact, FileNotFoundError) as exc:
-        return Result(**base, ok=False, status="missing", figure="missing evidence", detail=str(exc),
+        return Result(**base, ok=False, status="missing", **_texts(MISSING_EVIDENCE, _said(exc)),
                       seconds=time.perf_counter() - t0)
     except Exception as exc:  # a corrupt file (or a bug in the check): this check errs, the card goes on
-        return Result(**base, ok=False, status="error", figure=f"{type(exc).__name__}", detail=str(exc)[:300],
+        return Result(**base, ok=False, status="error", **_texts(type(exc).__name__, _said(exc, 300)),
                       seconds=time.perf_counter() - t0)
-    return Result(**base, ok=bool(out.ok), status="pass" if out.ok else "fail", figure=out.figure,
+    return Result(**base, ok=bool(out.ok), status="pass" if out.ok else "fail",
                   value=None if out.value is None else float(out.value),
                   claimed=None if out.claimed is None else float(out.claimed), consistent=consistent,
-                  detail=out.detail, seconds=time.perf_counter() - t0)
+                  **_texts(out.figure, out.detail), seconds=time.perf_counter() - t0)
 
 
 @dataclass
@@ -262,9 +312,10 @@ class ReportCard:
                     lines.append(f"── {lab}  {p}/{t}")
                 mark = "✓" if r.ok else "✗"
                 level = f"[{HOMEWORK_LEVELS[r.homework]}] " if r.homework in HOMEWORK_LEVELS else ""
-                lines.append(f"{mark:2}{r.id:<{w_id}}{r.figure[:33]:<34}{level}{r.title}")
+                lines.append(f"{mark:2}{r.id:<{w_id}}{r.figure_in()[:33]:<34}{level}{r.title}")
                 if not r.ok:
-                    lines.append(f"{'':2}{'':<{w_id}}→ {r.hint_in()}" + (f" ({r.detail})" if r.detail else ""))
+                    detail = r.detail_in()
+                    lines.append(f"{'':2}{'':<{w_id}}→ {r.hint_in()}" + (f" ({detail})" if detail else ""))
                 elif not r.consistent:
                     lines.append(f"{'':2}{'':<{w_id}}! " + tr(f"清单写的是 {r.claimed:g}，证据算出 {r.value:g}",
                                                               f"the manifest says {r.claimed:g}, the evidence {r.value:g}"))

@@ -10,12 +10,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..errors import Msg
 from ..workspace import Artifact
-from .core import Outcome
+from .core import Outcome, both_of, say
 
 # the detail of a homework artifact made from an earlier version of a chain artifact ({name}: the homework
 # artifact, {parent}: the chain artifact made again since)
-MADE_AGAIN = "{name} was made from an earlier {parent} (made again since): run its 作业 cell again"
+MADE_AGAIN = say("{name} 是用较早的 {parent} 做的（{parent} 之后又重新生成过）：请重新运行它的作业单元格",
+                 "{name} was made from an earlier {parent} (made again since): run its 作业 cell again")
 
 
 def read_json(art: Artifact, fname: str) -> Any:
@@ -35,12 +37,13 @@ def eval_losses(art: Artifact) -> list[float]:
 
 def made_from(ctx, name: str, *parents: str, detail: str = MADE_AGAIN) -> str:
     """Why ``name`` no longer measures the current ``parents`` ("" when it does): one of them was made again since
-    (its id is not the one ``name``'s manifest records). ``detail`` is the message, with ``{name}`` and
-    ``{parent}``."""
+    (its id is not the one ``name``'s manifest records). ``detail`` is the message (a :func:`say` text, both
+    languages formatted), with ``{name}`` and ``{parent}``."""
     ids = {p.get("name"): p.get("id") for p in ctx.get(name).parents}
     for parent in parents:
         if ids.get(parent) != ctx.get(parent).id:
-            return detail.format(name=name, parent=parent)
+            en, zh = both_of(detail)
+            return Msg(en.format(name=name, parent=parent), zh.format(name=name, parent=parent))
     return ""
 
 
@@ -56,5 +59,7 @@ def unequal_steps(runs: list[dict], each: str) -> Outcome | None:
     that they compare only the setting swept (``each``: what one run is, "rank", "β"); ``None`` when they did."""
     steps = {int(r["steps"]) for r in runs}
     if len(steps) != 1 or min(steps) < 1:
-        return Outcome(False, f"steps {sorted(steps)}", detail=f"give every {each} the same number of steps (> 0)")
+        en, zh = both_of(each)
+        return Outcome(False, say(f"步数 {sorted(steps)}", f"steps {sorted(steps)}"),
+                       detail=say(f"每个{zh}都要训练同样的步数（> 0）", f"give every {en} the same number of steps (> 0)"))
     return None

@@ -338,6 +338,7 @@ def grade_one(path: Path, groups=None, *, work: Path | None = None, homework: di
 
 def _grade_into(row: Row, path: Path, groups, tmp: Path, homework: dict | None = None) -> None:
     from . import REGISTRY, run
+    from .core import MISSING_EVIDENCE
 
     try:
         z = zipfile.ZipFile(path)
@@ -367,7 +368,7 @@ def _grade_into(row: Row, path: Path, groups, tmp: Path, homework: dict | None =
     for r in card.results:
         rep = reported.get(r.id)
         needs = REGISTRY[r.id].needs
-        if r.status == "missing" and r.figure == "missing evidence" and set(needs) & withheld:
+        if r.status == "missing" and r.figure_en == MISSING_EVIDENCE and set(needs) & withheld:
             # a file too big to bundle: the learner's own result, marked as reported
             status = "pass" if rep and rep.get("ok") is True else "fail"
             row.checks[r.id] = {"status": status, "figure": str((rep or {}).get("figure", r.figure)),

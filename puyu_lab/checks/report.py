@@ -10,14 +10,34 @@ from pathlib import Path
 from ..i18n import tr
 from .core import HOMEWORK_LEVELS, ReportCard
 
+# JupyterLab right-aligns the cells of an HTML output (`:not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td`,
+# specificity 0-2-1) and centres its tables: the card's own rules are scoped under .puyu-report (0-2-2) to win, and
+# each cell also carries the alignment inline (CELL_STYLE), which holds where a notebook's <style> is stripped
+# (an untrusted notebook)
 STYLE = """<style>
 .puyu-card{font-family:system-ui,sans-serif;border-collapse:collapse;font-size:13px}
 .puyu-card td,.puyu-card th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
+.puyu-report table.puyu-card{margin-left:0;margin-right:auto;table-layout:auto}
+.puyu-report table.puyu-card td,.puyu-report table.puyu-card th,.puyu-report table.puyu-card tr{text-align:left;
+vertical-align:top;padding:3px 8px;white-space:normal}
+.puyu-report{text-align:left}
 .puyu-card .pass{color:#1e8e3e;font-weight:bold}.puyu-card .fail{color:#c5221f;font-weight:bold}
 .puyu-card .lab td{background:#f3f3f3;font-weight:bold}.puyu-card .hint{color:#c5221f}
 .puyu-card .dim{color:#777}.puyu-card .warn{color:#b06000}
 .puyu-card .level{background:#eef3fb;color:#1a4f9c;border-radius:3px;padding:0 4px;font-size:12px}
 </style>"""
+
+
+CELL_STYLE = "text-align:left;vertical-align:top"
+TABLE_STYLE = "margin-left:0;margin-right:auto"
+
+
+def _aligned(fragment: str) -> str:
+    """``fragment`` with the alignment written on each table and cell (see STYLE)."""
+    import re
+
+    fragment = re.sub(r"<(td|th)(?=[ >])", rf"<\1 style='{CELL_STYLE}'", fragment)
+    return re.sub(r"<table(?=[ >])", f"<table style='{TABLE_STYLE}'", fragment)
 
 
 def _esc(s) -> str:
@@ -35,7 +55,8 @@ def _rows(card: ReportCard, homework: bool) -> list[str]:
         mark = "<span class='pass'>✓</span>" if r.ok else "<span class='fail'>✗</span>"
         note = ""
         if not r.ok:
-            note = f"<div class='hint'>→ {_esc(r.hint_in())}</div>" + (f"<div class='dim'>{_esc(r.detail)}</div>" if r.detail else "")
+            detail = r.detail_in()
+            note = f"<div class='hint'>→ {_esc(r.hint_in())}</div>" + (f"<div class='dim'>{_esc(detail)}</div>" if detail else "")
         elif not r.consistent:
             note = "<div class='warn'>" + _esc(tr(f"清单写的是 {r.claimed:g}，证据算出 {r.value:g}",
                                                    f"the manifest says {r.claimed:g}, the evidence {r.value:g}")) + "</div>"
@@ -44,7 +65,7 @@ def _rows(card: ReportCard, homework: bool) -> list[str]:
         level = (f"<span class='level'>{HOMEWORK_LEVELS[r.homework]} {r.homework}</span> "
                  if r.homework in HOMEWORK_LEVELS else "")
         rows.append(f"<tr data-check='{_esc(r.id)}' data-ok='{int(r.ok)}'><td>{mark}</td><td><code>{_esc(r.id)}</code></td>"
-                    f"<td><b>{_esc(r.figure)}</b></td><td>{level}{_esc(r.title)}{scope}"
+                    f"<td><b>{_esc(r.figure_in())}</b></td><td>{level}{_esc(r.title)}{scope}"
                     f"<div class='dim'>{_esc(r.verifies_in())}</div>{camp}{note}</td></tr>")
     return rows
 
@@ -67,7 +88,7 @@ def card_fragment(card: ReportCard) -> str:
                 tr(f"完成 {done}/{len(card.homework)} 项（选做，不影响自检）",
                    f"{done}/{len(card.homework)} done (optional: they do not count in the self-checks)") + "</p>")
         parts.append(f"{head}<table class='puyu-card puyu-homework'>{head_row}{''.join(_rows(card, True))}</table>")
-    return f"{STYLE}<div class='puyu-report'>{''.join(parts)}</div>"
+    return f"{STYLE}<div class='puyu-report'>{_aligned(''.join(parts))}</div>"
 
 
 def labs_figure(card: ReportCard) -> dict:

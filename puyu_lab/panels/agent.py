@@ -14,12 +14,22 @@ import anywidget
 import traitlets
 
 from ..events import Event, StopFlag
-from ..i18n import both
+from ..i18n import both, get_language, t
 from .base import Throttle, WorkerWait, error_text, run_in_thread
 
 STATIC = Path(__file__).parent / "static"
 LABEL_KEYS = ("step_thought", "step_call", "step_observation", "step_final", "step_error", "prompt_sent",
               "raw_output", "parse_result", "why_no_tool", "turn", "question", "stop")
+STATUSES = ("running", "answered", "max_turns", "stopped", "error")  # a Trace's status: the badge's text
+
+
+def labels() -> dict:
+    """What the panel's JavaScript writes, in the course language: headings Chinese and English together (``both``),
+    the status badge and the units in the current language (``t``), and ``lang``, which says whether a turn's
+    ``diagnosis_zh`` and a step's ``text_zh`` (the Chinese of this package's own words) are shown."""
+    return {"title": both("agent_trace"), **{k: both(k) for k in LABEL_KEYS},
+            **{f"status_{s}": t(f"status_{s}") for s in STATUSES},
+            "tokens": t("tokens"), "tok": t("tok"), "model_read": t("model_read"), "lang": get_language()}
 
 
 class AgentTracePanel(WorkerWait, anywidget.AnyWidget):
@@ -37,7 +47,7 @@ class AgentTracePanel(WorkerWait, anywidget.AnyWidget):
 
     def __init__(self, trace=None, **kw):
         super().__init__(**kw)
-        self.labels = {"title": both("agent_trace"), **{k: both(k) for k in LABEL_KEYS}}
+        self.labels = labels()
         self._lock = threading.Lock()
         self._steps: list[dict] = []
         self._turns: list[dict] = []

@@ -76,12 +76,13 @@ class DataCleaningPanel:
             rows = [gb]
             if group == "language":
                 self.lang_score = W.FloatSlider(value=self.recipe.min_lang_score, min=0, max=1, step=0.01,
-                                                description="min score", continuous_update=True, readout_format=".2f")
+                                                description=t("min_lang_score"), continuous_update=True,
+                                                readout_format=".2f", style={"description_width": "initial"})
                 self.lang_score.observe(self._on_lang_score, names="value")
                 rows.append(self.lang_score)
             if group == "c4":
-                for attr, label in (("c4_lorem_ipsum", "lorem ipsum"), ("c4_curly_bracket", "{ curly bracket")):
-                    cb = W.Checkbox(value=getattr(self.recipe, attr), description=label, indent=False)
+                for attr in ("c4_lorem_ipsum", "c4_curly_bracket"):
+                    cb = W.Checkbox(value=getattr(self.recipe, attr), description=t(attr), indent=False)
                     cb.observe(self._on_flag(attr), names="value")
                     rows.append(cb)
             for rule in (r for r in RULES if r.group == group):
@@ -251,7 +252,7 @@ class DataCleaningPanel:
         self.status.value = (f"<span class='puyu'>{t('kept')}: <b>{v.n_kept:,}</b> / {raw_docs:,} {t('documents')}"
                              f" · {int(f.characters.iloc[-1]):,} / {raw_chars:,} {t('characters')}"
                              f" · {self.last_ms:.1f} ms"
-                             + (f" · {len(self.run.skipped):,} bad record(s) skipped at load (skip_bad)"
+                             + (f" · {len(self.run.skipped):,} {t('skipped_bad')}"
                                 if self.run.skipped else "") + "</span>")
         reasons = v.reasons()
         opts = [(f"{r} ({n:,})", r) for r, n in reasons.items()]
@@ -274,7 +275,7 @@ class DataCleaningPanel:
     def _draw_clusters(self) -> None:
         pairs = self.run.near_duplicate_pairs(k=5)
         if not pairs:
-            self.clusters.value = "<i>no near-duplicate clusters</i>"
+            self.clusters.value = f"<i>{esc(t('no_clusters'))}</i>"
             return
         rows = "".join(
             f"<tr><td>#{p['cluster']} ({p['size']})<br>{t('est_jaccard')} {p['estimated_jaccard']:.2f}<br>"
@@ -289,7 +290,7 @@ class DataCleaningPanel:
                 f"<td><pre style='white-space:pre-wrap'>{esc(after)}</pre></td></tr>" for before, after in examples]
         head = ", ".join(f"{k}: {n}" for k, n in totals.items())
         self.pii_view.value = (f"<div class='puyu'><p>{esc(head)}</p><table class='puyu-table'>"
-                               f"<tr><th>before</th><th>after</th></tr>{''.join(rows)}</table></div>")
+                               f"<tr><th>{t('pii_before')}</th><th>{t('pii_after')}</th></tr>{''.join(rows)}</table></div>")
 
     def _on_export(self, _=None) -> None:
         self.export_btn.disabled = True

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from puyu_lab.agent.agent import Agent, has_number
+from puyu_lab.agent.agent import Agent, Trace, has_number
 from puyu_lab.models import Generation
 from puyu_lab.agent.builtin import calculator, default_registry
 from puyu_lab.contracts.calculator import CalculatorError, calculate
@@ -487,3 +487,111 @@ def test_run_batch_keeps_each_questions_turns_apart(tools):
     assert [s["kind"] for s in traces[2].steps] == ["call", "observation", "call", "observation", "final"]
     assert traces[2].steps[1]["ok"] is False and traces[2].steps[3]["text"] == '{"result": 4}'
     assert all(not s for s in be.scripts.values())
+
+
+# ---- what a learner reads in a trace, in Chinese too --------------------------------------------------------------
+def _mostly_chinese(text: str) -> bool:
+    from puyu_lab.labtext import cjk_share
+
+    return cjk_share(text) >= 0.3
+
+
+def test_diagnoses_are_written_in_both_languages_and_the_model_reads_no_chinese(tools):
+    """diagnose(): each branch has its Chinese (the turn's ``diagnosis_zh``) beside the English (``diagnosis``); a parse
+    error's and a failed call's text stays what the model reads, with a Chinese ``text_zh`` on the step for the trace."""
+    be = Scripted(['<|action_start|><|plugin|>\n{"name": "calc", "parameters": {}}<|action_end|>',
+                   '<|action_start|><|plugin|>\n{"name": "calculator", "parameters": {"expression": "1/0"}}<|action_end|>',
+                   "2"])
+    tr = Agent(be, tools.subset("calculator")).run("1+1?")
+    d0, d1, d2 = tr.turns
+    assert "unknown_tool" in d0["diagnosis"] and d0["diagnosis_zh"].startswith("模型想调用工具，但它的回复无法执行（调用了不存在的工具）")
+    assert d1["diagnosis"] is None and d1["diagnosis_zh"] is None  # a call: nothing to explain
+    assert "expected last step" in d2["diagnosis"] and d2["diagnosis_zh"] == "模型看到工具结果后给出了回答：这正是预期中的最后一步。"
+    error, obs0, call, obs1, final = tr.steps
+    assert error["kind"] == "error" and error["text"].startswith("there is no tool 'calc'")
+    assert error["text_zh"].startswith("调用了不存在的工具。") and error["text"] in error["text_zh"]
+    assert obs0["text"] == f"error: {error['text']}" and obs0["text_zh"].startswith("错误（调用了不存在的工具）")
+    # a call the tool refuses: the model reads the English observation, the trace keeps the Chinese beside it
+    assert call["kind"] == "call" and obs1["text"] == "error: calculator: division by zero"
+    assert obs1["text_zh"] == "错误：计算器：division by zero"
+    sent = json.dumps(be.prompts, ensure_ascii=False)
+    assert obs1["text"] in sent and error["text"] in sent
+    assert not any(z in sent for z in ("计算器", "不存在的工具", "错误："))
+    # answered directly, at a low probability of the call marker; and no tools at all
+    direct = Agent(Scripted(["2"]), tools.subset("calculator")).run("1+1?").turns[0]
+    assert "answered directly" in direct["diagnosis"] and "0.10%" in direct["diagnosis"]
+    assert direct["diagnosis_zh"].startswith("模型直接回答了") and "0.10%" in direct["diagnosis_zh"]
+    assert "模型还没学会" in direct["diagnosis_zh"] and _mostly_chinese(direct["diagnosis_zh"])
+    bare = Agent(Scripted(["2"]), ToolRegistry()).run("1+1?").turns[0]
+    assert bare["diagnosis_zh"] == "没有提供任何工具，模型只能直接回答。" and bare["diagnosis"].startswith("No tools")
+    # a trace saved and loaded keeps both
+    assert Trace.from_dict(json.loads(json.dumps(tr.to_dict()))).turns[0]["diagnosis_zh"] == d0["diagnosis_zh"]
+
+
+def test_tool_errors_and_sandbox_stops_have_their_chinese(tools):
+    """The registry's own errors and the sandbox's stop lines: ``as_text()`` (what the model reads) is the English as
+    before, ``as_text_zh()`` the same observation in Chinese; what the code printed stays as it is."""
+    from puyu_lab.agent.sandbox import RunResult, _output_stop, _total_memory_stop
+
+    cases = [("Calculator", {}, "error: there is no tool 'Calculator' (did you mean",
+              "错误：没有名为 'Calculator' 的工具（是不是想用 'calculator'？）"),
+             ("calc", {}, "error: there is no tool 'calc'; the tools are: calculator, python",
+              "错误：没有名为 'calc' 的工具；可用的工具：calculator、python"),
+             ("greet", {"name": "a", "times": "x"}, "error: parameter 'times' of greet must be an integer",
+              "错误：greet 的参数 'times' 必须是 整数（integer）"),
+             ("greet", {}, "error: greet needs the parameter 'name'", "错误：greet 缺少参数 'name'"),
+             ("greet", [1], "error: arguments of greet must be a JSON object", "错误：greet 的参数必须是 JSON 对象"),
+             ("calculator", {"expression": "1/0"}, "error: calculator: division by zero", "错误：计算器：division by zero")]
+    for name, args, en, zh in cases:
+        res = tools.call(name, args)
+        assert not res.ok and res.as_text().startswith(en) and res.as_text_zh().startswith(zh), res.as_text_zh()
+
+    @tools.tool
+    def boom(x: int) -> int:
+        """Fail."""
+        raise RuntimeError("kaputt")
+
+    res = tools.call("boom", {"x": 1})
+    assert res.as_text() == "error: boom failed: RuntimeError: kaputt" and res.as_text_zh() == "错误：boom 运行出错：RuntimeError: kaputt"
+    assert tools.call("greet", {"name": "a"}).as_text_zh() == "hello a"  # a tool's own output: as it is
+    # the sandbox: a run stopped by the wall clock, for real; the other endings as the runner words them
+    lim = Limits(wall_s=1, max_output=50)
+    obs = run_python("print('partial', flush=True)\nimport time\ntime.sleep(60)", lim).observation()
+    assert str(obs) == "partial\n[stopped: timeout: still running after 1 s of wall-clock time]"
+    assert obs.zh == "partial\n[已停止：超时：运行了 1 秒（墙钟时间）还没有结束]"
+    assert tools.call("python", {"code": "pass"}).as_text_zh() == "[没有输出：想看什么，就 print() 出来]"
+    for stopped, zh in ((_output_stop(lim), "[已停止：输出：打印了超过 50 个字符]"),
+                        (_total_memory_stop(lim), "[已停止：内存：这次运行总共需要超过 448 MB")):
+        o = RunResult("", None, stopped, 0.0).observation()
+        assert str(o).startswith("[stopped: ") and o.zh.startswith(zh) and _mostly_chinese(o.zh), o.zh
+    assert RunResult("", 3, None, 0.0).observation().zh == "[程序退出，退出码 3]"
+    assert RunResult("", 3, None, 0.0).observation() == "[exited with code 3]"
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_lab_07_prints_turns_from_1_as_the_panel_does(tools, capsys, language):
+    """Lab 07's cell after the trace panel prints each turn as the panel's turn bar shows it (counted from 1), and a
+    turn's diagnosis in the course language."""
+    import puyu_lab as pl
+
+    from ..conftest import ROOT
+
+    cells = json.loads((ROOT / "labs" / "07_agent.ipynb").read_text(encoding="utf-8"))["cells"]
+    src = next("".join(c["source"]) for c in cells if c["cell_type"] == "code" and "for t in trace.turns:" in "".join(c["source"]))
+    loop = src[src.index("for t in trace.turns:"):]
+    be = Scripted(['<|action_start|><|plugin|>\n{"name": "calculator", "parameters": {"expression": "6*7"}}<|action_end|>',
+                   "42"])
+    trace = Agent(be, tools.subset("calculator")).run("6*7?")
+    before = pl.get_language()
+    pl.set_language(language)
+    try:
+        exec(loop, {"pl": pl, "trace": trace})
+    finally:
+        pl.set_language(before)
+    out = capsys.readouterr().out
+    if language == "zh":
+        assert "第 1 轮：" in out and "第 2 轮：" in out and "第 0 轮" not in out, out
+        assert trace.turns[1]["diagnosis_zh"] in out and trace.turns[1]["diagnosis"] not in out
+    else:
+        assert "turn 1:" in out and "turn 2:" in out and "turn 0" not in out, out
+        assert trace.turns[1]["diagnosis"] in out

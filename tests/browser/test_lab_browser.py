@@ -17,6 +17,8 @@ import time
 
 import pytest
 
+from puyu_lab.i18n import STRINGS
+
 from .conftest import Lab, open_lab
 from .shim import jupyterlab_browser_check_env
 
@@ -437,7 +439,8 @@ def test_agent_trace_is_live_and_stop_ends_the_run(browser, agent_lab, shots):
         # awaiting cell runs is published with its own busy → idle.)
         busy, kernel = page.evaluate(CELL_BUSY, wait_cell), page.evaluate(KERNEL_STATUS)
         assert steps >= 1 and busy, (steps, busy, kernel)
-        assert trace.locator(".pt-status").inner_text() == "running"
+        # the badge in the language this lab runs in (Lab's default, en), from the zh/en table
+        assert trace.locator(".pt-status").inner_text() == STRINGS["status_running"][0] == "running"
         kinds = trace.locator(".pt-step").evaluate_all("els => els.map(e => e.dataset.kind)")
         assert kinds[0] == "call", kinds
         box.screenshot(path=str(shots / "agent-trace-live.png"))

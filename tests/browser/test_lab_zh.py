@@ -168,6 +168,12 @@ def check_card(page, idx: int, lab: str) -> list[str]:
         assert joined.index(c.zh) < joined.index(c.en), (c.id, c.title)
         assert c.verifies_zh and c.verifies_zh in text, (c.id, c.verifies_zh)  # what it verifies, in Chinese only
         assert c.verifies not in joined, (c.id, c.verifies)
+    # what each check measured (the figure column) holds no English sentence, and the card reads left-aligned
+    figures = card.locator("tr[data-check] td:nth-child(3)").all_inner_texts()
+    assert len(figures) >= n and english_only_sentences("\n".join(figures), min_words=3) == [], figures
+    align = card.locator("tr[data-check] td").evaluate_all("els => els.map(e => getComputedStyle(e).textAlign)")
+    assert align and set(align) == {"left"}, set(align)
+    assert card.locator("table.puyu-card").first.evaluate("e => getComputedStyle(e).marginLeft") == "0px"
     return text
 
 
@@ -316,9 +322,15 @@ class TestLab07InChinese:
         text = trace.evaluate(VISIBLE_TEXT, None)
         joined = "\n".join(text)
         diagnoses = trace.locator(".pt-diagnosis").all_text_contents()
+        badge = trace.locator(".pt-status")
         record("07_agent.trace_panel", {"cjk_share": round(cjk_share(joined), 3), "text": text,
-                                        "status": trace.locator(".pt-status").inner_text(),
-                                        "diagnoses": diagnoses})
+                                        "status": badge.inner_text(), "diagnoses": diagnoses})
+        # the status badge and the token units in Chinese; each diagnosis in Chinese (the zh of puyu_lab.agent.diagnose)
+        assert badge.inner_text() == zh(f"status_{badge.get_attribute('data-status')}"), badge.inner_text()
+        metas = trace.locator(".pt-turnbar .pt-meta").all_inner_texts()
+        assert metas and all(zh("tokens") in m and " tokens " not in m for m in metas), metas
+        label = f"{zh('why_no_tool')} {en('why_no_tool')}"
+        assert all(d.startswith(label) and cjk_share(d[len(label):][:12]) > 0.5 for d in diagnoses), diagnoses  # its opening
         assert text[0] == f"{zh('agent_trace')} {en('agent_trace')}", text[:3]  # the title, Chinese first
         for key in TRACE_LABELS:
             assert f"{zh(key)} {en(key)}" in joined, key

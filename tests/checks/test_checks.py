@@ -197,3 +197,129 @@ def test_probe_file_errors_name_the_group_and_field(tmp_path):
     p.write_text("{not json", encoding="utf-8")
     with pytest.raises(InputError, match="probes.json:1"):
         load_probes(p)
+
+
+# ---- what a check measured is written in both languages ---------------------------------------------------------
+def _english_words(text: str) -> list[str]:
+    """Lower-case English words in a piece of a figure: artifact names (model/sft), identifiers (chars_per_token),
+    quoted values ('pos') and the eval's model keys do not count."""
+    text = re.sub(r"'[^']*'|`[^`]*`", " ", text)  # a quoted value ('pos'), code
+    kept = [w for w in text.split() if not re.search(r"[/_@.=]", w)]
+    return [w for w in re.findall(r"\b[a-z]{3,}\b", " ".join(kept)) if w not in {"base", "sft", "dpo", "orpo", "chain"}]
+
+
+def _untranslated(node) -> list[str]:
+    """The English literal pieces of a figure / detail expression that are not written with ``say`` (or ``joined``)."""
+    import ast
+
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("say", "joined", "Msg"):
+        return []
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value] if _english_words(node.value) else []
+    if isinstance(node, ast.FormattedValue):  # f"{r['steps']}": a value, not words
+        return []
+    return [bad for child in ast.iter_child_nodes(node) for bad in _untranslated(child)]
+
+
+def _literal_text(node) -> str:
+    """The literal words of a string expression (the values formatted into an f-string left out)."""
+    import ast
+
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.FormattedValue):
+        return " "
+    return "".join(_literal_text(c) for c in ast.iter_child_nodes(node))
+
+
+def test_every_figure_and_detail_of_a_check_is_written_in_both_languages():
+    """Each Outcome's figure and detail (and a stale artifact's) is a ``say("中文", "English")``, or has no English words
+    (a number, a file name): a learner reading Chinese never meets an English figure on the card."""
+    import ast
+
+    from puyu_lab.checks import core, evidence, labs
+    from puyu_lab.labtext import cjk_share
+
+    files = sorted((ROOT / "puyu_lab" / "checks" / "labs").glob("*.py")) + [ROOT / "puyu_lab" / "checks" / "evidence.py"]
+    assert {p.stem for p in files} >= {"agent", "data", "deploy", "eval", "finetune", "preference", "pretrain", "rag", "tour"}
+    found, bad = 0, []
+    for path in files:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            exprs = []
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("Outcome", "stale"):
+                pos = 1 if node.func.id == "Outcome" else 3
+                exprs += node.args[pos:pos + 1] + [k.value for k in node.keywords if k.arg in ("figure", "detail")]
+                found += 1
+            elif isinstance(node, ast.Assign) and any(getattr(t, "id", "") in ("fig", "figure", "detail") for t in node.targets):
+                exprs.append(node.value)
+            elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "say":
+                zh, en = node.args  # say(zh, en): the first one is the Chinese
+                zh_text = _literal_text(zh)
+                if _english_words(zh_text) and cjk_share(zh_text) < 0.2:
+                    bad.append(f"{path.name}:{node.lineno}: say()'s Chinese reads as English: {zh_text!r}")
+            for e in exprs:
+                bad += [f"{path.name}:{e.lineno}: {s!r}" for s in _untranslated(e)]
+    assert found > 100 and not bad, "\n".join(bad)
+    assert core.MISSING_EVIDENCE.zh and evidence.MADE_AGAIN.zh and labs
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_a_card_shows_its_figures_in_the_language_current_when_it_is_drawn(layers, tmp_path, lang, language):
+    from puyu_lab.checks.report import card_fragment
+
+    lang(language)
+    card = run(Workspace(layers.path("corpus")), "01_data")
+    size = next(r for r in card.results if r.id == "data.size")
+    assert size.figure_zh != size.figure_en and "训练" in size.figure_zh and "train" in size.figure_en
+    assert size.figure == (size.figure_zh if language == "zh" else size.figure_en)
+    fresh = run(Workspace(tmp_path / "ws"), "03_finetune")  # missing artifacts: the figure and what to run
+    for other in ("zh", "en"):
+        lang(other)
+        text, html = card.text() + fresh.text(), card_fragment(card) + card_fragment(fresh)
+        for r in card.results + fresh.results:
+            shown, hidden = (r.figure_zh, r.figure_en) if other == "zh" else (r.figure_en, r.figure_zh)
+            assert shown[:33] in text and html_escape(shown) in html, r.id
+            if hidden != shown:
+                assert html_escape(hidden) not in html, r.id
+            if r.detail_en != r.detail_zh:
+                assert (r.detail_zh if other == "zh" else r.detail_en) in text, r.id
+                assert (r.detail_en if other == "zh" else r.detail_zh) not in text, r.id
+        if other == "zh":
+            assert all(not _english_words(r.figure_zh) for r in card.results + fresh.results)
+            assert all("run " not in r.detail_zh and r.detail_zh.startswith("先运行") for r in fresh.results)
+    # checks.json keeps both; a report written before figures were bilingual still loads and shows its figure
+    saved = json.loads(json.dumps(card.as_dict(), ensure_ascii=False))
+    assert ReportCard.from_dict(saved).results[0].figure_zh == card.results[0].figure_zh
+    for d in saved["results"]:
+        for k in ("figure_en", "figure_zh", "detail_en", "detail_zh"):
+            del d[k]
+    old = ReportCard.from_dict(saved)
+    assert [r.figure_in("zh") for r in old.results] == [r.figure_in("en") for r in old.results] == \
+        [d["figure"] for d in saved["results"]]
+
+
+def test_the_card_is_left_aligned_inside_jupyterlab(tmp_path):
+    """JupyterLab right-aligns an HTML output's cells (``:not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td``,
+    specificity 0-2-1) and centres its tables: the card's stylesheet outranks that rule, and every cell carries its
+    alignment inline too (what stays where a notebook's <style> is stripped)."""
+    from puyu_lab.checks.report import STYLE, card_fragment
+
+    def specificity(selector: str) -> tuple[int, int]:  # (classes, elements): the selectors here have no id
+        selector = re.sub(r":not\(([^)]*)\)", r" \1", selector)  # :not() counts as its argument
+        classes = len(re.findall(r"[.:][\w-]+", selector))
+        tags = len(re.findall(r"(?:^|[\s>+~])([a-z][\w-]*)", selector))
+        return classes, tags
+
+    jupyterlab = specificity(":not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td")
+    assert jupyterlab == (2, 1)
+    rules = re.findall(r"([^{}]+)\{([^}]*)\}", STYLE.replace("<style>", "").replace("\n", ""))
+    for cell in ("td", "th"):
+        winners = [sel for sels, body in rules if "text-align:left" in body for sel in sels.split(",")
+                   if sel.strip().endswith(cell) and specificity(sel.strip()) > jupyterlab]
+        assert winners, cell
+    assert any("margin-left:0" in body for sels, body in rules if "table.puyu-card" in sels)
+    html = card_fragment(run(Workspace(tmp_path / "ws"), "03_finetune"))
+    cells = re.findall(r"<t[dh][ >][^>]*>?", html)
+    assert cells and all("text-align:left" in c for c in cells), cells[:3]
+    assert all("margin-left:0" in t for t in re.findall(r"<table[^>]*>", html))

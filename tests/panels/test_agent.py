@@ -65,3 +65,35 @@ def test_trace_panel_is_live_stops_on_its_button_and_shows_a_failing_run(tools):
     assert isinstance(panel.error, ConnectionError) and panel.trace is None
     assert panel.error_text == "ConnectionError: the endpoint went away" and panel.status == "error"
     assert panel.steps[-1]["kind"] == "error" and "went away" in panel.steps[-1]["text"]
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_trace_panel_badge_units_and_explanations_follow_the_course_language(tools, language):
+    """The status badge and the token units come from the zh/en table; the turns and steps the panel draws carry the
+    Chinese of the package's own words (``diagnosis_zh``, ``text_zh``), which its JavaScript shows where ``lang`` is zh."""
+    from puyu_lab.i18n import STRINGS, get_language, set_language
+    from puyu_lab.panels.agent import STATIC, STATUSES, AgentTracePanel
+
+    before = get_language()
+    set_language(language)
+    try:
+        panel = AgentTracePanel()
+    finally:
+        set_language(before)
+    pick = 1 if language == "zh" else 0
+    L = panel.labels
+    assert L["lang"] == language
+    for s in STATUSES:
+        assert L[f"status_{s}"] == STRINGS[f"status_{s}"][pick]
+    assert (L["tokens"], L["tok"]) == (STRINGS["tokens"][pick], STRINGS["tok"][pick])
+    if language == "zh":
+        shown = [L[f"status_{s}"] for s in STATUSES] + [L["tokens"], L["tok"]]
+        assert not [w for w in shown if w.isascii()], shown  # no English badge or unit left
+    be = Scripted(['<|action_start|><|plugin|>\n{"name": "calc", "parameters": {}}<|action_end|>', "42"])
+    panel.run(Agent(be, tools.subset("calculator")), "6*7?", wait=True)
+    panel.flush()
+    assert panel.turns[0]["diagnosis_zh"].startswith("模型想调用工具") and panel.steps[0]["text_zh"]
+    js = (STATIC / "agent_trace.js").read_text()
+    for used in ('L["status_" + status]', "L.tokens", "L.tok", "t.diagnosis_zh", "s.text_zh", 'L.lang === "zh"'):
+        assert used in js, used
+    assert " tokens · " not in js and "} tok`" not in js  # the units come from the labels

@@ -103,3 +103,37 @@ def test_panel_loads_with_skip_bad_and_shows_the_count(news, tmp_path):
     panel = DataCleaningPanel.from_sources([str(src)], skip_bad=True, show_progress=False)
     panel.flush()
     assert len(panel.run.skipped) == 1 and "1 bad record(s) skipped" in panel.status.value
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_every_control_of_the_panel_is_labelled_in_the_course_language(run, language):
+    """The language-ID slider, the C4 flags, the rule groups and the dedup switches: each label comes from the zh/en
+    table in the current language (no English label left for a learner reading Chinese)."""
+    import ipywidgets as W
+
+    from puyu_lab.i18n import STRINGS, get_language, set_language
+    from puyu_lab.panels.data import DataCleaningPanel
+
+    before = get_language()
+    set_language(language)
+    try:
+        panel = DataCleaningPanel(run)
+    finally:
+        set_language(before)
+    pick = 1 if language == "zh" else 0
+    assert panel.lang_score.description == STRINGS["min_lang_score"][pick]
+    boxes = {}
+    stack = [panel.ui]
+    while stack:  # every checkbox the panel draws, by its label
+        w = stack.pop()
+        stack += list(getattr(w, "children", ()))
+        if isinstance(w, W.Checkbox) and w.description:
+            boxes[w.description] = w
+    for key in ("c4_lorem_ipsum", "c4_curly_bracket", "language", "c4", "pii_scrub", "exact_dedup", "near_dedup"):
+        assert STRINGS[key][pick] in boxes, (key, sorted(boxes))
+    if language == "zh":
+        labels = list(boxes) + [panel.lang_score.description]
+        assert not [s for s in labels if s.isascii()], labels  # every label has Chinese in it
+        assert "min score" not in labels and "{ curly bracket" not in labels
+    panel.lang_score.value = 0.5  # the renamed slider still drives the recipe
+    assert panel.recipe.min_lang_score == 0.5

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 from ...artifacts import AGENT_EVAL, load_agent_eval
-from ...i18n import tr
-from ..core import Outcome, check
+from ..core import Outcome, check, joined, say
 from ..evidence import read_json, read_jsonl
 
 LAB = "07_agent.ipynb"
@@ -26,7 +25,10 @@ def traced(ctx):
     kinds = {k: sum(r["kind"] == k for r in rows) for k in ("arithmetic", "date", "notool")}
     n_tr = sum(1 for l in art.file("traces.jsonl").read_text(encoding="utf-8").splitlines() if l.strip())
     ok = all(v >= 20 for v in kinds.values()) and n_tr == len(rows)
-    return Outcome(ok, ", ".join(f"{k} {v}" for k, v in kinds.items()) + f"; {n_tr} traces", value=len(rows),
+    zh_kind = {"arithmetic": "算术", "date": "日期", "notool": "无需工具"}
+    figure = say("、".join(f"{zh_kind[k]} {v} 题" for k, v in kinds.items()) + f"；轨迹 {n_tr} 条",
+                 ", ".join(f"{k} {v}" for k, v in kinds.items()) + f"; {n_tr} traces")
+    return Outcome(ok, figure, value=len(rows),
                    claimed=sum(art.metrics.get(f"{k}_tasks", 0) for k in kinds))
 
 
@@ -39,10 +41,11 @@ def traced(ctx):
 def notool(ctx):
     rows = [r for r in _rows(ctx) if r["kind"] == "notool"]
     if not rows:
-        return Outcome(False, "no notool rows")
+        return Outcome(False, say("没有无需工具的题目", "no notool rows"))
     n = sum(bool(r["tool_ok"]) and not r["called"] for r in rows)
     rate = n / len(rows)
-    return Outcome(rate >= 0.6, f"{rate:.1%} ({n}/{len(rows)}) without a call", value=rate,
+    return Outcome(rate >= 0.6, say(f"{rate:.1%}（{n}/{len(rows)}）没有调用工具", f"{rate:.1%} ({n}/{len(rows)}) without a call"),
+                   value=rate,
                    claimed=ctx.get(AGENT_EVAL).metrics.get("notool_with_tools"))
 
 
@@ -62,10 +65,12 @@ def constrained(ctx):
     v = m.get("constrained_call_valid")
     if v is None:
         if any(k.startswith("constrained_") for k in m):  # it ran with tool_choice="auto" and no call was opened
-            return Outcome(False, "the constrained run made no tool call: the model answered every question directly "
-                                  "(run it with AgentConfig.tool_choice='required', the default)")
-        return Outcome(False, "no constrained run recorded")
-    return Outcome(v >= 0.95, f"{v:.1%} valid", value=v)
+            return Outcome(False, say("约束解码那一轮一次工具也没调用：模型对每道题都直接作答"
+                                      "（请用默认的 AgentConfig.tool_choice='required' 运行）",
+                                      "the constrained run made no tool call: the model answered every question directly "
+                                      "(run it with AgentConfig.tool_choice='required', the default)"))
+        return Outcome(False, say("没有约束解码的记录", "no constrained run recorded"))
+    return Outcome(v >= 0.95, say(f"{v:.1%} 有效", f"{v:.1%} valid"), value=v)
 
 
 # ---- 作业 homework -----------------------------------------------------------------------------------------------
@@ -106,17 +111,17 @@ def hw_tool(ctx):
     spec = read_json(art, "tool.json")
     name, params = spec.get("name", ""), spec.get("parameters") or {}
     if name in GIVEN_TOOLS:
-        return Outcome(False, tr(f"{name} 是实验自带的工具：写一个你自己的",
+        return Outcome(False, say(f"{name} 是实验自带的工具：写一个你自己的",
                                  f"{name} is a tool the labs give: write one of your own"))
     if not str(spec.get("description", "")).strip() or not params.get("properties"):
-        return Outcome(False, tr(f"{name}：需要描述和至少一个参数", f"{name}: needs a description and at least one parameter"))
+        return Outcome(False, say(f"{name}：需要描述和至少一个参数", f"{name}: needs a description and at least one parameter"))
     tool = Tool(name, spec["description"], params, fn=lambda **kw: None)
     runs: dict = {}
     for t in read_jsonl(art.file("traces.jsonl")):
         runs.setdefault(t.get("run"), []).append(t)
     auto, req = runs.get("auto", []), runs.get("required", [])
     if len(req) < HW_MIN_QUESTIONS or len(auto) != len(req):
-        return Outcome(False, tr(f"强制调用问了 {len(req)} 个问题，自由生成问了 {len(auto)} 个："
+        return Outcome(False, say(f"强制调用问了 {len(req)} 个问题，自由生成问了 {len(auto)} 个："
                                  f"两遍都要问同样的、至少 {HW_MIN_QUESTIONS} 个问题",
                                  f"{len(req)} questions with a required call, {len(auto)} free-form: ask the same "
                                  f"{HW_MIN_QUESTIONS} or more both ways"))
@@ -134,10 +139,10 @@ def hw_tool(ctx):
     shown = all(t.get("turns") and name in t["turns"][0].get("prompt", "") for t in req)
     n_valid = sum(valid(t) for t in req)
     n_auto = sum(any(s.get("kind") == "call" and s.get("tool") == name for s in t.get("steps", [])) for t in auto)
-    figure = tr(f"{name}：自己决定时调用 {n_auto}/{len(auto)}，强制调用时有效 {n_valid}/{len(req)}",
+    figure = say(f"{name}：自己决定时调用 {n_auto}/{len(auto)}，强制调用时有效 {n_valid}/{len(req)}",
                 f"{name}: called on its own {n_auto}/{len(auto)}, valid when required {n_valid}/{len(req)}")
     if not shown:
-        return Outcome(False, figure + tr("——有的提示词里没有这个工具", " — a prompt does not show the tool"))
+        return Outcome(False, joined(figure, say("——有的提示词里没有这个工具", " — a prompt does not show the tool")))
     return Outcome(2 * n_valid >= len(req), figure, value=round(n_valid / len(req), 4),
                    claimed=art.metrics.get("required_valid"))
 
@@ -168,7 +173,7 @@ def hw_pattern(ctx):
             by_run[t["run"]][t.get("task")] = t
     n = len(tasks)
     if n < HW_MIN_TASKS or any(set(v) != set(range(n)) for v in by_run.values()):
-        return Outcome(False, tr(f"{n} 道题，轨迹：schema {len(by_run['schema'])}、收窄 {len(by_run['narrowed'])}；"
+        return Outcome(False, say(f"{n} 道题，轨迹：schema {len(by_run['schema'])}、收窄 {len(by_run['narrowed'])}；"
                                  f"每道题两遍都要有，至少 {HW_MIN_TASKS} 道",
                                  f"{n} tasks, traces: schema {len(by_run['schema'])}, narrowed {len(by_run['narrowed'])}; "
                                  f"both runs of each, {HW_MIN_TASKS} tasks at least"))
@@ -194,15 +199,17 @@ def hw_pattern(ctx):
             try:
                 off = [i for i, (e, t) in enumerate(zip(calls, tasks)) if e is not None and not re.fullmatch(t["pattern"], e)]
             except (re.error, TypeError) as e:
-                return Outcome(False, tr(f"有一个 pattern 不是 Python 能读的正则表达式（{e}）",
+                return Outcome(False, say(f"有一个 pattern 不是 Python 能读的正则表达式（{e}）",
                                          f"a pattern is not a regular expression Python reads ({e})"))
         else:
             off = [i for i, e in enumerate(calls) if e is not None and not re.fullmatch(EXPRESSION_PATTERN, e)]
         if off:
-            return Outcome(False, tr(f"{run} 那一遍的第 {off[0]} 题的调用 {calls[off[0]]!r} 不符合它的 pattern：这一遍没有按它解码",
+            which = "收窄" if run == "narrowed" else "只用 schema"
+            return Outcome(False, say(f"{which}那一遍第 {off[0]} 题的调用 {calls[off[0]]!r} 不符合它的 pattern："
+                                      "这一遍没有按它解码",
                                      f"the {run} run's call {calls[off[0]]!r} (task {off[0]}) does not match its pattern: "
                                      "that run was not decoded under it"))
     (c0, a0), (c1, a1) = counts["schema"], counts["narrowed"]
-    figure = tr(f"算对的调用 {c0}/{n} → {c1}/{n}；答对 {a0}/{n} → {a1}/{n}",
+    figure = say(f"算对的调用 {c0}/{n} → {c1}/{n}；答对 {a0}/{n} → {a1}/{n}",
                 f"right calls {c0}/{n} → {c1}/{n}; right answers {a0}/{n} → {a1}/{n}")
     return Outcome(c1 > c0, figure, value=round(c1 / n, 4), claimed=art.metrics.get("narrowed_right_calls"))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ...artifacts import CORPUS, load_corpus
-from ..core import Outcome, check
+from ..core import Outcome, check, joined, say
 from ..evidence import read_json, stale
 
 LAB = "01_data.ipynb"
@@ -22,7 +22,8 @@ def size(ctx):
     train, held = _splits(ctx)
     art = ctx.get(CORPUS)
     claimed = art.metrics.get("documents")
-    return Outcome(len(train) > MIN_DOCS and len(held) > 0, f"{len(train):,} train + {len(held):,} held-out",
+    return Outcome(len(train) > MIN_DOCS and len(held) > 0,
+                   say(f"训练 {len(train):,} 篇 + 留出 {len(held):,} 篇", f"{len(train):,} train + {len(held):,} held-out"),
                    value=len(train) + len(held), claimed=claimed)
 
 
@@ -36,7 +37,8 @@ def sources(ctx):
     srcs = set(train["source"])
     labels = {l for s, l in zip(train["source"], train["label"]) if s == "reviews-zh"}
     ok = {"news-zh", "reviews-zh"} <= srcs and labels == {"pos", "neg"}
-    return Outcome(ok, f"{len(srcs)} sources; review labels {sorted(labels)}")
+    return Outcome(ok, say(f"{len(srcs)} 个来源；评论标签 {sorted(labels)}",
+                           f"{len(srcs)} sources; review labels {sorted(labels)}"))
 
 
 @check("data.pii", LAB, "无邮箱地址", "No e-mail addresses", needs=(CORPUS,),
@@ -49,7 +51,7 @@ def pii(ctx):
 
     train, _ = _splits(ctx)
     n = sum(1 for t in train["text"] if EMAIL_RE.search(t))
-    return Outcome(n == 0, f"{n} document(s) with an address", value=n)
+    return Outcome(n == 0, say(f"{n} 篇文档含邮箱地址", f"{n} document(s) with an address"), value=n)
 
 
 # ---- 作业 Homework: the learner's own recipe and banding, measured against corpus/clean's own signals -------------
@@ -59,8 +61,9 @@ MINHASH = "homework/data/minhash"
 
 def _stale(ctx, name: str) -> Outcome | None:
     """The failed outcome when ``name`` no longer measures the current corpus/clean (exported again since)."""
-    return stale(ctx, name, (CORPUS,), "made from an older corpus/clean",
-                 detail="{name} was made from another {parent} (re-exported since): run its 作业 cell again")
+    return stale(ctx, name, (CORPUS,), say("用的是较早的 corpus/clean", "made from an older corpus/clean"),
+                 detail=say("{name} 用的是另一份 {parent}（之后又重新导出过）：请重新运行它的作业单元格",
+                            "{name} was made from another {parent} (re-exported since): run its 作业 cell again"))
 
 
 def _recipes(ctx, name: str):
@@ -103,19 +106,23 @@ def hw_rule(ctx):
     chain, mine = _recipes(ctx, RULE)
     changed = _changes(chain.to_dict(), mine.to_dict())
     if not changed:
-        return Outcome(False, "the same recipe as corpus/clean", detail="change a threshold, a group or a language")
+        return Outcome(False, say("配方与 corpus/clean 的一模一样", "the same recipe as corpus/clean"),
+                       detail=say("改一个阈值、一个规则组或一种语言", "change a threshold, a group or a language"))
     sig = ctx.cached("signals", lambda: pd.read_parquet(ctx.get(CORPUS).file("signals.parquet")))
     k0, k1 = filter_mask(sig, chain)[0], filter_mask(sig, mine)[0]
     n0, n1 = int(k0.sum()), int(k1.sum())
     what = ", ".join(changed[:2]) + ("…" if len(changed) > 2 else "")
-    fig = f"{n0:,} → {n1:,} pass the rules ({n1 / max(1, n0) - 1:+.1%})"
+    fig = say(f"通过规则的文档 {n0:,} → {n1:,}（{n1 / max(1, n0) - 1:+.1%}）",
+              f"{n0:,} → {n1:,} pass the rules ({n1 / max(1, n0) - 1:+.1%})")
     if (k0 == k1).all():
-        return Outcome(False, f"{n1:,} pass the rules either way", value=n1,
-                       detail=f"{what}: no document crosses it; pick a value the funnel shows documents near")
+        return Outcome(False, say(f"两份配方都是 {n1:,} 篇通过规则", f"{n1:,} pass the rules either way"), value=n1,
+                       detail=say(f"{what}：没有文档越过它；选一个清洗漏斗上显示附近有文档的值",
+                                  f"{what}: no document crosses it; pick a value the funnel shows documents near"))
     per = pd.DataFrame({"source": sig["source"], "d": k1.astype(int) - k0.astype(int)}).groupby("source")["d"].sum()
     most = per.abs().idxmax()
     return Outcome(True, fig, value=n1, claimed=ctx.get(RULE).metrics.get("passed_rules"),
-                   detail=f"{what}; most change in {most} ({int(per[most]):+,})")
+                   detail=say(f"{what}；变化最大的来源是 {most}（{int(per[most]):+,}）",
+                              f"{what}; most change in {most} ({int(per[most]):+,})"))
 
 
 def _pairs_of(sigs, b: int, r: int) -> set:
@@ -164,10 +171,13 @@ def hw_minhash(ctx):
     ev = read_json(art, "pairs.json")
     b, r = int(ev["bands"]), int(ev["rows"])
     if (b, r) == (b0, r0):
-        return Outcome(False, f"{b} × {r}: corpus/clean's own banding", detail="pick other bands and rows")
+        return Outcome(False, say(f"{b} × {r}：就是 corpus/clean 自己的分带",
+                                  f"{b} × {r}: corpus/clean's own banding"),
+                       detail=say("换一组分带数和每带行数", "pick other bands and rows"))
     if b * r > b0 * r0 or b < 1 or r < 1:
         return Outcome(False, f"{b} × {r} = {b * r} > {b0 * r0}",
-                       detail=f"the signatures hold {b0 * r0} values: bands × rows must not exceed it")
+                       detail=say(f"签名只有 {b0 * r0} 个值：分带数 × 每带行数不能超过它",
+                                  f"the signatures hold {b0 * r0} values: bands × rows must not exceed it"))
     docs = ev["docs"]
     mh = MinHasher(b0 * r0, int(chain["minhash_seed"]))
     seeds = mh.params()
@@ -180,17 +190,26 @@ def hw_minhash(ctx):
             ours, theirs = (bool(_pairs_of([sig[a], sig[c]], bb, rr)) for bb, rr in ((b, r), (b0, r0)))
             j = true_jaccard(sh[a], sh[c])
             if (ours, theirs) != ((True, False) if kind == "gained" else (False, True)) or abs(j - p["true_jaccard"]) > 1e-6:
-                bad.append(f"{kind} {a} / {c}")
+                bad.append((f"{kind} {a} / {c}", f"{'新增' if kind == 'gained' else '丢掉'}的 {a} / {c}"))
             if kind == "gained":
                 tj.append(j)
     if bad:
-        return Outcome(False, f"{len(bad)} pair(s) do not re-hash as listed", detail="; ".join(bad[:3]))
+        return Outcome(False, say(f"{len(bad)} 对文档重新计算 MinHash 后与所列不符",
+                                  f"{len(bad)} pair(s) do not re-hash as listed"),
+                       detail=say("；".join(zh for _, zh in bad[:3]), "; ".join(en for en, _ in bad[:3])))
     n_gained, n_lost = int(ev["n_gained"]), int(ev["n_lost"])
     if not (ev["gained"] or ev["lost"]) or n_gained + n_lost == 0:
-        return Outcome(False, f"{b} × {r}: the same pairs as {b0} × {r0}",
-                       detail="this banding finds exactly the chain's candidates: move further from it")
+        return Outcome(False, say(f"{b} × {r}：找到的文档对与 {b0} × {r0} 完全相同",
+                                  f"{b} × {r}: the same pairs as {b0} × {r0}"),
+                       detail=say("这种分带找到的候选对和主链完全一样：离它再远一些",
+                                  "this banding finds exactly the chain's candidates: move further from it"))
     med = statistics.median(tj) if tj else None
-    fig = f"{b}×{r} (s≈{(1 / b) ** (1 / r):.2f}): +{n_gained:,} / −{n_lost:,} pairs"
+    s = (1 / b) ** (1 / r)
+    fig = say(f"{b}×{r}（s≈{s:.2f}）：新增 {n_gained:,} 对 / 丢掉 {n_lost:,} 对",
+              f"{b}×{r} (s≈{s:.2f}): +{n_gained:,} / −{n_lost:,} pairs")
+    gained = (say(f"新增文档对的真实 Jaccard 中位数 {med:.2f}（重新计算了 {len(tj)} 对）",
+                  f"gained pairs' true Jaccard: median {med:.2f} ({len(tj)} re-hashed)") if tj
+              else say("没有新增的文档对", "no pair gained"))
     return Outcome(True, fig, value=med, claimed=art.metrics.get("gained_median_jaccard"),
-                   detail=(f"gained pairs' true Jaccard: median {med:.2f} ({len(tj)} re-hashed)" if tj
-                           else "no pair gained") + f"; {b0}×{r0}: {ev['n_chain']:,} pairs")
+                   detail=joined(gained, say(f"；{b0}×{r0}：{ev['n_chain']:,} 对",
+                                             f"; {b0}×{r0}: {ev['n_chain']:,} pairs")))

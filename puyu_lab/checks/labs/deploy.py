@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...artifacts import gguf_name, quant_name
-from ..core import Outcome, check
+from ..core import Outcome, check, say
 from ..evidence import read_json, stale
 
 LAB = "05_deploy.ipynb"
@@ -79,7 +79,7 @@ def kl(ctx):
     k = _kl(ctx)
     m = {lv: float(k[lv].mean()) for lv in ("Q8_0", "Q4_K_M", "Q2_K") if lv in k}
     if len(m) < 3:
-        return Outcome(False, f"levels measured: {', '.join(sorted(k))}")
+        return Outcome(False, say(f"测过的等级：{'、'.join(sorted(k))}", f"levels measured: {', '.join(sorted(k))}"))
     ok = m["Q8_0"] < m["Q4_K_M"] < m["Q2_K"] and m["Q4_K_M"] < Q4_KL_BOUND
     return Outcome(ok, f"Q8_0 {m['Q8_0']:.1e} < Q4_K_M {m['Q4_K_M']:.1e} < Q2_K {m['Q2_K']:.1e}",
                    value=m["Q4_K_M"], claimed=_rows(ctx).get("Q4_K_M", {}).get("kl_mean"))
@@ -94,12 +94,13 @@ def kl(ctx):
 def exact(ctx):
     row = _rows(ctx).get("HF fp32")
     if row is None:
-        return Outcome(False, "no transformers row in quant/sft")
+        return Outcome(False, say("quant/sft 里没有 transformers 那一行", "no transformers row in quant/sft"))
     return Outcome(row["kl_mean"] < 1e-6, f"KL {row['kl_mean']:.1e}", value=row["kl_mean"])
 
 
 # ---- 作业 Homework: a level of the learner's choosing, and a mix of their own, measured on quant/sft's text ----------
 LEVEL = "homework/deploy/level"
+NOT_COMPARABLE = say("KL 无法比较", "KL not comparable")
 MIX = "homework/deploy/mix"
 FLOAT_TYPES = {"F16", "F32", "BF16"}
 
@@ -111,9 +112,11 @@ def _hw_kl(ctx, name: str) -> tuple[float, int, str]:
     ref = np.load(ctx.get(QUANT).file("per_token.npz"))["targets"]
     kl, targets = z["kl"].astype(np.float64), z["targets"]
     if not np.array_equal(targets, ref):
-        return float("nan"), len(targets), "measured on other text than quant/sft (its per_token.npz targets)"
+        return float("nan"), len(targets), say("测 KL 用的文本和 quant/sft 的不同（对照它 per_token.npz 里的 targets）",
+                                               "measured on other text than quant/sft (its per_token.npz targets)")
     if len(kl) != len(targets) or not np.isfinite(kl).all() or (kl < 0).any():
-        return float("nan"), len(targets), "kl.npz: not one finite KL ≥ 0 per scored token"
+        return float("nan"), len(targets), say("kl.npz：不是每个打分词元各有一个有限且 ≥ 0 的 KL",
+                                               "kl.npz: not one finite KL ≥ 0 per scored token")
     return float(kl.mean()), len(targets), ""
 
 
@@ -157,7 +160,7 @@ def _main_type(level: str) -> str | None:
 def hw_level(ctx):
     from ...deploy.quantize import reference_level, weight_types
 
-    if out := stale(ctx, LEVEL, (GGUF, QUANT), "made from an earlier ladder"):
+    if out := stale(ctx, LEVEL, (GGUF, QUANT), say("用的是较早的量化阶梯", "made from an earlier ladder")):
         return out
     art = ctx.get(LEVEL)
     res = read_json(art, "result.json")
@@ -168,7 +171,8 @@ def hw_level(ctx):
     except FileNotFoundError:
         pass
     if level in on_ladder:
-        return Outcome(False, f"{level} is on the ladder", detail="pick a level the ladder does not have, such as Q4_0")
+        return Outcome(False, say(f"{level} 已经在阶梯上", f"{level} is on the ladder"),
+                       detail=say("选一个阶梯上没有的等级，比如 Q4_0", "pick a level the ladder does not have, such as Q4_0"))
     fname = res["file"]
     try:
         path = art.file(fname)
@@ -177,32 +181,33 @@ def hw_level(ctx):
     ftype = reference_level(path) if path is not None else res.get("file_type")
     types = dict(weight_types(path)) if path is not None else res.get("types", {})
     if ftype != level:
-        return Outcome(False, f"the file is {ftype}, not {level}")
+        return Outcome(False, say(f"文件是 {ftype}，不是 {level}", f"the file is {ftype}, not {level}"))
     main = _main_type(level)
     if FLOAT_TYPES & set(types) or (main is not None and main not in types):
         return Outcome(False, f"{level}: " + ", ".join(f"{t}×{n}" for t, n in sorted(types.items())),
-                       detail="llama.cpp fell back to other types: rows must be multiples of the block")
+                       detail=say("llama.cpp 退回到了别的类型：矩阵的行长必须是块大小的整数倍",
+                                  "llama.cpp fell back to other types: rows must be multiples of the block"))
     kl, n, why = _hw_kl(ctx, LEVEL)
     if why:
-        return Outcome(False, "KL not comparable", detail=why)
+        return Outcome(False, NOT_COMPARABLE, detail=why)
     mb = _size(art, fname) / 2**20
     return Outcome(True, f"{level} {mb:.2f} MB, KL {kl:.1e}", value=kl, claimed=res.get("kl_mean"),
-                   detail=f"{n} tokens; ladder: {_neighbours(ctx, mb)}")
+                   detail=say(f"{n} 个词元；阶梯：{_neighbours(ctx, mb)}", f"{n} tokens; ladder: {_neighbours(ctx, mb)}"))
 
 
-def _override_problems(types: dict[str, str], overrides: dict[str, str]) -> list[str]:
+def _override_problems(types: dict[str, str], overrides: dict[str, str]) -> list[tuple[str, str]]:
     """Tensors a pattern (llama-quantize's --tensor-type: a regex searched in the tensor's name) matched that do not
-    have its type, and patterns that matched nothing."""
+    have its type, and patterns that matched nothing: (English, Chinese) each."""
     import re
 
     bad = []
     for pat in overrides:
         if not any(re.search(pat, name) for name in types):
-            bad.append(f"{pat!r} matches no weight matrix")
+            bad.append((f"{pat!r} matches no weight matrix", f"{pat!r} 没有匹配到任何权重矩阵"))
     for name, t in types.items():
         wanted = {v.upper() for p, v in overrides.items() if re.search(p, name)}
         if wanted and t not in wanted:
-            bad.append(f"{name} is {t}, not {'/'.join(sorted(wanted))}")
+            bad.append((f"{name} is {t}, not {'/'.join(sorted(wanted))}", f"{name} 是 {t}，不是 {'/'.join(sorted(wanted))}"))
     return bad
 
 
@@ -224,16 +229,18 @@ def _override_problems(types: dict[str, str], overrides: dict[str, str]) -> list
 def hw_mix(ctx):
     from ...deploy.quantize import tensor_types
 
-    if out := stale(ctx, MIX, (GGUF, QUANT), "made from an earlier ladder"):
+    if out := stale(ctx, MIX, (GGUF, QUANT), say("用的是较早的量化阶梯", "made from an earlier ladder")):
         return out
     art = ctx.get(MIX)
     res = read_json(art, "result.json")
     base, overrides = str(res["base_level"]), dict(res["overrides"])
     ladder = _ladder(ctx)
     if base not in ladder:
-        return Outcome(False, f"{base} is not a ladder level", detail=f"start from one of {', '.join(ladder)}")
+        return Outcome(False, say(f"{base} 不是阶梯上的等级", f"{base} is not a ladder level"),
+                       detail=say(f"从其中一个开始：{'、'.join(ladder)}", f"start from one of {', '.join(ladder)}"))
     if not overrides:
-        return Outcome(False, f"{base} without overrides", detail="keep some tensors at another type")
+        return Outcome(False, say(f"{base} 没有任何覆盖", f"{base} without overrides"),
+                       detail=say("让一些张量保持别的类型", "keep some tensors at another type"))
 
     def matrices(path):
         return {k: v for k, v in tensor_types(path).items() if not k.endswith("norm.weight")}
@@ -248,17 +255,22 @@ def hw_mix(ctx):
         theirs = None
     bad = _override_problems(mine, overrides)
     if bad:
-        return Outcome(False, "the overrides are not in the file", detail="; ".join(bad[:3]))
+        return Outcome(False, say("文件里没有这些覆盖", "the overrides are not in the file"),
+                       detail=say("；".join(zh for _, zh in bad[:3]), "; ".join(en for en, _ in bad[:3])))
     changed = None if theirs is None else [k for k in mine if theirs.get(k) != mine[k]]
     if changed is not None and not changed:
-        return Outcome(False, f"the same types as the ladder's {base}",
-                       detail="override a tensor the level's own mix does not already give that type")
+        return Outcome(False, say(f"类型和阶梯上的 {base} 完全一样", f"the same types as the ladder's {base}"),
+                       detail=say("换一个张量来覆盖：选该等级自己的混合方案里还不是这种类型的张量",
+                                  "override a tensor the level's own mix does not already give that type"))
     kl, n, why = _hw_kl(ctx, MIX)
     if why:
-        return Outcome(False, "KL not comparable", detail=why)
+        return Outcome(False, NOT_COMPARABLE, detail=why)
     mb = _size(art, res["file"]) / 2**20
     what = ", ".join(f"{p} {t.upper()}" for p, t in overrides.items())
     lad = _ladder_sizes(ctx)
+    n_changed = len(changed) if changed is not None else "?"
     return Outcome(True, f"{base} + {what}: {mb:.2f} MB, KL {kl:.1e}", value=kl, claimed=res.get("kl_mean"),
-                   detail=f"{len(changed) if changed is not None else '?'} matrices changed; {base} alone "
-                          f"{lad[base][0]:.2f} MB, KL {lad[base][1]:.1e}; ladder: {_neighbours(ctx, mb)}")
+                   detail=say(f"改了 {n_changed} 个矩阵；单用 {base}：{lad[base][0]:.2f} MB，KL {lad[base][1]:.1e}；"
+                              f"阶梯：{_neighbours(ctx, mb)}",
+                              f"{n_changed} matrices changed; {base} alone {lad[base][0]:.2f} MB, "
+                              f"KL {lad[base][1]:.1e}; ladder: {_neighbours(ctx, mb)}"))

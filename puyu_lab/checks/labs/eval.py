@@ -4,8 +4,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ...artifacts import load_eval
-from ...i18n import tr
-from ..core import Outcome, check, pct
+from ..core import Outcome, check, joined, pct, say
 
 LAB = "06_eval.ipynb"
 CAMP = "基础岛: OpenCompass 评测书生大模型实践"
@@ -47,7 +46,7 @@ def _claimed(ctx, model, task):
 def _gain(ctx, task: str, metric_name: str):
     sc = _scores(ctx)
     if "base" not in sc or "sft" not in sc or task not in sc["sft"] or task not in sc["base"]:
-        return Outcome(False, f"no base/sft {task} rows in {RUN}")
+        return Outcome(False, say(f"{RUN} 里没有 base/sft 的 {task} 结果", f"no base/sft {task} rows in {RUN}"))
     (bc, bn), (sc_, sn) = sc["base"][task], sc["sft"][task]
     b, s = bc / max(1, bn), sc_ / max(1, sn)
     return Outcome(s > b, f"base {b:.1%} → SFT {pct(s, int(sc_), sn)}", value=s, claimed=_claimed(ctx, "sft", task))
@@ -63,7 +62,8 @@ def _gain(ctx, task: str, metric_name: str):
 def models(ctx):
     m = ctx.get(RUN).metrics
     ok = all(isinstance(m.get(x), dict) and len(m[x]) >= 3 for x in ("base", "sft"))
-    return Outcome(ok, f"models {', '.join(sorted(m))}; tasks {max((len(v) for v in m.values()), default=0)}")
+    n_tasks = max((len(v) for v in m.values()), default=0)
+    return Outcome(ok, say(f"模型 {'、'.join(sorted(m))}；任务 {n_tasks} 个", f"models {', '.join(sorted(m))}; tasks {n_tasks}"))
 
 
 @check("eval.selfcog", LAB, "微调学会了名字", "SFT learned its name", needs=(RUN,),
@@ -92,11 +92,11 @@ def sentiment(ctx):
 def preference(ctx):
     sc = _scores(ctx)
     if "dpo" not in sc:
-        return Outcome(False, "no model/dpo on the leaderboard")
+        return Outcome(False, say("排行榜上没有 model/dpo", "no model/dpo on the leaderboard"))
     tot = lambda m: [sum(v[i] for t, v in sc[m].items() if t.startswith("pref_")) for i in (0, 1)]  # noqa: E731
     (s, n), (d, n2) = tot("sft"), tot("dpo")
     if not n or not n2:
-        return Outcome(False, "no pref_* tasks for SFT and DPO")
+        return Outcome(False, say("SFT 和 DPO 都没有 pref_* 任务的结果", "no pref_* tasks for SFT and DPO"))
     return Outcome(d / n2 > s / n, f"SFT {s / n:.1%} → DPO {pct(d / n2, int(d), int(n2))}", value=d / n2)
 
 
@@ -150,7 +150,7 @@ def hw_task(ctx):
     tasks = ctx.get(HW_TASK).params.get("tasks", {})
     own = [t for t in tasks if t not in BUILTIN_TASKS and not t.startswith("pref_")]
     if not own:
-        return Outcome(False, tr(f"{HW_TASK} 里只有内置任务（{', '.join(tasks) or '无'}）",
+        return Outcome(False, say(f"{HW_TASK} 里只有内置任务（{', '.join(tasks) or '无'}）",
                                  f"only built-in tasks in {HW_TASK} ({', '.join(tasks) or 'none'})"))
     name = own[0]
     if tasks[name].get("kind") == "perplexity":  # bits per byte, recomputed from each document's log-likelihood
@@ -164,28 +164,30 @@ def hw_task(ctx):
                 rows[s["model"]][2] += 1
         bpb = {m: -ll / max(1, nb) / math.log(2) for m, (ll, nb, _) in rows.items()}
         n = rows["sft"][2] if "sft" in rows else 0
-        figure = f"{name} ({n}): " + " · ".join(f"{m} {v:.3f} bits/byte" for m, v in bpb.items())
+        figure = say(f"{name}（{n} 个）：" + " · ".join(f"{m} {v:.3f} 比特/字节" for m, v in bpb.items()),
+                     f"{name} ({n}): " + " · ".join(f"{m} {v:.3f} bits/byte" for m, v in bpb.items()))
         ok = "base" in bpb and "sft" in bpb and n >= HW_MIN_DOCS
-        return Outcome(ok, figure if ok else figure + tr(f"——base 和 SFT 都要评测，至少 {HW_MIN_DOCS} 个样本",
-                                                          f" — base and SFT, {HW_MIN_DOCS} samples at least"),
+        return Outcome(ok, figure if ok else joined(figure, say(f"——base 和 SFT 都要评测，至少 {HW_MIN_DOCS} 个样本",
+                                                                f" — base and SFT, {HW_MIN_DOCS} samples at least")),
                        value=round(bpb["sft"], 4) if "sft" in bpb else None,
                        claimed=ctx.get(HW_TASK).metrics.get("sft", {}).get(name))
     per = _per_doc(ctx, HW_TASK)
     missing = [m for m in ("base", "sft") if name not in per.get(m, {})]
     if missing:
-        return Outcome(False, tr(f"{name}：{'、'.join(missing)} 没有作答", f"{name}: not answered by {', '.join(missing)}"))
+        return Outcome(False, say(f"{name}：{'、'.join(missing)} 没有作答", f"{name}: not answered by {', '.join(missing)}"))
     n = len(per["sft"][name])
     accs = {m: sum(by[name]) / len(by[name]) for m, by in per.items() if by.get(name)}
     board = " · ".join(f"{m} {a:.0%}" for m, a in accs.items())
-    figure = f"{name} ({n}): {board}"
+    figure = say(f"{name}（{n} 个）：{board}", f"{name} ({n}): {board}")
     if n < HW_MIN_DOCS:
-        return Outcome(False, tr(f"{figure}——样本太少，至少要 {HW_MIN_DOCS} 个",
-                                 f"{figure} — too few samples, {HW_MIN_DOCS} at least"))
+        return Outcome(False, joined(figure, say(f"——样本太少，至少要 {HW_MIN_DOCS} 个",
+                                                 f" — too few samples, {HW_MIN_DOCS} at least")))
     if tasks[name].get("kind") == "choice":
         golds = {s["gold"] for s in load_eval(ctx.ws, HW_TASK)["samples"] if s["task"] == name and s["model"] == "sft"}
         if len(golds) < 2:
-            return Outcome(False, tr(f"{figure}——标准答案全是同一个选项：它测的是偏向，不是能力",
-                                     f"{figure} — every gold answer is the same option: that measures a bias, not a skill"))
+            return Outcome(False, joined(figure, say("——标准答案全是同一个选项：它测的是偏向，不是能力",
+                                                     " — every gold answer is the same option: that measures a bias, "
+                                                     "not a skill")))
     claimed = ctx.get(HW_TASK).metrics.get("sft", {}).get(name)
     return Outcome(True, figure, value=round(accs["sft"], 4), claimed=claimed)
 
@@ -209,15 +211,15 @@ def hw_sample(ctx):
             n, n0 = len(big["sft"][task]), len(chain["sft"][task])
             found.append((n >= 2 * n0, task, n, n0))
     if not found:
-        return Outcome(False, tr(f"{HW_SAMPLE} 和 {RUN} 没有 base 与 SFT 都作答过的同一个内置任务",
+        return Outcome(False, say(f"{HW_SAMPLE} 和 {RUN} 没有 base 与 SFT 都作答过的同一个内置任务",
                                  f"no built-in task answered by base and SFT in both {HW_SAMPLE} and {RUN}"))
     ok, task, n, n0 = max(found)
     g, h = _paired(big["base"][task], big["sft"][task])
     g0, h0 = _paired(chain["base"][task], chain["sft"][task])
-    figure = tr(f"{task}：SFT − base {g:+.1%} ± {h:.1%}（{n} 个样本），链路 {g0:+.1%} ± {h0:.1%}（{n0} 个）",
+    figure = say(f"{task}：SFT − base {g:+.1%} ± {h:.1%}（{n} 个样本），链路 {g0:+.1%} ± {h0:.1%}（{n0} 个）",
                 f"{task}: SFT − base {g:+.1%} ± {h:.1%} ({n} samples), chain {g0:+.1%} ± {h0:.1%} ({n0})")
     if not ok:
-        return Outcome(False, figure + tr(f"——样本数要至少是链路的两倍（≥ {2 * n0}）",
-                                          f" — needs at least twice the chain's samples (≥ {2 * n0})"))
+        return Outcome(False, joined(figure, say(f"——样本数要至少是链路的两倍（≥ {2 * n0}）",
+                                                 f" — needs at least twice the chain's samples (≥ {2 * n0})")))
     sft = sum(big["sft"][task]) / n
     return Outcome(True, figure, value=round(sft, 4), claimed=ctx.get(HW_SAMPLE).metrics.get("sft", {}).get(task))

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from ...artifacts import SFT_DATA, SFT_MODEL
-from ..core import Outcome, check, pct
+from ..core import Outcome, check, joined, pct, say
 from ..evidence import eval_losses, read_json, read_jsonl, stale, unequal_steps
 
 LAB = "03_finetune.ipynb"
 CAMP = "基础岛: XTuner 微调个人小助手认知"
+NO_NAME = say("sft/data 里没有助手的名字", "no assistant name in sft/data")
 
 
 def _selfcheck(ctx):
@@ -28,7 +29,7 @@ def selfcog(ctx):
     name = _name(ctx)
     rows = _selfcheck(ctx)["selfcog"]
     if not rows or not name:
-        return Outcome(False, "no held-out answers" if not rows else "no assistant name in sft/data")
+        return Outcome(False, say("没有留出问题的回答", "no held-out answers") if not rows else NO_NAME)
     n = sum(name in r["answer"] for r in rows)
     acc = n / len(rows)
     return Outcome(acc >= 0.9, pct(acc, n, len(rows)), value=acc,
@@ -52,7 +53,8 @@ def stops(ctx):
     limit = read_json(art, "sft_config.json").get("sample_tokens", 40)
     lens = [len(tok(r["answer"], add_special_tokens=False)["input_ids"]) for r in _selfcheck(ctx)["selfcog"]]
     longest = max(lens, default=limit)
-    return Outcome(bool(lens) and longest < limit, f"longest {longest} of {limit} tokens", value=longest)
+    return Outcome(bool(lens) and longest < limit,
+                   say(f"最长 {longest} 个词元（上限 {limit}）", f"longest {longest} of {limit} tokens"), value=longest)
 
 
 @check("finetune.loss", LAB, "微调损失下降", "Fine-tune loss fell", needs=(SFT_MODEL,),
@@ -64,7 +66,7 @@ def loss(ctx):
     art = ctx.get(SFT_MODEL)
     ev = eval_losses(art)
     if len(ev) < 2:
-        return Outcome(False, f"{len(ev)} evaluation(s) in curve.json")
+        return Outcome(False, say(f"curve.json 里只有 {len(ev)} 次评估", f"{len(ev)} evaluation(s) in curve.json"))
     return Outcome(ev[-1] < ev[0], f"{ev[0]:.2f} → {ev[-1]:.2f}", value=ev[-1], claimed=art.metrics.get("eval_loss"))
 
 
@@ -107,7 +109,7 @@ def _seen_prompts(ctx) -> set[str]:
        hint_zh=f"运行实验 03 末尾的作业单元格 `finetune.hw_paraphrase`，两类问题各写至少 {MIN_QUESTIONS} 个你自己的"
                "（`mine_self`、`mine_other`）")
 def hw_paraphrase(ctx):
-    if out := stale(ctx, PARAPHRASE, (SFT_MODEL,), "asked an earlier model/sft"):
+    if out := stale(ctx, PARAPHRASE, (SFT_MODEL,), say("问的是较早的 model/sft", "asked an earlier model/sft")):
         return out
     name = _name(ctx)
     rows = read_json(ctx.get(PARAPHRASE), "answers.json")
@@ -116,24 +118,34 @@ def hw_paraphrase(ctx):
     prompts = [_norm(r["prompt"]) for r in rows]
     old = [r["prompt"] for r, p in zip(rows, prompts) if p in seen]
     named = {k: sum(bool(name) and name in str(r.get("answer", "")) for r in v) for k, v in by.items()}
-    fig = f"{named['self']}/{len(by['self'])} named {name or '?'} · unrelated {named['other']}/{len(by['other'])}"
+    fig = say(f"问身份 {named['self']}/{len(by['self'])} 报出 {name or '?'} · 无关问题 {named['other']}/{len(by['other'])}",
+              f"{named['self']}/{len(by['self'])} named {name or '?'} · unrelated {named['other']}/{len(by['other'])}")
     if not name:
-        return Outcome(False, "no assistant name in sft/data")
+        return Outcome(False, NO_NAME)
     if old:
-        return Outcome(False, f"{len(old)} question(s) from sft/data", detail="not your own: " + "; ".join(old[:3]))
+        return Outcome(False, say(f"{len(old)} 个问题出自 sft/data", f"{len(old)} question(s) from sft/data"),
+                       detail=joined(say("不是你自己写的：", "not your own: "), "; ".join(old[:3])))
     if len(set(prompts)) != len(prompts):
-        return Outcome(False, "a question asked twice", detail="write each question once")
+        return Outcome(False, say("有一个问题问了两遍", "a question asked twice"),
+                       detail=say("每个问题只写一次", "write each question once"))
     short = [k for k in ("self", "other") if len(by[k]) < MIN_QUESTIONS]
     if short:
-        return Outcome(False, fig, detail=f"at least {MIN_QUESTIONS} questions of each kind ({', '.join(short)}: fewer)")
+        return Outcome(False, fig, detail=say(f"每类问题至少 {MIN_QUESTIONS} 个（{'、'.join(short)} 不够）",
+                                              f"at least {MIN_QUESTIONS} questions of each kind ({', '.join(short)}: fewer)"))
     unanswered = [r["prompt"] for r in rows if not isinstance(r.get("answer"), str)]
     if unanswered:
-        return Outcome(False, f"{len(unanswered)} question(s) without an answer", detail="; ".join(unanswered[:3]))
+        return Outcome(False, say(f"{len(unanswered)} 个问题没有回答", f"{len(unanswered)} question(s) without an answer"),
+                       detail="; ".join(unanswered[:3]))
     rate = named["self"] / len(by["self"])
     collapse = ctx.get(SFT_MODEL).metrics.get("control_collapse")
-    own = f" (model/sft's own unrelated prompts: {collapse:.0%})" if isinstance(collapse, (int, float)) else ""
-    return Outcome(True, fig, value=rate, claimed=ctx.get(PARAPHRASE).metrics.get("self_named"),
-                   detail=f"unrelated questions answered with the name: {named['other'] / len(by['other']):.0%}{own}")
+    other = named["other"] / len(by["other"])
+    if isinstance(collapse, (int, float)):
+        detail = say(f"无关问题的回答里报出名字的比例：{other:.0%}（model/sft 自己的无关提示词：{collapse:.0%}）",
+                     f"unrelated questions answered with the name: {other:.0%} (model/sft's own unrelated prompts: "
+                     f"{collapse:.0%})")
+    else:
+        detail = say(f"无关问题的回答里报出名字的比例：{other:.0%}", f"unrelated questions answered with the name: {other:.0%}")
+    return Outcome(True, fig, value=rate, claimed=ctx.get(PARAPHRASE).metrics.get("self_named"), detail=detail)
 
 
 def _lora_width(ctx, targets: list[str]) -> tuple[int, int]:
@@ -171,29 +183,38 @@ def _si(n: float) -> str:
 def hw_lora_rank(ctx):
     import math
 
-    if out := stale(ctx, LORA_RANK, (BASE_MODEL, SFT_DATA), "trained from an earlier model/base or sft/data"):
+    if out := stale(ctx, LORA_RANK, (BASE_MODEL, SFT_DATA),
+                    say("用较早的 model/base 或 sft/data 训练的", "trained from an earlier model/base or sft/data")):
         return out
     runs = read_json(ctx.get(LORA_RANK), "runs.json")
     ranks = sorted({int(r["lora_r"]) for r in runs})
     if len(ranks) < 2:
-        return Outcome(False, f"{len(ranks)} rank(s)", detail="train at two ranks or more")
-    if out := unequal_steps(runs, "rank"):
+        return Outcome(False, say(f"只有 {len(ranks)} 种秩", f"{len(ranks)} rank(s)"),
+                       detail=say("至少用两种秩各训练一次", "train at two ranks or more"))
+    if out := unequal_steps(runs, say("秩", "rank")):
         return out
     bad, total = [], None
     for r in runs:
         width, total = _lora_width(ctx, r["targets"])
         if not r["targets"] or int(r["trainable_parameters"]) != int(r["lora_r"]) * width:
-            bad.append(f"r={r['lora_r']}: {r['trainable_parameters']} trainable, r × {width} = {int(r['lora_r']) * width}")
+            n_r = int(r['lora_r']) * width
+            bad.append(("count", f"r={r['lora_r']}: {r['trainable_parameters']} trainable, r × {width} = {n_r}",
+                        f"r={r['lora_r']}：可训练 {r['trainable_parameters']}，而 r × {width} = {n_r}"))
         loss = r.get("eval_loss")
         if loss is None or not math.isfinite(float(loss)):
-            bad.append(f"r={r['lora_r']}: no held-out loss")
+            bad.append(("loss", f"r={r['lora_r']}: no held-out loss", f"r={r['lora_r']}：没有留出损失"))
     if bad:
-        return Outcome(False, "trainable parameters do not recount" if "trainable" in bad[0] else "no held-out loss",
-                       detail="; ".join(bad[:3]))
+        first = (say("可训练参数量重新计算对不上", "trainable parameters do not recount") if bad[0][0] == "count"
+                 else say("没有留出损失", "no held-out loss"))
+        return Outcome(False, first, detail=say("；".join(b[2] for b in bad[:3]), "; ".join(b[1] for b in bad[:3])))
     runs = sorted(runs, key=lambda r: int(r["lora_r"]))
-    fig = " · ".join(f"r={r['lora_r']}: {_si(int(r['trainable_parameters']))}, loss {float(r['eval_loss']):.2f}"
-                     for r in runs)
+    fig = say(" · ".join(f"r={r['lora_r']}：{_si(int(r['trainable_parameters']))}，损失 {float(r['eval_loss']):.2f}"
+                         for r in runs),
+              " · ".join(f"r={r['lora_r']}: {_si(int(r['trainable_parameters']))}, loss {float(r['eval_loss']):.2f}"
+                         for r in runs))
     best = min(runs, key=lambda r: float(r["eval_loss"]))
+    steps, share = int(runs[0]["steps"]), int(runs[-1]["trainable_parameters"]) / total
     return Outcome(True, fig, value=float(best["eval_loss"]),
-                   detail=f"{int(runs[0]['steps'])} steps each; the largest rank trains "
-                          f"{int(runs[-1]['trainable_parameters']) / total:.1%} of model/base's {_si(total)} parameters")
+                   detail=say(f"每次 {steps} 步；最大的秩训练了 model/base 全部 {_si(total)} 参数中的 {share:.1%}",
+                              f"{steps} steps each; the largest rank trains {share:.1%} of model/base's {_si(total)} "
+                              "parameters"))

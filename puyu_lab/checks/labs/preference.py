@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ...artifacts import DPO_MODEL
-from ..core import Outcome, check, pct
+from ..core import Outcome, check, joined, pct, say
 from ..evidence import read_json, read_jsonl, stale, unequal_steps
 
 LAB = "04_preference.ipynb"
@@ -30,7 +30,7 @@ def dpo(ctx):
     b, n = _acc(ctx, DPO_MODEL, "before")
     a, _ = _acc(ctx, DPO_MODEL, "after")
     if not n:
-        return Outcome(False, "no held-out pairs")
+        return Outcome(False, say("没有留出偏好对", "no held-out pairs"))
     return Outcome(a > b, f"SFT {b / n:.1%} → DPO {pct(a / n, a, n)}", value=a / n,
                    claimed=ctx.get(DPO_MODEL).metrics.get("heldout_accuracy"))
 
@@ -44,7 +44,8 @@ def orpo(ctx):
     art = ctx.get(ORPO_MODEL)
     a, n = _acc(ctx, ORPO_MODEL, "after")
     steps = art.metrics.get("steps") or 0
-    return Outcome(steps > 0 and n > 0, f"{steps} steps, {pct(a / max(1, n), a, n)}", value=a / max(1, n),
+    acc = pct(a / max(1, n), a, n)
+    return Outcome(steps > 0 and n > 0, say(f"{steps} 步，{acc}", f"{steps} steps, {acc}"), value=a / max(1, n),
                    claimed=art.metrics.get("heldout_accuracy"))
 
 
@@ -54,6 +55,7 @@ BETA = "homework/preference/beta"
 SFT_MODEL = "model/sft"
 PREF_DATA = "pref/data"
 MIN_PAIRS = 4
+OTHER_TEXTS = say("打分的是别的文本", "scores of other texts")
 
 
 def _tokenizer(ctx):
@@ -96,34 +98,40 @@ def _lengths_match(ctx, pairs: list[dict], scores: list[dict], max_length: int) 
 def hw_pairs(ctx):
     from ...preference.pairs import load_custom_pairs, prompt_key
 
-    if out := stale(ctx, PAIRS, (SFT_MODEL, DPO_MODEL), "scored by an earlier model"):
+    if out := stale(ctx, PAIRS, (SFT_MODEL, DPO_MODEL), say("打分用的是较早的模型", "scored by an earlier model")):
         return out
     art = ctx.get(PAIRS)
     good, bad = load_custom_pairs(art.file("pairs.jsonl"))
     if bad:
-        return Outcome(False, f"{len(bad)} bad line(s) in pairs.jsonl", detail="; ".join(map(str, bad[:3])))
+        return Outcome(False, say(f"pairs.jsonl 里有 {len(bad)} 行有问题", f"{len(bad)} bad line(s) in pairs.jsonl"),
+                       detail=say("；".join(p.zh for p in bad[:3]), "; ".join(p.en for p in bad[:3])))
     if len(good) < MIN_PAIRS:
-        return Outcome(False, f"{len(good)} pair(s)", detail=f"write at least {MIN_PAIRS}")
+        return Outcome(False, say(f"只有 {len(good)} 对", f"{len(good)} pair(s)"),
+                       detail=say(f"至少写 {MIN_PAIRS} 对", f"write at least {MIN_PAIRS}"))
     data = ctx.get(PREF_DATA)
     chain = {prompt_key(p) for part in ("train", "heldout") for p in read_jsonl(data.file(f"{part}.jsonl"))}
     old = [p["prompt"][-1]["content"][:30] for p in good if prompt_key(p) in chain]
     if old:
-        return Outcome(False, f"{len(old)} prompt(s) from pref/data", detail="not your own: " + "; ".join(old[:3]))
+        return Outcome(False, say(f"{len(old)} 个提示词出自 pref/data", f"{len(old)} prompt(s) from pref/data"),
+                       detail=joined(say("不是你自己写的：", "not your own: "), "; ".join(old[:3])))
     scores = read_json(art, "scores.json")
     if sorted(scores) != sorted(["model/sft", "model/dpo"]) or any(len(s) != len(good) for s in scores.values()):
-        return Outcome(False, "scores.json: not one score per pair for model/sft and model/dpo")
+        return Outcome(False, say("scores.json：model/sft 和 model/dpo 没有给每一对各打一个分",
+                                  "scores.json: not one score per pair for model/sft and model/dpo"))
     max_length = int(art.params.get("max_length") or 256)
     off = [t for m in ("model/sft", "model/dpo") for t in _lengths_match(ctx, good, scores[m], max_length)]
     if off:
-        return Outcome(False, "scores of other texts", detail="token counts differ for: " + "; ".join(off[:3]))
+        return Outcome(False, OTHER_TEXTS, detail=joined(say("词元数对不上：", "token counts differ for: "), "; ".join(off[:3])))
     right = {m: sum(_right(s) for s in ss) for m, ss in scores.items()}
     margin = {m: sum(float(s["logp_chosen"]) - float(s["logp_rejected"]) for s in ss) / len(ss)
               for m, ss in scores.items()}
     n = len(good)
     return Outcome(True, f"SFT {right['model/sft']}/{n} → DPO {right['model/dpo']}/{n}",
                    value=right["model/dpo"] / n, claimed=art.metrics.get("dpo_right"),
-                   detail=f"mean margin log p(chosen) − log p(rejected): SFT {margin['model/sft']:+.2f}, "
-                          f"DPO {margin['model/dpo']:+.2f}")
+                   detail=say(f"平均差距 log p(选中) − log p(拒绝)：SFT {margin['model/sft']:+.2f}，"
+                              f"DPO {margin['model/dpo']:+.2f}",
+                              f"mean margin log p(chosen) − log p(rejected): SFT {margin['model/sft']:+.2f}, "
+                              f"DPO {margin['model/dpo']:+.2f}"))
 
 
 def _heldout(ctx) -> list[dict]:
@@ -144,19 +152,22 @@ def _heldout(ctx) -> list[dict]:
 def hw_beta(ctx):
     from ...preference.pairs import prompt_key
 
-    if out := stale(ctx, BETA, (SFT_MODEL, PREF_DATA, DPO_MODEL), "trained from an earlier model/sft or pref/data"):
+    if out := stale(ctx, BETA, (SFT_MODEL, PREF_DATA, DPO_MODEL),
+                    say("用较早的 model/sft 或 pref/data 训练的", "trained from an earlier model/sft or pref/data")):
         return out
     art = ctx.get(BETA)
     runs = read_json(art, "runs.json")
     betas = sorted({float(r["beta"]) for r in runs})
     if len(betas) < 2:
-        return Outcome(False, f"{len(betas)} β", detail="train at two values of β or more")
-    if out := unequal_steps(runs, "β"):
+        return Outcome(False, say(f"只有 {len(betas)} 个 β", f"{len(betas)} β"),
+                       detail=say("至少用两个 β 值各训练一次", "train at two values of β or more"))
+    if out := unequal_steps(runs, say(" β 值", "β")):
         return out
     held = _heldout(ctx)
     chain = read_jsonl(ctx.get(DPO_MODEL).file("heldout_scores.jsonl"))
     if [prompt_key(p) for p in chain] != [prompt_key(p) for p in held]:
-        return Outcome(False, "model/dpo scored other held-out pairs", detail="run lab 04's DPO again, then this task")
+        return Outcome(False, say("model/dpo 打分的是另一批留出偏好对", "model/dpo scored other held-out pairs"),
+                       detail=say("先重新运行实验 04 的 DPO，再做这道题", "run lab 04's DPO again, then this task"))
     before = [r["before"] for r in chain]
     max_length = int(art.params.get("max_length") or 256)
     lens = ctx.cached("heldout_lens", lambda: _lengths(ctx, held, max_length))
@@ -164,15 +175,21 @@ def hw_beta(ctx):
     for r in sorted(runs, key=lambda r: float(r["beta"])):
         sc = r["scores"]
         if len(sc) != len(held):
-            return Outcome(False, f"β {r['beta']}: {len(sc)} of {len(held)} held-out pairs scored")
+            return Outcome(False, say(f"β {r['beta']}：{len(held)} 对留出偏好对只打了 {len(sc)} 对",
+                                      f"β {r['beta']}: {len(sc)} of {len(held)} held-out pairs scored"))
         if [_scored_lengths(s) for s in sc] != lens:
-            return Outcome(False, f"β {r['beta']}: scores of other texts", detail="token counts differ from pref/data's")
+            return Outcome(False, joined(f"β {r['beta']}", say("：", ": "), OTHER_TEXTS),
+                           detail=say("词元数和 pref/data 的对不上", "token counts differ from pref/data's"))
         acc = sum(_right(s) for s in sc) / len(sc)
         moved = sum(abs(float(s["logp_chosen"]) - b["logp_chosen"]) + abs(float(s["logp_rejected"]) - b["logp_rejected"])
                     for s, b in zip(sc, before)) / (2 * len(sc))
         parts.append((float(r["beta"]), acc, moved))
     sft_acc = sum(_right(b) for b in before) / len(before)
-    fig = " · ".join(f"β {b:g}: {a:.1%}, moved {m:.2f}" for b, a, m in parts)
+    fig = say(" · ".join(f"β {b:g}：{a:.1%}，偏移 {m:.2f}" for b, a, m in parts),
+              " · ".join(f"β {b:g}: {a:.1%}, moved {m:.2f}" for b, a, m in parts))
+    steps = int(runs[0]["steps"])
     return Outcome(True, fig, value=max(a for _, a, _ in parts), claimed=art.metrics.get("best_accuracy"),
-                   detail=f"{int(runs[0]['steps'])} steps each; model/sft {sft_acc:.1%} on the same {len(held)} pairs; "
-                          "moved: mean |Δ log p| of chosen and rejected from model/sft, in nats")
+                   detail=say(f"每次 {steps} 步；model/sft 在同样 {len(held)} 对上是 {sft_acc:.1%}；"
+                              "偏移：选中和拒绝回答的 |Δ log p| 相对 model/sft 的平均值，单位 nats",
+                              f"{steps} steps each; model/sft {sft_acc:.1%} on the same {len(held)} pairs; "
+                              "moved: mean |Δ log p| of chosen and rejected from model/sft, in nats"))

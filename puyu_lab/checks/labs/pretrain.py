@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ...artifacts import BASE, CORPUS, TOKENIZER
-from ..core import Outcome, check
+from ..core import Outcome, check, joined, say
 from ..evidence import eval_losses, read_json, stale
 
 LAB = "02_pretrain.ipynb"
@@ -18,11 +18,13 @@ LOSS_FALL = 0.30  # the held-out loss must fall by at least this share
 def loss(ctx):
     ev = eval_losses(ctx.get(BASE))
     if len(ev) < 2:
-        return Outcome(False, f"{len(ev)} evaluation(s) in curve.json")
+        return Outcome(False, say(f"curve.json 里只有 {len(ev)} 次评估", f"{len(ev)} evaluation(s) in curve.json"))
     first, last = ev[0], ev[-1]
     # 30 %: a full schedule of the quick floor's steps (QUICK_MIN_STEPS, 200: a budget never buys fewer) reached 32.9 %;
     # the margin is the numerics' (bf16 or fp32) and the corpus a learner cleaned
-    return Outcome(last <= first * (1 - LOSS_FALL), f"{first:.2f} → {last:.2f} ({1 - last / first:.0%} lower)",
+    fell = 1 - last / first
+    return Outcome(last <= first * (1 - LOSS_FALL),
+                   say(f"{first:.2f} → {last:.2f}（降低 {fell:.0%}）", f"{first:.2f} → {last:.2f} ({fell:.0%} lower)"),
                    value=last, claimed=ctx.get(BASE).metrics.get("eval_loss"))
 
 
@@ -36,7 +38,8 @@ def samples(ctx):
     after = "".join(s.get("after", {}).values())
     cjk = sum("\u4e00" <= c <= "\u9fff" for c in after) / max(1, len(after))
     fn = sum(after.count(c) for c in "的是在了和")
-    return Outcome(cjk > 0.3 and fn >= 2, f"{cjk:.0%} Chinese, {fn} function chars", value=cjk)
+    return Outcome(cjk > 0.3 and fn >= 2, say(f"汉字占 {cjk:.0%}，虚词 {fn} 个", f"{cjk:.0%} Chinese, {fn} function chars"),
+                   value=cjk)
 
 
 @check("pretrain.tokenizer", LAB, "分词器压缩", "Tokenizer compresses", needs=(TOKENIZER, BASE),
@@ -48,8 +51,9 @@ def tokenizer(ctx):
     m = ctx.get(TOKENIZER).metrics
     cpt, call = m.get("chars_per_token_zh") or 0.0, m.get("tokens_per_tool_call") or 1e9
     same = (ctx.get(BASE).path / "tokenizer.model").read_bytes() == ctx.get(TOKENIZER).file("tokenizer.model").read_bytes()
-    return Outcome(cpt > 1.0 and call <= 25 and same, f"{cpt:.2f} chars/token, call {call:g} tokens"
-                   + ("" if same else ", model/base has another tokenizer"), value=cpt)
+    figure = joined(say(f"每词元 {cpt:.2f} 个字符，一次调用 {call:g} 个词元", f"{cpt:.2f} chars/token, call {call:g} tokens"),
+                    "" if same else say("，model/base 用的是另一个分词器", ", model/base has another tokenizer"))
+    return Outcome(cpt > 1.0 and call <= 25 and same, figure, value=cpt)
 
 
 # ---- 作业 Homework: a vocabulary sweep and a second optimizer, measured against the chain's own artifacts ----------
@@ -87,8 +91,9 @@ def hw_vocab(ctx):
     from ...models.tokenizer import load_tokenizer
     from ...pretrain.tokenizer import chars_per_token
 
-    if out := stale(ctx, VOCAB, (CORPUS,), "made from an older corpus/clean",
-                    detail="{name} was trained before {parent} was re-exported: run its 作业 cell again"):
+    if out := stale(ctx, VOCAB, (CORPUS,), say("用的是较早的 corpus/clean", "made from an older corpus/clean"),
+                    detail=say("{name} 是在 {parent} 重新导出之前训练的：请重新运行它的作业单元格",
+                               "{name} was trained before {parent} was re-exported: run its 作业 cell again")):
         return out
     art = ctx.get(VOCAB)
     rows = read_json(art, "vocab.json")["rows"]
@@ -100,22 +105,27 @@ def hw_vocab(ctx):
         tok = load_tokenizer(art.file(r["dir"]))
         cpt = chars_per_token(tok, zh)
         if len(tok) != v or abs(cpt - float(r["chars_per_token_zh"])) > 1e-3 * cpt:
-            bad.append(f"{v}: {len(tok)} pieces, {cpt:.3f} chars/token (written {r['chars_per_token_zh']})")
+            bad.append((f"{v}: {len(tok)} pieces, {cpt:.3f} chars/token (written {r['chars_per_token_zh']})",
+                        f"{v}：{len(tok)} 个词元，每词元 {cpt:.3f} 个字符（记录的是 {r['chars_per_token_zh']}）"))
         got[v] = cpt
     if bad:
-        return Outcome(False, f"{len(bad)} tokenizer(s) measure otherwise", detail="; ".join(bad[:3]))
+        return Outcome(False, say(f"{len(bad)} 个分词器重新测量的结果对不上", f"{len(bad)} tokenizer(s) measure otherwise"),
+                       detail=say("；".join(zh for _, zh in bad[:3]), "; ".join(en for en, _ in bad[:3])))
     others = sorted(set(got) - {chain_v})
     if len(others) < 2:
-        return Outcome(False, f"{len(others)} size(s) besides {chain_v:,}",
-                       detail="train at least 2 vocabulary sizes other than tokenizer/spm's")
+        return Outcome(False, say(f"除 {chain_v:,} 外只有 {len(others)} 种大小", f"{len(others)} size(s) besides {chain_v:,}"),
+                       detail=say("除 tokenizer/spm 的词表大小外，至少再训练 2 种",
+                                  "train at least 2 vocabulary sizes other than tokenizer/spm's"))
     spm = ctx.get(TOKENIZER).metrics.get("chars_per_token_zh")
     if spm is not None:
         got.setdefault(chain_v, float(spm))
-    fig = " · ".join(f"{_k(v)} {c:.2f}" for v, c in sorted(got.items())) + " chars/token"
+    sizes = " · ".join(f"{_k(v)} {c:.2f}" for v, c in sorted(got.items()))
+    fig = say(f"每词元字符数：{sizes}", f"{sizes} chars/token")
     top = max(others)
     return Outcome(True, fig, value=got[top], claimed=next((float(r["chars_per_token_zh"]) for r in rows
                                                              if int(r["vocab_size"]) == top), None),
-                   detail=f"tokenizer/spm: {chain_v:,} pieces" + (f", {float(spm):.3f} chars/token" if spm else ""))
+                   detail=say(f"tokenizer/spm：{chain_v:,} 个词元" + (f"，每词元 {float(spm):.3f} 个字符" if spm else ""),
+                              f"tokenizer/spm: {chain_v:,} pieces" + (f", {float(spm):.3f} chars/token" if spm else "")))
 
 
 @check("pretrain.hw_optimizer", LAB, "AdamW 对比 Muon", "AdamW against Muon", homework="advanced",
@@ -133,11 +143,12 @@ def hw_optimizer(ctx):
     a, b = base.params.get("config", {}), other.params.get("config", {})
     if b.get("optimizer") != "adamw" or a.get("optimizer") != "muon":
         return Outcome(False, f"model/base {a.get('optimizer')}, model/base-adamw {b.get('optimizer')}",
-                       detail="compare Muon (model/base) with AdamW alone (model/base-adamw)")
+                       detail=say("比较的是 Muon（model/base）和单用 AdamW（model/base-adamw）",
+                                  "compare Muon (model/base) with AdamW alone (model/base-adamw)"))
     skip = {"optimizer", "progress_bar"}
     differ = sorted(k for k in set(a) & set(b) if k not in skip and a[k] != b[k])
     if differ:
-        return Outcome(False, f"{len(differ)} other setting(s) differ",
+        return Outcome(False, say(f"还有 {len(differ)} 项设置不同", f"{len(differ)} other setting(s) differ"),
                        detail=", ".join(f"{k}: {a[k]} vs {b[k]}" for k in differ[:4]))
     parents = {p["name"]: p["id"] for p in base.parents}
     theirs = {p["name"]: p["id"] for p in other.parents}
@@ -145,9 +156,12 @@ def hw_optimizer(ctx):
     if moved:
         now = {n: ctx.get(n).id for n in (CORPUS, TOKENIZER) if ctx.ws.exists(n)}
         older = "model/base" if any(parents.get(n) != now.get(n) for n in now) else "model/base-adamw"
-        return Outcome(False, f"another {' and '.join(moved)}",
-                       detail=f"{older} was trained on an earlier {' / '.join(moved)}: train it again (model/base: "
-                              "lab 02's training cell; model/base-adamw: its 作业 cell), so that both learn from the same")
+        return Outcome(False, say(f"用的是另一份 {'和'.join(moved)}", f"another {' and '.join(moved)}"),
+                       detail=say(f"{older} 是在较早的 {' / '.join(moved)} 上训练的：重新训练它（model/base 用实验 02 的"
+                                  "训练单元格；model/base-adamw 用它的作业单元格），让两者从同样的数据学起",
+                                  f"{older} was trained on an earlier {' / '.join(moved)}: train it again (model/base: "
+                                  "lab 02's training cell; model/base-adamw: its 作业 cell), so that both learn from the "
+                                  "same"))
 
     def last(art):
         ev = eval_losses(art)
@@ -155,7 +169,11 @@ def hw_optimizer(ctx):
 
     la, lb = last(base), last(other)
     if la is None or lb is None:
-        return Outcome(False, "a curve without two evaluations", detail="let the run finish (no Stop before its end)")
-    budget = f"{a['budget_s']:g} s budget" if a.get("budget_s") else f"{a.get('max_steps')} steps"
-    return Outcome(True, f"AdamW {lb:.2f} vs Muon {la:.2f} ({budget})", value=lb, claimed=other.metrics.get("eval_loss"),
-                   detail=f"steps: AdamW {other.metrics.get('steps')}, Muon {base.metrics.get('steps')}")
+        return Outcome(False, say("有一条曲线不到两次评估", "a curve without two evaluations"),
+                       detail=say("让训练跑完（结束前不要按停止）", "let the run finish (no Stop before its end)"))
+    budget = (say(f"时间预算 {a['budget_s']:g} 秒", f"{a['budget_s']:g} s budget") if a.get("budget_s")
+              else say(f"{a.get('max_steps')} 步", f"{a.get('max_steps')} steps"))
+    return Outcome(True, joined(f"AdamW {lb:.2f} vs Muon {la:.2f}", say("（", " ("), budget, say("）", ")")), value=lb,
+                   claimed=other.metrics.get("eval_loss"),
+                   detail=say(f"步数：AdamW {other.metrics.get('steps')}，Muon {base.metrics.get('steps')}",
+                              f"steps: AdamW {other.metrics.get('steps')}, Muon {base.metrics.get('steps')}"))

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 from ...artifacts import RAG_EVAL, RAG_INDEX, load_rag_eval, load_rag_index
-from ...i18n import tr
-from ..core import Outcome, check, pct
+from ..core import Outcome, check, joined, pct, say
 from ..evidence import read_jsonl
 
 LAB = "08_rag.ipynb"
@@ -30,7 +29,10 @@ def index(ctx):
     docs = {c["doc"] for c in ix["chunks"]}
     leaked = sorted({r["doc"] for r in _ev(ctx)["rows"] if not r["answerable"]} & docs)
     ok = n > 0 and n == nv and not leaked
-    return Outcome(ok, f"{n} chunks, {nv} vectors" + (f"; withheld documents in the index: {leaked[:3]}" if leaked else ""),
+    figure = joined(say(f"{n} 个片段，{nv} 个向量", f"{n} chunks, {nv} vectors"),
+                    say(f"；留出的文档进了索引：{leaked[:3]}", f"; withheld documents in the index: {leaked[:3]}")
+                    if leaked else "")
+    return Outcome(ok, figure,
                    value=n, claimed=ctx.get(RAG_INDEX).metrics.get("chunks"))
 
 
@@ -48,10 +50,12 @@ def _hit5(rows, mode):
 def hybrid(ctx):
     rows = _test(ctx, True)
     if not rows:
-        return Outcome(False, "no answerable test questions")
+        return Outcome(False, say("没有可回答的测试问题", "no answerable test questions"))
     h = {m: _hit5(rows, m) for m in ("sparse", "dense", "hybrid")}
     ok = h["hybrid"] >= h["sparse"] and h["hybrid"] >= h["dense"]
-    return Outcome(ok, f"hit@5 hybrid {h['hybrid']:.1%}, BM25 {h['sparse']:.1%}, dense {h['dense']:.1%} ({len(rows)} questions)",
+    return Outcome(ok, say(f"hit@5 混合 {h['hybrid']:.1%}，BM25 {h['sparse']:.1%}，稠密 {h['dense']:.1%}（{len(rows)} 个问题）",
+                           f"hit@5 hybrid {h['hybrid']:.1%}, BM25 {h['sparse']:.1%}, dense {h['dense']:.1%} "
+                           f"({len(rows)} questions)"),
                    value=h["hybrid"], claimed=_ev(ctx)["metrics"].get("hybrid_hit@5"))
 
 
@@ -66,7 +70,7 @@ def grounded(ctx):
     ev = _ev(ctx)
     rows = [r for r in _test(ctx, True) if r.get("read")]
     if not rows:
-        return Outcome(False, "no answered questions")
+        return Outcome(False, say("没有作答的问题", "no answered questions"))
     w = sum(r["read"]["rag"]["correct"] for r in rows)
     wo = sum(r["read"]["none"]["correct"] for r in rows)
     thr = ev["metrics"].get("threshold")
@@ -78,9 +82,12 @@ def grounded(ctx):
     same = (abs(prec - ev["metrics"].get("refusal_precision", -1)) < 1e-3
             and abs(rec - ev["metrics"].get("refusal_recall", -1)) < 1e-3)
     ok = w > wo and same
-    return Outcome(ok, f"with retrieval {pct(w / len(rows), w, len(rows))}, without {pct(wo / len(rows), wo, len(rows))}; "
-                       f"refusal at {thr:.2f}: precision {prec:.0%}, recall {rec:.0%}"
-                       + ("" if same else " (rag/eval says otherwise)"),
+    with_, without = pct(w / len(rows), w, len(rows)), pct(wo / len(rows), wo, len(rows))
+    figure = joined(say(f"有检索 {with_}，无检索 {without}；拒答阈值 {thr:.2f}：精确率 {prec:.0%}，召回率 {rec:.0%}",
+                        f"with retrieval {with_}, without {without}; refusal at {thr:.2f}: precision {prec:.0%}, "
+                        f"recall {rec:.0%}"),
+                    "" if same else say("（与 rag/eval 记录的不同）", " (rag/eval says otherwise)"))
+    return Outcome(ok, figure,
                    value=w / len(rows), claimed=ev["metrics"].get("answer_rag"))
 
 
@@ -119,20 +126,20 @@ def hw_threshold(ctx):
     lower = sorted({r["relevance"] for r in calib if r["relevance"] < thr})
     reached_lower = [s for s in lower if _refusal(calib, s)["precision"] >= target]
     mine, chain = _refusal(test, thr), _refusal(test, chain_thr)
-    figure = tr(f"阈值 {thr:.2f}（校准集精确率 ≥ {target:.0%}）：测试集精确率 {mine['precision']:.0%}、召回率 {mine['recall']:.0%}；"
+    figure = say(f"阈值 {thr:.2f}（校准集精确率 ≥ {target:.0%}）：测试集精确率 {mine['precision']:.0%}、召回率 {mine['recall']:.0%}；"
                 f"链路阈值 {chain_thr:.2f}：{chain['precision']:.0%}、{chain['recall']:.0%}",
                 f"threshold {thr:.2f} (calibration precision ≥ {target:.0%}): test precision {mine['precision']:.0%}, "
                 f"recall {mine['recall']:.0%}; the chain's {chain_thr:.2f}: {chain['precision']:.0%}, {chain['recall']:.0%}")
     if target <= chain_cal:
-        return Outcome(False, figure + tr(f"——目标要高于链路阈值在校准集上的精确率 {chain_cal:.1%}",
-                                          f" — aim above the chain's calibration precision, {chain_cal:.1%}"))
+        return Outcome(False, joined(figure, say(f"——目标要高于链路阈值在校准集上的精确率 {chain_cal:.1%}",
+                                                 f" — aim above the chain's calibration precision, {chain_cal:.1%}")))
     if mine_cal["precision"] < target:
-        return Outcome(False, figure + tr(f"——这个阈值在校准集上的精确率只有 {mine_cal['precision']:.1%}",
-                                          f" — at this threshold the calibration precision is {mine_cal['precision']:.1%}"))
+        return Outcome(False, joined(figure, say(f"——这个阈值在校准集上的精确率只有 {mine_cal['precision']:.1%}",
+                                                 f" — at this threshold the calibration precision is {mine_cal['precision']:.1%}")))
     if reached_lower:
-        return Outcome(False, figure + tr(f"——更低的阈值 {reached_lower[0]:.2f} 已经达到目标：选最低的那个（它拒答得最少）",
-                                          f" — the lower threshold {reached_lower[0]:.2f} already reaches it: take the lowest "
-                                          "(it refuses the fewest)"))
+        return Outcome(False, joined(figure, say(f"——更低的阈值 {reached_lower[0]:.2f} 已经达到目标：选最低的那个（它拒答得最少）",
+                                                 f" — the lower threshold {reached_lower[0]:.2f} already reaches it: take the lowest "
+                                                 "(it refuses the fewest)")))
     return Outcome(True, figure, value=round(mine["precision"], 4), claimed=art.metrics.get("test_precision"))
 
 
@@ -159,31 +166,31 @@ def hw_chunks(ctx):
     rows = read_jsonl(art.file("rows.jsonl"))
     chain = {r["id"]: r for r in _test(ctx, True) if r.get("read")}
     if size == chain_size:
-        return Outcome(False, tr(f"chunk_chars {size} 和链路的 rag/index 一样：换一个大小",
+        return Outcome(False, say(f"chunk_chars {size} 和链路的 rag/index 一样：换一个大小",
                                  f"chunk_chars {size} is rag/index's own: choose another size"))
     asked = [r for r in rows if r.get("id") in chain]
     if len(asked) < min(HW_MIN_READ, len(chain)):
-        return Outcome(False, tr(f"只问了 {len(asked)} 个链路答过的测试问题，至少要 {min(HW_MIN_READ, len(chain))} 个",
+        return Outcome(False, say(f"只问了 {len(asked)} 个链路答过的测试问题，至少要 {min(HW_MIN_READ, len(chain))} 个",
                                  f"{len(asked)} of the test questions the chain's reader answered, "
                                  f"{min(HW_MIN_READ, len(chain))} needed"))
     for r in asked:
         texts, reply = [p["text"] for p in r.get("passages") or []], r["reply"]
         if any(len(t) > size for t in texts):
-            return Outcome(False, tr(f"{r['id']} 读到的段落有 {max(map(len, texts))} 个字符，超过了 {size}",
+            return Outcome(False, say(f"{r['id']} 读到的段落有 {max(map(len, texts))} 个字符，超过了 {size}",
                                      f"{r['id']}: a passage read has {max(map(len, texts))} characters, more than {size}"))
         src = chain[r["id"]]
         left, right = src["left"], src["right"]
         mid = reply[len(left):len(reply) - len(right)] if right else reply[len(left):]
         if reply != REFUSAL and not (reply.startswith(left) and reply.endswith(right) and mid
                                      and any(mid in t for t in texts)):
-            return Outcome(False, tr(f"{r['id']} 的回答 {reply!r} 不是题目填上段落里的一个数量",
+            return Outcome(False, say(f"{r['id']} 的回答 {reply!r} 不是题目填上段落里的一个数量",
                                      f"{r['id']}: the reply {reply!r} is not the question filled with a quantity of its passage"))
     n = len(asked)
     mine = retrieval_metrics([r["rank"] for r in asked], (1, 5))
     theirs = retrieval_metrics([chain[r["id"]]["ranks"]["hybrid"] for r in asked], (1, 5))
     a1 = sum(correct(chain[r["id"]]["answer"], r["reply"]) for r in asked)
     a0 = sum(bool(chain[r["id"]]["read"]["rag"]["correct"]) for r in asked)
-    figure = tr(f"{size} 字：hit@1 {mine['hit@k'][1]:.0%}、hit@5 {mine['hit@k'][5]:.0%}、答对 {a1}/{n}；"
+    figure = say(f"{size} 字：hit@1 {mine['hit@k'][1]:.0%}、hit@5 {mine['hit@k'][5]:.0%}、答对 {a1}/{n}；"
                 f"{chain_size} 字（链路）：{theirs['hit@k'][1]:.0%}、{theirs['hit@k'][5]:.0%}、{a0}/{n}",
                 f"{size} chars: hit@1 {mine['hit@k'][1]:.0%}, hit@5 {mine['hit@k'][5]:.0%}, answered {a1}/{n}; "
                 f"{chain_size} (chain): {theirs['hit@k'][1]:.0%}, {theirs['hit@k'][5]:.0%}, {a0}/{n}")

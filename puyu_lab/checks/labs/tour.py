@@ -1,7 +1,7 @@
 """00 导览 Tour: is this machine ready for the quick profile? (machine checks: reported, not re-run by a grader)"""
 from __future__ import annotations
 
-from ..core import Outcome, check, close
+from ..core import Outcome, check, close, say
 from ..evidence import read_json
 
 LAB = "00_tour.ipynb"
@@ -22,7 +22,8 @@ def _doctor(ctx):
 def ready(ctx):
     rep = _doctor(ctx)
     bad = [c.name for c in rep.failures]
-    return Outcome(rep.ok, "ready" if rep.ok else f"{len(bad)} failed: {', '.join(bad)}",
+    return Outcome(rep.ok, say("就绪", "ready") if rep.ok else say(f"{len(bad)} 项未通过：{'、'.join(bad)}",
+                                                                   f"{len(bad)} failed: {', '.join(bad)}"),
                    detail="; ".join(f"{c.name}: {c.fix}" for c in rep.failures))
 
 
@@ -33,7 +34,7 @@ def ready(ctx):
        hint_zh="以可移植的方式重新编译：`make setup`（`CMAKE_ARGS=-DGGML_NATIVE=OFF`，详见 README）")
 def llama(ctx):
     c = next((c for c in _doctor(ctx).checks if c.name == "llama.cpp"), None)
-    return Outcome(c is not None and c.status == "ok", c.value if c else "not checked")
+    return Outcome(c is not None and c.status == "ok", c.value if c else say("没有检查", "not checked"))
 
 
 @check("tour.quick", LAB, "quick 配置可运行", "Quick profile fits", scope="machine",
@@ -44,7 +45,8 @@ def llama(ctx):
 def quick(ctx):
     c = next((c for c in _doctor(ctx).checks if c.name == "profiles that fit"), None)
     fits = c.value if c else ""
-    return Outcome("quick" in fits.split(", ") or "quick" in fits, f"fits: {fits or 'none'}")
+    return Outcome("quick" in fits.split(", ") or "quick" in fits,
+                   say(f"放得下的配置档：{fits or '无'}", f"fits: {fits or 'none'}"))
 
 
 # ---- 作业 Homework: the learner measures this machine; the figures are recomputed from the timings they wrote -----
@@ -87,23 +89,28 @@ def hw_matmul(ctx):
     by = {(_shape(r), r["dtype"]): r for r in rows}
     both = sorted({s for s, d in by if d == "fp32"} & {s for s, d in by if d == "bf16"}, key=lambda s: s[0] * s[1] * s[2])
     if len(both) < 3:
-        return Outcome(False, f"{len(both)} size(s) in fp32 and bf16", detail="time at least 3 sizes in both dtypes")
+        return Outcome(False, say(f"fp32 和 bf16 都测过的只有 {len(both)} 种尺寸", f"{len(both)} size(s) in fp32 and bf16"),
+                       detail=say("两种数据类型都至少测 3 种尺寸", "time at least 3 sizes in both dtypes"))
     wrong = [r for r in rows if not close(float(r["gflops"]), _gflops(r))]
     if wrong:
+        w = wrong[0]
         return Outcome(False, f"{len(wrong)} GFLOP/s ≠ 2·m·k·n/s",
-                       detail=f"{_x(_shape(wrong[0]))} {wrong[0]['dtype']}: written {wrong[0]['gflops']}, "
-                              f"its seconds give {_gflops(wrong[0]):.3g}")
+                       detail=say(f"{_x(_shape(w))} {w['dtype']}：记录的是 {w['gflops']}，按它的秒数算是 {_gflops(w):.3g}",
+                                  f"{_x(_shape(w))} {w['dtype']}: written {w['gflops']}, its seconds give {_gflops(w):.3g}"))
     big = both[-1]
     g32, g16 = _gflops(by[(big, "fp32")]), _gflops(by[(big, "bf16")])
     should = "bf16" if t.get("native_bf16") and g16 >= BF16_MARGIN * g32 else "fp32"
     fig = f"{_x(big)}: fp32 {g32:.3g} · bf16 {g16:.3g} GFLOP/s → {should}"
     if t.get("choice") != should:
-        return Outcome(False, fig, value=g32, detail=f"the notebook concluded {t.get('choice')!r}; its own timings "
-                                                      f"give {should!r}")
+        return Outcome(False, fig, value=g32, detail=say(f"笔记本得出的结论是 {t.get('choice')!r}；按它自己的计时应是 {should!r}",
+                                                         f"the notebook concluded {t.get('choice')!r}; its own timings "
+                                                         f"give {should!r}"))
     small = both[0]
     return Outcome(True, fig, value=g32, claimed=ctx.get(MATMUL).metrics.get("fp32_gflops"),
-                   detail=f"{_x(small)}: fp32 {_gflops(by[(small, 'fp32')]):.3g} GFLOP/s; "
-                          f"numerics.choose() picked {t.get('chain_choice')}")
+                   detail=say(f"{_x(small)}：fp32 {_gflops(by[(small, 'fp32')]):.3g} GFLOP/s；"
+                              f"numerics.choose() 选的是 {t.get('chain_choice')}",
+                              f"{_x(small)}: fp32 {_gflops(by[(small, 'fp32')]):.3g} GFLOP/s; "
+                              f"numerics.choose() picked {t.get('chain_choice')}"))
 
 
 @check("tour.hw_threads", LAB, "第二个核心值多少", "What the second core buys", homework="advanced",
@@ -122,19 +129,25 @@ def hw_threads(ctx):
     rows = t["rows"]
     most = max((int(r["threads"]) for r in rows), default=0)
     if cores < 2:
-        return Outcome(False, f"{cores} core(s)", detail="one core has nothing to share: run it on a machine with ≥ 2")
+        return Outcome(False, say(f"{cores} 个核心", f"{cores} core(s)"),
+                       detail=say("一个核心没有可分担的：换一台至少 2 核的机器运行", "one core has nothing to share: run it on a machine with ≥ 2"))
     if most > cores:
-        return Outcome(False, f"{most} threads on {cores} cores",
-                       detail="more threads than cores measures the system's time slicing, not parallelism")
+        return Outcome(False, say(f"{cores} 个核心上开了 {most} 个线程", f"{most} threads on {cores} cores"),
+                       detail=say("线程比核心多，测到的是系统的分时调度，不是并行",
+                                  "more threads than cores measures the system's time slicing, not parallelism"))
     if most < 2:
-        return Outcome(False, "1 thread only", detail="time each size on 1 thread and on every core")
+        return Outcome(False, say("只用了 1 个线程", "1 thread only"),
+                       detail=say("每种尺寸都要分别用 1 个线程和全部核心计时", "time each size on 1 thread and on every core"))
     by = {(_shape(r), int(r["threads"])): float(r["seconds"]) for r in rows}
     shapes = sorted({s for s, n in by if (s, 1) in by and (s, most) in by}, key=lambda s: s[0] * s[1] * s[2])
     if len(shapes) < 2:
-        return Outcome(False, f"{len(shapes)} size(s) on 1 and {most} threads", detail="time at least 2 sizes")
+        return Outcome(False, say(f"1 个和 {most} 个线程都测过的只有 {len(shapes)} 种尺寸", f"{len(shapes)} size(s) on 1 and {most} threads"),
+                       detail=say("至少测 2 种尺寸", "time at least 2 sizes"))
     speed = {s: by[(s, 1)] / by[(s, most)] for s in shapes}
     small, big = shapes[0], shapes[-1]
-    return Outcome(True, f"{most} threads: {speed[small]:.2f}× small, {speed[big]:.2f}× large", value=speed[big],
+    return Outcome(True, say(f"{most} 个线程：小尺寸 {speed[small]:.2f}×，大尺寸 {speed[big]:.2f}×",
+                             f"{most} threads: {speed[small]:.2f}× small, {speed[big]:.2f}× large"), value=speed[big],
                    claimed=ctx.get(THREADS).metrics.get("speedup_large"),
-                   detail=f"{_x(small)}: {speed[small]:.2f}×, {_x(big)}: {speed[big]:.2f}× "
-                          f"({speed[big] / most:.0%} of {most}×)")
+                   detail=say(f"{_x(small)}：{speed[small]:.2f}×，{_x(big)}：{speed[big]:.2f}×（达到 {most}× 的 {speed[big] / most:.0%}）",
+                              f"{_x(small)}: {speed[small]:.2f}×, {_x(big)}: {speed[big]:.2f}× "
+                              f"({speed[big] / most:.0%} of {most}×)"))

@@ -1,5 +1,8 @@
 // AgentTracePanel: the live timeline of an agent run (anywidget ESM, no CDN).
 // The widget model is the source of truth: `steps`, `turns`, `status`, `question`, `labels`.
+// Every word it writes comes from `labels` (the course language, puyu_lab/panels/agent.py). A step's `text` (what the
+// model wrote or read) and a turn's `diagnosis` are kept as recorded; where `labels.lang` is "zh", the Chinese of this
+// package's own words in them (`text_zh`, `diagnosis_zh`) is shown, the model's exact text in the step's tooltip.
 const ICON = { thought: "∴", call: "⚙", observation: "⇐", final: "✓", error: "⚠" };
 
 function el(tag, cls, text) {
@@ -25,10 +28,13 @@ function render({ model, el: root }) {
     const steps = model.get("steps") || [];
     const turns = model.get("turns") || [];
     const status = model.get("status") || "";
+    const zh = L.lang === "zh";
     root.replaceChildren();
     const head = el("div", "pt-head");
     head.appendChild(el("span", "pt-title", L.title || "Agent trace"));
-    head.appendChild(el("span", "pt-status pt-" + status, status));
+    const badge = el("span", "pt-status pt-" + status, L["status_" + status] || status);
+    badge.dataset.status = status;
+    head.appendChild(badge);
     const info = el("span", "pt-info", model.get("backend") || "");
     head.appendChild(info);
     if (status === "running") {
@@ -56,12 +62,12 @@ function render({ model, el: root }) {
         const bar = el("div", "pt-turnbar", `${L.turn || "Turn"} ${s.turn + 1}`);
         if (t) {
           bar.appendChild(el("span", "pt-meta",
-            ` · ${t.prompt_tokens} → ${t.output_tokens} tokens · ${Number(t.seconds).toFixed(2)} s`));
+            ` · ${t.prompt_tokens} → ${t.output_tokens} ${L.tokens || "tokens"} · ${Number(t.seconds).toFixed(2)} s`));
           const box = el("div", "pt-turnbox");
           if (t.diagnosis) {
             const d = el("div", "pt-diagnosis");
             d.appendChild(el("b", null, (L.why_no_tool || "Why was no tool called?") + " "));
-            d.appendChild(document.createTextNode(t.diagnosis));
+            d.appendChild(document.createTextNode((zh && t.diagnosis_zh) || t.diagnosis));
             box.appendChild(d);
           }
           for (const [key, body] of [["prompt_sent", t.prompt], ["raw_output", t.raw],
@@ -82,10 +88,12 @@ function render({ model, el: root }) {
       row.dataset.kind = s.kind;
       row.appendChild(el("span", "pt-icon", ICON[s.kind] || "•"));
       row.appendChild(el("span", "pt-kind", L["step_" + s.kind] || s.kind));
-      row.appendChild(el("span", "pt-text", s.text));
+      const text = el("span", "pt-text", (zh && s.text_zh) || s.text);
+      if (zh && s.text_zh) text.title = `${L.model_read || "what the model read"}: ${s.text}`;  // the exact text
+      row.appendChild(text);
       const meta = [];
       if (s.seconds !== undefined && s.seconds !== null) meta.push(`${Number(s.seconds).toFixed(3)} s`);
-      if (s.tokens) meta.push(`${s.tokens} tok`);
+      if (s.tokens) meta.push(`${s.tokens} ${L.tok || "tok"}`);
       if (s.notes && s.notes.length) meta.push(s.notes.join("; "));
       if (meta.length) row.appendChild(el("span", "pt-meta", meta.join(" · ")));
       list.appendChild(row);
