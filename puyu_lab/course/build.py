@@ -28,7 +28,7 @@ from typing import Callable
 from ..events import Emitter, Event, StopFlag
 from ..workspace import Workspace
 from .config import CourseConfig, PhaseConfig
-from ..models.probes import induction_threshold
+from ..models.probes import induction_threshold, probe_margin
 from .copyrich import copy_rich_documents
 
 TOKENIZER = "tokenizer/spm"
@@ -81,7 +81,8 @@ def phase_done(ws: Workspace, p: PhaseConfig) -> bool:
         return True
     curve = read_curve(ws.root / "runs" / f"{run}.probe.jsonl")
     last = curve[-1] if curve else {}
-    return last.get("gain", 0) >= p.stop_gain and last.get("copied", 0) >= (p.stop_copied or 0)
+    key = "pieces_" if p.runs_pieces else ""  # a sub-vocabulary phase is judged on its own pieces
+    return last.get(f"{key}gain", 0) >= p.stop_gain and last.get(f"{key}copied", 0) >= (p.stop_copied or 0)
 
 
 def _finished(ws: Workspace, name: str, config: dict | None = None) -> bool:
@@ -118,8 +119,8 @@ def course_corpus(ws: Workspace, p: PhaseConfig, seed: int, em: Emitter):
     want_copy = p.tokens * p.copy_share
     repeats = max(1, math.ceil(p.tokens * (1 - p.copy_share) / natural_tokens)) if p.copy_share < 1 else 0
     ids = list(range(len(tok)))
-    if p.runs_pieces:  # the probe's range: clear of the special and byte pieces at the start (models/probes.py)
-        margin = min(300, len(tok) // 10)
+    if p.runs_pieces:  # the probe's range: clear of the special and byte pieces at the start
+        margin = probe_margin(len(tok))
         ids = ids[margin:margin + p.runs_pieces]
     pieces = [t for t in tok.convert_ids_to_tokens(ids) if not (t.startswith("<") and t.endswith(">")) and t != "▁"]
     em.emit("start", step=f"corpus {p.name}", natural_tokens=natural_tokens, repeats=repeats)
@@ -149,14 +150,17 @@ def course_corpus(ws: Workspace, p: PhaseConfig, seed: int, em: Emitter):
 
 class ProbeCallback:
     """Measures the copy probe every ``every`` steps (the curve goes to ``path``, one JSON line per
-    point, kept across resumes) and ends the phase once it reaches ``stop_gain`` / ``stop_copied``."""
+    point, kept across resumes) and ends the phase once it reaches ``stop_gain`` / ``stop_copied``. With
+    ``pieces`` (a sub-vocabulary phase) each point also holds the probe over those pieces
+    (``pieces_gain`` / ``pieces_copied``), and the targets apply to it."""
 
     def __init__(self, tok, path: Path, every: int, em: Emitter, tokens_per_step: int,
-                 stop_gain: float | None = None, stop_copied: float | None = None):
+                 stop_gain: float | None = None, stop_copied: float | None = None, pieces: int | None = None):
         from transformers import TrainerCallback
 
         self.tok, self.path, self.every, self.em = tok, Path(path), every, em
         self.tokens_per_step, self.stop_gain, self.stop_copied = tokens_per_step, stop_gain, stop_copied
+        self.pieces = pieces
         outer = self
 
         class _CB(TrainerCallback):
@@ -173,16 +177,22 @@ class ProbeCallback:
         was = model.training
         model.eval()
         t = time.perf_counter()
-        r = copy_probe(HFModel(model, copy.copy(self.tok)))
+        m = HFModel(model, copy.copy(self.tok))
+        r = copy_probe(m)
+        sub = copy_probe(m, pieces=self.pieces) if self.pieces else None
         model.train(was)
         point = {"step": state.global_step, "tokens": state.global_step * self.tokens_per_step,
                  "gain": r["gain"], "copied": r["copied"], "first_nll": r["first_nll"],
-                 "second_nll": r["second_nll"], "seconds": round(time.perf_counter() - t, 2),
-                 "time": round(time.time(), 1)}
+                 "second_nll": r["second_nll"]}
+        if sub:
+            point.update(pieces=self.pieces, pieces_gain=sub["gain"], pieces_copied=sub["copied"],
+                         pieces_first_nll=sub["first_nll"], pieces_second_nll=sub["second_nll"])
+        point.update(seconds=round(time.perf_counter() - t, 2), time=round(time.time(), 1))
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(point) + "\n")
         self.em.emit("probe", **point)
-        if self.stop_gain is not None and r["gain"] >= self.stop_gain and r["copied"] >= (self.stop_copied or 0):
+        judged = sub or r
+        if self.stop_gain is not None and judged["gain"] >= self.stop_gain and judged["copied"] >= (self.stop_copied or 0):
             control.should_training_stop = True
         return point
 
@@ -238,7 +248,8 @@ def pretrain_phase(ws: Workspace, cfg: CourseConfig, p: PhaseConfig, *, init_fro
     if not resume and curve_path.exists():
         curve_path.unlink()
     em = Emitter("course", on_event)
-    probe = ProbeCallback(tok, curve_path, p.probe_every, em, pcfg.tokens_per_step, p.stop_gain, p.stop_copied)
+    probe = ProbeCallback(tok, curve_path, p.probe_every, em, pcfg.tokens_per_step, p.stop_gain, p.stop_copied,
+                          pieces=p.runs_pieces)
     # every session of the phase is recorded as it starts (a killed one keeps its start; its probe points carry
     # their times), and completed when it ends
     log = rd.parent / f"{run}.sessions.json"

@@ -28,14 +28,22 @@ def induction_threshold(batch_x_context: int) -> float:
     return 10 ** 5.7 * math.sqrt(batch_x_context)
 
 
-def copy_probe(model, *, n: int = 16, length: int = 32, seed: int = 0) -> dict:
+def probe_margin(vocab: int) -> int:
+    """The ids at either end of the vocabulary the probes keep clear of (special, control and byte tokens)."""
+    return min(300, vocab // 10)
+
+
+def copy_probe(model, *, n: int = 16, length: int = 32, seed: int = 0, pieces: int | None = None) -> dict:
     """Mean negative log-likelihood per token of ``n`` random sequences of ``length`` tokens at their
-    first and second showing (after the model's prefix token), the gain, and the share copied."""
+    first and second showing (after the model's prefix token), the gain, and the share copied. ``pieces``:
+    draw the tokens from the first ``pieces`` ids after the margin only (a sub-vocabulary, as the course
+    build's first copy phases train on)."""
     vocab = model.vocab_size()
-    margin = min(300, vocab // 10)  # keep clear of special, control and byte tokens at either end
+    margin = probe_margin(vocab)
+    high = min(vocab - margin, margin + pieces) if pieces else vocab - margin
     rng = np.random.default_rng(seed)
     prefix = [model.prefix_token_id]
-    seqs = [rng.integers(margin, vocab - margin, size=length).tolist() for _ in range(n)]
+    seqs = [rng.integers(margin, high, size=length).tolist() for _ in range(n)]
     reqs = [(prefix, s) for s in seqs] + [(prefix + s, s) for s in seqs]
     res = model.loglikelihood_tokens(reqs)
     first = -float(np.mean([lp for lp, _ in res[:n]])) / length
@@ -58,7 +66,7 @@ def induction_scores(model, *, n: int = 8, length: int = 32, seed: int = 0) -> d
     import torch
 
     hf, vocab = model.model, model.vocab_size()
-    margin = min(300, vocab // 10)
+    margin = probe_margin(vocab)
     rng = np.random.default_rng(seed)
     seqs = rng.integers(margin, vocab - margin, size=(n, length))
     ids = torch.tensor(np.concatenate([np.full((n, 1), model.prefix_token_id), seqs, seqs], axis=1))

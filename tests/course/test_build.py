@@ -66,6 +66,9 @@ def test_a_few_steps_a_phase_build_every_artifact_and_resume_where_they_stopped(
     inside = sum(i in allowed for r in runs for i in tok(r, add_special_tokens=False)["input_ids"])
     assert inside >= 0.8 * sum(len(tok(r, add_special_tokens=False)["input_ids"]) for r in runs)  # re-tokenizing merges a few
     assert [p["name"] for p in ws.get(model_c).manifest["parents"]][-1] == model_a  # from phase a's weights
+    # its probe curve holds the probe over its own pieces too, the measure its target applies to
+    curve_c = read_curve(ws.root / "runs" / f"{phase_names(cfg.phases[1])[2]}.probe.jsonl")
+    assert curve_c and all(c["pieces"] == 256 and "pieces_gain" in c and "pieces_copied" in c for c in curve_c)
     b = ws.get("model/course-b")
     prev = phase_names(cfg.phases[-2])[1]
     assert [p["name"] for p in b.manifest["parents"]][-1] == prev  # phase b from the last copy phase's weights

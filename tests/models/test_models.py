@@ -86,6 +86,16 @@ def test_copy_probe_is_the_same_through_both_runtimes(models):
         assert abs(a[k] - b[k]) < 2e-3, (k, a, b)
     assert a["first_nll"] > 1 and a["sequences"] == 6 and a["length"] == 24
     assert a["copied"] == b["copied"]
+    # over a sub-vocabulary: every token asked about lies in the first `pieces` ids after the margin
+    asked = []
+    real = models["hf"].loglikelihood_tokens
+    models["hf"].loglikelihood_tokens = lambda reqs: asked.extend(reqs) or real(reqs)
+    try:
+        sub = copy_probe(models["hf"], n=6, length=24, pieces=40)
+    finally:
+        del models["hf"].loglikelihood_tokens
+    margin = min(300, models["hf"].vocab_size() // 10)
+    assert all(margin <= t < margin + 40 for _, cont in asked for t in cont) and sub["sequences"] == 6
 
 
 class _Only:
