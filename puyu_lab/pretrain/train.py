@@ -73,14 +73,19 @@ def train_tokenizer(ws: Workspace, vocab_size: int, *, corpus: str = "corpus/cle
 def pack(tok, texts, block_size: int, max_blocks: int | None = None, *,
          what: str = Msg("the corpus", "语料")) -> tuple[np.ndarray, dict]:
     """Concatenate documents (each ended by EOS) and cut into blocks of ``block_size`` tokens. ``what`` names the
-    texts in an error (a :class:`~puyu_lab.errors.Msg` names them in Chinese too)."""
+    texts in an error (a :class:`~puyu_lab.errors.Msg` names them in Chinese too). A document is a text, or a list
+    of token ids taken as they are (the course build's random runs: text would be re-tokenized into other pieces)."""
     ids: list[int] = []
     n_bytes = 0
     limit = None if max_blocks is None else max_blocks * block_size
     for t in texts:
-        ids.extend(tok(t, add_special_tokens=False)["input_ids"])
+        if isinstance(t, str):
+            ids.extend(tok(t, add_special_tokens=False)["input_ids"])
+            n_bytes += len(t.encode("utf-8")) + 1
+        else:
+            ids.extend(int(i) for i in t)
+            n_bytes += len(tok.decode(list(t)).encode("utf-8")) + 1
         ids.append(tok.eos_token_id)
-        n_bytes += len(t.encode("utf-8")) + 1
         if limit is not None and len(ids) >= limit:
             break
     n_tokens = len(ids)
@@ -94,6 +99,14 @@ def pack(tok, texts, block_size: int, max_blocks: int | None = None, *,
                             f"（preset.block_size ≤ {max(1, len(ids))}）")
     arr = np.asarray(ids[: n * block_size], dtype=np.int64).reshape(n, block_size)
     return arr, {"tokens": n_tokens, "bytes": n_bytes, "blocks": n, "tokens_per_byte": n_tokens / max(1, n_bytes)}
+
+
+def documents(split) -> list:
+    """A corpus split's documents for :func:`pack`: each row's text, or its token ids where a course corpus
+    gives them (an ``ids`` column, empty for text rows)."""
+    if "ids" not in split.column_names:
+        return split["text"]
+    return [ids if ids else text for text, ids in zip(split["text"], split["ids"])]
 
 
 class Blocks:
@@ -206,9 +219,9 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
     tok_art = ws.get(TOKENIZER)
     tok = load_tokenizer(tok_art.path)
     set_seed(cfg.seed)
-    train_arr, train_info = pack(tok, load_corpus(ws, "train", corpus_name)["text"], cfg.preset.block_size,
+    train_arr, train_info = pack(tok, documents(load_corpus(ws, "train", corpus_name)), cfg.preset.block_size,
                                  what=Msg(f"{corpus_name}'s train split", f"{corpus_name} 的训练集"))
-    eval_arr, eval_info = pack(tok, load_corpus(ws, "heldout", corpus_name)["text"], cfg.preset.block_size,
+    eval_arr, eval_info = pack(tok, documents(load_corpus(ws, "heldout", corpus_name)), cfg.preset.block_size,
                                cfg.eval_blocks, what=Msg(f"{corpus_name}'s held-out split", f"{corpus_name} 的留出集"))
     em.emit("data", train_blocks=len(train_arr), train_tokens=train_info["tokens"], eval_blocks=len(eval_arr),
             tokens_per_byte=eval_info["tokens_per_byte"])
