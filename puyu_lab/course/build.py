@@ -32,6 +32,7 @@ from ..models.probes import induction_threshold, probe_margin
 from .copyrich import copy_rich_documents
 
 TOKENIZER = "tokenizer/spm"
+OTHER_LENGTHS = (24, 40)  # the copy probe's run length is 32; these lengths catch a head that looks back 32 positions
 
 
 def phase_names(p: PhaseConfig) -> tuple[str, str, str]:
@@ -54,8 +55,9 @@ def build(home: str | Path, cfg: CourseConfig | None = None, *, on_event: Callab
     prev = None
     for p in cfg.phases:
         corpus, model, _ = phase_names(p)
-        if not ws.exists(corpus):
+        if not _corpus_current(ws, p, cfg.seed):
             course_corpus(ws, p, cfg.seed, em)
+            _forget_run(ws, p)  # checkpoints trained on another corpus are not this phase's to resume
         if not phase_done(ws, p):
             pretrain_phase(ws, cfg, p, init_from=prev, on_event=on_event, stop=stop)
         prev = model
@@ -82,7 +84,9 @@ def phase_done(ws: Workspace, p: PhaseConfig) -> bool:
     curve = read_curve(ws.root / "runs" / f"{run}.probe.jsonl")
     last = curve[-1] if curve else {}
     key = "pieces_" if p.runs_pieces else ""  # a sub-vocabulary phase is judged on its own pieces
-    return last.get(f"{key}gain", 0) >= p.stop_gain and last.get(f"{key}copied", 0) >= (p.stop_copied or 0)
+    gain = min(last.get(f"{key}gain", 0), *(last.get(f"gain_{n}", 0) for n in OTHER_LENGTHS))
+    copied = min(last.get(f"{key}copied", 0), *(last.get(f"copied_{n}", 0) for n in OTHER_LENGTHS))
+    return gain >= p.stop_gain and copied >= (p.stop_copied or 0)
 
 
 def _finished(ws: Workspace, name: str, config: dict | None = None) -> bool:
@@ -103,9 +107,37 @@ def _data(ws: Workspace, cfg: CourseConfig, em: Emitter) -> None:
     data_run(ws, DataConfig.for_profile(cfg.data_profile))
 
 
+def corpus_params(p: PhaseConfig, seed: int) -> dict:
+    """What a phase's corpus is made from: a corpus made with other parameters is made again."""
+    return {"phase": p.name, "copy_share": p.copy_share, "copy_kinds": p.copy_kinds, "runs_pieces": p.runs_pieces,
+            "seed": seed}
+
+
+def _forget_run(ws: Workspace, p: PhaseConfig) -> None:
+    import shutil
+
+    _, _, run = phase_names(p)
+    runs = ws.root / "runs"
+    shutil.rmtree(runs / run, ignore_errors=True)
+    for suffix in (".probe.jsonl", ".sessions.json"):
+        (runs / f"{run}{suffix}").unlink(missing_ok=True)
+
+
+def _corpus_current(ws: Workspace, p: PhaseConfig, seed: int) -> bool:
+    """Whether the phase's corpus exists and was made with its current parameters (a parameter the corpus does not
+    record and the phase leaves at None counts as the same: corpora made before it existed)."""
+    corpus, _, _ = phase_names(p)
+    if not ws.exists(corpus):
+        return False
+    made = ws.get(corpus).params
+    want = json.loads(json.dumps(corpus_params(p, seed)))
+    return all(made.get(k) == v for k, v in want.items() if v is not None or k in made)
+
+
 def course_corpus(ws: Workspace, p: PhaseConfig, seed: int, em: Emitter):
     """``corpus/course-<p>``: the natural train documents, repeated to fill the phase's natural share,
-    and fresh copy-rich documents for the rest (its held-out split: the natural held-out documents)."""
+    and fresh copy-rich documents for the rest (its held-out split: the natural held-out documents).
+    A row is ``{"text", "ids", "kind"}``: ``ids`` (token ids, taken as they are) where not empty."""
     import datasets
 
     from ..artifacts import load_corpus
@@ -118,29 +150,35 @@ def course_corpus(ws: Workspace, p: PhaseConfig, seed: int, em: Emitter):
     natural_tokens = sum(len(x) for x in tok(list(train), add_special_tokens=False)["input_ids"]) + len(train)
     want_copy = p.tokens * p.copy_share
     repeats = max(1, math.ceil(p.tokens * (1 - p.copy_share) / natural_tokens)) if p.copy_share < 1 else 0
-    ids = list(range(len(tok)))
-    if p.runs_pieces:  # the probe's range: clear of the special and byte pieces at the start
-        margin = probe_margin(len(tok))
-        ids = ids[margin:margin + p.runs_pieces]
-    pieces = [t for t in tok.convert_ids_to_tokens(ids) if not (t.startswith("<") and t.endswith(">")) and t != "▁"]
+    margin = probe_margin(len(tok))
+    low, high = margin, len(tok) - margin  # the probe's range: clear of the special and byte pieces at either end
+    if p.runs_pieces:
+        high = min(high, margin + p.runs_pieces)
+    pieces = [t for t in tok.convert_ids_to_tokens(list(range(low, high)))
+              if not (t.startswith("<") and t.endswith(">")) and t != "▁"]
     em.emit("start", step=f"corpus {p.name}", natural_tokens=natural_tokens, repeats=repeats)
     docs, copy_tokens, batch = [], 0, 0
     while copy_tokens < want_copy:
         n = int(min(20_000, max(50, (want_copy - copy_tokens) / 40)))  # ~40 tokens a document
-        new = copy_rich_documents(train, pieces, n, seed=seed * 1000 + batch + 1, weights=p.copy_kinds)
+        new = copy_rich_documents(train, pieces, n, seed=seed * 1000 + batch + 1, weights=p.copy_kinds,
+                                  ids=(low, high))
         batch += 1
-        copy_tokens += sum(len(x) + 1 for x in tok([d["text"] for d in new], add_special_tokens=False)["input_ids"])
+        texts = [d["text"] for d in new if not d["ids"]]
+        copy_tokens += sum(len(x) + 1 for x in tok(texts, add_special_tokens=False)["input_ids"]) if texts else 0
+        copy_tokens += sum(len(d["ids"]) + 1 for d in new if d["ids"])
         docs.extend(new)
     kinds: dict[str, int] = {}
     for d in docs:
         kinds[d["kind"]] = kinds.get(d["kind"], 0) + 1
-    rows = [{"text": t, "kind": "natural"} for _ in range(repeats) for t in train] + docs
+    rows = [{"text": t, "ids": [], "kind": "natural"} for _ in range(repeats) for t in train] + docs
     random.Random(seed).shuffle(rows)
-    dd = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows),
-                               "heldout": datasets.Dataset.from_list([{"text": t, "kind": "natural"} for t in heldout])})
+    features = datasets.Features({"text": datasets.Value("string"), "ids": datasets.Sequence(datasets.Value("int32")),
+                                  "kind": datasets.Value("string")})
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows, features=features),
+                               "heldout": datasets.Dataset.from_list(
+                                   [{"text": t, "ids": [], "kind": "natural"} for t in heldout], features=features)})
     with ws.write(corpus_name, kind="corpus", stage="course", parents=["corpus/clean", TOKENIZER],
-                  params={"phase": p.name, "copy_share": p.copy_share, "copy_kinds": p.copy_kinds,
-                          "runs_pieces": p.runs_pieces, "seed": seed}) as w:
+                  params=corpus_params(p, seed)) as w:
         dd.save_to_disk(str(w.path / "dataset"))
         w.metrics.update({"natural_tokens": natural_tokens, "natural_repeats": repeats,
                           "copy_rich_tokens": copy_tokens, "copy_rich_documents": len(docs),
@@ -179,11 +217,16 @@ class ProbeCallback:
         t = time.perf_counter()
         m = HFModel(model, copy.copy(self.tok))
         r = copy_probe(m)
+        # the same probe with runs of other lengths: a head that looks back a fixed 32 positions passes the probe
+        # without copying by content (runs of one length taught this model exactly that: gain 8.1 at 32, < 0 at 24
+        # and 40), so the targets hold only where every length gains
+        other = {n: copy_probe(m, length=n, pieces=self.pieces) for n in OTHER_LENGTHS}
         sub = copy_probe(m, pieces=self.pieces) if self.pieces else None
         model.train(was)
         point = {"step": state.global_step, "tokens": state.global_step * self.tokens_per_step,
                  "gain": r["gain"], "copied": r["copied"], "first_nll": r["first_nll"],
-                 "second_nll": r["second_nll"]}
+                 "second_nll": r["second_nll"], **{f"gain_{n}": o["gain"] for n, o in other.items()},
+                 **{f"copied_{n}": o["copied"] for n, o in other.items()}}
         if sub:
             point.update(pieces=self.pieces, pieces_gain=sub["gain"], pieces_copied=sub["copied"],
                          pieces_first_nll=sub["first_nll"], pieces_second_nll=sub["second_nll"])
@@ -192,7 +235,9 @@ class ProbeCallback:
             f.write(json.dumps(point) + "\n")
         self.em.emit("probe", **point)
         judged = sub or r
-        if self.stop_gain is not None and judged["gain"] >= self.stop_gain and judged["copied"] >= (self.stop_copied or 0):
+        gain = min([judged["gain"], *(o["gain"] for o in other.values())])
+        copied = min([judged["copied"], *(o["copied"] for o in other.values())])
+        if self.stop_gain is not None and gain >= self.stop_gain and copied >= (self.stop_copied or 0):
             control.should_training_stop = True
         return point
 

@@ -6,11 +6,11 @@ two compare step for step); what differs is the data and the tokens:
 
 - phase ``a`` (language): a small batch × context (B·C = 4 × 128 = 512; the threshold grows with
   √(B·C)), half copy-rich documents, a constant learning rate after warmup;
-- phases ``copy-256``, ``copy-1k``, ``copy`` (induction): copy-rich documents only, random runs over a
-  vocabulary that widens from 256 pieces to all of them (a copying head forms on few pieces, then carries
-  over), the last until the copy probe passes or its tokens are spent;
-- phase ``b`` (context): the full 256-token context and the quick batch, a third copy-rich, the
-  rate decayed to zero;
+- phases ``copy-256``, ``copy-1k``, ``copy`` (induction): random runs of token ids shown twice (as ids: see the
+  comment below), their ids widening from 256 to 1,024 to all, the last beside the other copy-rich kinds and
+  natural text, each until the copy probe passes on its ids at every run length or its tokens are spent;
+- phase ``b`` (context): the full 256-token context and the quick batch, 40 % copy-rich, the rate decayed
+  to zero;
 - SFT: the chain's own mixture (self-cognition, sentiment, chit-chat, calculator and date tool
   calls), larger than the quick profile's.
 """
@@ -63,31 +63,37 @@ class CourseConfig:
         # copy-rich was too little: at step 22,000 the model read back a digit string it had just seen
         # (2.17 → 1.03 nats/token) but not a run of random pieces (8.52 → 8.56), and runs were one sixth of
         # the copy-rich half. Nor did copy-rich documents alone, runs weighted up (1.4 M tokens, gain < 0), nor runs
-        # alone (1.1 M tokens): with 4,000 pieces to match, nothing formed. Runs over 256 pieces formed a copying
-        # head within 500 steps of 32 × 64 (gain 2.1 nats/token on those pieces), and it carried over as the runs
-        # widened: 1,024 pieces for 400 steps, then every piece — gain 1.2 nats/token on the full probe within 100
-        # steps, 2.1 after 500 (the first copying any run of this model showed). So phase a ends at 22,000 steps
-        # (the language it learnt is kept) and three copy phases follow, the runs' vocabulary widening, the last
-        # with the other copy-rich kinds beside the runs, until the probe passes.
+        # alone (1.1 M tokens). Phase a ends at 22,000 steps (the language it learnt is kept).
         PhaseConfig("a", block_size=128, batch_size=4, max_steps=22_000, copy_share=0.5,
                     lr_scheduler="constant_with_warmup", warmup_steps=200, learning_rate=7e-4,
                     probe_every=500, stop_gain=4.0, stop_copied=0.8),
-        # each sub-vocabulary phase runs until its own pieces are copied (the probe over them), then the runs widen:
-        # the first build widened after a fixed 600 + 400 steps, while copying on 256 pieces was still blunt (gain
-        # 1.03), and the full phase then stayed at a gain of 1.4–2.2 for 1,300 steps
-        PhaseConfig("copy-256", block_size=64, batch_size=32, max_steps=4_000, copy_share=1.0,
+        # Then copying, from random runs written as token ids. Every earlier copy phase wrote the runs as text (pieces
+        # joined, then tokenized again), and text re-tokenizes into other, longer pieces: the runs the model saw were
+        # not the probe's runs, and their two showings need not match token for token (40 M tokens of such phases:
+        # at best a gain of 2.2 nats/token, 0 % copied). As ids, runs of one length (32, the probe's) taught a head
+        # that looks back 32 positions within 200 steps (gain 8.1 at length 32, below 0 at 24 and 40), so the runs'
+        # length varies (8–48) and the probe's targets must hold at 24 and 40 tokens too (build.OTHER_LENGTHS).
+        # With lengths varying, runs as ids beside natural text and the other kinds (16 × 128, 7e-4) gave nothing in
+        # 1,400 steps (gain 0.02), and runs alone over all pieces nothing in 350; over the first 256 ids alone the
+        # gain on those ids crept up (0.25 by step 600 at 7e-4; 0.15 by 1,200 at 2e-3). So the curriculum widens the
+        # runs' ids from 256 to 1,024 to all, each phase until its own ids are copied at every length.
+        PhaseConfig("copy-256", block_size=128, batch_size=16, max_steps=6_000, copy_share=1.0,
                     lr_scheduler="constant_with_warmup", warmup_steps=50, learning_rate=7e-4, probe_every=100,
-                    stop_gain=4.0, stop_copied=0.8, copy_kinds={"runs": 1.0}, runs_pieces=256),
-        PhaseConfig("copy-1k", block_size=64, batch_size=32, max_steps=4_000, copy_share=1.0,
+                    stop_gain=4.0, stop_copied=0.8, copy_kinds={"token_runs": 1.0}, runs_pieces=256),
+        PhaseConfig("copy-1k", block_size=128, batch_size=16, max_steps=4_000, copy_share=1.0,
                     lr_scheduler="constant_with_warmup", warmup_steps=20, learning_rate=7e-4, probe_every=100,
-                    stop_gain=4.0, stop_copied=0.8, copy_kinds={"runs": 1.0}, runs_pieces=1024),
-        PhaseConfig("copy", block_size=64, batch_size=32, max_steps=8_000, copy_share=1.0,
+                    stop_gain=4.0, stop_copied=0.8, copy_kinds={"token_runs": 1.0}, runs_pieces=1024),
+        PhaseConfig("copy", block_size=128, batch_size=16, max_steps=4_000, copy_share=0.6,
                     lr_scheduler="constant_with_warmup", warmup_steps=20, learning_rate=7e-4,
                     probe_every=100, stop_gain=4.0, stop_copied=0.8,
-                    copy_kinds={"runs": 4.0, "span": 1.0, "digits": 1.0, "lookup": 1.0, "calculator": 0.5,
-                                "dates": 0.5}),
-        PhaseConfig("b", block_size=256, batch_size=8, max_steps=2_000, copy_share=0.33, lr_scheduler="cosine",
-                    warmup_steps=50, learning_rate=1e-3, probe_every=250),
+                    copy_kinds={"token_runs": 3.0, "span": 1.0, "digits": 1.0, "lookup": 1.0, "calculator": 1.0,
+                                "dates": 1.0}),
+        # the full context and the quick batch, the rate decayed to zero; every copy-rich kind stays in the mix so
+        # the head formed above is kept
+        PhaseConfig("b", block_size=256, batch_size=8, max_steps=2_000, copy_share=0.4, lr_scheduler="cosine",
+                    warmup_steps=50, learning_rate=5e-4, probe_every=250,
+                    copy_kinds={"token_runs": 2.0, "span": 1.0, "digits": 1.0, "lookup": 1.0, "calculator": 1.0,
+                                "dates": 1.0}),
     )
     sft_scale: int = 4  # the quick SFT mixture's tool / date / no-tool examples × this
     sft_epochs: float = 2.0

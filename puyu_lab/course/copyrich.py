@@ -4,7 +4,8 @@ A model learns to copy from its context (induction heads) only from data that re
 and only after millions of tokens (N ≈ 10^5.7·√(batch × context), Aoyama, Wilcox & Schneider
 2025). Natural text rewards it rarely; these documents reward it on every line, in the forms the
 course assistant will need later: a span of the corpus quoted again, random runs of the
-vocabulary's own pieces shown twice (what ``models/probes.py`` measures), digit strings read back,
+vocabulary's own pieces shown twice (as text, and as token ids — what ``models/probes.py`` measures), digit
+strings read back,
 key → value lookups, and tool transcripts whose call copies the question's numbers and whose
 answer copies the tool's result (computed by the real calculator and date tools).
 
@@ -20,7 +21,7 @@ from typing import Sequence
 from ..contracts.calculator import calculate
 from ..contracts.dates import add_days
 
-KINDS = ("span", "runs", "digits", "lookup", "calculator", "dates")
+KINDS = ("span", "runs", "token_runs", "digits", "lookup", "calculator", "dates")
 
 _SPAN_LEAD = ["再说一遍：", "原文是：", "引用：", "重复一次：", "Again: ", "Quote: ", "Once more: ", "换句话说，原句是："]
 _RUN_SEP = [" | ", "\n", "；", " => ", "\n重复：", "\nrepeat: "]
@@ -49,6 +50,15 @@ def runs(rng: random.Random, pieces: Sequence[str]) -> str:
     """A run of random vocabulary pieces, shown two or three times."""
     run = "".join(rng.choice(pieces) for _ in range(rng.randint(6, 40))).replace("▁", " ")
     return rng.choice(_RUN_SEP).join([run] * rng.choice([2, 2, 3]))
+
+
+def token_runs(rng: random.Random, low: int, high: int) -> list[int]:
+    """A run of random token ids in ``[low, high)``, shown two or three times, as ids: the same run written as text
+    is re-tokenized into other, longer pieces, so its two showings need not even match token for token. The run's
+    length varies (8–48): with runs of one length (32, the probe's) the model learnt to look back 32 positions —
+    a gain of 8.1 nats/token on the probe and none at lengths 24 or 40 — not to copy by content."""
+    run = [rng.randrange(low, high) for _ in range(rng.randint(8, 48))]
+    return run * rng.choice([2, 2, 3])
 
 
 def digits(rng: random.Random) -> str:
@@ -98,19 +108,25 @@ def dates(rng: random.Random) -> str:
 
 
 def copy_rich_documents(texts: Sequence[str], pieces: Sequence[str], n: int, *, seed: int = 0,
-                        weights: dict[str, float] | None = None) -> list[dict]:
-    """``n`` documents ``{"text", "kind"}``, kinds drawn by ``weights`` (default: equal). ``texts``
-    are natural documents to quote from, ``pieces`` the tokenizer's ordinary pieces."""
+                        weights: dict[str, float] | None = None, ids: tuple[int, int] | None = None) -> list[dict]:
+    """``n`` documents ``{"text", "ids", "kind"}``, kinds drawn by ``weights`` (default: equal). ``texts``
+    are natural documents to quote from, ``pieces`` the tokenizer's ordinary pieces, ``ids`` the range of
+    ordinary token ids ``token_runs`` draws from (needed only for that kind). A document is its ``text``, or
+    where ``ids`` is not empty, those token ids (``text`` then empty)."""
     rng = random.Random(seed)
     weights = weights or {k: 1.0 for k in KINDS}
     unknown = set(weights) - set(KINDS)
     if unknown:
         raise ValueError(f"unknown copy-rich kinds {sorted(unknown)}: choose from {', '.join(KINDS)}")
+    if weights.get("token_runs") and ids is None:
+        raise ValueError("token_runs needs the range of token ids to draw from: copy_rich_documents(..., ids=(low, high))")
     kinds, w = zip(*weights.items())
     make = {"span": lambda: span(rng, rng.choice(texts)), "runs": lambda: runs(rng, pieces),
+            "token_runs": lambda: token_runs(rng, *ids),
             "digits": lambda: digits(rng), "lookup": lambda: lookup(rng),
             "calculator": lambda: calculator(rng), "dates": lambda: dates(rng)}
     out = []
     for kind in rng.choices(kinds, weights=w, k=n):
-        out.append({"text": make[kind](), "kind": kind})
+        doc = make[kind]()
+        out.append({"text": "", "ids": doc, "kind": kind} if isinstance(doc, list) else {"text": doc, "ids": [], "kind": kind})
     return out

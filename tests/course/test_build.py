@@ -16,11 +16,18 @@ from ..conftest import TINY_PRESET
 
 def test_copy_rich_documents_repeat_what_they_show():
     docs = copy_rich_documents(["今天天气很好，我们去公园散步吧。明天可能会下雨，所以要带伞，别忘了。"] * 2,
-                               ["▁the", "中国", "ing", "▁of", "12"], 300, seed=3)
+                               ["▁the", "中国", "ing", "▁of", "12"], 300, seed=3, ids=(300, 3700))
     kinds = {d["kind"] for d in docs}
     assert kinds == set(KINDS)
     for d in docs:
         t = d["text"]
+        if d["kind"] == "token_runs":  # ids, not text: one run of ids in range shown two or three times
+            ids = d["ids"]
+            assert t == "" and all(300 <= i < 3700 for i in ids)
+            k = next(k for k in (2, 3) if len(ids) % k == 0 and ids == ids[: len(ids) // k] * k)
+            assert 8 <= len(ids) // k <= 48
+        else:
+            assert d["ids"] == []
         if d["kind"] == "digits":  # the same digit string twice
             import re
 
@@ -45,35 +52,47 @@ def test_a_few_steps_a_phase_build_every_artifact_and_resume_where_they_stopped(
     assert m["copy_rich_tokens"] >= cfg.phases[0].tokens * cfg.phases[0].copy_share and m["copy_rich_documents"] > 0
     curve = read_curve(ws.root / "runs" / f"{run_a}.probe.jsonl")
     assert [c["step"] for c in curve] == [2, 4] and all("gain" in c and "copied" in c for c in curve)
+    # and at other run lengths: a head that looks back a fixed 32 positions must not pass for copying
+    assert all({"gain_24", "gain_40", "copied_24", "copied_40"} <= set(c) for c in curve)
     phase = json.loads((ws.get(model_a).path / "course_phase.json").read_text())
     assert phase["tokens_seen"] == 4 * 2 * 64 and phase["machine"]["cores"] >= 1
     assert phase["predicted_induction_tokens"] == round(10 ** 5.7 * (2 * 64) ** 0.5)
     first_a = ws.get(model_a).id
 
-    build(ws.root, cfg)  # goes on from the copy phases: phase a is not trained again
+    build(ws.root, cfg)  # goes on from the copy phase: phase a is not trained again
     assert ws.get(model_a).id == first_a
-    corpus_c, model_c, _ = phase_names(cfg.phases[1])
-    m = ws.get(corpus_c).metrics  # the first copy phase: random runs only, over the first 256 ordinary pieces
-    assert m["natural_repeats"] == 0 and m["train_documents"] == m["copy_rich_documents"]
-    assert set(m["copy_rich_kinds"]) == {"runs"}
     from puyu_lab.models.tokenizer import load_tokenizer
+    from puyu_lab.pretrain.train import documents, pack
 
     tok = load_tokenizer(ws.get("tokenizer/spm").path)
     margin = min(300, len(tok) // 10)
-    allowed = set(range(margin, margin + 256)) | {tok.eos_token_id, tok.bos_token_id}
-    texts = load_from_disk(str(ws.get(corpus_c).path / "dataset"))["train"]["text"][:50]
-    runs = [t.split("\n")[0].split(" | ")[0] for t in texts]
-    inside = sum(i in allowed for r in runs for i in tok(r, add_special_tokens=False)["input_ids"])
-    assert inside >= 0.8 * sum(len(tok(r, add_special_tokens=False)["input_ids"]) for r in runs)  # re-tokenizing merges a few
+    corpus_c, model_c, _ = phase_names(cfg.phases[1])
+    m = ws.get(corpus_c).metrics  # the first copy phase: runs of token ids only, over the first 256 ordinary ids
+    assert m["natural_repeats"] == 0 and set(m["copy_rich_kinds"]) == {"token_runs"}
+    train = load_from_disk(str(ws.get(corpus_c).path / "dataset"))["train"]
+    assert all(margin <= i < margin + 256 for r in train for i in r["ids"])
+    mixed = next(p for p in cfg.phases if p.name == "copy")  # the last: runs as ids beside natural text and every kind
+    m = ws.get(phase_names(mixed)[0]).metrics
+    assert m["natural_repeats"] >= 1 and set(m["copy_rich_kinds"]) == set(mixed.copy_kinds)
+    train = load_from_disk(str(ws.get(phase_names(mixed)[0]).path / "dataset"))["train"]
+    rows = [r for r in train if r["kind"] == "token_runs"][:20]
+    assert rows and all(margin <= i < len(tok) - margin for r in rows for i in r["ids"])
+    # the pretrain stage packs those ids as they are (text would be re-tokenized into other pieces)
+    arr, _ = pack(tok, documents(train), 64)
+    flat = arr.reshape(-1).tolist()
+    found = [r["ids"] for r in rows if any(flat[i:i + len(r["ids"])] == r["ids"] for i in range(len(flat)))]
+    assert len(found) >= len(rows) - 1  # all but one cut at the last block's end
     assert [p["name"] for p in ws.get(model_c).manifest["parents"]][-1] == model_a  # from phase a's weights
-    # its probe curve holds the probe over its own pieces too, the measure its target applies to
-    curve_c = read_curve(ws.root / "runs" / f"{phase_names(cfg.phases[1])[2]}.probe.jsonl")
-    assert curve_c and all(c["pieces"] == 256 and "pieces_gain" in c and "pieces_copied" in c for c in curve_c)
+    # a corpus made with another recipe is made again, and the run trained on it is not resumed
+    assert ws.get(corpus_c).params["copy_kinds"] == cfg.phases[1].copy_kinds
     b = ws.get("model/course-b")
     prev = phase_names(cfg.phases[-2])[1]
     assert [p["name"] for p in b.manifest["parents"]][-1] == prev  # phase b from the last copy phase's weights
     assert ws.exists("model/sft") and ws.get("model/sft").manifest["params"]["config"]["base"] == "model/course-b"
     assert ws.get("sft/data").metrics["train_custom"] > 0  # the reading-comprehension conversations
+    other = replace(cfg, phases=(cfg.phases[0], replace(cfg.phases[1], copy_share=0.9), *cfg.phases[2:]))
+    build(ws.root, other, until=cfg.phases[1].name)
+    assert ws.get(corpus_c).params["copy_share"] == 0.9 and ws.get(model_c).metrics["steps"] == cfg.phases[1].max_steps
 
 
 def test_a_phase_given_more_steps_continues_from_its_checkpoint_and_later_phases_are_redone(layers, tmp_path):
@@ -120,3 +139,23 @@ def test_the_stages_know_every_phase_the_build_makes():
     from puyu_lab.stages import COURSE_PHASES
 
     assert tuple(p.name for p in CourseConfig().phases) == COURSE_PHASES
+
+
+def test_a_phase_is_done_only_when_every_run_length_copies(tmp_path):
+    """The stop rule reads the probe at 24, 32 and 40 tokens: a curve point that copies at 32 only (a positional
+    head, as runs of one length taught) does not end the phase."""
+    from puyu_lab.course.build import phase_done
+    from puyu_lab.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    p = next(p for p in CourseConfig().phases if p.name == "copy")  # judged on the full probe
+    _, model, run = phase_names(p)
+    with ws.write(model, kind="model", stage="pretrain", params={}) as w:
+        w.metrics.update({"steps": 10})
+    curve = tmp_path / "ws" / "runs" / f"{run}.probe.jsonl"
+    curve.parent.mkdir(parents=True, exist_ok=True)
+    point = {"step": 10, "gain": 8.1, "copied": 1.0, "gain_24": -5.0, "copied_24": 0.0, "gain_40": -5.4, "copied_40": 0.0}
+    curve.write_text(json.dumps(point) + "\n")
+    assert not phase_done(ws, p)
+    curve.write_text(json.dumps({**point, "gain_24": 7.9, "copied_24": 0.9, "gain_40": 7.5, "copied_40": 0.85}) + "\n")
+    assert phase_done(ws, p)
