@@ -16,6 +16,8 @@ TEMPLATE = '''#!/usr/bin/env python
 """datatrove pipeline exported by puyu-lab {version} from a 书生·万卷 data-lab recipe.
 
 Run:   python {name} --input DIR_OF_JSONL --out OUT_DIR [--tasks N] [--workers N]
+       (tasks: how many shards of the input files, each task reading its own; workers: how many tasks run at once,
+        in every stage — the MinHash buckets stage has one task per band)
 Input: JSON lines with "id" and "text" (other fields travel along as metadata).
 Stages: 1 rules + PII → OUT/filtered;  2–4 MinHash signatures, buckets, clusters;
         5 keep one document per cluster → OUT/deduplicated.
@@ -69,7 +71,7 @@ def main():
     buckets = LocalPipelineExecutor(pipeline=[
         MinhashDedupBuckets(input_folder=f"{{out}}/minhash/signatures", output_folder=f"{{out}}/minhash/buckets",
                             config=cfg),
-    ], tasks=cfg.num_buckets, logging_dir=f"{{out}}/logs/buckets", depends=sigs)
+    ], tasks=cfg.num_buckets, workers=args.workers, logging_dir=f"{{out}}/logs/buckets", depends=sigs)
     clusters = LocalPipelineExecutor(pipeline=[
         MinhashDedupCluster(input_folder=f"{{out}}/minhash/buckets", output_folder=f"{{out}}/minhash/remove_ids",
                             config=cfg),

@@ -1,4 +1,5 @@
-"""``puyu-lab pretrain …``: train the tokenizer, train the model (also under ``accelerate launch``), or both (``run``)."""
+"""``puyu-lab pretrain …``: train the tokenizer, train the model, or both (``run``); ``--nproc N`` trains on N
+processes (torchrun, the Trainer's DDP: :mod:`.launch`)."""
 from __future__ import annotations
 
 import argparse
@@ -37,26 +38,50 @@ def _report(res) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from ..workspace import Workspace
+def _train(ws, cfg, args: argparse.Namespace, resume: bool = False) -> int:
+    """The model on ``--nproc`` processes (torchrun), or in this process; under torchrun only rank 0 reports."""
+    from .launch import launch, world
+
+    nproc = getattr(args, "nproc", None) or 1
+    if nproc != 1:
+        launch(ws, cfg, nproc, resume=resume)  # rank 0 of the processes it starts reports
+        return 0
     from .train import pretrain
 
-    return _report(pretrain(Workspace(args.home), _config(args), resume=args.resume))
+    res = pretrain(ws, cfg, resume=resume)
+    return _report(res) if world()[0] == 0 else 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..workspace import Workspace
+
+    return _train(Workspace(args.home), _config(args), args, resume=args.resume)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ..workspace import Workspace
-    from .entry import run
+    from .train import train_tokenizer
 
-    return _report(run(Workspace(args.home), _config(args)))
+    ws, cfg = Workspace(args.home), _config(args)
+    if (getattr(args, "nproc", None) or 1) == 1:
+        from .entry import run
+
+        return _report(run(ws, cfg))
+    from .launch import check_parallel
+
+    check_parallel(cfg, args.nproc)  # a config the processes cannot share fails before the tokenizer's minutes
+    train_tokenizer(ws, cfg.preset.vocab_size)
+    return _train(ws, cfg, args)
 
 
-TRAINING = (opt("--config", help="a PretrainConfig as JSON"), *RUN_LENGTH)
+NPROC = opt("--nproc", type=int, help="train on N processes: torchrun starts them, the HF Trainer runs them as DDP "
+                                      "(gloo on a CPU, NCCL on GPUs); the batch is the global batch, split across them")
+TRAINING = (opt("--config", help="a PretrainConfig as JSON"), *RUN_LENGTH, NPROC)
 
 
 def add_pretrain_commands(sub) -> None:
     add_stage(sub, "pretrain", "InternLM-Train stage: tokenizer and tiny model from corpus/clean",
               Verb("tokenizer", cmd_tokenizer, "train tokenizer/spm on corpus/clean", (opt("--vocab-size", type=int),)),
-              Verb("train", cmd_train, "train model/base (works under accelerate launch / torchrun)",
+              Verb("train", cmd_train, "train model/base (--nproc N: on N processes, torchrun + DDP)",
                    (*TRAINING, opt("--resume", action="store_true", help="continue from the last checkpoint"))),
               Verb("run", cmd_run, "the whole stage: tokenizer/spm, then model/base", TRAINING))

@@ -3,8 +3,9 @@ and bits-per-byte, checkpoints, graceful stop and resume.
 
 The engine reports through events (``begin``, ``log``, ``eval``, ``sample``, ``checkpoint``,
 ``end``); :class:`EventCallback` turns Trainer hooks into those events, so any HF Trainer can feed
-the training panel. Works under ``accelerate launch`` / ``torchrun`` (the Trainer handles the
-processes); a test runs it with one process.
+the training panel. On N processes it runs under ``torchrun`` as the Trainer's DDP (``--nproc N``:
+:mod:`.launch`): the config's batch is the global batch, split across the processes, and only rank 0
+writes (run directory, events, the artifact); a test checks that 2 processes give 1 process's curve.
 """
 from __future__ import annotations
 
@@ -211,9 +212,16 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
 
     from ..artifacts import load_corpus
 
+    from .launch import backend, check_worker, world
+
     ws = ws.for_stage("pretrain")  # reads only what stages.py declares for the stage
     cfg = cfg or PretrainConfig()
-    em = Emitter("pretrain", on_event)
+    cuda = torch.cuda.is_available()
+    rank, nproc = world()  # under torchrun: this process's rank among nproc (DDP); else 0 of 1
+    if nproc > 1:
+        check_worker(cfg, nproc, cuda=cuda)
+    main = rank == 0  # only rank 0 writes: the run directory, the events, the artifact
+    em = Emitter("pretrain", on_event if main else None)
     corpus_name = corpus
     corpus = ws.get(corpus_name)
     tok_art = ws.get(TOKENIZER)
@@ -236,10 +244,32 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
     identity = _run_identity(tok_art, cfg)
     if resume:
         _check_resume(out, identity)
-    if not resume and out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / RUN_FILE).write_text(json.dumps(identity, indent=1), encoding="utf-8")
+    numerics = resolve(cfg.bf16, "cuda" if cuda else "cpu")
+    per_process = cfg.batch_size // nproc  # the config's batch is the global one
+    args = TrainingArguments(
+        output_dir=str(out), per_device_train_batch_size=per_process,
+        per_device_eval_batch_size=_eval_batch(len(eval_arr), per_process, nproc),
+        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,  # the optimizer: build_optimizer(cfg)
+        max_grad_norm=1.0, logging_steps=cfg.log_every, logging_first_step=True, eval_strategy="steps",
+        eval_steps=cfg.eval_every, save_strategy="steps", save_steps=cfg.save_every, save_total_limit=2,
+        report_to="none", use_cpu=not cuda, bf16=numerics.bf16, fp16=numerics.fp16, dataloader_num_workers=0,
+        seed=cfg.seed,
+        disable_tqdm=not cfg.progress_bar, remove_unused_columns=False, dataloader_pin_memory=cuda,
+        # DDP (torchrun): every parameter gets a gradient, so DDP need not search the graph for unused ones. The
+        # step-0 held-out loss comes from the Trainer's own eval_on_start: an evaluate() before train() marks the
+        # model as prepared, and train() then never wraps it in DistributedDataParallel — each process would train
+        # alone on its share, silently (seen with transformers 5.25 / accelerate 1.16; tests/pretrain/test_ddp.py)
+        **({"ddp_backend": backend(cuda), "ddp_find_unused_parameters": False, "eval_on_start": not resume}
+           if nproc > 1 else {}),
+    )
+    # (the arguments set up the process group under torchrun: the other ranks wait here for rank 0's directory)
+    with args.main_process_first(local=False, desc="the run directory"):
+        if main:
+            if not resume and out.exists():
+                shutil.rmtree(out)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / RUN_FILE).write_text(json.dumps(identity, indent=1), encoding="utf-8")
     start = ws.get(init_from) if init_from else None
     if start is not None:
         model = LlamaForCausalLM.from_pretrained(str(start.path))
@@ -254,26 +284,14 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
         model = LlamaForCausalLM(llama_config(cfg.preset, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
         zero_init_residual_projections(model)
     t_sample = time.perf_counter()
-    before = {} if resume else dict(zip(cfg.prompts, generate_samples(model, tok, cfg.prompts, cfg.sample_tokens, cfg.seed)))
+    before = {} if resume or not main else dict(zip(cfg.prompts, generate_samples(model, tok, cfg.prompts, cfg.sample_tokens, cfg.seed)))
     t_sample = time.perf_counter() - t_sample if before else None
     if before:
         em.emit("sample", step=0, samples=before)
-    cuda = torch.cuda.is_available()
-    numerics = resolve(cfg.bf16, "cuda" if cuda else "cpu")
     em.emit("numerics", **numerics.to_dict(), summary=numerics.summary())
-    args = TrainingArguments(
-        output_dir=str(out), per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,  # the optimizer: build_optimizer(cfg)
-        max_grad_norm=1.0, logging_steps=cfg.log_every, logging_first_step=True, eval_strategy="steps",
-        eval_steps=cfg.eval_every, save_strategy="steps", save_steps=cfg.save_every, save_total_limit=2,
-        report_to="none", use_cpu=not cuda, bf16=numerics.bf16, fp16=numerics.fp16, dataloader_num_workers=0,
-        seed=cfg.seed,
-        disable_tqdm=not cfg.progress_bar, remove_unused_columns=False, dataloader_pin_memory=cuda,
-    )
     if cfg.budget_s:  # a ceiling only: the budget's plan decides where the run ends
         args.max_steps = cfg.max_steps * CEILING
-    cb = make_event_callback(em, cfg, tok, stop, eval_info["tokens_per_byte"])
+    cb = make_event_callback(em, cfg, tok if main else None, stop, eval_info["tokens_per_byte"])
     trainer = Trainer(model=model, args=args, train_dataset=Blocks(train_arr), eval_dataset=Blocks(eval_arr),
                       callbacks=[cb, *(extra_callbacks or [])],
                       optimizers=(build_optimizer(model, cfg, ns_dtype=numerics.muon_ns_dtype), None))
@@ -281,7 +299,7 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
         stop.clear()
     initial = _initial_eval(ws, output) if resume else None
     t_eval = None
-    if not resume:  # the held-out loss of the untrained model: the curve's first point (and an evaluation's price)
+    if not resume and nproc == 1:  # the untrained model's held-out loss: the curve's first point (and an evaluation's price)
         t_eval = time.perf_counter()
         initial = {"step": 0, "eval_loss": trainer.evaluate()["eval_loss"]}
         t_eval = time.perf_counter() - t_eval
@@ -299,7 +317,13 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
     stopped = cb.stopped and state.global_step < state.max_steps
     if not any("eval_loss" in h and h.get("step") == state.global_step for h in state.log_history):
         trainer.evaluate()  # the final held-out loss, also after a Stop
+    if any(h.get("step") == 0 and "eval_loss" in h for h in state.log_history):
+        initial = None  # the Trainer's own step-0 evaluation (N processes: eval_on_start, kept in a checkpoint)
     history = ([initial] if initial else []) + list(trainer.state.log_history)
+    if not main:  # the other ranks wait for rank 0's artifact, then return it too
+        trainer.accelerator.wait_for_everyone()
+        return PretrainResult(state.global_step, state.max_steps, stopped, last_checkpoint(ws, run), history,
+                              ws.get(output))
     after = dict(zip(cfg.prompts, generate_samples(trainer.model, tok, cfg.prompts, cfg.sample_tokens, cfg.seed)))
     em.emit("sample", step=state.global_step, samples=after)
     evals = [h for h in history if "eval_loss" in h]
@@ -311,8 +335,10 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
         "train_tokens_seen": state.global_step * cfg.tokens_per_step,
         "parameters": size_arithmetic(cfg.preset)["parameters"],
         "precision": numerics.dtype, "muon_ns_dtype": numerics.muon_ns_dtype if cfg.optimizer == "muon" else None,
-        "tokens_per_s": round(train_rate(history, cfg.tokens_per_step, from_step=_step_of(ckpt)), 1),
+        "tokens_per_s": round(_rate(history, cfg.tokens_per_step, _step_of(ckpt), nproc), 1),
         "train_flops_per_token": size_arithmetic(cfg.preset)["train_flops_per_token"],
+        # how the run was executed: processes (DDP under torchrun) and the global batch they shared, in sequences
+        "nproc": nproc, "global_batch": cfg.batch_size * cfg.grad_accum,
     }
     metrics.update(utilisation(metrics["tokens_per_s"], metrics["train_flops_per_token"], numerics))
     metrics.update(budget_metrics(budget.plan if budget else None, steps=state.global_step, train_seconds=t_train))
@@ -326,16 +352,44 @@ def pretrain(ws: Workspace, cfg: PretrainConfig | None = None, *, on_event: Call
     metrics.update(copy_first_nll=probe["first_nll"], copy_second_nll=probe["second_nll"], copy_gain=probe["gain"])
     with ws.write(output, kind="model", stage="pretrain", parents=[corpus, tok_art] + ([start] if start else []),
                   params={"config": cfg.to_dict(), "profile_preset": cfg.preset.to_dict(), "init_from": init_from,
-                          "numerics": numerics.to_dict()}) as w:
+                          "numerics": numerics.to_dict(),
+                          "parallel": {"strategy": "ddp" if nproc > 1 else "single process", "nproc": nproc,
+                                       "backend": backend(cuda) if nproc > 1 else None,
+                                       "global_batch": cfg.batch_size * cfg.grad_accum,
+                                       "per_process_batch": per_process, "grad_accum": cfg.grad_accum,
+                                       "model_wrapper": type(trainer.model_wrapped).__name__}}) as w:
         trainer.model.save_pretrained(str(w.path))
         save_tokenizer(tok, w.path, tok_art.path / "tokenizer.model")
         (w.path / "curve.json").write_text(json.dumps(history, indent=1), encoding="utf-8")
         (w.path / "samples.json").write_text(json.dumps({"before": before, "after": after}, ensure_ascii=False,
                                                         indent=1), encoding="utf-8")
         w.metrics.update(metrics)
+    trainer.accelerator.wait_for_everyone()  # (1 process: nothing to wait for)
     ckpt_path = last_checkpoint(ws, run)
     em.emit("done", **metrics)
     return PretrainResult(state.global_step, state.max_steps, stopped, ckpt_path, history, ws.get(output), before, after)
+
+
+def _eval_batch(blocks: int, per_process: int, nproc: int) -> int:
+    """The evaluation batch per process: on N processes the largest (≤ the training one) that divides the held-out
+    blocks. The Trainer averages batch means, each repeated once per sequence, and accelerate completes a last
+    partial batch with blocks from the start (even_batches): those would enter a real batch's mean and the held-out
+    loss would differ from one process's. Whole padding batches come last and are dropped when gathered."""
+    if nproc == 1:
+        return per_process
+    return max(b for b in range(1, per_process + 1) if blocks % b == 0)
+
+
+def _rate(history: list[dict], tokens_per_step: int, from_step: int, nproc: int) -> float:
+    """Training tokens/s (all processes together). On N processes the step-0 evaluation runs inside the Trainer's
+    clock (eval_on_start) while one process makes it before: it is taken out, so the two rates compare (a resumed
+    run did not make it in this session)."""
+    rate = train_rate(history, tokens_per_step, from_step=from_step)
+    end = next((h for h in reversed(history) if "train_runtime" in h), None)
+    first = next((h for h in history if h.get("step") == 0 and "eval_runtime" in h), None)
+    if nproc == 1 or from_step or not rate or not end or not first or end["train_runtime"] <= first["eval_runtime"]:
+        return rate
+    return rate * end["train_runtime"] / (end["train_runtime"] - first["eval_runtime"])
 
 
 def _step_of(checkpoint: str | None) -> int:
