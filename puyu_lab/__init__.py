@@ -5,11 +5,24 @@ Engines live in ``puyu_lab.<stage>`` (plain Python); views live in ``puyu_lab.pa
 from __future__ import annotations
 
 from .version import __version__  # noqa: E402
-from .i18n import get_language, set_language, t, tr  # noqa: E402
+from . import i18n as _i18n  # noqa: E402
+from .i18n import get_language, t, tr  # noqa: E402
 from .profiles import get_profile  # noqa: E402
 from .workspace import Workspace  # noqa: E402
 
 __all__ = ["__version__", "Workspace", "get_profile", "set_language", "get_language", "t", "tr", "setup"]
+
+
+def set_language(lang: str | None) -> None:
+    """The course language for what follows: ``"zh"`` or ``"en"`` (a locale name such as ``zh_CN`` counts as its
+    language); ``None``: ``$PUYU_LAB_LANG``, else the system's. Anything else is an :class:`~puyu_lab.errors.InputError`
+    saying so in both languages. (:func:`puyu_lab.i18n.set_language` below it imports no error class: the errors read
+    the language from there.)"""
+    if lang is not None and not str(lang).strip().lower().startswith(("zh", "en")):
+        from .errors import InputError
+
+        raise InputError(f"language must be 'zh' or 'en', not {lang!r}", zh=f"语言只能是 'zh' 或 'en'，而不是 {lang!r}")
+    _i18n.set_language(lang)
 
 
 def setup(profile: str | None = None, language: str | None = None, home: str | None = None):

@@ -25,6 +25,7 @@ import json
 import re
 from pathlib import Path
 
+from .errors import InputError
 from .workspace import Workspace
 
 CORPUS = "corpus/clean"
@@ -103,7 +104,8 @@ def load_sft_data(ws: Workspace, part: str = "train") -> list[dict]:
     trained on), ``arithmetic_heldout`` and ``date_heldout`` (tool tasks never trained on),
     ``notool_heldout`` (questions that need no tool, never trained on)."""
     if part not in SFT_PARTS:
-        raise ValueError(f"sft/data has no part {part!r}: use one of {', '.join(SFT_PARTS)}")
+        raise InputError(f"sft/data has no part {part!r}: use one of {', '.join(SFT_PARTS)}",
+                         zh=f"sft/data 里没有 {part!r} 这一部分：可选 {', '.join(SFT_PARTS)}")
     return _jsonl(ws.get(SFT_DATA).path / f"{part}.jsonl")
 
 
@@ -111,7 +113,8 @@ def load_pref_pairs(ws: Workspace, part: str = "heldout") -> list[dict]:
     """A part of ``pref/data`` (``train`` or ``heldout``): pairs in trl's conversational format
     (``prompt`` messages, one-message ``chosen`` / ``rejected``), each with its ``source``."""
     if part not in ("train", "heldout"):
-        raise ValueError(f"{PREF_DATA} has parts 'train' and 'heldout', not {part!r}")
+        raise InputError(f"{PREF_DATA} has parts 'train' and 'heldout', not {part!r}",
+                         zh=f"{PREF_DATA} 只有 'train' 和 'heldout' 两部分，没有 {part!r}")
     return _jsonl(ws.get(PREF_DATA).path / f"{part}.jsonl")
 
 

@@ -20,7 +20,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .i18n import tr
+from .i18n import t, tr
 
 _LLAMA_BUILD = "CMAKE_ARGS=\"-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF\" pip install 'llama-cpp-python[server]==0.3.36'"
 _LLAMA_REBUILD = ("CMAKE_ARGS=\"-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF\" "
@@ -48,7 +48,7 @@ class Check:
 
 
 def _status(status: str) -> str:
-    return {"ok": tr("通过", "ok"), "warn": tr("警告", "warn"), "fail": tr("失败", "fail")}.get(status, status)
+    return t(status)  # ok / warn / fail: the words every table of the course uses (puyu_lab.i18n.STRINGS)
 
 
 def _width(text: str) -> int:
@@ -200,7 +200,7 @@ def _why_bf16_zh(why: str) -> str:
     return why
 
 
-def _numerics_zh(path) -> str:
+def numerics_zh(path) -> str:
     """The numeric path's reason in Chinese (the English is ``path.reason``, whose figures this keeps)."""
     from .numerics import FORCE_ENV
 
@@ -236,7 +236,7 @@ def check_numerics() -> Check:
     if path.probe:
         a, b = path.probe["fp32"], path.probe["bf16"]
         probe = tr(f"；矩阵乘法实测 fp32 {a:g} / bf16 {b:g} GFLOP/s", f"; probe fp32 {a:g} / bf16 {b:g} GFLOP/s")
-    return Check("bf16", tr(_numerics_zh(path), path.reason) + probe, "ok", required=False, label=label)
+    return Check("bf16", tr(numerics_zh(path), path.reason) + probe, "ok", required=False, label=label)
 
 
 _BACKTICKED = re.compile(r"`([^`]+)`")

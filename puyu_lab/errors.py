@@ -35,6 +35,11 @@ class MissingInput(InputError, FileNotFoundError):
     :class:`InputError` that callers catching ``FileNotFoundError`` still catch."""
 
 
+class UsageError(PuyuError, RuntimeError):
+    """A call made out of order (a panel asked to run while it still runs, to resume with nothing to resume): the
+    message says what to do first."""
+
+
 class Msg(str):
     """A message built in one place and raised (or listed) in another, in both languages: it is the English
     string (it compares, joins and matches as that), and ``.zh`` is its Chinese. :func:`zh_of` reads either."""
@@ -53,6 +58,16 @@ class Msg(str):
 def zh_of(text) -> str:
     """The Chinese of a :class:`Msg` (or of a PuyuError); a plain string is returned as it is."""
     return getattr(text, "zh", None) or str(text)
+
+
+def localized(text) -> str:
+    """``text`` (a :class:`Msg`, a PuyuError or a plain string) in the current language
+    (:func:`puyu_lab.i18n.get_language`): its Chinese for a zh reader, else its English."""
+    from .i18n import get_language
+
+    if get_language() == "zh":
+        return zh_of(text)
+    return getattr(text, "en", None) or str(text)
 
 
 def is_user_error(exc: BaseException) -> bool:

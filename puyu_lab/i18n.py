@@ -55,11 +55,12 @@ STRINGS: dict[str, tuple[str, str]] = {
     "check": ("Check", "检查项"),
     "value": ("Value", "取值"),
     "ok": ("ok", "通过"),
+    "warn": ("warn", "警告"),
+    "fail": ("fail", "未通过"),
     "fix": ("Fix", "修复方法"),
     "profile": ("Profile", "配置档"),
     "description": ("Description", "说明"),
     "device": ("Device", "设备"),
-    "minutes": ("Minutes (chain)", "用时（分钟）"),
     "fits": ("Fits here", "本机可用"),
     "yes": ("yes", "是"),
     "no": ("no", "否"),
@@ -71,6 +72,15 @@ STRINGS: dict[str, tuple[str, str]] = {
     "nll_per_token": ("loss per token (nats)", "每个词元的损失 (nats)"),
     "cliff_at": ("the cliff at step", "断崖出现在第几步"),
     "no_cliff_yet": ("no cliff yet", "还没有出现断崖"),
+    # the lesson's figures (panels.induction)
+    "copy_curve_title": ("Copying from the context vs training tokens", "从上下文复制的能力 与 训练词元数"),
+    "training_tokens": ("training tokens", "训练词元数"),
+    "copy_gain": ("copy gain (nats/token)", "复制增益（nats/词元）"),
+    "head_scores_title": ("Prefix-matching score per attention head", "每个注意力头的前缀匹配分数"),
+    "head": ("head", "头"),
+    "layer": ("layer", "层"),
+    "attends_to": ("attends to position", "被关注的位置"),
+    "query_position": ("query position", "查询位置"),
     "export": ("Export", "导出"),
     "documents": ("documents", "文档"),
     "characters": ("characters", "字符"),
@@ -258,7 +268,7 @@ def set_language(lang: str | None) -> None:
         _LANG = default_language()
         return
     norm = str(lang).strip().lower()
-    if not norm.startswith(("zh", "en")):
+    if not norm.startswith(("zh", "en")):  # a learner calls puyu_lab.set_language, which says so in both languages
         raise ValueError(f"language must be 'zh' or 'en', not {lang!r}")
     _LANG = norm[:2]
 

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .errors import MissingInput, Msg, PuyuError, zh_of
 from .events import Emitter, Event
 from .htmlassets import ship_plotly
+from .i18n import get_language, tr
 from .paths import project_root
 from .workspace import Workspace
 
@@ -31,7 +33,8 @@ def labs_folder() -> Path:
     """The ``labs/`` folder of the checkout (see :func:`puyu_lab.paths.project_root`)."""
     root = project_root()
     if root is None:
-        raise FileNotFoundError("cannot find the labs/ folder: run from the puyu-lab checkout")
+        raise MissingInput("cannot find the labs/ folder: run from the puyu-lab checkout",
+                           zh="找不到 labs/ 文件夹：请在 puyu-lab 的代码目录里运行")
     return root / "labs"
 
 
@@ -56,13 +59,18 @@ class LabResult:
     ok: bool
     seconds: float
     figures: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
+    error: str = ""  # English; a Msg, whose .zh is the Chinese
     executed: Path | None = None
 
     def line(self) -> str:
+        """The chain's one line for this lab, in the current language."""
         figs = ", ".join(f"{k}={_short(v)}" for k, v in self.figures.items())
-        state = "ok  " if self.ok else "FAIL"
-        return f"{state} {self.lab:<22} {self.seconds:7.1f}s  {figs if self.ok else self.error}"
+        state = (tr("通过", "ok  ") if self.ok else tr("失败", "FAIL"))
+        return f"{state} {self.lab:<22} {self.seconds:7.1f}s  {figs if self.ok else self.error_in()}"
+
+    def error_in(self) -> str:
+        """Why the lab failed, in the current language."""
+        return zh_of(self.error) if get_language() == "zh" else str(self.error)
 
 
 def _short(v: Any) -> str:
@@ -71,8 +79,8 @@ def _short(v: Any) -> str:
     return str(v)
 
 
-class ChainError(RuntimeError):
-    pass
+class ChainError(PuyuError, RuntimeError):
+    """The chain cannot start as asked (no lab matches ``--only``)."""
 
 
 HOMEWORK_TAG = "homework"  # a 作业 cell's tag: the learner runs it; the headless chain leaves it out
@@ -127,8 +135,11 @@ def run_lab(nb: Path, out_dir: Path, *, profile: str, workspace: Workspace,
         ok, error = True, ""
     except pm.PapermillExecutionError as exc:
         ok = False
-        error = (f"cell {exc.cell_index} (execution count {exc.exec_count}): {exc.ename}: "
-                 f"{str(exc.evalue)[:500]} — executed copy: {executed}")
+        evalue = str(exc.evalue)[:500]
+        error = Msg(f"cell {exc.cell_index} (execution count {exc.exec_count}): {exc.ename}: {evalue} — "
+                    f"executed copy: {executed}",
+                    f"第 {exc.cell_index} 个单元格（执行序号 {exc.exec_count}）出错：{exc.ename}: {evalue} —— "
+                    f"执行后的副本：{executed}")
     finally:
         for k, v in env_before.items():
             if v is None:
@@ -169,8 +180,9 @@ def offline_notebook(nb, snapshots: dict[str, str]):
                 snap = snapshots.get(view.get("model_id"))
                 if snap is None:  # a live widget is never dropped (ipywidgets holds it) until it is closed,
                     # and a closed widget shows nothing in JupyterLab either (a finished progress bar)
-                    snap = "" if snapshots else \
-                        "<div class='dim'>(an interactive widget: open the notebook in JupyterLab)</div>"
+                    snap = "" if snapshots else "<div class='dim'>" + tr(
+                        "（交互控件：请在 JupyterLab 中打开这个笔记本）",
+                        "(an interactive widget: open the notebook in JupyterLab)") + "</div>"
                 out["data"] = {"text/html": snap}
             elif "application/vnd.plotly.v1+json" in data:
                 out["data"] = {"text/html": output_html(out)}
@@ -200,17 +212,21 @@ def _to_html(executed: Path, snapshots: Path | None = None) -> None:
         tmp.write_text(body, encoding="utf-8")
         os.replace(tmp, out)
     except Exception as exc:  # the report is a convenience; never hide the lab's own result
-        executed.with_suffix(".html").write_text(f"<pre>could not render: {html.escape(str(exc))}</pre>")
+        said = tr("无法生成 HTML：", "could not render: ")
+        executed.with_suffix(".html").write_text(f"<pre>{said}{html.escape(str(exc))}</pre>", encoding="utf-8")
 
 
 def numeric_path() -> str:
-    """The precision the labs' training runs in on this machine, and why (puyu_lab.numerics)."""
+    """The precision the labs' training runs in on this machine, and why (puyu_lab.numerics), in the current
+    language."""
     try:
+        from .doctor import numerics_zh
         from .numerics import choose
 
-        return choose().summary()
+        path = choose()
+        return tr(f"{path.dtype}（{numerics_zh(path)}）", path.summary())
     except Exception as exc:  # torch missing: the labs say so themselves
-        return f"unknown ({exc})"
+        return tr(f"未知（{exc}）", f"unknown ({exc})")
 
 
 def write_report(results: list[LabResult], out_dir: Path, profile: str, numerics: str | None = None,
@@ -232,7 +248,8 @@ def write_report(results: list[LabResult], out_dir: Path, profile: str, numerics
     for r in results:
         figs = "<br>".join(f"{html.escape(k)} = {html.escape(_short(v))}" for k, v in r.figures.items())
         link = f'<a href="{html.escape(r.lab[:-6])}.html">{html.escape(r.lab)}</a>'
-        status = '<b style="color:#1e8e3e">ok</b>' if r.ok else f'<b style="color:#c5221f">failed</b><br>{html.escape(r.error)}'
+        status = (f'<b style="color:#1e8e3e">{tr("通过", "ok")}</b>' if r.ok else
+                  f'<b style="color:#c5221f">{tr("失败", "failed")}</b><br>{html.escape(r.error_in())}')
         p, t = by_lab.get(r.lab, (0, 0))
         checks = f'<b style="color:{"#1e8e3e" if p == t else "#c5221f"}">{p}/{t}</b>' if t else "–"
         rows.append(f"<tr data-lab='{html.escape(r.lab)}'><td>{link}</td><td>{status}</td><td>{r.seconds:.1f}</td>"
@@ -245,17 +262,23 @@ def write_report(results: list[LabResult], out_dir: Path, profile: str, numerics
 
         ship_plotly(out_dir / PLOTLY_JS)
         scripts = f"<script src='{PLOTLY_JS}'></script>{PLOT_SCRIPT}"
-        plot = (f"<p>自检 self-checks: <b>{card.passed}/{card.total}</b> passed — "
-                f"<a href='../report/index.html'>成绩单 report card</a> (each check, its figure and hint)</p>"
-                f"{plotly_div(labs_figure(card), 260)}")
+        card_link = f"<a href='../report/index.html'>{tr('成绩单', 'report card')}</a>"
+        plot = ("<p>" + tr(f"自检：<b>{card.passed}/{card.total}</b> 项通过 —— 每项的数字和提示见{card_link}",
+                           f"self-checks: <b>{card.passed}/{card.total}</b> passed — {card_link} "
+                           "(each check, its figure and hint)") + f"</p>{plotly_div(labs_figure(card), 260)}")
     else:
-        plot = f"<p>self-checks could not run: {html.escape(card_error)}</p>"
-    page = f"""<!doctype html><meta charset="utf-8"><title>puyu-lab chain report</title>{scripts}
+        plot = "<p>" + tr("自检没能运行：", "self-checks could not run: ") + f"{html.escape(card_error)}</p>"
+    when = time.strftime('%Y-%m-%d %H:%M:%S')
+    said = tr(f"配置档 <b>{html.escape(profile)}</b>，{len(results)} 个实验，共 {total:.1f} 秒，{when}",
+              f"profile <b>{html.escape(profile)}</b>, {len(results)} lab(s), {total:.1f} s in all, {when}")
+    head = "".join(f"<th>{h}</th>" for h in (tr("实验", "Lab"), tr("状态", "Status"), tr("用时（秒）", "Wall time (s)"),
+                                            tr("自检", "Checks"), tr("关键指标", "Key figures")))
+    page = f"""<!doctype html><meta charset="utf-8"><title>{tr("puyu-lab 全链路报告", "puyu-lab chain report")}</title>{scripts}
 <style>body{{font-family:sans-serif;margin:2em}} td,th{{border-bottom:1px solid #ddd;padding:4px 10px;text-align:left;vertical-align:top}}</style>
-<h1>书生·浦语 puyu-lab — chain report</h1>
-<p>profile <b>{html.escape(profile)}</b>, {len(results)} lab(s), {total:.1f} s in all, {time.strftime('%Y-%m-%d %H:%M:%S')}</p>
-<p>numeric path: {html.escape(numerics or numeric_path())}</p>{plot}
-<table><tr><th>Lab</th><th>Status</th><th>Wall time (s)</th><th>Checks</th><th>Key figures</th></tr>{''.join(rows)}</table>"""
+<h1>书生·浦语 puyu-lab — {tr("全链路报告", "chain report")}</h1>
+<p>{said}</p>
+<p>{tr("数值精度：", "numeric path: ")}{html.escape(numerics or numeric_path())}</p>{plot}
+<table><tr>{head}</tr>{''.join(rows)}</table>"""
     path = out_dir / "report.html"
     tmp = path.with_name(path.name + ".partial")
     tmp.write_text(page, encoding="utf-8")
@@ -273,7 +296,8 @@ def run_chain(*, profile: str = "quick", workspace: Workspace | None = None, lab
     if only:
         labs = [nb for nb in labs if any(nb.stem.startswith(o) or nb.name == o for o in only)]
         if not labs:
-            raise ChainError(f"no lab matches {only}; labs are: {[p.name for p in discover(labs_dir)]}")
+            raise ChainError(f"no lab matches {only}; labs are: {[p.name for p in discover(labs_dir)]}",
+                             zh=f"没有与 {only} 对应的实验；现有的实验：{[p.name for p in discover(labs_dir)]}")
     results: list[LabResult] = []
     numerics = numeric_path()
     em.emit("numerics", summary=numerics)

@@ -1,9 +1,12 @@
 """Profiles: one setting that sizes every stage of the chain.
 
-``quick``  CPU, the whole chain in about ten minutes on 2 cores (the default).
-``full``   CPU, better quality; over an hour on 2 cores (the measured times: README, Profiles).
+``quick``  CPU, a tiny model; its training stages run on wall-clock budgets (the default).
+``full``   CPU, all the data and a larger tiny model: better quality, much longer runs.
 ``gpu``    a real chat model (e.g. InternLM2-chat-1.8B) from a local path or the hub, QLoRA;
            requires CUDA and says so clearly without it.
+
+No profile states a time: the times are measured, per lab, in the table ``make chain`` writes
+(``<workspace>/chain/report.html``).
 
 Chosen by a notebook's ``parameters`` cell or ``$PUYU_LAB_PROFILE``. Each stage reads its own
 section (``profile.data`` …); a stage adds its section here when it lands.
@@ -33,7 +36,6 @@ class Profile:
     name: str
     description: str
     device: str  # "cpu" or "cuda"
-    minutes: str  # the wall time a learner should expect for the whole chain
     data: DataSettings = field(default_factory=DataSettings)
     base_model: str | None = None  # gpu profile: a local path or hub id of a real chat model
     embedding_model: str | None = None  # gpu profile: a local embedding-model directory for the RAG lab (else trained)
@@ -49,17 +51,19 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
-        "quick", "CPU, a tiny model, the whole chain in about 10 minutes on 2 cores", "cpu", "≈10",
+        "quick", "CPU, a tiny model; the training stages run on wall-clock budgets "
+                 "(the times: the table `make chain` writes)", "cpu",
         data=DataSettings(max_docs_per_source=4000),
-        description_zh="CPU，一个很小的模型，2 核上全链路约 10 分钟",
+        description_zh="CPU，一个很小的模型；各训练阶段按时间预算运行（实测用时见 `make chain` 生成的表）",
     ),
     "full": Profile(
-        "full", "CPU, all the data and a larger tiny model; pretraining alone ≈ 42 min on 2 cores", "cpu", "≥60",
+        "full", "CPU, all the data and a larger tiny model; runs far longer than quick "
+                "(the times: the table `make chain` writes)", "cpu",
         data=DataSettings(max_docs_per_source=None),
-        description_zh="CPU，全部数据和一个大一些的小模型；2 核上仅预训练就约 42 分钟",
+        description_zh="CPU，全部数据和一个大一些的小模型；比 quick 慢得多（实测用时见 `make chain` 生成的表）",
     ),
     "gpu": Profile(
-        "gpu", "CUDA GPU, a real chat model (InternLM2-chat-1.8B) fine-tuned with QLoRA", "cuda", "≈20",
+        "gpu", "CUDA GPU, a real chat model (InternLM2-chat-1.8B) fine-tuned with QLoRA", "cuda",
         data=DataSettings(max_docs_per_source=None),
         description_zh="CUDA GPU，用 QLoRA 微调一个真正的对话模型（InternLM2-chat-1.8B）",
         base_model=os.environ.get("PUYU_LAB_GPU_MODEL", "internlm/internlm2-chat-1_8b"),

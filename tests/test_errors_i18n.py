@@ -137,6 +137,63 @@ def test_every_puyu_error_is_raised_with_its_chinese(scanned):
                          "both):\n  " + "\n  ".join(dropped))
 
 
+# Code a learner reaches from a lab's parameters, a homework cell or the command line: it raises PuyuErrors only (which
+# the scan above holds to their Chinese), never a bare ValueError / RuntimeError whose English is all a zh learner
+# gets. A file (None: all of it) or the functions named in it.
+LEARNER_REACHED: dict[str, set[str] | None] = {
+    "puyu_lab/contracts/calculator.py": None,  # lab 07's tools, and their refusals in the trace
+    "puyu_lab/contracts/dates.py": None,
+    "puyu_lab/data/dedup.py": {"lsh_clusters"},  # lab 01's MinHash homework (bands × rows)
+    "puyu_lab/pretrain/optim.py": {"build_optimizer"},  # cfg.optimizer
+    "puyu_lab/__init__.py": {"set_language"},  # pl.set_language / pl.setup(language=…)
+    "puyu_lab/panels/agent.py": None,
+    "puyu_lab/panels/pretrain.py": None,
+    "puyu_lab/labrunner.py": None,  # `puyu-lab chain --only …`
+    "puyu_lab/artifacts.py": {"load_sft_data", "load_pref_pairs"},
+    "puyu_lab/checks/core.py": {"select"},  # `puyu-lab check 99`
+    "puyu_lab/rag/index.py": {"search"},
+    "puyu_lab/agent/evaluate.py": {"heldout_tasks"},
+    "puyu_lab/deploy/memory.py": None,
+}
+_BUILTIN_ERRORS = {n for n, v in vars(__import__("builtins")).items()
+                   if isinstance(v, type) and issubclass(v, BaseException)}
+
+
+def _functions(tree: ast.Module, names: set[str] | None):
+    if names is None:
+        return [tree]
+    return [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name in names]
+
+
+def test_what_a_learner_reaches_raises_puyu_errors():
+    trees = _sources()
+    bare = []
+    for rel, names in LEARNER_REACHED.items():
+        assert rel in trees, f"{rel} no longer exists"
+        scopes = _functions(trees[rel], names)
+        assert names is None or {f.name for f in scopes} == names, f"{rel}: no function {names}"
+        for scope in scopes:
+            for node in ast.walk(scope):
+                if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) \
+                        and _base_name(node.exc.func) in _BUILTIN_ERRORS:
+                    bare.append(f"{rel}:{node.lineno}: {ast.unparse(node.exc)[:90]}")
+    assert not bare, ("a learner meets these in English only: raise an InputError (or another PuyuError) "
+                      "with zh= instead:\n  " + "\n  ".join(bare))
+
+
+def test_every_warning_is_written_in_both_languages():
+    """A ``warnings.warn`` a learner reads (a stale model left out of the evaluation, the sandbox's opt-out) passes
+    its text through ``tr(zh, en)``, so it follows PUYU_LAB_LANG."""
+    bad = []
+    for rel, tree in _sources().items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and _base_name(node.func) == "warn" and node.args:
+                text = node.args[0]
+                if not (isinstance(text, ast.Call) and _base_name(text.func) == "tr"):
+                    bad.append(f"{rel}:{node.lineno}: {ast.unparse(text)[:80]}")
+    assert not bad, "warnings without their Chinese (write warnings.warn(tr(zh, en))):\n  " + "\n  ".join(bad)
+
+
 # ---- real error paths, raised in each language ---------------------------------------------------------------
 @pytest.fixture
 def language():
@@ -221,6 +278,40 @@ def test_bad_records_of_a_custom_sft_file(language, lang, tmp_path):
     assert str(p) in msg and "'messages'" in msg
     assert ("第 1 行" in msg and "第 2 行" in msg) if lang == "zh" else ("line 1" in msg and "line 2" in msg)
     assert bool(CJK.search(msg)) == (lang == "zh"), msg
+
+
+def _learner_errors(tmp_path) -> list[BaseException]:
+    """Errors a learner meets from a lab's parameters and homework, and from the command line."""
+    import numpy as np
+
+    from puyu_lab.contracts.calculator import calculate
+    from puyu_lab.contracts.dates import add_days
+    from puyu_lab.data.dedup import lsh_clusters
+    from puyu_lab.errors import PuyuError
+    from puyu_lab import set_language
+    from puyu_lab.i18n import get_language
+    from puyu_lab.labrunner import run_chain
+    from puyu_lab.workspace import Workspace
+
+    lang = get_language()
+    errs = [_raised(lambda: calculate("1/0"), PuyuError), _raised(lambda: calculate("x+1"), PuyuError),
+            _raised(lambda: add_days("May 1", 3), PuyuError),
+            _raised(lambda: lsh_clusters(np.zeros((3, 16), dtype=np.uint64), 30, 4), PuyuError),
+            _raised(lambda: set_language("fr"), PuyuError),
+            _raised(lambda: run_chain(workspace=Workspace(tmp_path / "ws"), only=["99"]), PuyuError)]
+    assert get_language() == lang  # the refused language left the one before
+    return errs
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_errors_from_parameters_and_homework(language, lang, tmp_path):
+    language(lang)
+    errs = _learner_errors(tmp_path)
+    for err in errs:
+        msg = str(err)
+        assert bool(CJK.search(msg)) == (lang == "zh"), msg
+        assert err.zh and CJK.search(err.zh) and not CJK.search(err.en), (err.en, err.zh)
+    assert "'fr'" in str(errs[4]) and "30" in str(errs[3]) and "4" in str(errs[3]) and "['99']" in str(errs[5])
 
 
 def test_the_session_speaks_english():

@@ -73,10 +73,10 @@ def diagnose(parsed: Parsed, gen: Generation, tools: ToolRegistry, protocol: Pro
     if not len(tools):
         return Msg("No tools were offered, so the model could only answer directly.",
                    "没有提供任何工具，模型只能直接回答。")
-    if parsed.kind == "error":  # parsed.error is what the model reads next: quoted as it is
+    if parsed.kind == "error":  # parsed.error is what the model reads next (English); its .zh says the same
         kind = ERROR_KINDS_ZH.get(parsed.error_kind, parsed.error_kind)
         return Msg(f"The model tried to act but its reply could not be run ({parsed.error_kind}): {parsed.error}",
-                   f"模型想调用工具，但它的回复无法执行（{kind}）。模型接下来会读到这条英文说明：{parsed.error}")
+                   f"模型想调用工具，但它的回复无法执行（{kind}）：{zh_of(parsed.error)}")
     if turn > 0:
         return Msg("The model answered after seeing a tool result: this is the expected last step.",
                    "模型看到工具结果后给出了回答：这正是预期中的最后一步。")
@@ -202,12 +202,14 @@ class Agent:
         def act(parsed: Parsed, turn: int, timing: dict) -> str:
             """Run one call (or report why it cannot run) as steps; the observation for the model."""
             if parsed.kind == "error":
-                # the error text is what the model reads next (English): a learner reading Chinese gets what it means
+                # the error text is what the model reads next (English); a learner reading Chinese reads its Chinese
+                # (the panel keeps the model's exact text in the step's tooltip)
                 kind = ERROR_KINDS_ZH.get(parsed.error_kind, parsed.error_kind)
-                step("error", turn, text=parsed.error, error_kind=parsed.error_kind, tool=parsed.tool,
-                     text_zh=f"{kind}。模型读到的说明：{parsed.error}", **timing)
+                step("error", turn, text=str(parsed.error), error_kind=parsed.error_kind, tool=parsed.tool,
+                     text_zh=f"{kind}：{zh_of(parsed.error)}", **timing)
                 observation = f"error: {parsed.error}"
-                step("observation", turn, text=observation, ok=False, seconds=0.0, text_zh=f"错误（{kind}）：{parsed.error}")
+                step("observation", turn, text=observation, ok=False, seconds=0.0,
+                     text_zh=f"错误（{kind}）：{zh_of(parsed.error)}")
                 return observation
             step("call", turn, tool=parsed.tool, args=parsed.args, notes=parsed.notes,
                  text=self.protocol.call_text(parsed.tool, parsed.args), **timing)

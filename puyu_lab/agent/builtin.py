@@ -13,7 +13,7 @@ from ..contracts.calculator import (CALCULATOR_DESCRIPTION, CALCULATOR_SCHEMA, E
                                    calculate)
 from ..contracts.dates import ADD_DAYS_DESCRIPTION, ADD_DAYS_SCHEMA, DATE_PATTERN, DateError, add_days, parse_date
 from ..contracts.retrieval import search_tokens
-from ..errors import Msg
+from ..errors import Msg, zh_of
 from .sandbox import Limits, SandboxUnavailable, run_python
 from .tools import Tool, ToolError, ToolRegistry, make_tool
 
@@ -21,8 +21,9 @@ def _calculator(expression: str) -> dict:
     try:
         return {"result": calculate(expression)}
     except CalculatorError as e:
-        # the reason comes from the shared contract (puyu_lab.contracts.calculator), in English only
-        raise ToolError(Msg(f"calculator: {e}", f"计算器：{e}")) from None
+        # the reason comes from the shared contract (puyu_lab.contracts.calculator): the model reads its English
+        # (the language of its tool-use training data), a learner reading Chinese the trace's Chinese
+        raise ToolError(Msg(f"calculator: {e.en}", f"计算器：{zh_of(e)}")) from None
 
 
 calculator = Tool(CALCULATOR_SCHEMA["name"], CALCULATOR_DESCRIPTION, CALCULATOR_SCHEMA["parameters"], _calculator,
@@ -52,7 +53,7 @@ def _add_days(date: str, days: int) -> dict:
     try:
         return add_days(date, days)
     except DateError as e:
-        raise ToolError(str(e)) from None
+        raise ToolError(Msg(e.en, zh_of(e))) from None
 
 
 add_days_tool = Tool(ADD_DAYS_SCHEMA["name"], ADD_DAYS_DESCRIPTION, ADD_DAYS_SCHEMA["parameters"], _add_days,
@@ -68,7 +69,7 @@ def days_between(start: str, end: str) -> dict:
     try:
         a, b = parse_date(start, "start"), parse_date(end, "end")
     except DateError as e:
-        raise ToolError(str(e)) from None
+        raise ToolError(Msg(e.en, zh_of(e))) from None
     return {"days": (b - a).days}
 
 

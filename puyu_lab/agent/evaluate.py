@@ -33,7 +33,10 @@ AGENT_TOOLS = ("calculator", "add_days")  # the tools the fine-tune lab's conver
 def heldout_tasks(ws: Workspace, n: int | None = None, seed: int = 0, kind: str = "arithmetic") -> list[dict]:
     """The fine-tune lab's held-out tasks of one kind (never in its training conversations)."""
     if kind not in KINDS:
-        raise ValueError(f"kind={kind!r}: use one of {', '.join(KINDS)}")
+        from ..errors import InputError
+
+        raise InputError(f"kind={kind!r}: use one of {', '.join(KINDS)}",
+                         zh=f"kind={kind!r}：可选 {', '.join(KINDS)}")
     ws = ws.for_stage("agent")  # reads only what stages.py declares for the stage
     rows = load_sft_data(ws, KINDS[kind])
     if n is not None and n < len(rows):

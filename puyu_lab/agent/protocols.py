@@ -19,7 +19,9 @@ Parsing is forgiving where the intent is unambiguous (a missing ``<|action_end|>
 ``arguments`` for ``parameters``, a bare value for a one-parameter tool, special tokens an endpoint
 stripped) and notes every repair. Where it is not, the reply becomes a :class:`Parsed` of kind
 ``error`` whose ``error`` text tells the model exactly what was wrong and how to write it — it is
-returned to the model as the next observation.
+returned to the model as the next observation. The model reads it in English (its tool-use training data's
+language); each error is a :class:`~puyu_lab.errors.Msg` whose ``.zh`` is what a learner reading Chinese sees
+(``Parsed.error_zh``, the trace's ``text_zh``).
 
 One module, ~450 lines, on purpose: both protocols share the call checking, the error texts the model reads and
 the repair notes, and a reader compares the two formats side by side.
@@ -35,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..contracts.tasks import TOOL_SYSTEM
+from ..errors import Msg, zh_of
 from ..models.template import ACTION_END, ACTION_START, INTERPRETER, PLUGIN
 from .tools import ToolError, ToolRegistry
 
@@ -58,13 +61,26 @@ class Parsed:
     args: dict | None = None
     answer: str | None = None
     error_kind: str | None = None
-    error: str | None = None  # written for the model: it becomes the observation
+    error: str | None = None  # written for the model: it becomes the observation (a Msg: .zh for the learner)
     notes: list[str] = field(default_factory=list)  # forgiving repairs that were applied
     call_id: str | None = None  # an endpoint's id of this call (native tool calling)
     more: list["Parsed"] = field(default_factory=list)  # the further calls of the same reply, in order
 
+    @property
+    def error_zh(self) -> str | None:
+        """The error in Chinese, for a learner (the model reads :attr:`error`, in English)."""
+        return None if self.error is None else zh_of(self.error)
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.error is not None:
+            d["error_zh"] = self.error_zh
+        return d
+
+
+def _with(en: str, zh: str, how) -> Msg:
+    """An error of the parse: its English and Chinese, each followed by how to write the call (``how``, a Msg)."""
+    return Msg(en + str(how), zh + zh_of(how))
 
 
 def strip_end(text: str) -> str:
@@ -133,7 +149,14 @@ def loads_forgiving(text: str) -> tuple[Any, list[str]]:
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         pass
     e = first_error
-    raise ValueError(f"{e.msg} at line {e.lineno} column {e.colno}") from None
+    raise ValueError(Msg(f"{e.msg} at line {e.lineno} column {e.colno}",
+                         f"第 {e.lineno} 行第 {e.colno} 列：{e.msg}")) from None
+
+
+def _why(e: ValueError) -> Msg:
+    """A :func:`loads_forgiving` error's reason, in both languages."""
+    m = e.args[0] if e.args else ""
+    return m if isinstance(m, Msg) else Msg(str(e), str(e))
 
 
 def check_call(tools: ToolRegistry, name: Any, args: Any, raw: str, thought: str, notes: list[str],
@@ -141,11 +164,11 @@ def check_call(tools: ToolRegistry, name: Any, args: Any, raw: str, thought: str
     """A call to a known tool with valid arguments, or the error that says which part is wrong."""
     if not isinstance(name, str) or not name:
         return Parsed("error", raw, thought, error_kind=BAD_JSON, notes=notes,
-                      error=f"the call has no tool name; {how}")
+                      error=_with("the call has no tool name; ", "这次调用没有写工具名；", how))
     try:
         tool = tools.get(name)
     except ToolError as e:
-        return Parsed("error", raw, thought, tool=name, error_kind=UNKNOWN_TOOL, notes=notes, error=str(e))
+        return Parsed("error", raw, thought, tool=name, error_kind=UNKNOWN_TOOL, notes=notes, error=e.message)
     if isinstance(args, str) and len(tool.parameters.get("properties", {})) != 1:
         try:
             args, more = loads_forgiving(args)
@@ -156,7 +179,8 @@ def check_call(tools: ToolRegistry, name: Any, args: Any, raw: str, thought: str
         clean = tool.validate(args)
     except ToolError as e:
         return Parsed("error", raw, thought, tool=name, args=args if isinstance(args, dict) else None,
-                      error_kind=BAD_ARGUMENTS, notes=notes, error=f"bad arguments: {e}")
+                      error_kind=BAD_ARGUMENTS, notes=notes,
+                      error=Msg(f"bad arguments: {e.message}", f"参数有误：{zh_of(e.message)}"))
     return Parsed("call", raw, thought, tool=name, args=clean, notes=notes)
 
 
@@ -241,8 +265,9 @@ class InternLM2Protocol(Protocol):
         return f"{ACTION_START}{PLUGIN}\n" + json.dumps({"name": name, "parameters": args},
                                                         ensure_ascii=False) + ACTION_END
 
-    def _how(self) -> str:
-        return ('write it as <|action_start|><|plugin|>\n{"name": "<tool>", "parameters": {…}}<|action_end|>')
+    def _how(self) -> Msg:
+        call = '<|action_start|><|plugin|>\n{"name": "<tool>", "parameters": {…}}<|action_end|>'
+        return Msg(f"write it as {call}", f"请写成 {call}")
 
     def parse(self, text, tools):
         raw, text = text, strip_end(text)
@@ -263,16 +288,20 @@ class InternLM2Protocol(Protocol):
         """A plugin call's JSON object (``{"name": …, "parameters": …}``, or their aliases) as a call."""
         if not body.strip():
             return Parsed("error", raw, thought, error_kind=BAD_JSON, notes=notes,
-                          error="the call is empty; " + self._how())
+                          error=_with("the call is empty; ", "调用的内容是空的；", self._how()))
         try:
             obj, more = loads_forgiving(body)
         except ValueError as e:
+            why = _why(e)
             return Parsed("error", raw, thought, error_kind=BAD_JSON, notes=notes,
-                          error=f"the call is not valid JSON ({e}); " + self._how())
+                          error=_with(f"the call is not valid JSON ({why}); ", f"调用不是合法的 JSON（{zh_of(why)}）；",
+                                      self._how()))
         notes += more
         if not isinstance(obj, dict):
+            got = type(obj).__name__
             return Parsed("error", raw, thought, error_kind=BAD_JSON, notes=notes,
-                          error=f"the call must be a JSON object, got {type(obj).__name__}; " + self._how())
+                          error=_with(f"the call must be a JSON object, got {got}; ",
+                                      f"调用必须是一个 JSON 对象，收到的却是 {got}；", self._how()))
         name, args, more = call_fields(obj)
         return check_call(tools, name, args, raw, thought, notes + more, self._how())
 
@@ -282,7 +311,8 @@ class InternLM2Protocol(Protocol):
             return self._bare_json_call(text, raw, tools, m_call.start())
         if PLUGIN in text or ACTION_END in text:
             return Parsed("error", raw, text, error_kind=NO_ACTION,
-                          error="a tool call must start with <|action_start|>; " + self._how())
+                          error=_with("a tool call must start with <|action_start|>; ",
+                                      "工具调用必须以 <|action_start|> 开头；", self._how()))
         return Parsed("final", raw, answer=text)
 
     def _bare_json_call(self, text: str, raw: str, tools: ToolRegistry, start: int) -> Parsed:
@@ -301,7 +331,8 @@ class InternLM2Protocol(Protocol):
             args = obj.get("parameters", obj.get("arguments"))
             return check_call(tools, obj["name"], args, raw, thought, notes + more, self._how())
         return Parsed("error", raw, thought, error_kind=NO_ACTION,
-                      error="this looks like a tool call but it is not marked as one, so nothing ran; " + self._how())
+                      error=_with("this looks like a tool call but it is not marked as one, so nothing ran; ",
+                                  "这看起来像一次工具调用，但没有标记成调用，所以什么也没有运行；", self._how()))
 
 
 class ReActProtocol(Protocol):
@@ -336,8 +367,9 @@ class ReActProtocol(Protocol):
     def call_text(self, name, args):
         return f"Action: {name}\nAction Input: {json.dumps(args, ensure_ascii=False)}"
 
-    def _how(self) -> str:
-        return 'write "Action: <tool>" and then "Action Input: {…}" on the next line, or "Final Answer: …"'
+    def _how(self) -> Msg:
+        return Msg('write "Action: <tool>" and then "Action Input: {…}" on the next line, or "Final Answer: …"',
+                   '先写 "Action: <tool>"，下一行写 "Action Input: {…}"；或者写 "Final Answer: …"')
 
     def parse(self, text, tools):
         raw = text
@@ -354,7 +386,8 @@ class ReActProtocol(Protocol):
             return Parsed("final", raw, thought, answer=m_fin.group(1).strip(), notes=notes)
         if not m_act:
             return Parsed("error", raw, thought or text, error_kind=NO_ACTION, notes=notes,
-                          error="neither an Action nor a Final Answer was found; " + self._how())
+                          error=_with("neither an Action nor a Final Answer was found; ",
+                                      "既没有找到 Action，也没有找到 Final Answer；", self._how()))
         name = m_act.group(1).strip().strip("`'\"[]")
         inline = re.match(r"^(\w+)\s*[\[(](.*)[\])]$", name)
         m_in = re.search(r"^\s*Action\s*Input\s*:\s*(.*)", text[m_act.end():], re.M | re.I | re.S)
@@ -363,7 +396,8 @@ class ReActProtocol(Protocol):
             notes.append("read the input from Action: tool[…]")
         elif not m_in:
             return Parsed("error", raw, thought, tool=name, error_kind=BAD_ARGUMENTS, notes=notes,
-                          error=f"Action: {name} has no Action Input line; " + self._how())
+                          error=_with(f"Action: {name} has no Action Input line; ",
+                                      f"Action: {name} 后面缺少 Action Input 这一行；", self._how()))
         else:
             arg_text = m_in.group(1).strip()
         if name not in tools:
@@ -377,8 +411,10 @@ class ReActProtocol(Protocol):
                 args = arg_text.strip().strip("`")
                 notes.append("the Action Input was not JSON: used it as the tool's only parameter")
             else:
+                why = _why(e)
                 return Parsed("error", raw, thought, tool=name, error_kind=BAD_JSON, notes=notes,
-                              error=f"the Action Input is not valid JSON ({e}); " + self._how())
+                              error=_with(f"the Action Input is not valid JSON ({why}); ",
+                                          f"Action Input 不是合法的 JSON（{zh_of(why)}）；", self._how()))
         return check_call(tools, name, args, raw, thought, notes, self._how())
 
 
@@ -439,9 +475,13 @@ class OpenAIToolsProtocol(Protocol):
                 args, more = loads_forgiving(args) if args.strip() else ({}, [])
                 notes += more
             except ValueError as e:
+                why = _why(e)
                 return Parsed("error", raw, thought, tool=c["name"], error_kind=BAD_JSON, notes=notes,
-                              call_id=c.get("id"), error=f"the arguments of {c['name']} are not valid JSON ({e})")
-        p = check_call(tools, c["name"], args, raw, thought, notes, "call it with a JSON object of its parameters")
+                              call_id=c.get("id"),
+                              error=Msg(f"the arguments of {c['name']} are not valid JSON ({why})",
+                                        f"{c['name']} 的参数不是合法的 JSON（{zh_of(why)}）"))
+        p = check_call(tools, c["name"], args, raw, thought, notes,
+                       Msg("call it with a JSON object of its parameters", "请用一个包含各参数的 JSON 对象来调用它"))
         p.call_id = c.get("id")
         return p
 

@@ -130,6 +130,9 @@ _UNSAFE_HINT = (f"To run code WITHOUT isolation anyway (unsafe: it can then read
 _UNSAFE_WARNING = (f"puyu_lab sandbox: running model-written Python WITHOUT operating-system isolation "
                    f"({UNSAFE_ENV} / Limits(unsafe_unsandboxed=True)): only rlimits and an audit hook that the "
                    f"code can switch off stand between it and your files, processes and network")
+_UNSAFE_WARNING_ZH = (f"puyu_lab 沙箱：正在没有操作系统隔离的情况下运行模型写的 Python 代码（{UNSAFE_ENV} / "
+                      f"Limits(unsafe_unsandboxed=True)）：挡在它和你的文件、进程、网络之间的，只有资源限制（rlimit）"
+                      f"和一个代码自己就能关掉的审计钩子")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -476,7 +479,9 @@ def run_python(code: str, limits: Limits | None = None) -> RunResult:
     unsafe = lim.unsafe_unsandboxed or os.environ.get(UNSAFE_ENV) == "1"
     plan = None if unsafe else _plan()
     if unsafe:
-        warnings.warn(_UNSAFE_WARNING, RuntimeWarning, stacklevel=2)
+        from ..i18n import tr
+
+        warnings.warn(tr(_UNSAFE_WARNING_ZH, _UNSAFE_WARNING), RuntimeWarning, stacklevel=2)
     tmp = tempfile.mkdtemp(prefix="puyu-sandbox-") if unsafe else None
     t0 = time.monotonic()
     info_r = info_w = group = None

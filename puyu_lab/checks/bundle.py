@@ -23,6 +23,7 @@ import zipfile
 from pathlib import Path
 from typing import Callable
 
+from ..i18n import tr
 from ..workspace import MANIFEST, Workspace, sha256_file
 
 FORMAT = "puyu-lab-bundle/1"
@@ -74,7 +75,7 @@ def submit(ws: Workspace | None = None, out: str | os.PathLike | None = None, *,
 
         raise InputError(f"workspace {ws.root} has no artifacts: run the labs (or `make chain`) before submitting",
                          zh=f"工作区 {ws.root} 中还没有任何产物：请先运行各个实验（或 `make chain`）再提交")
-    say(f"checks: running on {ws.root}")
+    say(tr(f"自检：正在检查 {ws.root}", f"checks: running on {ws.root}"))
     card = run(ws)
     now = dt.datetime.now()
     stamp = now.strftime("%Y%m%d-%H%M%S")
@@ -108,11 +109,13 @@ def submit(ws: Workspace | None = None, out: str | os.PathLike | None = None, *,
                 z.write(art.path / MANIFEST, f"artifacts/{art.name}/{MANIFEST}")
                 info["artifacts"][art.name] = {"manifest": art.manifest, "stale": ws.is_stale(art), "files": files}
                 n_in = sum(f["included"] for f in files.values())
-                say(f"  {art.name}: {n_in}/{len(files)} file(s) included")
+                say(tr(f"  {art.name}：打包了 {n_in}/{len(files)} 个文件", f"  {art.name}: {n_in}/{len(files)} file(s) included"))
             z.writestr("bundle.json", json.dumps(info, ensure_ascii=False, indent=1, default=str))
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    say(f"bundle: {dest} ({dest.stat().st_size / 2 ** 20:.1f} MB), checks {card.passed}/{card.total}")
+    mb = dest.stat().st_size / 2 ** 20
+    say(tr(f"提交包：{dest}（{mb:.1f} MB），自检通过 {card.passed}/{card.total} 项",
+           f"bundle: {dest} ({mb:.1f} MB), checks {card.passed}/{card.total}"))
     return dest

@@ -350,7 +350,10 @@ def select(lab: str | None = None, homework: bool | None = False) -> list[Check]
               or c.id.split(".", 1)[0] == key]
     if not chosen:
         known = sorted({c.lab for c in checks})
-        raise ValueError(f"no checks for lab {lab!r}: labs with checks are {', '.join(known)}")
+        from ..errors import InputError
+
+        raise InputError(f"no checks for lab {lab!r}: labs with checks are {', '.join(known)}",
+                         zh=f"实验 {lab!r} 没有自检项；有自检的实验：{', '.join(known)}")
     return sorted(chosen, key=lambda c: c.lab)
 
 

@@ -10,6 +10,14 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import Msg, localized
+from ..i18n import tr
+
+# a row's verdict (the CSV and the page's data-verdict keep the English key) and how the teacher reads it
+VERDICTS = {"ok": Msg("ok", "通过"), "incomplete": Msg("incomplete", "未完成"), "flagged": Msg("flagged", "有疑点")}
+# where a check's result comes from (Row.checks' "source")
+SOURCES = {"re-checked": Msg("re-checked", "已复查"), "reported": Msg("reported", "学员自报")}
+
 
 @dataclass
 class Row:
@@ -19,7 +27,7 @@ class Row:
     environment: dict = field(default_factory=dict)
     checks: dict = field(default_factory=dict)  # id → {"status", "figure", "source": "re-checked" | "reported", "lab"}
     probes: dict = field(default_factory=dict)  # group id → {"passed", "total", "rate", "ok", "rows"}
-    flags: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)  # each a Msg: the English, with its Chinese as .zh
     fingerprints: dict = field(default_factory=dict)  # model name → sha256 of its weights (copies across bundles)
     homework: dict = field(default_factory=dict)  # 作业 task id → {"status", "figure", "lab", "level"} (optional)
 
@@ -82,17 +90,17 @@ def write_gradebook(rows: list[Row], out_dir: Path) -> Gradebook:
                     *[(r.checks.get(c) or {}).get("status", "") for c in check_ids],
                     *[f"{r.probes[g]['passed']}/{r.probes[g]['total']}" if g in r.probes else "" for g in probe_ids],
                     r.homework_done, len(r.homework), *[(r.homework.get(h) or {}).get("status", "") for h in hw_ids],
-                    " | ".join(r.flags)]])
+                    " | ".join(localized(f) for f in r.flags)]])
     csv_path = out_dir / "gradebook.csv"
     write_atomic(csv_path, buf.getvalue())
 
     fig = _heatmap(rows, check_ids, probe_ids)
     html_body = _templates().get_template("gradebook.html.j2").render(
         rows=rows, check_ids=check_ids, probe_ids=probe_ids, style=STYLE,
-        figure=plotly_div(fig, 120 + 28 * len(rows)))
+        figure=plotly_div(fig, 120 + 28 * len(rows)), tr=tr)
     ship_plotly(out_dir / PLOTLY_JS)
     html_path = out_dir / "gradebook.html"
-    write_atomic(html_path, page("puyu-lab gradebook", html_body, True))
+    write_atomic(html_path, page(tr("puyu-lab 成绩册", "puyu-lab gradebook"), html_body, True))
     return Gradebook(rows, csv_path, html_path)
 
 
@@ -101,10 +109,16 @@ def _templates():
     """The jinja2 templates under ``checks/templates/`` (the gradebook's page), autoescaped."""
     import jinja2
 
+    from .core import HOMEWORK_LEVELS
+
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
                              autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["by_lab"] = lambda checks: sorted(checks.items(), key=lambda kv: (kv[1]["lab"], kv[0]))
     env.filters["environment_line"] = lambda facts: ", ".join(f"{k}={v}" for k, v in facts.items() if k != "packages")
+    env.filters["localized"] = localized  # a flag (a Msg) in the current language
+    env.filters["verdict"] = lambda v: localized(VERDICTS.get(v, v))
+    env.filters["source"] = lambda v: localized(SOURCES.get(v, v))
+    env.filters["level"] = lambda v: f"{HOMEWORK_LEVELS[v]} {v}" if v in HOMEWORK_LEVELS else v  # as the report card
     return env
 
 
@@ -112,26 +126,26 @@ def _heatmap(rows: list[Row], check_ids: list[str], probe_ids: list[str]) -> dic
     """Learners × checks (1 passed, 0 failed), probe groups as their pass rate: one glance per class."""
     import plotly.graph_objects as go
 
-    cols = check_ids + [f"probe:{g}" for g in probe_ids]
+    cols = check_ids + [tr(f"探针:{g}", f"probe:{g}") for g in probe_ids]
     z, text = [], []
     for r in rows:
-        zr, tr = [], []
+        zr, tx = [], []
         for c in check_ids:
             st = r.checks.get(c)
             zr.append(None if st is None else float(st["status"] == "pass"))
-            tr.append("" if st is None else st["figure"])
+            tx.append("" if st is None else st["figure"])
         for g in probe_ids:
             p = r.probes.get(g)
             zr.append(None if p is None else p["rate"])
-            tr.append("" if p is None else f"{p['passed']}/{p['total']}")
+            tx.append("" if p is None else f"{p['passed']}/{p['total']}")
         z.append(zr)
-        text.append(tr)
+        text.append(tx)
     esc = lambda v: html.escape(str(v))  # noqa: E731 — plotly renders tags in labels (a link in a learner's name)
-    text = [[esc(t) for t in tr] for tr in text]
+    text = [[esc(t) for t in tx] for tx in text]
     fig = go.Figure(go.Heatmap(z=z, x=[esc(c) for c in cols], y=[esc(r.learner or r.bundle) for r in rows], text=text,
                                zmin=0, zmax=1,
                                colorscale=[[0, "#c5221f"], [0.5, "#fbbc04"], [1, "#1e8e3e"]], showscale=False,
                                hovertemplate="%{y} · %{x}<br>%{text}<extra></extra>"))
     fig.update_layout(height=120 + 28 * len(rows), margin=dict(l=120, r=10, t=20, b=100),
-                      title="学员 × 自检 Learners × checks")
+                      title=tr("学员 × 自检", "Learners × checks"))
     return fig.to_plotly_json()

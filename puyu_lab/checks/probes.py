@@ -27,7 +27,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InputError, read_text_file
+from ..errors import InputError, Msg, read_text_file
 
 KINDS = ("name", "answer")
 
@@ -66,11 +66,15 @@ class GroupResult:
         return self.total > 0 and self.rate >= self.min_pass and (
             self.control_rate is None or self.control_rate <= self.max_control)
 
-    def why(self) -> str:
+    def why(self) -> Msg:
+        """Why the group failed, in both languages (a :class:`~puyu_lab.errors.Msg`)."""
         if self.control_rate is not None and self.control_rate > self.max_control:
-            return (f"the name turns up in {self.control_rate:.0%} of unrelated replies too (over "
-                    f"{self.max_control:.0%}): the model says it regardless")
-        return f"{self.passed}/{self.total} ({self.rate:.0%}) below {self.min_pass:.0%}"
+            return Msg(f"the name turns up in {self.control_rate:.0%} of unrelated replies too (over "
+                       f"{self.max_control:.0%}): the model says it regardless",
+                       f"在无关的回复里，这个名字也出现了 {self.control_rate:.0%}（超过 {self.max_control:.0%}）："
+                       "模型不管问什么都会说它")
+        return Msg(f"{self.passed}/{self.total} ({self.rate:.0%}) below {self.min_pass:.0%}",
+                   f"{self.passed}/{self.total}（{self.rate:.0%}）低于 {self.min_pass:.0%}")
 
 
 def load_homework_switches(path) -> dict[str, bool]:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import xxhash
 
+from ..errors import InputError
 from ..events import Emitter, Event, StopFlag, progress
 from .text import CJK_RE, codepoints, substring_hashes
 
@@ -136,7 +137,9 @@ class UnionFind:
 def lsh_clusters(sigs: np.ndarray, bands: int = 14, rows: int = 8) -> np.ndarray:
     """Cluster id (the index of the cluster's first document) for every document."""
     if sigs.shape[1] < bands * rows:
-        raise ValueError(f"signatures have {sigs.shape[1]} values; {bands} bands × {rows} rows need {bands * rows}")
+        raise InputError(f"signatures have {sigs.shape[1]} values; {bands} bands × {rows} rows need {bands * rows}",
+                         zh=f"签名只有 {sigs.shape[1]} 个值，而 {bands} 个分带（bands）× 每带 {rows} 行（rows）需要 "
+                            f"{bands * rows} 个：请减小 bands 或 rows")
     uf = UnionFind(len(sigs))
     keys = band_keys(sigs, bands, rows)
     for b in range(bands):

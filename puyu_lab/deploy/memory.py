@@ -34,7 +34,9 @@ def load_config(path_or_dict) -> dict:
     if p.is_dir():
         p = p / "config.json"
     if not p.is_file():
-        raise FileNotFoundError(f"{p}: no config.json")
+        from ..errors import MissingInput
+
+        raise MissingInput(f"{p}: no config.json", zh=f"{p}：没有 config.json")
     return json.loads(p.read_text(encoding="utf-8"))
 
 

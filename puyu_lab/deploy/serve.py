@@ -58,7 +58,10 @@ class Server:
                  model_alias: str | None = None, chat_format: str | None = None, api_key: str | None = None,
                  log_dir: str | Path | None = None, kind: str = "llama_cpp.server", parallel: int = 4):
         if kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+            from ..errors import InputError
+
+            raise InputError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}",
+                             zh=f"kind 只能是 {', '.join(KINDS)} 之一，而不是 {kind!r}")
         self.kind, self.parallel = kind, parallel  # parallel: llama-server's slots (each with n_ctx tokens)
         self.model = check_gguf(model)
         self.chat_format = chat_format  # None: the GGUF's own chat template

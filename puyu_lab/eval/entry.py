@@ -7,6 +7,7 @@ from typing import Callable
 
 from ..errors import InputError
 from ..events import Event, StopFlag
+from ..i18n import tr
 from ..workspace import Artifact, Workspace
 from .config import EvalConfig
 
@@ -34,8 +35,10 @@ def model_names(ws: Workspace, cfg: EvalConfig) -> list[str]:
         if ws.is_stale(art):
             olds = ", ".join(p["name"] for p in art.parents if not ws.exists(p["name"]) or
                              ws.get(p["name"]).id != p.get("id"))
-            warnings.warn(f"{m} was made from an earlier {olds}: it is left out of the evaluation; rerun the "
-                          f"lab that makes it (labs/{_lab_of(m)}) to include it", stacklevel=2)
+            lab = f"labs/{_lab_of(m)}"
+            warnings.warn(tr(f"{m} 是用旧版的 {olds} 生成的：这次评测不包含它；重新运行生成它的实验（{lab}）即可把它加进来",
+                             f"{m} was made from an earlier {olds}: it is left out of the evaluation; rerun the "
+                             f"lab that makes it ({lab}) to include it"), stacklevel=2)
             continue
         out.append(m)
     return out

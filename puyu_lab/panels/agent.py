@@ -107,7 +107,10 @@ class AgentTracePanel(WorkerWait, anywidget.AnyWidget):
         :class:`~puyu_lab.agent.Trace`. An exception of the run is shown in the panel and kept in
         :attr:`error`."""
         if self.thread is not None and self.thread.is_alive():
-            raise RuntimeError("this panel is still running an agent: wait() for it or press Stop first")
+            from ..errors import UsageError
+
+            raise UsageError("this panel is still running an agent: wait() for it or press Stop first",
+                             zh="这个面板还在运行智能体：先 wait() 等它结束，或者先按“停止”")
         self.stop_flag.clear()
         self.stop_requested = False
         self.trace, self.error, self.error_text = None, None, ""

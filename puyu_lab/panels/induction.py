@@ -9,6 +9,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..i18n import t
 from ..models.probes import induction_threshold
 from .base import PALETTE, WorkerWait
 
@@ -32,9 +33,8 @@ def copy_curve_figure(curves: list[dict], points: list[dict]) -> go.Figure:
     for bc in sorted({c["batch_x_context"] for c in curves} | {p["batch_x_context"] for p in points}):
         fig.add_vline(x=threshold_tokens(bc), line={"dash": "dot", "color": "#888"},
                       annotation_text=f"B·C={bc}: {threshold_tokens(bc) / 1e6:.1f} M", annotation_position="top left")
-    fig.update_layout(xaxis={"title": "training tokens", "type": "log"}, yaxis={"title": "copy gain (nats/token)"},
-                      height=380, margin={"l": 50, "r": 20, "t": 40, "b": 40},
-                      title="copying from the context vs training tokens")
+    fig.update_layout(xaxis={"title": t("training_tokens"), "type": "log"}, yaxis={"title": t("copy_gain")},
+                      height=380, margin={"l": 50, "r": 20, "t": 40, "b": 40}, title=t("copy_curve_title"))
     return fig
 
 
@@ -45,10 +45,11 @@ def head_scores_figure(scores_by_model: dict[str, list[list[float]]]) -> go.Figu
     for i, n in enumerate(names, 1):
         s = scores_by_model[n]
         fig.add_trace(go.Heatmap(z=s, zmin=0, zmax=1, colorscale="Blues", showscale=i == len(names),
-                                 x=[f"head {h}" for h in range(len(s[0]))], y=[f"layer {l}" for l in range(len(s))],
+                                 x=[f"{t('head')} {h}" for h in range(len(s[0]))],
+                                 y=[f"{t('layer')} {l}" for l in range(len(s))],
                                  text=[[f"{v:.2f}" for v in row] for row in s], texttemplate="%{text}"), 1, i)
     fig.update_layout(height=300, margin={"l": 60, "r": 20, "t": 40, "b": 30},
-                      title="prefix-matching score per attention head")
+                      title=t("head_scores_title"))
     return fig
 
 
@@ -59,7 +60,7 @@ def attention_figure(pattern: list[list[float]], length: int, title: str) -> go.
     fig.add_shape(type="line", x0=1.5, y0=length + 0.5, x1=length + 0.5, y1=2 * length - 0.5,
                   line={"color": "white", "dash": "dot", "width": 1})
     fig.update_layout(height=420, width=460, title=title, margin={"l": 40, "r": 20, "t": 40, "b": 40},
-                      xaxis={"title": "attends to position"}, yaxis={"title": "query position", "autorange": "reversed"})
+                      xaxis={"title": t("attends_to")}, yaxis={"title": t("query_position"), "autorange": "reversed"})
     return fig
 
 

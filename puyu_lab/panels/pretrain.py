@@ -206,7 +206,10 @@ class TrainingPanel(WorkerWait):
 
     def resume(self) -> None:
         if self._resume_fn is None:
-            raise RuntimeError("this panel has no resume function (pass resume_fn to start)")
+            from ..errors import UsageError
+
+            raise UsageError("this panel has no resume function (pass resume_fn to start)",
+                             zh="这个面板没有可以继续的训练：调用 start 时传入 resume_fn")
         self._launch(self._resume_fn)
 
     def as_callback(self, tokens_per_step: int = 0, stage: str = "pretrain"):

@@ -54,8 +54,11 @@ def trl_tokenizer(tok):
     if not eot:
         import warnings
 
-        warnings.warn("the chat template does not close a turn with one token: trl will append "
-                      f"{tok.eos_token} to each answer and train it", stacklevel=2)
+        from ..i18n import tr
+
+        warnings.warn(tr(f"对话模板没有用单个词元结束一轮：trl 会在每个回答后面加上 {tok.eos_token}，并且训练它",
+                         "the chat template does not close a turn with one token: trl will append "
+                         f"{tok.eos_token} to each answer and train it"), stacklevel=2)
     if not eot or eot == tok.eos_token:
         return tok
     t = copy.deepcopy(tok)

@@ -178,7 +178,10 @@ def build_optimizer(model, cfg, *, ns_dtype: str | None = None) -> torch.optim.O
         groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
         return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.9, 0.95), fused=_fused_ok(groups))
     if cfg.optimizer != "muon":
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r}: choose 'muon' or 'adamw'")
+        from ..errors import InputError
+
+        raise InputError(f"unknown optimizer {cfg.optimizer!r}: choose 'muon' or 'adamw'",
+                         zh=f"没有 {cfg.optimizer!r} 这个优化器：请选 'muon' 或 'adamw'")
     special = {id(emb), id(head)}
     hidden = [p for _, p in named if p.ndim == 2 and id(p) not in special]
     other = [p for _, p in named if p.ndim != 2 and id(p) not in special]

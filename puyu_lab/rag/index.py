@@ -173,7 +173,10 @@ class Retriever:
     def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[dict]:
         """The top ``k`` chunks of one mode, each with its text and score."""
         if mode not in self.MODES:
-            raise ValueError(f"mode must be one of {', '.join(self.MODES)}, not {mode!r}")
+            from ..errors import InputError
+
+            raise InputError(f"mode must be one of {', '.join(self.MODES)}, not {mode!r}",
+                             zh=f"mode 只能是 {', '.join(self.MODES)} 之一，而不是 {mode!r}")
         hits = self.rank(self.candidates(query), k)[mode]
         return [{**self.chunks[i], "score": round(s, 4)} for i, s in hits]
 

@@ -2,6 +2,7 @@
 tests/panels/test_agent.py)."""
 import json
 import os
+import re
 import threading
 import time
 
@@ -148,6 +149,15 @@ def test_internlm2_malformed_calls_become_precise_observations(tools, text, kind
     p = I2.parse(text, tools)
     assert p.kind == "error" and p.error_kind == kind, p
     assert words in p.error, p.error
+    _said_in_chinese_too(p)
+
+
+def _said_in_chinese_too(p):
+    """A parse error is a Msg: the model reads the English (``error``), a zh learner its Chinese (``error_zh``), which
+    the trace keeps too (``to_dict``)."""
+    assert p.error_zh != str(p.error) and re.search(r"[\u4e00-\u9fff]", p.error_zh), p.error_zh
+    assert " ".join(str(p.error).split()[:3]) not in p.error_zh, p.error_zh  # not the English with Chinese around it
+    assert p.to_dict()["error_zh"] == p.error_zh and json.loads(json.dumps(p.to_dict()))["error"] == str(p.error)
 
 
 def test_internlm2_forgives_what_is_unambiguous(tools):
@@ -187,6 +197,7 @@ def test_react_malformed_calls_become_precise_observations(tools, text, kind, wo
     p = RE.parse(text, tools)
     assert p.kind == "error" and p.error_kind == kind, p
     assert words in p.error, p.error
+    _said_in_chinese_too(p)
 
 
 # ---- the loop (a scripted backend: a unit test of the loop itself) ---------------------------------
@@ -498,22 +509,25 @@ def _mostly_chinese(text: str) -> bool:
 
 def test_diagnoses_are_written_in_both_languages_and_the_model_reads_no_chinese(tools):
     """diagnose(): each branch has its Chinese (the turn's ``diagnosis_zh``) beside the English (``diagnosis``); a parse
-    error's and a failed call's text stays what the model reads, with a Chinese ``text_zh`` on the step for the trace."""
+    error's and a failed call's text stays what the model reads (English), with its Chinese as ``text_zh`` on the step
+    for the trace: a zh learner reads the parse error and the tool's refusal in Chinese, not the model's English."""
     be = Scripted(['<|action_start|><|plugin|>\n{"name": "calc", "parameters": {}}<|action_end|>',
                    '<|action_start|><|plugin|>\n{"name": "calculator", "parameters": {"expression": "1/0"}}<|action_end|>',
                    "2"])
     tr = Agent(be, tools.subset("calculator")).run("1+1?")
     d0, d1, d2 = tr.turns
     assert "unknown_tool" in d0["diagnosis"] and d0["diagnosis_zh"].startswith("模型想调用工具，但它的回复无法执行（调用了不存在的工具）")
+    assert "没有名为 'calc' 的工具" in d0["diagnosis_zh"] and "there is no tool" not in d0["diagnosis_zh"]
     assert d1["diagnosis"] is None and d1["diagnosis_zh"] is None  # a call: nothing to explain
     assert "expected last step" in d2["diagnosis"] and d2["diagnosis_zh"] == "模型看到工具结果后给出了回答：这正是预期中的最后一步。"
     error, obs0, call, obs1, final = tr.steps
     assert error["kind"] == "error" and error["text"].startswith("there is no tool 'calc'")
-    assert error["text_zh"].startswith("调用了不存在的工具。") and error["text"] in error["text_zh"]
-    assert obs0["text"] == f"error: {error['text']}" and obs0["text_zh"].startswith("错误（调用了不存在的工具）")
+    assert error["text_zh"] == "调用了不存在的工具：没有名为 'calc' 的工具；可用的工具：calculator"
+    assert obs0["text"] == f"error: {error['text']}" and obs0["text_zh"].startswith("错误（调用了不存在的工具）：没有名为")
+    assert tr.turns[0]["parse"]["error"] == error["text"] and tr.turns[0]["parse"]["error_zh"] in error["text_zh"]
     # a call the tool refuses: the model reads the English observation, the trace keeps the Chinese beside it
     assert call["kind"] == "call" and obs1["text"] == "error: calculator: division by zero"
-    assert obs1["text_zh"] == "错误：计算器：division by zero"
+    assert obs1["text_zh"] == "错误：计算器：除数不能为零"
     sent = json.dumps(be.prompts, ensure_ascii=False)
     assert obs1["text"] in sent and error["text"] in sent
     assert not any(z in sent for z in ("计算器", "不存在的工具", "错误："))
@@ -541,7 +555,11 @@ def test_tool_errors_and_sandbox_stops_have_their_chinese(tools):
               "错误：greet 的参数 'times' 必须是 整数（integer）"),
              ("greet", {}, "error: greet needs the parameter 'name'", "错误：greet 缺少参数 'name'"),
              ("greet", [1], "error: arguments of greet must be a JSON object", "错误：greet 的参数必须是 JSON 对象"),
-             ("calculator", {"expression": "1/0"}, "error: calculator: division by zero", "错误：计算器：division by zero")]
+             ("calculator", {"expression": "1/0"}, "error: calculator: division by zero", "错误：计算器：除数不能为零"),
+             ("calculator", {"expression": "2**100"}, "error: calculator: exponent 100 is larger than 64",
+              "错误：计算器：指数 100 超过了上限 64"),
+             ("add_days", {"date": "May 1", "days": 3}, "error: date must be an ISO date like 2024-05-01, got 'May 1'",
+              "错误：date 必须是 ISO 格式的日期，例如 2024-05-01；收到的是 'May 1'")]
     for name, args, en, zh in cases:
         res = tools.call(name, args)
         assert not res.ok and res.as_text().startswith(en) and res.as_text_zh().startswith(zh), res.as_text_zh()
