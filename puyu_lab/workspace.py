@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import PuyuError
-from .stages import STAGES, may_read, stage_for_artifact
+from .stages import ALL_STAGES, STAGES, may_read, stage_for_artifact
 
 MANIFEST = "manifest.json"
 STORE = ".store"
@@ -134,10 +134,10 @@ class Workspace:
 
     def __init__(self, root: str | os.PathLike | None = None, *, stage: str | None = None):
         self.root = Path(root).expanduser() if root is not None else default_root()
-        if stage is not None and stage not in {s.key for s in STAGES}:
+        if stage is not None and stage not in {s.key for s in ALL_STAGES}:
             raise WorkspaceError(f"no stage {stage!r} in puyu_lab/stages.py: use one of "
-                                 f"{', '.join(s.key for s in STAGES)}",
-                                 zh=f"puyu_lab/stages.py 中没有阶段 {stage!r}：可选 {', '.join(s.key for s in STAGES)}")
+                                 f"{', '.join(s.key for s in ALL_STAGES)}",
+                                 zh=f"puyu_lab/stages.py 中没有阶段 {stage!r}：可选 {', '.join(s.key for s in ALL_STAGES)}")
         self.stage = stage
 
     def __repr__(self) -> str:
@@ -176,11 +176,13 @@ class Workspace:
         except FileNotFoundError:
             stage = stage_for_artifact(name)
             hint = (
-                f"Run labs/{stage.lab} ({stage.title}) first to produce it"
+                (f"Run labs/{stage.lab} ({stage.title}) first to produce it" if stage.lab
+                 else f"Run `puyu-lab {stage.key} run` ({stage.title}) first to produce it")
                 if stage else "No lab produces this name; check its spelling"
             )
             hint_zh = (
-                f"请先运行 labs/{stage.lab}（{stage.title}）生成它"
+                (f"请先运行 labs/{stage.lab}（{stage.title}）生成它" if stage.lab
+                 else f"请先运行 `puyu-lab {stage.key} run`（{stage.title}）生成它")
                 if stage else "没有哪个实验会生成这个名字，请检查拼写"
             )
             raise MissingArtifact(

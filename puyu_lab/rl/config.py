@@ -1,0 +1,85 @@
+"""The RL stage's config: the policy, the reward (checked or naive), GRPO's group size, steps, learning rate, KL
+weight and completion length, and the task mix the prompts are drawn from, sized per profile."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+from ..profiles import as_profile
+
+REWARDS = ("checked", "naive")  # checked: the answer and the call are verified; naive: any call pays (hacking)
+
+
+@dataclass(frozen=True)
+class TaskMix:
+    """How many training prompts of each kind: the questions of ``sft/data``'s *training* conversations (never its
+    held-out parts, which the agent and eval labs measure)."""
+
+    arithmetic: int = 48
+    date: int = 32
+    notool: int = 48
+    seed: int = 0
+
+    def total(self) -> int:
+        return self.arithmetic + self.date + self.notool
+
+
+@dataclass
+class RLConfig:
+    model: str = "model/sft"  # the policy (and, frozen, the KL reference); a later issue makes it the course assistant
+    reward: str = "checked"  # "checked" | "naive"
+    num_generations: int = 8  # the group: completions sampled per prompt, scored against each other
+    prompts_per_step: int = 2  # groups per optimizer step (trl's batch: prompts_per_step × num_generations)
+    max_steps: int = 30
+    learning_rate: float = 2e-5
+    beta: float = 0.04  # the KL term's weight (trl's beta; 0: no reference model, no KL figure)
+    max_completion_tokens: int = 48  # one assistant turn: a call or a direct answer
+    temperature: float = 1.0
+    seed: int = 0
+    tasks: TaskMix = field(default_factory=TaskMix)
+    log_every: int = 1  # trl's logging_steps: a figure per step (the panel's curves)
+    bf16: bool | None = None  # None: chosen per machine (puyu_lab.numerics)
+    progress_bar: bool = True
+    # a wall-clock budget for trl's loop, as the other stages take one (puyu_lab.budget); None: exactly max_steps
+    budget_s: float | None = None
+
+    def __post_init__(self):
+        from ..errors import InputError
+
+        if self.reward not in REWARDS:
+            raise InputError(f"reward={self.reward!r}: choose one of {', '.join(REWARDS)}",
+                             zh=f"reward={self.reward!r}：可选 {', '.join(REWARDS)}")
+        if self.num_generations < 2:
+            raise InputError(f"num_generations={self.num_generations}: GRPO compares completions within a group, "
+                             "so a group needs at least 2",
+                             zh=f"num_generations={self.num_generations}：GRPO 在一组补全之间相互比较，每组至少要 2 个")
+        if self.prompts_per_step < 1 or self.max_completion_tokens < 1:
+            raise InputError("prompts_per_step and max_completion_tokens must be at least 1",
+                             zh="prompts_per_step 和 max_completion_tokens 至少为 1")
+
+    @property
+    def output(self) -> str:
+        """The artifact this run writes: ``model/rl`` (checked reward) or ``model/rl-naive``."""
+        return "model/rl" if self.reward == "checked" else f"model/rl-{self.reward}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RLConfig":
+        d = dict(d)
+        if "tasks" in d:
+            d["tasks"] = TaskMix(**d["tasks"])
+        return cls(**d)
+
+    @classmethod
+    def for_profile(cls, profile=None, **changes) -> "RLConfig":
+        """The profile's sizes (a name, a profile or ``None``: the default), with ``changes`` on top."""
+        name = as_profile(profile).name
+        if name == "gpu":  # a real chat model: trl's GRPO recipe sizes
+            cfg = cls(num_generations=8, prompts_per_step=8, max_steps=300, learning_rate=1e-6, max_completion_tokens=256,
+                      tasks=TaskMix(arithmetic=600, date=400, notool=400))
+        elif name == "full":
+            cfg = cls(max_steps=120, tasks=TaskMix(arithmetic=200, date=120, notool=160))
+        else:  # quick
+            cfg = cls()
+        return replace(cfg, **changes)
