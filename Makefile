@@ -14,12 +14,16 @@ PROFILE ?= quick
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 LLAMA_SPEC := llama-cpp-python[server]==0.3.36
 TORCH_CPU := torch==2.13.0
+# `puyu-lab hub`: configurable-http-proxy from npm, installed beside the venv (puyu_lab/hub/config.py finds it there)
+CHP_SPEC := configurable-http-proxy@5.3.0
+HUB_BIND ?= 127.0.0.1:8000
+LEARNERS ?= 30
 PYTEST_ARGS ?=
 # the JupyterLab extension: its sources rebuild it
 EXT_SRC := $(wildcard extensions/*/pyproject.toml extensions/*/package.json extensions/*/yarn.lock \
 	extensions/*/src/*.ts extensions/*/style/*.css extensions/*/*/*.py)
 
-.PHONY: setup system lab test test-fast chain chain-floors bench course doctor status clean-workspace clean
+.PHONY: setup system lab test test-fast chain chain-floors bench course hub doctor status clean-workspace clean
 
 setup: system $(STAMP)
 
@@ -49,6 +53,8 @@ $(STAMP): pyproject.toml Makefile scripts/build-llama-tools.sh $(EXT_SRC)
 	for e in extensions/*/; do if [ -f "$$e/pyproject.toml" ]; then \
 	  rm -rf "$$e"/lib "$$e"/*/labextension; PATH="$$nodebin:$(CURDIR)/$(VENV)/bin:$$PATH" $(PIP) install -q "$$e" || exit 1; fi; done
 	$(VENV)/bin/jupyter labextension list 2>&1 | grep -q "puyu-lab-chain.*enabled.*OK" && echo "labextension puyu-lab-chain: OK"
+	@# JupyterHub's proxy for `puyu-lab hub` (with the venv's Node.js, like the extension build)
+	$(VENV)/bin/npm install --silent --no-audit --no-fund --omit=dev --prefix $(VENV)/share/puyu-lab-hub $(CHP_SPEC)
 	@touch $@
 	@echo "setup done: $(VENV)"
 
@@ -79,6 +85,12 @@ bench: setup
 course: setup
 	$(PY) -m puyu_lab course build
 	$(PY) -m puyu_lab course ship
+
+# a class on this server (as root): the accounts (passwords printed once; a second run keeps existing ones), then
+# JupyterHub on HUB_BIND — `make hub LEARNERS=30 HUB_BIND=0.0.0.0:8000`; see the README's "hub" section
+hub: setup
+	$(PY) -m puyu_lab hub roster --learners $(LEARNERS)
+	$(PY) -m puyu_lab hub start --bind $(HUB_BIND) $(HUB_ARGS)
 
 doctor: setup
 	$(PY) -m puyu_lab doctor
