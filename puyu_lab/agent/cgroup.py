@@ -40,11 +40,11 @@ def _read_or_empty(path: str) -> str:
         return ""
 
 
-def _unescape(p: str) -> str:  # mountinfo writes spaces, tabs, newlines and backslashes as octal escapes
+def unescape_mountinfo(p: str) -> str:  # mountinfo writes spaces, tabs, newlines and backslashes as octal escapes
     return p.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 
 
-def _inside(path: str, folder: str) -> bool:
+def path_inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
@@ -70,11 +70,11 @@ def find_cgroup_base(memory_max: int, pids_max: int) -> tuple[CgroupBase | None,
             if len(f) < 5 or len(r) < 3:
                 continue
             if r[0] == "cgroup2":
-                v2 = (_unescape(f[4]), _unescape(f[3]))
+                v2 = (unescape_mountinfo(f[4]), unescape_mountinfo(f[3]))
             elif r[0] == "cgroup":
                 for c in r[2].split(","):
                     if c in ("memory", "pids"):
-                        v1[c] = (_unescape(f[4]), _unescape(f[3]))
+                        v1[c] = (unescape_mountinfo(f[4]), unescape_mountinfo(f[3]))
         own = {}
         for line in _read("/proc/self/cgroup").splitlines():
             _, ctrls, path = line.split(":", 2)
@@ -85,14 +85,14 @@ def find_cgroup_base(memory_max: int, pids_max: int) -> tuple[CgroupBase | None,
 
     def folder(mount, path):
         mnt, root = mount
-        if root != "/" and _inside(path, root):
+        if root != "/" and path_inside(path, root):
             path = path[len(root.rstrip("/")):] or "/"
         return os.path.normpath(mnt + "/" + path.lstrip("/"))
 
     base = None
     if v2 and "unified" in own and "memory" in _read_or_empty(os.path.join(v2[0], "cgroup.controllers")).split():
         d = folder(v2, own["unified"])
-        while _inside(d, v2[0]):
+        while path_inside(d, v2[0]):
             ctl = _read_or_empty(os.path.join(d, "cgroup.subtree_control")).split()
             if "memory" in ctl:
                 if os.access(d, os.W_OK):

@@ -185,8 +185,7 @@ class RunResult:
 
 
 # ---- what the sandbox is made of ---------------------------------------------------------------------
-def _inside(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
+from .cgroup import path_inside as _inside  # noqa: E402 (one definition of "a path inside a folder")
 
 
 def _interpreter() -> tuple[str, list[str]]:

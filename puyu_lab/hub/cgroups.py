@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from ..errors import InputError
 
 PREFIX = "puyu-hub"  # every learner's group is <base>/puyu-hub/<name>
+from ..agent.cgroup import path_inside, unescape_mountinfo  # the sandbox's mountinfo helpers: one reading of /proc/self/mountinfo
+
 CPU_PERIOD_US = 100_000
 CONTROLLERS = ("memory", "cpu", "pids")
 
@@ -50,14 +52,6 @@ def _read(path: str) -> str:
             return f.read()
     except OSError:
         return ""
-
-
-def _unescape(p: str) -> str:  # mountinfo writes spaces, tabs, newlines and backslashes as octal escapes
-    return p.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
-
-
-def _inside(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 @dataclass
@@ -82,11 +76,11 @@ def find_layout() -> Layout:
         if len(f) < 5 or len(r) < 3:
             continue
         if r[0] == "cgroup2":
-            v2 = (_unescape(f[4]), _unescape(f[3]))
+            v2 = (unescape_mountinfo(f[4]), unescape_mountinfo(f[3]))
         elif r[0] == "cgroup":
             for c in r[2].split(","):
                 if c in (*CONTROLLERS, "cpuacct"):
-                    v1[c] = (_unescape(f[4]), _unescape(f[3]))
+                    v1[c] = (unescape_mountinfo(f[4]), unescape_mountinfo(f[3]))
     own = {}
     for line in _read("/proc/self/cgroup").splitlines():
         parts = line.split(":", 2)
@@ -96,13 +90,13 @@ def find_layout() -> Layout:
 
     def folder(mount, path):
         mnt, root = mount
-        if root != "/" and _inside(path, root):
+        if root != "/" and path_inside(path, root):
             path = path[len(root.rstrip("/")):] or "/"
         return os.path.normpath(mnt + "/" + path.lstrip("/"))
 
     if v2 and "unified" in own and {"memory", "cpu"} <= set(_read(os.path.join(v2[0], "cgroup.controllers")).split()):
         d = folder(v2, own["unified"])
-        while _inside(d, v2[0]):
+        while path_inside(d, v2[0]):
             ctl = set(_read(os.path.join(d, "cgroup.subtree_control")).split())
             if {"memory", "cpu"} <= ctl and os.access(d, os.W_OK):
                 return Layout(2, {c: d for c in CONTROLLERS if c in ctl})
