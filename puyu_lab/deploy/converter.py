@@ -113,7 +113,7 @@ def convert(model_dir: str | Path, out_path: str | Path, outtype: str = "f32") -
     wrapper = Path(__file__).with_name("convert_known_pre.py")
     cmd = [sys.executable, str(wrapper), str(script), str(model_dir), "--outfile", str(tmp), "--outtype", outtype]
     env = {k: v for k, v in os.environ.items() if k != "NO_LOCAL_GGUF"}  # the vendored gguf-py, not the registry's
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    r = subprocess.run(cmd, capture_output=True, text=True, errors="replace", env=env)  # it logs vocabulary pieces
     if r.returncode != 0 or not tmp.is_file():
         tmp.unlink(missing_ok=True)
         err = r.stderr.strip().splitlines()

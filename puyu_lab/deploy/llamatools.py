@@ -46,8 +46,10 @@ def _run(cmd: list, timeout: float = 1800) -> str:
     # line-buffered, one pipe for both (coreutils' stdbuf): nothing waits in stdio's buffer at exit. Lines that
     # llama.cpp's own logger never wrote before the process ended are another matter: see perplexity()
     pre = ["stdbuf", "-oL", "-eL"] if shutil.which("stdbuf") else []
+    # errors="replace": llama.cpp prints vocabulary pieces (special tokens, a chunk's text) byte by byte, and a piece
+    # can be part of one UTF-8 character (a byte-fallback token); the figures parsed below are ASCII
     r = subprocess.run(pre + [str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                       timeout=timeout)
+                       errors="replace", timeout=timeout)
     out = r.stdout
     if r.returncode != 0:
         raise PuyuError(f"{Path(str(cmd[0])).name} failed (exit {r.returncode}): {out.strip()[-800:]}",

@@ -140,7 +140,7 @@ def measure_level(path: str | Path, ids: list[int], n_ctx: int, decode_tokens: i
         job.update(kind="gguf", path=str(path))
     (out / "job.json").write_text(json.dumps(job), encoding="utf-8")
     r = subprocess.run([sys.executable, "-m", "puyu_lab.deploy.workers", str(out / "job.json")],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, errors="replace")  # llama.cpp's log: see llamatools._run
     if r.returncode != 0:
         raise RuntimeError(f"measuring {path} failed: {r.stderr.strip()[-800:]}")
     stats = json.loads((out / "stats.json").read_text())

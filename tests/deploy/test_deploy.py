@@ -411,3 +411,14 @@ def test_llama_server_batches_on_loopback_with_its_key_and_ignores_the_kernels_e
         pid, server = srv.proc.pid, _children(srv.proc.pid)
     assert not _alive(pid) and not any(_alive(c) for c in server)
     assert srv.log.parent == tmp_path / "logs" and srv.log.is_file()
+
+
+def test_a_tools_output_cut_inside_a_utf8_character_is_read(tmp_path):
+    """llama.cpp prints vocabulary pieces byte by byte; a byte-fallback piece is part of one UTF-8 character (a CI
+    run's lab 05 failed on ``0xc2`` followed by an ASCII byte). The tool's figures must still be read."""
+    from puyu_lab.deploy.llamatools import _run
+
+    script = tmp_path / "tool.py"
+    script.write_text("import sys\nsys.stdout.buffer.write(b\"print_info: LF token = 13 '\\xc2'\\nMean PPL(Q) : 4.5\\n\")\n")
+    out = _run([sys.executable, str(script)])
+    assert "Mean PPL(Q) : 4.5" in out and "\ufffd" in out
