@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from ..errors import InputError
 from ..events import Emitter, Event, StopFlag
 from ..workspace import Workspace
 from .config import CourseConfig, PhaseConfig
@@ -41,12 +42,18 @@ def phase_names(p: PhaseConfig) -> tuple[str, str, str]:
 
 
 def build(home: str | Path, cfg: CourseConfig | None = None, *, on_event: Callable[[Event], None] | None = None,
-          stop: StopFlag | None = None, until: str | None = None) -> Workspace:
+          stop: StopFlag | None = None, until: str | None = None, seed: str | Path | None = None) -> Workspace:
     """Run (or continue) every step of the build in the workspace ``home``; ``until`` = a phase name
-    or ``"sft"`` stops after that step."""
+    or ``"sft"`` stops after that step. ``seed``: a folder written by :func:`.seed.export`, imported into a
+    workspace that has no build of its own yet (the build goes on after the seed's phases)."""
     cfg = cfg or CourseConfig()
     ws = Workspace(Path(home))
     em = Emitter("course", on_event)
+    if seed is not None:
+        from .seed import import_seed
+
+        if import_seed(ws, seed):
+            em.emit("start", step="seed", folder=str(seed))
     _data(ws, cfg, em)
     if not ws.exists(TOKENIZER):
         from ..pretrain.train import train_tokenizer
@@ -55,10 +62,17 @@ def build(home: str | Path, cfg: CourseConfig | None = None, *, on_event: Callab
     prev = None
     for p in cfg.phases:
         corpus, model, _ = phase_names(p)
-        if not _corpus_current(ws, p, cfg.seed):
+        seeded = ws.exists(model) and "seed" in ws.get(model).params  # its corpus is not needed: it has finished
+        if not seeded and not _corpus_current(ws, p, cfg.seed):
             course_corpus(ws, p, cfg.seed, em)
             _forget_run(ws, p)  # checkpoints trained on another corpus are not this phase's to resume
         if not phase_done(ws, p):
+            if seeded:
+                raise InputError(f"phase {p.name!r} came from a seed ({ws.get(model).params['seed']['folder']}) and its "
+                                 "recipe now asks for more than the seed finished: build in a new --home without the "
+                                 "seed (--no-seed), or restore the recipe",
+                                 zh=f"阶段 {p.name!r} 来自种子（{ws.get(model).params['seed']['folder']}），而它的配方现在要求的"
+                                    "比种子完成的更多：请在新的 --home 中不带种子（--no-seed）重新构建，或恢复原来的配方")
             pretrain_phase(ws, cfg, p, init_from=prev, on_event=on_event, stop=stop)
         prev = model
         if until == p.name:

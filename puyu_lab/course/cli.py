@@ -8,6 +8,7 @@ from pathlib import Path
 from ..stagecli import Verb, add_stage, opt
 
 DEFAULT_HOME = "course-build"  # under the current directory: a workspace of its own, never the learner's
+DEFAULT_SEED = "course-seed"  # beside it: the finished phases a session commits (`course seed`), another continues
 
 
 def _print_event(ev) -> None:
@@ -18,12 +19,24 @@ def _print_event(ev) -> None:
 def cmd_build(args: argparse.Namespace) -> int:
     from .build import build
     from .config import CourseConfig
+    from .seed import SEED_FILE
 
     cfg = CourseConfig()
     if args.steps:
         cfg = cfg.scaled(args.steps)
-    build(args.home, cfg, on_event=_print_event, until=args.until)
+    seed = None if args.no_seed else (args.seed or (DEFAULT_SEED if Path(DEFAULT_SEED, SEED_FILE).is_file() else None))
+    build(args.home, cfg, on_event=_print_event, until=args.until, seed=seed)
     print(f"course build: {args.home} is complete{' up to ' + args.until if args.until else ''}")
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from ..workspace import Workspace
+    from .seed import export
+
+    seed = export(Workspace(Path(args.home)), args.out)
+    print(f"seed written to {args.out}: phases {', '.join(p['phase'] for p in seed['phases'])} finished "
+          f"(weights of {seed['weights']}), the build goes on with {seed['next']}")
     return 0
 
 
@@ -49,7 +62,16 @@ def add_course_commands(sub) -> None:
               Verb("build", cmd_build, "build (or continue building) the course model in its own workspace", (
                   opt("--home", default=DEFAULT_HOME, help=f"the build's workspace (default: ./{DEFAULT_HOME})"),
                   opt("--steps", type=int, help="cut every phase to this many steps (a smoke run)"),
-                  opt("--until", help="stop after this phase (a, b) or 'sft'")), profile=False, home=False),
+                  opt("--until", help="stop after this phase (a, b) or 'sft'"),
+                  opt("--seed", help=f"a seed folder to start a new --home from (default: ./{DEFAULT_SEED} when it "
+                                     "exists)"),
+                  opt("--no-seed", action="store_true", help="start from scratch even when a seed exists")),
+                  profile=False, home=False),
+              Verb("seed", cmd_seed, "write the build's finished phases as a seed folder another machine continues "
+                   "from (tokenizer, the latest phase's weights, every phase's record)", (
+                  opt("--home", default=DEFAULT_HOME),
+                  opt("--out", default=DEFAULT_SEED, help=f"the seed folder (default: ./{DEFAULT_SEED})")),
+                   profile=False, home=False),
               Verb("ship", cmd_ship, "copy the built base, assistant and tokenizer into the package (bf16, sha256)", (
                   opt("--home", default=DEFAULT_HOME),
                   opt("--to", help="another folder than the package's course_model/")), profile=False, home=False),

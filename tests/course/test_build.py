@@ -159,3 +159,49 @@ def test_a_phase_is_done_only_when_every_run_length_copies(tmp_path):
     assert not phase_done(ws, p)
     curve.write_text(json.dumps({**point, "gain_24": 7.9, "copied_24": 0.9, "gain_40": 7.5, "copied_40": 0.85}) + "\n")
     assert phase_done(ws, p)
+
+
+def test_a_seed_carries_the_finished_phases_to_a_new_workspace_and_a_changed_byte_is_refused(layers, tmp_path):
+    import pytest
+
+    from puyu_lab.course.seed import RECORD_KIND, export
+    from puyu_lab.course.ship import ship
+    from puyu_lab.errors import InputError
+    from puyu_lab.models import course
+    from puyu_lab.workspace import sha256_file
+
+    ws = layers.workspace("tokenizer", tmp_path / "ws")
+    cfg = CourseConfig(preset=ModelPreset(**TINY_PRESET)).scaled(2)
+    cfg = replace(cfg, phases=tuple(replace(p, block_size=64, batch_size=2) for p in cfg.phases))
+    with pytest.raises(InputError, match="no phase"):
+        export(ws, tmp_path / "seed", cfg)
+    build(ws.root, cfg, until="copy-256")
+    seed = export(ws, tmp_path / "seed", cfg)
+    assert [p["phase"] for p in seed["phases"]] == ["a", "copy-256"]
+    assert seed["weights"] == "copy-256" and seed["next"] == "copy-1k"
+
+    new = layers.workspace("corpus", tmp_path / "new")  # another machine: the shipped corpus, nothing built
+    weights = tmp_path / "seed" / "model" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="model/model.safetensors"):
+        build(new.root, cfg, seed=tmp_path / "seed")
+    assert not new.exists("tokenizer/spm")  # nothing imported from a damaged seed
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+
+    build(new.root, cfg, seed=tmp_path / "seed")
+    assert not (new.root / "runs" / "course-a").exists() and not (new.root / "runs" / "course-copy-256").exists()
+    assert new.get("model/course-a").kind == RECORD_KIND  # a record: the seed keeps only the latest weights
+    carried = new.get("model/course-copy-256")
+    assert carried.params["seed"]["id"] == ws.get("model/course-copy-256").id
+    assert sha256_file(carried.path / "model.safetensors") == sha256_file(ws.get("model/course-copy-256").path /
+                                                                          "model.safetensors")
+    assert [p["name"] for p in new.get("model/course-copy-1k").manifest["parents"]][-1] == "model/course-copy-256"
+    assert read_curve(new.root / "runs" / "course-a.probe.jsonl") == read_curve(ws.root / "runs" / "course-a.probe.jsonl")
+    root = ship(new, tmp_path / "course_model")  # the shipped record holds every phase, the seeded ones too
+    phases = course.shipped_manifest(root)["build"]["phases"]
+    assert [p["phase"] for p in phases] == [p.name for p in cfg.phases]
+    shipped = [{k: v for k, v in q.items() if k != "tokens_total"} for q in phases[0]["probe_curve"]]
+    assert shipped == json.loads((ws.get("model/course-a").path / "probe_curve.json").read_text())
