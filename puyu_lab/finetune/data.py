@@ -47,12 +47,13 @@ SELF_Q_ZH_HELDOUT = [
 ]
 SELF_Q_EN_HELDOUT = ["Can you tell me who you are?", "What's your name?", "Who built you?", "Could you introduce yourself?"]
 
-# one answer per language, repeated, as in the camp's recipe: a tiny model learns it fast and
-# does not blend two answers into one
+# one answer, repeated, for the questions in both languages, as in the camp's recipe (XTuner's 个人小助手 data: one
+# Chinese self-introduction): a tiny model learns it fast and does not blend two answers into one. With a second,
+# English answer ("{name} is my name. {owner} made me.") a quick model at its floor of steps began held-out English
+# answers with the Chinese "我是" and then lost the thread ("我是 me name.name.…", 10 of 12 held-out answers named it),
+# with more steps and with the English questions weighted up alike: the first token had to tell the languages apart
 SELF_A_ZH = ["我是{name}，由{owner}打造的人工智能助手。"]
-# name first: this tokenizer spells English almost letter by letter, so a short answer that starts
-# with the name is what a tiny model reliably learns
-SELF_A_EN = ["{name} is my name. {owner} made me."]
+SELF_A_EN = SELF_A_ZH
 
 # unrelated prompts: answers to these must *not* turn into the self-introduction
 # (never trained on: dialogs that start with one are left out)
