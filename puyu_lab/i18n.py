@@ -261,6 +261,78 @@ STRINGS: dict[str, tuple[str, str]] = {
 }
 
 
+# deploy.quantize's LADDER and FLOAT_LEVELS (tests/test_chain_labels.py holds this to them)
+_LEVELS = ("F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K")
+
+# The artifacts' key figures: the metric keys among an artifact's first four metrics, which the chain sidebar and
+# `puyu-lab status` show (Workspace.chain / table). key -> (en, zh), apart from STRINGS: a metric key may name a
+# panel label too ("train", "documents") and mean a count here. tests/test_chain_labels.py fails on a key a real
+# workspace shows without a label here.
+FIGURES: dict[str, tuple[str, str]] = {
+    # corpus/* (data)
+    "documents": ("documents", "文档数"),
+    "characters": ("characters", "字符数"),
+    "kept_fraction": ("kept fraction", "保留比例"),
+    "train": ("train split", "训练集条数"),
+    "heldout": ("held-out split", "留出集条数"),
+    # corpus/course-* (the course build's corpora)
+    "natural_tokens": ("natural-text tokens", "自然文本词元数"),
+    "natural_repeats": ("natural-text passes", "自然文本重复遍数"),
+    "copy_rich_tokens": ("copy-rich tokens", "复制型文本词元数"),
+    "copy_rich_documents": ("copy-rich documents", "复制型文档数"),
+    # tokenizer/* and model/base (pretrain)
+    "vocab_size": ("vocabulary size", "词表大小"),
+    "chars_per_token_zh": ("chars/token (zh)", "中文每词元字符数"),
+    "chars_per_token_en": ("chars/token (en)", "英文每词元字符数"),
+    "byte_fallback_rate_zh": ("byte fallback (zh)", "中文字节回退率"),
+    "steps": ("steps", "训练步数"),
+    "max_steps": ("planned steps", "计划步数"),
+    "stopped": ("stopped early", "提前停止"),
+    "eval_loss_first": ("first held-out loss", "初始留出集损失"),
+    "eval_loss": ("held-out loss", "留出集损失"),
+    # sft/data (the training mix by kind, then the held-out sets) and model/sft, adapter/sft (fine-tune)
+    "train_self": ("train · self-introduction", "训练集·自我认知"),
+    "train_dialog": ("train · dialogues", "训练集·多轮对话"),
+    "train_sentiment": ("train · sentiment", "训练集·情感判断"),
+    "train_tool": ("train · tool calls", "训练集·工具调用"),
+    "train_date": ("train · date tool", "训练集·日期工具"),
+    "train_notool": ("train · no tool needed", "训练集·无需工具"),
+    "train_custom": ("train · your data", "训练集·自定义数据"),
+    "train_identity": ("train · identity", "训练集·身份认知"),
+    "selfcog_heldout": ("held-out · self-introduction", "留出集·自我认知"),
+    "arithmetic_heldout": ("held-out · arithmetic", "留出集·算术"),
+    "date_heldout": ("held-out · dates", "留出集·日期推算"),
+    "notool_heldout": ("held-out · no tool needed", "留出集·无需工具"),
+    "method": ("method", "训练方法"),
+    "trainable_parameters": ("trainable parameters", "可训练参数量"),
+    # pref/data (held-out pairs by source) and model/dpo, model/orpo (preference)
+    "heldout_identity": ("held-out · identity", "留出集·身份认知"),
+    "heldout_sentiment": ("held-out · sentiment", "留出集·情感判断"),
+    "heldout_tool": ("held-out · tool use", "留出集·工具调用"),
+    "heldout_notool": ("held-out · no tool needed", "留出集·无需工具"),
+    "heldout_custom": ("held-out · your pairs", "留出集·自定义偏好对"),
+    "tuning": ("tuning", "微调方式"),
+    # gguf/* (deploy): the file size of each level
+    "seconds": ("seconds", "用时（秒）"),
+    **{f"size_mb_{lv}": (f"{lv} size (MB)", f"{lv} 文件大小 (MB)") for lv in _LEVELS},
+    # agent/eval: the share of held-out tasks solved, with the tools and asked directly
+    "arithmetic_with_tools": ("arithmetic · with tools", "算术·用工具答对率"),
+    "arithmetic_direct": ("arithmetic · direct", "算术·直接回答答对率"),
+    "date_with_tools": ("dates · with tools", "日期推算·用工具答对率"),
+    "date_direct": ("dates · direct", "日期推算·直接回答答对率"),
+    "notool_with_tools": ("no tool needed · with tools", "无需工具·用工具答对率"),
+    "notool_direct": ("no tool needed · direct", "无需工具·直接回答答对率"),
+    # rag/index, rag/eval
+    "chunks": ("chunks", "文本块数"),
+    "dim": ("embedding dim", "向量维度"),
+    "encoder_final_loss": ("encoder final loss", "稠密编码器最终损失"),
+    "hybrid_hit@5": ("hybrid hit@5", "混合检索 hit@5"),
+    "sparse_hit@5": ("sparse hit@5", "稀疏检索 hit@5"),
+    "dense_hit@5": ("dense hit@5", "稠密检索 hit@5"),
+    "answer_rag": ("answered right with retrieval", "有检索时的答对率"),
+}
+
+
 def set_language(lang: str | None) -> None:
     """``zh`` or ``en`` (a locale name such as ``zh_CN`` counts as its language); None: :func:`default_language`."""
     global _LANG
@@ -285,10 +357,25 @@ def tr(zh: str, en: str) -> str:
 
 def t(key: str) -> str:
     """The label for ``key`` in the current language (the key itself if unknown)."""
-    pair = STRINGS.get(key)
+    return _pick(STRINGS, key, _LANG)
+
+
+def figure_label(key: str, lang: str | None = None) -> str:
+    """The label of the metric ``key`` (:data:`FIGURES`) in ``lang`` (default: the current language); the key itself
+    if it has none."""
+    return _pick(FIGURES, key, lang or _LANG)
+
+
+def figure_labels(keys) -> dict[str, dict[str, str]]:
+    """``{key: {"en": …, "zh": …}}`` for the metric ``keys``: what the sidebar shows in its own language."""
+    return {k: {lang: figure_label(k, lang) for lang in ("en", "zh")} for k in keys}
+
+
+def _pick(table: dict[str, tuple[str, str]], key: str, lang: str) -> str:
+    pair = table.get(key)
     if pair is None:
         return key
-    return pair[1] if _LANG == "zh" else pair[0]
+    return pair[1] if lang == "zh" else pair[0]
 
 
 def both(key: str) -> str:

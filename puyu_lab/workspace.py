@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import PuyuError
+from .i18n import figure_label, figure_labels
 from .stages import ALL_STAGES, STAGES, may_read, stage_for_artifact
 
 MANIFEST = "manifest.json"
@@ -348,7 +349,7 @@ class Workspace:
                 rows.append({
                     "stage": stage.title, "lab": stage.lab, "artifact": a.name,
                     "status": "stale" if self.is_stale(a) else "present", "created": a.created,
-                    "figures": ", ".join(f"{k}={_fmt(v)}" for k, v in list(a.metrics.items())[:4]),
+                    "figures": ", ".join(f"{figure_label(k)}={_fmt(v)}" for k, v in _figures(a).items()),
                 })
         return rows
 
@@ -356,7 +357,8 @@ class Workspace:
     def chain(self) -> dict[str, Any]:
         """The chain's state by stage (the JupyterLab sidebar's data): each stage's status —
         ``present``, ``stale`` (an input changed since it was made) or ``missing`` — its artifacts
-        with their key figures, and a ``version`` that changes whenever any artifact does."""
+        with their key figures (and each figure's label in English and Chinese), and a ``version`` that changes
+        whenever any artifact does."""
         import hashlib
 
         arts = self.list()
@@ -364,10 +366,11 @@ class Workspace:
         for stage in STAGES:
             rows = []
             for a in (a for a in arts if stage_for_artifact(a.name) is stage):
+                figures = _figures(a)
                 rows.append({"name": a.name, "id": a.id, "status": "stale" if self.is_stale(a) else "present",
-                             "created": a.created,
-                             "figures": {k: v for k, v in list(a.metrics.items())[:4]
-                                         if isinstance(v, (int, float, str, bool))}})
+                             "created": a.created, "figures": figures,
+                             # both languages: the sidebar shows JupyterLab's, which is not the server's
+                             "figure_labels": figure_labels(figures)})
             status = "missing" if not rows else ("stale" if any(r["status"] == "stale" for r in rows) else "present")
             stages.append({"key": stage.key, "zh": stage.zh, "en": stage.en, "title": stage.title, "lab": stage.lab,
                            "needs": list(stage.needs), "status": status, "artifacts": rows})
@@ -398,6 +401,12 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _figures(a: Artifact) -> dict[str, Any]:
+    """An artifact's key figures, as the sidebar and ``puyu-lab status`` show them: the plain values among its first
+    four metrics (each stage puts its headline figures first; a list or a table does not fit on a line)."""
+    return {k: v for k, v in list(a.metrics.items())[:4] if isinstance(v, (int, float, str, bool))}
 
 
 def _fmt(v: Any) -> str:

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from puyu_lab.i18n import STRINGS
+from puyu_lab.i18n import FIGURES, STRINGS
 from puyu_lab.labtext import cjk_share, english_only_sentences
 
 from .conftest import Lab, open_lab
@@ -268,6 +268,13 @@ class TestLab01InChinese:
         assert checks and all(c.startswith("自检 ") for c in checks), checks
         assert side.locator(".puyu-chain-info").inner_text().startswith("工作区: ")
         assert all(n.startswith("需要: ") for n in side.locator(".puyu-needs").all_inner_texts())
+        # each artifact's key figures: the Chinese label (puyu_lab.i18n.FIGURES), the metric's key in the tooltip
+        figs = side.locator(".puyu-figure")
+        shown = [(figs.nth(i).get_attribute("title"), figs.nth(i).inner_text()) for i in range(figs.count())]
+        record("sidebar.figures", shown)
+        assert len(shown) >= 4, shown  # corpus/clean's
+        for key, text in shown:
+            assert key in FIGURES and text.startswith(FIGURES[key][1] + "="), (key, text)
         text = side.evaluate(VISIBLE_TEXT, "code, .puyu-figures, .puyu-chain-info, .puyu-needs")
         record("sidebar", {"cjk_share_without_names_paths_figures": round(cjk_share("\n".join(text)), 3),
                            "text": text})

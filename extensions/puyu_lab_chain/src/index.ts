@@ -19,6 +19,8 @@ interface Artifact {
   status: string;
   created: string;
   figures: Record<string, number | string | boolean>;
+  // each figure's label in both languages (puyu_lab.i18n.FIGURES; the key itself where it has none)
+  figure_labels?: Record<string, { zh: string; en: string }>;
 }
 
 interface Stage {
@@ -220,11 +222,17 @@ export class ChainSidebar extends Widget {
         const row = el('div', 'puyu-artifact');
         row.dataset.artifact = a.name;
         row.appendChild(el('code', undefined, a.name));
-        const figs = Object.entries(a.figures || {})
-          .map(([k, v]) => `${k}=${fmt(v)}`)
-          .join(', ');
-        if (figs) {
-          row.appendChild(el('span', 'puyu-figures', figs));
+        const figs = Object.entries(a.figures || {});
+        if (figs.length) {
+          const box = el('span', 'puyu-figures');
+          figs.forEach(([k, v], i) => {
+            const label = a.figure_labels?.[k]?.[this._lang] || k;
+            const fig = el('span', 'puyu-figure', `${label}=${fmt(v)}`);
+            fig.dataset.key = k;
+            fig.title = k; // the metric's own key, as the manifest and the code name it
+            box.append(...(i ? [', ', fig] : [fig]));
+          });
+          row.appendChild(box);
         }
         if (a.status === 'stale') {
           row.appendChild(el('span', 'puyu-badge puyu-badge-stale', this._t('stale')));
