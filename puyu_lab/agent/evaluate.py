@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 from typing import Callable
 
 from ..artifacts import load_sft_data
@@ -178,8 +179,10 @@ def suite_eval(agent: Agent, tasks: dict[str, list[dict]], *, direct: bool = Tru
 
 def save_eval(ws: Workspace, result: dict, *, model: str, backend: str, protocol: str,
               name: str = ARTIFACT, extra: dict | None = None) -> "object":
-    parents = [ws.get(model)] if ws.exists(model) else []
-    if ws.exists("sft/data"):
+    # a model folder (the shipped course assistant) is no artifact of this workspace, nor are its tasks sft/data's
+    brought = Path(model).is_dir()
+    parents = [ws.get(model)] if not brought and ws.exists(model) else []
+    if not brought and ws.exists("sft/data"):
         parents.append(ws.get("sft/data"))
     with ws.write(name, kind="report", stage=STAGE, parents=parents,
                   params={"model": model, "backend": backend, "protocol": protocol}) as w:

@@ -355,5 +355,6 @@ def sft_config(ws: Workspace, cfg: CourseConfig, *, base: str):
             tmp = custom.with_suffix(".partial")
             tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
             tmp.replace(custom)
-    return SFTConfig(base=base, data=data, epochs=cfg.sft_epochs, seed=cfg.seed,
+    return SFTConfig(base=base, data=data, epochs=cfg.sft_epochs, seed=cfg.seed, learning_rate=cfg.sft_learning_rate,
+                     max_length=cfg.sft_max_length,
                      custom_data=str(custom) if custom else None)

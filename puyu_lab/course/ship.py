@@ -79,6 +79,8 @@ def ship(ws: Workspace, to: Path | None = None) -> Path:
             save_tokenizer(load_tokenizer(art.path), tmp / FOLDERS[part], art.path / "tokenizer.model")
         (tmp / HELDOUT).write_text(json.dumps(heldout(ws), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         for f in sorted(tmp.rglob("*")):
+            # mkdtemp's folder and safetensors' files are private (0700 / 0600): the package's files are readable by all
+            f.chmod(0o755 if f.is_dir() else 0o644)
             if f.is_file():
                 files[str(f.relative_to(tmp))] = {"bytes": f.stat().st_size, "sha256": sha256_file(f)}
         total = sum(v["bytes"] for v in files.values())
@@ -87,6 +89,7 @@ def ship(ws: Workspace, to: Path | None = None) -> Path:
                              "repository allows: ship a smaller preset")
         manifest = {"parts": PARTS, "files": files, "bytes": total, "build": _record(ws)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.chmod(0o755)
         if dest.exists():
             old = dest.with_name(dest.name + ".old")
             shutil.rmtree(old, ignore_errors=True)

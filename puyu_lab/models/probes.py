@@ -12,7 +12,8 @@ first (which is unpredictable by construction).
 
 ``gain`` is the drop in nats per token from the first showing to the second (0 = no copying at all;
 a model that copies perfectly gets close to ``first_nll``), ``copied`` the share of sequences whose
-second showing is reproduced exactly by greedy decoding. It runs through the model layer's
+second showing is reproduced exactly by greedy decoding (from its second token: nothing in the
+context says that a run starts again, so its first token is a guess). It runs through the model layer's
 ``loglikelihood_tokens`` (lm-eval's scoring), so transformers and GGUF models give the same figure.
 No library offers this probe as a function; it is a few lines over the scorer.
 """
@@ -35,7 +36,8 @@ def probe_margin(vocab: int) -> int:
 
 def copy_probe(model, *, n: int = 16, length: int = 32, seed: int = 0, pieces: int | None = None) -> dict:
     """Mean negative log-likelihood per token of ``n`` random sequences of ``length`` tokens at their
-    first and second showing (after the model's prefix token), the gain, and the share copied. ``pieces``:
+    first and second showing (after the model's prefix token; each from its second token on), the gain, and the
+    share whose second showing greedy decoding reproduces. ``pieces``:
     draw the tokens from the first ``pieces`` ids after the margin only (a sub-vocabulary, as the course
     build's first copy phases train on)."""
     vocab = model.vocab_size()
@@ -44,10 +46,13 @@ def copy_probe(model, *, n: int = 16, length: int = 32, seed: int = 0, pieces: i
     rng = np.random.default_rng(seed)
     prefix = [model.prefix_token_id]
     seqs = [rng.integers(margin, high, size=length).tolist() for _ in range(n)]
-    reqs = [(prefix, s) for s in seqs] + [(prefix + s, s) for s in seqs]
+    # each showing is scored from its second token on: that a run starts again cannot be read from the context
+    # (the first build's model, copying every later token, guessed the repeat's first token as end-of-text and so
+    # "copied" nothing), while every later token is a copy of what followed the same token before — induction
+    reqs = [(prefix + s[:1], s[1:]) for s in seqs] + [(prefix + s + s[:1], s[1:]) for s in seqs]
     res = model.loglikelihood_tokens(reqs)
-    first = -float(np.mean([lp for lp, _ in res[:n]])) / length
-    second = -float(np.mean([lp for lp, _ in res[n:]])) / length
+    first = -float(np.mean([lp for lp, _ in res[:n]])) / (length - 1)
+    second = -float(np.mean([lp for lp, _ in res[n:]])) / (length - 1)
     return {"first_nll": round(first, 3), "second_nll": round(second, 3), "gain": round(first - second, 3),
             "copied": sum(g for _, g in res[n:]) / n, "sequences": n, "length": length,
             "uniform_nll": round(float(np.log(vocab)), 3)}
