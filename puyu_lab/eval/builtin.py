@@ -24,14 +24,15 @@ from ..models.template import ACTION_END, IM_END
 from .tasks import Task
 
 
-def builtin_tasks(ws, n: int = 40, ppl_docs: int = 12, seed: int = 0) -> list[Task]:
+def builtin_tasks(ws, n: int = 40, ppl_docs: int = 12, seed: int = 0, sentiment_n: int | None = None) -> list[Task]:
+    """The tasks, ``n`` documents each; ``sentiment_n`` reviews for sentiment (None: every balanced pair held out)."""
     ws = ws.for_stage("eval")  # reads only what stages.py declares for the stage
     rng = random.Random(seed)
     held = load_corpus(ws, "heldout").to_list()
     news = [{"text": r["text"]} for r in held if r["source"] == "news-zh"][:ppl_docs]
     labels = list(SENTIMENT_ANSWER)
     by_label = {x: [r for r in held if r.get("label") == x] for x in labels}
-    k = min(n // 2, *(len(v) for v in by_label.values()))
+    k = min(sentiment_n // 2 if sentiment_n else len(held), *(len(v) for v in by_label.values()))
     reviews = [r for pair in zip(*(v[:k] for v in by_label.values())) for r in pair]  # balanced: chance is 50 %
     sentiment = [{"context": SENTIMENT_PROMPT.format(text=r["text"].strip()[:SENTIMENT_MAX_CHARS]),
                   "choices": [SENTIMENT_ANSWER[x] for x in labels], "gold": labels.index(r["label"])} for r in reviews]

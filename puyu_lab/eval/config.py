@@ -11,6 +11,9 @@ class EvalConfig:
     # documents per choice / generation task: the quick profile's sample budget (each score's 95 % interval, drawn
     # on the bars, is what the smaller sample costs: ±18 points at 30 documents and 50 % accuracy)
     n: int = 30
+    # the sentiment task's reviews: every balanced pair the held-out split holds (None), or at most this many. Two
+    # one-token answers cost little, and at 30 reviews the check "SFT above base" was a coin flip (17/30 each)
+    sentiment_n: int | None = None
     ppl_docs: int = 12  # held-out news articles for perplexity
     seed: int = 0
     models: tuple[str, ...] = ("model/base", "model/sft")  # model artifacts, named by their last part

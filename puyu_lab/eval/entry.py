@@ -89,7 +89,7 @@ def run(ws: Workspace, cfg: EvalConfig | None = None, *, on_event: Callable[[Eve
 
     ws = ws.for_stage("eval")  # reads only what stages.py declares for the stage
     cfg = cfg or EvalConfig.for_profile()
-    tasks = builtin_tasks(ws, n=cfg.n, ppl_docs=cfg.ppl_docs, seed=cfg.seed)
+    tasks = builtin_tasks(ws, n=cfg.n, ppl_docs=cfg.ppl_docs, seed=cfg.seed, sentiment_n=cfg.sentiment_n)
     scorers = models_for(ws, cfg)
     try:
         result = evaluate(scorers, tasks, on_event=on_event, stop=stop, progress_bar=cfg.progress_bar)

