@@ -322,6 +322,15 @@ FIGURES: dict[str, tuple[str, str]] = {
     "date_direct": ("dates · direct", "日期推算·直接回答答对率"),
     "notool_with_tools": ("no tool needed · with tools", "无需工具·用工具答对率"),
     "notool_direct": ("no tool needed · direct", "无需工具·直接回答答对率"),
+    # the shipped course model's base, probed in lab 02
+    "course_base_copy_gain": ("course base · copy gain (nats/token)", "课程基座·复制增益（nats/词元）"),
+    "course_base_copied": ("course base · runs copied exactly", "课程基座·整段照抄比例"),
+    # agent/eval-course: the shipped course assistant on its own held-out tasks
+    "course_arithmetic_with_tools": ("course assistant · arithmetic with tools", "课程助手·算术用工具答对率"),
+    "course_date_with_tools": ("course assistant · dates with tools", "课程助手·日期用工具答对率"),
+    "course_notool_with_tools": ("course assistant · no tool needed", "课程助手·无需工具答对率"),
+    "course_copy_gain": ("course assistant · copy gain (nats/token)", "课程助手·复制增益（nats/词元）"),
+    "course_copied": ("course assistant · runs copied exactly", "课程助手·整段照抄比例"),
     # rag/index, rag/eval
     "chunks": ("chunks", "文本块数"),
     "dim": ("embedding dim", "向量维度"),
@@ -330,6 +339,9 @@ FIGURES: dict[str, tuple[str, str]] = {
     "sparse_hit@5": ("sparse hit@5", "稀疏检索 hit@5"),
     "dense_hit@5": ("dense hit@5", "稠密检索 hit@5"),
     "answer_rag": ("answered right with retrieval", "有检索时的答对率"),
+    "course_answer_rag_free": ("course assistant · right with retrieval (generative)", "课程助手·有检索生成式答对率"),
+    "course_answer_rag": ("course assistant · right with retrieval (extractive)", "课程助手·有检索抽取式答对率"),
+    "course_answer_none": ("course assistant · right without retrieval", "课程助手·无检索答对率"),
 }
 
 

@@ -200,6 +200,8 @@ def _pretrain(f: Figures) -> None:
     assert 0 < f["mfu"] < 1, "model FLOP utilisation is a share of the machine's peak"
     assert f["params_M"] == _parameters_m(), "the parameters of the profile's preset"
     assert abs(f["copy_gain"]) < log_v, "a copying gain within log V nats/token"
+    # pretrain.course_copies: the shipped course base copies (issue #37: ≥ 4 nats/token, ≥ 80 % of runs)
+    assert f["course_base_copy_gain"] >= 4 and f["course_base_copied"] >= 0.8
     assert f["lesson_steps"] > 0 and f["lesson_seconds"] > 0
     cliff = f["lesson_cliff_step"]
     assert cliff is None or 0 < cliff <= f["lesson_steps"], "the cliff comes within the lesson's steps"
@@ -284,6 +286,10 @@ def _agent(f: Figures) -> None:
     assert f["constrained_call_valid"] >= 0.95, "agent.constrained: ≥ 95 % of the constrained calls valid"
     assert 0 < f["p_action_start"] < 1
     assert abs(f["copy_gain"]) < math.log(_vocab()), "a copying gain within log V nats/token"
+    # the shipped course assistant (agent.course's bars) and its copy probe beside the learner's
+    assert f["course_arithmetic_with_tools"] >= 0.8 and f["course_date_with_tools"] >= 0.6, "agent.course"
+    assert f["course_notool_with_tools"] >= 0.9, "agent.course: no needless call on ≥ 90 %"
+    assert f["course_copy_gain"] > f["copy_gain"] + 1 and 0 <= f["course_copied"] <= 1
 
 
 def _rag(f: Figures) -> None:
@@ -299,6 +305,9 @@ def _rag(f: Figures) -> None:
         "rag.grounded: retrieval helps, up to the extractive reader's ceiling"
     assert f["answer_chance"] <= f["answer_in_passage"], "a random pick is right no more often than the ceiling"
     assert f["chunks"] > 0 and f["seconds"] > 0
+    # rag.course: the shipped course assistant reads the same passages
+    assert f["course_answer_rag"] >= 0.6 and f["course_answer_rag"] > max(f["answer_chance"], f["course_answer_none"])
+    _fractions(f, "course_answer_rag_free")
 
 
 FIGURE_BOUNDS = {"00_tour": _tour, "01_data": _data, "02_pretrain": _pretrain, "03_finetune": _finetune,
@@ -311,7 +320,7 @@ CHAIN_FIGURES = {
     "00_tour": dict(ready=True, profiles="quick, full"),
     "01_data": dict(docs_raw=7602, docs_kept=4546, kept_chars=1859626, near_dup_clusters=262),
     "02_pretrain": dict(eval_loss_first=8.346, eval_loss=5.261, bits_per_byte=2.175, steps=400, mfu=0.188, params_M=5.2,
-                        copy_gain=0.106, lesson_cliff_step=1200, lesson_steps=1500, lesson_seconds=143,
+                        copy_gain=0.106, course_base_copy_gain=8.283, course_base_copied=0.875, lesson_cliff_step=1200, lesson_steps=1500, lesson_seconds=143,
                         lesson_best_head_score=0.877),
     "03_finetune": dict(method="full", selfcog_heldout=1, base_selfcog=0, control_collapse=0.5, eval_loss=1.324,
                         train_state_mb=79.29, seconds=227.5, lora_state_mb=42.98, qlora_state_mb=32.48,
@@ -335,11 +344,14 @@ CHAIN_FIGURES = {
                          "pref_sentiment", "pref_tool", "pref_notool"), row)},
     "07_agent": dict(arithmetic_with_tools=0, arithmetic_direct=0, date_with_tools=0, date_direct=0,
                      notool_with_tools=0.925, call_valid=1, p_action_start=0.2344, constrained_call_valid=1,
-                     Q4_K_M_arithmetic_with_tools=0, copy_gain=0.011),
+                     Q4_K_M_arithmetic_with_tools=0, copy_gain=0.011, course_arithmetic_with_tools=0.875,
+                     course_date_with_tools=0.65, course_notool_with_tools=0.925, course_copy_gain=6.957,
+                     course_copied=0.0),
     "08_rag": {"hybrid_hit@5": 0.9667, "sparse_hit@5": 0.9667, "dense_hit@5": 0.3667, "hybrid_mrr": 0.9097,
                "sparse_mrr": 0.9125, "dense_mrr": 0.2285, "threshold": 13.93, "refusal_precision": 0.7215,
                "refusal_recall": 0.95, "answer_rag": 0.6167, "answer_rag_free": 0, "answer_none": 0, "chunks": 12438,
-               "seconds": 65.1, "answer_chance": 0.5614, "answer_in_passage": 0.9333},
+               "seconds": 65.1, "answer_chance": 0.5614, "answer_in_passage": 0.9333, "course_answer_rag_free": 0.55,
+               "course_answer_rag": 0.8833, "course_answer_none": 0},
 }
 
 

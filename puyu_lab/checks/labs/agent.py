@@ -73,6 +73,39 @@ def constrained(ctx):
     return Outcome(v >= 0.95, say(f"{v:.1%} 有效", f"{v:.1%} valid"), value=v)
 
 
+AGENT_EVAL_COURSE = "agent/eval-course"  # the shipped course assistant on its own held-out tasks (lab 07, section 4)
+# the course assistant's bars (issue #37): with its tools, held-out arithmetic and dates in unseen phrasings, and no
+# needless call
+COURSE_BARS = {"arithmetic": 0.8, "date": 0.6, "notool": 0.9}
+
+
+@check("agent.course", LAB, "课程助手会用工具", "The course assistant uses its tools", needs=(AGENT_EVAL_COURSE,),
+       verifies="the shipped course assistant, with its tools, on its held-out tasks (unseen numbers, phrasings its "
+                "fine-tune never used): ≥ 80 % of arithmetic and ≥ 60 % of dates answered right, and ≥ 90 % of the "
+                "questions that need no tool answered without a call (recomputed from agent/eval-course's rows.jsonl)",
+       verifies_zh='随包发布的课程助手借助工具回答它的留出题（数字没见过，问法是它的微调从未用过的）：算术答对 ≥ 80 %，'
+                   '日期答对 ≥ 60 %，不需要工具的问题 ≥ 90 % 不调用工具直接回答（由 agent/eval-course 的 rows.jsonl 重新计算）',
+       hint="run lab 07's course-assistant cell (section 4) to the end; if the package has no course model, build and "
+            "ship it (`make course`)",
+       hint_zh="把实验 07 第 4 节的课程助手单元格运行到底；如果安装包里没有课程模型，先构建并发布它（`make course`）",
+       camp=CAMP)
+def course(ctx):
+    rows = load_agent_eval(ctx.ws, AGENT_EVAL_COURSE)["rows"]
+    rates, parts, parts_zh = {}, [], []
+    zh_kind = {"arithmetic": "算术", "date": "日期", "notool": "无需工具"}
+    for kind, bar in COURSE_BARS.items():
+        rs = [r for r in rows if r["kind"] == kind]
+        if not rs:
+            return Outcome(False, say(f"agent/eval-course 里没有{zh_kind[kind]}题", f"agent/eval-course has no {kind} rows"))
+        ok = sum(bool(r["tool_ok"]) and (kind != "notool" or not r["called"]) for r in rs)
+        rates[kind] = ok / len(rs)
+        parts.append(f"{kind} {ok}/{len(rs)} (≥ {bar:.0%})")
+        parts_zh.append(f"{zh_kind[kind]} {ok}/{len(rs)}（≥ {bar:.0%}）")
+    passed = all(rates[k] >= bar for k, bar in COURSE_BARS.items())
+    return Outcome(passed, say("；".join(parts_zh), "; ".join(parts)), value=rates["arithmetic"],
+                   claimed=ctx.get(AGENT_EVAL_COURSE).metrics.get("arithmetic_with_tools"))
+
+
 # ---- 作业 homework -----------------------------------------------------------------------------------------------
 HW_TOOL = "homework/agent/my-tool"  # 作业 1: a tool of the learner's own, asked free-form and with a required call
 HW_PATTERN = "homework/agent/pattern"  # 作业 2: the calculator's expression narrowed per question by a pattern

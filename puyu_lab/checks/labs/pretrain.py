@@ -56,6 +56,35 @@ def tokenizer(ctx):
     return Outcome(cpt > 1.0 and call <= 25 and same, figure, value=cpt)
 
 
+@check("pretrain.course_copies", LAB, "课程模型会照抄上下文", "The course model copies from its context", needs=(BASE,),
+       verifies="the copy probe (models/probes.py: 16 random 32-token runs shown twice) on the shipped course base: a "
+                "gain of ≥ 4 nats/token and ≥ 80 % of runs copied exactly by greedy decoding, measured now; your "
+                "model/base's gain (its manifest) beside it",
+       verifies_zh='在随包发布的课程基座上现测复制探针（models/probes.py：16 段 32 词元的随机序列各出现两遍）：增益 ≥ 4 nats/词元，'
+                   '贪心解码完整照抄 ≥ 80 %；旁边列出你的 model/base 的增益（取自它的 manifest）',
+       hint="the package has no course model, or a changed one: `puyu-lab course status`; build and ship it with "
+            "`make course`",
+       hint_zh="安装包里没有课程模型，或者它被改动过：`puyu-lab course status`；用 `make course` 构建并发布")
+def course_copies(ctx):
+    from ...models import course
+    from ...models.probes import copy_probe
+
+    try:
+        problems = course.verify()
+    except course.CourseModelMissing as e:
+        return Outcome(False, say(f"没有课程模型：{e.zh}", f"no course model: {e}"))
+    if problems:
+        return Outcome(False, say(f"课程模型的文件与 manifest 不符：{problems[0]}", f"the course model's files differ from "
+                                  f"their manifest: {problems[0]}"))
+    r = copy_probe(course.load("base"))
+    mine = ctx.get(BASE).metrics.get("copy_gain")
+    mine_s = f"{mine:.2f}" if isinstance(mine, (int, float)) else "—"
+    return Outcome(r["gain"] >= 4 and r["copied"] >= 0.8,
+                   say(f"课程基座：增益 {r['gain']:.2f} nats/词元，完整照抄 {r['copied']:.0%}；你的 model/base：增益 {mine_s}",
+                       f"course base: gain {r['gain']:.2f} nats/token, {r['copied']:.0%} copied exactly; your model/base: "
+                       f"gain {mine_s}"), value=r["gain"])
+
+
 # ---- 作业 Homework: a vocabulary sweep and a second optimizer, measured against the chain's own artifacts ----------
 VOCAB = "homework/pretrain/vocab"
 ADAMW = "model/base-adamw"
