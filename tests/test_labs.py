@@ -201,7 +201,9 @@ def _pretrain(f: Figures) -> None:
     assert f["params_M"] == _parameters_m(), "the parameters of the profile's preset"
     assert abs(f["copy_gain"]) < log_v, "a copying gain within log V nats/token"
     # pretrain.course_copies: the shipped course base copies (issue #37: ≥ 4 nats/token, ≥ 80 % of runs)
-    assert f["course_base_copy_gain"] >= 4 and f["course_base_copied"] >= 0.8
+    from puyu_lab.models.course import MIN_COPIED, MIN_COPY_GAIN
+
+    assert f["course_base_copy_gain"] >= MIN_COPY_GAIN and f["course_base_copied"] >= MIN_COPIED
     assert f["lesson_steps"] > 0 and f["lesson_seconds"] > 0
     cliff = f["lesson_cliff_step"]
     assert cliff is None or 0 < cliff <= f["lesson_steps"], "the cliff comes within the lesson's steps"

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 from typing import Callable
 
-from ..artifacts import load_sft_data
+from ..artifacts import brought, load_sft_data
 from ..contracts.tasks import ARITHMETIC_HELDOUT, ARITHMETIC_QUESTION, DATE_HELDOUT, DATE_QUESTION, NOTOOL_HELDOUT
 from ..events import Emitter, Event, StopFlag
 from ..models.base import Model
@@ -180,9 +179,9 @@ def suite_eval(agent: Agent, tasks: dict[str, list[dict]], *, direct: bool = Tru
 def save_eval(ws: Workspace, result: dict, *, model: str, backend: str, protocol: str,
               name: str = ARTIFACT, extra: dict | None = None) -> "object":
     # a model folder (the shipped course assistant) is no artifact of this workspace, nor are its tasks sft/data's
-    brought = Path(model).is_dir()
-    parents = [ws.get(model)] if not brought and ws.exists(model) else []
-    if not brought and ws.exists("sft/data"):
+    own = brought(model) is None
+    parents = [ws.get(model)] if own and ws.exists(model) else []
+    if own and ws.exists("sft/data"):
         parents.append(ws.get("sft/data"))
     with ws.write(name, kind="report", stage=STAGE, parents=parents,
                   params={"model": model, "backend": backend, "protocol": protocol}) as w:

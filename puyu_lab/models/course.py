@@ -18,6 +18,9 @@ PARTS = ("base", "assistant")
 # the folder of each part: its name is what the deploy and agent stages call a brought model by
 # (gguf/course-assistant, …), so it says whose model it is
 FOLDERS = {"base": "course-base", "assistant": "course-assistant"}
+# what the shipped base must show on models.probes.copy_probe (issue #37): a gain of ≥ 4 nats/token, and ≥ 80 % of
+# the 32-token random runs copied exactly by greedy decoding
+MIN_COPY_GAIN, MIN_COPIED = 4.0, 0.8
 
 
 class CourseModelMissing(PuyuError, FileNotFoundError):

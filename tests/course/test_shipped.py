@@ -10,8 +10,7 @@ import pytest
 from puyu_lab.models import course
 from puyu_lab.models.probes import copy_probe
 
-# the bar for the course base: a gain of 4 nats/token, 80 % of 32-token random runs copied exactly
-MIN_GAIN, MIN_COPIED = 4.0, 0.8
+MIN_GAIN, MIN_COPIED = course.MIN_COPY_GAIN, course.MIN_COPIED  # the bar for the course base
 
 
 def test_the_shipped_files_match_their_manifest():

@@ -7,6 +7,7 @@ from ..evidence import read_json, read_jsonl
 
 LAB = "07_agent.ipynb"
 CAMP = "进阶岛: Lagent 自定义你的 Agent 智能体"
+ZH_KIND = {"arithmetic": "算术", "date": "日期", "notool": "无需工具"}  # the held-out task kinds, in Chinese
 
 
 def _rows(ctx):
@@ -25,8 +26,7 @@ def traced(ctx):
     kinds = {k: sum(r["kind"] == k for r in rows) for k in ("arithmetic", "date", "notool")}
     n_tr = sum(1 for l in art.file("traces.jsonl").read_text(encoding="utf-8").splitlines() if l.strip())
     ok = all(v >= 20 for v in kinds.values()) and n_tr == len(rows)
-    zh_kind = {"arithmetic": "算术", "date": "日期", "notool": "无需工具"}
-    figure = say("、".join(f"{zh_kind[k]} {v} 题" for k, v in kinds.items()) + f"；轨迹 {n_tr} 条",
+    figure = say("、".join(f"{ZH_KIND[k]} {v} 题" for k, v in kinds.items()) + f"；轨迹 {n_tr} 条",
                  ", ".join(f"{k} {v}" for k, v in kinds.items()) + f"; {n_tr} traces")
     return Outcome(ok, figure, value=len(rows),
                    claimed=sum(art.metrics.get(f"{k}_tasks", 0) for k in kinds))
@@ -92,15 +92,14 @@ COURSE_BARS = {"arithmetic": 0.8, "date": 0.6, "notool": 0.9}
 def course(ctx):
     rows = load_agent_eval(ctx.ws, AGENT_EVAL_COURSE)["rows"]
     rates, parts, parts_zh = {}, [], []
-    zh_kind = {"arithmetic": "算术", "date": "日期", "notool": "无需工具"}
     for kind, bar in COURSE_BARS.items():
         rs = [r for r in rows if r["kind"] == kind]
         if not rs:
-            return Outcome(False, say(f"agent/eval-course 里没有{zh_kind[kind]}题", f"agent/eval-course has no {kind} rows"))
+            return Outcome(False, say(f"agent/eval-course 里没有{ZH_KIND[kind]}题", f"agent/eval-course has no {kind} rows"))
         ok = sum(bool(r["tool_ok"]) and (kind != "notool" or not r["called"]) for r in rs)
         rates[kind] = ok / len(rs)
         parts.append(f"{kind} {ok}/{len(rs)} (≥ {bar:.0%})")
-        parts_zh.append(f"{zh_kind[kind]} {ok}/{len(rs)}（≥ {bar:.0%}）")
+        parts_zh.append(f"{ZH_KIND[kind]} {ok}/{len(rs)}（≥ {bar:.0%}）")
     passed = all(rates[k] >= bar for k, bar in COURSE_BARS.items())
     return Outcome(passed, say("；".join(parts_zh), "; ".join(parts)), value=rates["arithmetic"],
                    claimed=ctx.get(AGENT_EVAL_COURSE).metrics.get("arithmetic_with_tools"))

@@ -79,7 +79,7 @@ def course_copies(ctx):
     r = copy_probe(course.load("base"))
     mine = ctx.get(BASE).metrics.get("copy_gain")
     mine_s = f"{mine:.2f}" if isinstance(mine, (int, float)) else "—"
-    return Outcome(r["gain"] >= 4 and r["copied"] >= 0.8,
+    return Outcome(r["gain"] >= course.MIN_COPY_GAIN and r["copied"] >= course.MIN_COPIED,
                    say(f"课程基座：增益 {r['gain']:.2f} nats/词元，完整照抄 {r['copied']:.0%}；你的 model/base：增益 {mine_s}",
                        f"course base: gain {r['gain']:.2f} nats/token, {r['copied']:.0%} copied exactly; your model/base: "
                        f"gain {mine_s}"), value=r["gain"])
