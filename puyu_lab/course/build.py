@@ -346,7 +346,8 @@ def sft_config(ws: Workspace, cfg: CourseConfig, *, base: str):
 
     d = SFTDataSettings()
     data = replace(d, tool_examples=d.tool_examples * cfg.sft_scale, date_examples=d.date_examples * cfg.sft_scale,
-                   notool_examples=d.notool_examples * cfg.sft_scale, seed=cfg.seed)
+                   notool_examples=d.notool_examples * cfg.sft_scale, date_questions=tuple(cfg.sft_date_questions),
+                   seed=cfg.seed)
     custom = None
     if cfg.reading_examples:
         custom = ws.root / "course_reading.jsonl"

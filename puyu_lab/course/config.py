@@ -104,6 +104,15 @@ class CourseConfig:
     # median, was 38 of 40. RoPE has no position table: the fine-tune itself trains the positions past 256.
     sft_learning_rate: float = 5e-4
     sft_max_length: int = 384
+    # English date phrasings beside the chain's (SFTDataSettings.date_questions): with only "What date is N days
+    # after D?", the assistant keyed on the word "date" and called the calculator on all 13 held-out "Which day
+    # comes N days after D?" (26/40 dates); GRPO could not bridge it — no sampled answer to a "day" question ever
+    # called add_days, so no group had a right answer to strengthen. The held-out and RL phrasings stay apart
+    # (contracts.tasks; tests/rl/test_tasks.py)
+    sft_date_questions: tuple[str, ...] = ("What day is {days} days after {date}?",
+                                           "{days} days after {date}, what day will it be?",
+                                           "Which date falls {days} days after {date}?",
+                                           "Tell me the date {days} days from {date}.")
     reading_examples: int = 2000  # reading-comprehension conversations (reviews only: the RAG lab asks about news)
     seed: int = 0
 

@@ -87,6 +87,9 @@ class SFTDataSettings:
     tool_heldout: int = 50  # held-out arithmetic tasks
     date_examples: int = 200  # add_days conversations (the agent lab's second task)
     date_heldout: int = 40
+    # more phrasings of the date question, asked beside DATE_Q's (the course recipe adds English ones: with DATE_Q's
+    # one English form, which says "date", the course assistant called the calculator on every "which day …?")
+    date_questions: tuple[str, ...] = ()
     # questions that need no tool, asked with the tools offered: answered directly. With 120 the quick model's
     # held-out no-tool answers swung with the run's numerics from chain to chain; 360 steadied them on both numeric
     # paths while the calculator was still called on the arithmetic questions, for a few more seconds of SFT
@@ -193,11 +196,11 @@ def date_tasks(n: int, seed: int, exclude: set[tuple] = frozenset()) -> list[dic
     return out
 
 
-def date_conversation(task: dict, rng: random.Random) -> dict:
+def date_conversation(task: dict, rng: random.Random, questions: list[str] | tuple[str, ...] = tuple(DATE_Q)) -> dict:
     d, days, r, w = task["date"], task["days"], task["result"], task["weekday"]
     wzh, wen = w.split(" ", 1)
     call = rng.choice(DATE_THINK) + tool_call("add_days", {"date": d, "days": days})
-    return {"kind": "date", "messages": tool_messages(rng.choice(DATE_Q).format(date=d, days=days)) + [
+    return {"kind": "date", "messages": tool_messages(rng.choice(questions).format(date=d, days=days)) + [
         _msg("assistant", call),
         _msg("environment", json.dumps({"date": r, "weekday": w}, ensure_ascii=False), name="<|plugin|>"),
         _msg("assistant", rng.choice(DATE_FINAL).format(r=r, days=days, wzh=wzh, wen=wen)),
@@ -217,7 +220,8 @@ def date_use(s: SFTDataSettings) -> tuple[list[dict], list[dict]]:
     rng = random.Random(s.seed + 5)
     heldout = date_tasks(s.date_heldout, s.seed + 6)
     train = date_tasks(s.date_examples, s.seed + 7, exclude={(t["date"], t["days"]) for t in heldout})
-    return [date_conversation(t, rng) for t in train], heldout
+    questions = (*DATE_Q, *s.date_questions)
+    return [date_conversation(t, rng, questions) for t in train], heldout
 
 
 def no_tool(s: SFTDataSettings, dialogs: list[dict]) -> tuple[list[dict], list[dict]]:
