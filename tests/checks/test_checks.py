@@ -183,9 +183,9 @@ def test_manifests_record_what_the_stage_wrote(layers):
 def test_probe_file_errors_name_the_group_and_field(tmp_path):
     p = tmp_path / "probes.json"
     doc = make_probes(3)
-    assert {g["id"] for g in doc["groups"]} == {"selfcog", "sentiment"}
+    assert {g["id"] for g in doc["groups"]} == {"selfcog", "sentiment", "tools"}
     p.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
-    assert [g.id for g in load_probes(p)] == ["selfcog", "sentiment"]
+    assert [g.id for g in load_probes(p)] == ["selfcog", "sentiment", "tools"]
     assert make_probes(3) == doc and make_probes(4) != doc  # the teacher's seed decides
     bad = {"groups": [{"id": "a", "kind": "answer", "items": [{"prompt": "x"}]}]}
     p.write_text(json.dumps(bad), encoding="utf-8")
@@ -323,3 +323,34 @@ def test_the_card_is_left_aligned_inside_jupyterlab(tmp_path):
     cells = re.findall(r"<t[dh][ >][^>]*>?", html)
     assert cells and all("text-align:left" in c for c in cells), cells[:3]
     assert all("margin-left:0" in t for t in re.findall(r"<table[^>]*>", html))
+
+
+@pytest.mark.slow
+def test_a_tool_probe_runs_the_agent_loop_on_fresh_arithmetic():
+    """The teacher's hidden ``tool`` group: fresh arithmetic through the agent loop with the calculator offered. The
+    course assistant passes most; the same questions expecting wrong numbers pass none (the answer is checked, not
+    the call alone); its phrasings are none the fine-tune, RL or held-out sets use."""
+    from puyu_lab.checks.probes import TOOL_FORMS, ProbeGroup, run_group
+    from puyu_lab.contracts.tasks import ARITHMETIC_QUESTION, ARITHMETIC_RL_FORMS, ARITHMETIC_UNSEEN_FORMS
+    from puyu_lab.finetune.data import ARITH_Q
+    from puyu_lab.models import course
+
+    assert not set(TOOL_FORMS) & {ARITHMETIC_QUESTION, *ARITH_Q, *ARITHMETIC_RL_FORMS, *ARITHMETIC_UNSEEN_FORMS}
+    doc = make_probes(5, n_tools=6)
+    tools = next(g for g in load_probes_doc(doc) if g.kind == "tool")
+    assert tools.model == "model/rl" and len(tools.items) == 6
+    with course.load("assistant") as m:
+        right = run_group(m, tools)
+        wrong = run_group(m, ProbeGroup("w", "tool", [{**it, "expect": str(int(it["expect"]) + 1)} for it in tools.items],
+                                        0.8, max_new_tokens=64))
+    assert right.passed >= 4 and all(r["called"] for r in right.rows if r["ok"]), right.rows
+    assert wrong.passed == 0
+
+
+def load_probes_doc(doc):
+    import json
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as f:
+        json.dump(doc, f, ensure_ascii=False)
+    return load_probes(f.name)
