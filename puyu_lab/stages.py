@@ -1,4 +1,4 @@
-"""The eight stages of the chain: who produces which artifact, and in which lab.
+"""The nine stages of the chain: who produces which artifact, and in which lab.
 
 This table is the one place that knows the chain's shape. The workspace uses it to name the
 lab that produces a missing input, the tour and ``puyu-lab status`` use it to draw the chain map.
@@ -37,21 +37,21 @@ STAGES: tuple[Stage, ...] = (
           ("model/sft", "adapter/", "sft/"), ("model/base", "tokenizer/spm", "corpus/clean"), course=COURSE_MODELS),
     Stage("preference", "XTuner DPO", "Preference", "04_preference.ipynb", ("pref/", "model/dpo", "model/orpo"),
           ("model/sft", "sft/data", "corpus/clean")),
-    Stage("deploy", "LMDeploy", "Deploy", "05_deploy.ipynb",
-          ("gguf/", "quant/"), ("model/sft", "model/base", "corpus/clean", "sft/data")),
-    Stage("eval", "OpenCompass", "Evaluate", "06_eval.ipynb", ("eval/",),
-          ("model/base", "model/sft", "sft/data", "corpus/clean", "gguf/", "pref/data", "model/dpo", "model/orpo")),
-    Stage("agent", "Lagent / AgentLego", "Apply", "07_agent.ipynb", ("agent/",),
-          ("model/sft", "sft/data", "corpus/clean", "gguf/")),
-    Stage("rag", "茴香豆 HuixiangDou", "RAG", "08_rag.ipynb", ("rag/",), ("corpus/clean", "model/base", "model/sft")),
+    # the policy is the shipped course assistant (or model/sft); sft/data gives the tasks' numbers and questions
+    Stage("rl", "GRPO", "RL", "05_rl.ipynb", ("model/rl", "model/rl-"), ("model/sft", "sft/data")),
+    Stage("deploy", "LMDeploy", "Deploy", "06_deploy.ipynb",
+          ("gguf/", "quant/"), ("model/sft", "model/base", "corpus/clean", "sft/data", "model/rl")),
+    Stage("eval", "OpenCompass", "Evaluate", "07_eval.ipynb", ("eval/",),
+          ("model/base", "model/sft", "sft/data", "corpus/clean", "gguf/", "pref/data", "model/dpo", "model/orpo",
+           "model/rl")),
+    Stage("agent", "Lagent / AgentLego", "Apply", "08_agent.ipynb", ("agent/",),
+          ("model/sft", "sft/data", "corpus/clean", "gguf/", "model/rl")),
+    Stage("rag", "茴香豆 HuixiangDou", "RAG", "09_rag.ipynb", ("rag/",), ("corpus/clean", "model/base", "model/sft")),
 )
 
 # stages whose engines exist but whose lab is not written yet: their reads are declared (ws.for_stage works) and
-# their artifacts are claimed, but the chain map, the tour and the lab list stay the eight above. The RL stage
-# (issue #41, GRPO) waits for the course assistant as its policy; its lab moves it into STAGES.
-PENDING: tuple[Stage, ...] = (
-    Stage("rl", "GRPO", "RL", "", ("model/rl", "model/rl-"), ("model/sft", "sft/data")),
-)
+# their artifacts are claimed, but the chain map, the tour and the lab list stay the ones above
+PENDING: tuple[Stage, ...] = ()
 ALL_STAGES: tuple[Stage, ...] = STAGES + PENDING
 
 

@@ -141,7 +141,7 @@ def test_every_puyu_error_is_raised_with_its_chinese(scanned):
 # the scan above holds to their Chinese), never a bare ValueError / RuntimeError whose English is all a zh learner
 # gets. A file (None: all of it) or the functions named in it.
 LEARNER_REACHED: dict[str, set[str] | None] = {
-    "puyu_lab/contracts/calculator.py": None,  # lab 07's tools, and their refusals in the trace
+    "puyu_lab/contracts/calculator.py": None,  # lab 08's tools, and their refusals in the trace
     "puyu_lab/contracts/dates.py": None,
     "puyu_lab/data/dedup.py": {"lsh_clusters"},  # lab 01's MinHash homework (bands × rows)
     "puyu_lab/pretrain/optim.py": {"build_optimizer"},  # cfg.optimizer

@@ -292,6 +292,24 @@ def _agent(f: Figures) -> None:
     assert f["course_arithmetic_with_tools"] >= 0.8 and f["course_date_with_tools"] >= 0.6, "agent.course"
     assert f["course_notool_with_tools"] >= 0.9, "agent.course: no needless call on ≥ 90 %"
     assert f["course_copy_gain"] > f["copy_gain"] + 1 and 0 <= f["course_copied"] <= 1
+    # GRPO's model/rl on the same held-out tasks (agent.rl's bars)
+    from puyu_lab.checks.labs.agent import RL_CEILING, RL_GAIN, RL_HIGH, RL_NOTOOL
+
+    for k in ("arithmetic", "date"):
+        before, after = f[f"course_{k}_with_tools"], f[f"rl_{k}_with_tools"]
+        assert after >= before + RL_GAIN - 1e-9 or (before > RL_HIGH and after >= RL_CEILING), f"agent.rl: {k}"
+    assert f["rl_notool_with_tools"] >= RL_NOTOOL, "agent.rl: no needless call on ≥ 90 %"
+
+
+def _rl(f: Figures) -> None:
+    from puyu_lab.checks.labs.rl import KL_BOUND
+
+    assert f["rl_steps"] >= 1 and f["naive_steps"] >= 1 and f["rl_seconds"] > 0 and f["naive_seconds"] > 0
+    assert 0 <= f["rl_kl_max"] <= KL_BOUND, "rl.learned: the KL to the reference stays bounded"
+    assert f["rl_reward_last"] > f["rl_reward_first"], "rl.learned: the checked reward rose"
+    _fractions(f, "rl_correct_last", "rl_notool_called_last", "naive_notool_called_first", "naive_notool_called_last")
+    assert f["naive_notool_called_last"] > max(f["naive_notool_called_first"], f["rl_notool_called_last"]), \
+        "rl.hacking: the naive reward teaches needless calls"
 
 
 def _rag(f: Figures) -> None:
@@ -313,10 +331,10 @@ def _rag(f: Figures) -> None:
 
 
 FIGURE_BOUNDS = {"00_tour": _tour, "01_data": _data, "02_pretrain": _pretrain, "03_finetune": _finetune,
-                 "04_preference": _preference, "05_deploy": _deploy, "06_eval": _eval, "07_agent": _agent,
-                 "08_rag": _rag}
+                 "04_preference": _preference, "05_rl": _rl, "06_deploy": _deploy, "07_eval": _eval, "08_agent": _agent,
+                 "09_rag": _rag}
 
-# a quick chain's figures (test-artifacts/chain-summary.txt; lab 08's two baselines as its cell computes them on
+# a quick chain's figures (test-artifacts/chain-summary.txt; lab 09's two baselines as its cell computes them on
 # workspace/): the bounds' own test input
 CHAIN_FIGURES = {
     "00_tour": dict(ready=True, profiles="quick, full"),
@@ -330,30 +348,37 @@ CHAIN_FIGURES = {
     "04_preference": dict(pref_acc_sft=0.731, pref_acc_dpo=0.798, pref_acc_orpo=0.705, dpo_identity=1,
                           dpo_sentiment=0.633, dpo_tool=1, dpo_notool=0.528, dpo_seconds=92.1, orpo_seconds=44.7,
                           dpo_steps=70),
-    "05_deploy": {"MB_F32": 19.9, "MB_F16": 9.99, "MB_Q8_0": 5.35, "MB_Q6_K": 4.15, "MB_Q5_K_M": 3.68, "MB_Q4_K_M": 3.24,
+    "05_rl": dict(rl_steps=47, rl_seconds=80.6, rl_kl_max=0.0239, rl_reward_first=1.146, rl_reward_last=1.3,
+                  rl_correct_last=0.95, rl_notool_called_last=0.016, naive_steps=29, naive_seconds=47.0,
+                  naive_notool_called_first=0.01, naive_notool_called_last=0.125),
+    "06_deploy": {"MB_F32": 19.9, "MB_F16": 9.99, "MB_Q8_0": 5.35, "MB_Q6_K": 4.15, "MB_Q5_K_M": 3.68, "MB_Q4_K_M": 3.24,
                   "MB_Q3_K_M": 2.75, "MB_Q2_K": 2.31, "MB_Q4_K_M+imatrix": 3.24, "MB_Q3_K_M+imatrix": 2.75,
                   "MB_Q2_K+imatrix": 2.31, "MB_IQ2_XS+imatrix": 1.95, "kl_Q4_K_M": 0.005038, "kl_Q2_K": 0.05691,
                   "task_acc_F32": 0.75, "task_acc_Q4_K_M": 0.75, "task_acc_Q2_K": 0.733, "decode_tps_Q4_K_M": 1966,
                   "decode_tps_reference": 949, "server_tokens_per_s_8_clients": 561,
                   "llama_server_tokens_per_s_4_clients": 1593, "llama_server_4_vs_1_Q8_0": 1.9,
                   "llama_server_4_vs_1_Q4_K_M": 1.97},
-    "06_eval": {f"{m}_{t}": v for m, row in {
+    "07_eval": {f"{m}_{t}": v for m, row in {
         "base": (2.162, 0.45, 0, 0.175, 0, 0.25, 0.333, 0.533, 0, 1),
         "sft": (3.036, 0.575, 1, 0.175, 0, 0.75, 1, 0.65, 0.871, 0.444),
         "dpo": (3.063, 0.55, 1, 0.15, 0, 0.7, 1, 0.633, 1, 0.528),
-        "sft-Q4_K_M": (3.036, 0.575, 1, 0.175, 0, 0.75, 1, 0.667, 0.871, 0.444)}.items()
+        "sft-Q4_K_M": (3.036, 0.575, 1, 0.175, 0, 0.75, 1, 0.667, 0.871, 0.444),
+        "rl": (2.964, 0.729, 1.0, 0.133, 0.0, 1.0, 1.0, 0.733, 1.0, 0.639),
+        "course-assistant": (2.943, 0.708, 1.0, 0.133, 0.0, 1.0, 1.0, 0.75, 1.0, 0.639)}.items()
         for t, v in zip(("news_ppl", "sentiment", "selfcog", "dialog", "arithmetic", "tool_use", "pref_identity",
                          "pref_sentiment", "pref_tool", "pref_notool"), row)},
-    "07_agent": dict(arithmetic_with_tools=0, arithmetic_direct=0, date_with_tools=0, date_direct=0,
+    "08_agent": dict(arithmetic_with_tools=0, arithmetic_direct=0, date_with_tools=0, date_direct=0,
                      notool_with_tools=0.925, call_valid=1, p_action_start=0.2344, constrained_call_valid=1,
-                     Q4_K_M_arithmetic_with_tools=0, copy_gain=0.011, course_arithmetic_with_tools=0.875,
-                     course_date_with_tools=0.65, course_notool_with_tools=0.925, course_copy_gain=6.957,
-                     course_copied=0.0),
-    "08_rag": {"hybrid_hit@5": 0.9667, "sparse_hit@5": 0.9667, "dense_hit@5": 0.3667, "hybrid_mrr": 0.9097,
+                     Q4_K_M_arithmetic_with_tools=0, copy_gain=0.011, course_arithmetic_with_tools=1,
+                     course_date_with_tools=0.975, course_notool_with_tools=0.925, course_copy_gain=6.362,
+                     course_copied=0.0, course_Q4_K_M_arithmetic_with_tools=1, course_Q4_K_M_date_with_tools=1,
+                     rl_arithmetic_with_tools=1, rl_date_with_tools=0.975, rl_notool_with_tools=0.975,
+                     rl_Q4_K_M_arithmetic_with_tools=1, rl_Q4_K_M_date_with_tools=0.975),
+    "09_rag": {"hybrid_hit@5": 0.9667, "sparse_hit@5": 0.9667, "dense_hit@5": 0.3667, "hybrid_mrr": 0.9097,
                "sparse_mrr": 0.9125, "dense_mrr": 0.2285, "threshold": 13.93, "refusal_precision": 0.7215,
                "refusal_recall": 0.95, "answer_rag": 0.6167, "answer_rag_free": 0, "answer_none": 0, "chunks": 12438,
                "seconds": 65.1, "answer_chance": 0.5614, "answer_in_passage": 0.9333, "course_answer_rag_free": 0.55,
-               "course_answer_rag": 0.8833, "course_answer_none": 0},
+               "course_answer_rag": 0.8333, "course_answer_none": 0},
 }
 
 
@@ -725,7 +750,7 @@ def test_the_name_check_catches_what_went_wrong_before():
     assert name_problems("实验 04 第 2 节“对话模板”", None, [])
     assert name_problems("see `finetune.stop`", None, [])
     assert not name_problems("see `finetune.stops` and `data.self_repeat`", None, [])
-    assert name_problems("run lab 09 first", None, []) and name_problems("run `09_serve.ipynb`", None, [])
+    assert name_problems("run lab 10 first", None, []) and name_problems("run `10_serve.ipynb`", None, [])
     assert name_problems("as section 9 shows", by_no["03"], [sft])
     assert name_problems("`cfg = replace(cfg, data=replace(cfg.data, self_repeats=3))`", by_no["03"], [sft])
     assert not name_problems("`cfg = replace(cfg, data=replace(cfg.data, self_repeat=3))`", by_no["03"], [sft])

@@ -19,8 +19,8 @@ from .conftest import ROOT
 KEYS = [s.key for s in STAGES]
 
 
-def test_the_eight_stages():
-    assert KEYS == ["data", "pretrain", "finetune", "preference", "deploy", "eval", "agent", "rag"]
+def test_the_nine_stages():
+    assert KEYS == ["data", "pretrain", "finetune", "preference", "rl", "deploy", "eval", "agent", "rag"]
 
 
 def config_class(stage: str):

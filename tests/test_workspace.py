@@ -39,7 +39,7 @@ def test_missing_artifact_names_the_lab(ws):
         ws.get("corpus/clean")
     with pytest.raises(MissingArtifact, match=r"02_pretrain\.ipynb"):
         ws.get("model/base")
-    with pytest.raises(MissingArtifact, match=r"05_deploy\.ipynb"):
+    with pytest.raises(MissingArtifact, match=r"06_deploy\.ipynb"):
         ws.get("gguf/Q4_K_M")
 
 
@@ -196,5 +196,5 @@ def test_a_stage_reading_an_undeclared_artifact_fails(tmp_path):
     # what the engines read is declared (the chain's data flow, as the issue lists it)
     assert may_read("finetune", "corpus/clean") and may_read("eval", "sft/data") and may_read("agent", "sft/data")
     assert not may_read("data", "model/sft") and {s.key for s in STAGES} == {
-        "data", "pretrain", "finetune", "preference", "deploy", "eval", "agent", "rag"}
+        "data", "pretrain", "finetune", "preference", "rl", "deploy", "eval", "agent", "rag"}
     assert may_read("rag", "model/base") and may_read("rag", "corpus/clean") and not may_read("rag", "gguf/sft")

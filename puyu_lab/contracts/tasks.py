@@ -16,6 +16,16 @@ ARITHMETIC_UNSEEN_FORMS = ("帮我算算 {e}。", "{e} 的值是多少？", "Tel
 DATE_UNSEEN_FORMS = ("{date} 往后数 {days} 天是几号？", "Which day comes {days} days after {date}?",
                      "{date} 再过 {days} 天是哪天？")
 
+# phrasings only the RL stage asks in (issue #41): neither a fine-tune conversation nor a held-out task uses them, so
+# GRPO's groups meet questions the assistant has not been taught to answer in one fixed way, and the held-out
+# forms above stay unseen through RL too (tests/rl/test_tasks.py holds the three sets apart)
+ARITHMETIC_RL_FORMS = ("计算一下：{e}", "{e} 算出来是多少？", "What do you get from {e}?", "Work out {e}.",
+                       "{e} 的结果等于几？", "How much is {e}?")
+DATE_RL_FORMS = ("{date} 加上 {days} 天是几月几日？", "从 {date} 开始数 {days} 天，是哪一天？", "{date} 以后第 {days} 天是星期几、几号？",
+                 "Give the date {days} days after {date}.", "{days} days after {date}: which date?",
+                 "Which day is {days} days after {date}?", "Add {days} days to {date}: which date?",
+                 "Starting on {date}, what is the date after {days} days?")
+
 ARITHMETIC_HELDOUT = "arithmetic_heldout"  # the sft/data part: {"expression", "result"} per line
 SELFCOG_HELDOUT = "selfcog_heldout"  # the sft/data part: {"prompt", "expect", …} per line
 DATE_HELDOUT = "date_heldout"  # the sft/data part: {"date", "days", "result", "weekday"} per line

@@ -17,8 +17,11 @@ class EvalConfig:
     ppl_docs: int = 12  # held-out news articles for perplexity
     seed: int = 0
     models: tuple[str, ...] = ("model/base", "model/sft")  # model artifacts, named by their last part
-    # evaluated too when the workspace has them (the preference lab's models)
-    optional_models: tuple[str, ...] = ("model/dpo", "model/orpo")
+    # evaluated too when the workspace has them (the preference and RL labs' models)
+    optional_models: tuple[str, ...] = ("model/dpo", "model/orpo", "model/rl")
+    # the shipped course assistant (the RL lab's policy) beside them, when the workspace has model/rl: GRPO's
+    # before and after on the same tasks
+    course: bool = True
     levels: tuple[str, ...] = ("Q4_K_M", "Q2_K")  # GGUF levels of model/sft, when the deploy lab has run
     batch_size: int = 8
     cache: bool = True  # lm-eval style request cache under <workspace>/cache/eval

@@ -12,6 +12,7 @@ from ..workspace import Artifact, Workspace
 from .config import EvalConfig
 
 GGUF_OF = "model/sft"  # whose GGUF levels are evaluated
+COURSE = "course-assistant"  # the shipped course assistant's name on the leaderboard
 
 
 @dataclass
@@ -65,7 +66,12 @@ def models_for(ws: Workspace, cfg: EvalConfig) -> dict:
     from ..models import GGUFModel, HFModel
 
     ws = ws.for_stage("eval")  # reads only what stages.py declares for the stage
-    scorers = {short(m): HFModel.load(ws.get(m).path, short(m), batch_size=cfg.batch_size) for m in model_names(ws, cfg)}
+    names = model_names(ws, cfg)
+    scorers = {short(m): HFModel.load(ws.get(m).path, short(m), batch_size=cfg.batch_size) for m in names}
+    if cfg.course and "model/rl" in names:
+        from ..models import course
+
+        scorers[COURSE] = course.load("assistant", batch_size=cfg.batch_size)
     if cfg.levels and ws.exists(gguf_name(GGUF_OF)):
         files = ladder_files(ws, GGUF_OF)
         ref = scorers.get(short(GGUF_OF))

@@ -3,7 +3,7 @@ otherwise answer from the passages and show where the answer came from.
 
 The reader is the learner's SFT model. A model must *copy* from its context to answer from a
 passage, and the quick profile's 5 M-parameter model cannot (its copying probe shows almost no gain:
-see lab 07); fine-tuning it on reading-comprehension conversations built from the corpus did not
+see lab 08); fine-tuning it on reading-comprehension conversations built from the corpus did not
 teach it either (it still missed almost every held-out question: the figures are in the README's RAG
 lab section). So the grounded reader is *extractive*, as the first open-domain QA systems were (DrQA): the candidate answers are
 the quantities in the retrieved passages, and the model chooses among them by its own likelihood of

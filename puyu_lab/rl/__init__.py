@@ -1,10 +1,10 @@
 """RL stage (GRPO, reinforcement learning from checkable rewards): the assistant learns to use its tools by
-trying. trl's GRPOTrainer samples groups of one-turn completions for the questions of ``sft/data``'s training
-conversations, scores them with checkable rewards (the real calculator and date tool run on each call) or with a
+trying. The policy is the shipped course assistant (or the learner's model/sft). trl's GRPOTrainer samples groups of
+one-turn completions for the tasks of ``sft/data``'s training conversations, asked in the stage's own phrasings, scores them with checkable rewards (the real calculator and date tool run on each call) or with a
 naive one (any call pays: reward hacking, shown), and writes ``model/rl`` / ``model/rl-naive``.
 
 Engines only (no widgets): ``config`` (``RLConfig``, sized per profile), ``rewards`` (the reward functions, trl's
-signature), ``tasks`` (the prompts), ``train`` (the trl run), ``figures`` (the figures recomputed from the saved
+signature), ``tasks`` (the prompts), ``groups`` (a few groups sampled and scored outside training), ``train`` (the trl run), ``figures`` (the figures recomputed from the saved
 completions), ``entry`` (``run``), ``cli`` (``puyu-lab rl …``).
 """
 from __future__ import annotations

@@ -57,7 +57,8 @@ def cmd_score(args) -> int:
 def add_rl_commands(sub) -> None:
     add_stage(sub, "rl", "GRPO stage: reinforcement learning from checkable rewards with trl → model/rl",
               Verb("run", cmd_run, "GRPO with the checked (or the naive) reward → model/rl (model/rl-naive)", (
-                  opt("--model", help="the policy's artifact (default model/sft)"),
+                  opt("--model", help="the policy: course (the shipped course assistant, the default), an artifact such "
+                                       "as model/sft, or a model directory"),
                   opt("--reward", choices=("checked", "naive")),
                   opt("--num-generations", type=int, help="the group size"),
                   opt("--beta", type=float, help="the KL term's weight"),

@@ -7,6 +7,9 @@ from dataclasses import asdict, dataclass, field, replace
 from ..profiles import as_profile
 
 REWARDS = ("checked", "naive")  # checked: the answer and the call are verified; naive: any call pays (hacking)
+# the naive run beside the checked one in the lab's quick profile: the same settings, fewer steps (at 3e-5 its share of
+# needless calls rose from 1 % to 11 % in 30 steps on the course assistant; the checked run's stayed at 0-2 %)
+NAIVE_QUICK = {"max_steps": 30, "budget_s": 45.0}
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,9 @@ class TaskMix:
 
 @dataclass
 class RLConfig:
-    model: str = "model/sft"  # the policy (and, frozen, the KL reference); a later issue makes it the course assistant
+    # the policy (and, frozen, the KL reference): "course" (the shipped course assistant, which can copy the
+    # question's numbers into its call), an artifact (model/sft: the learner's own) or a model directory
+    model: str = "course"
     reward: str = "checked"  # "checked" | "naive"
     num_generations: int = 8  # the group: completions sampled per prompt, scored against each other
     prompts_per_step: int = 2  # groups per optimizer step (trl's batch: prompts_per_step × num_generations)
@@ -73,13 +78,19 @@ class RLConfig:
 
     @classmethod
     def for_profile(cls, profile=None, **changes) -> "RLConfig":
-        """The profile's sizes (a name, a profile or ``None``: the default), with ``changes`` on top."""
+        """The profile's sizes (a name, a profile or ``None``: the default), with ``changes`` on top; the quick
+        profile's naive run (``reward="naive"``) is shorter (:data:`NAIVE_QUICK`)."""
         name = as_profile(profile).name
         if name == "gpu":  # a real chat model: trl's GRPO recipe sizes
             cfg = cls(num_generations=8, prompts_per_step=8, max_steps=300, learning_rate=1e-6, max_completion_tokens=256,
                       tasks=TaskMix(arithmetic=600, date=400, notool=400))
         elif name == "full":
             cfg = cls(max_steps=120, tasks=TaskMix(arithmetic=200, date=120, notool=160))
-        else:  # quick
-            cfg = cls()
+        else:  # quick: measured on the course assistant (2-core Xeon, AMX, bf16): 60 steps of 2 groups × 8
+            # kept held-out arithmetic 40/40 and dates 39/40 and lifted no needless call 37 → 39 of 40, KL ≤ 0.03.
+            # At 1e-4 arithmetic fell (35/40 → 31/40 on the first assistant). The budget holds the lab's time on
+            # slower CPUs (fewer steps there, the same learning rate)
+            cfg = cls(max_steps=60, learning_rate=3e-5, tasks=TaskMix(arithmetic=48, date=64, notool=32), budget_s=80.0)
+            if changes.get("reward") == "naive":
+                cfg = replace(cfg, **NAIVE_QUICK)
         return replace(cfg, **changes)

@@ -21,6 +21,7 @@ import json
 import shutil
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Callable
 
 from ..contracts.training import TrainResult
@@ -126,17 +127,18 @@ def _rl_callback(em: Emitter, recorder: Recorder, budget_s: float | None):
             logs = dict(logs or {})
             if "reward" not in logs:
                 return
-            groups: dict[int, list] = {}
+            groups: dict[int, dict] = {}
             for r in self.rows:
-                groups.setdefault(r["group"], []).append(
-                    {"completion": r["completion"], "reward": r["reward"], "rewards": r["rewards"]})
+                g = groups.setdefault(r["group"], {"question": r["question"], "kind": r["kind"], "gold": r["gold"],
+                                                   "samples": []})
+                g["samples"].append({"completion": r["completion"], "reward": r["reward"], "rewards": r["rewards"]})
+            mine = (per_step(self.rows) or [{}])[0]  # the step's figures from its completions (rl.figures)
             em.emit("rl", step=state.global_step, max_steps=state.max_steps, reward=logs.get("reward"),
-                    reward_std=logs.get("reward_std"), group_std=(per_step(self.rows) or [{}])[0].get("group_std"),
-                    kl=logs.get("kl"),
+                    reward_std=logs.get("reward_std"), group_std=mine.get("group_std"), correct=mine.get("correct"),
+                    notool_called=mine.get("notool_called"), kl=logs.get("kl"),
                     mean_length=logs.get("completions/mean_length"),
                     extra={k: v for k, v in logs.items() if isinstance(v, (int, float))},
-                    groups=[{"question": rows_q, "samples": s} for rows_q, s in
-                            ((next(r["question"] for r in self.rows if r["group"] == g), s) for g, s in groups.items())])
+                    groups=list(groups.values()))
 
     return RLCallback()
 
@@ -156,20 +158,20 @@ def train(ws: Workspace, cfg: RLConfig | None = None, *, on_event: Callable[[Eve
     ws = ws.for_stage(STAGE)  # reads only what stages.py declares for the stage
     cfg = replace(cfg or RLConfig.for_profile())
     em = Emitter(STAGE, on_event)
-    start_art = ws.get(cfg.model)
+    start_path, start_art = policy(ws, cfg.model)
     set_seed(cfg.seed)
-    tok = load_tokenizer(start_art.path)
+    tok = load_tokenizer(start_path)
     if not tok.chat_template:
-        raise InputError(f"{cfg.model} has no chat template: GRPO starts from a chat model — the fine-tune lab's "
-                         "model/sft (03_finetune.ipynb)",
-                         zh=f"{cfg.model} 没有对话模板：GRPO 要从对话模型出发——即微调实验产出的 model/sft"
-                            "（03_finetune.ipynb）")
+        raise InputError(f"{cfg.model} has no chat template: GRPO starts from a chat model — the course "
+                         "assistant (model='course') or the fine-tune lab's model/sft (03_finetune.ipynb)",
+                         zh=f"{cfg.model} 没有对话模板：GRPO 要从对话模型出发——课程助手"
+                            "（model='course'）或微调实验产出的 model/sft（03_finetune.ipynb）")
     tasks = training_tasks(ws, cfg.tasks)
     sft_data = ws.get("sft/data")
     cuda = torch.cuda.is_available()
     numerics = resolve(cfg.bf16, "cuda" if cuda else "cpu")
     em.emit("numerics", **numerics.to_dict(), summary=numerics.summary())
-    model = AutoModelForCausalLM.from_pretrained(str(start_art.path), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(start_path), dtype=torch.float32)
     fns, weights = reward_set(cfg.reward)
     recorder = Recorder(cfg.num_generations, {f.__name__: w for f, w in zip(fns, weights)})
     rows = [{"prompt": [{"name": "", **m} for m in t["prompt"]], "kind": t["kind"], "gold": str(t["gold"]),
@@ -218,23 +220,46 @@ def train(ws: Workspace, cfg: RLConfig | None = None, *, on_event: Callable[[Eve
         "recomputed": steps,
     }
     trained = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False).float().eval()
-    art = _save(ws, cfg, trained, tok, start_art, sft_data, history, samples, metrics) if save else None
+    art = _save(ws, cfg, trained, tok, start_path, start_art, sft_data, history, samples, metrics) if save else None
     em.emit("done", **{k: v for k, v in metrics.items() if not isinstance(v, (dict, list))})
     res = RLResult(state.global_step, state.max_steps, stopped, history, metrics, art, trained)
     res.samples = samples
     return res
 
 
-def _save(ws, cfg, model, tok, start_art, sft_data, history, samples, metrics) -> Artifact:
+def policy(ws: Workspace, model: str) -> tuple[Path, Artifact | None]:
+    """The policy's folder and, when it is an artifact of ``ws``, the artifact: ``"course"`` is the shipped course
+    assistant, a path a model directory the learner brings, anything else an artifact name (``model/sft``)."""
+    from ..artifacts import brought
+
+    if model == "course":
+        from ..models import course
+
+        return course.course_path("assistant"), None
+    p = brought(model)
+    if p is not None:
+        return p, None
+    art = ws.get(model)
+    return art.path, art
+
+
+def _save(ws, cfg, model, tok, start_path, start_art, sft_data, history, samples, metrics) -> Artifact:
     from transformers import GenerationConfig
 
     from ..models.tokenizer import save_tokenizer
 
-    with ws.write(cfg.output, kind="model", stage=STAGE, parents=[start_art, sft_data],
-                  params={"config": cfg.to_dict()}) as w:
-        model.generation_config = GenerationConfig.from_pretrained(str(start_art.path))
+    params = {"config": cfg.to_dict()}
+    if start_art is None:  # the course assistant or a brought model: no artifact of this workspace, so its folder
+        params["policy"] = str(start_path)
+        if cfg.model == "course":
+            from ..models import course
+
+            params["policy_sha256"] = course.shipped_manifest()["files"]["course-assistant/model.safetensors"]["sha256"]
+    parents = [a for a in (start_art, sft_data) if a is not None]
+    with ws.write(cfg.output, kind="model", stage=STAGE, parents=parents, params=params) as w:
+        model.generation_config = GenerationConfig.from_pretrained(str(start_path))
         model.save_pretrained(str(w.path))
-        spm = start_art.path / "tokenizer.model"
+        spm = start_path / "tokenizer.model"
         save_tokenizer(tok, w.path, spm if spm.is_file() else None)
         (w.path / "curve.json").write_text(json.dumps(history, indent=1), encoding="utf-8")
         with open(w.path / "samples.jsonl", "w", encoding="utf-8") as f:

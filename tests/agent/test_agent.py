@@ -588,13 +588,13 @@ def test_tool_errors_and_sandbox_stops_have_their_chinese(tools):
 
 @pytest.mark.parametrize("language", ["zh", "en"])
 def test_lab_07_prints_turns_from_1_as_the_panel_does(tools, capsys, language):
-    """Lab 07's cell after the trace panel prints each turn as the panel's turn bar shows it (counted from 1), and a
+    """Lab 08's cell after the trace panel prints each turn as the panel's turn bar shows it (counted from 1), and a
     turn's diagnosis in the course language."""
     import puyu_lab as pl
 
     from ..conftest import ROOT
 
-    cells = json.loads((ROOT / "labs" / "07_agent.ipynb").read_text(encoding="utf-8"))["cells"]
+    cells = json.loads((ROOT / "labs" / "08_agent.ipynb").read_text(encoding="utf-8"))["cells"]
     src = next("".join(c["source"]) for c in cells if c["cell_type"] == "code" and "for t in trace.turns:" in "".join(c["source"]))
     loop = src[src.index("for t in trace.turns:"):]
     be = Scripted(['<|action_start|><|plugin|>\n{"name": "calculator", "parameters": {"expression": "6*7"}}<|action_end|>',

@@ -1,6 +1,6 @@
 """The JupyterLab extension and the labs' panels in a real browser (Debian Chromium, headless).
 
-1. The "书生·浦语 Chain" sidebar lists the eight stages and flips a stage to present once its lab ran.
+1. The "书生·浦语 Chain" sidebar lists the nine stages and flips a stage to present once its lab ran.
 2. 02_pretrain.ipynb, opened from the sidebar: the training cell's live loss plot grows, Stop ends
    training early with a checkpoint.
 3. The deploy, eval, agent and RAG labs run in the browser: the quantization trade-off chart has one
@@ -151,7 +151,7 @@ def test_sidebar_lists_the_stages_and_flips_one_when_its_lab_ran(fresh_lab, fres
     page.evaluate("async () => { await window.jupyterapp.commands.execute('launcher:create'); return true; }")
     page.wait_for_selector(".jp-LauncherCard[title*='02_pretrain.ipynb']", timeout=30_000)
     cards = page.locator(".jp-Launcher-section:has-text('书生·浦语 Labs') .jp-LauncherCard").count()
-    assert cards == 9  # 00_tour … 08_rag
+    assert cards == 9  # 00_tour … 09_rag
     # each lab's self-checks, none passed yet (puyu_lab.checks on an empty workspace)
     from puyu_lab.checks import run as run_checks
 
@@ -257,7 +257,7 @@ def test_sidebar_shows_the_whole_chain_present(chain, chain_page, shots):
 @WHOLE_CHAIN
 def test_quant_tradeoff_chart_has_one_point_per_level(chain, chain_page, shots):
     page = chain_page
-    open_notebook(page, "05_deploy.ipynb")
+    open_notebook(page, "06_deploy.ipynb")
     page.evaluate(RUN_ALL)
     wait_idle(page, 300)
     assert page.evaluate(CELL_ERRORS) == []
@@ -275,7 +275,7 @@ def test_quant_tradeoff_chart_has_one_point_per_level(chain, chain_page, shots):
 @WHOLE_CHAIN
 def test_eval_leaderboard_renders_with_its_content(chain_page, shots):
     page = chain_page
-    open_notebook(page, "06_eval.ipynb")
+    open_notebook(page, "07_eval.ipynb")
     page.evaluate(RUN_ALL)
     wait_idle(page, 300)
     assert page.evaluate(CELL_ERRORS) == []
@@ -296,7 +296,7 @@ def test_eval_leaderboard_renders_with_its_content(chain_page, shots):
 @WHOLE_CHAIN
 def test_agent_trace_renders_with_its_steps(chain_page, shots):
     page = chain_page
-    open_notebook(page, "07_agent.ipynb")
+    open_notebook(page, "08_agent.ipynb")
     page.evaluate(RUN_ALL)
     wait_idle(page, 300)
     assert page.evaluate(CELL_ERRORS) == []
@@ -321,13 +321,13 @@ REFUSAL = """(idx) => { const c = window.jupyterapp.shell.currentWidget.content.
 
 @WHOLE_CHAIN
 def test_rag_threshold_slider_changes_the_refusal_counts(chain, chain_page, shots):
-    """Lab 08 in the browser: moving the threshold slider (keyboard on its handle, as a learner would)
+    """Lab 09 in the browser: moving the threshold slider (keyboard on its handle, as a learner would)
     changes the answered / refused counts in the page, to the engine's figures at that threshold."""
     from puyu_lab.artifacts import load_rag_eval
     from puyu_lab.rag.evaluate import refusal_at
 
     page = chain_page
-    open_notebook(page, "08_rag.ipynb")
+    open_notebook(page, "09_rag.ipynb")
     page.evaluate(RUN_ALL)
     wait_idle(page, 300)
     assert page.evaluate(CELL_ERRORS) == []
@@ -361,7 +361,7 @@ def test_rag_threshold_slider_changes_the_refusal_counts(chain, chain_page, shot
     box.screenshot(path=str(shots / "rag-panel.png"))
 
 
-# ---- 5: lab 07's trace is live: steps appear while the kernel is busy, Stop ends the run ------------------
+# ---- 5: lab 08's trace is live: steps appear while the kernel is busy, Stop ends the run ------------------
 # The lab's own cells run in a real JupyterLab and Chromium; only the model is a scripted one, defined in
 # the kernel, that streams a calculator call through the model layer's generate() one character every
 # 50 ms and honours the stop flag between characters, as the real decode loop does.
@@ -417,7 +417,7 @@ def agent_lab(tmp_path_factory):
 def test_agent_trace_is_live_and_stop_ends_the_run(browser, agent_lab, shots):
     page = open_lab(browser, agent_lab)
     try:
-        open_notebook(page, "07_agent.ipynb")
+        open_notebook(page, "08_agent.ipynb")
         setup = cell_index(page, "prof, ws = pl.setup(")
         run_cell = cell_index(page, "panel.run(agent, question)")
         wait_cell = cell_index(page, "trace = await panel.wait_async()")

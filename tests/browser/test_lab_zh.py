@@ -1,5 +1,5 @@
 """A Chinese learner's view, in a real JupyterLab and Debian Chromium (issue 38: "a browser test shows a zh lab and a
-zh panel"; "Chromium screenshots of lab 01 and lab 07 in zh show Chinese explanation, panel and report card").
+zh panel"; "Chromium screenshots of lab 01 and lab 08 in zh show Chinese explanation, panel and report card").
 
 JupyterLab runs as ``puyu-lab lab`` runs it for a zh learner (``Lab(..., lang="zh")``): its own interface in zh_CN (the
 zh-CN language pack) and the kernels with ``PUYU_LAB_LANG=zh``.
@@ -7,7 +7,7 @@ zh-CN language pack) and the kernels with ``PUYU_LAB_LANG=zh``.
 1. Lab 01 on a fresh workspace, every cell run in the page: JupyterLab's menus are Chinese; the visible markdown is
    Chinese (``pl.setup`` hides the ``.lang-en`` blocks); the cleaning panel's labels, the self-check cell's report card
    and the 书生·浦语 sidebar are Chinese.
-2. Lab 07 on a copy of the whole chain's workspace, run in the page up to and including its self-check cell: the
+2. Lab 08 on a copy of the whole chain's workspace, run in the page up to and including its self-check cell: the
    visible markdown, the agent trace panel drawn by the lab's own cell and the report card are Chinese.
 
 Screenshots: ``test-artifacts/browser/zh-*.png``; what each assertion measured (CJK shares, English-only lines the
@@ -283,7 +283,7 @@ class TestLab01InChinese:
         side.screenshot(path=str(shots / "zh-sidebar.png"))
 
 
-# ---- 2: lab 07 on the whole chain's workspace ------------------------------------------------------------------------
+# ---- 2: lab 08 on the whole chain's workspace ------------------------------------------------------------------------
 @pytest.fixture(scope="class")
 def zh07(browser, chain, tmp_path_factory):
     failed = [r for r in chain.run_all() if not r.ok]
@@ -297,11 +297,11 @@ def zh07(browser, chain, tmp_path_factory):
     try:
         page = open_lab(browser, lab)
         page.set_viewport_size({"width": 1500, "height": 1200})
-        open_notebook(page, "07_agent.ipynb")
-        check_cell = cell_index(page, 'checks.verify("07_agent", ws)')
+        open_notebook(page, "08_agent.ipynb")
+        check_cell = cell_index(page, 'checks.verify("08_agent", ws)')
         # every cell up to and including the self-check cell: the lab as a learner runs it, without its homework
         seconds = run_in_page(page, RUN_ALL_ABOVE, check_cell + 1, upto=check_cell + 1)
-        record("07_agent.run_to_self_check_seconds", round(seconds, 1))
+        record("08_agent.run_to_self_check_seconds", round(seconds, 1))
         yield lab, page, check_cell
     finally:
         if page is not None:
@@ -316,7 +316,7 @@ class TestLab07InChinese:
     @pytest.mark.timeout(2700)
     def test_markdown_is_chinese(self, zh07, shots):
         lab, page, _ = zh07
-        check_markdown(page, "07_agent")
+        check_markdown(page, "08_agent")
         scroll_to_top(page, cell_index(page, "panel = AgentTracePanel()") - 1)  # section 3's text, the trace below
         page.screenshot(path=str(shots / "zh-07-markdown.png"))
 
@@ -330,7 +330,7 @@ class TestLab07InChinese:
         joined = "\n".join(text)
         diagnoses = trace.locator(".pt-diagnosis").all_text_contents()
         badge = trace.locator(".pt-status")
-        record("07_agent.trace_panel", {"cjk_share": round(cjk_share(joined), 3), "text": text,
+        record("08_agent.trace_panel", {"cjk_share": round(cjk_share(joined), 3), "text": text,
                                         "status": badge.inner_text(), "diagnoses": diagnoses})
         # the status badge and the token units in Chinese; each diagnosis in Chinese (the zh of puyu_lab.agent.diagnose)
         assert badge.inner_text() == zh(f"status_{badge.get_attribute('data-status')}"), badge.inner_text()
@@ -352,11 +352,11 @@ class TestLab07InChinese:
     @pytest.mark.timeout(2700)
     def test_report_card_is_chinese(self, zh07, shots):
         lab, page, check_cell = zh07
-        check_card(page, check_cell, "07_agent")
+        check_card(page, check_cell, "08_agent")
         # what the self-check cell prints around its card: Chinese only
         printed = output_box(page, check_cell).locator(
             ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stdout']").all_text_contents()
-        record("07_agent.self_check_printed", printed)
+        record("08_agent.self_check_printed", printed)
         assert printed and english_only_sentences("\n".join(printed)) == [], printed
         output_box(page, check_cell).screenshot(path=str(shots / "zh-07-report-card.png"))
-        record("07_agent.printed_english_only", english_only_sentences("\n".join(page.evaluate(PRINTED))))
+        record("08_agent.printed_english_only", english_only_sentences("\n".join(page.evaluate(PRINTED))))

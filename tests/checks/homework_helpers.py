@@ -26,7 +26,7 @@ def source(cell: dict) -> str:
 
 def starter(lab: str, task: str, **lines: str) -> str:
     """The source of the code cell tagged ``homework`` that starts with ``# 作业 <task> `` in ``labs/<lab>.ipynb``
-    (``task``: a check's id, or ``deploy`` for lab 05's shared cell); each keyword replaces the line that assigns
+    (``task``: a check's id, or ``deploy`` for lab 06's shared cell); each keyword replaces the line that assigns
     that name (``sizes="[(64, 64, 64)]"``, ``steps="1"``)."""
     found = [(source(c), c) for c in cells(lab) if c["cell_type"] == "code" and source(c).startswith(f"# 作业 {task} ")]
     assert len(found) == 1, f"{lab}: one cell starts with '# 作业 {task} '"

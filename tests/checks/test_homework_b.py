@@ -17,7 +17,7 @@ from .homework_helpers import (Evidence, assert_homework_section, assert_missing
 
 TASKS = {"03_finetune": ("finetune.hw_paraphrase", "finetune.hw_lora_rank"),
          "04_preference": ("preference.hw_pairs", "preference.hw_beta"),
-         "05_deploy": ("deploy.hw_level", "deploy.hw_mix")}
+         "06_deploy": ("deploy.hw_level", "deploy.hw_mix")}
 
 
 def remake(ws: Workspace, name: str) -> None:
@@ -226,10 +226,10 @@ def _deploy_task(deploy_ws, tmp_path, task: str):
     from puyu_lab.deploy.pipeline import ladder_files, source
 
     ws = copy_ws(deploy_ws, tmp_path)
-    assert_missing("05_deploy", ws, task)
-    ns = run_cell(starter("05_deploy", "deploy"), {"ws": ws, "ladder_files": ladder_files, "source": source})
-    run_cell(starter("05_deploy", task), ns)
-    return ws, ns, result("05_deploy", ws, task)
+    assert_missing("06_deploy", ws, task)
+    ns = run_cell(starter("06_deploy", "deploy"), {"ws": ws, "ladder_files": ladder_files, "source": source})
+    run_cell(starter("06_deploy", task), ns)
+    return ws, ns, result("06_deploy", ws, task)
 
 
 @pytest.mark.slow
@@ -240,13 +240,13 @@ def test_deploy_level(deploy_ws, tmp_path):
     res = Evidence(ws.get("homework/deploy/level").file("result.json"))
     # the file is not the level it claims
     res.wrong(lambda d: d.update(level="Q4_1"))
-    assert "not Q4_1" in fails("05_deploy", ws, task).figure
+    assert "not Q4_1" in fails("06_deploy", ws, task).figure
     # a level on the ladder
     res.wrong(lambda d: d.update(level="Q4_K_M"))
-    assert "on the ladder" in fails("05_deploy", ws, task).figure
+    assert "on the ladder" in fails("06_deploy", ws, task).figure
     # the cell refuses a ladder level before it quantizes anything
     with pytest.raises(ValueError, match="Q8_0"):
-        run_cell(starter("05_deploy", task, level='"Q8_0"'), ns)
+        run_cell(starter("06_deploy", task, level='"Q8_0"'), ns)
     # KL measured on other tokens than quant/sft's
     res.restore()
     import numpy as np
@@ -254,7 +254,7 @@ def test_deploy_level(deploy_ws, tmp_path):
     kl = ws.get("homework/deploy/level").file("kl.npz")
     z = dict(np.load(kl))
     np.savez_compressed(kl, kl=z["kl"], targets=np.roll(z["targets"], 1))
-    assert "other text" in fails("05_deploy", ws, task).detail
+    assert "other text" in fails("06_deploy", ws, task).detail
 
 
 @pytest.mark.slow
@@ -266,12 +266,12 @@ def test_deploy_mix(deploy_ws, tmp_path):
     res = ws.get("homework/deploy/mix").file("result.json")
     # an override the file does not hold
     edit_json(res, lambda d: d.update(overrides={"attn_q": "Q8_0"}))
-    assert "not in the file" in fails("05_deploy", ws, task).figure
+    assert "not in the file" in fails("06_deploy", ws, task).figure
     # an override that changes nothing: Q2_K keeps its output layer at Q6_K already
-    run_cell(starter("05_deploy", task, overrides='{"^output": "Q6_K"}'), ns)
-    assert "same types as the ladder" in fails("05_deploy", ws, task).figure
+    run_cell(starter("06_deploy", task, overrides='{"^output": "Q6_K"}'), ns)
+    assert "same types as the ladder" in fails("06_deploy", ws, task).figure
     # a level that is not on the ladder to start from: the cell refuses it, the check too
     with pytest.raises(ValueError, match="Q3_K_S"):
-        run_cell(starter("05_deploy", task, base_level='"Q3_K_S"'), ns)
+        run_cell(starter("06_deploy", task, base_level='"Q3_K_S"'), ns)
     edit_json(ws.get("homework/deploy/mix").file("result.json"), lambda d: d.update(base_level="Q3_K_S"))
-    assert "not a ladder level" in fails("05_deploy", ws, task).figure
+    assert "not a ladder level" in fails("06_deploy", ws, task).figure

@@ -1,4 +1,4 @@
-"""作业 of labs 06 (eval), 07 (agent) and 08 (RAG): each task's check fails before the task is done (its artifact is
+"""作业 of labs 07 (eval), 08 (agent) and 09 (RAG): each task's check fails before the task is done (its artifact is
 missing), passes on the evidence the lab's own starter cell makes, and fails when the task is done wrongly where that
 can be checked.
 
@@ -68,8 +68,8 @@ class Lab:
 
 
 def test_each_lab_ends_with_its_homework_card_and_tags_its_starter_cells():
-    for lab, ids in (("06_eval", ("eval.hw_task", "eval.hw_sample")), ("07_agent", ("agent.hw_tool", "agent.hw_pattern")),
-                     ("08_rag", ("rag.hw_threshold", "rag.hw_chunks"))):
+    for lab, ids in (("07_eval", ("eval.hw_task", "eval.hw_sample")), ("08_agent", ("agent.hw_tool", "agent.hw_pattern")),
+                     ("09_rag", ("rag.hw_threshold", "rag.hw_chunks"))):
         assert_homework_section(lab, ids)
         for n, id in enumerate(ids):
             assert f"作业 {id}" in homework_cell(lab, n)[1], f"{lab}: homework cell {n} is not {id}'s"
@@ -88,7 +88,7 @@ def eval_ws(layers, tmp_path_factory):
 
 
 def test_eval_hw_task(eval_ws, tmp_path, monkeypatch):
-    lab = Lab.fresh("06_eval", eval_ws, tmp_path, monkeypatch, "eval.hw_task")
+    lab = Lab.fresh("07_eval", eval_ws, tmp_path, monkeypatch, "eval.hw_task")
     lab.run(0)
     r = lab.result("eval.hw_task")
     assert r.ok and r.consistent and "my_reviews (10)" in r.figure, (r.status, r.figure, r.detail)
@@ -99,7 +99,7 @@ def test_eval_hw_task(eval_ws, tmp_path, monkeypatch):
 
 
 def test_eval_hw_sample(eval_ws, tmp_path, monkeypatch):
-    lab = Lab.fresh("06_eval", eval_ws, tmp_path, monkeypatch, "eval.hw_sample")
+    lab = Lab.fresh("07_eval", eval_ws, tmp_path, monkeypatch, "eval.hw_sample")
     lab.run(1, n=("n_big = 100", "n_big = 6"))  # the chain's own size: nothing learnt about the interval
     r = lab.result("eval.hw_sample")
     assert r.status == "fail" and "twice" in r.figure, (r.status, r.figure, r.detail)
@@ -124,7 +124,7 @@ def agent_ws(layers, tmp_path_factory):
 
 
 def test_agent_hw_tool(agent_ws, tmp_path, monkeypatch):
-    lab = Lab.fresh("07_agent", agent_ws, tmp_path, monkeypatch, "agent.hw_tool")
+    lab = Lab.fresh("08_agent", agent_ws, tmp_path, monkeypatch, "agent.hw_tool")
     ws = lab.ws
     lab.run(0)
     r = lab.result("agent.hw_tool")
@@ -140,7 +140,7 @@ def test_agent_hw_tool(agent_ws, tmp_path, monkeypatch):
 
 
 def test_agent_hw_pattern(agent_ws, tmp_path, monkeypatch):
-    lab = Lab.fresh("07_agent", agent_ws, tmp_path, monkeypatch, "agent.hw_pattern")
+    lab = Lab.fresh("08_agent", agent_ws, tmp_path, monkeypatch, "agent.hw_pattern")
     ws = lab.ws
     ret = '    return "".join("[-+*/]" if p in "+-*/" else re.escape(p) for p in parts)'
     # the tightest pattern: the whole expression, so every narrowed call computes the task's result
@@ -172,7 +172,7 @@ def rag_ws(layers, tmp_path_factory):
 
 
 def test_rag_hw_threshold(rag_ws, tmp_path, monkeypatch):
-    lab = Lab.fresh("08_rag", rag_ws, tmp_path, monkeypatch, "rag.hw_threshold")
+    lab = Lab.fresh("09_rag", rag_ws, tmp_path, monkeypatch, "rag.hw_threshold")
     lab.run(0, target=("target_precision = 0.9", "target_precision = 0.0"))  # no higher than the chain's
     r = lab.result("rag.hw_threshold")
     assert r.status == "fail" and "aim above" in r.figure, (r.status, r.figure, r.detail)
@@ -196,7 +196,7 @@ def test_rag_hw_threshold(rag_ws, tmp_path, monkeypatch):
 
 
 def test_rag_hw_chunks(rag_ws, tmp_path, monkeypatch):
-    lab = Lab.fresh("08_rag", rag_ws, tmp_path, monkeypatch, "rag.hw_chunks")
+    lab = Lab.fresh("09_rag", rag_ws, tmp_path, monkeypatch, "rag.hw_chunks")
     ws = lab.ws
     lab.run(1)
     r = lab.result("rag.hw_chunks")

@@ -415,7 +415,7 @@ def test_llama_server_batches_on_loopback_with_its_key_and_ignores_the_kernels_e
 
 def test_a_tools_output_cut_inside_a_utf8_character_is_read(tmp_path):
     """llama.cpp prints vocabulary pieces byte by byte; a byte-fallback piece is part of one UTF-8 character (a CI
-    run's lab 05 failed on ``0xc2`` followed by an ASCII byte). The tool's figures must still be read."""
+    run's lab 06 failed on ``0xc2`` followed by an ASCII byte). The tool's figures must still be read."""
     from puyu_lab.deploy.llamatools import _run
 
     script = tmp_path / "tool.py"

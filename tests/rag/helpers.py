@@ -2,7 +2,7 @@
 import pytest
 
 
-# ---- on the chain's workspace (the labs ran; lab 08 made rag/index and rag/eval) -------------------------------
+# ---- on the chain's workspace (the labs ran; lab 09 made rag/index and rag/eval) -------------------------------
 @pytest.fixture(scope="module")
 def rag_ws(chain):
     ws = chain.snapshot

@@ -75,7 +75,7 @@ def test_refusal_counts_precision_and_recall():
                              for c in curve if c["precision"] + c["recall"])
 
 
-# ---- on the chain's workspace (the labs ran; lab 08 made rag/index and rag/eval) -------------------------------
+# ---- on the chain's workspace (the labs ran; lab 09 made rag/index and rag/eval) -------------------------------
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
-"""The RL stage end to end at test size: 2 GRPO steps of trl on the tiny chain's model/sft through ``run`` (the same
-code path as the CLI and the lab), the artifact's manifest holding trl's per-step reward / KL figures, and those
-figures recomputed from the saved completions."""
+"""The RL stage end to end at test size: 2 GRPO steps of trl on the shipped course assistant (the lab's policy) and on
+the tiny chain's model/sft, through ``run`` (the same code path as the CLI and the lab), the artifact's manifest
+holding trl's per-step reward / KL figures, those figures recomputed from the saved completions — and the report
+card's checks of the RL lab doing the recomputing (each shown to fail on an edited file)."""
 import json
 
 import pytest
@@ -22,7 +23,7 @@ def test_two_grpo_steps_write_the_figures(layers, tmp_path):
 
     ws = layers.workspace("sft", tmp_path / "ws")
     events = []
-    res = run(ws, small_cfg(), on_event=events.append)
+    res = run(ws, small_cfg(), on_event=events.append)  # the policy: the shipped course assistant
     assert res.steps == 2 and not res.stopped
     art = ws.get("model/rl")
     m = art.manifest["metrics"]
@@ -34,6 +35,9 @@ def test_two_grpo_steps_write_the_figures(layers, tmp_path):
             assert isinstance(r[k], float), (k, r)
         assert r["mean_length"] <= 16
     assert art.manifest["params"]["config"]["num_generations"] == 4
+    from puyu_lab.models import course
+    assert art.manifest["params"]["policy"] == str(course.course_path("assistant"))  # no artifact: its folder
+    assert [p["name"] for p in art.parents] == ["sft/data"]
     samples = [json.loads(x) for x in (art.path / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(samples) == 2 * 2 * 4  # steps × groups × group size
     assert {s["group"] for s in samples} == {0, 1}
@@ -49,3 +53,29 @@ def test_two_grpo_steps_write_the_figures(layers, tmp_path):
     assert naive.artifact.name == "model/rl-naive"
     assert all(set(s["rewards"]) == {"made_call"} for s in naive.samples)
     assert naive.metrics["kl_max"] is None  # beta 0: no reference model, no KL figure
+
+    # the RL lab's checks recompute the figures from the saved completions
+    from puyu_lab import checks
+
+    def result(cid):
+        return next(r for r in checks.run(ws, "05_rl").results if r.id == cid)
+
+    assert result("rl.figures").ok
+    assert result("rl.hacking").status != "missing" and result("rl.learned").status != "missing"
+    f = art.path / "samples.jsonl"
+    rows = [json.loads(x) for x in f.read_text(encoding="utf-8").splitlines()]
+    rows[0]["rewards"]["answer_correct"] = 1.0 - rows[0]["rewards"]["answer_correct"]  # a reward the functions disagree with
+    f.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    bad = result("rl.figures")
+    assert not bad.ok and "sample 0" in str(bad.figure) + str(bad.detail)
+
+
+@pytest.mark.slow
+def test_the_learners_own_model_as_the_policy(layers, tmp_path):
+    """model="model/sft": the same run on the learner's model, the artifact made from it."""
+    from puyu_lab.rl import run
+
+    ws = layers.workspace("sft", tmp_path / "ws")
+    res = run(ws, small_cfg(model="model/sft", max_steps=1))
+    assert sorted(p["name"] for p in res.artifact.parents) == ["model/sft", "sft/data"]
+    assert "policy" not in res.artifact.manifest["params"]

@@ -258,10 +258,11 @@ const LAB_TITLES: Record<string, { zh: string; en: string }> = {
   '02_pretrain.ipynb': { zh: 'InternLM-Train 预训练', en: 'InternLM-Train Pretrain' },
   '03_finetune.ipynb': { zh: 'XTuner 微调', en: 'XTuner Fine-tune' },
   '04_preference.ipynb': { zh: 'XTuner DPO 偏好对齐', en: 'XTuner DPO Preference' },
-  '05_deploy.ipynb': { zh: 'LMDeploy 部署与量化', en: 'LMDeploy Deploy' },
-  '06_eval.ipynb': { zh: 'OpenCompass 评测', en: 'OpenCompass Evaluate' },
-  '07_agent.ipynb': { zh: 'Lagent 智能体', en: 'Lagent Agent' },
-  '08_rag.ipynb': { zh: '茴香豆 检索增强', en: '茴香豆 RAG' }
+  '05_rl.ipynb': { zh: 'GRPO 强化学习', en: 'GRPO RL' },
+  '06_deploy.ipynb': { zh: 'LMDeploy 部署与量化', en: 'LMDeploy Deploy' },
+  '07_eval.ipynb': { zh: 'OpenCompass 评测', en: 'OpenCompass Evaluate' },
+  '08_agent.ipynb': { zh: 'Lagent 智能体', en: 'Lagent Agent' },
+  '09_rag.ipynb': { zh: '茴香豆 检索增强', en: '茴香豆 RAG' }
 };
 
 const plugin: JupyterFrontEndPlugin<void> = {

@@ -1,2 +1,2 @@
 """One module per lab; importing this package registers every lab's checks (in the chain's order)."""
-from . import agent, data, deploy, eval, finetune, preference, pretrain, rag, tour  # noqa: F401
+from . import agent, data, deploy, eval, finetune, preference, pretrain, rag, rl, tour  # noqa: F401

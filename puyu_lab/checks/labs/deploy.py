@@ -1,4 +1,4 @@
-"""05 LMDeploy Deploy: the GGUF ladder and what each level costs in fidelity."""
+"""06 LMDeploy Deploy: the GGUF ladder and what each level costs in fidelity."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ from ...artifacts import gguf_name, quant_name
 from ..core import Outcome, check, say
 from ..evidence import read_json, stale
 
-LAB = "05_deploy.ipynb"
+LAB = "06_deploy.ipynb"
 CAMP = "进阶岛: LMDeploy 量化部署进阶实践"
 GGUF, QUANT = gguf_name(), quant_name()
 Q4_KL_BOUND = 0.05  # nats/token: the chain's Q4_K_M sits near 0.013; Q2_K near 0.09
@@ -44,9 +44,9 @@ def _size(art, fname: str) -> int:
        verifies="gguf/sft: every file down the ladder (F32 → … → Q2_K) is smaller than the one above it "
                 "(sizes as the deploy stage wrote them)",
        verifies_zh='gguf/sft：量化阶梯上每个文件（F32 → … → Q2_K）都比上一级小（大小取自部署阶段写下的数字）',
-       hint="rerun the ladder in lab 05; a level that is not smaller fell back to another type "
+       hint="rerun the ladder in lab 06; a level that is not smaller fell back to another type "
             "(see the per-tensor type map)",
-       hint_zh="在实验 05 中重新生成量化阶梯；没有变小的那一级回退成了别的类型（见逐张量的类型图）", camp=CAMP)
+       hint_zh="在实验 06 中重新生成量化阶梯；没有变小的那一级回退成了别的类型（见逐张量的类型图）", camp=CAMP)
 def ladder(ctx):
     art = ctx.get(GGUF)
     sizes = [(lv, _size(art, f["file"])) for lv, f in _ladder(ctx).items()]
@@ -58,8 +58,8 @@ def ladder(ctx):
 @check("deploy.q4km", LAB, "Q4_K_M 是 4 比特 K-quant", "Q4_K_M holds 4-bit K-quants", needs=(GGUF,),
        verifies="the Q4_K_M file's weight matrices include Q4_K tensors and none stayed F16/F32 (read with gguf)",
        verifies_zh='Q4_K_M 文件的权重矩阵里有 Q4_K 张量，且没有一个还停留在 F16/F32（用 gguf 读取）',
-       hint="your model's row lengths must be multiples of 256 or llama.cpp falls back; rerun lab 05's ladder",
-       hint_zh="模型权重的行长度必须是 256 的倍数，否则 llama.cpp 会回退到别的类型；请重新运行实验 05 的量化阶梯",
+       hint="your model's row lengths must be multiples of 256 or llama.cpp falls back; rerun lab 06's ladder",
+       hint_zh="模型权重的行长度必须是 256 的倍数，否则 llama.cpp 会回退到别的类型；请重新运行实验 06 的量化阶梯",
        camp=CAMP)
 def q4km(ctx):
     from ...deploy.quantize import weight_types
@@ -72,8 +72,8 @@ def q4km(ctx):
 @check("deploy.kl", LAB, "比特越少偏差越大", "Fewer bits diverge more", needs=(QUANT,),
        verifies=f"quant/sft per-token KL from F32: Q8_0 < Q4_K_M < Q2_K, and Q4_K_M's mean KL < {Q4_KL_BOUND}",
        verifies_zh='quant/sft 相对 F32 的逐词元 KL：Q8_0 < Q4_K_M < Q2_K，且 Q4_K_M 的平均 KL < 0.05',
-       hint="measure again in lab 05 (the quantization panel); if Q4_K_M diverges far, check the F32 reference",
-       hint_zh="在实验 05 中重新测量（量化面板）；若 Q4_K_M 偏离很大，检查 F32 参考模型",
+       hint="measure again in lab 06 (the quantization panel); if Q4_K_M diverges far, check the F32 reference",
+       hint_zh="在实验 06 中重新测量（量化面板）；若 Q4_K_M 偏离很大，检查 F32 参考模型",
        camp=CAMP)
 def kl(ctx):
     k = _kl(ctx)
@@ -88,8 +88,8 @@ def kl(ctx):
 @check("deploy.exact", LAB, "转换无损", "The converter kept the model exact", needs=(QUANT,),
        verifies="transformers fp32 and the F32 GGUF give the same distributions: mean KL < 1e-6 (quant/sft)",
        verifies_zh='transformers fp32 与 F32 GGUF 给出相同的分布：平均 KL < 1e-6（quant/sft）',
-       hint="the GGUF does not match your model: reconvert it in lab 05 (an older converter or another tokenizer)",
-       hint_zh="GGUF 与你的模型不一致：在实验 05 中重新转换（可能用了旧版转换器或另一个分词器）",
+       hint="the GGUF does not match your model: reconvert it in lab 06 (an older converter or another tokenizer)",
+       hint_zh="GGUF 与你的模型不一致：在实验 06 中重新转换（可能用了旧版转换器或另一个分词器）",
        camp=CAMP)
 def exact(ctx):
     row = _rows(ctx).get("HF fp32")
@@ -153,9 +153,9 @@ def _main_type(level: str) -> str | None:
        verifies_zh="homework/deploy/level：从 gguf/sft 的 F32 量化出一个不在量化阶梯上的等级的 GGUF 文件（看文件头记录的类型；"
                    "没有一个权重矩阵留在 F16/F32；K-quant 或传统等级必须含有它自己的类型），以及它相对 F32 的逐词元 KL，"
                    "测在 quant/sft 自己打分的那些词元上；成绩单重新计算平均 KL，并和阶梯上大小最接近的等级放在一起比较",
-       hint="run the 作业 cells at the end of lab 05 (the shared measuring cell, then `deploy.hw_level`) with a level "
+       hint="run the 作业 cells at the end of lab 06 (the shared measuring cell, then `deploy.hw_level`) with a level "
             "off the ladder (`level = \"Q4_0\"`)",
-       hint_zh="运行实验 05 末尾的作业单元格（先运行共用的测量单元格，再运行 `deploy.hw_level`），选一个不在阶梯上的等级"
+       hint_zh="运行实验 06 末尾的作业单元格（先运行共用的测量单元格，再运行 `deploy.hw_level`），选一个不在阶梯上的等级"
                "（`level = \"Q4_0\"`）", camp=CAMP)
 def hw_level(ctx):
     from ...deploy.quantize import reference_level, weight_types
@@ -222,9 +222,9 @@ def _override_problems(types: dict[str, str], overrides: dict[str, str]) -> list
                    "（llama-quantize 的 `--tensor-type`）：每个被匹配到的权重矩阵都是指定的类型，而且至少有一个矩阵和阶梯上"
                    "同一等级的文件不同（两个文件头都读）；它在 quant/sft 自己打分的那些词元上相对 F32 的逐词元 KL，由成绩单"
                    "重新计算，并和阶梯放在一起比较",
-       hint="run the 作业 cells at the end of lab 05 (the shared measuring cell, then `deploy.hw_mix`) with an "
+       hint="run the 作业 cells at the end of lab 06 (the shared measuring cell, then `deploy.hw_mix`) with an "
             "override that changes a matrix (`overrides = {\"token_embd\": \"Q8_0\"}`)",
-       hint_zh="运行实验 05 末尾的作业单元格（先运行共用的测量单元格，再运行 `deploy.hw_mix`），用一条真能改变某个矩阵的覆盖规则"
+       hint_zh="运行实验 06 末尾的作业单元格（先运行共用的测量单元格，再运行 `deploy.hw_mix`），用一条真能改变某个矩阵的覆盖规则"
                "（`overrides = {\"token_embd\": \"Q8_0\"}`）", camp=CAMP)
 def hw_mix(ctx):
     from ...deploy.quantize import tensor_types

@@ -1,4 +1,4 @@
-"""06 OpenCompass Evaluate: the leaderboard of the learner's own models."""
+"""07 OpenCompass Evaluate: the leaderboard of the learner's own models."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -6,7 +6,7 @@ from collections import defaultdict
 from ...artifacts import load_eval
 from ..core import Outcome, check, joined, pct, say
 
-LAB = "06_eval.ipynb"
+LAB = "07_eval.ipynb"
 CAMP = "基础岛: OpenCompass 评测书生大模型实践"
 RUN = "eval/chain"
 
@@ -55,9 +55,9 @@ def _gain(ctx, task: str, metric_name: str):
 @check("eval.models", LAB, "排行榜比较基座与微调", "Leaderboard compares base and SFT", needs=(RUN,),
        verifies=f"{RUN} scores at least model/base and model/sft on at least 3 tasks each",
        verifies_zh='eval/chain 至少评测了 model/base 和 model/sft，每个模型至少 3 项任务',
-       hint="run labs 02 and 03, then lab 06 to the end: it scores `model/base` and `model/sft` (and `model/dpo`, "
+       hint="run labs 02 and 03, then lab 07 to the end: it scores `model/base` and `model/sft` (and `model/dpo`, "
             "`model/orpo` when they exist)",
-       hint_zh="先运行实验 02 和 03，再把实验 06 运行到底：它会评测 `model/base` 和 `model/sft`"
+       hint_zh="先运行实验 02 和 03，再把实验 07 运行到底：它会评测 `model/base` 和 `model/sft`"
                "（若已存在，还有 `model/dpo`、`model/orpo`）", camp=CAMP)
 def models(ctx):
     m = ctx.get(RUN).metrics
@@ -87,8 +87,8 @@ def sentiment(ctx):
 @check("eval.preference", LAB, "DPO 提升偏好对排序", "DPO ranks held-out pairs better", needs=(RUN,),
        verifies="on the pref_* tasks pooled, model/dpo ranks the chosen answer first more often than model/sft",
        verifies_zh='把 pref_* 任务合在一起，model/dpo 把 chosen 排第一的次数多于 model/sft',
-       hint="run lab 04 (preference) and then lab 06 again so the leaderboard holds `model/dpo`",
-       hint_zh="先运行实验 04（偏好对齐），再重新运行实验 06，让排行榜包含 `model/dpo`")
+       hint="run lab 04 (preference) and then lab 07 again so the leaderboard holds `model/dpo`",
+       hint_zh="先运行实验 04（偏好对齐），再重新运行实验 07，让排行榜包含 `model/dpo`")
 def preference(ctx):
     sc = _scores(ctx)
     if "dpo" not in sc:
@@ -142,9 +142,9 @@ def _paired(base: list[float], sft: list[float]) -> tuple[float, float]:
                 "not all the same option)",
        verifies_zh=f"{HW_TASK} 中有一个不属于内置任务的评测任务，至少 {HW_MIN_DOCS} 个样本，model/base 和 model/sft 都作答过"
                    "（选择题的正确率由保存的对数似然重新计算；标准答案不能全是同一个选项）",
-       hint=f"run the first 作业 cell of lab 06 (an eval task of your own): write at least {HW_MIN_DOCS} samples of your own "
+       hint=f"run the first 作业 cell of lab 07 (an eval task of your own): write at least {HW_MIN_DOCS} samples of your own "
             "in `my_reviews` (both labels), then run it — it saves `eval/hw-my-task`",
-       hint_zh=f"运行实验 06 的作业 1 单元格（你自己的评测集）：在 `my_reviews` 里写至少 {HW_MIN_DOCS} 条你自己的样本"
+       hint_zh=f"运行实验 07 的作业 1 单元格（你自己的评测集）：在 `my_reviews` 里写至少 {HW_MIN_DOCS} 条你自己的样本"
                "（正面和负面都要有），再运行——它会保存 `eval/hw-my-task`", camp=CAMP)
 def hw_task(ctx):
     tasks = ctx.get(HW_TASK).params.get("tasks", {})
@@ -199,9 +199,9 @@ def hw_task(ctx):
                 f"from the samples, beside the same interval on {RUN}",
        verifies_zh=f"{HW_SAMPLE} 在某个内置任务上用不少于 {RUN} 两倍的样本评测了 model/base 和 model/sft；"
                    f"两者的正确率和配对差值（SFT − base，逐样本相减）的 95% 区间都由样本重新计算，并与 {RUN} 上的同一区间对比",
-       hint="run the second 作业 cell of lab 06 (is the gap real?) with `n_big` at least twice the chain's samples per task "
+       hint="run the second 作业 cell of lab 07 (is the gap real?) with `n_big` at least twice the chain's samples per task "
             "(`cfg.n`) — it saves `eval/hw-sample-size`",
-       hint_zh="运行实验 06 的作业 2 单元格（差距是真的吗？），`n_big` 至少取链路每个任务样本数（`cfg.n`）的两倍——"
+       hint_zh="运行实验 07 的作业 2 单元格（差距是真的吗？），`n_big` 至少取链路每个任务样本数（`cfg.n`）的两倍——"
                "它会保存 `eval/hw-sample-size`", camp=CAMP)
 def hw_sample(ctx):
     big, chain = _per_doc(ctx, HW_SAMPLE), _per_doc(ctx, RUN)

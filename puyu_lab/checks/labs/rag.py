@@ -1,11 +1,11 @@
-"""08 HuixiangDou RAG: the index, retrieval on held-out questions, refusal and grounded answers."""
+"""09 HuixiangDou RAG: the index, retrieval on held-out questions, refusal and grounded answers."""
 from __future__ import annotations
 
 from ...artifacts import RAG_EVAL, RAG_INDEX, load_rag_eval, load_rag_index
 from ..core import Outcome, check, joined, pct, say
 from ..evidence import read_jsonl
 
-LAB = "08_rag.ipynb"
+LAB = "09_rag.ipynb"
 CAMP = "基础岛: 茴香豆 / LlamaIndex RAG 实践"
 
 
@@ -21,8 +21,8 @@ def _test(ctx, answerable=None):
        verifies="rag/index has one dense vector per chunk, and no chunk of a document its unanswerable questions "
                 "came from (those documents were left out of the index)",
        verifies_zh='rag/index 每个文本块对应一个稠密向量，且不含任何“不可回答问题”所来自文档的块（这些文档已排除在索引之外）',
-       hint="run lab 08 to the end; do not edit `rag/index` by hand",
-       hint_zh="把实验 08 运行到底；不要手动修改 `rag/index`", camp=CAMP)
+       hint="run lab 09 to the end; do not edit `rag/index` by hand",
+       hint_zh="把实验 09 运行到底；不要手动修改 `rag/index`", camp=CAMP)
 def index(ctx):
     ix = ctx.cached("rag_index", lambda: load_rag_index(ctx.ws))
     n, nv = len(ix["chunks"]), int(ix["vectors"].shape[0])
@@ -64,8 +64,8 @@ def hybrid(ctx):
        verifies="with retrieval the reply contains the answer more often than without (held-out answerable questions), "
                 "and at the chosen threshold the refusal's precision and recall recompute to rag/eval's figures",
        verifies_zh='有检索时回复含有答案的次数多于无检索（留出的可回答问题）；在选定阈值下，拒答的精确率和召回率能重新算出 rag/eval 的数字',
-       hint="run the reading cell of lab 08 to the end (it needs `model/sft` from lab 03)",
-       hint_zh="把实验 08 的阅读作答单元格运行到底（它需要实验 03 产出的 `model/sft`）", camp=CAMP)
+       hint="run the reading cell of lab 09 to the end (it needs `model/sft` from lab 03)",
+       hint_zh="把实验 09 的阅读作答单元格运行到底（它需要实验 03 产出的 `model/sft`）", camp=CAMP)
 def grounded(ctx):
     ev = _ev(ctx)
     rows = [r for r in _test(ctx, True) if r.get("read")]
@@ -102,9 +102,9 @@ COURSE_MIN_READ = 0.6
        verifies_zh='随包发布的课程助手读检索到的段落，在段落里的数量中挑出能补全句子的那一个（本实验的抽取式阅读器），'
                    '在留出的可回答问题上 ≥ 60 % 挑对，而且高于随机挑一个、也高于它不检索时的回答；旁边列出它自由生成的回复的'
                    '正确率（由 rag/eval 的 questions.jsonl 重新计算）',
-       hint="run lab 08's evaluation cell (section 2) to the end: it reads with the course assistant whenever the "
+       hint="run lab 09's evaluation cell (section 2) to the end: it reads with the course assistant whenever the "
             "package carries the course model (`puyu-lab course status`; build and ship it with `make course`)",
-       hint_zh="把实验 08 第 2 节的评测单元格运行到底：只要安装包里带有课程模型，它就会让课程助手也来读"
+       hint_zh="把实验 09 第 2 节的评测单元格运行到底：只要安装包里带有课程模型，它就会让课程助手也来读"
                "（`puyu-lab course status`；用 `make course` 构建并发布）", camp=CAMP)
 def course(ctx):
     rows = [r for r in _test(ctx, True) if r.get("read_course")]
@@ -140,9 +140,9 @@ def _refusal(rows, thr):
                 "precision and recall on the test half are recomputed from rag/eval's questions, beside the chain's",
        verifies_zh=f"{HW_THRESHOLD} 的目标精确率高于链路阈值在校准集上的精确率，它的阈值是校准集上精确率达到目标的最低阈值；"
                    "它在测试集上的精确率和召回率由 rag/eval 的问题重新计算，并与链路阈值的结果对比",
-       hint="run the first 作业 cell of lab 08 with `target_precision` above the chain's calibration precision; keep the "
+       hint="run the first 作业 cell of lab 09 with `target_precision` above the chain's calibration precision; keep the "
             "threshold it picks (the lowest that reaches the target on the calibration half)",
-       hint_zh="把 `target_precision` 设得高于链路阈值在校准集上的精确率，运行实验 08 的作业 1 单元格；"
+       hint_zh="把 `target_precision` 设得高于链路阈值在校准集上的精确率，运行实验 09 的作业 1 单元格；"
                "保留它选出的阈值（校准集上达到目标的最低阈值）", camp=CAMP)
 def hw_threshold(ctx):
     art = ctx.get(HW_THRESHOLD)
@@ -182,9 +182,9 @@ def hw_threshold(ctx):
        verifies_zh=f"{HW_CHUNKS} 用不同于 rag/index 的大小重新分块，并问了测试集中链路阅读器答过的问题（至少 {HW_MIN_READ} 个）；"
                    "读到的每个段落都不超过分块大小，每个抽取式回答都是题目中间填上段落里的一个数量；hit@1、hit@5 和答对的比例"
                    "由逐题记录重新计算，并与链路在同一批问题上的结果对比",
-       hint="run the second 作业 cell of lab 08 with `chunk_chars` other than the chain's `cfg.chunk_chars` (it re-chunks "
+       hint="run the second 作业 cell of lab 09 with `chunk_chars` other than the chain's `cfg.chunk_chars` (it re-chunks "
             "the corpus, reuses the chain's encoder and reader, and saves `homework/rag/chunks`; `rag/index` stays as it is)",
-       hint_zh="把 `chunk_chars` 设成不同于链路 `cfg.chunk_chars` 的值，运行实验 08 的作业 2 单元格"
+       hint_zh="把 `chunk_chars` 设成不同于链路 `cfg.chunk_chars` 的值，运行实验 09 的作业 2 单元格"
                "（它重新分块，沿用链路的编码器和阅读器，保存 `homework/rag/chunks`；`rag/index` 保持不变）", camp=CAMP)
 def hw_chunks(ctx):
     from ...rag.evaluate import retrieval_metrics
