@@ -7,9 +7,12 @@ from dataclasses import asdict, dataclass, field, replace
 from ..profiles import as_profile
 
 REWARDS = ("checked", "naive")  # checked: the answer and the call are verified; naive: any call pays (hacking)
-# the naive run beside the checked one in the lab's quick profile: the same settings, fewer steps (at 3e-5 its share of
-# needless calls rose from 1 % to 11 % in 30 steps on the course assistant; the checked run's stayed at 0-2 %)
-NAIVE_QUICK = {"max_steps": 30, "budget_s": 45.0}
+# the naive run beside the checked one in the lab's quick profile: shorter, a larger step and mostly questions that
+# need no tool, so that the hack shows within its budget. With the checked run's settings (3e-5, 30 steps) its share
+# of needless calls rose from 1 % to 11-12 % on the AMX path and to 5 % on the AVX2 path — no more than the checked
+# run's own 4 % there; at 3e-4 with 112 of 144 prompts needing no tool it rose from 2 % to 83 % (AMX)
+NAIVE_QUICK = {"max_steps": 30, "budget_s": 45.0, "learning_rate": 3e-4}
+NAIVE_TASKS = {"arithmetic": 16, "date": 16, "notool": 112}
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,8 @@ class RLConfig:
     @classmethod
     def for_profile(cls, profile=None, **changes) -> "RLConfig":
         """The profile's sizes (a name, a profile or ``None``: the default), with ``changes`` on top; the quick
-        profile's naive run (``reward="naive"``) is shorter (:data:`NAIVE_QUICK`)."""
+        profile's naive run (``reward="naive"``) is shorter, at a larger step, on mostly no-tool questions
+        (:data:`NAIVE_QUICK`)."""
         name = as_profile(profile).name
         if name == "gpu":  # a real chat model: trl's GRPO recipe sizes
             cfg = cls(num_generations=8, prompts_per_step=8, max_steps=300, learning_rate=1e-6, max_completion_tokens=256,
@@ -92,5 +96,5 @@ class RLConfig:
             # slower CPUs (fewer steps there, the same learning rate)
             cfg = cls(max_steps=60, learning_rate=3e-5, tasks=TaskMix(arithmetic=48, date=64, notool=32), budget_s=80.0)
             if changes.get("reward") == "naive":
-                cfg = replace(cfg, **NAIVE_QUICK)
+                cfg = replace(cfg, **NAIVE_QUICK, tasks=TaskMix(**NAIVE_TASKS))
         return replace(cfg, **changes)
