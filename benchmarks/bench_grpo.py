@@ -1,6 +1,6 @@
 """GRPO on a CPU: the seconds per step of trl's GRPOTrainer with its own generation (transformers' ``generate``,
-sampling a group per prompt), through the RL stage's own ``run`` — per group size, on a quick-preset base
-pretrained here and fine-tuned for a few steps (its chat template, its tool conversations).
+sampling a group per prompt), through the RL stage's own ``run`` — per group size, on the lab's policy (the shipped
+course assistant), with the tasks of an ``sft/data`` made here by a few fine-tune steps of a quick-preset base.
 
 The model layer's batched generation (``generate_batch``) would plug in through trl's (experimental)
 ``rollout_func``, but it is not offered: it decodes greedily (no temperature, no sampling), so the
@@ -41,7 +41,7 @@ def main() -> str:
         base = RLConfig.for_profile("quick")
         rows = []
         for g in (4, 8):
-            cfg = replace(base, num_generations=g, max_steps=STEPS, progress_bar=False, bf16=False,
+            cfg = replace(base, num_generations=g, max_steps=STEPS, budget_s=None, progress_bar=False, bf16=False,
                           tasks=TaskMix(arithmetic=16, date=8, notool=16))
             t = time.perf_counter()
             res = run(ws, cfg)
@@ -49,7 +49,7 @@ def main() -> str:
             length = sum(r["mean_length"] for r in res.metrics["per_step"]) / len(res.metrics["per_step"])
             rows.append((g, res.metrics["seconds"] / res.steps, total, length))
     sampling = "temperature" in BatchedLocalModel.generate_batch.__code__.co_varnames
-    lines = [f"GRPO (trl {__import__('trl').__version__}), quick-preset model (30 pretraining + 10 SFT steps), "
+    lines = [f"GRPO (trl {__import__('trl').__version__}), policy {base.model} (the shipped course assistant), "
              f"{base.prompts_per_step} prompts per step, ≤ {base.max_completion_tokens} completion tokens, "
              f"{STEPS} steps, fp32",
              f"{'generation':34s} {'group':>5s} {'s/step':>8s} {'run s':>7s} {'mean len':>9s}"]

@@ -97,12 +97,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from .checks.bundle import submit
+    from .checks.bundle import PROBE_MODELS, submit
     from .i18n import tr
     from .workspace import Workspace
 
     path = submit(Workspace(args.home), args.out, learner=args.learner or "",
-                  model=None if args.no_model else "model/sft", max_file_mb=args.max_file_mb,
+                  model=None if args.no_model else PROBE_MODELS, max_file_mb=args.max_file_mb,
                   on_progress=lambda s: print(s, flush=True))
     print(tr("请上传这个文件：", "upload this file: ") + str(path.resolve()))
     return 0

@@ -290,6 +290,11 @@ FIGURES: dict[str, tuple[str, str]] = {
     "stopped": ("stopped early", "提前停止"),
     "eval_loss_first": ("first held-out loss", "初始留出集损失"),
     "eval_loss": ("held-out loss", "留出集损失"),
+    # model/rl, model/rl-naive (GRPO): the reward it was trained with, its mean at the first and the last step
+    "reward": ("reward", "奖励"),
+    "reward_first": ("first step's mean reward", "第一步的平均奖励"),
+    "reward_last": ("last step's mean reward", "最后一步的平均奖励"),
+    "kl_max": ("largest KL to the reference", "对参考模型的最大 KL"),
     # sft/data (the training mix by kind, then the held-out sets) and model/sft, adapter/sft (fine-tune)
     "train_self": ("train · self-introduction", "训练集·自我认知"),
     "train_dialog": ("train · dialogues", "训练集·多轮对话"),

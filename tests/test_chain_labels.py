@@ -78,5 +78,6 @@ def test_the_stages_layers_does_not_run_name_their_figures_in_the_table():
     keys += [f"heldout_{s}" for s in SOURCES]  # pref/data: the held-out pairs by source
     keys += ["method", "tuning", "steps", "max_steps"]  # model/dpo, model/orpo
     keys += ["chunks", "dim", "encoder_final_loss", "hybrid_hit@5", "sparse_hit@5", "dense_hit@5", "answer_rag"]  # rag
+    keys += ["reward", "steps", "max_steps", "reward_first", "reward_last", "kl_max"]  # model/rl, model/rl-naive
     missing = [k for k in keys if k not in i18n.FIGURES]
     assert not missing, missing

@@ -28,6 +28,9 @@ from ..workspace import MANIFEST, Workspace, sha256_file
 
 FORMAT = "puyu-lab-bundle/1"
 PROBE_MODEL = "model/sft"  # the model the teacher's probes ask by default
+# bundled whole (past the size cap) for the probes: the learner's assistant, and the GRPO-trained course assistant a
+# "tool" probe group asks (checks.probes.TOOL_MODEL)
+PROBE_MODELS = (PROBE_MODEL, "model/rl")
 
 
 def environment() -> dict:
@@ -61,9 +64,10 @@ def environment() -> dict:
 
 
 def submit(ws: Workspace | None = None, out: str | os.PathLike | None = None, *, learner: str = "",
-           model: str | None = PROBE_MODEL, max_file_mb: float = 4.0,
+           model: str | tuple[str, ...] | None = PROBE_MODELS, max_file_mb: float = 4.0,
            on_progress: Callable[[str], None] | None = None) -> Path:
-    """Write the bundle of ``ws`` (its report card run now) and return its path."""
+    """Write the bundle of ``ws`` (its report card run now) and return its path; ``model``: the model artifact(s)
+    bundled whole for the hidden probes (``None``: none)."""
     from . import run
 
     ws = ws or Workspace()
@@ -85,16 +89,18 @@ def submit(ws: Workspace | None = None, out: str | os.PathLike | None = None, *,
         dest = dest / f"submission-{safe}-{stamp}.zip"
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.partial")
+    models = (model,) if isinstance(model, str) else tuple(model or ())
+    probed = [m for m in models if ws.exists(m)]
     info: dict = {"format": FORMAT, "learner": learner, "created": now.isoformat(timespec="seconds"),
                   "max_file_bytes": int(max_file_mb * 2 ** 20), "environment": environment(),
                   "report": {**card.as_dict(), "workspace": ws.root.name},
-                  "probe_model": model if model and ws.exists(model) else None, "artifacts": {}}
+                  "probe_model": probed[0] if probed else None, "probe_models": probed, "artifacts": {}}
     cap = max_file_mb * 2 ** 20
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as z:
             for art in arts:
                 files = {}
-                whole = model is not None and art.name == model
+                whole = art.name in probed
                 for p in sorted(art.path.rglob("*")):
                     if not p.is_file():
                         continue

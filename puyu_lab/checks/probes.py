@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,6 +173,12 @@ def load_probes(path) -> list[ProbeGroup]:
                         or not isinstance(it.get("expect"), str) or not it["expect"]:
                     raise InputError(f"{where}.items[{j}]: needs \"prompt\" and a non-empty \"expect\" string",
                                      zh=f"{where}.items[{j}]：需要 \"prompt\"，以及非空字符串 \"expect\"")
+                if kind == "tool":
+                    try:
+                        float(it["expect"])
+                    except ValueError:
+                        raise InputError(f"{where}.items[{j}].expect: a tool item expects a number (got {it['expect']!r})",
+                                         zh=f"{where}.items[{j}].expect：工具题的答案必须是数（现在是 {it['expect']!r}）") from None
                 if not isinstance(it.get("reject", []), list):
                     raise InputError(f"{where}.items[{j}].reject: must be a list of strings",
                                      zh=f"{where}.items[{j}].reject：必须是字符串列表")
@@ -270,10 +277,16 @@ def make_probes(seed: int, *, name: str | None = None, n_selfcog: int = 20, n_se
                        "min_pass": 0.55, "max_new_tokens": 8, "items": items})
     except (ImportError, FileNotFoundError):
         pass
-    from ..finetune.data import arithmetic_tasks
+    from ..finetune.data import SFTDataSettings, arithmetic_tasks
 
     if n_tools:
-        fresh = arithmetic_tasks(n_tools, seed=10_000 + seed)  # numbers of the teacher's seed, not the chain's
+        # numbers of the teacher's seed, none of the fine-tunes' (the chain's, and the course's four times as many:
+        # the same draw, longer) nor one whose result the question already shows (a / c / c with a == c)
+        d = SFTDataSettings()
+        held = {t["expression"] for t in arithmetic_tasks(d.tool_heldout, d.seed + 1)}
+        trained = {t["expression"] for t in arithmetic_tasks(d.tool_examples * 4, d.seed + 2, exclude=held)}
+        fresh = [t for t in arithmetic_tasks(n_tools * 2, seed=10_000 + seed, exclude=held | trained)
+                 if str(t["result"]) not in re.findall(r"\d+", t["expression"])][:n_tools]
         groups.append({"id": "tools", "title": "工具 Tools (fresh arithmetic, with the calculator)", "kind": "tool",
                        "min_pass": 0.8, "max_new_tokens": 64, "model": TOOL_MODEL,
                        "items": [{"prompt": TOOL_FORMS[i % len(TOOL_FORMS)].format(e=t["expression"]),

@@ -21,7 +21,7 @@ DATE_UNSEEN_FORMS = ("{date} 往后数 {days} 天是几号？", "Which day comes
 # forms above stay unseen through RL too (tests/rl/test_tasks.py holds the three sets apart)
 ARITHMETIC_RL_FORMS = ("计算一下：{e}", "{e} 算出来是多少？", "What do you get from {e}?", "Work out {e}.",
                        "{e} 的结果等于几？", "How much is {e}?")
-DATE_RL_FORMS = ("{date} 加上 {days} 天是几月几日？", "从 {date} 开始数 {days} 天，是哪一天？", "{date} 以后第 {days} 天是星期几、几号？",
+DATE_RL_FORMS = ("{date} 加上 {days} 天是几月几日？", "{date} 过去 {days} 天之后是哪一天？", "{date} 以后第 {days} 天是星期几、几号？",
                  "Give the date {days} days after {date}.", "{days} days after {date}: which date?",
                  "Which day is {days} days after {date}?", "Add {days} days to {date}: which date?",
                  "Starting on {date}, what is the date after {days} days?")

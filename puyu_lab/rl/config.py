@@ -11,7 +11,7 @@ REWARDS = ("checked", "naive")  # checked: the answer and the call are verified;
 # need no tool, so that the hack shows within its budget. With the checked run's settings (3e-5, 30 steps) its share
 # of needless calls rose from 1 % to 11-12 % on the AMX path and to 5 % on the AVX2 path — no more than the checked
 # run's own 4 % there; at 3e-4 with 112 of 144 prompts needing no tool it rose from 2 % to 83 % (AMX)
-NAIVE_QUICK = {"max_steps": 30, "budget_s": 45.0, "learning_rate": 3e-4}
+NAIVE_QUICK = {"max_steps": 30, "budget_s": 45.0, "min_steps": 20, "learning_rate": 3e-4}
 NAIVE_TASKS = {"arithmetic": 16, "date": 16, "notool": 112}
 
 
@@ -47,8 +47,11 @@ class RLConfig:
     log_every: int = 1  # trl's logging_steps: a figure per step (the panel's curves)
     bf16: bool | None = None  # None: chosen per machine (puyu_lab.numerics)
     progress_bar: bool = True
-    # a wall-clock budget for trl's loop, as the other stages take one (puyu_lab.budget); None: exactly max_steps
+    # a wall-clock budget for trl's loop, scaled like every stage's by $PUYU_LAB_BUDGET_SCALE (puyu_lab.budget); the
+    # learning rate is constant, so the run simply ends at the step that crosses it, never before min_steps (the
+    # floor: what the slowest machine must still make). None: exactly max_steps
     budget_s: float | None = None
+    min_steps: int | None = None
 
     def __post_init__(self):
         from ..errors import InputError
@@ -94,7 +97,8 @@ class RLConfig:
             # kept held-out arithmetic 40/40 and dates 39/40 and lifted no needless call 37 → 39 of 40, KL ≤ 0.03.
             # At 1e-4 arithmetic fell (35/40 → 31/40 on the first assistant). The budget holds the lab's time on
             # slower CPUs (fewer steps there, the same learning rate)
-            cfg = cls(max_steps=60, learning_rate=3e-5, tasks=TaskMix(arithmetic=48, date=64, notool=32), budget_s=80.0)
+            cfg = cls(max_steps=60, learning_rate=3e-5, tasks=TaskMix(arithmetic=48, date=64, notool=32), budget_s=80.0,
+                      min_steps=30)
             if changes.get("reward") == "naive":
                 cfg = replace(cfg, **NAIVE_QUICK, tasks=TaskMix(**NAIVE_TASKS))
         return replace(cfg, **changes)

@@ -1,4 +1,4 @@
-"""GRPO with trl's ``GRPOTrainer`` on the learner's assistant, scored by checkable rewards (:mod:`.rewards`).
+"""GRPO with trl's ``GRPOTrainer`` on an assistant (the shipped course assistant, or the learner's own), scored by checkable rewards (:mod:`.rewards`).
 
 trl does the algorithm: sampling ``num_generations`` completions per prompt, the group-relative advantages, the
 clipped policy loss, the KL to the frozen reference (``beta``), its logs (``reward``, ``reward_std`` over the batch,
@@ -103,13 +103,13 @@ def grpo_config(cfg: RLConfig, out, numerics, weights):
                       activation_checkpointing=False)
 
 
-def _rl_callback(em: Emitter, recorder: Recorder, budget_s: float | None):
+def _rl_callback(em: Emitter, recorder: Recorder, budget_s: float | None, min_steps: int | None = None):
     from transformers import TrainerCallback
 
     class RLCallback(TrainerCallback):
         """Each step's samples into the record; each log into an ``rl`` event (trl's figures by their names, the
-        step's groups); a time budget ends the run at the step that crosses it (constant learning rate: nothing
-        of the schedule is lost)."""
+        step's groups); a time budget ends the run at the step that crosses it, never before ``min_steps``
+        (constant learning rate: nothing of the schedule is lost)."""
 
         def __init__(self):
             self.rows: list[dict] = []
@@ -120,7 +120,8 @@ def _rl_callback(em: Emitter, recorder: Recorder, budget_s: float | None):
 
         def on_step_end(self, args, state, control, **kw):
             self.rows = recorder.flush()
-            if budget_s and time.perf_counter() - self.t0 >= budget_s:
+            if budget_s is not None and state.global_step >= (min_steps or 1) \
+                    and time.perf_counter() - self.t0 >= budget_s:
                 control.should_training_stop = True
 
         def on_log(self, args, state, control, logs=None, **kw):
@@ -187,7 +188,9 @@ def train(ws: Workspace, cfg: RLConfig | None = None, *, on_event: Callable[[Eve
                                              return_dict=True)["input_ids"])
     cb = trainer_callback(em, tokens_per_step=cfg.prompts_per_step * cfg.num_generations *
                           (prompt_len + cfg.max_completion_tokens), stop=stop)
-    rl_cb = _rl_callback(em, recorder, cfg.budget_s)
+    from ..budget import budget_scale
+
+    rl_cb = _rl_callback(em, recorder, None if cfg.budget_s is None else cfg.budget_s * budget_scale(), cfg.min_steps)
     trainer = GRPOTrainer(model=model, reward_funcs=[marked(f, tok, recorder) for f in fns],
                           args=grpo_config(cfg, out, numerics, weights), train_dataset=datasets.Dataset.from_list(rows),
                           processing_class=tok, callbacks=[cb, rl_cb])
@@ -238,6 +241,11 @@ def policy(ws: Workspace, model: str) -> tuple[Path, Artifact | None]:
         return course.course_path("assistant"), None
     p = brought(model)
     if p is not None:
+        if p.suffix == ".gguf":
+            raise InputError(f"{model}: GRPO trains a transformers model; a GGUF file cannot be trained — give the "
+                             "Hugging Face model directory it was converted from",
+                             zh=f"{model}：GRPO 训练的是 transformers 模型，GGUF 文件不能训练——请给出它转换前的 "
+                                "Hugging Face 模型目录")
         return p, None
     art = ws.get(model)
     return art.path, art

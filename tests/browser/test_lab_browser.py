@@ -24,7 +24,7 @@ from .shim import jupyterlab_browser_check_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow]
 
-STAGES = ["data", "pretrain", "finetune", "preference", "deploy", "eval", "agent", "rag"]
+STAGES = ["data", "pretrain", "finetune", "preference", "rl", "deploy", "eval", "agent", "rag"]
 
 # ---- JavaScript run in the page (window.jupyterapp: the server runs with expose_app_in_browser) ------
 RUN_ALL_ABOVE = """async (idx) => {
@@ -145,13 +145,13 @@ def test_sidebar_lists_the_stages_and_flips_one_when_its_lab_ran(fresh_lab, fres
     assert page.inner_text("#puyu-lab-chain .puyu-chain-title") == "书生·浦语 Chain"
     assert page.evaluate(STAGE_STATUS) == {k: "missing" for k in STAGES}
     names = page.locator("#puyu-lab-chain .puyu-stage-name").all_inner_texts()
-    assert names == ["书生·万卷", "InternLM-Train", "XTuner", "XTuner DPO", "LMDeploy", "OpenCompass",
+    assert names == ["书生·万卷", "InternLM-Train", "XTuner", "XTuner DPO", "GRPO", "LMDeploy", "OpenCompass",
                      "Lagent / AgentLego", "茴香豆 HuixiangDou"]
     # launcher cards for the labs
     page.evaluate("async () => { await window.jupyterapp.commands.execute('launcher:create'); return true; }")
     page.wait_for_selector(".jp-LauncherCard[title*='02_pretrain.ipynb']", timeout=30_000)
     cards = page.locator(".jp-Launcher-section:has-text('书生·浦语 Labs') .jp-LauncherCard").count()
-    assert cards == 9  # 00_tour … 09_rag
+    assert cards == 10  # 00_tour … 09_rag
     # each lab's self-checks, none passed yet (puyu_lab.checks on an empty workspace)
     from puyu_lab.checks import run as run_checks
 

@@ -11,7 +11,13 @@ from pathlib import Path
 PROBES = {"groups": [{"id": "selfcog", "title": "自我认知 hidden", "kind": "name", "name": "小浦", "min_pass": 0.8,
                       "max_new_tokens": 24,
                       "prompts": ["打扰一下，你究竟叫什么？", "嗨！我应该怎么称呼你呢？", "请认真回答：你有名字吗？",
-                                  "你好呀，给我讲讲你自己。", "冒昧问一句，谁把你做出来的？", "我想知道，你是什么人工智能？"]}]}
+                                  "你好呀，给我讲讲你自己。", "冒昧问一句，谁把你做出来的？", "我想知道，你是什么人工智能？"]},
+                     # fresh arithmetic for the GRPO-trained course assistant (model/rl), through the agent loop
+                     {"id": "tools", "title": "工具 hidden", "kind": "tool", "min_pass": 0.6, "max_new_tokens": 64,
+                      "items": [{"prompt": "请帮忙算：47*38", "expect": "1786"}, {"prompt": "What's 29*61?", "expect": "1769"},
+                                {"prompt": "Calculate (23+58)*7 for me.", "expect": "567"},
+                                {"prompt": "劳驾算一下 8412+935。", "expect": "9347"},
+                                {"prompt": "4662/18 得多少？", "expect": "259"}, {"prompt": "请帮忙算：76*44-13", "expect": "3331"}]}]}
 
 
 def read(path: Path) -> dict[str, bytes]:

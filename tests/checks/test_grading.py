@@ -46,6 +46,8 @@ def test_the_bundle_holds_evidence_hashes_and_environment(grading):
     files = tamper.read(grading.alice)
     info = tamper.info(files)
     assert info["learner"] == "alice" and info["probe_model"] == "model/sft"
+    assert info["probe_models"] == ["model/sft", "model/rl"]  # the tool probes' model goes in whole too
+    assert info["artifacts"]["model/rl"]["files"]["model.safetensors"]["included"]
     assert info["environment"]["packages"]["torch"] and info["environment"]["cores"]
     assert info["report"]["passed"] == info["report"]["total"]
     sft = info["artifacts"]["model/sft"]["files"]
@@ -62,6 +64,7 @@ def test_honest_bundles_grade_clean(grading):
     assert alice.passed == len(alice.checks) >= 20
     assert sum(c["source"] == "re-checked" for c in alice.checks.values()) >= 15
     assert alice.probes["selfcog"]["ok"] and alice.probes["selfcog"]["rate"] >= 0.8
+    assert alice.probes["tools"]["ok"], alice.probes["tools"]  # model/rl answers fresh arithmetic with the calculator
     bob = grading.rows["bob"]  # honest, unfinished: his later labs and the probes fail, nothing is flagged
     assert bob.verdict == "incomplete" and bob.flags == [], bob.flags
     assert not bob.probes["selfcog"]["ok"]

@@ -79,3 +79,33 @@ def test_the_learners_own_model_as_the_policy(layers, tmp_path):
     res = run(ws, small_cfg(model="model/sft", max_steps=1))
     assert sorted(p["name"] for p in res.artifact.parents) == ["model/sft", "sft/data"]
     assert "policy" not in res.artifact.manifest["params"]
+
+
+@pytest.mark.slow
+def test_the_hack_homework(layers, tmp_path):
+    """作业 rl.hw_hack: missing before the task; the starter cell's reward ("pays any answer with a digit") pays a wrong
+    completion of model/rl and passes; a completion model/rl never saved, or too few rows, fail."""
+    from puyu_lab.rl import run
+
+    from ..checks.homework_helpers import assert_missing, fails, result, run_cell, starter
+
+    ws = layers.workspace("sft", tmp_path / "ws")
+    assert_missing("05_rl", ws, "rl.hw_hack")
+    run(ws, small_cfg(max_steps=2))
+    run_cell(starter("05_rl", "rl.hw_hack"), {"ws": ws})
+    r = result("05_rl", ws, "rl.hw_hack")
+    scored = ws.get("homework/rl/hack").path / "scored.jsonl"
+    rows = [json.loads(x) for x in scored.read_text(encoding="utf-8").splitlines()]
+    holes = sum(row["mine"] > 0 for row in rows)  # the starter reward pays many; are any wrong?
+    assert r.ok == any(row["mine"] > 0 and not _right(row) for row in rows), (r.figure, holes)
+    rows[0]["completion"] += " 42"  # not a completion model/rl saved
+    scored.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in rows), encoding="utf-8")
+    assert "not model/rl's saved ones" in str(fails("05_rl", ws, "rl.hw_hack").figure_en)
+    scored.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in rows[1:4]), encoding="utf-8")
+    fails("05_rl", ws, "rl.hw_hack")
+
+
+def _right(row) -> bool:
+    from puyu_lab.rl.rewards import answer_correct
+
+    return answer_correct([row["completion"]], [row["kind"]], [row["gold"]])[0] == 1.0

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ...artifacts import AGENT_EVAL, load_agent_eval
 from ..core import Outcome, check, joined, say
-from ..evidence import read_json, read_jsonl
+from ..evidence import read_json, read_jsonl, stale
 
 LAB = "08_agent.ipynb"
 CAMP = "进阶岛: Lagent 自定义你的 Agent 智能体"
@@ -105,6 +105,7 @@ def course(ctx):
                    claimed=ctx.get(AGENT_EVAL_COURSE).metrics.get("arithmetic_with_tools"))
 
 
+RL_MODEL = "model/rl"
 AGENT_EVAL_RL = "agent/eval-rl"  # model/rl (GRPO on the course assistant, lab 05) on the same held-out tasks
 # GRPO's bars (issue #41): each tool kind ≥ 10 points above the course assistant, or ≥ 95 % where the assistant was
 # already above 85 %; no needless call on ≥ 90 % of the no-tool questions
@@ -116,12 +117,15 @@ def _success(rows: list[dict], kind: str) -> tuple[int, int]:
     return sum(bool(r["tool_ok"]) and (kind != "notool" or not r["called"]) for r in rs), len(rs)
 
 
-@check("agent.rl", LAB, "GRPO 之后更会用工具", "After GRPO, better with the tools", needs=(AGENT_EVAL_RL, AGENT_EVAL_COURSE),
-       verifies=f"on the course assistant's held-out tasks (the same questions for both, recomputed from rows.jsonl), "
+@check("agent.rl", LAB, "GRPO 之后更会用工具", "After GRPO, better with the tools",
+       needs=(AGENT_EVAL_RL, AGENT_EVAL_COURSE, RL_MODEL),
+       verifies=f"agent/eval-rl evaluated the current model/rl, trained from the course assistant shipped now; on the "
+                f"course assistant's held-out tasks (the same questions for both, recomputed from rows.jsonl), "
                 f"model/rl solves each tool kind ≥ {RL_GAIN:.0%} points more often than the course assistant it started "
                 f"from, or ≥ {RL_CEILING:.0%} where the assistant was already above {RL_HIGH:.0%}; and answers ≥ "
                 f"{RL_NOTOOL:.0%} of the questions that need no tool without a call",
-       verifies_zh=f"在课程助手的留出题上（两者问的是同样的问题，由 rows.jsonl 重新计算），model/rl 每类工具题的成功率比出发时的课程助手"
+       verifies_zh=f"agent/eval-rl 评测的是当前的 model/rl，它由现在随包发布的课程助手训练而来；在课程助手的留出题上"
+                   f"（两者问的是同样的问题，由 rows.jsonl 重新计算），model/rl 每类工具题的成功率比出发时的课程助手"
                    f"高至少 {RL_GAIN:.0%}，或者在课程助手已经超过 {RL_HIGH:.0%} 的那一类达到 {RL_CEILING:.0%} 以上；"
                    f"不需要工具的问题 ≥ {RL_NOTOOL:.0%} 不调用工具",
        hint="run lab 05 (GRPO) to the end, then lab 08's GRPO cell (section 4); a run cut short by its time budget "
@@ -129,6 +133,21 @@ def _success(rows: list[dict], kind: str) -> tuple[int, int]:
        hint_zh="先把实验 05（GRPO）运行到底，再运行实验 08 第 4 节的 GRPO 单元格；被时间预算提前截断的训练学到的更少——"
                "在实验 05 中给它更多步数（`cfg = replace(cfg, max_steps=…, budget_s=None)`）", camp=CAMP)
 def rl(ctx):
+    from ...models import course as course_model
+
+    if ctx.get(AGENT_EVAL_RL).params.get("model") != RL_MODEL:
+        return Outcome(False, say(f"agent/eval-rl 评测的是 {ctx.get(AGENT_EVAL_RL).params.get('model')}，不是 {RL_MODEL}",
+                                 f"agent/eval-rl evaluated {ctx.get(AGENT_EVAL_RL).params.get('model')}, not {RL_MODEL}"))
+    if not str(ctx.get(AGENT_EVAL_COURSE).params.get("model", "")).rstrip("/").endswith(
+            course_model.FOLDERS["assistant"]):
+        return Outcome(False, say("agent/eval-course 评测的不是课程助手", "agent/eval-course did not evaluate the course assistant"))
+    stale_rl = stale(ctx, AGENT_EVAL_RL, (RL_MODEL,), say("agent/eval-rl 已过期", "agent/eval-rl is stale"))
+    if stale_rl:
+        return stale_rl
+    shipped = course_model.shipped_manifest()["files"]["course-assistant/model.safetensors"]["sha256"]
+    if ctx.get(RL_MODEL).params.get("policy_sha256") != shipped:
+        return Outcome(False, say("model/rl 不是从当前随包发布的课程助手训练出来的：重新运行实验 05",
+                                 "model/rl was not trained from the course assistant shipped now: rerun lab 05"))
     before = load_agent_eval(ctx.ws, AGENT_EVAL_COURSE)["rows"]
     after = load_agent_eval(ctx.ws, AGENT_EVAL_RL)["rows"]
     if {r["question"] for r in before} != {r["question"] for r in after}:

@@ -8,7 +8,7 @@ from ..evidence import read_jsonl
 LAB = "05_rl.ipynb"
 CAMP = "GRPO：从可验证奖励中强化学习"
 RL_MODEL, NAIVE_MODEL = "model/rl", "model/rl-naive"
-KL_BOUND = 0.5  # nats per token: the policy stays near its reference (the quick run's largest step: ≈ 0.1)
+KL_BOUND = 0.5  # nats per token: the policy stays near its reference (the quick run's largest: 0.02-0.03)
 HW_HACK = "homework/rl/hack"
 HW_MIN_ROWS = 8
 
@@ -27,15 +27,34 @@ def _thirds(steps: list[dict], key: str) -> tuple[float | None, float | None]:
 
 
 def rescored(samples: list[dict], reward: str) -> list[str]:
-    """Saved completions whose stored rewards differ from what the reward functions give them now."""
-    from ...rl.rewards import score
+    """Saved completions whose stored rewards — each function's, and their weighted total, which the per-step
+    figures are made of — differ from what the reward functions give them now."""
+    from ...rl.rewards import reward_set, score
 
+    fns, weights = reward_set(reward)
+    w = {f.__name__: x for f, x in zip(fns, weights)}
     bad = []
     for i, s in enumerate(samples):
         mine = score(reward, [s["completion"]], kind=[s["kind"]], gold=[str(s["gold"])])
-        if any(abs(mine[k][0] - v) > 1e-9 for k, v in s["rewards"].items()) or set(mine) != set(s["rewards"]):
+        total = sum(w[k] * v[0] for k, v in mine.items())
+        if set(mine) != set(s["rewards"]) or any(abs(mine[k][0] - v) > 1e-9 for k, v in s["rewards"].items()) \
+                or abs(total - float(s["reward"])) > 1e-6:
             bad.append(f"sample {i} (step {s['step']})")
     return bad
+
+
+def _unverified(ctx, name: str, reward: str) -> list[str]:
+    """What does not hold in run ``name``: its reward is ``reward``, every saved completion rescored, trl's per-step
+    figures recomputed (empty: the run's figures hold)."""
+    from ...rl.figures import agree
+
+    art = ctx.get(name)
+    if art.metrics.get("reward") != reward:
+        return [f"{name} was trained with the {art.metrics.get('reward')!r} reward, not {reward!r}"]
+    samples = _samples(ctx, name)
+    if not samples:
+        return [f"{name} saved no completions"]
+    return rescored(samples, reward) + agree(art.metrics, samples)
 
 
 @check("rl.figures", LAB, "GRPO 的数字可复算", "GRPO's figures recomputed", needs=(RL_MODEL,),
@@ -47,15 +66,11 @@ def rescored(samples: list[dict], reward: str) -> list[str]:
        hint="run lab 05's GRPO cell (section 3) to the end; do not edit model/rl's files",
        hint_zh="把实验 05 第 3 节的 GRPO 单元格运行到底；不要修改 model/rl 里的文件", camp=CAMP)
 def figures(ctx):
-    from ...rl.figures import agree
-
     art = ctx.get(RL_MODEL)
     samples = _samples(ctx, RL_MODEL)
-    bad = rescored(samples, art.metrics.get("reward", "checked")) + agree(art.metrics, samples)
+    bad = _unverified(ctx, RL_MODEL, "checked")
     figure = say(f"{len(samples)} 条补全，{len(art.metrics.get('per_step', []))} 步",
                  f"{len(samples)} completions, {len(art.metrics.get('per_step', []))} steps")
-    if not samples:
-        return Outcome(False, say("没有保存的补全", "no saved completions"))
     if bad:
         return Outcome(False, joined(figure, say(f"；对不上：{'; '.join(bad[:3])}", f"; differ: {'; '.join(bad[:3])}")))
     return Outcome(True, figure, value=len(samples))
@@ -98,6 +113,10 @@ def learned(ctx):
 def hacking(ctx):
     from ...rl.figures import per_step
 
+    bad = _unverified(ctx, NAIVE_MODEL, "naive")
+    if bad:
+        return Outcome(False, say(f"朴素奖励那次的数字对不上：{'; '.join(bad[:3])}", f"the naive run's figures differ: "
+                                                                          f"{'; '.join(bad[:3])}"))
     n_first, n_last = _thirds(per_step(_samples(ctx, NAIVE_MODEL)), "notool_called")
     _, c_last = _thirds(per_step(_samples(ctx, RL_MODEL)), "notool_called")
     if n_first is None or c_last is None:
