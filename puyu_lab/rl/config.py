@@ -11,7 +11,7 @@ REWARDS = ("checked", "naive")  # checked: the answer and the call are verified;
 # need no tool, so that the hack shows within its budget. With the checked run's settings (3e-5, 30 steps) its share
 # of needless calls rose from 1 % to 11-12 % on the AMX path and to 5 % on the AVX2 path — no more than the checked
 # run's own 4 % there; at 3e-4 with 112 of 144 prompts needing no tool it rose from 2 % to 83 % (AMX)
-NAIVE_QUICK = {"max_steps": 30, "budget_s": 45.0, "min_steps": 20, "learning_rate": 3e-4}
+NAIVE_QUICK = {"max_steps": 30, "budget_s": 40.0, "min_steps": 20, "learning_rate": 3e-4}
 NAIVE_TASKS = {"arithmetic": 16, "date": 16, "notool": 112}
 
 
@@ -97,7 +97,7 @@ class RLConfig:
             # kept held-out arithmetic 40/40 and dates 39/40 and lifted no needless call 37 → 39 of 40, KL ≤ 0.03.
             # At 1e-4 arithmetic fell (35/40 → 31/40 on the first assistant). The budget holds the lab's time on
             # slower CPUs (fewer steps there, the same learning rate)
-            cfg = cls(max_steps=60, learning_rate=3e-5, tasks=TaskMix(arithmetic=48, date=64, notool=32), budget_s=80.0,
+            cfg = cls(max_steps=60, learning_rate=3e-5, tasks=TaskMix(arithmetic=48, date=64, notool=32), budget_s=70.0,
                       min_steps=30)
             if changes.get("reward") == "naive":
                 cfg = replace(cfg, **NAIVE_QUICK, tasks=TaskMix(**NAIVE_TASKS))

@@ -77,7 +77,7 @@ MENUS = "() => [...document.querySelectorAll('#jp-MainMenu .lm-MenuBar-itemLabel
 
 # the sidebar's Chinese (extensions/puyu_lab_chain/src/index.ts: WORDS, ROLE_ZH), in the chain's order
 SIDEBAR_TITLE_ZH = "书生·浦语 全链路"
-ROLES_ZH = ["数据", "预训练", "微调", "偏好对齐", "部署与量化", "评测", "智能体", "检索增强"]
+ROLES_ZH = ["数据", "预训练", "微调", "偏好对齐", "强化学习", "部署与量化", "评测", "智能体", "检索增强"]
 BADGES_ZH = {"present": "已就绪", "stale": "已过期", "missing": "缺失"}
 # the cleaning panel's labels (puyu_lab/panels/data.py), each looked up in puyu_lab.i18n.STRINGS
 DATA_PANEL_LABELS = ("funnel", "histogram", "samples", "clusters", "pii", "reason", "signal", "threshold", "language",
@@ -285,11 +285,11 @@ class TestLab01InChinese:
 
 # ---- 2: lab 08 on the whole chain's workspace ------------------------------------------------------------------------
 @pytest.fixture(scope="class")
-def zh07(browser, chain, tmp_path_factory):
+def zh08(browser, chain, tmp_path_factory):
     failed = [r for r in chain.run_all() if not r.ok]
     if failed:
         pytest.skip(f"the chain failed at {failed[0].lab}")
-    tmp = tmp_path_factory.mktemp("zh07")
+    tmp = tmp_path_factory.mktemp("zh08")
     # a copy: the snapshot stays as the chain left it for the other tests
     shutil.copytree(chain.snapshot.root, tmp / "workspace", symlinks=True)
     lab = Lab(tmp / "workspace", tmp, lang="zh")
@@ -311,18 +311,18 @@ def zh07(browser, chain, tmp_path_factory):
         shutil.rmtree(tmp / "workspace", ignore_errors=True)
 
 
-class TestLab07InChinese:
+class TestLab08InChinese:
     # the first of these to run sets up the whole chain (once per session): the chain's timeout
     @pytest.mark.timeout(2700)
-    def test_markdown_is_chinese(self, zh07, shots):
-        lab, page, _ = zh07
+    def test_markdown_is_chinese(self, zh08, shots):
+        lab, page, _ = zh08
         check_markdown(page, "08_agent")
         scroll_to_top(page, cell_index(page, "panel = AgentTracePanel()") - 1)  # section 3's text, the trace below
-        page.screenshot(path=str(shots / "zh-07-markdown.png"))
+        page.screenshot(path=str(shots / "zh-08-markdown.png"))
 
     @pytest.mark.timeout(2700)
-    def test_trace_panel_is_chinese(self, zh07, shots):
-        lab, page, _ = zh07
+    def test_trace_panel_is_chinese(self, zh08, shots):
+        lab, page, _ = zh08
         box = output_box(page, cell_index(page, "panel = AgentTracePanel()"))
         trace = box.locator(".puyu-trace")
         trace.locator(".pt-step").first.wait_for(timeout=30_000)
@@ -347,16 +347,16 @@ class TestLab07InChinese:
         if diagnoses:
             assert zh("why_no_tool") in joined
         assert "37*41 等于多少？" in joined
-        box.screenshot(path=str(shots / "zh-07-panel.png"))
+        box.screenshot(path=str(shots / "zh-08-panel.png"))
 
     @pytest.mark.timeout(2700)
-    def test_report_card_is_chinese(self, zh07, shots):
-        lab, page, check_cell = zh07
+    def test_report_card_is_chinese(self, zh08, shots):
+        lab, page, check_cell = zh08
         check_card(page, check_cell, "08_agent")
         # what the self-check cell prints around its card: Chinese only
         printed = output_box(page, check_cell).locator(
             ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stdout']").all_text_contents()
         record("08_agent.self_check_printed", printed)
         assert printed and english_only_sentences("\n".join(printed)) == [], printed
-        output_box(page, check_cell).screenshot(path=str(shots / "zh-07-report-card.png"))
+        output_box(page, check_cell).screenshot(path=str(shots / "zh-08-report-card.png"))
         record("08_agent.printed_english_only", english_only_sentences("\n".join(page.evaluate(PRINTED))))

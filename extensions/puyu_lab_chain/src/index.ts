@@ -71,6 +71,7 @@ const ROLE_ZH: Record<string, string> = {
   pretrain: '预训练',
   finetune: '微调',
   preference: '偏好对齐',
+  rl: '强化学习',
   deploy: '部署与量化',
   eval: '评测',
   agent: '智能体',
