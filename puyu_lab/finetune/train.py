@@ -66,7 +66,8 @@ def finetune(ws: Workspace, cfg: SFTConfig | None = None, *, on_event: Callable[
     em = Emitter("finetune", on_event)
     base_path, base_art = resolve_base(ws, cfg.base)
     data_art = ws.get(SFT_DATA) if ws.exists(SFT_DATA) else None
-    if data_art is None or data_art.params.get("data") != asdict(cfg.data) or \
+    # compared as the manifest stores them (JSON: a tuple of settings reads back as a list)
+    if data_art is None or data_art.params.get("data") != json.loads(json.dumps(asdict(cfg.data))) or \
             data_art.params.get("custom_data") != cfg.custom_data:
         data_art = prepare_data(ws, cfg)  # missing, or built with other settings (another name …)
     tok = load_tokenizer(base_path, trust_remote_code=cfg.trust_remote_code)

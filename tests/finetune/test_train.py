@@ -27,6 +27,21 @@ def test_three_methods_run_and_qlora_holds_least_memory(ws):
     assert mem["lora"]["optimizer_mb"] < mem["full"]["optimizer_mb"] / 2  # only the adapters have Adam state
 
 
+def test_sft_data_is_kept_when_the_settings_are_the_same(ws):
+    """sft/data is rebuilt only when its settings change, a tuple setting included (the manifest stores it as JSON:
+    read back as a list, it once looked changed, so every LoRA / QLoRA run of the lab rebuilt sft/data and left
+    model/sft made from an older one — the grader flagged the honest bundle's lineage)."""
+    from dataclasses import replace
+
+    with_forms = cfg(data=replace(SMALL_DATA, date_questions=("What day is {days} days after {date}?",)))
+    finetune(ws, with_forms, save=False)
+    made = ws.get("sft/data").id
+    finetune(ws, with_forms, save=False)
+    assert ws.get("sft/data").id == made, "the same settings rebuilt sft/data"
+    finetune(ws, cfg(), save=False)  # other settings: rebuilt
+    assert ws.get("sft/data").id != made
+
+
 def test_merged_model_equals_adapter_model(ws):
     import torch
     from peft import PeftModel
