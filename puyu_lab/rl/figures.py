@@ -13,7 +13,9 @@ def per_step(samples: list[dict]) -> list[dict]:
     """Per optimizer step: the mean reward; its spread over the step's completions (trl 1.x's ``reward_std``:
     the standard deviation of the whole batch) and within groups (``group_std``: the mean of each group's standard
     deviation, the spread GRPO's advantages are made of); the share of groups with no spread, which teach nothing
-    (trl's ``frac_reward_zero_std``); the share of completions whose answer was correct (checked runs); the share
+    (trl's ``frac_reward_zero_std``); the share of completions whose answer was correct (checked runs), and of the tool
+    questions' alone (``tool_correct``: the mean reward mixes kinds whose best score differs, 1.5 with a call and 1.0
+    without, so it moves with the step's draw of questions); the share
     of no-tool questions answered with a call."""
     by_step: dict[int, list[dict]] = {}
     for s in samples:
@@ -27,10 +29,12 @@ def per_step(samples: list[dict]) -> list[dict]:
         stds = [_std(g) for g in groups.values()]
         notool = [r for r in rows if r["kind"] == "notool"]
         correct = [r["rewards"]["answer_correct"] for r in rows if "answer_correct" in r["rewards"]]
+        tool = [r["rewards"]["answer_correct"] for r in rows if "answer_correct" in r["rewards"] and r["kind"] != "notool"]
         out.append({"step": step, "reward": sum(r["reward"] for r in rows) / len(rows),
                     "reward_std": _std([r["reward"] for r in rows]), "group_std": sum(stds) / len(stds),
                     "frac_reward_zero_std": sum(s == 0 for s in stds) / len(stds),
                     "correct": sum(correct) / len(correct) if correct else None,
+                    "tool_correct": sum(tool) / len(tool) if tool else None,
                     "notool_called": (sum("<|action_start|>" in r["completion"] for r in notool) / len(notool)
                                       if notool else None)})
     return out

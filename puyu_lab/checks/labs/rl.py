@@ -77,10 +77,12 @@ def figures(ctx):
 
 
 @check("rl.learned", LAB, "奖励上升，KL 有界", "Reward up, KL bounded", needs=(RL_MODEL,),
-       verifies=f"recomputed from model/rl's saved completions, the mean checked reward of the last third of the "
-                f"steps is above the first third's; the KL to the reference trl logged stays ≤ {KL_BOUND} at every step",
-       verifies_zh=f"由 model/rl 保存的补全重新计算：后三分之一训练步的平均奖励高于前三分之一；trl 记录的每一步对参考模型的 KL "
-                   f"都不超过 {KL_BOUND}",
+       verifies=f"recomputed from model/rl's saved completions, the tool questions are answered right more often in the "
+                f"last third of the steps than in the first (the mean reward is shown beside it: it mixes kinds whose best "
+                f"score differs, so it moves with each step's draw of questions); the KL to the reference trl logged stays "
+                f"≤ {KL_BOUND} at every step",
+       verifies_zh=f"由 model/rl 保存的补全重新计算：后三分之一训练步里工具题答对的比例高于前三分之一（旁边列出平均奖励：它混合了满分不同的"
+                   f"几类题，会随每一步抽到的题目起伏）；trl 记录的每一步对参考模型的 KL 都不超过 {KL_BOUND}",
        hint="train longer (`cfg = replace(cfg, max_steps=…, budget_s=None)`) or at a higher `learning_rate`; if the KL "
             "grows past the bound, lower the rate or raise `beta`",
        hint_zh="训练更久（`cfg = replace(cfg, max_steps=…, budget_s=None)`）或调高 `learning_rate`；如果 KL 超过上限，"
@@ -89,17 +91,20 @@ def learned(ctx):
     from ...rl.figures import per_step
 
     art = ctx.get(RL_MODEL)
-    first, last = _thirds(per_step(_samples(ctx, RL_MODEL)), "reward")
+    steps = per_step(_samples(ctx, RL_MODEL))
+    first, last = _thirds(steps, "tool_correct")
+    r_first, r_last = _thirds(steps, "reward")
     if first is None:
-        return Outcome(False, say("没有保存的补全", "no saved completions"))
+        return Outcome(False, say("没有保存的工具题补全", "no saved completions of tool questions"))
     kls = [r["kl"] for r in art.metrics.get("per_step", []) if r.get("kl") is not None]
     kl = max(kls) if kls else None
-    figure = say(f"平均奖励 {first:+.3f} → {last:+.3f}；KL 最大 {kl if kl is None else round(kl, 4)}",
-                 f"mean reward {first:+.3f} → {last:+.3f}; KL max {kl if kl is None else round(kl, 4)}")
+    figure = say(f"工具题答对 {first:.1%} → {last:.1%}（平均奖励 {r_first:+.3f} → {r_last:+.3f}）；KL 最大 "
+                 f"{kl if kl is None else round(kl, 4)}",
+                 f"tool questions right {first:.1%} → {last:.1%} (mean reward {r_first:+.3f} → {r_last:+.3f}); KL max "
+                 f"{kl if kl is None else round(kl, 4)}")
     if kl is None:
         return Outcome(False, joined(figure, say("（没有 KL：beta 为 0）", " (no KL: beta is 0)")))
-    return Outcome(last > first and kl <= KL_BOUND, figure, value=round(last - first, 4),
-                   claimed=None)
+    return Outcome(last > first and kl <= KL_BOUND, figure, value=round(last - first, 4))
 
 
 @check("rl.hacking", LAB, "奖励投机看得见", "Reward hacking, shown", needs=(RL_MODEL, NAIVE_MODEL),
