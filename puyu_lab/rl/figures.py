@@ -40,6 +40,16 @@ def per_step(samples: list[dict]) -> list[dict]:
     return out
 
 
+def thirds(steps: list[dict], key: str) -> tuple[float | None, float | None]:
+    """``key``'s mean over the first and the last third of the steps that have it (``None``, ``None`` where none
+    does): how the lab and its checks read a run's start and end."""
+    rows = [r for r in steps if r.get(key) is not None]
+    if not rows:
+        return None, None
+    k = max(1, len(rows) // 3)
+    return sum(r[key] for r in rows[:k]) / k, sum(r[key] for r in rows[-k:]) / k
+
+
 def agree(manifest_metrics: dict, samples: list[dict], tol: float = 1e-4) -> list[str]:
     """Where trl's logged per-step reward, reward_std and frac_reward_zero_std differ from the ones recomputed from ``samples`` (empty:
     the figures hold)."""

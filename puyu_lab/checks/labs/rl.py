@@ -17,30 +17,23 @@ def _samples(ctx, name: str) -> list[dict]:
     return ctx.cached(f"rl_samples:{name}", lambda: read_jsonl(ctx.get(name).file("samples.jsonl")))
 
 
-def _thirds(steps: list[dict], key: str) -> tuple[float | None, float | None]:
-    """``key``'s mean over the first and the last third of the steps (None where no step has it)."""
-    rows = [r for r in steps if r.get(key) is not None]
-    if not rows:
-        return None, None
-    k = max(1, len(rows) // 3)
-    return (sum(r[key] for r in rows[:k]) / k, sum(r[key] for r in rows[-k:]) / k)
+def _steps(ctx, name: str) -> list[dict]:
+    from ...rl.figures import per_step
+
+    return ctx.cached(f"rl_steps:{name}", lambda: per_step(_samples(ctx, name)))
 
 
 def rescored(samples: list[dict], reward: str) -> list[str]:
     """Saved completions whose stored rewards — each function's, and their weighted total, which the per-step
     figures are made of — differ from what the reward functions give them now."""
-    from ...rl.rewards import reward_set, score
+    from ...rl.rewards import score, total
 
-    fns, weights = reward_set(reward)
-    w = {f.__name__: x for f, x in zip(fns, weights)}
-    bad = []
-    for i, s in enumerate(samples):
-        mine = score(reward, [s["completion"]], kind=[s["kind"]], gold=[str(s["gold"])])
-        total = sum(w[k] * v[0] for k, v in mine.items())
-        if set(mine) != set(s["rewards"]) or any(abs(mine[k][0] - v) > 1e-9 for k, v in s["rewards"].items()) \
-                or abs(total - float(s["reward"])) > 1e-6:
-            bad.append(f"sample {i} (step {s['step']})")
-    return bad
+    comps = [s["completion"] for s in samples]
+    cols = {"kind": [s["kind"] for s in samples], "gold": [str(s["gold"]) for s in samples]}
+    parts, totals = score(reward, comps, **cols), total(reward, comps, **cols)
+    return [f"sample {i} (step {s['step']})" for i, s in enumerate(samples)
+            if set(parts) != set(s["rewards"]) or any(abs(parts[k][i] - v) > 1e-9 for k, v in s["rewards"].items())
+            or abs(totals[i] - float(s["reward"])) > 1e-6]
 
 
 def _unverified(ctx, name: str, reward: str) -> list[str]:
@@ -88,12 +81,11 @@ def figures(ctx):
        hint_zh="训练更久（`cfg = replace(cfg, max_steps=…, budget_s=None)`）或调高 `learning_rate`；如果 KL 超过上限，"
                "就调低学习率或调高 `beta`", camp=CAMP)
 def learned(ctx):
-    from ...rl.figures import per_step
+    from ...rl.figures import thirds
 
     art = ctx.get(RL_MODEL)
-    steps = per_step(_samples(ctx, RL_MODEL))
-    first, last = _thirds(steps, "tool_correct")
-    r_first, r_last = _thirds(steps, "reward")
+    first, last = thirds(_steps(ctx, RL_MODEL), "tool_correct")
+    r_first, r_last = thirds(_steps(ctx, RL_MODEL), "reward")
     if first is None:
         return Outcome(False, say("没有保存的工具题补全", "no saved completions of tool questions"))
     kls = [r["kl"] for r in art.metrics.get("per_step", []) if r.get("kl") is not None]
@@ -116,14 +108,14 @@ def learned(ctx):
        hint="run lab 05's naive-reward cell (section 4) to the end after the checked run",
        hint_zh="在可验证奖励的训练之后，把实验 05 第 4 节的朴素奖励单元格运行到底", camp=CAMP)
 def hacking(ctx):
-    from ...rl.figures import per_step
+    from ...rl.figures import thirds
 
     bad = _unverified(ctx, NAIVE_MODEL, "naive")
     if bad:
         return Outcome(False, say(f"朴素奖励那次的数字对不上：{'; '.join(bad[:3])}", f"the naive run's figures differ: "
                                                                           f"{'; '.join(bad[:3])}"))
-    n_first, n_last = _thirds(per_step(_samples(ctx, NAIVE_MODEL)), "notool_called")
-    _, c_last = _thirds(per_step(_samples(ctx, RL_MODEL)), "notool_called")
+    n_first, n_last = thirds(_steps(ctx, NAIVE_MODEL), "notool_called")
+    _, c_last = thirds(_steps(ctx, RL_MODEL), "notool_called")
     if n_first is None or c_last is None:
         return Outcome(False, say("没有无需工具的问题被采样", "no no-tool question was sampled"))
     figure = say(f"朴素奖励：无需工具却调用 {n_first:.0%} → {n_last:.0%}；可验证奖励：{c_last:.0%}",
