@@ -326,9 +326,10 @@ def _rag(f: Figures) -> None:
         "rag.grounded: retrieval helps, up to the extractive reader's ceiling"
     assert f["answer_chance"] <= f["answer_in_passage"], "a random pick is right no more often than the ceiling"
     assert f["chunks"] > 0 and f["seconds"] > 0
-    # rag.course: the shipped course assistant reads the same passages
-    assert f["course_answer_rag"] >= 0.6 and f["course_answer_rag"] > max(f["answer_chance"], f["course_answer_none"])
-    _fractions(f, "course_answer_rag_free")
+    # rag.course: the shipped course assistant reads the same passages and writes the answer itself
+    assert f["course_answer_rag_free"] >= 0.6 and \
+        f["course_answer_rag_free"] > max(f["answer_chance"], f["course_answer_none"])
+    _fractions(f, "course_answer_rag")
 
 
 FIGURE_BOUNDS = {"00_tour": _tour, "01_data": _data, "02_pretrain": _pretrain, "03_finetune": _finetune,
@@ -372,15 +373,15 @@ CHAIN_FIGURES = {
     "08_agent": dict(arithmetic_with_tools=0, arithmetic_direct=0, date_with_tools=0, date_direct=0,
                      notool_with_tools=0.925, call_valid=1, p_action_start=0.2344, constrained_call_valid=1,
                      Q4_K_M_arithmetic_with_tools=0, copy_gain=0.011, course_arithmetic_with_tools=1,
-                     course_date_with_tools=0.975, course_notool_with_tools=0.925, course_copy_gain=6.362,
-                     course_copied=0.0, course_Q4_K_M_arithmetic_with_tools=1, course_Q4_K_M_date_with_tools=1,
-                     rl_arithmetic_with_tools=1, rl_date_with_tools=0.975, rl_notool_with_tools=0.975,
-                     rl_Q4_K_M_arithmetic_with_tools=1, rl_Q4_K_M_date_with_tools=0.975),
+                     course_date_with_tools=0.95, course_notool_with_tools=0.975, course_copy_gain=6.578,
+                     course_copied=0.0, course_Q4_K_M_arithmetic_with_tools=1, course_Q4_K_M_date_with_tools=0.975,
+                     rl_arithmetic_with_tools=1, rl_date_with_tools=0.95, rl_notool_with_tools=1,
+                     rl_Q4_K_M_arithmetic_with_tools=1, rl_Q4_K_M_date_with_tools=0.95),
     "09_rag": {"hybrid_hit@5": 0.9667, "sparse_hit@5": 0.9667, "dense_hit@5": 0.3667, "hybrid_mrr": 0.9097,
                "sparse_mrr": 0.9125, "dense_mrr": 0.2285, "threshold": 13.93, "refusal_precision": 0.7215,
                "refusal_recall": 0.95, "answer_rag": 0.6167, "answer_rag_free": 0, "answer_none": 0, "chunks": 12438,
-               "seconds": 65.1, "answer_chance": 0.5614, "answer_in_passage": 0.9333, "course_answer_rag_free": 0.55,
-               "course_answer_rag": 0.8333, "course_answer_none": 0},
+               "seconds": 65.1, "answer_chance": 0.5614, "answer_in_passage": 0.9333, "course_answer_rag_free": 0.85,
+               "course_answer_rag": 0.8667, "course_answer_none": 0},
 }
 
 

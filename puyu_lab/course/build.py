@@ -18,6 +18,7 @@ assistant and the tokenizer into the package (bf16, with sha256s) — see :mod:`
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import random
@@ -33,6 +34,7 @@ from ..models.probes import induction_threshold, probe_margin
 from .copyrich import copy_rich_documents
 
 TOKENIZER = "tokenizer/spm"
+READING_VERSION = 2  # the rule of .reading (2: sources by share, news beside reviews)
 OTHER_LENGTHS = (24, 40)  # the copy probe's run length is 32; these lengths catch a head that looks back 32 positions
 
 
@@ -350,9 +352,13 @@ def sft_config(ws: Workspace, cfg: CourseConfig, *, base: str):
                    seed=cfg.seed)
     custom = None
     if cfg.reading_examples:
-        custom = ws.root / "course_reading.jsonl"
+        # named by what made it, so a changed recipe writes (and fine-tunes on) a new file
+        mix = tuple((str(s), float(w)) for s, w in cfg.reading_mix)
+        key = hashlib.sha256(json.dumps([cfg.reading_examples, mix, cfg.seed, READING_VERSION]).encode()).hexdigest()
+        custom = ws.root / f"course_reading-{key[:12]}.jsonl"
         if not custom.is_file():
-            rows = reading_conversations(load_corpus(ws, "train").to_list(), cfg.reading_examples, seed=cfg.seed)
+            rows = reading_conversations(load_corpus(ws, "train").to_list(), cfg.reading_examples, seed=cfg.seed,
+                                         mix=mix)
             tmp = custom.with_suffix(".partial")
             tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
             tmp.replace(custom)

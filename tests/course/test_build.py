@@ -90,6 +90,13 @@ def test_a_few_steps_a_phase_build_every_artifact_and_resume_where_they_stopped(
     assert [p["name"] for p in b.manifest["parents"]][-1] == prev  # phase b from the last copy phase's weights
     assert ws.exists("model/sft") and ws.get("model/sft").manifest["params"]["config"]["base"] == "model/course-b"
     assert ws.get("sft/data").metrics["train_custom"] > 0  # the reading-comprehension conversations
+    reading = [json.loads(x) for x in open(ws.get("sft/data").params["custom_data"], encoding="utf-8")]
+    assert {r["source"] for r in reading} == {"news-zh", "reviews-zh"}
+    # another reading recipe is another file, so the assistant is fine-tuned again
+    from puyu_lab.course.build import sft_config
+
+    again = sft_config(ws, replace(cfg, reading_mix=(("reviews-zh", 1.0),)), base="model/course-b").custom_data
+    assert again != ws.get("sft/data").params["custom_data"]
     other = replace(cfg, phases=(cfg.phases[0], replace(cfg.phases[1], copy_share=0.9), *cfg.phases[2:]))
     build(ws.root, other, until=cfg.phases[1].name)
     assert ws.get(corpus_c).params["copy_share"] == 0.9 and ws.get(model_c).metrics["steps"] == cfg.phases[1].max_steps
@@ -205,3 +212,28 @@ def test_a_seed_carries_the_finished_phases_to_a_new_workspace_and_a_changed_byt
     assert [p["phase"] for p in phases] == [p.name for p in cfg.phases]
     shipped = [{k: v for k, v in q.items() if k != "tokens_total"} for q in phases[0]["probe_curve"]]
     assert shipped == json.loads((ws.get("model/course-a").path / "probe_curve.json").read_text())
+
+
+def test_reading_conversations_come_in_their_sources_shares_and_answer_from_their_passage(layers, tmp_path):
+    from puyu_lab.artifacts import load_corpus
+    from puyu_lab.course.reading import reading_conversations
+    from puyu_lab.data.pipeline import is_heldout
+    from puyu_lab.rag.questions import PROMPT
+
+    ws = layers.workspace("corpus", tmp_path / "ws")
+    docs = load_corpus(ws, "train").to_list()
+    rows = reading_conversations(docs, 40, seed=1, mix=(("news-zh", 0.5), ("reviews-zh", 0.5)))
+    assert [sum(r["source"] == s for r in rows) for s in ("news-zh", "reviews-zh")] == [20, 20]
+    ids = {str(d["id"]) for d in docs}
+    assert all(r["doc"] in ids and not is_heldout(r["doc"], 0.05) for r in rows)  # the RAG lab asks held-out news
+    for r in rows:
+        system, user, reply = r["messages"]
+        assert system["role"] == "system" and user["content"].startswith(PROMPT.split("{")[0])
+        left, right = user["content"][len("填空："):].split("____")
+        answer = reply["content"][len(left):len(reply["content"]) - len(right)]
+        assert reply["content"] == left + answer + right and left + answer + right in system["content"]
+    assert rows == reading_conversations(docs, 40, seed=1, mix=(("news-zh", 0.5), ("reviews-zh", 0.5)))
+    import pytest
+
+    with pytest.raises(ValueError, match="no documents from wiki-xx"):
+        reading_conversations(docs, 4, mix=(("wiki-xx", 1.0),))
