@@ -35,6 +35,7 @@ from .copyrich import copy_rich_documents
 
 TOKENIZER = "tokenizer/spm"
 READING_VERSION = 2  # the rule of .reading (2: sources by share, news beside reviews)
+SFT_SESSION = "course-sft.session.json"  # under runs/: the fine-tune's machine and wall time
 OTHER_LENGTHS = (24, 40)  # the copy probe's run length is 32; these lengths catch a head that looks back 32 positions
 
 
@@ -82,8 +83,14 @@ def build(home: str | Path, cfg: CourseConfig | None = None, *, on_event: Callab
     scfg = sft_config(ws, cfg, base=prev)
     if not _finished(ws, "model/sft", scfg.to_dict()):
         from ..finetune.entry import run as finetune_run
+        from ..numerics import machine
 
+        t0 = time.perf_counter()
         finetune_run(ws, scfg, on_event=on_event, stop=stop)
+        # the fine-tune's machine and wall time, beside the phases' records (ship copies them into the manifest)
+        if ws.exists("model/sft"):
+            _write_json(ws.root / "runs" / SFT_SESSION, {"artifact": ws.get("model/sft").id, "machine": machine(),
+                                                          "seconds": round(time.perf_counter() - t0, 1)})
     return ws
 
 

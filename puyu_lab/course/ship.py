@@ -41,9 +41,38 @@ def _record(ws: Workspace) -> dict:
                               "copy_gain": m.get("copy_gain"), "tokens_per_s": rate, "probe_curve": curve})
         before += phase["tokens_seen"]
     if ws.exists("model/sft"):
-        m = ws.get("model/sft").metrics
-        rec["sft"] = {k: m.get(k) for k in ("steps", "eval_loss", "train_seconds", "tokens_per_s") if k in m}
+        rec["sft"] = _sft_record(ws)
     rec["tokens_seen"] = sum(p.get("tokens_seen") or 0 for p in rec["phases"])
+    return rec
+
+
+def _sft_record(ws: Workspace) -> dict:
+    """The fine-tune's figures, recipe and data: its steps and seconds, the rate and length it trained at, the
+    mixture's settings and the reading conversations per source; the machine where the build recorded it."""
+    from .build import SFT_SESSION
+
+    art = ws.get("model/sft")
+    m = art.metrics
+    rec = {k: m[k] for k in ("steps", "seconds", "eval_loss", "tokens_per_s", "precision", "precision_reason",
+                             "conversations", "truncated", "dropped_untrained") if k in m}
+    cfg = art.params.get("config") or {}
+    rec["config"] = {k: cfg.get(k) for k in ("learning_rate", "epochs", "max_length", "method")}
+    if ws.exists("sft/data"):
+        data = ws.get("sft/data").params
+        rec["data"] = data.get("data")
+        custom = data.get("custom_data")
+        if custom and Path(custom).is_file():
+            sources: dict = {}
+            for line in Path(custom).read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    src = json.loads(line).get("source", "?")
+                    sources[src] = sources.get(src, 0) + 1
+            rec["reading"] = {"file": Path(custom).name, "sources": sources}
+    session = ws.root / "runs" / SFT_SESSION
+    if session.is_file():
+        s = json.loads(session.read_text(encoding="utf-8"))
+        if s.get("artifact") == art.id:  # recorded for this very fine-tune
+            rec.update(machine=s.get("machine"), wall_seconds=s.get("seconds"))
     return rec
 
 

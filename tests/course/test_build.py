@@ -132,6 +132,11 @@ def test_ship_writes_what_verify_and_the_model_layer_read_and_a_changed_byte_is_
     assert [p["phase"] for p in phases] == [p.name for p in cfg.phases]
     b = phases[-1]
     assert b["probe_curve"][0]["tokens_total"] == sum(p["tokens_seen"] for p in phases[:-1]) + b["probe_curve"][0]["tokens"]
+    # the fine-tune's wall time and machine, its recipe and its reading conversations per source
+    sft = m["build"]["sft"]
+    assert sft["steps"] == ws.get("model/sft").metrics["steps"] and sft["seconds"] > 0 and sft["wall_seconds"] >= sft["seconds"]
+    assert sft["machine"]["cores"] >= 1 and sft["config"]["max_length"] == cfg.sft_max_length
+    assert sum(sft["reading"]["sources"].values()) == cfg.reading_examples and set(sft["reading"]["sources"]) == {"news-zh", "reviews-zh"}
     base = course.load("base", root)
     assert base.model.dtype.is_floating_point and base.vocab_size() == TINY_PRESET["vocab_size"]
     assert all(t["question"] for t in course.heldout_tasks("arithmetic", root=root))
