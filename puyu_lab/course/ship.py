@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from ..models.course import COURSE_DIR, FOLDERS, HELDOUT, MANIFEST, shipped_manifest  # noqa: F401 (re-exported for the CLI)
@@ -62,12 +63,9 @@ def _sft_record(ws: Workspace) -> dict:
         rec["data"] = data.get("data")
         custom = data.get("custom_data")
         if custom and Path(custom).is_file():
-            sources: dict = {}
-            for line in Path(custom).read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    src = json.loads(line).get("source", "?")
-                    sources[src] = sources.get(src, 0) + 1
-            rec["reading"] = {"file": Path(custom).name, "sources": sources}
+            lines = Path(custom).read_text(encoding="utf-8").splitlines()
+            sources = Counter(json.loads(x).get("source", "?") for x in lines if x.strip())
+            rec["reading"] = {"file": Path(custom).name, "sources": dict(sources)}
     session = ws.root / "runs" / SFT_SESSION
     if session.is_file():
         s = json.loads(session.read_text(encoding="utf-8"))

@@ -93,11 +93,12 @@ class RLConfig:
                       tasks=TaskMix(arithmetic=600, date=400, notool=400))
         elif name == "full":
             cfg = cls(max_steps=120, tasks=TaskMix(arithmetic=200, date=120, notool=160))
-        else:  # quick: measured on the course assistant (2-core Xeon, AMX, bf16): 60 steps of 2 groups × 8
-            # kept held-out arithmetic 40/40 and dates 39/40 and lifted no needless call 37 → 39 of 40, KL ≤ 0.03.
-            # At 1e-4 arithmetic fell (35/40 → 31/40 on the first assistant). The budget holds the lab's time on
-            # slower CPUs (fewer steps there, the same learning rate). Most prompts are dates: there the course assistant
-            # has the most to learn (sampled answers right 81-89 % at the start), so the rise shows within the budget
+        else:  # quick: measured on the course assistant shipped before its reading data took news (2-core Xeon, AMX,
+            # bf16): 60 steps of 2 groups × 8 kept held-out arithmetic 40/40 and dates 39/40 and lifted no needless
+            # call 37 → 39 of 40, KL ≤ 0.03. At 1e-4 arithmetic fell (35/40 → 31/40 on the first assistant). The
+            # budget holds the lab's time on slower CPUs (fewer steps there, the same learning rate). Most prompts are
+            # dates: there the course assistant has the most to learn (sampled answers right 81-89 % at the start), so
+            # the rise shows within the budget
             cfg = cls(max_steps=60, learning_rate=3e-5, tasks=TaskMix(arithmetic=32, date=80, notool=32), budget_s=70.0,
                       min_steps=30)
             if changes.get("reward") == "naive":
